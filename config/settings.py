@@ -1,0 +1,185 @@
+"""Typed settings for the gatekeeper, read once at start-up from a TOML file and the environment.
+
+Operators and scripts rely on four environment names that must never change:
+``GATEKEEPER_UPSTREAM_URL``, ``GATEKEEPER_LISTEN``, ``GATEKEEPER_PUBLIC_URL`` and
+``GATEKEEPER_DATABASE_URL``. Every other field follows the same ``GATEKEEPER_<FIELD>`` rule.
+Environment variables win over the file, so a container can override one value of a shared file.
+
+Secrets are ``SecretStr``: they never show up in ``repr``, logs or ``check-config`` output.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources.utils import parse_env_vars
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/gatekeeper.db"
+_INJECTED_ENV: ContextVar[Mapping[str, str] | None] = ContextVar("injected_env", default=None)
+
+
+class ConfigError(Exception):
+    """A settings file or value is unusable; the message names the bad field."""
+
+
+class AuditSettings(BaseModel):
+    """How access-log rows are written: batched off the request path, never dropped silently."""
+
+    model_config = {"extra": "forbid"}
+
+    flush_interval_seconds: float = Field(default=0.5, gt=0, le=60)
+    """Longest time a finished request waits before its row is written."""
+    batch_size: int = Field(default=500, ge=1, le=100_000)
+    """Rows written in one transaction at most."""
+    json_log: bool = True
+    """Also emit each row as one JSON line on the ``gatekeeper.access`` logger."""
+
+
+class Settings(BaseSettings):
+    """Everything the gatekeeper needs to run; validated before anything starts."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GATEKEEPER_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    upstream_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:5001")
+    """Base URL of the Distribution registry behind the gatekeeper; never shown to clients."""
+    listen: str = "127.0.0.1:5000"
+    """``host:port`` the gatekeeper binds to."""
+    public_url: AnyHttpUrl | None = None
+    """URL clients use to reach the gatekeeper; ``Location`` and ``Link`` headers are rewritten to
+    it. Unset: derived from each request's ``Host`` and scheme."""
+    database_url: str = DEFAULT_DATABASE_URL
+    """SQLAlchemy async URL: ``sqlite+aiosqlite:///path`` or ``postgresql+asyncpg://...``."""
+
+    upstream_username: str | None = None
+    upstream_password: SecretStr | None = None
+    """Credentials the gatekeeper itself uses upstream (basic, or for the upstream's token server).
+    Clients never see them and never send their own upstream."""
+    upstream_storage_root: Path | None = None
+    """The registry's ``storage.filesystem.rootdirectory`` mounted read-only, so blob GETs that
+    pass the gate are served by sendfile instead of being copied through Python."""
+    upstream_timeout_seconds: float = Field(default=30.0, gt=0)
+    """Connect and header timeout for upstream requests; bodies are streamed without a limit."""
+
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    max_manifest_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    """Largest manifest body accepted on PUT (the spec suggests registries cap at 4 MiB)."""
+    log_level: str = "INFO"
+    audit: AuditSettings = AuditSettings()
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be host:port, for example 127.0.0.1:5000")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return level
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @model_validator(mode="after")
+    def _check_tls_pair(self) -> Self:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be set together")
+        return self
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first so it overrides the file, which arrives as init kwargs.
+        return _InjectableEnvSource(settings_cls), init_settings
+
+
+def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Build settings from an optional TOML file plus the environment.
+
+    ``env`` is injectable so tests never have to touch ``os.environ``.
+    Raises ConfigError naming the first bad field.
+    """
+    from pydantic import ValidationError
+
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{path}: no such file") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        if env is None:
+            return Settings(**data)
+        return _settings_with_env(data, env)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from exc
+
+
+def _settings_with_env(data: dict[str, Any], env: dict[str, str]) -> Settings:
+    token = _INJECTED_ENV.set(env)
+    try:
+        return Settings(**data)
+    finally:
+        _INJECTED_ENV.reset(token)
+
+
+class _InjectableEnvSource(EnvSettingsSource):
+    """Reads an injected mapping instead of ``os.environ`` when one is set (tests, tools)."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        injected = _INJECTED_ENV.get()
+        if injected is None:
+            return super()._load_env_vars()
+        return parse_env_vars(injected, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+def _describe(exc: Any, path: Path | None) -> str:
+    where = f"{path}: " if path else ""
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(part) for part in err["loc"]) or "(settings)"
+        lines.append(f"{where}{field}: {err['msg']}")
+    return "\n".join(lines)

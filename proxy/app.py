@@ -1,0 +1,84 @@
+"""The application factory: ``create_app(settings)`` builds a fully wired gatekeeper.
+
+One cleanup context owns every long-lived resource (database engine, access-log writer,
+upstream client session, token client) and closes them in reverse order, so a clean stop
+drains the access log while the database is still open.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from config.settings import Settings
+from proxy.audit import AuditWriter, access_log, add_request_id, build_middleware
+from proxy.errors import error_middleware
+from proxy.metrics import Metrics
+from proxy.names import check_raw_path
+from proxy.routes import UNAUDITED_PATHS, add_routes
+from proxy.state import SERVICES, Services, services
+from proxy.upstream import Upstream, make_client_session, make_token_client
+from storage.audit import AccessRecord
+from storage.db import create_engine, sessionmaker, upgrade
+
+log = logging.getLogger("gatekeeper")
+
+
+def _emit(request: web.Request, record: AccessRecord) -> None:
+    svc = services(request)
+    svc.metrics.observe(record)
+    if svc.settings.audit.json_log:
+        access_log.info(json.dumps(record.as_json(), separators=(",", ":")))
+    svc.audit.submit(record)
+
+
+@web.middleware
+async def path_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    """Refuse dot segments and encoded slashes before any handler sees the path."""
+    if request.raw_path.startswith("/v2/"):
+        check_raw_path(request.raw_path)
+    return await handler(request)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[build_middleware(_emit, UNAUDITED_PATHS), error_middleware, path_middleware],
+        # Manifest bodies are capped by their handler; blob bodies are streamed, never buffered.
+        client_max_size=settings.max_manifest_bytes + 1024,
+    )
+    add_routes(app)
+    app.on_response_prepare.append(add_request_id)
+    app.cleanup_ctx.append(_resources(settings))
+    return app
+
+
+def _resources(settings: Settings):  # type: ignore[no-untyped-def]
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        await upgrade(engine)
+        db = sessionmaker(engine)
+        writer = AuditWriter(db, settings.audit)
+        writer.start()
+        session = make_client_session(settings)
+        token_client = make_token_client(settings)
+        app[SERVICES] = Services(
+            settings=settings,
+            engine=engine,
+            db=db,
+            upstream=Upstream(settings, session, token_client),
+            audit=writer,
+            metrics=Metrics(),
+        )
+        log.info("gatekeeper ready: upstream %s", settings.upstream_url)
+        try:
+            yield
+        finally:
+            await token_client.aclose()
+            await session.close()
+            await writer.close()
+            await engine.dispose()
+
+    return ctx

@@ -1,0 +1,182 @@
+"""The access log: one row per request, written in batches off the request path.
+
+Rows are queued in memory and written by one background task, so a slow database never slows a
+pull. Nothing is dropped: a failed batch stays queued and is retried with back-off, and on a
+clean stop the writer drains the queue before the database is closed, so every served request
+has its row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from config.settings import AuditSettings
+from proxy.context import RequestInfo, info
+from proxy.errors import Handler, OCIError
+from storage.audit import AccessRecord, insert_records
+
+log = logging.getLogger("gatekeeper.audit")
+access_log = logging.getLogger("gatekeeper.access")
+
+
+class AuditWriter:
+    """Batches access records into the database."""
+
+    def __init__(self, db: async_sessionmaker[Any], settings: AuditSettings) -> None:
+        self._db = db
+        self._settings = settings
+        self._pending: deque[AccessRecord] = deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.written = 0
+
+    def submit(self, record: AccessRecord) -> None:
+        self._pending.append(record)
+        if len(self._pending) >= self._settings.batch_size:
+            self._wakeup.set()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._pending)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="audit-writer")
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            if not self._closing:
+                try:
+                    await asyncio.wait_for(
+                        self._wakeup.wait(), self._settings.flush_interval_seconds
+                    )
+                except TimeoutError:
+                    pass
+                self._wakeup.clear()
+            if not self._pending:
+                if self._closing:
+                    return
+                continue
+            if await self.flush_once():
+                backoff = 0.1
+            else:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def flush_once(self) -> bool:
+        """Write up to one batch; on failure the rows stay queued, in order."""
+        batch = [
+            self._pending[i] for i in range(min(len(self._pending), self._settings.batch_size))
+        ]
+        try:
+            async with self._db() as session, session.begin():
+                await insert_records(session, batch)
+        except Exception as exc:  # the database's failure must never lose rows
+            log.error("access-log write failed (%d rows kept for retry): %s", len(batch), exc)
+            return False
+        for _ in batch:
+            self._pending.popleft()
+        self.written += len(batch)
+        return True
+
+    async def close(self, timeout: float = 30.0) -> None:
+        """Drain the queue (retrying failures) for up to ``timeout`` seconds, then stop."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout)
+            except TimeoutError:
+                log.error("access log: %d rows could not be written at shutdown", self.backlog)
+                for record in self._pending:
+                    access_log.error(json.dumps({"unwritten": record.as_json()}))
+
+
+Emit = Callable[[web.Request, AccessRecord], None]
+
+
+def build_middleware(emit: Emit, unaudited: frozenset[str]) -> Any:
+    """The outermost middleware: times the request and emits its one access-log record."""
+
+    @web.middleware
+    async def audit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in unaudited:
+            return await handler(request)
+        started = time.perf_counter()
+        record = info(request)
+        record.request_id = uuid.uuid4().hex
+        response: web.StreamResponse | None = None
+        try:
+            response = await handler(request)
+            return response
+        finally:
+            emit(request, _record(request, record, response, started))
+
+    return audit_middleware
+
+
+async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: every answer, streamed or not, names its access-log row."""
+    request_id = info(request).request_id
+    if request_id:
+        response.headers["X-Request-Id"] = request_id
+
+
+def _record(
+    request: web.Request,
+    record: RequestInfo,
+    response: web.StreamResponse | None,
+    started: float,
+) -> AccessRecord:
+    err: OCIError | None = request.get("oci_error")
+    if response is None or record.client_aborted:
+        status = 499  # client closed the connection before an answer was complete
+    else:
+        status = response.status
+    if record.upstream_aborted:
+        status = 502
+    return AccessRecord(
+        time=datetime.now(UTC),
+        request_id=record.request_id,
+        client_addr=request.remote,
+        identity=record.identity,
+        method=request.method,
+        path=request.path[:2000],
+        action=record.action,
+        repository=record.repository,
+        reference=record.reference,
+        digest=record.digest,
+        status=status,
+        bytes_in=record.bytes_in,
+        bytes_out=_bytes_out(request, record, response),
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        upstream_status=record.upstream_status,
+        decision=record.decision,
+        reason=record.reason or (err.message if err else None),
+        error_code=err.code.code if err else None,
+    )
+
+
+def _bytes_out(request: web.Request, record: RequestInfo, response: web.StreamResponse | None) -> int:
+    if record.bytes_out is not None:
+        return int(record.bytes_out)
+    if response is None or request.method == "HEAD":
+        return 0
+    if isinstance(response, web.FileResponse):
+        return response.content_length or 0 if response.status in (200, 206) else 0
+    if isinstance(response, web.Response) and response.body is not None:
+        body = response.body
+        return len(body) if isinstance(body, bytes | bytearray) else response.content_length or 0
+    return 0

@@ -1,0 +1,185 @@
+"""``gatekeeper``: serve, check a config, migrate the database, read the access log."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import ssl
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from config.settings import ConfigError, Settings, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(Path(args.config) if args.config else None)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    # aiohttp's own access log would duplicate ours (and could log credentials in URLs).
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from proxy.app import create_app
+
+    settings = _settings(args)
+    _configure_logging(settings.log_level)
+    ssl_context = None
+    if settings.tls_cert and settings.tls_key:
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        ssl_context=ssl_context,
+        access_log=None,
+        print=None,
+        shutdown_timeout=30,
+    )
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    settings = load_settings(Path(args.file))
+    print(f"{args.file}: OK")
+    for name, value in settings.model_dump(mode="json").items():
+        if name in {"upstream_password"} and value is not None:
+            value = "**********"
+        print(f"  {name} = {json.dumps(value)}")
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from storage.db import create_engine, current_revision, upgrade
+
+    settings = _settings(args)
+
+    async def run() -> str | None:
+        engine = create_engine(settings.database_url)
+        try:
+            await upgrade(engine)
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    print(f"database at revision {asyncio.run(run())}")
+    return 0
+
+
+def _time(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from exc
+    return parsed if parsed.tzinfo else parsed.astimezone()
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from storage.audit import AuditQuery, query_records
+    from storage.db import create_engine, sessionmaker
+
+    settings = _settings(args)
+    query = AuditQuery(
+        repository=args.repository,
+        identity=args.identity,
+        action=args.action,
+        status=args.status,
+        digest=args.digest,
+        since=args.since,
+        until=args.until,
+        limit=args.limit,
+    )
+
+    async def run() -> list[dict[str, object]]:
+        engine = create_engine(settings.database_url)
+        try:
+            async with sessionmaker(engine)() as session:
+                return [r.as_json() for r in await query_records(session, query)]
+        finally:
+            await engine.dispose()
+
+    rows = asyncio.run(run())
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, separators=(",", ":")))
+    else:
+        _print_table(rows)
+    return 0
+
+
+TABLE_COLUMNS = ("time", "identity", "method", "action", "repository", "digest", "status",
+                 "bytes_in", "bytes_out", "duration_ms", "reason")
+
+
+def _print_table(rows: list[dict[str, object]]) -> None:
+    cells = [[_cell(name, row.get(name)) for name in TABLE_COLUMNS] for row in rows]
+    widths = [max([len(name), *(len(c[i]) for c in cells)]) for i, name in enumerate(TABLE_COLUMNS)]
+    print("  ".join(name.upper().ljust(w) for name, w in zip(TABLE_COLUMNS, widths, strict=True)))
+    for row_cells in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row_cells, widths, strict=True)).rstrip())
+
+
+def _cell(name: str, value: object) -> str:
+    if value is None:
+        return "-"
+    text = str(value)
+    if name == "digest" and len(text) > 19:
+        return text[:19]
+    if name == "time":
+        return text[:23]
+    return text[:60]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gatekeeper", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gatekeeper")
+    serve.add_argument("--config", help="TOML settings file (environment overrides it)")
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check-config", help="validate a settings file")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_check_config)
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_up = db_sub.add_parser("upgrade", help="apply schema migrations")
+    db_up.add_argument("--config")
+    db_up.set_defaults(func=cmd_db_upgrade)
+
+    audit = sub.add_parser("audit", help="query the access log")
+    audit.add_argument("--config")
+    audit.add_argument("--repository", "-r")
+    audit.add_argument("--identity", "-i")
+    audit.add_argument("--action", "-a")
+    audit.add_argument("--digest", "-d")
+    audit.add_argument("--status", "-s", type=int)
+    audit.add_argument("--since", type=_time, help="ISO 8601, inclusive")
+    audit.add_argument("--until", type=_time, help="ISO 8601, exclusive")
+    audit.add_argument("--limit", "-n", type=int, default=100)
+    audit.add_argument("--json", action="store_true", help="one JSON object per line")
+    audit.set_defaults(func=cmd_audit)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"gatekeeper: configuration error:\n{exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,1 @@
+"""One module per resource of the Distribution spec, each with one function per HTTP verb."""

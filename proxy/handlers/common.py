@@ -1,0 +1,75 @@
+"""Pieces every resource handler shares: validated path parts, scopes, forwarding."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+from yarl import URL
+
+from proxy.context import info
+from proxy.forward import counted_body, public_base, relay, request_headers
+from proxy.names import check_digest, check_name
+from proxy.state import services
+
+
+def repository(request: web.Request) -> str:
+    """The validated repository name, recorded for the access log."""
+    name = check_name(request.match_info["name"])
+    info(request).repository = name
+    return name
+
+
+def digest_param(request: web.Request, key: str = "digest") -> str:
+    """A validated digest from the path."""
+    digest = check_digest(request.match_info[key])
+    info(request).digest = digest
+    return digest
+
+
+def scopes(name: str, *actions: str) -> tuple[str, ...]:
+    return (f"repository:{name}:{','.join(actions)}",)
+
+
+def v2_path(name: str, *parts: str) -> str:
+    """An upstream path built only from validated, percent-encoded parts."""
+    return "/v2/" + name + "/" + "/".join(quote(part, safe="") for part in parts)
+
+
+def public(request: web.Request) -> URL:
+    configured = services(request).settings.public_url
+    return public_base(request, str(configured) if configured else None)
+
+
+async def forward(
+    request: web.Request,
+    path: str,
+    *,
+    scope: tuple[str, ...],
+    params: Mapping[str, str] | None = None,
+    stream_body: bool = False,
+    extra_headers: Mapping[str, str] | None = None,
+) -> web.StreamResponse:
+    """Send the request upstream (streaming its body if asked) and relay the answer."""
+    svc = services(request)
+    headers = request_headers(request)
+    headers.update(extra_headers or {})
+    data: Any = counted_body(request) if stream_body else None
+    if not stream_body:
+        headers.pop("Content-Length", None)
+        headers.pop("content-length", None)
+    resp = await svc.upstream.request(
+        request.method,
+        path,
+        scopes=scope,
+        params=params,
+        headers=headers,
+        data=data,
+        replayable=not stream_body,
+    )
+    try:
+        return await relay(request, resp, svc.upstream.base, public(request))
+    finally:
+        resp.release()

@@ -1,0 +1,167 @@
+"""``/v2/<name>/manifests/<reference>``: GET, HEAD, PUT, DELETE.
+
+Manifests are small (capped), so unlike blobs they are read whole: a pushed manifest is parsed
+and indexed before the push is acknowledged, and a pulled one is checked against the digest it
+was asked for, so a misbehaving upstream cannot hand out different bytes for a digest.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
+
+from proxy.context import info
+from proxy.errors import Code, OCIError
+from proxy.forward import request_headers, response_headers
+from proxy.handlers.common import public, repository, scopes, v2_path
+from proxy.names import check_reference, is_digest
+from proxy.oci import parse_manifest, sha256_digest
+from proxy.state import services
+from storage.manifests import forget_manifest, record_manifest
+
+log = logging.getLogger("gatekeeper.manifests")
+
+
+def _reference(request: web.Request) -> str:
+    reference = check_reference(request.match_info["reference"])
+    record = info(request)
+    record.reference = reference
+    if is_digest(reference):
+        record.digest = reference
+    return reference
+
+
+async def _read_capped(request: web.Request, limit: int) -> bytes:
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise OCIError(
+            Code.MANIFEST_TOO_LARGE,
+            f"manifest is {declared} bytes; the limit is {limit}",
+            {"size": declared, "limit": limit},
+        )
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise OCIError(
+            Code.MANIFEST_TOO_LARGE,
+            f"manifest is larger than the limit of {limit} bytes",
+            {"limit": limit},
+        )
+    info(request).bytes_in = len(body)
+    return body
+
+
+async def get(request: web.Request) -> web.StreamResponse:
+    """GET and HEAD. Bodies are buffered (they are capped) so the digest can be checked."""
+    record = info(request)
+    head = request.method == "HEAD"
+    record.action = "manifest.head" if head else "manifest.pull"
+    name = repository(request)
+    reference = _reference(request)
+    svc = services(request)
+    limit = svc.settings.max_manifest_bytes
+    async with await svc.upstream.request(
+        request.method,
+        v2_path(name, "manifests", reference),
+        scopes=scopes(name, "pull"),
+        headers=request_headers(request),
+    ) as resp:
+        record.upstream_status = resp.status
+        headers = response_headers(resp.headers, svc.upstream.base, public(request))
+        body = b"" if head else await resp.content.read(limit + 1)
+    if len(body) > limit:
+        raise OCIError(Code.UPSTREAM_BAD_GATEWAY, "upstream manifest exceeds the size limit")
+    digest = headers.get("Docker-Content-Digest")
+    if resp.status == 200:
+        if not head:
+            actual = sha256_digest(body)
+            expected = reference if is_digest(reference) else digest
+            if expected and expected.startswith("sha256:") and expected != actual:
+                log.error("upstream served %s for %s@%s", actual, name, expected)
+                raise OCIError(
+                    Code.UPSTREAM_BAD_GATEWAY,
+                    "the upstream served a manifest whose content does not match its digest",
+                    {"expected": expected, "actual": actual},
+                )
+            digest = actual
+        record.digest = digest or record.digest
+    record.bytes_out = len(body)
+    if head:
+        return web.Response(status=resp.status, headers=headers)
+    return web.Response(status=resp.status, body=body, headers=headers)
+
+
+async def put(request: web.Request) -> web.StreamResponse:
+    """Validate, forward, then index. The push only succeeds once the index has it."""
+    record = info(request)
+    record.action = "manifest.push"
+    name = repository(request)
+    reference = _reference(request)
+    svc = services(request)
+    body = await _read_capped(request, svc.settings.max_manifest_bytes)
+    content_type = request.headers.get("Content-Type")
+    computed = sha256_digest(body)
+    if is_digest(reference) and reference.startswith("sha256:") and reference != computed:
+        raise OCIError(
+            Code.DIGEST_INVALID,
+            f"manifest content has digest {computed}, not {reference}",
+            {"expected": reference, "actual": computed},
+        )
+    manifest = parse_manifest(name, body, content_type, computed)
+    headers = {"Content-Type": manifest.media_type}
+    async with await svc.upstream.request(
+        "PUT",
+        v2_path(name, "manifests", reference),
+        scopes=scopes(name, "pull", "push"),
+        headers=headers,
+        data=body,
+    ) as resp:
+        record.upstream_status = resp.status
+        out_headers = response_headers(resp.headers, svc.upstream.base, public(request))
+        answer = await resp.content.read(64 * 1024)
+    if resp.status != 201:
+        record.bytes_out = len(answer)
+        return web.Response(status=resp.status, body=answer, headers=out_headers)
+    upstream_digest = out_headers.get("Docker-Content-Digest", computed)
+    if upstream_digest != computed:
+        raise OCIError(
+            Code.UPSTREAM_BAD_GATEWAY,
+            "the upstream stored the manifest under a different digest",
+            {"expected": computed, "actual": upstream_digest},
+        )
+    record.digest = computed
+    try:
+        async with svc.db() as session, session.begin():
+            await record_manifest(session, manifest, None if is_digest(reference) else reference)
+    except SQLAlchemyError as exc:
+        log.error("could not index %s@%s: %s", name, computed, exc)
+        raise OCIError(
+            Code.UNAVAILABLE,
+            "the manifest was stored upstream but the gatekeeper could not record it; "
+            "push it again",
+            {"digest": computed},
+        ) from exc
+    if manifest.subject_digest:
+        out_headers["OCI-Subject"] = manifest.subject_digest
+    record.bytes_out = 0
+    return web.Response(status=201, headers=out_headers)
+
+
+async def delete(request: web.Request) -> web.StreamResponse:
+    record = info(request)
+    record.action = "manifest.delete"
+    name = repository(request)
+    reference = _reference(request)
+    svc = services(request)
+    async with await svc.upstream.request(
+        "DELETE", v2_path(name, "manifests", reference), scopes=scopes(name, "delete")
+    ) as resp:
+        record.upstream_status = resp.status
+        out_headers = response_headers(resp.headers, svc.upstream.base, public(request))
+        answer = await resp.content.read(64 * 1024)
+    if resp.status == 202 and is_digest(reference):
+        async with svc.db() as session, session.begin():
+            await forget_manifest(session, name, reference)
+    record.bytes_out = len(answer)
+    return web.Response(status=resp.status, body=answer, headers=out_headers)

@@ -1,0 +1,39 @@
+"""``GET /v2/<name>/referrers/<digest>``, served from the gatekeeper's own manifest index because
+the upstream (distribution 2.8) does not implement the referrers API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from proxy.context import info
+from proxy.handlers.common import digest_param, repository
+from proxy.oci import OCI_INDEX
+from proxy.state import services
+from storage.manifests import referrers
+
+
+async def get(request: web.Request) -> web.StreamResponse:
+    info(request).action = "referrers.list"
+    name = repository(request)
+    subject = digest_param(request)
+    artifact_type = request.query.get("artifactType") or None
+    async with services(request).db() as session:
+        found = await referrers(session, name, subject, artifact_type)
+    manifests: list[dict[str, Any]] = []
+    for ref in found:
+        item: dict[str, Any] = {"mediaType": ref.media_type, "digest": ref.digest, "size": ref.size}
+        if ref.artifact_type:
+            item["artifactType"] = ref.artifact_type
+        if ref.annotations:
+            item["annotations"] = ref.annotations
+        manifests.append(item)
+    headers = {"Docker-Distribution-API-Version": "registry/2.0"}
+    if artifact_type is not None:
+        headers["OCI-Filters-Applied"] = "artifactType"
+    return web.json_response(
+        {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests},
+        content_type=OCI_INDEX,
+        headers=headers,
+    )

@@ -1,0 +1,57 @@
+"""Prometheus metrics, kept in a per-app registry so several apps (tests) never share counters."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+from storage.audit import AccessRecord
+
+
+class Metrics:
+    """Requests by action and status, bytes, latency, and upstream failures."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "gatekeeper_requests",
+            "Requests served, by action and status",
+            ["action", "status"],
+            registry=self.registry,
+        )
+        self.bytes_in = Counter(
+            "gatekeeper_bytes_in", "Request body bytes", ["action"], registry=self.registry
+        )
+        self.bytes_out = Counter(
+            "gatekeeper_bytes_out", "Response body bytes", ["action"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "gatekeeper_request_duration_seconds",
+            "Time from request to last byte, by action",
+            ["action"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+                     60, 300),
+        )
+        self.upstream_errors = Counter(
+            "gatekeeper_upstream_errors",
+            "Requests the upstream failed (unreachable, 5xx, aborted mid-body)",
+            ["action"],
+            registry=self.registry,
+        )
+        self.audit_backlog_failures = Counter(
+            "gatekeeper_audit_write_failures",
+            "Failed attempts to write access-log batches (rows are kept and retried)",
+            registry=self.registry,
+        )
+
+    def observe(self, record: AccessRecord) -> None:
+        self.requests.labels(record.action, str(record.status)).inc()
+        self.bytes_in.labels(record.action).inc(record.bytes_in)
+        self.bytes_out.labels(record.action).inc(record.bytes_out)
+        self.latency.labels(record.action).observe(record.duration_ms / 1000)
+        upstream_failed = record.upstream_status is not None and record.upstream_status >= 500
+        if upstream_failed or record.error_code == "UNAVAILABLE":
+            self.upstream_errors.labels(record.action).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

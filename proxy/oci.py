@@ -1,0 +1,118 @@
+"""Manifest media types and a strict parser from manifest bytes to the index's record.
+
+The parser is deliberately strict: whatever the gatekeeper indexes (and later verifies) must be
+exactly what the upstream stores, so a manifest we cannot understand is refused before it is
+forwarded, rather than stored and served unverified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from proxy.errors import Code, OCIError
+from proxy.names import DIGEST_RE
+from storage.manifests import DescriptorRecord, ManifestRecord
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+IMAGE_MANIFESTS = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+INDEXES = frozenset({OCI_INDEX, DOCKER_LIST})
+MANIFEST_TYPES = IMAGE_MANIFESTS | INDEXES
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+MAX_DESCRIPTORS = 10_000
+
+
+def sha256_digest(body: bytes) -> str:
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def _invalid(message: str) -> OCIError:
+    return OCIError(Code.MANIFEST_INVALID, f"manifest invalid: {message}", {"reason": message})
+
+
+def _descriptor(value: Any, kind: str, where: str) -> DescriptorRecord:
+    if not isinstance(value, dict):
+        raise _invalid(f"{where} is not a descriptor object")
+    digest, media_type, size = value.get("digest"), value.get("mediaType"), value.get("size")
+    if not isinstance(digest, str) or not DIGEST_RE.fullmatch(digest):
+        raise _invalid(f"{where}.digest is missing or malformed")
+    if not isinstance(media_type, str) or not media_type:
+        raise _invalid(f"{where}.mediaType is missing")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise _invalid(f"{where}.size must be a non-negative integer")
+    platform = value.get("platform")
+    if platform is not None and not isinstance(platform, dict):
+        raise _invalid(f"{where}.platform must be an object")
+    kept = None
+    if platform:
+        kept = {k: platform[k] for k in ("os", "architecture", "variant") if k in platform}
+    return DescriptorRecord(
+        kind=kind, digest=digest, media_type=media_type, size=size, platform=kept
+    )
+
+
+def _descriptor_list(doc: dict[str, Any], key: str, kind: str) -> list[DescriptorRecord]:
+    values = doc.get(key)
+    if not isinstance(values, list):
+        raise _invalid(f"{key} must be a list")
+    if len(values) > MAX_DESCRIPTORS:
+        raise _invalid(f"{key} has more than {MAX_DESCRIPTORS} entries")
+    return [_descriptor(value, kind, f"{key}[{i}]") for i, value in enumerate(values)]
+
+
+def parse_manifest(
+    repository: str, body: bytes, content_type: str | None, digest: str | None = None
+) -> ManifestRecord:
+    """Parse a manifest as pushed; ``content_type`` is the request's Content-Type."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise _invalid(f"not valid JSON ({exc.__class__.__name__})") from exc
+    if not isinstance(doc, dict):
+        raise _invalid("top level must be a JSON object")
+    if doc.get("schemaVersion") != 2:
+        raise _invalid("schemaVersion must be 2 (schema 1 manifests are not accepted)")
+    declared = doc.get("mediaType")
+    media_type = (content_type or "").split(";")[0].strip() or declared
+    if declared is not None and declared != media_type:
+        raise _invalid(f"mediaType {declared!r} does not match Content-Type {media_type!r}")
+    if media_type not in MANIFEST_TYPES:
+        raise _invalid(f"unsupported manifest media type {media_type!r}")
+    refs: list[DescriptorRecord] = []
+    config_digest = None
+    artifact_type = doc.get("artifactType")
+    if artifact_type is not None and not isinstance(artifact_type, str):
+        raise _invalid("artifactType must be a string")
+    if media_type in IMAGE_MANIFESTS:
+        config = _descriptor(doc.get("config"), "config", "config")
+        config_digest = config.digest
+        refs.append(config)
+        refs.extend(_descriptor_list(doc, "layers", "layer"))
+        if artifact_type is None:
+            # distribution-spec (referrers): fall back to the config's media type.
+            artifact_type = config.media_type
+    else:
+        refs.extend(_descriptor_list(doc, "manifests", "manifest"))
+    subject = doc.get("subject")
+    subject_digest = _descriptor(subject, "subject", "subject").digest if subject else None
+    annotations = doc.get("annotations")
+    if annotations is not None and (
+        not isinstance(annotations, dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in annotations.items())
+    ):
+        raise _invalid("annotations must map strings to strings")
+    return ManifestRecord(
+        repository=repository,
+        digest=digest or sha256_digest(body),
+        media_type=media_type,
+        size=len(body),
+        artifact_type=artifact_type,
+        config_digest=config_digest,
+        subject_digest=subject_digest,
+        annotations=annotations,
+        refs=tuple(refs),
+    )

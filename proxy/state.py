@@ -1,0 +1,33 @@
+"""The long-lived services a request handler may use, behind one typed application key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from config.settings import Settings
+from proxy.audit import AuditWriter
+from proxy.metrics import Metrics
+from proxy.upstream import Upstream
+
+
+@dataclass
+class Services:
+    """Everything created once per process by the app's cleanup context."""
+
+    settings: Settings
+    engine: AsyncEngine
+    db: async_sessionmaker[Any]
+    upstream: Upstream
+    audit: AuditWriter
+    metrics: Metrics
+
+
+SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
+
+
+def services(request: web.Request) -> Services:
+    return request.app[SERVICES]

@@ -1,0 +1,83 @@
+"""Access-log rows: written in batches by the proxy, read back by ``gatekeeper audit``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import AccessLog
+
+
+@dataclass(frozen=True)
+class AccessRecord:
+    """One request as the access log records it."""
+
+    time: datetime
+    request_id: str
+    client_addr: str | None
+    identity: str
+    method: str
+    path: str
+    action: str
+    repository: str | None
+    reference: str | None
+    digest: str | None
+    status: int
+    bytes_in: int
+    bytes_out: int
+    duration_ms: float
+    upstream_status: int | None
+    decision: str | None
+    reason: str | None
+    error_code: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["time"] = self.time.isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """Filters for reading the log back; unset fields do not filter."""
+
+    repository: str | None = None
+    identity: str | None = None
+    action: str | None = None
+    status: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    digest: str | None = None
+    limit: int = 100
+
+
+async def insert_records(session: AsyncSession, records: Sequence[AccessRecord]) -> None:
+    await session.execute(insert(AccessLog), [asdict(record) for record in records])
+
+
+async def query_records(session: AsyncSession, query: AuditQuery) -> list[AccessRecord]:
+    """Matching rows, oldest first (the newest ``limit`` of them)."""
+    stmt = select(AccessLog)
+    for column, value in (
+        (AccessLog.repository, query.repository),
+        (AccessLog.identity, query.identity),
+        (AccessLog.action, query.action),
+        (AccessLog.status, query.status),
+        (AccessLog.digest, query.digest),
+    ):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if query.since is not None:
+        stmt = stmt.where(AccessLog.time >= query.since)
+    if query.until is not None:
+        stmt = stmt.where(AccessLog.time < query.until)
+    rows = (await session.scalars(stmt.order_by(AccessLog.id.desc()).limit(query.limit))).all()
+    fields = AccessRecord.__dataclass_fields__
+    return [
+        AccessRecord(**{name: getattr(row, name) for name in fields}) for row in reversed(rows)
+    ]

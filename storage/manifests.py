@@ -1,0 +1,128 @@
+"""The gatekeeper's own index of manifests: what each references, which tags point where, and
+which artifacts name an image as their ``subject`` (the referrers API the upstream lacks)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Manifest, ManifestRef, Tag
+
+
+@dataclass(frozen=True)
+class DescriptorRecord:
+    """One descriptor inside a manifest."""
+
+    kind: str
+    """``config``, ``layer`` or ``manifest`` (a child of an index)."""
+    digest: str
+    media_type: str
+    size: int
+    platform: dict[str, Any] | None = None
+    """``os``/``architecture``/``variant`` of an index child, as the index declares it."""
+
+
+@dataclass(frozen=True)
+class ManifestRecord:
+    """What the index stores about one manifest."""
+
+    repository: str
+    digest: str
+    media_type: str
+    size: int
+    artifact_type: str | None = None
+    """The manifest's ``artifactType``, or for an image manifest its config media type."""
+    config_digest: str | None = None
+    subject_digest: str | None = None
+    annotations: dict[str, Any] | None = None
+    refs: tuple[DescriptorRecord, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Referrer:
+    """A descriptor for the referrers response."""
+
+    digest: str
+    media_type: str
+    size: int
+    artifact_type: str | None
+    annotations: dict[str, Any] | None
+
+
+async def record_manifest(session: AsyncSession, record: ManifestRecord, tag: str | None) -> None:
+    """Insert or replace the manifest's row (pushing the same digest again is idempotent)."""
+    now = datetime.now(UTC)
+    existing = await session.scalar(
+        select(Manifest).where(
+            Manifest.repository == record.repository, Manifest.digest == record.digest
+        )
+    )
+    if existing is None:
+        row = Manifest(repository=record.repository, digest=record.digest, created_at=now)
+        session.add(row)
+    else:
+        row = existing
+        await session.execute(delete(ManifestRef).where(ManifestRef.manifest_id == row.id))
+    row.media_type = record.media_type
+    row.size = record.size
+    row.artifact_type = record.artifact_type
+    row.config_digest = record.config_digest
+    row.subject_digest = record.subject_digest
+    row.annotations = record.annotations
+    await session.flush()
+    for position, ref in enumerate(record.refs):
+        session.add(
+            ManifestRef(
+                manifest_id=row.id,
+                position=position,
+                kind=ref.kind,
+                digest=ref.digest,
+                media_type=ref.media_type,
+                size=ref.size,
+                platform=ref.platform,
+            )
+        )
+    if tag is not None:
+        await session.merge(
+            Tag(repository=record.repository, tag=tag, digest=record.digest, updated_at=now)
+        )
+
+
+async def forget_manifest(session: AsyncSession, repository: str, digest: str) -> None:
+    """The upstream deleted the manifest: drop it and every tag that pointed at it."""
+    await session.execute(
+        delete(Manifest).where(Manifest.repository == repository, Manifest.digest == digest)
+    )
+    await session.execute(delete(Tag).where(Tag.repository == repository, Tag.digest == digest))
+
+
+async def referrers(
+    session: AsyncSession, repository: str, subject: str, artifact_type: str | None
+) -> list[Referrer]:
+    """Manifests of ``repository`` whose ``subject`` is ``subject``, oldest first."""
+    query = select(Manifest).where(
+        Manifest.repository == repository, Manifest.subject_digest == subject
+    )
+    if artifact_type is not None:
+        query = query.where(Manifest.artifact_type == artifact_type)
+    rows = (await session.scalars(query.order_by(Manifest.id))).all()
+    return [
+        Referrer(
+            digest=row.digest,
+            media_type=row.media_type,
+            size=row.size,
+            artifact_type=row.artifact_type,
+            annotations=row.annotations,
+        )
+        for row in rows
+    ]
+
+
+async def get_manifest(session: AsyncSession, repository: str, digest: str) -> Manifest | None:
+    return await session.scalar(
+        select(Manifest).where(Manifest.repository == repository, Manifest.digest == digest)
+    )

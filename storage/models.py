@@ -1,0 +1,113 @@
+"""Tables. Changes here need a migration in ``storage/migrations/versions``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    """Declarative base shared by every table."""
+
+
+# BigInteger primary keys autoincrement on PostgreSQL; SQLite needs plain INTEGER for rowid.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class Manifest(Base):
+    """A manifest pushed through (or first seen by) the gatekeeper, per repository and digest."""
+
+    __tablename__ = "manifests"
+    __table_args__ = (
+        UniqueConstraint("repository", "digest", name="uq_manifests_repo_digest"),
+        Index("ix_manifests_subject", "repository", "subject_digest"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    repository: Mapped[str] = mapped_column(String(255))
+    digest: Mapped[str] = mapped_column(String(140))
+    media_type: Mapped[str] = mapped_column(String(255))
+    artifact_type: Mapped[str | None] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    config_digest: Mapped[str | None] = mapped_column(String(140))
+    subject_digest: Mapped[str | None] = mapped_column(String(140))
+    annotations: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    refs: Mapped[list[ManifestRef]] = relationship(
+        back_populates="manifest", cascade="all, delete-orphan", order_by="ManifestRef.position"
+    )
+
+
+class ManifestRef(Base):
+    """A descriptor a manifest points at: its config, a layer, or an index's child manifest."""
+
+    __tablename__ = "manifest_refs"
+    __table_args__ = (Index("ix_manifest_refs_digest", "digest"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    manifest_id: Mapped[int] = mapped_column(ForeignKey("manifests.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))  # config | layer | manifest
+    digest: Mapped[str] = mapped_column(String(140))
+    media_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    platform: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    manifest: Mapped[Manifest] = relationship(back_populates="refs")
+
+
+class Tag(Base):
+    """Where a tag pointed when it was last pushed through the gatekeeper."""
+
+    __tablename__ = "tags"
+
+    repository: Mapped[str] = mapped_column(String(255), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(128), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(140))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AccessLog(Base):
+    """One row per request: who, what, which digest, what happened and why."""
+
+    __tablename__ = "access_log"
+    __table_args__ = (
+        Index("ix_access_log_time", "time"),
+        Index("ix_access_log_repository", "repository", "time"),
+        Index("ix_access_log_identity", "identity", "time"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    request_id: Mapped[str] = mapped_column(String(64))
+    client_addr: Mapped[str | None] = mapped_column(String(64))
+    identity: Mapped[str] = mapped_column(String(255))
+    method: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(String(64))
+    repository: Mapped[str | None] = mapped_column(String(255))
+    reference: Mapped[str | None] = mapped_column(String(255))
+    digest: Mapped[str | None] = mapped_column(String(140))
+    status: Mapped[int] = mapped_column(Integer)
+    bytes_in: Mapped[int] = mapped_column(BigInteger)
+    bytes_out: Mapped[int] = mapped_column(BigInteger)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    upstream_status: Mapped[int | None] = mapped_column(Integer)
+    decision: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(64))

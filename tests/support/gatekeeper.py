@@ -1,0 +1,124 @@
+"""Run the gatekeeper as a real process, exactly as an operator would (``gatekeeper serve``).
+
+Tests talk to it over loopback with httpx, skopeo and podman, and read its SQLite database to
+check the access log. Settings arrive through the environment, never through process globals of
+the test runner.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.support.procs import free_port, wait_http
+
+
+@dataclass
+class Gatekeeper:
+    """A running ``gatekeeper serve`` process."""
+
+    url: str
+    port: int
+    db_path: Path
+    log_path: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def host(self) -> str:
+        """``host:port`` as podman and skopeo want it in image references."""
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "proxy", "serve", *self.extra_args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+        )
+        log.close()
+        try:
+            wait_http(f"{self.url}/healthz", ok=(200,))
+        except RuntimeError:
+            self.stop()
+            raise RuntimeError(f"gatekeeper did not start:\n{self.log_path.read_text()[-4000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the process; SIGTERM is a clean stop that flushes the access log."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def audit_rows(self, where: str = "1=1", params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """Rows of the access log, oldest first, straight from the database file."""
+        with sqlite3.connect(self.db_path) as conn:
+            conn.row_factory = sqlite3.Row
+            rows = conn.execute(
+                f"SELECT * FROM access_log WHERE {where} ORDER BY id", params
+            ).fetchall()
+        return [dict(row) for row in rows]
+
+    def wait_audit(self, count: int, where: str = "1=1", params: tuple[Any, ...] = (),
+                   timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Wait until at least ``count`` matching rows are written (writes are batched)."""
+        deadline = time.monotonic() + timeout
+        rows: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            try:
+                rows = self.audit_rows(where, params)
+            except sqlite3.OperationalError:
+                rows = []
+            if len(rows) >= count:
+                return rows
+            time.sleep(0.05)
+        return rows
+
+
+def make_gatekeeper(
+    workdir: Path,
+    upstream_url: str,
+    *,
+    storage_root: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+    start: bool = True,
+) -> Gatekeeper:
+    """Configure (and by default start) a gatekeeper in front of ``upstream_url``."""
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    db_path = workdir / "gatekeeper.db"
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(workdir),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+        "GATEKEEPER_UPSTREAM_URL": upstream_url,
+        "GATEKEEPER_LISTEN": f"127.0.0.1:{port}",
+        "GATEKEEPER_DATABASE_URL": f"sqlite+aiosqlite:///{db_path}",
+        "GATEKEEPER_AUDIT__FLUSH_INTERVAL_SECONDS": "0.05",
+    }
+    if storage_root is not None:
+        env["GATEKEEPER_UPSTREAM_STORAGE_ROOT"] = str(storage_root)
+    env.update(extra_env or {})
+    gatekeeper = Gatekeeper(
+        url=f"http://127.0.0.1:{port}",
+        port=port,
+        db_path=db_path,
+        log_path=workdir / "gatekeeper.log",
+        env=env,
+    )
+    if start:
+        gatekeeper.start()
+    return gatekeeper

@@ -1,0 +1,31 @@
+"""Small helpers for the real processes the tests start: free ports, waiting for readiness."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import httpx
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 20.0, ok: tuple[int, ...] = (200, 401)) -> None:
+    """Poll ``url`` until it answers with one of ``ok``; raise with the last error otherwise."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            status = httpx.get(url, timeout=1.0).status_code
+            if status in ok:
+                return
+            last = f"status {status}"
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} not ready after {timeout}s: {last}")
