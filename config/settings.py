@@ -173,7 +173,9 @@ class _InjectableEnvSource(EnvSettingsSource):
         injected = _INJECTED_ENV.get()
         if injected is None:
             return super()._load_env_vars()
-        return parse_env_vars(injected, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+        return parse_env_vars(
+            injected, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
 
 
 def _describe(exc: Any, path: Path | None) -> str:

@@ -9,6 +9,7 @@ has its row.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -58,12 +59,10 @@ class AuditWriter:
         backoff = 0.1
         while True:
             if not self._closing:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self._wakeup.wait(), self._settings.flush_interval_seconds
                     )
-                except TimeoutError:
-                    pass
                 self._wakeup.clear()
             if not self._pending:
                 if self._closing:
@@ -120,7 +119,15 @@ def build_middleware(emit: Emit, unaudited: frozenset[str]) -> Any:
         response: web.StreamResponse | None = None
         try:
             response = await handler(request)
+            if not response.prepared:
+                # Send it here, not after we return, so the row has the real byte count and
+                # duration (sendfile happens inside prepare()) and a send failure is recorded.
+                await response.prepare(request)
+                await response.write_eof()
             return response
+        except (ConnectionError, asyncio.CancelledError):
+            record.client_aborted = True
+            raise
         finally:
             emit(request, _record(request, record, response, started))
 
@@ -141,10 +148,8 @@ def _record(
     started: float,
 ) -> AccessRecord:
     err: OCIError | None = request.get("oci_error")
-    if response is None or record.client_aborted:
-        status = 499  # client closed the connection before an answer was complete
-    else:
-        status = response.status
+    # 499: the client closed the connection before the answer was complete.
+    status = 499 if response is None or record.client_aborted else response.status
     if record.upstream_aborted:
         status = 502
     return AccessRecord(
@@ -169,7 +174,9 @@ def _record(
     )
 
 
-def _bytes_out(request: web.Request, record: RequestInfo, response: web.StreamResponse | None) -> int:
+def _bytes_out(
+    request: web.Request, record: RequestInfo, response: web.StreamResponse | None
+) -> int:
     if record.bytes_out is not None:
         return int(record.bytes_out)
     if response is None or request.method == "HEAD":

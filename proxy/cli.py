@@ -120,8 +120,19 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
-TABLE_COLUMNS = ("time", "identity", "method", "action", "repository", "digest", "status",
-                 "bytes_in", "bytes_out", "duration_ms", "reason")
+TABLE_COLUMNS = (
+    "time",
+    "identity",
+    "method",
+    "action",
+    "repository",
+    "digest",
+    "status",
+    "bytes_in",
+    "bytes_out",
+    "duration_ms",
+    "reason",
+)
 
 
 def _print_table(rows: list[dict[str, object]]) -> None:

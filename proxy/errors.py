@@ -78,8 +78,7 @@ def envelope(errors: list[OCIError]) -> bytes:
     """The spec's error body for one or more errors."""
     body = {
         "errors": [
-            {"code": err.code.code, "message": err.message, "detail": err.detail}
-            for err in errors
+            {"code": err.code.code, "message": err.message, "detail": err.detail} for err in errors
         ]
     }
     return json.dumps(body, separators=(",", ":")).encode()
@@ -105,30 +104,22 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     """Turn every failure into an envelope; unexpected exceptions are logged, never shown."""
     try:
         return await handler(request)
-    except OCIError as err:
-        request["oci_error"] = err
-        return error_response(err, head=request.method == "HEAD")
+    except OCIError as exc:
+        failure = exc
     except web.HTTPNotFound:
-        err = OCIError(Code.NOT_FOUND, f"no endpoint for {request.method} {request.path}")
-        request["oci_error"] = err
-        return error_response(err, head=request.method == "HEAD")
+        failure = OCIError(Code.NOT_FOUND, f"no endpoint for {request.method} {request.path}")
     except web.HTTPMethodNotAllowed:
-        err = OCIError(Code.METHOD_NOT_ALLOWED, f"{request.method} is not allowed here")
-        request["oci_error"] = err
-        return error_response(err, head=request.method == "HEAD")
+        failure = OCIError(Code.METHOD_NOT_ALLOWED, f"{request.method} is not allowed here")
     except web.HTTPRequestEntityTooLarge as exc:
-        err = OCIError(Code.SIZE_INVALID, exc.text or "request body too large")
-        request["oci_error"] = err
-        return error_response(err, head=request.method == "HEAD")
+        failure = OCIError(Code.SIZE_INVALID, exc.text or "request body too large")
     except web.HTTPException:
         raise
-    except (ConnectionResetError, OSError) as exc:
+    except OSError as exc:
         # The client went away (e.g. aborted mid-PATCH); there is nobody to answer.
         log.info("client connection lost on %s %s: %s", request.method, request.path, exc)
-        request["client_aborted"] = True
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        err = OCIError(Code.INTERNAL, "internal error; the gatekeeper's log has the details")
-        request["oci_error"] = err
-        return error_response(err, head=request.method == "HEAD")
+        failure = OCIError(Code.INTERNAL, "internal error; the gatekeeper's log has the details")
+    request["oci_error"] = failure
+    return error_response(failure, head=request.method == "HEAD")

@@ -104,6 +104,20 @@ def response_headers(
     return out
 
 
+async def read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """Read until EOF or ``limit`` bytes, whichever comes first (``read(n)`` alone returns
+    whatever happens to be buffered, which for a chunked body may be far less than ``n``)."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await stream.read(limit - size)
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
+
+
 async def counted_body(request: web.Request) -> AsyncIterator[bytes]:
     """The client's request body as a stream, counted for the access log.
 
@@ -115,7 +129,11 @@ async def counted_body(request: web.Request) -> AsyncIterator[bytes]:
         async for chunk in request.content.iter_chunked(CHUNK_SIZE):
             record.bytes_in += len(chunk)
             yield chunk
-    except (ConnectionError, aiohttp.ClientPayloadError, aiohttp.http_exceptions.HttpProcessingError):
+    except (
+        ConnectionError,
+        aiohttp.ClientPayloadError,
+        aiohttp.http_exceptions.HttpProcessingError,
+    ):
         record.client_aborted = True
         log.info("client aborted the request body of %s %s", request.method, request.path)
         raise

@@ -11,12 +11,10 @@ import re
 
 from proxy.errors import Code, OCIError
 
-# distribution-spec: <name> = [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*
+# distribution-spec <name>: components [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)* joined by '/'
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 NAME_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 TAG_RE = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
-# distribution-spec: <algorithm>:<encoded>, with the registered algorithms checked strictly.
-DIGEST_RE = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
 _KNOWN_DIGESTS = {"sha256": re.compile(r"[a-f0-9]{64}"), "sha512": re.compile(r"[a-f0-9]{128}")}
 MAX_NAME_LENGTH = 255
 
@@ -37,12 +35,16 @@ def is_digest(reference: str) -> bool:
     return ":" in reference
 
 
-def check_digest(digest: str, code: Code = Code.DIGEST_INVALID) -> str:
-    """Return ``digest`` if well formed (known algorithms checked strictly), else raise."""
+def is_valid_digest(digest: str) -> bool:
+    """A digest of a registered algorithm (sha256, sha512) with its exact encoded length."""
     algorithm, _, encoded = digest.partition(":")
     strict = _KNOWN_DIGESTS.get(algorithm)
-    ok = bool(DIGEST_RE.fullmatch(digest)) and (strict is None or strict.fullmatch(encoded))
-    if not ok or strict is None:
+    return strict is not None and bool(strict.fullmatch(encoded))
+
+
+def check_digest(digest: str, code: Code = Code.DIGEST_INVALID) -> str:
+    """Return ``digest`` if well formed, else raise."""
+    if not is_valid_digest(digest):
         raise OCIError(
             code,
             f"invalid digest {digest[:200]!r}: expected sha256:<64 hex> or sha512:<128 hex>",
@@ -58,7 +60,8 @@ def check_reference(reference: str) -> str:
     if not TAG_RE.fullmatch(reference):
         raise OCIError(
             Code.REFERENCE_INVALID,
-            f"invalid tag {reference[:200]!r}: up to 128 of [A-Za-z0-9._-], not starting with . or -",
+            f"invalid tag {reference[:200]!r}: up to 128 of [A-Za-z0-9._-], "
+            "not starting with . or -",
             {"reference": reference[:200]},
         )
     return reference

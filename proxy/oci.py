@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from proxy.errors import Code, OCIError
-from proxy.names import DIGEST_RE
+from proxy.names import is_valid_digest
 from storage.manifests import DescriptorRecord, ManifestRecord
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -38,7 +38,7 @@ def _descriptor(value: Any, kind: str, where: str) -> DescriptorRecord:
     if not isinstance(value, dict):
         raise _invalid(f"{where} is not a descriptor object")
     digest, media_type, size = value.get("digest"), value.get("mediaType"), value.get("size")
-    if not isinstance(digest, str) or not DIGEST_RE.fullmatch(digest):
+    if not isinstance(digest, str) or not is_valid_digest(digest):
         raise _invalid(f"{where}.digest is missing or malformed")
     if not isinstance(media_type, str) or not media_type:
         raise _invalid(f"{where}.mediaType is missing")

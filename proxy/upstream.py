@@ -17,7 +17,7 @@ import base64
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,7 +94,7 @@ class UpstreamAuth:
         realm = self.challenge.params.get("realm")
         if not realm:
             raise OCIError(Code.UPSTREAM_BAD_GATEWAY, "upstream bearer challenge has no realm")
-        params: list[tuple[str, str]] = []
+        params: list[tuple[str, str | int | float | bool | None]] = []
         if "service" in self.challenge.params:
             params.append(("service", self.challenge.params["service"]))
         params.extend(("scope", scope) for scope in scopes)
@@ -102,9 +102,7 @@ class UpstreamAuth:
         try:
             resp = await self._client.get(realm, params=params, auth=auth)
         except httpx.HTTPError as exc:
-            raise OCIError(
-                Code.UPSTREAM_UNAVAILABLE, "upstream token server unreachable"
-            ) from exc
+            raise OCIError(Code.UPSTREAM_UNAVAILABLE, "upstream token server unreachable") from exc
         if resp.status_code != 200:
             raise OCIError(
                 Code.UPSTREAM_BAD_GATEWAY,
@@ -148,7 +146,7 @@ class Upstream:
                 self.auth.learn(resp.headers.get("WWW-Authenticate"))
             else:
                 self.auth.probed = True
-            return resp.status
+            return int(resp.status)
 
     async def request(
         self,
@@ -191,13 +189,17 @@ class Upstream:
             {"upstream_status": 401},
         )
 
-    def _send(
-        self, method: str, url: URL, *, headers: Mapping[str, str], data: Any
-    ) -> Any:
-        return _Guarded(self.session.request(
-            method, url, headers=headers, data=data, allow_redirects=False,
-            auto_decompress=False,
-        ))
+    def _send(self, method: str, url: URL, *, headers: Mapping[str, str], data: Any) -> _Guarded:
+        return _Guarded(
+            self.session.request(
+                method,
+                url,
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+                auto_decompress=False,
+            )
+        )
 
 
 class _Guarded:
@@ -207,12 +209,13 @@ class _Guarded:
         self._ctx = ctx
         self._resp: aiohttp.ClientResponse | None = None
 
-    def __await__(self) -> Any:
+    def __await__(self) -> Generator[Any, None, aiohttp.ClientResponse]:
         return self._run().__await__()
 
     async def _run(self) -> aiohttp.ClientResponse:
         try:
-            return await self._ctx  # type: ignore[no-any-return]
+            response: aiohttp.ClientResponse = await self._ctx
+            return response
         except (aiohttp.ClientConnectorError, ConnectionRefusedError) as exc:
             raise OCIError(
                 Code.UPSTREAM_UNAVAILABLE,

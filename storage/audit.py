@@ -78,6 +78,4 @@ async def query_records(session: AsyncSession, query: AuditQuery) -> list[Access
         stmt = stmt.where(AccessLog.time < query.until)
     rows = (await session.scalars(stmt.order_by(AccessLog.id.desc()).limit(query.limit))).all()
     fields = AccessRecord.__dataclass_fields__
-    return [
-        AccessRecord(**{name: getattr(row, name) for name in fields}) for row in reversed(rows)
-    ]
+    return [AccessRecord(**{name: getattr(row, name) for name in fields}) for row in reversed(rows)]

@@ -20,7 +20,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 
 
 @pytest.fixture(scope="module")
-def gatekeeper(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gatekeeper]:
+def gatekeeper(
+    registry: Registry, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gatekeeper]:
     """The gatekeeper in front of ``registry``, streaming (no sendfile storage root)."""
     gk = make_gatekeeper(tmp_path_factory.mktemp("gatekeeper"), registry.url)
     yield gk

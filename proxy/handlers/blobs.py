@@ -14,6 +14,9 @@ import os
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.web_request import BaseRequest
+from multidict import CIMultiDict
 
 from proxy.context import info
 from proxy.forward import response_headers
@@ -43,9 +46,7 @@ async def get(request: web.Request) -> web.StreamResponse:
     root = svc.settings.upstream_storage_root
     path = v2_path(name, "blobs", digest)
     if root is not None:
-        async with await svc.upstream.request(
-            "HEAD", path, scopes=scopes(name, "pull")
-        ) as head:
+        async with await svc.upstream.request("HEAD", path, scopes=scopes(name, "pull")) as head:
             record.upstream_status = head.status
             headers = response_headers(head.headers, svc.upstream.base, public(request))
         if head.status in (301, 302, 303, 307, 308):
@@ -62,7 +63,17 @@ async def get(request: web.Request) -> web.StreamResponse:
     return await forward(request, path, scope=scopes(name, "pull"))
 
 
-def _sendfile(data: Path, upstream_headers: "web.CIMultiDict[str]") -> web.FileResponse | None:
+class KernelFileResponse(web.FileResponse):
+    """A FileResponse that can be prepared early (by the audit middleware, to count the bytes
+    it sent) and then again by aiohttp without sending the file twice."""
+
+    async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
+        if self.prepared:
+            return None
+        return await super().prepare(request)
+
+
+def _sendfile(data: Path, upstream_headers: CIMultiDict[str]) -> web.FileResponse | None:
     expected = upstream_headers.get("Content-Length")
     try:
         size = os.stat(data).st_size
@@ -75,7 +86,7 @@ def _sendfile(data: Path, upstream_headers: "web.CIMultiDict[str]") -> web.FileR
     headers = {k: upstream_headers[k] for k in FILE_HEADERS if k in upstream_headers}
     headers["Docker-Distribution-API-Version"] = "registry/2.0"
     headers.setdefault("Content-Type", "application/octet-stream")
-    return web.FileResponse(data, headers=headers)
+    return KernelFileResponse(data, headers=headers)
 
 
 async def head(request: web.Request) -> web.StreamResponse:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from proxy.context import info
 from proxy.errors import Code, OCIError
-from proxy.forward import request_headers, response_headers
+from proxy.forward import read_at_most, request_headers, response_headers
 from proxy.handlers.common import public, repository, scopes, v2_path
 from proxy.names import check_reference, is_digest
 from proxy.oci import parse_manifest, sha256_digest
@@ -41,7 +41,7 @@ async def _read_capped(request: web.Request, limit: int) -> bytes:
             f"manifest is {declared} bytes; the limit is {limit}",
             {"size": declared, "limit": limit},
         )
-    body = await request.content.read(limit + 1)
+    body = await read_at_most(request.content, limit + 1)
     if len(body) > limit:
         raise OCIError(
             Code.MANIFEST_TOO_LARGE,
@@ -69,7 +69,7 @@ async def get(request: web.Request) -> web.StreamResponse:
     ) as resp:
         record.upstream_status = resp.status
         headers = response_headers(resp.headers, svc.upstream.base, public(request))
-        body = b"" if head else await resp.content.read(limit + 1)
+        body = b"" if head else await read_at_most(resp.content, limit + 1)
     if len(body) > limit:
         raise OCIError(Code.UPSTREAM_BAD_GATEWAY, "upstream manifest exceeds the size limit")
     digest = headers.get("Docker-Content-Digest")
@@ -119,7 +119,7 @@ async def put(request: web.Request) -> web.StreamResponse:
     ) as resp:
         record.upstream_status = resp.status
         out_headers = response_headers(resp.headers, svc.upstream.base, public(request))
-        answer = await resp.content.read(64 * 1024)
+        answer = await read_at_most(resp.content, 64 * 1024)
     if resp.status != 201:
         record.bytes_out = len(answer)
         return web.Response(status=resp.status, body=answer, headers=out_headers)
@@ -159,7 +159,7 @@ async def delete(request: web.Request) -> web.StreamResponse:
     ) as resp:
         record.upstream_status = resp.status
         out_headers = response_headers(resp.headers, svc.upstream.base, public(request))
-        answer = await resp.content.read(64 * 1024)
+        answer = await read_at_most(resp.content, 64 * 1024)
     if resp.status == 202 and is_digest(reference):
         async with svc.db() as session, session.begin():
             await forget_manifest(session, name, reference)

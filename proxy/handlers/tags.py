@@ -16,6 +16,7 @@ from yarl import URL
 
 from proxy.context import info
 from proxy.errors import Code, OCIError
+from proxy.forward import read_at_most
 from proxy.handlers.common import public, repository, scopes, v2_path
 from proxy.handlers.pagination import page_params
 from proxy.state import services
@@ -37,13 +38,13 @@ async def _all_tags(request: web.Request, name: str) -> list[str]:
         ) as resp:
             info(request).upstream_status = resp.status
             if resp.status == 404:
-                body = await resp.content.read(64 * 1024)
+                body = await read_at_most(resp.content, 64 * 1024)
                 raise OCIError(Code.NAME_UNKNOWN, f"repository {name} is not known", _detail(body))
             if resp.status != 200:
                 raise OCIError(
                     Code.UPSTREAM_BAD_GATEWAY, f"upstream answered {resp.status} to tags/list"
                 )
-            body = await resp.content.read(MAX_LIST_BYTES + 1)
+            body = await read_at_most(resp.content, MAX_LIST_BYTES + 1)
             if len(body) > MAX_LIST_BYTES:
                 raise OCIError(Code.UPSTREAM_BAD_GATEWAY, "upstream tag list too large")
             try:

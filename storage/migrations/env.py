@@ -8,7 +8,9 @@ from storage.models import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:
-    raise RuntimeError("run migrations through `gatekeeper db upgrade`, which supplies a connection")
+    raise RuntimeError(
+        "run migrations through `gatekeeper db upgrade`, which supplies a connection"
+    )
 
 context.configure(
     connection=connection,

@@ -48,9 +48,10 @@ class Gatekeeper:
         log.close()
         try:
             wait_http(f"{self.url}/healthz", ok=(200,))
-        except RuntimeError:
+        except RuntimeError as exc:
             self.stop()
-            raise RuntimeError(f"gatekeeper did not start:\n{self.log_path.read_text()[-4000:]}")
+            log = self.log_path.read_text()[-4000:]
+            raise RuntimeError(f"gatekeeper did not start:\n{log}") from exc
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the process; SIGTERM is a clean stop that flushes the access log."""
@@ -72,8 +73,9 @@ class Gatekeeper:
             ).fetchall()
         return [dict(row) for row in rows]
 
-    def wait_audit(self, count: int, where: str = "1=1", params: tuple[Any, ...] = (),
-                   timeout: float = 10.0) -> list[dict[str, Any]]:
+    def wait_audit(
+        self, count: int, where: str = "1=1", params: tuple[Any, ...] = (), timeout: float = 10.0
+    ) -> list[dict[str, Any]]:
         """Wait until at least ``count`` matching rows are written (writes are batched)."""
         deadline = time.monotonic() + timeout
         rows: list[dict[str, Any]] = []

@@ -1,0 +1,49 @@
+"""In-process fixtures: the gatekeeper app and a fake upstream on loopback test servers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from config.settings import load_settings
+from proxy.app import create_app
+from tests.unit.fakes import FakeUpstream
+
+GatekeeperFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def fake_upstream() -> AsyncIterator[tuple[FakeUpstream, TestServer]]:
+    fake = FakeUpstream()
+    server = TestServer(fake.app())
+    await server.start_server()
+    yield fake, server
+    await server.close()
+
+
+@pytest.fixture
+async def gatekeeper_client(
+    tmp_path: Path,
+) -> AsyncIterator[Callable[..., Any]]:
+    """Build an in-process gatekeeper with settings given as environment-style strings."""
+    clients: list[TestClient[Any, Any]] = []
+
+    async def build(upstream_url: str, **env: str) -> TestClient[Any, Any]:
+        values = {
+            "GATEKEEPER_UPSTREAM_URL": upstream_url,
+            "GATEKEEPER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/gk.db",
+            "GATEKEEPER_AUDIT__FLUSH_INTERVAL_SECONDS": "0.05",
+            **{f"GATEKEEPER_{k.upper()}": v for k, v in env.items()},
+        }
+        client: TestClient[Any, Any] = TestClient(TestServer(create_app(load_settings(env=values))))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield build
+    for client in clients:
+        await client.close()

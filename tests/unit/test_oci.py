@@ -1,0 +1,94 @@
+"""The strict manifest parser that decides what gets indexed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from proxy.errors import OCIError
+from proxy.oci import DOCKER_LIST, OCI_INDEX, OCI_MANIFEST, parse_manifest, sha256_digest
+
+D1 = "sha256:" + "1" * 64
+D2 = "sha256:" + "2" * 64
+
+
+def desc(digest: str, media_type: str = "application/octet-stream", **extra: Any) -> dict[str, Any]:
+    return {"mediaType": media_type, "digest": digest, "size": 10, **extra}
+
+
+def test_image_manifest_with_subject() -> None:
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": desc(D1, "application/vnd.oci.empty.v1+json"),
+        "layers": [desc(D2)],
+        "subject": desc(D2, OCI_MANIFEST),
+        "annotations": {"a": "b"},
+    }
+    body = json.dumps(doc).encode()
+    record = parse_manifest("r", body, OCI_MANIFEST)
+    assert record.digest == sha256_digest(body)
+    assert record.config_digest == D1
+    assert record.subject_digest == D2
+    assert record.artifact_type == "application/vnd.oci.empty.v1+json"
+    assert [r.kind for r in record.refs] == ["config", "layer"]
+
+
+def test_index_children_keep_their_platform() -> None:
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": DOCKER_LIST,
+        "manifests": [
+            desc(
+                D1,
+                OCI_MANIFEST,
+                platform={
+                    "os": "linux",
+                    "architecture": "arm64",
+                    "variant": "v8",
+                    "os.features": ["x"],
+                },
+            ),
+        ],
+    }
+    record = parse_manifest("r", json.dumps(doc).encode(), None)
+    assert record.media_type == DOCKER_LIST
+    (child,) = record.refs
+    assert child.platform == {"os": "linux", "architecture": "arm64", "variant": "v8"}
+
+
+@pytest.mark.parametrize(
+    ("doc", "content_type"),
+    [
+        ({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}, OCI_MANIFEST),
+        (
+            {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": desc("md5:x"), "layers": []},
+            OCI_MANIFEST,
+        ),
+        ({"schemaVersion": 2, "config": desc(D1) | {"size": -1}, "layers": []}, OCI_MANIFEST),
+        ({"schemaVersion": 2, "config": desc(D1) | {"size": True}, "layers": []}, OCI_MANIFEST),
+        ({"schemaVersion": 2, "config": desc(D1), "layers": {}}, OCI_MANIFEST),
+        (
+            {"schemaVersion": 2, "config": desc(D1), "layers": [], "annotations": {"a": 1}},
+            OCI_MANIFEST,
+        ),
+        ({"schemaVersion": 2, "manifests": [desc(D1)] * 10_001}, OCI_INDEX),
+        ({"schemaVersion": 2, "manifests": []}, "text/plain"),
+    ],
+    ids=[
+        "type-mismatch",
+        "bad-digest",
+        "negative-size",
+        "bool-size",
+        "layers-not-list",
+        "bad-annotations",
+        "too-many",
+        "unknown-type",
+    ],
+)
+def test_malformed(doc: dict[str, Any], content_type: str) -> None:
+    with pytest.raises(OCIError) as exc:
+        parse_manifest("r", json.dumps(doc).encode(), content_type)
+    assert exc.value.code.code == "MANIFEST_INVALID"

@@ -1,0 +1,71 @@
+"""Typed settings: the four operator-facing names, file + environment, errors naming fields."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config.settings import ConfigError, load_settings
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "gatekeeper.example.toml"
+
+
+def test_the_four_environment_names() -> None:
+    settings = load_settings(
+        env={
+            "GATEKEEPER_UPSTREAM_URL": "http://registry:5000",
+            "GATEKEEPER_LISTEN": "0.0.0.0:8080",
+            "GATEKEEPER_PUBLIC_URL": "https://gate.example.com",
+            "GATEKEEPER_DATABASE_URL": "postgresql+asyncpg://u:p@db/gk",
+        }
+    )
+    assert str(settings.upstream_url) == "http://registry:5000/"
+    assert (settings.host, settings.port) == ("0.0.0.0", 8080)
+    assert str(settings.public_url) == "https://gate.example.com/"
+    assert settings.database_url.startswith("postgresql+asyncpg://")
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "g.toml"
+    path.write_text('listen = "127.0.0.1:7000"\n[audit]\nbatch_size = 9\n')
+    settings = load_settings(path, env={"GATEKEEPER_LISTEN": "127.0.0.1:7001"})
+    assert settings.port == 7001
+    assert settings.audit.batch_size == 9
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ('listen = "nope"', "listen"),
+        ("max_manifest_bytes = 1", "max_manifest_bytes"),
+        ('database_url = "mysql://x"', "database_url"),
+        ('upstream_url = "ftp://x"', "upstream_url"),
+        ('tls_cert = "/c.pem"', "(settings)"),
+        ("typo_field = 1", "typo_field"),
+        ("[audit]\nflush_interval_seconds = -1", "audit.flush_interval_seconds"),
+    ],
+)
+def test_bad_values_name_the_field(tmp_path: Path, text: str, field: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(path, env={})
+    assert f"{path}: {field}:" in str(exc.value)
+
+
+def test_not_toml(tmp_path: Path) -> None:
+    path = tmp_path / "x.toml"
+    path.write_text("= = =")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(path, env={})
+
+
+def test_secrets_are_not_in_repr() -> None:
+    settings = load_settings(env={"GATEKEEPER_UPSTREAM_PASSWORD": "hunter2-secret"})
+    assert "hunter2-secret" not in repr(settings)
+    assert "hunter2-secret" not in str(settings.model_dump())
+
+
+def test_example_config_loads() -> None:
+    load_settings(EXAMPLE, env={})
