@@ -14,6 +14,7 @@ import pytest
 from tests.support.gatekeeper import make_gatekeeper
 from tests.support.ocihttp import OCI_MANIFEST, push_image
 from tests.support.registry import Registry
+from tests.support.tlscert import self_signed
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,3 +136,19 @@ def test_json_access_lines_on_the_log_stream(registry: Registry, tmp_path: Path)
     ]
     assert [line["request_id"] for line in lines] == [rid]
     assert lines[0]["action"] == "manifest.pull" and lines[0]["status"] == 404
+
+
+def test_serves_https_with_configured_certificate(registry: Registry, tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path / "tls")
+    gk = make_gatekeeper(tmp_path / "gk", registry.url, tls=(cert, key))
+    try:
+        assert gk.url.startswith("https://")
+        with httpx.Client(base_url=gk.url, verify=gk.verify) as http:  # type: ignore[arg-type]
+            start = http.post("/v2/tls/app/blobs/uploads/")
+            assert start.status_code == 202
+            # Upload URLs point back at the gatekeeper over https.
+            assert start.headers["Location"].startswith(f"{gk.url}/v2/tls/app/blobs/uploads/")
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{gk.url}/v2/", verify=True)  # not a publicly trusted certificate
+    finally:
+        gk.stop()

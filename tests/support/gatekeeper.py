@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import ssl
 import subprocess
 import sys
 import time
@@ -31,6 +32,8 @@ class Gatekeeper:
     env: dict[str, str]
     process: subprocess.Popen[bytes] | None = None
     extra_args: list[str] = field(default_factory=list)
+    verify: object = True
+    """What httpx should verify the gatekeeper's certificate against (a CA file for TLS)."""
 
     @property
     def host(self) -> str:
@@ -47,7 +50,7 @@ class Gatekeeper:
         )
         log.close()
         try:
-            wait_http(f"{self.url}/healthz", ok=(200,))
+            wait_http(f"{self.url}/healthz", ok=(200,), verify=self.verify)
         except RuntimeError as exc:
             self.stop()
             log = self.log_path.read_text()[-4000:]
@@ -97,6 +100,7 @@ def make_gatekeeper(
     storage_root: Path | None = None,
     extra_env: dict[str, str] | None = None,
     start: bool = True,
+    tls: tuple[Path, Path] | None = None,
 ) -> Gatekeeper:
     """Configure (and by default start) a gatekeeper in front of ``upstream_url``."""
     port = free_port()
@@ -113,9 +117,12 @@ def make_gatekeeper(
     }
     if storage_root is not None:
         env["GATEKEEPER_UPSTREAM_STORAGE_ROOT"] = str(storage_root)
+    if tls is not None:
+        env["GATEKEEPER_TLS_CERT"], env["GATEKEEPER_TLS_KEY"] = str(tls[0]), str(tls[1])
     env.update(extra_env or {})
     gatekeeper = Gatekeeper(
-        url=f"http://127.0.0.1:{port}",
+        url=f"{'https' if tls else 'http'}://127.0.0.1:{port}",
+        verify=ssl.create_default_context(cafile=str(tls[0])) if tls else True,
         port=port,
         db_path=db_path,
         log_path=workdir / "gatekeeper.log",

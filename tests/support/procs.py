@@ -15,13 +15,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 20.0, ok: tuple[int, ...] = (200, 401)) -> None:
+def wait_http(
+    url: str, timeout: float = 20.0, ok: tuple[int, ...] = (200, 401), verify: object = True
+) -> None:
     """Poll ``url`` until it answers with one of ``ok``; raise with the last error otherwise."""
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
         try:
-            status = httpx.get(url, timeout=1.0).status_code
+            status = httpx.get(url, timeout=1.0, verify=verify).status_code  # type: ignore[arg-type]
             if status in ok:
                 return
             last = f"status {status}"

@@ -1,0 +1,95 @@
+"""A private PostgreSQL cluster for tests: ``initdb`` + ``pg_ctl`` on a free loopback port.
+
+PostgreSQL refuses to run as root, so when the tests run as root (CI does) the cluster belongs
+to the ``postgres`` system user that Debian's package creates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.support.procs import free_port
+
+
+def _bin_dir() -> Path | None:
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if candidates:
+        return Path(candidates[-1]).parent
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+def available() -> bool:
+    return _bin_dir() is not None
+
+
+@dataclass
+class Postgres:
+    """A running cluster with one database for the gatekeeper."""
+
+    port: int
+    data_dir: Path
+    bin_dir: Path
+    user: str | None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://gatekeeper@127.0.0.1:{self.port}/gatekeeper"
+
+    def _run(self, *args: str) -> None:
+        command = [str(self.bin_dir / args[0]), *args[1:]]
+        if self.user:
+            command = ["runuser", "-u", self.user, "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+
+    def fetch(self, query: str, *args: Any) -> list[dict[str, Any]]:
+        """Run one query synchronously (tests are synchronous; the driver is async)."""
+        import asyncpg
+
+        async def run() -> list[dict[str, Any]]:
+            conn = await asyncpg.connect(
+                host="127.0.0.1", port=self.port, user="gatekeeper", database="gatekeeper"
+            )
+            try:
+                return [dict(row) for row in await conn.fetch(query, *args)]
+            finally:
+                await conn.close()
+
+        return asyncio.run(run())
+
+
+def start_postgres(workdir: Path) -> Postgres:
+    bin_dir = _bin_dir()
+    if bin_dir is None:
+        raise RuntimeError("PostgreSQL is not installed (Debian package postgresql)")
+    user = "postgres" if os.geteuid() == 0 else None
+    workdir.mkdir(parents=True, exist_ok=True)
+    data = workdir / "pgdata"
+    if user:
+        entry = pwd.getpwnam(user)
+        os.chown(workdir, entry.pw_uid, entry.pw_gid)
+        # The postgres user must be able to reach the directory through its parents.
+        for parent in workdir.parents:
+            if parent == Path("/"):
+                break
+            os.chmod(parent, os.stat(parent).st_mode | 0o011)
+    pg = Postgres(port=free_port(), data_dir=data, bin_dir=bin_dir, user=user)
+    pg._run("initdb", "-D", str(data), "-A", "trust", "-U", "gatekeeper", "--no-sync", "-E", "UTF8")
+    options = (
+        f"-p {pg.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={workdir} "
+        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    )
+    pg._run("pg_ctl", "-D", str(data), "-o", options, "-l", str(workdir / "pg.log"), "-w", "start")
+    pg._run("createdb", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "gatekeeper", "gatekeeper")
+    return pg
