@@ -65,8 +65,10 @@ def public_base(request: web.Request, configured: str | None) -> URL:
     return URL.build(scheme=request.scheme, authority=request.host)
 
 
-def request_headers(request: web.Request) -> dict[str, str]:
-    return {k: v for k, v in request.headers.items() if k.lower() in REQUEST_HEADERS}
+def request_headers(request: web.Request) -> CIMultiDict[str]:
+    """Allow-listed client headers, repeated ones kept: skopeo and podman send one ``Accept``
+    per media type, and keeping only the last would hide OCI manifests from them."""
+    return CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() in REQUEST_HEADERS)
 
 
 def rewrite_url(value: str, upstream: URL, public: URL) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+from multidict import CIMultiDict
 from yarl import URL
 
 from config.settings import Settings
@@ -170,7 +171,7 @@ class Upstream:
         if params:
             url = url.update_query(params)
         for attempt in (1, 2):
-            sent = dict(headers or {})
+            sent = CIMultiDict(headers or {})
             authorization = await self.auth.header(scopes)
             if authorization:
                 sent["Authorization"] = authorization

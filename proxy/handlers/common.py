@@ -58,8 +58,7 @@ async def forward(
     headers.update(extra_headers or {})
     data: Any = counted_body(request) if stream_body else None
     if not stream_body:
-        headers.pop("Content-Length", None)
-        headers.pop("content-length", None)
+        headers.popall("Content-Length", None)
     resp = await svc.upstream.request(
         request.method,
         path,

@@ -200,6 +200,17 @@ def test_manifest_pull_push_delete(
     assert by_tag.content == manifest
     assert by_tag.headers["Docker-Content-Digest"] == digest
     assert by_tag.headers["Content-Type"] == OCI_MANIFEST
+    # skopeo and podman send one Accept header per media type; all of them must reach the
+    # upstream, or it hides OCI manifests from the client.
+    multi = http.get(
+        "/v2/lifecycle/manifests/v1",
+        headers=[
+            ("Accept", OCI_MANIFEST),
+            ("Accept", "application/vnd.docker.distribution.manifest.v2+json"),
+        ],
+    )
+    assert multi.status_code == 200, multi.text
+    assert multi.content == manifest
     head = http.head(f"/v2/lifecycle/manifests/{digest}", headers={"Accept": OCI_MANIFEST})
     assert head.status_code == 200
     assert head.headers["Content-Length"] == str(len(manifest))
@@ -212,9 +223,10 @@ def test_manifest_pull_push_delete(
     assert http.head(f"/v2/lifecycle/blobs/{layer_digest}").status_code == 404
 
     rows = assert_one_row_each(gatekeeper, recorder)
-    named = [(r["action"], r["digest"]) for r in rows[-7:]]
+    named = [(r["action"], r["digest"]) for r in rows[-8:]]
     assert named == [
         ("manifest.push", digest),
+        ("manifest.pull", digest),
         ("manifest.pull", digest),
         ("manifest.head", digest),
         ("manifest.delete", digest),
@@ -222,7 +234,7 @@ def test_manifest_pull_push_delete(
         ("blob.delete", layer_digest),
         ("blob.head", layer_digest),
     ]
-    push_row = rows[-7]
+    push_row = rows[-8]
     assert push_row["bytes_in"] == len(manifest)
     assert push_row["reference"] == "v1"
 
