@@ -20,6 +20,7 @@ import time
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import httpx
@@ -123,6 +124,11 @@ class UpstreamAuth:
         self._tokens.clear()
 
 
+def v2_path(name: str, *parts: str) -> str:
+    """An upstream path built only from validated, percent-encoded parts."""
+    return "/v2/" + name + "/" + "/".join(quote(part, safe="") for part in parts)
+
+
 class Upstream:
     """Sends requests to the upstream registry; wraps its failures in OCI errors."""
 
@@ -144,7 +150,12 @@ class Upstream:
         """``GET /v2/`` without credentials, to learn the challenge scheme (and for readiness)."""
         async with self._send("GET", self.url("/v2/"), headers={}, data=None) as resp:
             if resp.status == 401:
-                self.auth.learn(resp.headers.get("WWW-Authenticate"))
+                header = resp.headers.get("WWW-Authenticate")
+                learned = parse_challenge(header) if header else None
+                # Readiness probes run every few seconds: keep cached tokens unless the
+                # upstream's challenge itself changed.
+                if not self.auth.probed or learned != self.auth.challenge:
+                    self.auth.learn(header)
             else:
                 self.auth.probed = True
             return int(resp.status)
