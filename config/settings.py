@@ -25,6 +25,8 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
+from config.policy import Policy
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/gatekeeper.db"
 _INJECTED_ENV: ContextVar[Mapping[str, str] | None] = ContextVar("injected_env", default=None)
 
@@ -44,6 +46,38 @@ class AuditSettings(BaseModel):
     """Rows written in one transaction at most."""
     json_log: bool = True
     """Also emit each row as one JSON line on the ``gatekeeper.access`` logger."""
+
+
+class VerifierSettings(BaseModel):
+    """One verifier: whether it runs, how long it may take, and its own options."""
+
+    model_config = {"extra": "forbid"}
+
+    enabled: bool = True
+    timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
+    plugin: str | None = None
+    """``module:Class`` of a verifier that is not built in (third-party checks, test fakes)."""
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class VerificationSettings(BaseModel):
+    """The background workers that run verification jobs."""
+
+    model_config = {"extra": "forbid"}
+
+    workers: int = Field(default=2, ge=0, le=64)
+    """Concurrent jobs per gatekeeper process (0: this replica only serves, never verifies)."""
+    lease_seconds: float = Field(default=120.0, ge=1)
+    """A job whose worker has not renewed its lease for this long is taken over by another."""
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    retry_base_seconds: float = Field(default=2.0, gt=0)
+    poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    first_pull_hold_seconds: float = Field(default=30.0, ge=0, le=600)
+    """Images the gatekeeper never saw pushed are verified on first pull, held this long."""
+
+
+def _default_verifiers() -> dict[str, VerifierSettings]:
+    return {"config-sanity": VerifierSettings()}
 
 
 class Settings(BaseSettings):
@@ -83,6 +117,12 @@ class Settings(BaseSettings):
     """Largest manifest body accepted on PUT (the spec suggests registries cap at 4 MiB)."""
     log_level: str = "INFO"
     audit: AuditSettings = AuditSettings()
+    verifiers: dict[str, VerifierSettings] = Field(default_factory=_default_verifiers)
+    policies: list[Policy] = Field(default_factory=list)
+    """Empty means every repository is unmatched, and an unmatched repository is denied."""
+    verification: VerificationSettings = VerificationSettings()
+    admin_token: SecretStr | None = None
+    """Break-glass bearer token for the admin API; unset disables token access."""
 
     @field_validator("listen")
     @classmethod

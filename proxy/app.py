@@ -14,15 +14,19 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from config.settings import Settings
-from proxy.audit import AuditWriter, access_log, add_request_id, build_middleware
+from proxy.audit import AuditWriter, access_log, add_request_id, audit_listener, build_middleware
 from proxy.errors import error_middleware
+from proxy.events import EventBus
 from proxy.metrics import Metrics
 from proxy.names import check_raw_path
 from proxy.routes import UNAUDITED_PATHS, add_routes
 from proxy.state import SERVICES, Services, services
 from proxy.upstream import Upstream, make_client_session, make_token_client
+from proxy.verification import VerificationService
 from storage.audit import AccessRecord
 from storage.db import create_engine, sessionmaker, upgrade
+from storage.layer_cache import DbLayerCache
+from verifiers.registry import build_verifiers
 
 log = logging.getLogger("gatekeeper")
 
@@ -64,18 +68,34 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
         writer.start()
         session = make_client_session(settings)
         token_client = make_token_client(settings)
+        upstream = Upstream(settings, session, token_client)
+        bus = EventBus()
+        bus.subscribe(audit_listener(writer))
+        verifiers = build_verifiers(settings.verifiers, DbLayerCache(db))
+        verification = VerificationService(settings, db, upstream, verifiers, bus)
         app[SERVICES] = Services(
             settings=settings,
             engine=engine,
             db=db,
-            upstream=Upstream(settings, session, token_client),
+            upstream=upstream,
             audit=writer,
             metrics=Metrics(),
+            bus=bus,
+            verification=verification,
         )
-        log.info("gatekeeper ready: upstream %s", settings.upstream_url)
+        verification.start()
+        log.info(
+            "gatekeeper ready: upstream %s, verifiers %s, %d policies",
+            settings.upstream_url,
+            ", ".join(v.name for v in verifiers) or "none",
+            len(settings.policies),
+        )
+        if not settings.policies:
+            log.warning("no policies configured: every pull will be denied (fail closed)")
         try:
             yield
         finally:
+            await verification.close()
             await token_client.aclose()
             await session.close()
             await writer.close()

@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from config.settings import AuditSettings
 from proxy.context import RequestInfo, info
 from proxy.errors import Handler, OCIError
+from proxy.events import VerdictChange
 from storage.audit import AccessRecord, insert_records
 
 log = logging.getLogger("gatekeeper.audit")
@@ -104,6 +105,36 @@ class AuditWriter:
 
 
 Emit = Callable[[web.Request, AccessRecord], None]
+
+
+def audit_listener(writer: AuditWriter) -> Callable[[VerdictChange], Awaitable[None]]:
+    """Verdict changes and admin actions become access-log rows, with actor and reason."""
+
+    async def listen(change: VerdictChange) -> None:
+        record = AccessRecord(
+            time=change.time,
+            request_id=uuid.uuid4().hex,
+            client_addr=None,
+            identity=change.actor,
+            method="EVENT",
+            path=f"/{change.repository}@{change.digest}",
+            action=f"verdict.{change.event}",
+            repository=change.repository,
+            reference=None,
+            digest=change.digest,
+            status=200,
+            bytes_in=0,
+            bytes_out=0,
+            duration_ms=0.0,
+            upstream_status=None,
+            decision=change.new_state,
+            reason=change.reason[:2000],
+            error_code=None,
+        )
+        access_log.info(json.dumps(record.as_json(), separators=(",", ":")))
+        writer.submit(record)
+
+    return listen
 
 
 def build_middleware(emit: Emit, unaudited: frozenset[str]) -> Any:

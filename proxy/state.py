@@ -10,8 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from config.settings import Settings
 from proxy.audit import AuditWriter
+from proxy.events import EventBus
 from proxy.metrics import Metrics
 from proxy.upstream import Upstream
+from proxy.verification import VerificationService
 
 
 @dataclass
@@ -24,6 +26,8 @@ class Services:
     upstream: Upstream
     audit: AuditWriter
     metrics: Metrics
+    bus: EventBus
+    verification: VerificationService
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

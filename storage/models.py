@@ -111,3 +111,96 @@ class AccessLog(Base):
     decision: Mapped[str | None] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(64))
+
+
+class Verdict(Base):
+    """The current decision for one image (repository + digest). Only a landed result changes
+    it: a re-scan in progress never flips a served image back to pending."""
+
+    __tablename__ = "verdicts"
+    __table_args__ = (Index("ix_verdicts_digest", "digest"),)
+
+    repository: Mapped[str] = mapped_column(String(255), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(140), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))  # pending|passed|quarantined|released
+    reasons: Mapped[list[str]] = mapped_column(JSON)
+    policy: Mapped[str | None] = mapped_column(String(100))
+    policy_version: Mapped[str | None] = mapped_column(String(32))
+    data_versions: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """Verifier name -> version (and later advisory-data versions) the verdict came from."""
+    outcomes: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    released_by: Mapped[str | None] = mapped_column(String(255))
+    release_reason: Mapped[str | None] = mapped_column(Text)
+    release_expires: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class VerdictEvent(Base):
+    """Append-only history of verdict changes and admin actions on one image."""
+
+    __tablename__ = "verdict_events"
+    __table_args__ = (Index("ix_verdict_events_image", "repository", "digest", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    repository: Mapped[str] = mapped_column(String(255))
+    digest: Mapped[str] = mapped_column(String(140))
+    event: Mapped[str] = mapped_column(String(32))
+    old_state: Mapped[str | None] = mapped_column(String(16))
+    new_state: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class FindingRow(Base):
+    """Findings of the latest completed verification of an image."""
+
+    __tablename__ = "findings"
+    __table_args__ = (Index("ix_findings_image", "repository", "digest"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    repository: Mapped[str] = mapped_column(String(255))
+    digest: Mapped[str] = mapped_column(String(140))
+    verifier: Mapped[str] = mapped_column(String(100))
+    rule_id: Mapped[str] = mapped_column(String(255))
+    severity: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(Text)
+    location: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[str] = mapped_column(Text)
+
+
+class Job(Base):
+    """A persisted unit of background work, claimed with a lease so a crash never loses it."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_claim", "state", "run_after"),
+        Index("ix_jobs_image", "repository", "digest", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    repository: Mapped[str] = mapped_column(String(255))
+    digest: Mapped[str] = mapped_column(String(140))
+    reason: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))  # queued|running|done|dead
+    attempts: Mapped[int] = mapped_column(Integer)
+    run_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LayerResult(Base):
+    """A layer verifier's outcome for one layer digest, shared by every image that has it."""
+
+    __tablename__ = "layer_results"
+
+    layer_digest: Mapped[str] = mapped_column(String(140), primary_key=True)
+    verifier: Mapped[str] = mapped_column(String(100), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    outcome: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

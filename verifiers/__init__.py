@@ -1,2 +1,4 @@
-"""Image verifiers (signatures, layer scans, policy). Not built yet: see the verification
-pipeline issue. The package exists so the layout matches the design card from the start."""
+"""Image verifiers: each check is a small class behind one protocol (``base.Verifier``) that
+returns findings; ``pipeline`` runs them concurrently with timeouts and ``policy`` turns their
+outcomes into a verdict. Nothing here knows about HTTP servers or SQL: images arrive with an
+async blob opener, and results leave as frozen dataclasses."""

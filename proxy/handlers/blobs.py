@@ -18,10 +18,12 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.web_request import BaseRequest
 from multidict import CIMultiDict
 
+from proxy import gate
 from proxy.context import info
 from proxy.forward import response_headers
-from proxy.handlers.common import digest_param, forward, public, repository, scopes, v2_path
+from proxy.handlers.common import digest_param, forward, public, repository, scopes
 from proxy.state import services
+from proxy.upstream import v2_path
 
 log = logging.getLogger("gatekeeper.blobs")
 
@@ -42,6 +44,7 @@ async def get(request: web.Request) -> web.StreamResponse:
     record.action = "blob.pull"
     name = repository(request)
     digest = digest_param(request)
+    await gate.check_blob(request, name, digest)
     svc = services(request)
     root = svc.settings.upstream_storage_root
     path = v2_path(name, "blobs", digest)
@@ -50,7 +53,7 @@ async def get(request: web.Request) -> web.StreamResponse:
             record.upstream_status = head.status
             headers = response_headers(head.headers, svc.upstream.base, public(request))
         if head.status in (301, 302, 303, 307, 308):
-            record.decision = "redirect"
+            record.decision = f"{record.decision}:redirect"
             record.bytes_out = 0
             return web.Response(status=head.status, headers=headers)
         if head.status != 200:
@@ -58,7 +61,7 @@ async def get(request: web.Request) -> web.StreamResponse:
             return await forward(request, path, scope=scopes(name, "pull"))
         served = _sendfile(blob_data_path(root, digest), headers)
         if served is not None:
-            record.decision = "sendfile"
+            record.decision = f"{record.decision}:sendfile"
             return served
     return await forward(request, path, scope=scopes(name, "pull"))
 

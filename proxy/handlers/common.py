@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
 
 from aiohttp import web
 from yarl import URL
@@ -31,11 +30,6 @@ def digest_param(request: web.Request, key: str = "digest") -> str:
 
 def scopes(name: str, *actions: str) -> tuple[str, ...]:
     return (f"repository:{name}:{','.join(actions)}",)
-
-
-def v2_path(name: str, *parts: str) -> str:
-    """An upstream path built only from validated, percent-encoded parts."""
-    return "/v2/" + name + "/" + "/".join(quote(part, safe="") for part in parts)
 
 
 def public(request: web.Request) -> URL:

@@ -8,20 +8,24 @@ was asked for, so a misbehaving upstream cannot hand out different bytes for a d
 from __future__ import annotations
 
 import logging
+import re
 
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
+from proxy import gate
 from proxy.context import info
 from proxy.errors import Code, OCIError
 from proxy.forward import read_at_most, request_headers, response_headers
-from proxy.handlers.common import public, repository, scopes, v2_path
+from proxy.handlers.common import public, repository, scopes
 from proxy.names import check_reference, is_digest
 from proxy.oci import parse_manifest, sha256_digest
-from proxy.state import services
-from storage.manifests import forget_manifest, record_manifest
+from proxy.state import Services, services
+from proxy.upstream import v2_path
+from storage.manifests import ManifestRecord, forget_manifest, record_manifest
 
 log = logging.getLogger("gatekeeper.manifests")
+COSIGN_TAG = re.compile(r"(sha256)-([a-f0-9]{64})\.(sig|att|sbom)")
 
 
 def _reference(request: web.Request) -> str:
@@ -86,6 +90,9 @@ async def get(request: web.Request) -> web.StreamResponse:
                 )
             digest = actual
         record.digest = digest or record.digest
+        if record.digest is None:
+            raise OCIError(Code.UPSTREAM_BAD_GATEWAY, "the upstream did not say the digest")
+        await gate.check_manifest(request, name, record.digest)
     record.bytes_out = len(body)
     if head:
         return web.Response(status=resp.status, headers=headers)
@@ -109,6 +116,7 @@ async def put(request: web.Request) -> web.StreamResponse:
             {"expected": reference, "actual": computed},
         )
     manifest = parse_manifest(name, body, content_type, computed)
+    await gate.check_reuse(request, name, computed)
     headers = {"Content-Type": manifest.media_type}
     async with await svc.upstream.request(
         "PUT",
@@ -134,6 +142,7 @@ async def put(request: web.Request) -> web.StreamResponse:
     try:
         async with svc.db() as session, session.begin():
             await record_manifest(session, manifest, None if is_digest(reference) else reference)
+        await _verify_pushed(svc, name, reference, manifest)
     except SQLAlchemyError as exc:
         log.error("could not index %s@%s: %s", name, computed, exc)
         raise OCIError(
@@ -146,6 +155,20 @@ async def put(request: web.Request) -> web.StreamResponse:
         out_headers["OCI-Subject"] = manifest.subject_digest
     record.bytes_out = 0
     return web.Response(status=201, headers=out_headers)
+
+
+async def _verify_pushed(
+    svc: Services, name: str, reference: str, manifest: ManifestRecord
+) -> None:
+    """A pushed manifest starts pending; a signature, SBOM or attestation re-evaluates the
+    image it is about (OCI ``subject``, or cosign's ``sha256-<hex>.sig`` tag scheme)."""
+    await svc.verification.submit(name, manifest.digest, "pushed")
+    if manifest.subject_digest:
+        await svc.verification.submit(name, manifest.subject_digest, "a referrer was pushed")
+    cosign = COSIGN_TAG.fullmatch(reference)
+    if cosign:
+        subject = f"{cosign.group(1)}:{cosign.group(2)}"
+        await svc.verification.submit(name, subject, f"cosign {cosign.group(3)} pushed")
 
 
 async def delete(request: web.Request) -> web.StreamResponse:

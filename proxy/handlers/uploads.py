@@ -11,10 +11,12 @@ import re
 
 from aiohttp import web
 
+from proxy import gate
 from proxy.context import info
 from proxy.errors import Code, OCIError
-from proxy.handlers.common import forward, repository, scopes, v2_path
+from proxy.handlers.common import forward, repository, scopes
 from proxy.names import check_digest, check_name
+from proxy.upstream import v2_path
 
 SESSION_RE = re.compile(r"[A-Za-z0-9_.=-]{1,128}")
 # Query keys an upload URL may carry; anything else is dropped before it reaches the upstream.
@@ -54,6 +56,8 @@ async def start(request: web.Request) -> web.StreamResponse:
             params["from"] = check_name(source)
             record.reference = f"from:{source}"
             scope = (*scope, f"repository:{source}:pull")
+            # Mounting is pulling from the source repository: the same gate applies.
+            await gate.check_blob(request, source, mount)
     digest = _digest_query(request)
     if digest is not None:
         params["digest"] = digest

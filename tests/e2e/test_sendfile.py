@@ -45,7 +45,7 @@ def test_blob_get_is_served_by_sendfile(sendfile_gk: Gatekeeper) -> None:
     assert tail.content == data[-5:]
     rows = assert_one_row_each(sendfile_gk, recorder)
     pulls = [r for r in rows if r["action"] == "blob.pull"]
-    assert [r["decision"] for r in pulls] == ["sendfile"] * 3
+    assert all(r["decision"].endswith(":sendfile") for r in pulls)
     assert [r["bytes_out"] for r in pulls] == [len(data), 10, 5]
 
 
@@ -70,6 +70,6 @@ def test_missing_storage_falls_back_to_streaming(registry: Registry, tmp_path: P
             resp = http.get(f"/v2/sf/fallback/blobs/{digest}")
         assert resp.status_code == 200 and resp.content == data
         (row,) = gk.wait_audit(1, "action = 'blob.pull'")
-        assert row["decision"] is None and row["bytes_out"] == len(data)
+        assert not row["decision"].endswith(":sendfile") and row["bytes_out"] == len(data)
     finally:
         gk.stop()

@@ -7,6 +7,7 @@ the test runner.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -19,6 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.procs import free_port, wait_http
+
+# Protocol-level tests exercise the proxy, not the gate: a warn-mode policy verifies and logs
+# everything but never blocks. Gate tests pass their own GATEKEEPER_POLICIES.
+WARN_EVERYTHING = json.dumps(
+    [
+        {
+            "name": "warn-everything",
+            "repositories": ["*"],
+            "mode": "warn",
+            "require": ["config-sanity"],
+        }
+    ]
+)
 
 
 @dataclass
@@ -114,6 +128,8 @@ def make_gatekeeper(
         "GATEKEEPER_LISTEN": f"127.0.0.1:{port}",
         "GATEKEEPER_DATABASE_URL": f"sqlite+aiosqlite:///{db_path}",
         "GATEKEEPER_AUDIT__FLUSH_INTERVAL_SECONDS": "0.05",
+        "GATEKEEPER_POLICIES": WARN_EVERYTHING,
+        "GATEKEEPER_VERIFICATION__POLL_SECONDS": "0.1",
     }
     if storage_root is not None:
         env["GATEKEEPER_UPSTREAM_STORAGE_ROOT"] = str(storage_root)

@@ -69,3 +69,18 @@ def push_image(
     )
     assert resp.status_code == 201, resp.text
     return resp.headers["Docker-Content-Digest"], manifest
+
+
+def image_config(labels: dict[str, str] | None = None, layers: int = 1) -> bytes:
+    """A config that passes config-sanity for ``layers`` layers, with optional labels."""
+    return json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Labels": labels or {}},
+            "rootfs": {
+                "type": "layers",
+                "diff_ids": [f"sha256:{n:064x}" for n in range(layers)],
+            },
+        }
+    ).encode()

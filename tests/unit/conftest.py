@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from config.settings import load_settings
 from proxy.app import create_app
+from tests.support.gatekeeper import WARN_EVERYTHING
 from tests.unit.fakes import FakeUpstream
 
 GatekeeperFactory = Callable[..., Any]
@@ -37,6 +38,7 @@ async def gatekeeper_client(
             "GATEKEEPER_UPSTREAM_URL": upstream_url,
             "GATEKEEPER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/gk.db",
             "GATEKEEPER_AUDIT__FLUSH_INTERVAL_SECONDS": "0.05",
+            "GATEKEEPER_POLICIES": WARN_EVERYTHING,
             **{f"GATEKEEPER_{k.upper()}": v for k, v in env.items()},
         }
         client: TestClient[Any, Any] = TestClient(TestServer(create_app(load_settings(env=values))))

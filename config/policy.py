@@ -1,0 +1,100 @@
+"""The policy schema: which checks an image must pass, per repository pattern.
+
+Policies are data, validated at start-up like every other setting. Matching is by repository
+glob, most specific pattern first (fewest wildcards, then longest); a repository no policy
+matches is denied, so forgetting a policy can never mean "allow".
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+
+
+class Waiver(BaseModel):
+    """An accepted finding: it no longer blocks, within its scope and until it expires."""
+
+    model_config = {"extra": "forbid", "frozen": True}
+
+    finding: str = Field(min_length=1)
+    """A rule id (``CVE-2024-1``) or ``verifier:rule`` (``config-sanity:config.no-user``)."""
+    repositories: list[str] = Field(default_factory=lambda: ["*"])
+    reason: str = Field(min_length=1)
+    author: str = Field(min_length=1)
+    expires: datetime | None = None
+
+
+class VerifierPolicy(BaseModel):
+    """How one verifier's outcome counts for images under this policy."""
+
+    model_config = {"extra": "forbid", "frozen": True}
+
+    on_error: Literal["fail", "pass"] = "fail"
+    """``fail`` (fail closed): an error quarantines. ``pass``: the error is logged and ignored."""
+
+
+class Policy(BaseModel):
+    """One policy. ``require`` empty plus ``mode = enforce`` still needs a verifier result:
+    an image passes only when every required verifier ran and nothing blocks."""
+
+    model_config = {"extra": "forbid", "frozen": True}
+
+    name: str = Field(min_length=1, max_length=100)
+    repositories: list[str] = Field(min_length=1)
+    """Glob patterns (``team/*``, ``*``) matched against the full repository name."""
+    mode: Literal["enforce", "warn"] = "enforce"
+    """``warn``: findings are logged and reported, the image is never blocked."""
+    require: list[str] = Field(default_factory=list)
+    """Verifiers that must run and pass; other enabled verifiers still report findings."""
+    severity_threshold: Literal["info", "low", "medium", "high", "critical"] = "high"
+    """Findings at or above this severity block the image."""
+    waivers: list[Waiver] = Field(default_factory=list)
+    pending: Literal["block", "hold"] = "hold"
+    """While verification is running: ``block`` at once, or ``hold`` the pull up to
+    ``hold_seconds`` waiting for the verdict, then block."""
+    hold_seconds: float = Field(default=30.0, ge=0, le=600)
+    verifiers: dict[str, VerifierPolicy] = Field(default_factory=dict)
+    deny_all: bool = False
+    """An explicit "nothing is pullable" policy (the default for unmatched repositories)."""
+
+    @field_validator("repositories")
+    @classmethod
+    def _check_patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not pattern or len(pattern) > 255 or any(c in pattern for c in " \t\r\n"):
+                raise ValueError(f"invalid repository pattern {pattern!r}")
+        return value
+
+    @property
+    def version(self) -> str:
+        """A short content hash: verdicts record which version of a policy decided them."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(canonical).hexdigest()[:16]
+
+
+DENY_UNMATCHED = Policy(name="(no matching policy)", repositories=["*"], deny_all=True)
+
+
+def _specificity(pattern: str) -> tuple[int, int]:
+    wildcards = sum(pattern.count(c) for c in "*?[")
+    return (-wildcards, len(pattern))
+
+
+def match_policy(policies: list[Policy], repository: str) -> Policy:
+    """The most specific policy whose pattern matches; DENY_UNMATCHED when none does."""
+    best: tuple[tuple[int, int], int, Policy] | None = None
+    for index, policy in enumerate(policies):
+        for pattern in policy.repositories:
+            if fnmatch.fnmatchcase(repository, pattern):
+                # Earlier policies win ties, so the file's order is the tie-breaker.
+                key = (_specificity(pattern), -index, policy)
+                if best is None or key[:2] > best[:2]:
+                    best = key
+    return best[2] if best else DENY_UNMATCHED

@@ -1,0 +1,189 @@
+"""The gate end to end: verdicts decide every way out of the registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.ocihttp import OCI_MANIFEST, digest_of, image_config, push_image
+from tests.support.registry import Registry
+
+pytestmark = pytest.mark.e2e
+
+FAKES = "tests.fakes.verifiers"
+POLICIES = [
+    {
+        "name": "gate",
+        "repositories": ["gate/*"],
+        "require": ["config-sanity", "labels"],
+        "pending": "hold",
+        "hold_seconds": 20,
+    },
+    {
+        "name": "fail-open",
+        "repositories": ["failopen/*"],
+        "require": ["config-sanity"],
+        "verifiers": {"raises": {"on_error": "pass"}, "hangs": {"on_error": "pass"}},
+        "hold_seconds": 20,
+    },
+    {
+        "name": "blocking",
+        "repositories": ["blocking/*"],
+        "require": ["config-sanity"],
+        "pending": "block",
+    },
+]
+VERIFIERS = {
+    "config-sanity": {},
+    "labels": {"plugin": f"{FAKES}:LabelFindings"},
+    "raises": {"plugin": f"{FAKES}:Raises"},
+    "hangs": {"plugin": f"{FAKES}:Hangs", "timeout_seconds": 1},
+}
+
+
+def gate_env(**extra: str) -> dict[str, str]:
+    return {
+        "GATEKEEPER_POLICIES": json.dumps(POLICIES),
+        "GATEKEEPER_VERIFIERS": json.dumps(VERIFIERS),
+        "GATEKEEPER_ADMIN_TOKEN": "test-admin-token",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def gk(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gatekeeper]:
+    gatekeeper = make_gatekeeper(
+        tmp_path_factory.mktemp("gate"), registry.url, extra_env=gate_env()
+    )
+    yield gatekeeper
+    gatekeeper.stop()
+
+
+def push_labelled(
+    http: httpx.Client, repo: str, tag: str, labels: dict[str, str]
+) -> tuple[str, bytes, bytes]:
+    layer = os.urandom(2048)
+    digest, manifest = push_image(http, repo, tag, [layer], image_config(labels, layers=1))
+    return digest, manifest, layer
+
+
+CRITICAL = {
+    "test.findings": json.dumps(
+        [
+            {"rule_id": "CVE-2099-0001", "severity": "critical", "title": "remote code execution"},
+            {"rule_id": "CVE-2099-0002", "severity": "critical", "title": "another one"},
+        ]
+    )
+}
+
+
+def denied(resp: httpx.Response) -> dict[str, Any]:
+    assert resp.status_code == 403, resp.text
+    error = resp.json()["errors"][0]
+    assert error["code"] == "DENIED"
+    return dict(error)
+
+
+def test_failing_image_cannot_leave_by_any_path(gk: Gatekeeper) -> None:
+    accept = {"Accept": OCI_MANIFEST}
+    with httpx.Client(base_url=gk.url, timeout=60) as http:
+        digest, manifest, layer = push_labelled(http, "gate/bad", "v1", CRITICAL)
+        by_tag = denied(http.get("/v2/gate/bad/manifests/v1", headers=accept))
+        assert digest in by_tag["message"] and "quarantined" in by_tag["message"]
+        assert "2 critical (CVE-2099-0001, CVE-2099-0002)" in by_tag["message"]
+        assert f"gatekeeper quarantine release gate/bad@{digest}" in by_tag["message"]
+        assert by_tag["detail"]["state"] == "quarantined"
+        assert by_tag["detail"]["digest"] == digest and by_tag["detail"]["policy"] == "gate"
+        by_digest = denied(http.get(f"/v2/gate/bad/manifests/{digest}", headers=accept))
+        assert by_digest == by_tag
+        head = http.head("/v2/gate/bad/manifests/v1", headers=accept)
+        assert head.status_code == 403
+        denied(http.get(f"/v2/gate/bad/blobs/{digest_of(layer)}"))
+        mount = http.post(
+            f"/v2/gate/elsewhere/blobs/uploads/?mount={digest_of(layer)}&from=gate/bad"
+        )
+        denied(mount)
+        retag = http.put(
+            "/v2/gate/copy/manifests/v1", content=manifest, headers={"Content-Type": OCI_MANIFEST}
+        )
+        assert "cannot be pushed elsewhere" in denied(retag)["message"]
+    rows = gk.wait_audit(1, "action = 'verdict.quarantined' AND digest = ?", (digest,))
+    assert rows and "CVE-2099-0001" in rows[0]["reason"] and rows[0]["identity"] == "gatekeeper"
+    pulls = gk.wait_audit(2, "repository = 'gate/bad' AND action = 'manifest.pull'")
+    assert (
+        len(pulls) == 2
+        and {r["decision"] for r in pulls} == {"deny"}
+        and all(r["status"] == 403 for r in pulls)
+    )
+
+
+def test_passing_image_with_hold_is_pullable_right_after_push(gk: Gatekeeper) -> None:
+    with httpx.Client(base_url=gk.url, timeout=60) as http:
+        _, manifest, layer = push_labelled(http, "gate/good", "v1", {})
+        pulled = http.get("/v2/gate/good/manifests/v1", headers={"Accept": OCI_MANIFEST})
+        assert pulled.status_code == 200, pulled.text
+        assert pulled.content == manifest
+        assert http.get(f"/v2/gate/good/blobs/{digest_of(layer)}").content == layer
+    (row,) = gk.wait_audit(1, "repository = 'gate/good' AND action = 'manifest.pull'")
+    assert row["decision"] == "allow"
+
+
+def test_pending_with_block_policy_is_denied_at_once(gk: Gatekeeper) -> None:
+    with httpx.Client(base_url=gk.url, timeout=60) as http:
+        push_labelled(http, "blocking/app", "v1", {})
+        resp = http.get("/v2/blocking/app/manifests/v1", headers={"Accept": OCI_MANIFEST})
+    if resp.status_code == 403:
+        assert "still being verified" in resp.json()["errors"][0]["message"]
+    else:  # the worker was faster than the pull; the verdict decided
+        assert resp.status_code == 200
+
+
+@pytest.mark.parametrize("label", ["test.raise", "test.hang"])
+def test_broken_verifier_fails_closed(gk: Gatekeeper, label: str) -> None:
+    verifier = {"test.raise": "raises", "test.hang": "hangs"}[label]
+    with httpx.Client(base_url=gk.url, timeout=60) as http:
+        push_labelled(http, "gate/broken", label, {label: "1"})
+        message = denied(
+            http.get(f"/v2/gate/broken/manifests/{label}", headers={"Accept": OCI_MANIFEST})
+        )["message"]
+    assert f"verifier {verifier} failed" in message
+    if label == "test.hang":
+        assert "timed out after 1s" in message
+
+
+@pytest.mark.parametrize("label", ["test.raise", "test.hang"])
+def test_broken_verifier_set_to_fail_open_passes_and_says_so(gk: Gatekeeper, label: str) -> None:
+    with httpx.Client(base_url=gk.url, timeout=60) as http:
+        digest, _, _ = push_labelled(http, "failopen/app", label, {label: "1"})
+        resp = http.get(f"/v2/failopen/app/manifests/{label}", headers={"Accept": OCI_MANIFEST})
+    assert resp.status_code == 200, resp.text
+    verifier = {"test.raise": "raises", "test.hang": "hangs"}[label]
+    log = gk.log_path.read_text()
+    assert f"failopen/app@{digest} passed although verifier {verifier} failed" in log
+
+
+def test_unmatched_repository_is_denied(gk: Gatekeeper) -> None:
+    with httpx.Client(base_url=gk.url, timeout=60) as http:
+        push_labelled(http, "nopolicy/app", "v1", {})
+        error = denied(http.get("/v2/nopolicy/app/manifests/v1", headers={"Accept": OCI_MANIFEST}))
+    assert "no policy allows repository nopolicy/app" in error["message"]
+
+
+def test_skopeo_shows_the_denial(gk: Gatekeeper) -> None:
+    with httpx.Client(base_url=gk.url, timeout=60) as http:
+        digest, _, _ = push_labelled(http, "gate/skopeo", "v1", CRITICAL)
+    out = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", f"docker://{gk.host}/gate/skopeo:v1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode != 0
+    assert "quarantined" in out.stderr and digest in out.stderr

@@ -1,0 +1,111 @@
+"""The one protocol every verifier implements, and the values it exchanges.
+
+A verifier that crashed is not a verifier that found nothing: the pipeline turns exceptions and
+timeouts into an ``error`` outcome, and the policy fails closed on it. A verifier that has
+nothing to say about an image (e.g. a layer scanner given a signature artifact) returns
+:class:`Skipped`, a value, not an exception.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+class Severity(enum.IntEnum):
+    """Ordered so a policy threshold is a plain comparison."""
+
+    INFO = 0
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    CRITICAL = 4
+
+    @classmethod
+    def parse(cls, value: str) -> Severity:
+        try:
+            return cls[value.strip().upper()]
+        except KeyError as exc:
+            names = ", ".join(s.name.lower() for s in cls)
+            raise ValueError(f"unknown severity {value!r}; expected one of {names}") from exc
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing a verifier found wrong with an image."""
+
+    verifier: str
+    """Name of the verifier that produced it."""
+    rule_id: str
+    """Stable identifier of the rule (e.g. ``CVE-2024-1234``, ``config.no-user``); waivers and
+    policies refer to findings by it."""
+    severity: Severity
+    title: str
+    """One line a person understands."""
+    location: str = ""
+    """Where in the image: a layer digest and path, a config field."""
+    evidence: str = ""
+    """Supporting detail, with any secret already redacted by the verifier."""
+
+    @property
+    def finding_id(self) -> str:
+        return f"{self.verifier}:{self.rule_id}"
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """The verifier does not apply to this image; the reason is recorded."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """A blob or manifest the image manifest points at."""
+
+    media_type: str
+    digest: str
+    size: int
+    platform: dict[str, Any] | None = None
+
+
+class BlobOpener(Protocol):
+    """Streams a blob of the image's repository; a verifier never sees the whole blob at once."""
+
+    def open(self, digest: str) -> AbstractAsyncContextManager[AsyncIterator[bytes]]: ...
+
+
+@dataclass(frozen=True)
+class Image:
+    """What a verifier gets: the manifest, its parsed config, and a way to read blobs."""
+
+    repository: str
+    digest: str
+    media_type: str
+    manifest: dict[str, Any]
+    config: dict[str, Any] | None
+    """Parsed image config, or None for indexes and artifacts without a JSON config."""
+    layers: tuple[Descriptor, ...]
+    children: tuple[Descriptor, ...]
+    """Platform manifests of an index (empty for an image)."""
+    blobs: BlobOpener
+    referrers: tuple[Descriptor, ...] = field(default_factory=tuple)
+    """Artifacts (signatures, SBOMs) whose ``subject`` is this image."""
+
+
+@runtime_checkable
+class Verifier(Protocol):
+    """A check. ``version`` changes whenever the same input could give a different result, so
+    cached results from older versions are not reused."""
+
+    name: str
+    version: str
+
+    async def verify(self, image: Image) -> list[Finding] | Skipped: ...
+
+
+class VerifierError(Exception):
+    """Base for errors a verifier raises deliberately (bad configuration, unreadable input)."""

@@ -1,0 +1,64 @@
+"""Run verifiers concurrently, each under its own timeout, and record what each did.
+
+Every verifier yields exactly one :class:`Outcome`; an exception or a timeout becomes an
+``error`` outcome with the reason, never a missing result and never "no findings".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from verifiers.base import Finding, Image, Skipped, Verifier
+
+log = logging.getLogger("gatekeeper.verifiers")
+
+OutcomeStatus = Literal["ok", "skipped", "error"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one verifier did with one image."""
+
+    verifier: str
+    version: str
+    status: OutcomeStatus
+    findings: tuple[Finding, ...] = field(default_factory=tuple)
+    detail: str = ""
+    """Why it skipped or failed; empty when ok."""
+    duration_ms: float = 0.0
+
+
+async def run_one(verifier: Verifier, image: Image, timeout: float) -> Outcome:
+    started = time.perf_counter()
+
+    def done(status: OutcomeStatus, findings: Sequence[Finding] = (), detail: str = "") -> Outcome:
+        elapsed = round((time.perf_counter() - started) * 1000, 3)
+        return Outcome(verifier.name, verifier.version, status, tuple(findings), detail, elapsed)
+
+    try:
+        result = await asyncio.wait_for(verifier.verify(image), timeout)
+    except TimeoutError:
+        log.warning("verifier %s timed out after %ss on %s", verifier.name, timeout, image.digest)
+        return done("error", detail=f"timed out after {timeout:g}s")
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.exception("verifier %s crashed on %s@%s", verifier.name, image.repository, image.digest)
+        return done("error", detail=f"crashed: {exc.__class__.__name__}: {exc}"[:500])
+    if isinstance(result, Skipped):
+        return done("skipped", detail=result.reason)
+    return done("ok", result)
+
+
+async def run_pipeline(
+    image: Image, verifiers: Sequence[Verifier], timeouts: Mapping[str, float], default: float
+) -> list[Outcome]:
+    """All verifiers at once; outcomes in the order the verifiers were given."""
+    return list(
+        await asyncio.gather(*(run_one(v, image, timeouts.get(v.name, default)) for v in verifiers))
+    )

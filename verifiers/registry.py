@@ -1,0 +1,58 @@
+"""Verifiers by name, built from settings. Built-ins are listed here; anything else comes from
+a ``plugin = "module:Class"`` setting (third-party checks, the tests' fakes)."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from config.settings import VerifierSettings
+from verifiers.base import Verifier
+from verifiers.config_sanity import ConfigSanity
+from verifiers.layers import LayerCache, PerLayer
+
+BUILTINS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "config-sanity": ConfigSanity,
+}
+
+
+class VerifierConfigError(ValueError):
+    """A verifier named in settings cannot be built; the message names it."""
+
+
+def _load(path: str) -> Callable[[dict[str, Any]], Any]:
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise VerifierConfigError(f"plugin {path!r} must look like 'module:Class'")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise VerifierConfigError(f"plugin {path!r} cannot be loaded: {exc}") from exc
+    if not callable(factory):
+        raise VerifierConfigError(f"plugin {path!r} is not callable")
+    return factory  # type: ignore[no-any-return]
+
+
+def build_verifiers(
+    configured: Mapping[str, VerifierSettings], cache: LayerCache
+) -> list[Verifier]:
+    """Instances of every enabled verifier, named as in settings."""
+    built: list[Verifier] = []
+    for name, settings in configured.items():
+        if not settings.enabled:
+            continue
+        factory = _load(settings.plugin) if settings.plugin else BUILTINS.get(name)
+        if factory is None:
+            known = ", ".join(sorted(BUILTINS))
+            raise VerifierConfigError(
+                f"verifiers.{name}: unknown verifier (built in: {known}; or set plugin)"
+            )
+        instance = factory(dict(settings.options))
+        instance.name = name
+        if hasattr(instance, "verify_layer") and not hasattr(instance, "verify"):
+            instance = PerLayer(instance, cache)
+        if not isinstance(instance, Verifier):
+            raise VerifierConfigError(f"verifiers.{name}: does not implement the protocol")
+        built.append(instance)
+    return built
