@@ -73,7 +73,8 @@ class Hangs:
 
 
 class Slow:
-    """Takes ``test.sleep`` seconds (a label) before passing: a job to kill the gatekeeper in."""
+    """Takes ``test.sleep`` seconds (a label, capped by the option ``cap_seconds``) before
+    passing: a job to kill the gatekeeper in."""
 
     name = "slow"
     version = "1"
@@ -83,6 +84,7 @@ class Slow:
 
     async def verify(self, image: Image) -> list[Finding] | Skipped:
         delay = float(_labels(image).get("test.sleep", "0"))
+        delay = min(delay, float(self.options.get("cap_seconds", delay)))
         marker = self.options.get("started_dir")
         if marker and delay:
             Path(marker, image.digest.replace(":", "-")).touch()
