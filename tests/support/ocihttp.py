@@ -54,12 +54,7 @@ def push_image(
     client: httpx.Client, repo: str, tag: str, layers: list[bytes], config: bytes | None = None
 ) -> tuple[str, bytes]:
     """Push blobs and a manifest; returns (manifest digest, manifest bytes)."""
-    config = (
-        config
-        or json.dumps(
-            {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
-        ).encode()
-    )
+    config = config or image_config(layers=len(layers))
     push_blob(client, repo, config)
     for layer in layers:
         push_blob(client, repo, layer)
