@@ -1,0 +1,117 @@
+"""The pipeline: concurrency, timeouts and crashes become outcomes; config sanity."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import asynccontextmanager
+from typing import Any
+
+from verifiers.base import Finding, Image, Severity, Skipped
+from verifiers.config_sanity import ConfigSanity
+from verifiers.layers import PerLayer
+from verifiers.pipeline import run_pipeline
+
+
+class NoBlobs:
+    @asynccontextmanager
+    async def open(self, digest: str) -> Any:
+        async def chunks() -> Any:
+            yield b"data"
+
+        yield chunks()
+
+
+def image(config: dict[str, Any] | None, layers: int = 1, children: int = 0) -> Image:
+    from verifiers.base import Descriptor
+
+    return Image(
+        repository="r",
+        digest="sha256:" + "0" * 64,
+        media_type="m",
+        manifest={},
+        config=config,
+        layers=tuple(Descriptor("l", f"sha256:{n:064x}", 1) for n in range(layers)),
+        children=tuple(Descriptor("m", f"sha256:{n:064x}", 1) for n in range(children)),
+        blobs=NoBlobs(),
+    )
+
+
+class Sleeper:
+    version = "1"
+
+    def __init__(self, name: str, seconds: float) -> None:
+        self.name, self.seconds = name, seconds
+
+    async def verify(self, image: Image) -> list[Finding] | Skipped:
+        await asyncio.sleep(self.seconds)
+        return [Finding(self.name, "R", Severity.LOW, "t")]
+
+
+class Crasher:
+    name, version = "crasher", "1"
+
+    async def verify(self, image: Image) -> list[Finding] | Skipped:
+        raise ValueError("nope")
+
+
+async def test_verifiers_run_concurrently_with_their_own_timeouts() -> None:
+    started = time.perf_counter()
+    outcomes = await run_pipeline(
+        image({}),
+        [Sleeper("a", 0.3), Sleeper("b", 0.3), Sleeper("slow", 10), Crasher()],
+        {"slow": 0.2},
+        5.0,
+    )
+    assert time.perf_counter() - started < 1.0
+    statuses = {o.verifier: (o.status, o.detail) for o in outcomes}
+    assert statuses["a"][0] == statuses["b"][0] == "ok"
+    assert statuses["slow"] == ("error", "timed out after 0.2s")
+    assert statuses["crasher"] == ("error", "crashed: ValueError: nope")
+
+
+async def test_config_sanity() -> None:
+    sanity = ConfigSanity()
+    good = {"architecture": "amd64", "os": "linux", "rootfs": {"diff_ids": ["x"]}}
+    assert await sanity.verify(image(good)) == []
+    bad = await sanity.verify(image({"os": "linux", "rootfs": {"diff_ids": []}}))
+    assert isinstance(bad, list)
+    assert {f.rule_id for f in bad} == {
+        "config.missing-architecture",
+        "config.layer-count-mismatch",
+    }
+    assert isinstance(await sanity.verify(image(None)), Skipped)
+    assert isinstance(await sanity.verify(image(None, children=2)), Skipped)
+
+
+class MemoryCache:
+    def __init__(self) -> None:
+        self.data: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    async def get(self, d: str, v: str, ver: str) -> dict[str, Any] | None:
+        return self.data.get((d, v, ver))
+
+    async def put(self, d: str, v: str, ver: str, outcome: dict[str, Any]) -> None:
+        self.data[(d, v, ver)] = outcome
+
+
+class LayerCounter:
+    name, version = "layers", "1"
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def verify_layer(self, layer: Any, blobs: Any) -> list[Finding] | Skipped:
+        self.calls.append(layer.digest)
+        return [Finding(self.name, "L", Severity.HIGH, "layer finding", layer.digest)]
+
+
+async def test_per_layer_results_are_cached_and_replayed() -> None:
+    inner, cache = LayerCounter(), MemoryCache()
+    adapter = PerLayer(inner, cache)
+    first = await adapter.verify(image({}, layers=2))
+    second = await adapter.verify(image({}, layers=3))
+    assert len(inner.calls) == 3  # two, then only the new third layer
+    assert isinstance(first, list) and isinstance(second, list)
+    assert [f.location for f in second] == [f"sha256:{n:064x}" for n in range(3)]
+    assert second[0] == first[0]

@@ -1,0 +1,96 @@
+"""Policies: matching by glob, and turning outcomes into decisions (fail closed)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from config.policy import DENY_UNMATCHED, Policy, Waiver, match_policy
+from verifiers.base import Finding, Severity
+from verifiers.pipeline import Outcome
+from verifiers.policy import decide
+
+
+def policy(**kw: object) -> Policy:
+    base: dict[str, object] = {"name": "p", "repositories": ["*"], "require": ["scan"]}
+    base.update(kw)
+    return Policy.model_validate(base)
+
+
+def ok(*findings: Finding, name: str = "scan") -> Outcome:
+    return Outcome(name, "1", "ok", findings)
+
+
+CRIT = Finding("scan", "CVE-1", Severity.CRITICAL, "bad")
+LOW = Finding("scan", "CVE-2", Severity.LOW, "meh")
+
+
+def test_most_specific_pattern_wins() -> None:
+    everything = policy(name="all", repositories=["*"])
+    team = policy(name="team", repositories=["team/*"])
+    exact = policy(name="exact", repositories=["team/app"])
+    policies = [everything, team, exact]
+    assert match_policy(policies, "team/app").name == "exact"
+    assert match_policy(policies, "team/other").name == "team"
+    assert match_policy(policies, "x").name == "all"
+    assert match_policy([team], "elsewhere") is DENY_UNMATCHED
+
+
+def test_unmatched_and_empty_policies_deny() -> None:
+    assert decide(DENY_UNMATCHED, "r", [ok()]).state == "quarantined"
+    empty = policy(require=[])
+    decision = decide(empty, "r", [ok()])
+    assert decision.state == "quarantined"
+    assert "requires no verifier" in decision.reasons[0]
+
+
+def test_threshold_and_summary() -> None:
+    decision = decide(policy(), "r", [ok(CRIT, LOW)])
+    assert decision.state == "quarantined"
+    assert decision.reasons == ("1 critical (CVE-1)",)
+    assert decide(policy(severity_threshold="critical"), "r", [ok(LOW)]).state == "passed"
+
+
+def test_errors_fail_closed_unless_the_policy_fails_open() -> None:
+    crashed = Outcome("scan", "1", "error", detail="crashed: boom")
+    closed = decide(policy(), "r", [crashed])
+    assert closed.state == "quarantined" and "verifier scan failed: crashed: boom" in closed.reasons
+    open_ = policy(verifiers={"scan": {"on_error": "pass"}})
+    assert decide(open_, "r", [crashed]).state == "passed"
+
+
+def test_required_verifier_missing() -> None:
+    decision = decide(policy(require=["scan", "sig"]), "r", [ok()])
+    assert "required verifier sig did not run" in decision.reasons
+
+
+def test_skipped_is_not_a_failure() -> None:
+    assert (
+        decide(policy(), "r", [Outcome("scan", "1", "skipped", detail="index")]).state == "passed"
+    )
+
+
+def test_waivers_respect_scope_and_expiry() -> None:
+    now = datetime.now(UTC)
+    waiver = Waiver(finding="CVE-1", repositories=["team/*"], reason="not reachable", author="a")
+    expired = Waiver(finding="scan:CVE-1", reason="old", author="a", expires=now - timedelta(1))
+    assert decide(policy(waivers=[waiver]), "team/app", [ok(CRIT)]).state == "passed"
+    assert decide(policy(waivers=[waiver]), "other/app", [ok(CRIT)]).state == "quarantined"
+    assert decide(policy(waivers=[expired]), "team/app", [ok(CRIT)]).state == "quarantined"
+
+
+def test_warn_mode_never_blocks_but_says_so() -> None:
+    decision = decide(policy(mode="warn"), "r", [ok(CRIT)])
+    assert decision.state == "passed" and decision.warned and decision.reasons
+
+
+def test_policy_version_changes_with_content() -> None:
+    assert policy().version != policy(severity_threshold="low").version
+    assert policy().version == policy().version
+
+
+@pytest.mark.parametrize("pattern", ["", "a b", "x\n"])
+def test_bad_patterns_are_rejected(pattern: str) -> None:
+    with pytest.raises(ValueError):
+        policy(repositories=[pattern])
