@@ -7,8 +7,9 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from tests.support.ocihttp import OCI_MANIFEST, image_config, push_image
 from tests.support.registry import Registry
 
 pytestmark = pytest.mark.e2e
+T = TypeVar("T")
 FAKES = "tests.fakes.verifiers"
 
 
@@ -32,7 +34,7 @@ def env(
     }
 
 
-def wait_until(predicate, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+def wait_until(predicate: Callable[[], T], timeout: float = 30.0, what: str = "condition") -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

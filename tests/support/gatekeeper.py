@@ -64,11 +64,12 @@ class Gatekeeper:
         )
         log.close()
         try:
-            wait_http(f"{self.url}/healthz", ok=(200,), verify=self.verify)
+            # Generous: on a loaded 2-core CI machine a cold start can take a while.
+            wait_http(f"{self.url}/healthz", timeout=60.0, ok=(200,), verify=self.verify)
         except RuntimeError as exc:
             self.stop()
-            log = self.log_path.read_text()[-4000:]
-            raise RuntimeError(f"gatekeeper did not start:\n{log}") from exc
+            tail = self.log_path.read_text()[-4000:]
+            raise RuntimeError(f"gatekeeper did not start:\n{tail}") from exc
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the process; SIGTERM is a clean stop that flushes the access log."""
