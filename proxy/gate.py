@@ -15,6 +15,7 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from config.policy import Policy, match_policy
+from proxy.auth.http import bypasses_quarantine
 from proxy.context import info
 from proxy.errors import Code, OCIError
 from proxy.state import Services, services
@@ -88,6 +89,12 @@ async def check_manifest(request: web.Request, repository: str, digest: str) -> 
         _record(request, "warn", f"{state}; warn mode does not block")
         return
     reasons = list(verdict.reasons) if verdict else []
+    if bypasses_quarantine(request, repository):
+        _record(request, "bypass", f"quarantine-reader pulled a {state} image")
+        log.warning(
+            "%s bypassed the gate for %s@%s (%s)", info(request).identity, repository, digest, state
+        )
+        return
     if state == "pending":
         message = f"{digest} is still being verified (policy {policy.name}); try again shortly"
     else:
@@ -132,6 +139,9 @@ async def check_blob(request: web.Request, repository: str, digest: str) -> None
         return
     if policy.mode == "warn" and not policy.deny_all:
         _record(request, "warn", "not part of a pullable image; warn mode does not block")
+        return
+    if bypasses_quarantine(request, repository):
+        _record(request, "bypass", "quarantine-reader pulled a blob of a non-pullable image")
         return
     message = (
         f"blob {digest} is not part of any verified image of {repository} (it belongs only "

@@ -28,7 +28,7 @@ from proxy.oci import IMAGE_CONFIGS, INDEXES, MANIFEST_TYPES, parse_manifest, sh
 from proxy.upstream import Upstream, v2_path
 from storage import jobs, manifests, verdicts
 from storage.verdicts import DecisionRecord, FindingRecord, VerdictView
-from verifiers.base import Descriptor, Image, Verifier, VerifierError
+from verifiers.base import Descriptor, FetchedManifest, Image, Verifier, VerifierError
 from verifiers.pipeline import Outcome, run_pipeline
 from verifiers.policy import decide
 
@@ -62,6 +62,35 @@ class UpstreamBlobs:
             yield resp.content.iter_chunked(CHUNK)
         finally:
             resp.release()
+
+
+class UpstreamManifests:
+    """Fetches other manifests of one repository (``verifiers.base.ManifestFetcher``)."""
+
+    def __init__(self, upstream: Upstream, repository: str, limit: int) -> None:
+        self._upstream = upstream
+        self._repository = repository
+        self._limit = limit
+
+    async def fetch(self, reference: str) -> FetchedManifest | None:
+        async with await self._upstream.request(
+            "GET",
+            v2_path(self._repository, "manifests", reference),
+            scopes=(f"repository:{self._repository}:pull",),
+            headers={"Accept": ACCEPT},
+        ) as resp:
+            if resp.status == 404:
+                return None
+            if resp.status != 200:
+                raise VerifierError(f"manifest {reference}: upstream answered {resp.status}")
+            body = await read_at_most(resp.content, self._limit + 1)
+            media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
+        if len(body) > self._limit:
+            raise VerifierError(f"manifest {reference} exceeds {self._limit} bytes")
+        digest = sha256_digest(body)
+        if reference.startswith("sha256:") and digest != reference:
+            raise VerifierError(f"upstream manifest {reference} does not match its digest")
+        return FetchedManifest(digest=digest, media_type=media_type, body=body)
 
 
 async def _read_json_blob(blobs: UpstreamBlobs, digest: str) -> Any:
@@ -159,6 +188,19 @@ class VerificationService:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+
+    async def drain(self) -> int:
+        """Run queued jobs in this task until none is claimable (``gatekeeper enroll
+        --verify-now``, tests); returns how many ran."""
+        cfg = self.settings.verification
+        ran = 0
+        while True:
+            async with self.db() as session, session.begin():
+                job = await jobs.claim(session, self.owner, self._lease, cfg.max_attempts)
+            if job is None:
+                return ran
+            await self._run_job(job)
+            ran += 1
 
     async def _worker(self) -> None:
         cfg = self.settings.verification
@@ -358,4 +400,8 @@ class VerificationService:
             ),
             blobs=blobs,
             referrers=tuple(Descriptor(r.media_type, r.digest, r.size) for r in referrers),
+            referrer_types=tuple(r.artifact_type for r in referrers),
+            manifests=UpstreamManifests(
+                self.upstream, repository, self.settings.max_manifest_bytes
+            ),
         )

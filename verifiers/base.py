@@ -79,6 +79,27 @@ class BlobOpener(Protocol):
 
 
 @dataclass(frozen=True)
+class FetchedManifest:
+    """A manifest as stored: exact bytes (signatures are over bytes), type and digest."""
+
+    digest: str
+    media_type: str
+    body: bytes
+
+
+class ManifestFetcher(Protocol):
+    """Reads other manifests of the image's repository (a cosign ``sha256-<hex>.sig`` tag, a
+    referrer). Returns None when there is no such manifest; the digest is checked."""
+
+    async def fetch(self, reference: str) -> FetchedManifest | None: ...
+
+
+class _NoManifests:
+    async def fetch(self, reference: str) -> FetchedManifest | None:
+        return None
+
+
+@dataclass(frozen=True)
 class Image:
     """What a verifier gets: the manifest, its parsed config, and a way to read blobs."""
 
@@ -93,7 +114,11 @@ class Image:
     """Platform manifests of an index (empty for an image)."""
     blobs: BlobOpener
     referrers: tuple[Descriptor, ...] = field(default_factory=tuple)
-    """Artifacts (signatures, SBOMs) whose ``subject`` is this image."""
+    """Artifacts (signatures, SBOMs) whose ``subject`` is this image, from the gatekeeper's
+    own referrers index; each descriptor's ``media_type`` is the referrer manifest's type and
+    ``platform`` is unused. Their artifact types are in ``referrer_types``."""
+    referrer_types: tuple[str | None, ...] = field(default_factory=tuple)
+    manifests: ManifestFetcher = field(default_factory=_NoManifests)
 
 
 @runtime_checkable

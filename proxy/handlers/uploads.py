@@ -12,6 +12,7 @@ import re
 from aiohttp import web
 
 from proxy import gate
+from proxy.auth.http import may
 from proxy.context import info
 from proxy.errors import Code, OCIError
 from proxy.handlers.common import forward, repository, scopes
@@ -48,10 +49,15 @@ async def start(request: web.Request) -> web.StreamResponse:
     params: dict[str, str] = {}
     scope = scopes(name, "pull", "push")
     mount = _digest_query(request, "mount")
+    source = request.query.get("from")
+    if mount is not None and source is not None and not may(request, check_name(source), "pull"):
+        # Like the registry: a mount the caller may not read from becomes a plain upload,
+        # which tells nothing about the source repository.
+        record.reason = f"mount from {source} not permitted; started a plain upload"
+        mount = None
     if mount is not None:
         record.action = "upload.mount"
         params["mount"] = mount
-        source = request.query.get("from")
         if source is not None:
             params["from"] = check_name(source)
             record.reference = f"from:{source}"
