@@ -25,6 +25,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
+from config.auth import AuthSettings
 from config.policy import Policy
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/gatekeeper.db"
@@ -76,6 +77,49 @@ class VerificationSettings(BaseModel):
     """Images the gatekeeper never saw pushed are verified on first pull, held this long."""
 
 
+WEBHOOK_EVENT_TYPES = (
+    "image.quarantined",
+    "image.passed",
+    "image.released",
+    "image.requarantined",
+)
+"""The CloudEvents ``type`` of every verdict change a webhook can subscribe to."""
+
+
+class WebhookSettings(BaseModel):
+    """One receiver of signed CloudEvents on verdict changes (see ``proxy/webhooks``)."""
+
+    model_config = {"extra": "forbid", "hide_input_in_errors": True}
+
+    url: AnyHttpUrl
+    """Where events are POSTed; http or https. Logged only as scheme and host, since receivers
+    often carry a token in the path or query."""
+    secret: SecretStr
+    """HMAC-SHA256 key the receiver verifies ``X-Gatekeeper-Signature`` with."""
+    events: list[str] = Field(default_factory=lambda: list(WEBHOOK_EVENT_TYPES), min_length=1)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    """Whole-request limit of one delivery attempt."""
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    """Attempts before a delivery is given up as ``failed``."""
+    retry_base_seconds: float = Field(default=1.0, gt=0, le=3600)
+    """Attempt n+1 waits ``retry_base_seconds * 2**(n-1)`` (at most an hour) after attempt n."""
+
+    @field_validator("secret")
+    @classmethod
+    def _check_secret(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 32`)")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _check_events(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(WEBHOOK_EVENT_TYPES))
+        if unknown:
+            raise ValueError(f"unknown {unknown}; known: {', '.join(WEBHOOK_EVENT_TYPES)}")
+        return value
+
+
 def _default_verifiers() -> dict[str, VerifierSettings]:
     return {"config-sanity": VerifierSettings()}
 
@@ -88,6 +132,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="forbid",
         validate_default=True,
+        hide_input_in_errors=True,  # a rejected value may be a secret (webhook, upstream)
     )
 
     upstream_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:5001")
@@ -121,8 +166,11 @@ class Settings(BaseSettings):
     policies: list[Policy] = Field(default_factory=list)
     """Empty means every repository is unmatched, and an unmatched repository is denied."""
     verification: VerificationSettings = VerificationSettings()
+    auth: AuthSettings = AuthSettings()
     admin_token: SecretStr | None = None
     """Break-glass bearer token for the admin API; unset disables token access."""
+    webhooks: list[WebhookSettings] = Field(default_factory=list)
+    """Receivers of verdict-change events; each URL at most once (deliveries are keyed by it)."""
 
     @field_validator("listen")
     @classmethod
@@ -145,6 +193,14 @@ class Settings(BaseSettings):
     def _check_database_url(cls, value: str) -> str:
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("webhooks")
+    @classmethod
+    def _check_webhook_urls(cls, value: list[WebhookSettings]) -> list[WebhookSettings]:
+        urls = [str(hook.url) for hook in value]
+        if len(set(urls)) != len(urls):
+            raise ValueError("each webhook url may appear only once")
         return value
 
     @model_validator(mode="after")

@@ -14,15 +14,19 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from config.settings import Settings
+from proxy.admin.routes import add_admin
 from proxy.audit import AuditWriter, access_log, add_request_id, audit_listener, build_middleware
+from proxy.auth.http import AUTH, build_auth_middleware
+from proxy.auth.service import AuthService
 from proxy.errors import error_middleware
 from proxy.events import EventBus
 from proxy.metrics import Metrics
 from proxy.names import check_raw_path
-from proxy.routes import UNAUDITED_PATHS, add_routes
+from proxy.routes import ACCESS, UNAUDITED_PATHS, add_routes
 from proxy.state import SERVICES, Services, services
 from proxy.upstream import Upstream, make_client_session, make_token_client
 from proxy.verification import VerificationService
+from proxy.webhooks import WebhookDispatcher, make_webhook_client
 from storage.audit import AccessRecord
 from storage.db import create_engine, sessionmaker, upgrade
 from storage.layer_cache import DbLayerCache
@@ -49,14 +53,25 @@ async def path_middleware(request: web.Request, handler):  # type: ignore[no-unt
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[build_middleware(_emit, UNAUDITED_PATHS), error_middleware, path_middleware],
+        middlewares=[
+            build_middleware(_emit, UNAUDITED_PATHS),
+            error_middleware,
+            path_middleware,
+            build_auth_middleware(ACCESS),
+        ],
         # Manifest bodies are capped by their handler; blob bodies are streamed, never buffered.
         client_max_size=settings.max_manifest_bytes + 1024,
     )
     add_routes(app)
+    add_admin(app)
     app.on_response_prepare.append(add_request_id)
     app.cleanup_ctx.append(_resources(settings))
     return app
+
+
+def _event_source(settings: Settings) -> str:
+    """CloudEvents ``source``: the public URL when one is set."""
+    return str(settings.public_url).rstrip("/") if settings.public_url else "registry-gatekeeper"
 
 
 def _resources(settings: Settings):  # type: ignore[no-untyped-def]
@@ -71,6 +86,11 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
         upstream = Upstream(settings, session, token_client)
         bus = EventBus()
         bus.subscribe(audit_listener(writer))
+        webhook_client = make_webhook_client()
+        webhooks = WebhookDispatcher(
+            settings.webhooks, db, webhook_client, source=_event_source(settings)
+        )
+        bus.subscribe(webhooks.listener)
         verifiers = build_verifiers(settings.verifiers, DbLayerCache(db))
         verification = VerificationService(settings, db, upstream, verifiers, bus)
         app[SERVICES] = Services(
@@ -83,7 +103,14 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             bus=bus,
             verification=verification,
         )
+        if settings.auth.enabled:
+            app[AUTH] = await AuthService.create(settings.auth, db)
+        else:
+            log.warning(
+                "authentication is disabled: anyone who reaches the gatekeeper can push and pull"
+            )
         verification.start()
+        webhooks.start()
         log.info(
             "gatekeeper ready: upstream %s, verifiers %s, %d policies",
             settings.upstream_url,
@@ -96,6 +123,8 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             yield
         finally:
             await verification.close()
+            await webhooks.close()
+            await webhook_client.aclose()
             await token_client.aclose()
             await session.close()
             await writer.close()

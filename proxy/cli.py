@@ -1,4 +1,5 @@
-"""``gatekeeper``: serve, check a config, migrate the database, read the access log."""
+"""``gatekeeper``: serve, check a config, migrate the database, read the access log, and (over
+the admin API) inspect and override verdicts."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from datetime import datetime
 from pathlib import Path
 
 from config.settings import ConfigError, Settings, load_settings
+from proxy.cli_admin import add_admin_commands
+from proxy.cli_users import UsageError
+from proxy.cli_users import add_commands as add_user_commands
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -27,6 +31,8 @@ def _configure_logging(level: str) -> None:
     # aiohttp's own access log would duplicate ours (and could log credentials in URLs).
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # httpx logs full request URLs at INFO; webhook and token URLs can carry secrets.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -154,6 +160,42 @@ def _cell(name: str, value: object) -> str:
     return text[:60]
 
 
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from proxy.enroll import enroll
+    from proxy.events import EventBus
+    from proxy.upstream import Upstream, make_client_session, make_token_client
+    from proxy.verification import VerificationService
+    from storage.db import create_engine, sessionmaker, upgrade
+    from storage.layer_cache import DbLayerCache
+    from verifiers.registry import build_verifiers
+
+    settings = _settings(args)
+    _configure_logging(settings.log_level)
+
+    async def run() -> tuple[str, int]:
+        engine = create_engine(settings.database_url)
+        session = make_client_session(settings)
+        tokens = make_token_client(settings)
+        try:
+            await upgrade(engine)
+            db = sessionmaker(engine)
+            upstream = Upstream(settings, session, tokens)
+            verifiers = build_verifiers(settings.verifiers, DbLayerCache(db))
+            service = VerificationService(settings, db, upstream, verifiers, EventBus())
+            report = await enroll(upstream, service, args.repository)
+            ran = await service.drain() if args.verify_now else 0
+            summary = f"{report.repositories} repositories, {report.images} images queued"
+            return summary, ran
+        finally:
+            await tokens.aclose()
+            await session.close()
+            await engine.dispose()
+
+    summary, ran = asyncio.run(run())
+    print(summary + (f", {ran} verified" if args.verify_now else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gatekeeper", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -184,6 +226,19 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--limit", "-n", type=int, default=100)
     audit.add_argument("--json", action="store_true", help="one JSON object per line")
     audit.set_defaults(func=cmd_audit)
+
+    add_admin_commands(sub)
+    add_user_commands(sub)
+
+    enroll = sub.add_parser(
+        "enroll", help="queue verification of every image already in the upstream registry"
+    )
+    enroll.add_argument("--config")
+    enroll.add_argument("--repository", help="only this repository")
+    enroll.add_argument(
+        "--verify-now", action="store_true", help="run the queued verifications in this process"
+    )
+    enroll.set_defaults(func=cmd_enroll)
     return parser
 
 
@@ -191,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except (UsageError, LookupError, ValueError) as exc:
+        print(f"gatekeeper: {exc}", file=sys.stderr)
+        return 2
     except ConfigError as exc:
         print(f"gatekeeper: configuration error:\n{exc}", file=sys.stderr)
         return 2

@@ -34,4 +34,5 @@ SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
 
 
 def services(request: web.Request) -> Services:
-    return request.app[SERVICES]
+    # config_dict also finds the services from a sub-application (the admin API).
+    return request.config_dict[SERVICES]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, or_, select
+from sqlalchemy import and_, delete, exists, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import FindingRow, Manifest, ManifestRef, Verdict, VerdictEvent
@@ -359,3 +359,43 @@ async def blocked_elsewhere(session: AsyncSession, digest: str) -> Sequence[Verd
         )
     ).all()
     return [_view(r) for r in rows]
+
+
+async def page(
+    session: AsyncSession,
+    *,
+    repository: str | None = None,
+    after: tuple[str, str] | None = None,
+    limit: int = 500,
+) -> list[VerdictView]:
+    """One page of verdicts in key order, after the key ``after``: for walks over every verdict
+    (bulk rescans, policy dry-runs) that must not hold the whole table in memory or miss rows
+    whose ``updated_at`` changes mid-walk."""
+    query = select(Verdict)
+    if repository is not None:
+        query = query.where(Verdict.repository == repository)
+    if after is not None:
+        query = query.where(tuple_(Verdict.repository, Verdict.digest) > after)
+    query = query.order_by(Verdict.repository, Verdict.digest).limit(limit)
+    return [_view(r) for r in (await session.scalars(query)).all()]
+
+
+async def findings_of(
+    session: AsyncSession, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], list[FindingRecord]]:
+    """The stored findings of several images in one query, keyed by (repository, digest)."""
+    found: dict[tuple[str, str], list[FindingRecord]] = {key: [] for key in keys}
+    if not keys:
+        return found
+    rows = (
+        await session.scalars(
+            select(FindingRow)
+            .where(tuple_(FindingRow.repository, FindingRow.digest).in_(list(keys)))
+            .order_by(FindingRow.id)
+        )
+    ).all()
+    for r in rows:
+        found[(r.repository, r.digest)].append(
+            FindingRecord(r.verifier, r.rule_id, r.severity, r.title, r.location, r.evidence)
+        )
+    return found

@@ -130,6 +130,8 @@ def make_gatekeeper(
         "GATEKEEPER_DATABASE_URL": f"sqlite+aiosqlite:///{db_path}",
         "GATEKEEPER_AUDIT__FLUSH_INTERVAL_SECONDS": "0.05",
         "GATEKEEPER_POLICIES": WARN_EVERYTHING,
+        # Likewise client authentication: tests/e2e/test_auth.py turns it on.
+        "GATEKEEPER_AUTH__ENABLED": "false",
         "GATEKEEPER_VERIFICATION__POLL_SECONDS": "0.1",
     }
     if storage_root is not None:

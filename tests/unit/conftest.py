@@ -39,6 +39,7 @@ async def gatekeeper_client(
             "GATEKEEPER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/gk.db",
             "GATEKEEPER_AUDIT__FLUSH_INTERVAL_SECONDS": "0.05",
             "GATEKEEPER_POLICIES": WARN_EVERYTHING,
+            "GATEKEEPER_AUTH__ENABLED": "false",
             **{f"GATEKEEPER_{k.upper()}": v for k, v in env.items()},
         }
         client: TestClient[Any, Any] = TestClient(TestServer(create_app(load_settings(env=values))))

@@ -1,0 +1,77 @@
+"""Who may use the admin API: for now, whoever presents the admin token from settings.
+
+The token is compared in constant time (``hmac.compare_digest``) so response timing reveals
+nothing about how much of a guess was right. An unset or empty token disables the admin API
+outright: every request is refused with a message saying so, rather than anything being
+reachable without credentials. The token itself never reaches a log, an audit row or a response.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+from pydantic import SecretStr
+
+from proxy.admin.common import services
+from proxy.admin.errors import AdminCode, AdminError
+from proxy.context import info
+from proxy.errors import Handler
+
+TOKEN_PRINCIPAL = "admin-token"
+"""The identity recorded for requests authenticated by the admin token."""
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="gatekeeper-admin"'}
+
+
+def token_matches(presented: str | None, expected: SecretStr | None) -> bool:
+    """True only if an admin token is configured (non-empty) and ``presented`` equals it.
+
+    Both sides are compared as UTF-8 bytes so a non-ASCII guess is a mismatch, not a TypeError,
+    and the comparison time does not depend on where the first differing byte is.
+    """
+    if expected is None or presented is None:
+        return False
+    secret = expected.get_secret_value()
+    if not secret:
+        return False
+    return hmac.compare_digest(presented.encode("utf-8"), secret.encode("utf-8"))
+
+
+def bearer_token(request: web.Request) -> str | None:
+    """The credential of an ``Authorization: Bearer <token>`` header, or None."""
+    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return credential.strip() or None
+
+
+def authenticate(request: web.Request) -> str:
+    """The principal making the request, or AdminError(401) saying what is missing."""
+    expected = services(request).settings.admin_token
+    if expected is None or not expected.get_secret_value():
+        raise AdminError(
+            AdminCode.ADMIN_API_DISABLED,
+            "the admin API is disabled: no admin token is configured "
+            "(set admin_token in the settings file or GATEKEEPER_ADMIN_TOKEN)",
+            headers=CHALLENGE,
+        )
+    presented = bearer_token(request)
+    if presented is None:
+        raise AdminError(
+            AdminCode.UNAUTHORIZED,
+            "authentication required: send 'Authorization: Bearer <admin token>'",
+            headers=CHALLENGE,
+        )
+    if not token_matches(presented, expected):
+        raise AdminError(AdminCode.UNAUTHORIZED, "the admin token is not valid", headers=CHALLENGE)
+    return TOKEN_PRINCIPAL
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Authenticate before routing errors are shown, so unknown paths tell a stranger nothing.
+    Each request's access-log row names the admin action, attempted or done."""
+    record = info(request)
+    record.action = request.match_info.route.name or "admin.unknown"
+    record.identity = authenticate(request)
+    return await handler(request)

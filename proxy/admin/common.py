@@ -1,0 +1,220 @@
+"""What every admin handler shares: services, validated inputs, JSON out.
+
+Inputs are checked here once: a malformed request (not JSON, a bad path or query parameter) is
+400, and JSON whose fields fail validation is 422 with every bad field named, so an operator's
+script learns exactly what to fix.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from proxy.admin.errors import AdminCode, AdminError
+from proxy.context import info
+from proxy.errors import OCIError
+from proxy.names import check_digest, check_name, check_raw_path
+from proxy.state import SERVICES, Services
+from storage import verdicts
+from storage.verdicts import VerdictView
+
+M = TypeVar("M", bound=BaseModel)
+
+MAX_LIMIT = 1000
+STATES = ("pending", "passed", "quarantined", "released")
+
+
+def services(request: web.Request) -> Services:
+    """The process's services; ``config_dict`` because the admin API is a sub-application."""
+    return request.config_dict[SERVICES]
+
+
+def ok(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps(data, separators=(",", ":")).encode(),
+        content_type="application/json",
+    )
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+# -- path ------------------------------------------------------------------------------------
+
+
+def image_ref(request: web.Request) -> tuple[str, str]:
+    """``REPOSITORY@DIGEST`` from the path (the repository may contain slashes), validated with
+    the registry's own grammar and recorded for the access log."""
+    try:
+        # Dot segments are normalised away before routing; refuse them so the action lands
+        # on the repository the operator actually typed.
+        check_raw_path(request.raw_path)
+    except OCIError as exc:
+        raise AdminError(AdminCode.NAME_INVALID, exc.message) from exc
+    ref = request.match_info["reference"]
+    repository, at, digest = ref.rpartition("@")
+    if not at:
+        raise AdminError(
+            AdminCode.BAD_REQUEST,
+            f"expected REPOSITORY@DIGEST, got {ref[:300]!r} (for example library/app@sha256:...)",
+        )
+    try:
+        check_name(repository)
+        check_digest(digest)
+    except OCIError as exc:
+        code = (
+            AdminCode.NAME_INVALID if exc.code.code == "NAME_INVALID" else AdminCode.DIGEST_INVALID
+        )
+        raise AdminError(code, exc.message) from exc
+    record = info(request)
+    record.repository, record.digest = repository, digest
+    return repository, digest
+
+
+# -- body ------------------------------------------------------------------------------------
+
+
+async def read_body(request: web.Request, model: type[M]) -> M:
+    """Parse the JSON body into ``model``; an empty body counts as ``{}``."""
+    raw = await request.read()
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except ValueError as exc:
+        raise AdminError(AdminCode.BAD_REQUEST, f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise AdminError(AdminCode.BAD_REQUEST, "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_fields(exc) from exc
+
+
+def invalid_fields(exc: ValidationError) -> AdminError:
+    """A 422 naming every bad field (``policies.0.mode: Input should be ...``)."""
+    details = [
+        {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "message": err["msg"]}
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+    message = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
+    return AdminError(AdminCode.INVALID_FIELD, message, details=details)
+
+
+def actor(request: web.Request, named: str | None, reason: str | None) -> str:
+    """The actor recorded for an admin action: the authenticated principal, qualified by the
+    person the body names (``admin-token:alice``), also written on the request's own row."""
+    record = info(request)
+    who = f"{record.identity}:{named}" if named else record.identity
+    record.identity = who
+    if reason:
+        record.reason = reason
+    return who
+
+
+# -- query -----------------------------------------------------------------------------------
+
+
+def query_str(request: web.Request, key: str, max_length: int = 255) -> str | None:
+    value = request.query.get(key)
+    if value is None or value == "":
+        return None
+    if len(value) > max_length:
+        raise AdminError(AdminCode.BAD_REQUEST, f"{key}: at most {max_length} characters")
+    return value
+
+
+def query_int(
+    request: web.Request, key: str, default: int | None, low: int, high: int
+) -> int | None:
+    value = query_str(request, key, 20)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = low - 1
+    if not low <= number <= high:
+        raise AdminError(AdminCode.BAD_REQUEST, f"{key}: an integer from {low} to {high}")
+    return number
+
+
+def query_limit(request: web.Request) -> int:
+    limit = query_int(request, "limit", 100, 1, MAX_LIMIT)
+    assert limit is not None
+    return limit
+
+
+def query_repository(request: web.Request) -> str | None:
+    value = query_str(request, "repository")
+    if value is None:
+        return None
+    try:
+        return check_name(value)
+    except OCIError as exc:
+        raise AdminError(AdminCode.NAME_INVALID, exc.message) from exc
+
+
+def query_state(request: web.Request) -> str | None:
+    value = query_str(request, "state")
+    if value is not None and value not in STATES:
+        raise AdminError(AdminCode.BAD_REQUEST, f"state: one of {', '.join(STATES)}")
+    return value
+
+
+def query_time(request: web.Request, key: str) -> datetime | None:
+    value = query_str(request, key, 64)
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise AdminError(
+            AdminCode.BAD_REQUEST,
+            f"{key}: an ISO 8601 time with a zone offset, for example 2030-01-31T12:00:00Z",
+        )
+    return moment
+
+
+# -- out -------------------------------------------------------------------------------------
+
+
+def verdict_json(verdict: VerdictView) -> dict[str, Any]:
+    return {
+        "repository": verdict.repository,
+        "digest": verdict.digest,
+        "state": verdict.state,
+        "effective_state": verdict.effective_state(),
+        "pullable": verdict.pullable(),
+        "reasons": list(verdict.reasons),
+        "policy": verdict.policy,
+        "policy_version": verdict.policy_version,
+        "data_versions": verdict.data_versions,
+        "released_by": verdict.released_by,
+        "release_reason": verdict.release_reason,
+        "release_expires": iso(verdict.release_expires),
+        "decided_at": iso(verdict.decided_at),
+        "updated_at": iso(verdict.updated_at),
+    }
+
+
+async def verdict_pages(
+    svc: Services, repository: str | None, size: int = 500
+) -> AsyncIterator[list[VerdictView]]:
+    """Every verdict (of one repository, or all), a page at a time, each page read in its own
+    short session so a long walk never holds a transaction open."""
+    after: tuple[str, str] | None = None
+    while True:
+        async with svc.db() as session:
+            batch = await verdicts.page(session, repository=repository, after=after, limit=size)
+        if not batch:
+            return
+        yield batch
+        after = (batch[-1].repository, batch[-1].digest)

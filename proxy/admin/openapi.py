@@ -1,0 +1,521 @@
+"""The admin API's OpenAPI 3.1 document, written by hand and served at ``/openapi.json``.
+
+Written by hand so it reads as documentation rather than as a dump of handler signatures; tests
+hold it to the code (its paths and methods equal the route table, its request bodies equal the
+body models). Only the policy schema is generated, from the very model settings are validated
+with, because a hand copy of it would drift the first time a policy option is added.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from aiohttp import web
+
+from config.policy import Policy
+from proxy.admin.bodies import MAX_RELEASE_SECONDS
+from proxy.admin.common import MAX_LIMIT, STATES, ok
+
+P = "/admin/api/v1"
+Schema = dict[str, Any]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _json(schema: Schema, description: str) -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*names: str) -> dict[str, Schema]:
+    status = {
+        "BadRequest": "400",
+        "Unauthorized": "401",
+        "NotFound": "404",
+        "Conflict": "409",
+        "Unprocessable": "422",
+    }
+    return {status[n]: {"$ref": f"#/components/responses/{n}"} for n in ("Unauthorized", *names)}
+
+
+TEXT: Schema = {"type": "string"}
+STRING_OR_NULL = _nullable(TEXT)
+TIME: Schema = {"type": "string", "format": "date-time"}
+TIME_OR_NULL = _nullable(TIME)
+STATE: Schema = {"type": "string", "enum": list(STATES)}
+ACTOR: Schema = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 100,
+    "description": "Who is acting; recorded as `admin-token:<actor>`.",
+}
+REASON: Schema = {"type": "string", "minLength": 1, "maxLength": 2000}
+
+REFERENCE = {
+    "name": "reference",
+    "in": "path",
+    "required": True,
+    "description": "`REPOSITORY@DIGEST`; the repository may contain `/` (sent unescaped).",
+    "schema": {"type": "string", "examples": ["team/app@sha256:" + "0" * 64]},
+}
+
+
+def _query(name: str, schema: Schema, description: str) -> Schema:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+LIMIT = _query(
+    "limit",
+    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100},
+    "At most this many.",
+)
+
+
+def _schemas() -> dict[str, Schema]:
+    verdict_props: dict[str, Schema] = {
+        "repository": TEXT,
+        "digest": TEXT,
+        "state": STATE,
+        "effective_state": {
+            **STATE,
+            "description": "`quarantined` for a release past its expiry the sweeper has not "
+            "rewritten yet; what the gate acts on.",
+        },
+        "pullable": {"type": "boolean"},
+        "reasons": {"type": "array", "items": TEXT},
+        "policy": {**STRING_OR_NULL, "description": "Policy that decided the verdict."},
+        "policy_version": STRING_OR_NULL,
+        "data_versions": {"type": "object", "additionalProperties": True},
+        "released_by": STRING_OR_NULL,
+        "release_reason": STRING_OR_NULL,
+        "release_expires": TIME_OR_NULL,
+        "decided_at": TIME_OR_NULL,
+        "updated_at": TIME,
+    }
+    return {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {
+                        "code": {
+                            "type": "string",
+                            "examples": ["UNAUTHORIZED", "DIGEST_INVALID", "CONFLICT"],
+                        },
+                        "message": TEXT,
+                        "details": {
+                            "type": "array",
+                            "description": "One entry per invalid field (422 only).",
+                            "items": {
+                                "type": "object",
+                                "properties": {"field": TEXT, "message": TEXT},
+                            },
+                        },
+                    },
+                }
+            },
+        },
+        "Verdict": {
+            "type": "object",
+            "required": list(verdict_props),
+            "properties": verdict_props,
+        },
+        "Finding": {
+            "type": "object",
+            "properties": {
+                "verifier": TEXT,
+                "rule_id": TEXT,
+                "severity": {
+                    "type": "string",
+                    "enum": ["info", "low", "medium", "high", "critical"],
+                },
+                "title": TEXT,
+                "location": TEXT,
+                "evidence": TEXT,
+            },
+        },
+        "Outcome": {
+            "type": "object",
+            "properties": {
+                "verifier": TEXT,
+                "version": TEXT,
+                "status": {"type": "string", "enum": ["ok", "skipped", "error"]},
+                "detail": TEXT,
+                "findings": {"type": "integer", "description": "How many findings it reported."},
+                "duration_ms": {"type": "number"},
+            },
+        },
+        "HistoryEvent": {
+            "type": "object",
+            "properties": {
+                "time": TIME,
+                "event": {
+                    "type": "string",
+                    "examples": ["pending", "quarantined", "released", "release-expired"],
+                },
+                "old_state": STRING_OR_NULL,
+                "new_state": STATE,
+                "actor": TEXT,
+                "reason": STRING_OR_NULL,
+            },
+        },
+        "ImageDetail": {
+            "allOf": [
+                _ref("Verdict"),
+                {
+                    "type": "object",
+                    "required": ["findings", "outcomes", "history", "applicable_policy"],
+                    "properties": {
+                        "findings": {"type": "array", "items": _ref("Finding")},
+                        "outcomes": {"type": "array", "items": _ref("Outcome")},
+                        "history": {
+                            "type": "array",
+                            "description": "Oldest first.",
+                            "items": _ref("HistoryEvent"),
+                        },
+                        "applicable_policy": {
+                            **_ref("Policy"),
+                            "description": "The policy that matches the repository now.",
+                        },
+                    },
+                },
+            ]
+        },
+        "ReasonRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["reason"],
+            "properties": {"reason": REASON, "actor": ACTOR},
+        },
+        "ReleaseRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["reason"],
+            "description": "At most one of `expires_in_seconds` and `expires_at`; neither "
+            "means the release lasts until re-quarantined or a rescan passes.",
+            "properties": {
+                "reason": REASON,
+                "actor": ACTOR,
+                "expires_in_seconds": _nullable(
+                    {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_RELEASE_SECONDS}
+                ),
+                "expires_at": {
+                    **TIME_OR_NULL,
+                    "description": "In the future, with a zone offset.",
+                },
+            },
+        },
+        "RescanRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"reason": _nullable(REASON), "actor": ACTOR},
+        },
+        "RescanAllRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "repository": {
+                    **STRING_OR_NULL,
+                    "description": "Only this repository's images; omitted: every image.",
+                },
+                "reason": _nullable(REASON),
+                "actor": ACTOR,
+            },
+        },
+        "Queued": {
+            "type": "object",
+            "required": ["queued"],
+            "properties": {
+                "queued": {"type": "integer"},
+                "images": {"type": "array", "items": {"type": "object"}},
+                "repository": STRING_OR_NULL,
+            },
+        },
+        "PolicyTestRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "policies": _nullable(
+                    {
+                        "type": "array",
+                        "items": _ref("Policy"),
+                        "description": "Omitted: the configured policies.",
+                    }
+                )
+            },
+        },
+        "PolicyChange": {
+            "type": "object",
+            "properties": {
+                "repository": TEXT,
+                "digest": TEXT,
+                "current": STATE,
+                "would_be": STATE,
+                "policy": TEXT,
+                "reasons": {"type": "array", "items": TEXT},
+            },
+        },
+        "PolicyTestResult": {
+            "type": "object",
+            "properties": {
+                "source": {"type": "string", "enum": ["request", "settings"]},
+                "examined": {"type": "integer"},
+                "skipped_pending": {"type": "integer"},
+                "skipped_unreadable": {"type": "integer"},
+                "changes": {"type": "array", "items": _ref("PolicyChange")},
+            },
+        },
+        "AccessRecord": {
+            "type": "object",
+            "properties": {
+                "time": TIME,
+                "request_id": TEXT,
+                "client_addr": STRING_OR_NULL,
+                "identity": TEXT,
+                "method": TEXT,
+                "path": TEXT,
+                "action": {"type": "string", "examples": ["manifest.pull", "admin.release"]},
+                "repository": STRING_OR_NULL,
+                "reference": STRING_OR_NULL,
+                "digest": STRING_OR_NULL,
+                "status": {"type": "integer"},
+                "bytes_in": {"type": "integer"},
+                "bytes_out": {"type": "integer"},
+                "duration_ms": {"type": "number"},
+                "upstream_status": _nullable({"type": "integer"}),
+                "decision": STRING_OR_NULL,
+                "reason": STRING_OR_NULL,
+                "error_code": STRING_OR_NULL,
+            },
+        },
+    }
+
+
+def _policy_schemas() -> dict[str, Schema]:
+    schema = Policy.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs: dict[str, Schema] = schema.pop("$defs", {})
+    return {**defs, "Policy": schema}
+
+
+def _image_paths() -> dict[str, Any]:
+    one = P + "/images/{reference}"
+    return {
+        P + "/images": {
+            "get": {
+                "operationId": "listImages",
+                "summary": "List verdicts, most recently changed first.",
+                "parameters": [
+                    _query("state", STATE, "Only verdicts in this state."),
+                    _query("repository", TEXT, "Only this repository."),
+                    LIMIT,
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"images": {"type": "array", "items": _ref("Verdict")}},
+                        },
+                        "The verdicts.",
+                    ),
+                    **_errors("BadRequest"),
+                },
+            }
+        },
+        one: {
+            "parameters": [REFERENCE],
+            "get": {
+                "operationId": "showImage",
+                "summary": "One verdict with its findings, verifier outcomes, history and policy.",
+                "responses": {
+                    "200": _json(_ref("ImageDetail"), "The verdict."),
+                    **_errors("BadRequest", "NotFound"),
+                },
+            },
+        },
+        one + "/release": {
+            "parameters": [REFERENCE],
+            "post": {
+                "operationId": "releaseImage",
+                "summary": "Let a quarantined or pending image be pulled, optionally until a "
+                "time; when it expires the image is quarantined again.",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("ReleaseRequest")}},
+                },
+                "responses": {
+                    "200": _json(_ref("Verdict"), "Released."),
+                    **_errors("BadRequest", "Conflict", "Unprocessable"),
+                },
+            },
+        },
+        one + "/requarantine": {
+            "parameters": [REFERENCE],
+            "post": {
+                "operationId": "requarantineImage",
+                "summary": "Withdraw a release (or a pass): the image cannot be pulled until an "
+                "admin releases it or a later verification passes it.",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("ReasonRequest")}},
+                },
+                "responses": {
+                    "200": _json(_ref("Verdict"), "Quarantined."),
+                    **_errors("BadRequest", "Conflict", "Unprocessable"),
+                },
+            },
+        },
+        one + "/rescan": {
+            "parameters": [REFERENCE],
+            "post": {
+                "operationId": "rescanImage",
+                "summary": "Queue a new verification; the current verdict stays in force until "
+                "the new one lands (last known good).",
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": _ref("RescanRequest")}},
+                },
+                "responses": {
+                    "202": _json(_ref("Queued"), "Queued."),
+                    **_errors("BadRequest", "Conflict", "Unprocessable"),
+                },
+            },
+        },
+    }
+
+
+def _other_paths() -> dict[str, Any]:
+    return {
+        P + "/rescan": {
+            "post": {
+                "operationId": "rescanAll",
+                "summary": "Queue a verification of every known image, or of one repository's.",
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": _ref("RescanAllRequest")}},
+                },
+                "responses": {
+                    "202": _json(_ref("Queued"), "How many were queued."),
+                    **_errors("BadRequest", "Unprocessable"),
+                },
+            }
+        },
+        P + "/policy/test": {
+            "post": {
+                "operationId": "testPolicies",
+                "summary": "Dry-run: which verdicts would change under these policies, decided "
+                "from stored results. Changes nothing.",
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": _ref("PolicyTestRequest")}},
+                },
+                "responses": {
+                    "200": _json(_ref("PolicyTestResult"), "What would change."),
+                    **_errors("BadRequest", "Unprocessable"),
+                },
+            }
+        },
+        P + "/audit": {
+            "get": {
+                "operationId": "queryAudit",
+                "summary": "Access-log rows, oldest first (the newest `limit` of them).",
+                "parameters": [
+                    _query("repository", TEXT, "Only this repository."),
+                    _query("identity", TEXT, "Only this identity (e.g. `admin-token:alice`)."),
+                    _query("action", TEXT, "Only this action (e.g. `manifest.pull`)."),
+                    _query(
+                        "status",
+                        {"type": "integer", "minimum": 100, "maximum": 599},
+                        "HTTP status.",
+                    ),
+                    _query("digest", TEXT, "Only this digest."),
+                    _query("since", TIME, "Inclusive; with a zone offset."),
+                    _query("until", TIME, "Exclusive; with a zone offset."),
+                    LIMIT,
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "records": {"type": "array", "items": _ref("AccessRecord")}
+                            },
+                        },
+                        "The rows.",
+                    ),
+                    **_errors("BadRequest"),
+                },
+            }
+        },
+        P + "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document.",
+                "responses": {
+                    "200": {"description": "OpenAPI 3.1.", "content": {"application/json": {}}},
+                    **_errors(),
+                },
+            }
+        },
+    }
+
+
+def _error_response(description: str) -> Schema:
+    return _json(_ref("Error"), description)
+
+
+@functools.cache
+def build() -> dict[str, Any]:
+    """The whole document (built once; it only depends on code)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "registry-gatekeeper admin API",
+            "version": "1",
+            "description": "List and inspect verdicts, release and re-quarantine images, "
+            "rescan, dry-run policies and read the access log. Every action is written to the "
+            "access log with its actor and reason.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"adminToken": []}],
+        "paths": {**_image_paths(), **_other_paths()},
+        "components": {
+            "securitySchemes": {
+                "adminToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The `admin_token` from settings. Unset: the API is disabled "
+                    "and every request is 401.",
+                }
+            },
+            "responses": {
+                "BadRequest": _error_response("Malformed request: JSON, path or query."),
+                "Unauthorized": _error_response(
+                    "No token, a wrong token, or the admin API is disabled."
+                ),
+                "NotFound": _error_response("No such image verdict."),
+                "Conflict": _error_response("The image is not in a state the action applies to."),
+                "Unprocessable": _error_response("A body field is invalid; `details` names each."),
+            },
+            "schemas": {**_schemas(), **_policy_schemas()},
+        },
+    }
+
+
+async def document(request: web.Request) -> web.StreamResponse:
+    """GET /openapi.json : this document."""
+    return ok(build())

@@ -1,0 +1,386 @@
+"""``gatekeeper quarantine ...`` and ``gatekeeper policy test``: the admin API from a terminal.
+
+These commands speak HTTP to a running gatekeeper, never to its database, so they work against
+any replica and go through the same authentication and access log as every other admin tool.
+``--url`` defaults to ``$GATEKEEPER_ADMIN_URL`` (else http://127.0.0.1:5000) and ``--token`` to
+``$GATEKEEPER_ADMIN_TOKEN`` (prefer the variable: a command line is visible to other users).
+
+Tables for people, ``--json`` for scripts. Exit status: 0 done, 1 the gatekeeper refused (its
+message says why), 2 bad usage, 3 the gatekeeper could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:5000"
+API = "/admin/api/v1"
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class CommandError(Exception):
+    """A failure to report in one line, with the exit status it maps to."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AdminClient:
+    """The admin API over httpx; every failure becomes a CommandError with a clear message."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.url + API,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def __enter__(self) -> AdminClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._http.close()
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        try:
+            resp = self._http.request(method, path, json=body, params=query)
+        except httpx.TimeoutException as exc:
+            raise CommandError(f"{self.url} did not answer in time ({exc})", 3) from exc
+        except httpx.HTTPError as exc:
+            raise CommandError(f"cannot reach the gatekeeper at {self.url}: {exc}", 3) from exc
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
+        if resp.is_success and data is not None:
+            return data
+        raise CommandError(_describe_failure(resp, data))
+
+
+def _describe_failure(resp: httpx.Response, data: Any) -> str:
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict) and "message" in error:
+        hint = ""
+        if resp.status_code == 401 and error.get("code") == "UNAUTHORIZED":
+            hint = " (check --token or GATEKEEPER_ADMIN_TOKEN)"
+        return f"{error['message']}{hint} [HTTP {resp.status_code} {error.get('code', '')}]"
+    return (
+        f"unexpected answer from {resp.request.url}: HTTP {resp.status_code} "
+        f"{resp.text[:200]!r} (is --url a gatekeeper?)"
+    )
+
+
+def image_path(ref: str, action: str = "") -> str:
+    """``/images/REPO@DIGEST[/action]``; the server validates the reference."""
+    if "@" not in ref:
+        raise CommandError(f"expected REPOSITORY@DIGEST, got {ref!r}", 2)
+    return f"/images/{quote(ref, safe='/@:')}" + (f"/{action}" if action else "")
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``30m``, ``1h``, ``2d`` or combinations (``1h30m``) as seconds."""
+    parts = _DURATION.findall(text.strip().lower())
+    if not parts or "".join(n + u for n, u in parts) != text.strip().lower():
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {text!r} (use e.g. 90s, 30m, 1h, 2d or 1h30m)"
+        )
+    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("the duration must be longer than zero")
+    return seconds
+
+
+# -- output --------------------------------------------------------------------------------
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True))
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [["-" if c is None else str(c) for c in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    print("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _short(text: Any, width: int = 60) -> str:
+    value = "" if text is None else str(text)
+    return value if len(value) <= width else value[: width - 3] + "..."
+
+
+def _when(value: str | None) -> str:
+    return value[:19].replace("T", " ") if value else "-"
+
+
+def _ref(item: dict[str, Any]) -> str:
+    return f"{item['repository']}@{item['digest']}"
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def cmd_list(client: AdminClient, args: argparse.Namespace) -> None:
+    params = {"state": args.state, "repository": args.repository, "limit": args.limit}
+    images = client.call("GET", "/images", params=params)["images"]
+    if args.json:
+        return print_json(images)
+    if not images:
+        return print("no images match")
+    print_table(
+        ("image", "state", "updated", "reason"),
+        [
+            (_ref(v), v["effective_state"], _when(v["updated_at"]), _short("; ".join(v["reasons"])))
+            for v in images
+        ],
+    )
+
+
+def cmd_show(client: AdminClient, args: argparse.Namespace) -> None:
+    v = client.call("GET", image_path(args.image))
+    if args.json:
+        return print_json(v)
+    print(f"image:    {_ref(v)}")
+    print(f"state:    {v['effective_state']}{'' if v['pullable'] else ' (cannot be pulled)'}")
+    print(f"decided:  {_when(v['decided_at'])} by policy {v['policy'] or '-'}")
+    print(f"applies:  policy {v['applicable_policy']['name']}")
+    if v["state"] == "released":
+        until = f" until {_when(v['release_expires'])}" if v["release_expires"] else ""
+        print(f"released: by {v['released_by']}{until}: {v['release_reason']}")
+    for reason in v["reasons"]:
+        print(f"  - {reason}")
+    if v["findings"]:
+        print("\nfindings:")
+        print_table(
+            ("severity", "verifier", "rule", "title"),
+            [
+                (f["severity"], f["verifier"], f["rule_id"], _short(f["title"]))
+                for f in v["findings"]
+            ],
+        )
+    if v["outcomes"]:
+        print("\nverifiers:")
+        print_table(
+            ("verifier", "version", "status", "detail"),
+            [
+                (o["verifier"], o["version"], o["status"], _short(o["detail"]))
+                for o in v["outcomes"]
+            ],
+        )
+    print("\nhistory:")
+    print_table(
+        ("time", "event", "change", "actor", "reason"),
+        [
+            (
+                _when(e["time"]),
+                e["event"],
+                f"{e['old_state'] or '-'} -> {e['new_state']}",
+                e["actor"],
+                _short(e["reason"]),
+            )
+            for e in v["history"]
+        ],
+    )
+
+
+def cmd_release(client: AdminClient, args: argparse.Namespace) -> None:
+    body: dict[str, Any] = {"reason": args.reason, "actor": args.actor}
+    if args.expires_in is not None:
+        body["expires_in_seconds"] = args.expires_in
+    v = client.call("POST", image_path(args.image, "release"), body=_drop_none(body))
+    if args.json:
+        return print_json(v)
+    until = f" until {v['release_expires']}" if v["release_expires"] else ""
+    print(f"released {_ref(v)}{until} (by {v['released_by']})")
+
+
+def cmd_requarantine(client: AdminClient, args: argparse.Namespace) -> None:
+    body = _drop_none({"reason": args.reason, "actor": args.actor})
+    v = client.call("POST", image_path(args.image, "requarantine"), body=body)
+    if args.json:
+        return print_json(v)
+    print(f"re-quarantined {_ref(v)}")
+
+
+def cmd_rescan(client: AdminClient, args: argparse.Namespace) -> None:
+    body = _drop_none({"reason": args.reason, "actor": args.actor})
+    if args.image:
+        result = client.call("POST", image_path(args.image, "rescan"), body=body)
+    else:
+        if args.repository:
+            body["repository"] = args.repository
+        result = client.call("POST", "/rescan", body=body)
+    if args.json:
+        return print_json(result)
+    scope = args.image or args.repository or "every known image"
+    print(
+        f"queued {result['queued']} rescan(s) of {scope}; verdicts stay as they are until the "
+        "new results land"
+    )
+
+
+def cmd_policy_test(client: AdminClient, args: argparse.Namespace) -> None:
+    body = {"policies": load_policies(Path(args.file))} if args.file else {}
+    result = client.call("POST", "/policy/test", body=body)
+    if args.json:
+        return print_json(result)
+    source = args.file or "the configured policies"
+    skipped = result["skipped_pending"] + result["skipped_unreadable"]
+    print(
+        f"{result['examined']} verdicts checked against {source} ({skipped} skipped: pending "
+        "or unreadable); nothing was changed"
+    )
+    if not result["changes"]:
+        return print("no verdict would change")
+    print(f"{len(result['changes'])} would change:")
+    print_table(
+        ("image", "now", "would be", "policy", "reasons"),
+        [
+            (_ref(c), c["current"], c["would_be"], c["policy"], _short("; ".join(c["reasons"])))
+            for c in result["changes"]
+        ],
+    )
+
+
+def load_policies(path: Path) -> list[Any]:
+    """The ``[[policies]]`` of a TOML file (a whole settings file works too)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CommandError(f"{path}: {exc.strerror or exc}", 2) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise CommandError(f"{path}: not valid TOML: {exc}", 2) from exc
+    policies = data.get("policies")
+    if not isinstance(policies, list):
+        raise CommandError(f"{path}: no [[policies]] tables", 2)
+    # TOML has native datetimes (waiver expiries); JSON needs them as ISO 8601 text.
+    return list(json.loads(json.dumps(policies, default=_iso)))
+
+
+def _iso(value: object) -> str:
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    raise TypeError(f"cannot send {type(value).__name__} as JSON")
+
+
+def _drop_none(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if v is not None}
+
+
+# -- wiring --------------------------------------------------------------------------------
+
+Command = Callable[[AdminClient, argparse.Namespace], None]
+
+
+def run_command(
+    command: Command,
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    transport: httpx.BaseTransport | None = None,
+) -> int:
+    """Run one command and map its failure to a message and an exit status; ``env`` and
+    ``transport`` are injectable so tests touch neither the environment nor the network."""
+    token = args.token or env.get("GATEKEEPER_ADMIN_TOKEN")
+    url = args.url or env.get("GATEKEEPER_ADMIN_URL") or DEFAULT_URL
+    try:
+        if not token:
+            raise CommandError("no admin token: set GATEKEEPER_ADMIN_TOKEN or pass --token", 2)
+        with AdminClient(url, token, transport=transport) as client:
+            command(client, args)
+    except CommandError as exc:
+        print(f"gatekeeper: {exc}", file=sys.stderr)
+        return exc.status
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    return run_command(args.admin_command, args, os.environ)
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--url", help=f"gatekeeper URL (default $GATEKEEPER_ADMIN_URL or {DEFAULT_URL})"
+    )
+    common.add_argument("--token", help="admin token (default $GATEKEEPER_ADMIN_TOKEN)")
+    common.add_argument("--json", action="store_true", help="JSON output for scripts")
+    return common
+
+
+def _acting(parser: argparse.ArgumentParser, reason_required: bool) -> None:
+    parser.add_argument("--reason", required=reason_required, help="why (recorded in the log)")
+    parser.add_argument("--actor", help="who you are (recorded as admin-token:ACTOR)")
+
+
+def add_admin_commands(sub: Any) -> None:
+    """Add ``quarantine`` and ``policy`` to the ``gatekeeper`` command."""
+    common = _common()
+    quarantine = sub.add_parser("quarantine", help="inspect and override image verdicts")
+    q = quarantine.add_subparsers(dest="quarantine_command", required=True)
+
+    p = q.add_parser("list", parents=[common], help="list verdicts")
+    p.add_argument("--state", choices=("pending", "passed", "quarantined", "released"))
+    p.add_argument("--repository", "-r")
+    p.add_argument("--limit", "-n", type=int, default=100)
+    p.set_defaults(func=_run, admin_command=cmd_list)
+
+    p = q.add_parser("show", parents=[common], help="one verdict: findings and history")
+    p.add_argument("image", metavar="REPO@DIGEST")
+    p.set_defaults(func=_run, admin_command=cmd_show)
+
+    p = q.add_parser("release", parents=[common], help="let a quarantined image be pulled")
+    p.add_argument("image", metavar="REPO@DIGEST")
+    _acting(p, reason_required=True)
+    p.add_argument("--expires-in", type=parse_duration, help="e.g. 90s, 30m, 1h, 2d")
+    p.set_defaults(func=_run, admin_command=cmd_release)
+
+    p = q.add_parser("requarantine", parents=[common], help="withdraw a release or a pass")
+    p.add_argument("image", metavar="REPO@DIGEST")
+    _acting(p, reason_required=True)
+    p.set_defaults(func=_run, admin_command=cmd_requarantine)
+
+    p = q.add_parser("rescan", parents=[common], help="verify again (verdicts stay meanwhile)")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("image", nargs="?", metavar="REPO@DIGEST")
+    target.add_argument("--repository", "-r", help="every image of one repository")
+    target.add_argument("--all", action="store_true", help="every known image")
+    _acting(p, reason_required=False)
+    p.set_defaults(func=_run, admin_command=cmd_rescan)
+
+    policy = sub.add_parser("policy", help="policy tools")
+    pol = policy.add_subparsers(dest="policy_command", required=True)
+    p = pol.add_parser("test", parents=[common], help="dry-run: which verdicts would change")
+    p.add_argument("--file", "-f", help="TOML with [[policies]] (default: the configured ones)")
+    p.set_defaults(func=_run, admin_command=cmd_policy_test)

@@ -1,0 +1,283 @@
+"""Webhooks end to end: a real gatekeeper sends signed CloudEvents to a receiver on loopback,
+and retries after the receiver first answers 500."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from config.settings import WebhookSettings
+from proxy.events import VerdictChange
+from proxy.webhooks import WebhookDispatcher
+from storage import webhooks as webhook_store
+from storage.db import create_engine, sessionmaker, upgrade
+from storage.models import WebhookAttempt
+from tests.support import postgres
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.ocihttp import image_config, push_image
+from tests.support.registry import Registry
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "e2e-webhook-secret-0123456789"
+FAKES = "tests.fakes.verifiers"
+CRITICAL = json.dumps([{"rule_id": "CVE-2099-0101", "severity": "critical", "title": "rce"}])
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request the receiver got, and what it answered."""
+
+    headers: dict[str, str]
+    body: bytes
+    answered: int
+
+    @property
+    def event(self) -> dict[str, Any]:
+        return dict(json.loads(self.body))
+
+
+@dataclass
+class Receiver:
+    """An HTTP server in a thread that fails the first attempt of every delivery."""
+
+    server: ThreadingHTTPServer
+    received: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/t0ken"
+
+    def for_subject(self, subject: str) -> list[Received]:
+        with self.lock:
+            return [r for r in self.received if r.event.get("subject") == subject]
+
+    def wait(self, subject: str, answered: int, timeout: float = 30.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self.for_subject(subject)
+            if any(r.answered == answered for r in got):
+                return got
+            time.sleep(0.05)
+        raise AssertionError(f"no delivery for {subject} answered {answered}: {got}")
+
+
+def start_receiver() -> Receiver:
+    receiver: Receiver
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            with receiver.lock:
+                delivery = self.headers["X-Gatekeeper-Delivery"]
+                seen = any(
+                    r.headers["X-Gatekeeper-Delivery"] == delivery for r in receiver.received
+                )
+                status = 200 if seen else 500
+                receiver.received.append(Received(dict(self.headers), body, status))
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    receiver = Receiver(server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return receiver
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    started = start_receiver()
+    yield started
+    started.server.shutdown()
+    started.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def gk(
+    registry: Registry, receiver: Receiver, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gatekeeper]:
+    policy = {
+        "name": "hooked",
+        "repositories": ["hook/*"],
+        "mode": "enforce",
+        "require": ["config-sanity", "labels"],
+    }
+    webhook = {
+        "url": receiver.url,
+        "secret": SECRET,
+        "retry_base_seconds": 0.2,
+        "timeout_seconds": 5,
+    }
+    env = {
+        "GATEKEEPER_POLICIES": json.dumps([policy]),
+        "GATEKEEPER_VERIFIERS": json.dumps(
+            {"config-sanity": {}, "labels": {"plugin": f"{FAKES}:LabelFindings"}}
+        ),
+        "GATEKEEPER_WEBHOOKS": json.dumps([webhook]),
+    }
+    gatekeeper = make_gatekeeper(tmp_path_factory.mktemp("hooks"), registry.url, extra_env=env)
+    yield gatekeeper
+    gatekeeper.stop()
+
+
+def push(gk: Gatekeeper, repo: str, labels: dict[str, str]) -> str:
+    with httpx.Client(base_url=gk.url, timeout=60) as http:
+        config = image_config(labels, layers=1)
+        digest, _ = push_image(http, repo, "v1", [os.urandom(512)], config)
+    return digest
+
+
+def check_signature(request: Received) -> None:
+    """The receiver's side of the scheme, written out independently of the gatekeeper's code."""
+    timestamp = request.headers["X-Gatekeeper-Timestamp"]
+    assert abs(time.time() - int(timestamp)) < 300
+    mac = hmac.new(SECRET.encode(), timestamp.encode() + b"." + request.body, hashlib.sha256)
+    expected = "sha256=" + mac.hexdigest()
+    assert hmac.compare_digest(request.headers["X-Gatekeeper-Signature"], expected)
+
+
+def delivery_rows(gk: Gatekeeper, delivery_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    with sqlite3.connect(gk.db_path) as conn:
+        conn.row_factory = sqlite3.Row
+        row = conn.execute(
+            "SELECT * FROM webhook_deliveries WHERE id = ?", (delivery_id,)
+        ).fetchone()
+        tries = conn.execute(
+            "SELECT * FROM webhook_attempts WHERE delivery_id = ? ORDER BY attempt", (delivery_id,)
+        ).fetchall()
+    return dict(row), [dict(t) for t in tries]
+
+
+def wait_delivered(gk: Gatekeeper, delivery_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    deadline = time.monotonic() + 10
+    while True:
+        row, tries = delivery_rows(gk, delivery_id)
+        if row["state"] == "delivered" or time.monotonic() > deadline:
+            return row, tries
+        time.sleep(0.05)
+
+
+def test_quarantine_is_sent_signed_and_retried_after_a_500(
+    gk: Gatekeeper, receiver: Receiver
+) -> None:
+    digest = push(gk, "hook/bad", {"test.findings": CRITICAL})
+    subject = f"hook/bad@{digest}"
+    got = receiver.wait(subject, answered=200)
+    assert [r.answered for r in got] == [500, 200]
+    first, second = got
+    assert first.body == second.body  # the same event, byte for byte
+    delivery = first.headers["X-Gatekeeper-Delivery"]
+    assert second.headers["X-Gatekeeper-Delivery"] == delivery
+    for request in got:
+        assert request.headers["Content-Type"] == "application/cloudevents+json"
+        assert request.headers["X-Gatekeeper-Event"] == "image.quarantined"
+        check_signature(request)
+    event = first.event
+    assert event["specversion"] == "1.0" and event["type"] == "image.quarantined"
+    assert event["source"] == "registry-gatekeeper" and event["subject"] == subject
+    assert event["datacontenttype"] == "application/json" and event["time"].endswith("Z")
+    data = event["data"]
+    assert (data["repository"], data["digest"]) == ("hook/bad", digest)
+    assert (data["old_state"], data["new_state"]) == ("pending", "quarantined")
+    assert data["actor"] == "gatekeeper" and data["policy"] == "hooked"
+    assert "CVE-2099-0101" in data["reason"]
+
+    row, tries = wait_delivered(gk, delivery)
+    assert (row["state"], row["attempts"], row["last_status"]) == ("delivered", 2, 200)
+    assert row["event_id"] == event["id"] and row["event_type"] == "image.quarantined"
+    assert [(t["attempt"], t["status"]) for t in tries] == [(1, 500), (2, 200)]
+    assert tries[0]["error"] == "HTTP 500" and tries[1]["error"] is None
+    first_at, second_at = (datetime.fromisoformat(t["time"]) for t in tries)
+    assert (second_at - first_at).total_seconds() >= 0.2  # retry_base_seconds
+    log = gk.log_path.read_text()
+    assert SECRET not in log
+    assert f"delivery {delivery} (image.quarantined {subject})" in log
+
+
+def test_a_passing_image_sends_image_passed(gk: Gatekeeper, receiver: Receiver) -> None:
+    digest = push(gk, "hook/good", {})
+    got = receiver.wait(f"hook/good@{digest}", answered=200)
+    assert {r.event["type"] for r in got} == {"image.passed"}
+    data = got[-1].event["data"]
+    assert (data["old_state"], data["new_state"]) == ("pending", "passed")
+    for request in got:
+        check_signature(request)
+    row, _ = wait_delivered(gk, got[-1].headers["X-Gatekeeper-Delivery"])
+    assert (row["state"], row["attempts"]) == ("delivered", 2)
+
+
+@pytest.mark.skipif(not postgres.available(), reason="PostgreSQL is not installed")
+async def test_replicas_on_postgres_send_each_delivery_once_with_retries(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The claim queries on the other backend: ``FOR UPDATE SKIP LOCKED``, zone-aware times."""
+    cluster = postgres.start_postgres(tmp_path_factory.mktemp("pg"))
+    engine = create_engine(cluster.url)
+    sent: list[str] = []
+
+    def fail_first_attempt(request: httpx.Request) -> httpx.Response:
+        delivery = request.headers["X-Gatekeeper-Delivery"]
+        status = 200 if delivery in sent else 500
+        sent.append(delivery)
+        return httpx.Response(status)
+
+    try:
+        await upgrade(engine)
+        db = sessionmaker(engine)
+        settings = WebhookSettings(url="http://hooks.test/", secret=SECRET, retry_base_seconds=0.05)  # type: ignore[arg-type]
+        replicas = [
+            WebhookDispatcher(
+                [settings],
+                db,
+                httpx.AsyncClient(transport=httpx.MockTransport(fail_first_attempt)),
+                source="registry-gatekeeper",
+                poll_seconds=0.05,
+            )
+            for _ in range(3)
+        ]
+        for n in range(30):
+            change = VerdictChange(
+                "passed", f"pg/app{n}", "sha256:" + "ef" * 32, "pending", "passed", "gk", "ok"
+            )
+            await replicas[n % 3].listener(change)
+        for replica in replicas:
+            replica.start()
+        deadline = time.monotonic() + 30
+        while len(sent) < 60 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # let any duplicate show up
+        for replica in replicas:
+            await replica.close()
+        assert len(sent) == 60 and all(sent.count(d) == 2 for d in set(sent))
+        async with db() as session:
+            assert await webhook_store.counts(session) == {"delivered": 30}
+            grouped = await session.execute(
+                select(WebhookAttempt.delivery_id, func.count()).group_by(
+                    WebhookAttempt.delivery_id
+                )
+            )
+            per_delivery = {int(d): int(n) for d, n in grouped.all()}
+        assert len(per_delivery) == 30 and set(per_delivery.values()) == {2}
+    finally:
+        await engine.dispose()
+        cluster.stop()

@@ -1,0 +1,130 @@
+"""The admin CLI: argument parsing, output, and failures as messages with exit statuses
+(never a traceback), against httpx's MockTransport instead of a server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from proxy.cli import build_parser, main
+from proxy.cli_admin import load_policies, parse_duration, run_command
+
+DIGEST = "sha256:" + "a" * 64
+VERDICT = {
+    "repository": "team/app",
+    "digest": DIGEST,
+    "state": "quarantined",
+    "effective_state": "quarantined",
+    "pullable": False,
+    "reasons": ["2 critical (CVE-1, CVE-2)"],
+    "updated_at": "2030-01-01T00:00:00+00:00",
+    "released_by": None,
+    "release_expires": None,
+}
+
+
+def run(
+    argv: list[str],
+    handler: Callable[[httpx.Request], httpx.Response],
+    env: dict[str, str] | None = None,
+) -> int:
+    args = build_parser().parse_args(argv)
+    environment = {"GATEKEEPER_ADMIN_TOKEN": "t"} if env is None else env
+    return run_command(args.admin_command, args, environment, httpx.MockTransport(handler))
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("30m", 1800), ("1h", 3600), ("2d", 172800), ("1h30m", 5400)]
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "10", "1x", "h", "0s", "1h 30m", "-1h"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_duration(text)
+
+
+def test_list_prints_a_table_and_sends_the_token(capsys: pytest.CaptureFixture[str]) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"images": [VERDICT]})
+
+    assert run(["quarantine", "list", "--state", "quarantined"], handler) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["IMAGE", "STATE", "UPDATED", "REASON"]
+    assert out[1].startswith(f"team/app@{DIGEST}  quarantined")
+    assert seen[0].headers["Authorization"] == "Bearer t"
+    assert seen[0].url.path == "/admin/api/v1/images"
+    assert seen[0].url.params["state"] == "quarantined" and "repository" not in seen[0].url.params
+
+
+def test_release_sends_reason_actor_and_expiry(capsys: pytest.CaptureFixture[str]) -> None:
+    bodies: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == f"/admin/api/v1/images/team/app@{DIGEST}/release"
+        bodies.append(json.loads(request.content))
+        released = {**VERDICT, "state": "released", "released_by": "admin-token:al"}
+        return httpx.Response(200, json={**released, "release_expires": "2030-01-01T01:30:00"})
+
+    argv = ["quarantine", "release", f"team/app@{DIGEST}", "--reason", "ok", "--actor", "al"]
+    assert run([*argv, "--expires-in", "90m", "--json"], handler) == 0
+    assert bodies == [{"reason": "ok", "actor": "al", "expires_in_seconds": 5400.0}]
+    assert json.loads(capsys.readouterr().out)["released_by"] == "admin-token:al"
+
+
+def test_refusal_is_a_message_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        error = {"code": "UNAUTHORIZED", "message": "the admin token is not valid"}
+        return httpx.Response(401, json={"error": error})
+
+    assert run(["quarantine", "list"], handler) == 1
+    err = capsys.readouterr().err
+    assert "the admin token is not valid" in err and "GATEKEEPER_ADMIN_TOKEN" in err
+    assert "Traceback" not in err
+
+
+def test_a_non_gatekeeper_answer_is_described(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["quarantine", "list"], lambda r: httpx.Response(404, text="<html>")) == 1
+    assert "is --url a gatekeeper?" in capsys.readouterr().err
+
+
+def test_missing_token_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["quarantine", "list"], lambda r: httpx.Response(200), env={}) == 2
+    assert "GATEKEEPER_ADMIN_TOKEN" in capsys.readouterr().err
+
+
+def test_rescan_needs_exactly_one_target(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["quarantine", "rescan"], ["quarantine", "rescan", "--all", "--repository", "x"]):
+        with pytest.raises(SystemExit) as exit_:
+            build_parser().parse_args(argv)
+        assert exit_.value.code == 2
+
+
+def test_unreachable_gatekeeper_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
+    """Through ``main``, as a person would run it: a real connection to a closed port."""
+    status = main(["quarantine", "list", "--url", "http://127.0.0.1:9", "--token", "t"])
+    err = capsys.readouterr().err
+    assert status == 3 and "cannot reach the gatekeeper at http://127.0.0.1:9" in err
+    assert "Traceback" not in err
+
+
+def test_policy_file_with_toml_datetimes(tmp_path: Path) -> None:
+    path = tmp_path / "policies.toml"
+    path.write_text(
+        '[[policies]]\nname = "p"\nrepositories = ["*"]\nrequire = ["scan"]\n'
+        '[[policies.waivers]]\nfinding = "CVE-1"\nreason = "r"\nauthor = "a"\n'
+        "expires = 2030-01-01T00:00:00Z\n"
+    )
+    (policy,) = load_policies(path)
+    assert policy["waivers"][0]["expires"] == "2030-01-01T00:00:00+00:00"
