@@ -22,7 +22,7 @@ from proxy.errors import error_middleware
 from proxy.events import EventBus
 from proxy.metrics import Metrics
 from proxy.names import check_raw_path
-from proxy.routes import ACCESS, UNAUDITED_PATHS, add_routes
+from proxy.routes import ACCESS, ACTIONS, UNAUDITED_PATHS, add_routes
 from proxy.state import SERVICES, Services, services
 from proxy.upstream import Upstream, make_client_session, make_token_client
 from proxy.verification import VerificationService
@@ -57,7 +57,7 @@ def create_app(settings: Settings) -> web.Application:
             build_middleware(_emit, UNAUDITED_PATHS),
             error_middleware,
             path_middleware,
-            build_auth_middleware(ACCESS),
+            build_auth_middleware(ACCESS, ACTIONS),
         ],
         # Manifest bodies are capped by their handler; blob bodies are streamed, never buffered.
         client_max_size=settings.max_manifest_bytes + 1024,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from config.settings import ConfigError, Settings, load_settings
 from proxy.cli_admin import add_admin_commands
+from proxy.cli_signatures import add_signature_commands
 from proxy.cli_users import UsageError
 from proxy.cli_users import add_commands as add_user_commands
 
@@ -228,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.set_defaults(func=cmd_audit)
 
     add_admin_commands(sub)
+    add_signature_commands(sub)
     add_user_commands(sub)
 
     enroll = sub.add_parser(

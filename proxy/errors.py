@@ -36,6 +36,7 @@ class Code(enum.Enum):
     UNAUTHORIZED = ("UNAUTHORIZED", 401, "authentication required")
     DENIED = ("DENIED", 403, "requested access to the resource is denied")
     DENIED_UNAVAILABLE = ("DENIED", 503, "cannot be verified right now")
+    DENIED_INSUFFICIENT_SCOPE = ("DENIED", 401, "requested access to the resource is denied")
     UNSUPPORTED = ("UNSUPPORTED", 405, "the operation is unsupported")
     TOO_MANY_REQUESTS = ("TOOMANYREQUESTS", 429, "too many requests")
     RANGE_INVALID = ("RANGE_INVALID", 416, "invalid content range")

@@ -21,38 +21,42 @@ PULL: Need = ("pull",)
 PUSH: Need = ("push",)
 DELETE: Need = ("delete",)
 
-# method, path, handler, and what the caller needs (proxy.auth.http): repository actions on
-# the path's repository, or LOGIN / CATALOG / OPEN.
-ROUTES: list[tuple[str, str, Handler, Need]] = [
-    ("GET", "/v2/", base.get, LOGIN),
-    ("GET", "/v2/_catalog", catalog.get, CATALOG),
-    ("GET", NAME + "/tags/list", tags.get, PULL),
-    ("GET", NAME + "/manifests/{reference}", manifests.get, PULL),
-    ("HEAD", NAME + "/manifests/{reference}", manifests.get, PULL),
-    ("PUT", NAME + "/manifests/{reference}", manifests.put, PUSH),
-    ("DELETE", NAME + "/manifests/{reference}", manifests.delete, DELETE),
-    ("POST", NAME + "/blobs/uploads/", uploads.start, PUSH),
-    ("GET", NAME + "/blobs/uploads/{session}", uploads.status, PUSH),
-    ("PATCH", NAME + "/blobs/uploads/{session}", uploads.patch, PUSH),
-    ("PUT", NAME + "/blobs/uploads/{session}", uploads.put, PUSH),
-    ("DELETE", NAME + "/blobs/uploads/{session}", uploads.cancel, PUSH),
-    ("GET", NAME + "/blobs/{digest}", blobs.get, PULL),
+# method, path, handler, what the caller needs (proxy.auth.http: repository actions on the
+# path's repository, or LOGIN / CATALOG / OPEN), and the access-log action recorded if the
+# request is refused before its handler runs (handlers refine it, e.g. a mount).
+ROUTES: list[tuple[str, str, Handler, Need, str]] = [
+    ("GET", "/v2/", base.get, LOGIN, "api.version"),
+    ("GET", "/v2/_catalog", catalog.get, CATALOG, "catalog.list"),
+    ("GET", NAME + "/tags/list", tags.get, PULL, "tags.list"),
+    ("GET", NAME + "/manifests/{reference}", manifests.get, PULL, "manifest.pull"),
+    ("HEAD", NAME + "/manifests/{reference}", manifests.get, PULL, "manifest.head"),
+    ("PUT", NAME + "/manifests/{reference}", manifests.put, PUSH, "manifest.push"),
+    ("DELETE", NAME + "/manifests/{reference}", manifests.delete, DELETE, "manifest.delete"),
+    ("POST", NAME + "/blobs/uploads/", uploads.start, PUSH, "upload.start"),
+    ("GET", NAME + "/blobs/uploads/{session}", uploads.status, PUSH, "upload.status"),
+    ("PATCH", NAME + "/blobs/uploads/{session}", uploads.patch, PUSH, "upload.chunk"),
+    ("PUT", NAME + "/blobs/uploads/{session}", uploads.put, PUSH, "blob.push"),
+    ("DELETE", NAME + "/blobs/uploads/{session}", uploads.cancel, PUSH, "upload.cancel"),
+    ("GET", NAME + "/blobs/{digest}", blobs.get, PULL, "blob.pull"),
     # Pushers check which blobs exist before uploading: HEAD stays open to them.
-    ("HEAD", NAME + "/blobs/{digest}", blobs.head, ("pull", "push")),
-    ("DELETE", NAME + "/blobs/{digest}", blobs.delete, DELETE),
-    ("GET", NAME + "/referrers/{digest}", referrers.get, PULL),
-    ("GET", "/auth/token", token_endpoint, OPEN),
-    ("POST", "/auth/token", token_endpoint, OPEN),
-    ("GET", "/healthz", health.healthz, OPEN),
-    ("GET", "/readyz", health.readyz, OPEN),
-    ("GET", "/metrics", health.metrics, OPEN),
+    ("HEAD", NAME + "/blobs/{digest}", blobs.head, ("pull", "push"), "blob.head"),
+    ("DELETE", NAME + "/blobs/{digest}", blobs.delete, DELETE, "blob.delete"),
+    ("GET", NAME + "/referrers/{digest}", referrers.get, PULL, "referrers.list"),
+    ("GET", "/auth/token", token_endpoint, OPEN, "auth.token"),
+    ("POST", "/auth/token", token_endpoint, OPEN, "auth.token"),
+    ("GET", "/healthz", health.healthz, OPEN, "health"),
+    ("GET", "/readyz", health.readyz, OPEN, "health"),
+    ("GET", "/metrics", health.metrics, OPEN, "metrics"),
 ]
-ACCESS: dict[Handler, Need] = {handler: need for _, _, handler, need in ROUTES}
+ACCESS: dict[Handler, Need] = {handler: need for _, _, handler, need, _ in ROUTES}
+ACTIONS: dict[tuple[str, Handler], str] = {
+    (method, handler): action for method, _, handler, _, action in ROUTES
+}
 
 # Operational endpoints are probed every few seconds; they are not registry access.
 UNAUDITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def add_routes(app: web.Application) -> None:
-    for method, path, handler, _ in ROUTES:
+    for method, path, handler, _, _ in ROUTES:
         app.router.add_route(method, path, handler)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from verifiers.artifacts import artifact_reason
 from verifiers.base import Finding, Image, Severity, Skipped
 
 NAME = "config-sanity"
@@ -27,6 +28,9 @@ class ConfigSanity:
             return Skipped("an image index has no config; its platform images are checked")
         if image.config is None:
             return Skipped("not a container image (artifact or non-JSON config)")
+        artifact = artifact_reason(image)
+        if artifact:
+            return Skipped(artifact)
         findings: list[Finding] = []
 
         def add(rule: str, severity: Severity, title: str, location: str = "config") -> None:

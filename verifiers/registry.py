@@ -11,9 +11,11 @@ from config.settings import VerifierSettings
 from verifiers.base import Verifier
 from verifiers.config_sanity import ConfigSanity
 from verifiers.layers import LayerCache, PerLayer
+from verifiers.signatures import SignatureVerifier
 
 BUILTINS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "config-sanity": ConfigSanity,
+    "signatures": SignatureVerifier,
 }
 
 
@@ -48,7 +50,13 @@ def build_verifiers(
             raise VerifierConfigError(
                 f"verifiers.{name}: unknown verifier (built in: {known}; or set plugin)"
             )
-        instance = factory(dict(settings.options))
+        try:
+            instance = factory(dict(settings.options))
+        except ValueError as exc:  # option validation (pydantic errors are ValueErrors)
+            lines = str(exc).splitlines() or [exc.__class__.__name__]
+            raise VerifierConfigError(
+                "\n".join(f"verifiers.{name}.options.{line}" for line in lines)
+            ) from exc
         instance.name = name
         if hasattr(instance, "verify_layer") and not hasattr(instance, "verify"):
             instance = PerLayer(instance, cache)

@@ -1,4 +1,6 @@
-"""Who may use the admin API: for now, whoever presents the admin token from settings.
+"""Who may use the admin API: an identity holding the ``admin`` role (Basic credentials or a
+token from the gatekeeper's token endpoint), or whoever presents the break-glass admin token
+from settings.
 
 The token is compared in constant time (``hmac.compare_digest``) so response timing reveals
 nothing about how much of a guess was right. An unset or empty token disables the admin API
@@ -15,6 +17,8 @@ from pydantic import SecretStr
 
 from proxy.admin.common import services
 from proxy.admin.errors import AdminCode, AdminError
+from proxy.auth.http import AUTH
+from proxy.auth.service import AuthError
 from proxy.context import info
 from proxy.errors import Handler
 
@@ -45,26 +49,40 @@ def bearer_token(request: web.Request) -> str | None:
     return credential.strip() or None
 
 
-def authenticate(request: web.Request) -> str:
-    """The principal making the request, or AdminError(401) saying what is missing."""
+async def authenticate(request: web.Request) -> str:
+    """The principal making the request, or AdminError saying what is missing."""
     expected = services(request).settings.admin_token
-    if expected is None or not expected.get_secret_value():
+    presented = bearer_token(request)
+    if presented is not None and token_matches(presented, expected):
+        return TOKEN_PRINCIPAL
+    auth = request.config_dict.get(AUTH)
+    header = request.headers.get("Authorization")
+    token_configured = expected is not None and bool(expected.get_secret_value())
+    if auth is not None and header:
+        try:
+            who = await auth.from_header(header, request.remote or "unknown")
+        except AuthError as exc:
+            if exc.throttled:
+                raise AdminError(AdminCode.TOO_MANY_REQUESTS, exc.reason) from exc
+            raise AdminError(AdminCode.UNAUTHORIZED, exc.reason, headers=CHALLENGE) from exc
+        if who.anonymous or not auth.has_role(who, "admin"):
+            raise AdminError(AdminCode.FORBIDDEN, f"{who.name} does not hold the admin role")
+        return who.name
+    if not token_configured and auth is None:
         raise AdminError(
             AdminCode.ADMIN_API_DISABLED,
             "the admin API is disabled: no admin token is configured "
             "(set admin_token in the settings file or GATEKEEPER_ADMIN_TOKEN)",
             headers=CHALLENGE,
         )
-    presented = bearer_token(request)
-    if presented is None:
+    if header is None:
         raise AdminError(
             AdminCode.UNAUTHORIZED,
-            "authentication required: send 'Authorization: Bearer <admin token>'",
+            "authentication required: log in as an admin or send "
+            "'Authorization: Bearer <admin token>'",
             headers=CHALLENGE,
         )
-    if not token_matches(presented, expected):
-        raise AdminError(AdminCode.UNAUTHORIZED, "the admin token is not valid", headers=CHALLENGE)
-    return TOKEN_PRINCIPAL
+    raise AdminError(AdminCode.UNAUTHORIZED, "the admin token is not valid", headers=CHALLENGE)
 
 
 @web.middleware
@@ -73,5 +91,5 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     Each request's access-log row names the admin action, attempted or done."""
     record = info(request)
     record.action = request.match_info.route.name or "admin.unknown"
-    record.identity = authenticate(request)
+    record.identity = await authenticate(request)
     return await handler(request)

@@ -31,6 +31,9 @@ class AdminCode(enum.Enum):
     DIGEST_INVALID = ("DIGEST_INVALID", 400)
     UNAUTHORIZED = ("UNAUTHORIZED", 401)
     ADMIN_API_DISABLED = ("ADMIN_API_DISABLED", 401)
+    FORBIDDEN = ("FORBIDDEN", 403)
+    """Authenticated, but the identity does not hold the ``admin`` role."""
+    TOO_MANY_REQUESTS = ("TOO_MANY_REQUESTS", 429)
     NOT_FOUND = ("NOT_FOUND", 404)
     METHOD_NOT_ALLOWED = ("METHOD_NOT_ALLOWED", 405)
     CONFLICT = ("CONFLICT", 409)

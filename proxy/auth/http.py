@@ -73,8 +73,9 @@ def unauthorized(
     )
 
 
-def build_auth_middleware(access: dict[Any, Any]) -> Any:
-    """``access`` maps each route handler to what it needs (see ``proxy.routes``)."""
+def build_auth_middleware(access: dict[Any, Any], actions: dict[Any, str]) -> Any:
+    """``access`` maps each route handler to what it needs, ``actions`` (method, handler) to
+    the access-log action of a refused request (see ``proxy.routes``)."""
 
     @web.middleware
     async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -82,11 +83,12 @@ def build_auth_middleware(access: dict[Any, Any]) -> Any:
         if need == OPEN or AUTH not in request.app:
             return await handler(request)
         service = request.app[AUTH]
+        record = info(request)
+        record.action = actions.get((request.method, request.match_info.handler), record.action)
         name = request.match_info.get("name")
         if name is not None:
-            check_name(name)
+            record.repository = check_name(name)
         wanted = need if isinstance(need, tuple) else ()
-        record = info(request)
         address = request.remote or "unknown"
         try:
             who = await service.from_header(request.headers.get("Authorization"), address)
@@ -127,8 +129,10 @@ def build_auth_middleware(access: dict[Any, Any]) -> Any:
         message = f"requested access to the resource is denied: {who.name} may not "
         message += f"{' or '.join(wanted)} {name}"
         if header.lower().startswith("bearer"):
+            # As Distribution does: 401 + insufficient_scope, so clients ask the token endpoint
+            # for the scope, and report the denial when the new token still lacks it.
             raise OCIError(
-                Code.DENIED,
+                Code.DENIED_INSUFFICIENT_SCOPE,
                 message,
                 {"repository": name, "needed": list(wanted)},
                 headers={"WWW-Authenticate": _challenge(request, scope, "insufficient_scope")},

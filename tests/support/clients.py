@@ -126,10 +126,17 @@ class _IsolatedClient:
             "REGISTRY_AUTH_FILE": str(auth),
         }
 
-    def _run(self, args: Sequence[str], timeout: float = DEFAULT_TIMEOUT) -> ClientRun:
+    def _run(
+        self, args: Sequence[str], timeout: float = DEFAULT_TIMEOUT, stdin: str | None = None
+    ) -> ClientRun:
         try:
             done = subprocess.run(
-                list(args), env=self.env, capture_output=True, timeout=timeout, check=False
+                list(args),
+                env=self.env,
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+                input=stdin.encode() if stdin is not None else None,
             )
         except subprocess.TimeoutExpired as exc:
             raise ClientError(args, None, _text(exc.stderr)) from exc
@@ -201,7 +208,13 @@ class Podman(_IsolatedClient):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _podman(self, *args: str) -> ClientRun:
+    def login(self, host: str, user: str, secret: str) -> ClientRun:
+        """``podman login`` with the secret on stdin (never on the command line)."""
+        return self._podman(
+            "login", "--tls-verify=false", "-u", user, "--password-stdin", host, stdin=secret
+        )
+
+    def _podman(self, *args: str, stdin: str | None = None) -> ClientRun:
         return self._run(
             [
                 "podman",
@@ -217,7 +230,8 @@ class Podman(_IsolatedClient):
                 "--events-backend",
                 "file",
                 *args,
-            ]
+            ],
+            stdin=stdin,
         )
 
     def pull(self, ref: str) -> ClientRun:

@@ -79,3 +79,36 @@ def image_config(labels: dict[str, str] | None = None, layers: int = 1) -> bytes
             },
         }
     ).encode()
+
+
+def tar_layer(files: dict[str, bytes]) -> tuple[bytes, str]:
+    """A real gzip'd tar layer (small, in memory) and its diff_id, for clients that unpack."""
+    import gzip
+    import io
+    import tarfile
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            entry = tarfile.TarInfo(name)
+            entry.size = len(data)
+            entry.mode = 0o644
+            tar.addfile(entry, io.BytesIO(data))
+    plain = raw.getvalue()
+    return gzip.compress(plain, mtime=0), digest_of(plain)
+
+
+def runnable_image(
+    client: httpx.Client, repo: str, tag: str, files: dict[str, bytes]
+) -> tuple[str, bytes]:
+    """Push an image podman can unpack: a real layer and a config naming its diff_id."""
+    layer, diff_id = tar_layer(files)
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        }
+    ).encode()
+    return push_image(client, repo, tag, [layer], config)

@@ -7,10 +7,12 @@ to the ``postgres`` system user that Debian's package creates.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,7 @@ class Postgres:
     data_dir: Path
     bin_dir: Path
     user: str | None
+    pid: int | None = None
 
     @property
     def url(self) -> str:
@@ -51,7 +54,14 @@ class Postgres:
         subprocess.run(command, check=True, capture_output=True, timeout=120)
 
     def stop(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+        """Stop the cluster; if pg_ctl cannot (its directory was removed under it, say by a
+        concurrent pytest pruning old temp dirs), end the postmaster directly."""
+        try:
+            self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+        except subprocess.CalledProcessError:
+            if self.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGQUIT)
 
     def fetch(self, query: str, *args: Any) -> list[dict[str, Any]]:
         """Run one query synchronously (tests are synchronous; the driver is async)."""
@@ -91,5 +101,6 @@ def start_postgres(workdir: Path) -> Postgres:
         "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
     )
     pg._run("pg_ctl", "-D", str(data), "-o", options, "-l", str(workdir / "pg.log"), "-w", "start")
+    pg.pid = int((data / "postmaster.pid").read_text().split()[0])
     pg._run("createdb", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "gatekeeper", "gatekeeper")
     return pg

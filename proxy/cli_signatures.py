@@ -1,0 +1,235 @@
+"""``gatekeeper keys`` and ``gatekeeper verify``: what signatures the gatekeeper trusts, and why
+one image passes or fails, step by step.
+
+Both read the same settings as ``gatekeeper serve`` (file and environment), so they show what
+the running gatekeeper does. ``verify`` fetches the image from the upstream and runs the
+``signatures`` verifier once; it prints every numbered step and records no verdict (an admin
+``quarantine rescan`` does that).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from config.settings import Settings, load_settings
+from verifiers.base import Skipped
+from verifiers.signatures.policy import Rule
+from verifiers.signatures.steps import Checked
+from verifiers.signatures.verifier import NAME, Report, SignatureVerifier
+
+OK, FAIL = "ok  ", "FAIL"
+
+
+class NotConfigured(Exception):
+    """The ``signatures`` verifier is not enabled in these settings."""
+
+
+def _verifier(settings: Settings) -> SignatureVerifier:
+    configured = settings.verifiers.get(NAME)
+    if configured is None or not configured.enabled or configured.plugin:
+        raise NotConfigured(
+            f"the {NAME} verifier is not enabled: add [verifiers.{NAME}.options] to the settings"
+        )
+    return SignatureVerifier(dict(configured.options))
+
+
+# -- keys ------------------------------------------------------------------------------------
+
+
+def _rule_json(rule: Rule) -> dict[str, Any]:
+    return {
+        "rule": rule.name,
+        "repositories": list(rule.patterns),
+        "signed": rule.signed,
+        "threshold": rule.threshold,
+        "required": list(rule.required),
+        "require_tlog": rule.require_tlog,
+        "references": list(rule.references),
+        "signers": [
+            {
+                "name": s.name,
+                "kind": "key" if s.key else "keyless",
+                "key_id": s.key.key_id if s.key else None,
+                "describe": s.describe(),
+            }
+            for s in rule.signers
+        ],
+    }
+
+
+def _print_rule(rule: Rule) -> None:
+    print(f"{rule.describe()}  [{', '.join(rule.patterns)}]")
+    for signer in rule.signers:
+        marker = "required" if signer.name in rule.required else ""
+        print(f"  {signer.name:<20} {signer.describe()}  {marker}".rstrip())
+    for pattern in rule.references:
+        print(f"  also accepts docker-reference {pattern}")
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    verifier = _verifier(_load(args))
+    policy = verifier.policy
+    if args.repository:
+        rule = policy.rule_for(args.repository)
+        if rule is None:
+            print(f"{args.repository}: no signature rule matches; every image is quarantined")
+            return 1
+        rules = [rule]
+    else:
+        rules = list(policy.rules)
+    if args.json:
+        print(
+            json.dumps(
+                {"trusted_root": policy.trust_root.source, "rules": [_rule_json(r) for r in rules]},
+                indent=2,
+            )
+        )
+        return 0
+    print(f"trusted root: {policy.trust_root.source}")
+    for rule in rules:
+        _print_rule(rule)
+    return 0
+
+
+# -- verify ----------------------------------------------------------------------------------
+
+
+def _print_checked(index: int, checked: Checked) -> None:
+    print(f"signature {index}: {checked.source}")
+    for step in checked.steps:
+        detail = f" — {step.detail}" if step.detail else ""
+        print(f"  {step.number:>2}. {OK if step.ok else FAIL}  {step.name}{detail}")
+    if checked.signer:
+        print(f"      => counts as {checked.signer}")
+    else:
+        print("      => does not count")
+
+
+def _print_report(report: Report) -> None:
+    print(f"{report.repository}@{report.digest}")
+    if report.rule is not None:
+        print(f"  {report.rule.describe()}")
+    for note in report.notes:
+        print(f"  {note}")
+    for index, checked in enumerate(report.checked, 1):
+        _print_checked(index, checked)
+    signed = ", ".join(sorted(report.signed_by)) or "nobody trusted"
+    print(f"signed by: {signed}")
+    for rule_id, title in report.failures:
+        print(f"{FAIL}  {rule_id}: {title}")
+    print("result: " + ("PASSED" if report.passed else "QUARANTINED"))
+
+
+def _report_json(report: Report) -> dict[str, Any]:
+    return {
+        "repository": report.repository,
+        "digest": report.digest,
+        "rule": report.rule.name if report.rule else None,
+        "passed": report.passed,
+        "signed_by": sorted(report.signed_by),
+        "failures": [{"rule_id": r, "title": t} for r, t in report.failures],
+        "notes": list(report.notes),
+        "signatures": [
+            {
+                "source": c.source,
+                "signer": c.signer,
+                "steps": [
+                    {"number": s.number, "name": s.name, "ok": s.ok, "detail": s.detail}
+                    for s in c.steps
+                ],
+            }
+            for c in report.checked
+        ],
+    }
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    repository, sep, digest = args.image.partition("@")
+    if not sep or not digest.startswith("sha256:"):
+        print("gatekeeper verify: give the image as REPOSITORY@sha256:<hex>", file=sys.stderr)
+        return 2
+    settings = _load(args)
+    verifier = _verifier(settings)
+    try:
+        result = asyncio.run(_examine(settings, verifier, repository, digest))
+    except LookupError as exc:
+        print(f"gatekeeper verify: {exc}", file=sys.stderr)
+        return 1
+    if isinstance(result, Skipped):
+        print(json.dumps({"skipped": result.reason}) if args.json else f"skipped: {result.reason}")
+        return 0
+    if args.json:
+        print(json.dumps(_report_json(result), indent=2))
+    else:
+        _print_report(result)
+    return 0 if result.passed else 1
+
+
+async def _examine(
+    settings: Settings, verifier: SignatureVerifier, repository: str, digest: str
+) -> Report | Skipped:
+    from proxy.events import EventBus
+    from proxy.upstream import Upstream, make_client_session, make_token_client
+    from proxy.verification import ImageGone, VerificationService
+    from storage.db import create_engine, sessionmaker, upgrade
+
+    engine = create_engine(settings.database_url)
+    session = make_client_session(settings)
+    tokens = make_token_client(settings)
+    try:
+        await upgrade(engine)
+        db = sessionmaker(engine)
+        upstream = Upstream(settings, session, tokens)
+        service = VerificationService(settings, db, upstream, [verifier], EventBus())
+        try:
+            image = await service.load_image(repository, digest)
+        except ImageGone as exc:
+            raise LookupError(f"{repository}@{digest} is not in the upstream registry") from exc
+        return await verifier.examine(image)
+    finally:
+        await tokens.aclose()
+        await session.close()
+        await engine.dispose()
+
+
+def _load(args: argparse.Namespace) -> Settings:
+    return load_settings(Path(args.config) if args.config else None)
+
+
+def _run(func: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return int(func(args))
+        except NotConfigured as exc:
+            print(f"gatekeeper {args.command}: {exc}", file=sys.stderr)
+            return 2
+        except ValueError as exc:  # the verifier's options (messages name the field)
+            lines = str(exc).splitlines()
+            print("gatekeeper: configuration error:", file=sys.stderr)
+            for line in lines:
+                print(f"verifiers.{NAME}.options.{line}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def add_signature_commands(sub: Any) -> None:
+    """Register ``keys`` and ``verify`` on the main parser's subcommands."""
+    keys = sub.add_parser("keys", help="show the signers trusted for a repository (or all rules)")
+    keys.add_argument("--config", help="TOML settings file (environment overrides it)")
+    keys.add_argument("--repository", "-r", help="show only the rule that applies to it")
+    keys.add_argument("--json", action="store_true")
+    keys.set_defaults(func=_run(cmd_keys))
+
+    verify = sub.add_parser(
+        "verify", help="check one image's signatures now, printing each step (no verdict stored)"
+    )
+    verify.add_argument("image", help="REPOSITORY@sha256:<hex>")
+    verify.add_argument("--config", help="TOML settings file (environment overrides it)")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(func=_run(cmd_verify))

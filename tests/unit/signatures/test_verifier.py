@@ -1,0 +1,418 @@
+"""The ``signatures`` verifier over an in-memory repository: every case of issue 4 yields the
+finding (rule id and step) that explains it."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from tests.support import cosign
+from tests.support.ocihttp import digest_of
+from tests.unit.signatures.fakes import FakeRepository
+from verifiers.base import Finding, Severity, Skipped
+from verifiers.signatures import SignatureVerifier
+
+ISSUER = "https://issuer.example.test"
+CI = "https://ci.example.test/org/app/.github/workflows/release.yml@refs/heads/main"
+
+
+@dataclass
+class World:
+    bot: cosign.PrivateKey
+    alice: cosign.PrivateKey
+    bob: cosign.PrivateKey
+    stranger: cosign.PrivateKey
+    sigstore: cosign.PrivateSigstore
+    verifier: SignatureVerifier
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    tmp = tmp_path_factory.mktemp("trust")
+    sigstore = cosign.PrivateSigstore()
+    (tmp / "trusted_root.json").write_text(json.dumps(sigstore.trusted_root()))
+    bot, alice, bob, stranger = (cosign.new_key(k) for k in ("p256", "p384", "ed25519", "p256"))
+    (tmp / "bot.pub").write_bytes(cosign.public_pem(bot))
+    options: dict[str, Any] = {
+        "trusted_root": str(tmp / "trusted_root.json"),
+        "signers": [
+            {"name": "bot", "key_file": str(tmp / "bot.pub")},
+            {"name": "alice", "key": cosign.public_pem(alice).decode()},
+            {"name": "bob", "key": cosign.public_pem(bob).decode()},
+            {"name": "ci", "identity": CI, "issuer": ISSUER},
+            {"name": "team", "identity_regex": r"[a-z]+@team\.example\.test", "issuer": ISSUER},
+        ],
+        "rules": [
+            {"name": "keys", "repositories": ["keys/*"], "signers": ["bot"], "require_tlog": False},
+            {"name": "tlog", "repositories": ["tlog/*"], "signers": ["bot"]},
+            {"name": "keyless", "repositories": ["keyless/*"], "signers": ["ci", "team"]},
+            {
+                "name": "quorum",
+                "repositories": ["quorum/*"],
+                "signers": ["bot", "alice", "bob"],
+                "threshold": 2,
+                "require_tlog": False,
+            },
+            {
+                "name": "release",
+                "repositories": ["release/*"],
+                "signers": ["alice", "bot"],
+                "required": ["bot"],
+                "require_tlog": False,
+            },
+            {
+                "name": "promoted",
+                "repositories": ["promoted/*"],
+                "signers": ["bot"],
+                "require_tlog": False,
+                "references": ["staging.example.test/*"],
+            },
+            {"name": "open", "repositories": ["open/*"], "signed": False},
+        ],
+    }
+    return World(bot, alice, bob, stranger, sigstore, SignatureVerifier(options))
+
+
+async def run(world: World, repo: FakeRepository, digest: str) -> list[Finding] | Skipped:
+    return await world.verifier.verify(repo.image(digest))
+
+
+def rules(findings: list[Finding] | Skipped) -> list[str]:
+    assert not isinstance(findings, Skipped), findings
+    return [f.rule_id for f in findings]
+
+
+def image(name: str) -> tuple[FakeRepository, str]:
+    repo = FakeRepository(name)
+    return repo, repo.add_image()
+
+
+async def test_valid_key_signature_passes(world: World) -> None:
+    repo, digest = image("keys/app")
+    repo.sign(digest, cosign.key_signature(world.bot, repo.reference(), digest))
+    assert await run(world, repo, digest) == []
+
+
+async def test_no_signature(world: World) -> None:
+    repo, digest = image("keys/none")
+    (finding,) = await run(world, repo, digest)  # type: ignore[misc]
+    assert finding.rule_id == "signature.none-trusted" and finding.severity is Severity.CRITICAL
+    assert finding.title.startswith("no trusted signature: the image is not signed")
+
+
+async def test_untrusted_key(world: World) -> None:
+    repo, digest = image("keys/stranger")
+    repo.sign(digest, cosign.key_signature(world.stranger, repo.reference(), digest))
+    found = await run(world, repo, digest)
+    assert rules(found) == ["signature.none-trusted", "signature.untrusted-key"]
+    assert isinstance(found, list)
+    assert found[1].severity is Severity.HIGH
+    assert "step 'the signature verifies with a trusted key' failed" in found[1].title
+
+
+def _tamper(layer: cosign.SigLayer, payload: bytes) -> cosign.SigLayer:
+    return cosign.SigLayer(payload, layer.annotations)
+
+
+async def test_payload_changed_after_signing(world: World) -> None:
+    repo, digest = image("keys/changed")
+    layer = cosign.key_signature(world.bot, repo.reference(), digest)
+    repo.sign(digest, _tamper(layer, layer.payload.replace(b"keys/changed", b"keys/chang3d")))
+    assert "signature.untrusted-key" in rules(await run(world, repo, digest))
+
+
+async def test_payload_tampered_in_storage(world: World) -> None:
+    repo, digest = image("keys/storage")
+    layer = cosign.key_signature(world.bot, repo.reference(), digest)
+    repo.sign(digest, layer)
+    repo.blobs[digest_of(layer.payload)] = layer.payload.replace(b"keys/storage", b"keys/st0rage")
+    found = await run(world, repo, digest)
+    assert rules(found) == ["signature.none-trusted", "signature.payload-blob-mismatch"]
+    assert isinstance(found, list) and "altered in storage" in found[1].title
+
+
+async def test_payload_for_another_digest(world: World) -> None:
+    repo, digest = image("keys/other-digest")
+    other = repo.add_image()
+    repo.sign(digest, cosign.key_signature(world.bot, repo.reference(), other))
+    found = await run(world, repo, digest)
+    assert rules(found) == ["signature.none-trusted", "signature.payload-digest-mismatch"]
+    assert isinstance(found, list) and f"signs {other}, not {digest}" in found[1].title
+
+
+async def test_signature_made_for_another_repository(world: World) -> None:
+    repo, digest = image("keys/here")
+    repo.sign(digest, cosign.key_signature(world.bot, "registry.example.test/keys/there", digest))
+    found = await run(world, repo, digest)
+    assert rules(found) == ["signature.none-trusted", "signature.reference-mismatch"]
+    assert isinstance(found, list)
+    assert (
+        "made for registry.example.test/keys/there, not for repository keys/here" in found[1].title
+    )
+
+
+async def test_promoted_image_reference_allowed_by_rule(world: World) -> None:
+    repo, digest = image("promoted/app")
+    repo.sign(digest, cosign.key_signature(world.bot, "staging.example.test/team/app", digest))
+    assert await run(world, repo, digest) == []
+
+
+MALFORMED: dict[str, Callable[[cosign.SigLayer], cosign.SigLayer]] = {
+    "bad base64": lambda s: cosign.SigLayer(
+        s.payload, {"dev.cosignproject.cosign/signature": "not*base64!"}
+    ),
+    "truncated DER": lambda s: cosign.SigLayer(
+        s.payload,
+        {
+            "dev.cosignproject.cosign/signature": base64.b64encode(
+                base64.b64decode(s.annotations["dev.cosignproject.cosign/signature"])[:30]
+            ).decode()
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+async def test_malformed_signature(world: World, case: str) -> None:
+    repo, digest = image("keys/malformed")
+    repo.sign(digest, MALFORMED[case](cosign.key_signature(world.bot, repo.reference(), digest)))
+    assert rules(await run(world, repo, digest)) == [
+        "signature.none-trusted",
+        "signature.malformed",
+    ]
+
+
+async def test_payload_not_json(world: World) -> None:
+    repo, digest = image("keys/notjson")
+    body = b"this is not json " + digest.encode()
+    signature = base64.b64encode(cosign.sign(world.bot, body)).decode()
+    repo.sign(digest, cosign.SigLayer(body, {"dev.cosignproject.cosign/signature": signature}))
+    assert rules(await run(world, repo, digest)) == [
+        "signature.none-trusted",
+        "signature.payload-not-json",
+    ]
+
+
+async def test_huge_payload_is_refused_unread(world: World) -> None:
+    repo, digest = image("keys/huge")
+    body = b"{" + b" " * (10 * 1024 * 1024) + b"}"
+    signature = base64.b64encode(cosign.sign(world.bot, body)).decode()
+    repo.sign(digest, cosign.SigLayer(body, {"dev.cosignproject.cosign/signature": signature}))
+    found = await run(world, repo, digest)
+    assert rules(found) == ["signature.none-trusted", "signature.payload-too-large"]
+
+
+async def test_wrong_type(world: World) -> None:
+    repo, digest = image("keys/type")
+    body = cosign.payload(repo.reference(), digest).replace(b"container image", b"blob")
+    signature = base64.b64encode(cosign.sign(world.bot, body)).decode()
+    repo.sign(digest, cosign.SigLayer(body, {"dev.cosignproject.cosign/signature": signature}))
+    assert "signature.wrong-type" in rules(await run(world, repo, digest))
+
+
+async def test_threshold_two_of_three(world: World) -> None:
+    repo, digest = image("quorum/app")
+    ref = repo.reference()
+    repo.sign(digest, cosign.key_signature(world.alice, ref, digest))
+    found = await run(world, repo, digest)
+    assert rules(found) == ["signature.threshold-not-met"]
+    assert (
+        isinstance(found, list)
+        and "2 of 3 trusted signers must sign; 1 did (alice)" in found[0].title
+    )
+    repo.sign(digest, *(cosign.key_signature(k, ref, digest) for k in (world.alice, world.bob)))
+    assert await run(world, repo, digest) == []
+
+
+async def test_a_signer_counts_once(world: World) -> None:
+    repo, digest = image("quorum/twice")
+    ref = repo.reference()
+    repo.sign(digest, *(cosign.key_signature(world.alice, ref, digest) for _ in range(2)))
+    assert rules(await run(world, repo, digest)) == ["signature.threshold-not-met"]
+
+
+async def test_required_signer(world: World) -> None:
+    repo, digest = image("release/app")
+    repo.sign(digest, cosign.key_signature(world.alice, repo.reference(), digest))
+    assert rules(await run(world, repo, digest)) == ["signature.required-signer-missing"]
+    repo.sign(digest, cosign.key_signature(world.bot, repo.reference(), digest))
+    assert await run(world, repo, digest) == []
+
+
+async def test_junk_beside_a_valid_signature_does_not_block(world: World) -> None:
+    repo, digest = image("keys/junk")
+    good = cosign.key_signature(world.bot, repo.reference(), digest)
+    junk = cosign.key_signature(world.stranger, repo.reference(), digest)
+    found = await run(world, repo, digest)
+    repo.sign(digest, junk, good)
+    found = await run(world, repo, digest)
+    assert isinstance(found, list)
+    assert [(f.rule_id, f.severity) for f in found] == [("signature.untrusted-key", Severity.LOW)]
+
+
+async def test_key_signature_with_transparency_log(world: World) -> None:
+    repo, digest = image("tlog/app")
+    layer = cosign.key_signature(world.bot, repo.reference(), digest)
+    signature = base64.b64decode(layer.annotations["dev.cosignproject.cosign/signature"])
+    bundle = world.sigstore.rekor_annotation(signature, layer.payload, cosign.public_pem(world.bot))
+    repo.sign(digest, layer)
+    assert rules(await run(world, repo, digest)) == [
+        "signature.none-trusted",
+        "signature.tlog-missing",
+    ]
+    repo.sign(
+        digest,
+        cosign.SigLayer(layer.payload, {**layer.annotations, "dev.sigstore.cosign/bundle": bundle}),
+    )
+    assert await run(world, repo, digest) == []
+
+
+def keyless(
+    world: World,
+    repo: FakeRepository,
+    digest: str,
+    identity: str = CI,
+    issuer: str = ISSUER,
+    **kwargs: Any,
+) -> cosign.SigLayer:
+    options = {k: kwargs.pop(k) for k in ("not_before", "lifetime") if k in kwargs}
+    cert, key = world.sigstore.issue(identity, issuer, **options)
+    return world.sigstore.keyless_signature(cert, key, repo.reference(), digest, **kwargs)
+
+
+async def test_keyless_signature_passes(world: World) -> None:
+    repo, digest = image("keyless/app")
+    repo.sign(digest, keyless(world, repo, digest))
+    assert await run(world, repo, digest) == []
+
+
+async def test_keyless_identity_by_regular_expression(world: World) -> None:
+    repo, digest = image("keyless/team")
+    repo.sign(digest, keyless(world, repo, digest, identity="dana@team.example.test"))
+    assert await run(world, repo, digest) == []
+    repo.sign(digest, keyless(world, repo, digest, identity="dana@team.example.test.evil"))
+    assert "signature.identity-mismatch" in rules(await run(world, repo, digest))
+
+
+async def test_keyless_wrong_issuer(world: World) -> None:
+    repo, digest = image("keyless/issuer")
+    repo.sign(digest, keyless(world, repo, digest, issuer="https://evil.example.test"))
+    found = await run(world, repo, digest)
+    assert rules(found) == ["signature.none-trusted", "signature.issuer-mismatch"]
+
+
+async def test_keyless_wrong_identity(world: World) -> None:
+    repo, digest = image("keyless/identity")
+    repo.sign(digest, keyless(world, repo, digest, identity="mallory@example.test"))
+    found = await run(world, repo, digest)
+    assert rules(found) == ["signature.none-trusted", "signature.identity-mismatch"]
+    assert isinstance(found, list) and "mallory@example.test" in found[1].title
+
+
+async def test_keyless_expired_certificate(world: World) -> None:
+    repo, digest = image("keyless/expired")
+    past = datetime.now(UTC) - timedelta(hours=2)
+    repo.sign(digest, keyless(world, repo, digest, not_before=past))
+    found = await run(world, repo, digest)
+    assert rules(found) == ["signature.none-trusted", "signature.certificate-expired"]
+
+
+async def test_keyless_without_log_entry(world: World) -> None:
+    repo, digest = image("keyless/nolog")
+    repo.sign(digest, keyless(world, repo, digest, tlog=False))
+    assert rules(await run(world, repo, digest)) == [
+        "signature.none-trusted",
+        "signature.tlog-missing",
+    ]
+
+
+async def test_keyless_from_another_ca_or_log(world: World) -> None:
+    impostor = cosign.PrivateSigstore()
+    repo, digest = image("keyless/impostor")
+    cert, key = impostor.issue(CI, ISSUER)
+    repo.sign(digest, impostor.keyless_signature(cert, key, repo.reference(), digest))
+    assert "signature.tlog-untrusted" in rules(await run(world, repo, digest))
+    layer = impostor.keyless_signature(cert, key, repo.reference(), digest, tlog=False)
+    signature = base64.b64decode(layer.annotations["dev.cosignproject.cosign/signature"])
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    layer.annotations["dev.sigstore.cosign/bundle"] = world.sigstore.rekor_annotation(
+        signature, layer.payload, pem
+    )
+    repo.sign(digest, layer)
+    assert "signature.certificate-untrusted" in rules(await run(world, repo, digest))
+
+
+async def test_log_entry_for_another_signature(world: World) -> None:
+    repo, digest = image("keyless/replay")
+    layer = keyless(world, repo, digest)
+    other = keyless(world, repo, repo.add_image())
+    layer.annotations["dev.sigstore.cosign/bundle"] = other.annotations[
+        "dev.sigstore.cosign/bundle"
+    ]
+    repo.sign(digest, layer)
+    assert "signature.tlog-mismatch" in rules(await run(world, repo, digest))
+
+
+async def test_forged_signed_entry_timestamp(world: World) -> None:
+    repo, digest = image("keyless/forged")
+    layer = keyless(world, repo, digest)
+    doc = json.loads(layer.annotations["dev.sigstore.cosign/bundle"])
+    doc["Payload"]["integratedTime"] -= 60
+    layer.annotations["dev.sigstore.cosign/bundle"] = json.dumps(doc)
+    repo.sign(digest, layer)
+    assert "signature.tlog-invalid" in rules(await run(world, repo, digest))
+
+
+async def test_sigstore_bundle_referrer(world: World) -> None:
+    repo, digest = image("tlog/bundled")
+    repo.attach_bundle(digest, world.sigstore.key_bundle(world.bot, digest))
+    assert await run(world, repo, digest) == []
+    repo2, digest2 = image("tlog/bundled-stranger")
+    repo2.attach_bundle(digest2, world.sigstore.key_bundle(world.stranger, digest2))
+    assert rules(await run(world, repo2, digest2)) == [
+        "signature.none-trusted",
+        "signature.untrusted-key",
+    ]
+
+
+async def test_bundle_for_another_image(world: World) -> None:
+    repo, digest = image("tlog/bundle-other")
+    other = repo.add_image()
+    bundle = world.sigstore.key_bundle(world.bot, other)
+    repo.attach_bundle(digest, bundle)
+    assert "signature.bundle-invalid" in rules(await run(world, repo, digest))
+
+
+async def test_signature_artifacts_and_exempt_repositories_are_skipped(world: World) -> None:
+    repo, digest = image("keys/sigs")
+    repo.sign(digest, cosign.key_signature(world.bot, repo.reference(), digest))
+    sig_manifest = repo.manifests[cosign.signature_tag(digest)]
+    repo.manifests[digest_of(sig_manifest)] = sig_manifest
+    skipped = await run(world, repo, digest_of(sig_manifest))
+    assert isinstance(skipped, Skipped) and "signature" in skipped.reason
+    open_repo, open_digest = image("open/app")
+    assert isinstance(await run(world, open_repo, open_digest), Skipped)
+
+
+async def test_repository_without_rule(world: World) -> None:
+    repo, digest = image("elsewhere/app")
+    (finding,) = await run(world, repo, digest)  # type: ignore[misc]
+    assert finding.rule_id == "signature.no-rule" and finding.severity is Severity.CRITICAL
+
+
+async def test_report_numbers_every_step(world: World, tmp_path: Path) -> None:
+    repo, digest = image("keys/steps")
+    repo.sign(digest, cosign.key_signature(world.bot, repo.reference(), digest))
+    report = await world.verifier.examine(repo.image(digest))
+    assert not isinstance(report, Skipped) and report.passed
+    (checked,) = report.checked
+    assert [s.number for s in checked.steps] == list(range(1, len(checked.steps) + 1))
+    assert checked.signer == "bot" and all(s.ok for s in checked.steps)
