@@ -246,6 +246,36 @@ def cmd_import_htpasswd(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    """First start: with no identity at all, create an admin whose generated password goes to
+    a file only root can read (never to the terminal, which may be logged). Does nothing once
+    any identity exists, so it is safe on every start."""
+    from proxy.auth.passwords import hash_secret
+    from storage import identities
+
+    target = Path(args.password_file)
+    secret = secrets.token_urlsafe(18)
+
+    async def work(db: Any) -> int:
+        async with db() as session, session.begin():
+            if await identities.list_all(session):
+                return 0
+            admin = await identities.create(
+                session, args.name, "user", hash_secret(secret), [], None
+            )
+            await identities.grant(
+                session, admin.subject, "*", ["pull", "push", "delete", "admin"], admin.id
+            )
+        return 1
+
+    if _run(args, work):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.touch(mode=0o600)
+        target.write_text(secret + "\n")
+        print(f"created admin user {args.name!r}; its password is in {target} (mode 600)")
+    return 0
+
+
 def add_commands(sub: Any) -> None:
     """Register ``users`` and ``robots`` on the main parser's subcommands."""
     for kind, plural in (("user", "users"), ("robot", "robots")):
@@ -288,6 +318,9 @@ def add_commands(sub: Any) -> None:
         grant.add_argument("name")
         grant.add_argument("grant", metavar="PATTERN=ACTIONS")
         if kind == "user":
+            boot = command("bootstrap", cmd_bootstrap, "create a first admin if nobody exists")
+            boot.add_argument("--name", default="admin")
+            boot.add_argument("--password-file", required=True)
             imp = command("import-htpasswd", cmd_import_htpasswd, "import bcrypt htpasswd users")
             imp.add_argument("file")
             imp.add_argument("--grant", action="append", metavar="PATTERN=ACTIONS")
