@@ -156,13 +156,17 @@ ROUTES: list[tuple[str, str, str]] = [
     ("DELETE", "/v2/team/app/blobs/sha256:" + "0" * 64, "delete"),
     ("GET", "/v2/team/app/referrers/sha256:" + "0" * 64, "pull"),
     ("GET", "/admin/api/v1/images", "admin"),
+    ("GET", "/v2/_catalog", "login"),
+    # Pushing into team/app, mounting from team/lib: needs push there; a caller who may not
+    # pull the source gets a plain upload session instead (see the mount test).
+    ("POST", "/v2/team/app/blobs/uploads/?mount=sha256:" + "0" * 64 + "&from=team/lib", "push"),
 ]
 WHO: dict[str, set[str]] = {
     "anonymous": set(),
-    "reader": {"pull"},
-    "pusher": {"pull", "push"},
-    "deleter": {"pull", "push", "delete"},
-    "admin": {"pull", "push", "delete", "admin"},
+    "reader": {"pull", "login"},
+    "pusher": {"pull", "push", "login"},
+    "deleter": {"pull", "push", "delete", "login"},
+    "admin": {"pull", "push", "delete", "admin", "login"},
 }
 NAMES = {"reader": "rita", "pusher": "paul", "deleter": "dana", "admin": "alice"}
 
@@ -437,3 +441,50 @@ def test_admin_api_with_an_admin_identity(gk: Gatekeeper, accounts: dict[str, st
     assert ok.status_code == 200, ok.text
     refused = httpx.get(f"{gk.url}/admin/api/v1/images", headers=basic("paul", accounts["pusher"]))
     assert refused.status_code == 403
+
+
+def test_htpasswd_users_keep_their_bcrypt_passwords(gk: Gatekeeper, tmp_path: Path) -> None:
+    import bcrypt
+
+    hashed = bcrypt.hashpw(b"migrated-password-1", bcrypt.gensalt(rounds=4)).decode()
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text(f"migrant:{hashed}\n")
+    out = cli(gk, "users", "import-htpasswd", str(htpasswd), "--grant", "team/*=pull")
+    assert "imported 1 users" in out
+    ok = httpx.get(
+        f"{gk.url}/v2/team/app/tags/list", headers=basic("migrant", "migrated-password-1")
+    )
+    assert ok.status_code == 200
+    wrong = httpx.get(f"{gk.url}/v2/team/app/tags/list", headers=basic("migrant", "nope"))
+    assert wrong.status_code == 401
+    plain = tmp_path / "plain"
+    plain.write_text("someone:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n")
+    refused = subprocess.run(
+        [sys.executable, "-m", "proxy", "users", "import-htpasswd", str(plain)],
+        capture_output=True,
+        text=True,
+        env=gk.env,
+        timeout=60,
+    )
+    assert refused.returncode == 2 and "only bcrypt entries" in refused.stderr
+
+
+def test_bootstrap_creates_an_admin_only_once(registry: Registry, tmp_path: Path) -> None:
+    gk = make_gatekeeper(
+        tmp_path / "gk", registry.url, extra_env={"GATEKEEPER_AUTH__ENABLED": "true"}, start=False
+    )
+    secret_file = tmp_path / "admin-password"
+    first = cli(gk, "users", "bootstrap", "--password-file", str(secret_file))
+    assert "created admin user 'admin'" in first
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    password = secret_file.read_text().strip()
+    assert password not in first
+    secret_file.unlink()
+    assert cli(gk, "users", "bootstrap", "--password-file", str(secret_file)) == ""
+    assert not secret_file.exists()
+    gk.start()
+    try:
+        resp = httpx.get(f"{gk.url}/admin/api/v1/images", headers=basic("admin", password))
+        assert resp.status_code == 200, resp.text
+    finally:
+        gk.stop()

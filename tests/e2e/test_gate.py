@@ -251,3 +251,41 @@ def _sqlite(db_path: Path, query: str, params: tuple[Any, ...]) -> list[dict[str
     with sqlite3.connect(db_path) as conn:
         conn.row_factory = sqlite3.Row
         return [dict(r) for r in conn.execute(query, params)]
+
+
+def test_each_platform_of_an_index_has_its_own_verdict(gk: Gatekeeper) -> None:
+    """The index passes (its children are checked on their own); the quarantined child is
+    denied by digest even so, and the passing one is served."""
+    with httpx.Client(base_url=gk.url, timeout=60) as http:
+        good, good_manifest, _ = push_labelled(http, "gate/multi", "amd64", {})
+        bad, bad_manifest, _ = push_labelled(http, "gate/multi", "arm64", CRITICAL)
+        index = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [
+                    {
+                        "mediaType": OCI_MANIFEST,
+                        "digest": good,
+                        "size": len(good_manifest),
+                        "platform": {"os": "linux", "architecture": "amd64"},
+                    },
+                    {
+                        "mediaType": OCI_MANIFEST,
+                        "digest": bad,
+                        "size": len(bad_manifest),
+                        "platform": {"os": "linux", "architecture": "arm64"},
+                    },
+                ],
+            }
+        ).encode()
+        put = http.put(
+            "/v2/gate/multi/manifests/v1",
+            content=index,
+            headers={"Content-Type": "application/vnd.oci.image.index.v1+json"},
+        )
+        assert put.status_code == 201, put.text
+        accept = {"Accept": "application/vnd.oci.image.index.v1+json, " + OCI_MANIFEST}
+        assert http.get("/v2/gate/multi/manifests/v1", headers=accept).content == index
+        assert http.get(f"/v2/gate/multi/manifests/{good}", headers=accept).status_code == 200
+        denied(http.get(f"/v2/gate/multi/manifests/{bad}", headers=accept))

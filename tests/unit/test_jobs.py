@@ -1,0 +1,82 @@
+"""Leased jobs on a real SQLite database: claims, lease expiry, back-off, dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from storage import jobs
+from storage.db import create_engine, sessionmaker, upgrade
+from storage.models import Job
+from storage.timeutil import now
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Any]:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/jobs.db")
+    await upgrade(engine)
+    yield sessionmaker(engine)
+    await engine.dispose()
+
+
+async def claim(db: Any, owner: str, lease: float = 60, max_attempts: int = 3) -> Any:
+    async with db() as session, session.begin():
+        return await jobs.claim(session, owner, timedelta(seconds=lease), max_attempts)
+
+
+async def test_one_claim_per_job_and_duplicates_are_not_queued(db: Any) -> None:
+    async with db() as session, session.begin():
+        assert await jobs.enqueue(session, "verify", "r", "sha256:a", "pushed") is not None
+        assert await jobs.enqueue(session, "verify", "r", "sha256:a", "again") is None
+    first = await claim(db, "w1")
+    assert first is not None and first.attempts == 1
+    assert await claim(db, "w2") is None
+    async with db() as session, session.begin():
+        assert not await jobs.finish(session, first.id, "w2")  # not the owner
+        assert await jobs.finish(session, first.id, "w1")
+    async with db() as session:
+        assert await jobs.counts(session) == {"done": 1}
+
+
+async def test_an_expired_lease_is_claimed_again(db: Any) -> None:
+    async with db() as session, session.begin():
+        await jobs.enqueue(session, "verify", "r", "sha256:b", "pushed")
+    first = await claim(db, "dead-worker", lease=60)
+    async with db() as session, session.begin():
+        await session.execute(
+            update(Job)
+            .execution_options(synchronize_session=False)
+            .values(lease_until=now() - timedelta(seconds=1))
+        )
+    second = await claim(db, "w2")
+    assert second is not None and second.id == first.id and second.attempts == 2
+    async with db() as session, session.begin():
+        assert not await jobs.finish(session, first.id, "dead-worker")
+
+
+async def test_failures_back_off_then_dead_letter(db: Any) -> None:
+    async with db() as session, session.begin():
+        await jobs.enqueue(session, "verify", "r", "sha256:c", "pushed")
+    job = await claim(db, "w")
+    async with db() as session, session.begin():
+        state = await jobs.retry_or_bury(session, job.id, "w", "boom", job.attempts, 2, 30.0)
+    assert state == "queued"
+    assert await claim(db, "w") is None  # backing off for 30 s
+    async with db() as session, session.begin():
+        await session.execute(
+            update(Job)
+            .execution_options(synchronize_session=False)
+            .values(run_after=now() - timedelta(seconds=1))
+        )
+    again = await claim(db, "w")
+    assert again is not None and again.attempts == 2
+    async with db() as session, session.begin():
+        state = await jobs.retry_or_bury(session, again.id, "w", "boom", again.attempts, 2, 30.0)
+    assert state == "dead"
+    async with db() as session:
+        assert await jobs.counts(session) == {"dead": 1}
