@@ -6,11 +6,12 @@ there is that a gigabyte never sits in memory, whatever the machine.
 
 Why these limits:
 
-- sendfile pulls should cost next to nothing over the registry itself: the kernel copies.
-- streaming copies every byte through Python; within three quarters of nginx (which copies
-  through C) is what aiohttp's read loop allows on two cores (see ``bench.client_bench``).
-- pushes are bound by the registry's own CPU (hashing), so any proxy CPU is taken from it;
-  three quarters of nginx leaves room for the gatekeeper's per-chunk work and no more.
+- the issue's goals: a gated blob pull on the sendfile path at least as fast as the registry
+  direct (the kernel copies); streamed pulls and pushes ahead of nginx as operators run it
+  (``nginx-default``: buffering off, default buffer sizes); peak RSS under 150 MB.
+- against an nginx with 256 KiB buffers (``nginx``, the stronger bar) streaming, which copies
+  every byte through Python, is held to three quarters: what aiohttp's read loop allows on two
+  cores (see ``bench.client_bench``). Pushes are bound by the registry's own CPU (hashing).
 - streaming should not cost the gatekeeper more than twice nginx's CPU per GiB: both copy every
   byte once through userspace.
 - a manifest GET through the gate costs a policy lookup and an audit row; half nginx's rate
@@ -34,10 +35,12 @@ from bench.results import (
     PUSH,
     Goal,
 )
-from bench.targets import DIRECT, GATEKEEPER_SENDFILE, GATEKEEPER_STREAM, NGINX
+from bench.targets import DIRECT, GATEKEEPER_SENDFILE, GATEKEEPER_STREAM, NGINX, NGINX_DEFAULT
 
 PROXY_GOALS: tuple[Goal, ...] = (
-    Goal(GATEKEEPER_SENDFILE, PULL, baseline=DIRECT, limit=0.85),
+    Goal(GATEKEEPER_SENDFILE, PULL, baseline=DIRECT, limit=1.0),
+    Goal(GATEKEEPER_STREAM, PULL, baseline=NGINX_DEFAULT, limit=1.0),
+    Goal(GATEKEEPER_STREAM, PUSH, baseline=NGINX_DEFAULT, limit=1.0),
     Goal(GATEKEEPER_STREAM, PULL, baseline=NGINX, limit=0.75),
     Goal(GATEKEEPER_STREAM, PULL_CPU, baseline=NGINX, limit=2.0),
     Goal(GATEKEEPER_STREAM, PUSH, baseline=NGINX, limit=0.75),

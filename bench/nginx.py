@@ -42,7 +42,7 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         client_max_body_size 0;
-        client_body_buffer_size 256k;
+        {body_buffer}
         location / {{
             proxy_pass http://registry;
             proxy_http_version 1.1;
@@ -51,9 +51,7 @@ http {{
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_buffering off;
             proxy_request_buffering off;
-            proxy_buffer_size 256k;
-            proxy_buffers 8 256k;
-            proxy_busy_buffers_size 512k;
+            {buffers}
             proxy_read_timeout 900s;
             proxy_send_timeout 900s;
         }}
@@ -82,8 +80,15 @@ class Nginx:
         self.process = None
 
 
-def start_nginx(workdir: Path, upstream: str) -> Nginx:
+TUNED_BODY = "client_body_buffer_size 256k;"
+TUNED_BUFFERS = "proxy_buffer_size 256k; proxy_buffers 8 256k; proxy_busy_buffers_size 512k;"
+
+
+def start_nginx(workdir: Path, upstream: str, *, tuned: bool = True) -> Nginx:
     """Start nginx on a free loopback port proxying to ``upstream`` (``host:port``).
+
+    ``tuned=False`` is the configuration operators usually run and the issue names:
+    buffering off with nginx's default buffer sizes (reported as ``nginx-default``).
 
     ``Host`` is passed through so the registry writes upload ``Location`` URLs on nginx's port.
     ``user root;`` is only set when running as root, where nginx would otherwise drop its
@@ -94,7 +99,16 @@ def start_nginx(workdir: Path, upstream: str) -> Nginx:
     port = free_port()
     user = "user root;" if os.geteuid() == 0 else ""
     conf = prefix / "nginx.conf"
-    conf.write_text(_CONFIG.format(user=user, prefix=prefix, upstream=upstream, port=port))
+    conf.write_text(
+        _CONFIG.format(
+            user=user,
+            prefix=prefix,
+            upstream=upstream,
+            port=port,
+            body_buffer=TUNED_BODY if tuned else "",
+            buffers=TUNED_BUFFERS if tuned else "",
+        )
+    )
     command = [NGINX_BINARY, "-e", str(prefix / "error.log"), "-c", str(conf), "-p", str(prefix)]
     # A bad config makes nginx exit at once; testing it first reports that without a timeout.
     try:

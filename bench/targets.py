@@ -27,9 +27,10 @@ from tests.support.registry import Registry
 
 DIRECT = "direct"
 NGINX = "nginx"
+NGINX_DEFAULT = "nginx-default"
 GATEKEEPER_STREAM = "gatekeeper-stream"
 GATEKEEPER_SENDFILE = "gatekeeper-sendfile"
-ALL_TARGETS = (DIRECT, NGINX, GATEKEEPER_STREAM, GATEKEEPER_SENDFILE)
+ALL_TARGETS = (DIRECT, NGINX, NGINX_DEFAULT, GATEKEEPER_STREAM, GATEKEEPER_SENDFILE)
 BENCH_POLICY = {"name": "bench", "repositories": ["bench/*"], "require": ["config-sanity"]}
 """An enforcing policy requiring the built-in, cheap verifier (which the bench image passes): an
 unmatched repository is denied and a policy requiring nothing allows nothing, and enforcing is
@@ -96,7 +97,9 @@ def _direct(name: str, stack: ExitStack, setup: TargetSetup) -> Target:
 
 
 def _nginx(name: str, stack: ExitStack, setup: TargetSetup) -> Target:
-    nginx = start_nginx(setup.workdir / "nginx", f"127.0.0.1:{setup.registry.port}")
+    nginx = start_nginx(
+        setup.workdir / name, f"127.0.0.1:{setup.registry.port}", tuned=name == NGINX
+    )
     stack.callback(nginx.stop)
     return Target(name, nginx.url, nginx.process, nginx.prefix / "error.log")
 
@@ -127,6 +130,7 @@ def _gatekeeper(name: str, stack: ExitStack, setup: TargetSetup) -> Target:
 _STARTERS: dict[str, Callable[[str, ExitStack, TargetSetup], Target]] = {
     DIRECT: _direct,
     NGINX: _nginx,
+    NGINX_DEFAULT: _nginx,
     GATEKEEPER_STREAM: _gatekeeper,
     GATEKEEPER_SENDFILE: _gatekeeper,
 }

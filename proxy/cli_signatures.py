@@ -14,13 +14,17 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config.settings import Settings, load_settings
 from verifiers.base import Skipped
-from verifiers.signatures.policy import Rule
-from verifiers.signatures.steps import Checked
-from verifiers.signatures.verifier import NAME, Report, SignatureVerifier
+
+if TYPE_CHECKING:  # imported when a command runs: `gatekeeper serve` must not load sigstore
+    from verifiers.signatures.policy import Rule
+    from verifiers.signatures.steps import Checked
+    from verifiers.signatures.verifier import Report, SignatureVerifier
+
+NAME = "signatures"
 
 OK, FAIL = "ok  ", "FAIL"
 
@@ -35,6 +39,8 @@ def _verifier(settings: Settings) -> SignatureVerifier:
         raise NotConfigured(
             f"the {NAME} verifier is not enabled: add [verifiers.{NAME}.options] to the settings"
         )
+    from verifiers.signatures.verifier import SignatureVerifier
+
     return SignatureVerifier(dict(configured.options))
 
 

@@ -128,7 +128,7 @@ async def counted_body(request: web.Request) -> AsyncIterator[bytes]:
     """
     record = info(request)
     try:
-        async for chunk in request.content.iter_chunked(CHUNK_SIZE):
+        async for chunk in request.content.iter_any():
             record.bytes_in += len(chunk)
             yield chunk
     except (
@@ -164,7 +164,8 @@ async def relay(
     sent = 0
     if request.method != "HEAD":
         try:
-            async for chunk in resp.content.iter_chunked(CHUNK_SIZE):
+            # iter_any hands over whatever arrived, without re-slicing it into fixed chunks.
+            async for chunk in resp.content.iter_any():
                 await out.write(chunk)
                 sent += len(chunk)
         except (aiohttp.ClientError, TimeoutError) as exc:

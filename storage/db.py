@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session, SessionTransactionOrigin
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -30,13 +31,12 @@ def create_engine(url: str) -> AsyncEngine:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # Let SQLAlchemy, not the driver, open transactions (see _sqlite_begin_immediate).
+    # Let our sessions, not the driver, open transactions (see _sqlite_begin).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -46,16 +46,26 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin_immediate(connection: Connection) -> None:
-    """Take SQLite's write lock when a transaction starts. A deferred transaction that reads
-    and then writes fails at once with "database is locked" if another writer got in between
-    (the busy timeout cannot help a lock upgrade); an immediate one waits its turn instead.
-    The price: transactions, read-only ones included, run one at a time. They are short, and
-    SQLite is the single-node default; several replicas use PostgreSQL."""
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+class _SqliteSession(Session):
+    """Sessions on SQLite open their transactions themselves (the driver's implicit ones are
+    switched off in ``_sqlite_pragmas``), choosing the kind by intent."""
+
+
+@event.listens_for(_SqliteSession, "after_begin")
+def _sqlite_begin(session: Session, transaction: Any, connection: Connection) -> None:
+    """An explicit ``session.begin()`` is how this code base writes: take SQLite's write lock
+    at once (BEGIN IMMEDIATE), so a read-then-write transaction waits its turn on the busy
+    timeout instead of failing with "database is locked" when another writer got in between
+    (a lock upgrade cannot wait). A session that merely reads (autobegun) starts a deferred
+    transaction: in WAL mode it never waits for the writer, so pulls do not queue behind the
+    access-log writer."""
+    explicit = transaction.origin is SessionTransactionOrigin.BEGIN
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if explicit else "BEGIN")
 
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:
+    if engine.dialect.name == "sqlite":
+        return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=_SqliteSession)
     return async_sessionmaker(engine, expire_on_commit=False)
 
 

@@ -9,13 +9,13 @@ from typing import Any
 
 from config.settings import VerifierSettings
 from verifiers.base import Verifier
-from verifiers.config_sanity import ConfigSanity
 from verifiers.layers import LayerCache, PerLayer
-from verifiers.signatures import SignatureVerifier
 
-BUILTINS: dict[str, Callable[[dict[str, Any]], Any]] = {
-    "config-sanity": ConfigSanity,
-    "signatures": SignatureVerifier,
+# Imported only when enabled: the signature verifier alone pulls in the sigstore stack
+# (tens of MiB of resident memory a gatekeeper without signature checks should not carry).
+BUILTINS: dict[str, str] = {
+    "config-sanity": "verifiers.config_sanity:ConfigSanity",
+    "signatures": "verifiers.signatures:SignatureVerifier",
 }
 
 
@@ -44,12 +44,13 @@ def build_verifiers(
     for name, settings in configured.items():
         if not settings.enabled:
             continue
-        factory = _load(settings.plugin) if settings.plugin else BUILTINS.get(name)
-        if factory is None:
+        path = settings.plugin or BUILTINS.get(name)
+        if path is None:
             known = ", ".join(sorted(BUILTINS))
             raise VerifierConfigError(
                 f"verifiers.{name}: unknown verifier (built in: {known}; or set plugin)"
             )
+        factory = _load(path)
         try:
             instance = factory(dict(settings.options))
         except ValueError as exc:  # option validation (pydantic errors are ValueErrors)
