@@ -181,9 +181,14 @@ async def record_decision(
         and current.effective_state(moment) == "released"
         and decision.state == "quarantined"
     )
-    new = "released" if keep_release else decision.state
+    # An admin's hold outlives passing re-scans: it is lifted by a release, nothing else.
+    held = row.held_by is not None and row.state == "quarantined"
+    new = "released" if keep_release else "quarantined" if held else decision.state
     row.state = new
     row.reasons = list(decision.reasons)
+    if held:
+        hold = f"held in quarantine by {row.held_by} until an admin releases it"
+        row.reasons = [hold, *decision.reasons][:50]
     row.policy = decision.policy
     row.policy_version = decision.policy_version
     row.data_versions = decision.data_versions
@@ -229,6 +234,7 @@ async def release(
     moment = utcnow()
     row.state, row.released_by, row.release_reason = "released", actor, reason
     row.release_expires, row.updated_at = expires, moment
+    row.held_by = None
     _event(session, repository, digest, "released", old, "released", actor, reason)
     await session.flush()
     return old, "released"
@@ -242,6 +248,7 @@ async def requarantine(
         raise LookupError(f"no verdict for {repository}@{digest}")
     old = row.state
     row.state, row.updated_at = "quarantined", utcnow()
+    row.held_by = actor
     row.reasons = [f"re-quarantined by {actor}: {reason}", *(row.reasons or [])][:50]
     row.released_by = row.release_reason = None
     row.release_expires = None

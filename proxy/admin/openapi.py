@@ -368,7 +368,7 @@ def _image_paths() -> dict[str, Any]:
             "post": {
                 "operationId": "requarantineImage",
                 "summary": "Withdraw a release (or a pass): the image cannot be pulled until an "
-                "admin releases it or a later verification passes it.",
+                "admin releases it; passing re-scans do not lift an admin's hold.",
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": _ref("ReasonRequest")}},

@@ -349,3 +349,24 @@ def test_openapi_lists_every_route(http: httpx.Client) -> None:
         if method != "parameters"
     }
     assert served == {(route.method, route.template) for route in ROUTES}
+
+
+def test_an_admin_hold_survives_passing_rescans(gk: Gatekeeper, http: httpx.Client) -> None:
+    """A re-quarantine is an admin's decision (say, a compromise no verifier can see): a
+    re-scan that passes must not quietly undo it; only a release does."""
+    digest, layer = push(http, "adm/hold", {})
+    ref = f"adm/hold@{digest}"
+    assert pull_status(http, "adm/hold", digest, layer) == [200, 200, 200]
+    ok(cli(gk, "quarantine", "requarantine", ref, "--reason", "signing key leaked"))
+    before = show(gk, ref)["decided_at"]
+    ok(cli(gk, "quarantine", "rescan", ref, "--reason", "routine"))
+    deadline = time.monotonic() + 20
+    while show(gk, ref)["decided_at"] == before:
+        assert time.monotonic() < deadline, "the rescan never finished"
+        time.sleep(0.2)
+    verdict = show(gk, ref)
+    assert verdict["state"] == "quarantined"
+    assert "held in quarantine by admin-token" in verdict["reasons"][0]
+    assert pull_status(http, "adm/hold", digest, layer) == [403, 403, 403]
+    ok(cli(gk, "quarantine", "release", ref, "--reason", "new key rotated in"))
+    assert pull_status(http, "adm/hold", digest, layer) == [200, 200, 200]
