@@ -16,6 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
+from storage.db import DATABASE_ERRORS
+
 log = logging.getLogger("gatekeeper.errors")
 
 
@@ -116,10 +118,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         failure = OCIError(Code.SIZE_INVALID, exc.text or "request body too large")
     except web.HTTPException:
         raise
-    except OSError as exc:
+    except (ConnectionResetError, BrokenPipeError) as exc:
         # The client went away (e.g. aborted mid-PATCH); there is nobody to answer.
         log.info("client connection lost on %s %s: %s", request.method, request.path, exc)
         raise
+    except DATABASE_ERRORS as exc:
+        log.error("database unavailable on %s %s: %s", request.method, request.path, exc)
+        failure = OCIError(
+            Code.UNAVAILABLE, "the gatekeeper's database is unavailable; try again shortly"
+        )
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         failure = OCIError(Code.INTERNAL, "internal error; the gatekeeper's log has the details")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
-from sqlalchemy.exc import SQLAlchemyError
 
 from config.policy import Policy, match_policy
 from proxy.auth.http import bypasses_quarantine
@@ -20,6 +19,7 @@ from proxy.context import info
 from proxy.errors import Code, OCIError
 from proxy.state import Services, services
 from storage import verdicts
+from storage.db import DATABASE_ERRORS
 from storage.verdicts import VerdictView
 
 log = logging.getLogger("gatekeeper.gate")
@@ -79,7 +79,7 @@ async def check_manifest(request: web.Request, repository: str, digest: str) -> 
         raise _deny(repository, digest, "no-policy", [], policy, message)
     try:
         verdict = await _current_verdict(svc, policy, repository, digest)
-    except SQLAlchemyError as exc:
+    except DATABASE_ERRORS as exc:
         raise _unavailable(repository, digest, exc) from exc
     state = verdict.effective_state() if verdict else "pending"
     if verdict is not None and verdict.pullable():
@@ -132,7 +132,7 @@ async def check_blob(request: web.Request, repository: str, digest: str) -> None
     try:
         async with svc.db() as session:
             allowed = await verdicts.blob_pullable(session, repository, digest)
-    except SQLAlchemyError as exc:
+    except DATABASE_ERRORS as exc:
         raise _unavailable(repository, digest, exc) from exc
     if allowed:
         _record(request, "allow")
@@ -158,7 +158,7 @@ async def check_reuse(request: web.Request, repository: str, digest: str) -> Non
     try:
         async with svc.db() as session:
             blocked = await verdicts.blocked_elsewhere(session, digest)
-    except SQLAlchemyError as exc:
+    except DATABASE_ERRORS as exc:
         raise _unavailable(repository, digest, exc) from exc
     others = [v for v in blocked if v.repository != repository]
     if not others:

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.policy import match_policy
@@ -27,6 +26,7 @@ from proxy.forward import read_at_most
 from proxy.oci import IMAGE_CONFIGS, INDEXES, MANIFEST_TYPES, parse_manifest, sha256_digest
 from proxy.upstream import Upstream, v2_path
 from storage import jobs, manifests, verdicts
+from storage.db import DATABASE_ERRORS
 from storage.verdicts import DecisionRecord, FindingRecord, VerdictView
 from verifiers.base import Descriptor, FetchedManifest, Image, Verifier, VerifierError
 from verifiers.pipeline import Outcome, run_pipeline
@@ -208,7 +208,7 @@ class VerificationService:
             try:
                 async with self.db() as session, session.begin():
                     job = await jobs.claim(session, self.owner, self._lease, cfg.max_attempts)
-            except SQLAlchemyError as exc:
+            except DATABASE_ERRORS as exc:
                 log.error("cannot claim jobs: %s", exc)
                 job = None
             except Exception:
@@ -268,7 +268,7 @@ class VerificationService:
         interval = self._lease.total_seconds() / 3
         while True:
             await asyncio.sleep(interval)
-            with contextlib.suppress(SQLAlchemyError):
+            with contextlib.suppress(*DATABASE_ERRORS):
                 async with self.db() as session, session.begin():
                     await jobs.extend_lease(session, job_id, self.owner, self._lease)
 
@@ -278,7 +278,7 @@ class VerificationService:
             try:
                 async with self.db() as session, session.begin():
                     expired = await verdicts.expire_releases(session)
-            except SQLAlchemyError as exc:
+            except DATABASE_ERRORS as exc:
                 log.error("release sweep failed: %s", exc)
                 continue
             for repository, digest in expired:

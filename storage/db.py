@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, SessionTransactionOrigin
 
@@ -20,6 +21,11 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 class StorageError(Exception):
     """The database is unusable (unreachable, locked, corrupt); wraps driver errors."""
+
+
+# What "the database failed" looks like to callers: SQLAlchemy wraps most driver errors, but a
+# refused or dropped connection can surface as a bare OSError (asyncpg's connect, for one).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError, OSError)
 
 
 def create_engine(url: str) -> AsyncEngine:

@@ -14,10 +14,10 @@ import logging
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy.exc import SQLAlchemyError
 
 from proxy.context import info
 from proxy.errors import Handler
+from storage.db import DATABASE_ERRORS
 
 log = logging.getLogger("gatekeeper.admin")
 
@@ -94,7 +94,7 @@ def _translate(request: web.Request, exc: Exception) -> AdminError:
         )
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
         return AdminError(AdminCode.TOO_LARGE, "request body too large")
-    if isinstance(exc, SQLAlchemyError):
+    if isinstance(exc, DATABASE_ERRORS):
         log.error("admin %s %s: database error: %s", request.method, request.path, exc)
         return AdminError(
             AdminCode.UNAVAILABLE, "the gatekeeper's database is unavailable; try again shortly"

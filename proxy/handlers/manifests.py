@@ -11,7 +11,6 @@ import logging
 import re
 
 from aiohttp import web
-from sqlalchemy.exc import SQLAlchemyError
 
 from proxy import gate
 from proxy.context import info
@@ -22,6 +21,7 @@ from proxy.names import check_reference, is_digest
 from proxy.oci import parse_manifest, sha256_digest
 from proxy.state import Services, services
 from proxy.upstream import v2_path
+from storage.db import DATABASE_ERRORS
 from storage.manifests import ManifestRecord, forget_manifest, record_manifest
 
 log = logging.getLogger("gatekeeper.manifests")
@@ -143,7 +143,7 @@ async def put(request: web.Request) -> web.StreamResponse:
         async with svc.db() as session, session.begin():
             await record_manifest(session, manifest, None if is_digest(reference) else reference)
         await _verify_pushed(svc, name, reference, manifest)
-    except SQLAlchemyError as exc:
+    except DATABASE_ERRORS as exc:
         log.error("could not index %s@%s: %s", name, computed, exc)
         raise OCIError(
             Code.UNAVAILABLE,

@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.settings import WebhookSettings
@@ -25,6 +25,7 @@ from proxy.events import VerdictChange
 from proxy.webhooks.cloudevents import to_cloud_event
 from proxy.webhooks.sender import Hook, send_once
 from storage import webhooks as store
+from storage.db import DATABASE_ERRORS
 from storage.timeutil import now as utcnow
 
 log = logging.getLogger("gatekeeper.webhooks")
@@ -87,7 +88,7 @@ class WebhookDispatcher:
                 await store.insert_deliveries(session, rows)
         except IntegrityError:  # a retried insert that had landed after all
             return True
-        except SQLAlchemyError as exc:
+        except DATABASE_ERRORS as exc:
             log.error(
                 "cannot record %s for %s (kept for retry): %s",
                 rows[0].event_type,
@@ -139,7 +140,7 @@ class WebhookDispatcher:
                 if await self.run_once():
                     continue
                 delay = await self._idle_time()
-            except SQLAlchemyError as exc:
+            except DATABASE_ERRORS as exc:
                 log.error("webhooks: database error, retrying: %s", exc)
                 delay = self._poll
             except Exception:
@@ -157,7 +158,7 @@ class WebhookDispatcher:
         return min(max((due - utcnow()).total_seconds(), 0.0), self._poll)
 
     async def _warn_about_orphans(self) -> None:
-        with contextlib.suppress(SQLAlchemyError):
+        with contextlib.suppress(*DATABASE_ERRORS):
             async with self._db() as session:
                 orphans = await store.pending_elsewhere(session, self._hooks.keys())
             if orphans:

@@ -56,3 +56,44 @@ def test_push_pull_and_access_log_on_postgres(
     ]
     pushes = pg.fetch("SELECT count(*) AS n FROM access_log WHERE action = 'manifest.push'")
     assert pushes == [{"n": 1}]
+
+
+def test_database_outage_fails_closed_and_recovers(
+    registry: Registry, pg: postgres.Postgres, tmp_path: Path
+) -> None:
+    """Without its database the gatekeeper cannot know a verdict: pulls are denied with a clear
+    503 DENIED (never served unverified, never a traceback), pushes fail cleanly, and both work
+    again once the database is back."""
+    policies = '[{"name": "all", "repositories": ["*"], "require": ["config-sanity"]}]'
+    gk = make_gatekeeper(
+        tmp_path / "gk",
+        registry.url,
+        extra_env={"GATEKEEPER_DATABASE_URL": pg.url, "GATEKEEPER_POLICIES": policies},
+    )
+    accept = {"Accept": OCI_MANIFEST}
+    try:
+        with httpx.Client(base_url=gk.url, timeout=60) as http:
+            digest, _ = push_image(http, "outage/app", "v1", [os.urandom(100)])
+            assert http.get("/v2/outage/app/manifests/v1", headers=accept).status_code == 200
+            pg.stop()
+            try:
+                pull = http.get(f"/v2/outage/app/manifests/{digest}", headers=accept)
+                assert pull.status_code == 503, pull.text
+                error = pull.json()["errors"][0]
+                assert error["code"] == "DENIED" and digest in error["message"]
+                assert "database is unavailable" in error["message"]
+                push = http.put(
+                    "/v2/outage/app/manifests/v2",
+                    content=b'{"schemaVersion": 2}',
+                    headers={"Content-Type": OCI_MANIFEST},
+                )
+                assert push.status_code in (400, 503)
+                assert http.get("/readyz").status_code == 503
+                listing = http.get(f"/v2/outage/app/referrers/{digest}")
+                assert listing.status_code == 503
+                assert listing.json()["errors"][0]["code"] == "UNAVAILABLE"
+            finally:
+                pg.start()
+            assert http.get(f"/v2/outage/app/manifests/{digest}", headers=accept).status_code == 200
+    finally:
+        gk.stop()

@@ -42,6 +42,7 @@ class Postgres:
     bin_dir: Path
     user: str | None
     pid: int | None = None
+    options: str = ""
 
     @property
     def url(self) -> str:
@@ -52,6 +53,21 @@ class Postgres:
         if self.user:
             command = ["runuser", "-u", self.user, "--", *command]
         subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        """Start the cluster again (after ``stop``) on the same port and data."""
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-o",
+            self.options,
+            "-l",
+            str(self.data_dir.parent / "pg.log"),
+            "-w",
+            "start",
+        )
+        self.pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
 
     def stop(self) -> None:
         """Stop the cluster; if pg_ctl cannot (its directory was removed under it, say by a
@@ -100,6 +116,7 @@ def start_postgres(workdir: Path) -> Postgres:
         f"-p {pg.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={workdir} "
         "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
     )
+    pg.options = options
     pg._run("pg_ctl", "-D", str(data), "-o", options, "-l", str(workdir / "pg.log"), "-w", "start")
     pg.pid = int((data / "postmaster.pid").read_text().split()[0])
     pg._run("createdb", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "gatekeeper", "gatekeeper")
