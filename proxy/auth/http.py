@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from proxy.auth.service import ANONYMOUS, AuthError, AuthService, Caller
-from proxy.context import info
+from proxy.context import RequestInfo, info
 from proxy.errors import Code, Handler, OCIError
 from proxy.forward import public_base
 from proxy.names import check_name
@@ -62,6 +62,20 @@ def _scope(name: str | None, need: tuple[str, ...]) -> str | None:
     return f"repository:{name}:{actions}"
 
 
+def refuse_login(record: RequestInfo, exc: AuthError) -> None:
+    """Record a failed authentication (the reason, never the credential); a throttled one is
+    answered at once with 429 and ``Retry-After``."""
+    record.decision = "deny"
+    record.reason = f"authentication failed: {exc.reason}"
+    if exc.throttled:
+        raise OCIError(
+            Code.TOO_MANY_REQUESTS,
+            "too many failed logins; try again later",
+            None,
+            headers={"Retry-After": str(max(1, round(exc.throttled)))},
+        ) from exc
+
+
 def unauthorized(
     request: web.Request, message: str, scope: str | None, error: str | None = None
 ) -> OCIError:
@@ -93,15 +107,7 @@ def build_auth_middleware(access: dict[Any, Any], actions: dict[Any, str]) -> An
         try:
             who = await service.from_header(request.headers.get("Authorization"), address)
         except AuthError as exc:
-            record.reason = f"authentication failed: {exc.reason}"
-            record.decision = "deny"
-            if exc.throttled:
-                raise OCIError(
-                    Code.TOO_MANY_REQUESTS,
-                    "too many failed logins; try again later",
-                    None,
-                    headers={"Retry-After": str(max(1, round(exc.throttled)))},
-                ) from exc
+            refuse_login(record, exc)
             error = "invalid_token" if "token" in exc.reason else None
             raise unauthorized(request, exc.reason, _scope(name, wanted), error) from exc
         request[CALLER] = who
@@ -172,15 +178,7 @@ async def token_endpoint(request: web.Request) -> web.StreamResponse:
         else:
             who = await service.from_header(header, address)
     except AuthError as exc:
-        record.decision = "deny"
-        record.reason = f"authentication failed: {exc.reason}"
-        if exc.throttled:
-            raise OCIError(
-                Code.TOO_MANY_REQUESTS,
-                "too many failed logins; try again later",
-                None,
-                headers={"Retry-After": str(max(1, round(exc.throttled)))},
-            ) from exc
+        refuse_login(record, exc)
         raise OCIError(
             Code.UNAUTHORIZED,
             exc.reason,
