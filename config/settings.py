@@ -73,6 +73,9 @@ class VerificationSettings(BaseModel):
     max_attempts: int = Field(default=5, ge=1, le=100)
     retry_base_seconds: float = Field(default=2.0, gt=0)
     poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    verdict_cache_seconds: float = Field(default=1.0, ge=0, le=60)
+    """How long a pullable verdict is reused without asking the database (0: never). Changes
+    made by this process evict it at once; another replica's change is seen within this time."""
     first_pull_hold_seconds: float = Field(default=30.0, ge=0, le=600)
     """Images the gatekeeper never saw pushed are verified on first pull, held this long."""
 

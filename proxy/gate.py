@@ -108,7 +108,7 @@ async def _current_verdict(
     svc: Services, policy: Policy, repository: str, digest: str
 ) -> VerdictView | None:
     verification = svc.verification
-    verdict = await verification.verdict(repository, digest)
+    verdict = await verification.verdict(repository, digest, cached=True)
     first_pull = verdict is None
     if first_pull:
         await verification.submit(repository, digest, "first pull of an image not seen before")

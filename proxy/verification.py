@@ -137,6 +137,8 @@ class VerificationService:
         self.bus = bus
         self.owner = f"gk-{uuid.uuid4().hex[:12]}"
         self._wake = asyncio.Event()
+        self._verdicts: dict[tuple[str, str], tuple[VerdictView, float]] = {}
+        bus.subscribe(self.forget_verdict)
         self._tasks: list[asyncio.Task[None]] = []
         cfg = settings.verification
         self._lease = timedelta(seconds=cfg.lease_seconds)
@@ -153,9 +155,32 @@ class VerificationService:
             await jobs.enqueue(session, "verify", repository, digest, reason)
         self._wake.set()
 
-    async def verdict(self, repository: str, digest: str) -> VerdictView | None:
+    async def verdict(
+        self, repository: str, digest: str, *, cached: bool = False
+    ) -> VerdictView | None:
+        """The stored verdict. ``cached`` (the pull gate) may reuse a pullable verdict read
+        less than ``verdict_cache_seconds`` ago; expiry of a release is still checked by the
+        caller at the moment of use, and anything not pullable is always read afresh."""
+        key = (repository, digest)
+        loop_time = asyncio.get_running_loop().time()
+        if cached:
+            hit = self._verdicts.get(key)
+            if hit is not None and hit[1] > loop_time:
+                return hit[0]
         async with self.db() as session:
-            return await verdicts.get(session, repository, digest)
+            found = await verdicts.get(session, repository, digest)
+        ttl = self.settings.verification.verdict_cache_seconds
+        if ttl > 0 and found is not None and found.pullable():
+            if len(self._verdicts) >= 10_000:
+                self._verdicts.clear()
+            self._verdicts[key] = (found, loop_time + ttl)
+        else:
+            self._verdicts.pop(key, None)
+        return found
+
+    async def forget_verdict(self, change: VerdictChange) -> None:
+        """Bus listener: a verdict changed here, so no pull may see the old one."""
+        self._verdicts.pop((change.repository, change.digest), None)
 
     async def wait_for_verdict(
         self, repository: str, digest: str, timeout: float
