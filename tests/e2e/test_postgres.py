@@ -68,7 +68,13 @@ def test_database_outage_fails_closed_and_recovers(
     gk = make_gatekeeper(
         tmp_path / "gk",
         registry.url,
-        extra_env={"GATEKEEPER_DATABASE_URL": pg.url, "GATEKEEPER_POLICIES": policies},
+        extra_env={
+            "GATEKEEPER_DATABASE_URL": pg.url,
+            "GATEKEEPER_POLICIES": policies,
+            # A verdict cached in the last second would still be served; this test is about
+            # what happens without one.
+            "GATEKEEPER_VERIFICATION__VERDICT_CACHE_SECONDS": "0",
+        },
     )
     accept = {"Accept": OCI_MANIFEST}
     try:
