@@ -29,6 +29,7 @@ from proxy.verification import VerificationService
 from proxy.webhooks import WebhookDispatcher, make_webhook_client
 from storage.audit import AccessRecord
 from storage.db import create_engine, sessionmaker, upgrade
+from storage.inventory import DbInventoryStore
 from storage.layer_cache import DbLayerCache
 from verifiers.registry import build_verifiers
 
@@ -91,7 +92,7 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             settings.webhooks, db, webhook_client, source=_event_source(settings)
         )
         bus.subscribe(webhooks.listener)
-        verifiers = build_verifiers(settings.verifiers, DbLayerCache(db))
+        verifiers = build_verifiers(settings.verifiers, DbLayerCache(db), DbInventoryStore(db))
         verification = VerificationService(settings, db, upstream, verifiers, bus)
         app[SERVICES] = Services(
             settings=settings,

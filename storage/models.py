@@ -252,3 +252,44 @@ class WebhookAttempt(Base):
     status: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[float] = mapped_column(Float)
+
+
+class ImageInventoryRow(Base):
+    """When an image's package inventory was taken, and the distribution it runs."""
+
+    __tablename__ = "image_inventories"
+
+    repository: Mapped[str] = mapped_column(String(255), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(140), primary_key=True)
+    os_id: Mapped[str | None] = mapped_column(String(64))
+    os_version_id: Mapped[str | None] = mapped_column(String(64))
+    os_codename: Mapped[str | None] = mapped_column(String(64))
+    os_pretty_name: Mapped[str | None] = mapped_column(String(255))
+    package_count: Mapped[int] = mapped_column(Integer)
+    scanned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ImagePackage(Base):
+    """One package in an image's final filesystem. Indexed by package so that new advisories
+    find the affected images without reading any layer again."""
+
+    __tablename__ = "image_packages"
+    __table_args__ = (
+        Index("ix_image_packages_image", "repository", "digest"),
+        Index("ix_image_packages_name", "ecosystem", "name"),
+        Index("ix_image_packages_source", "ecosystem", "source_name"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    repository: Mapped[str] = mapped_column(String(255))
+    digest: Mapped[str] = mapped_column(String(140))
+    ecosystem: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(255))
+    version: Mapped[str] = mapped_column(String(255))
+    purl: Mapped[str] = mapped_column(Text)
+    layer: Mapped[str] = mapped_column(String(140))
+    path: Mapped[str] = mapped_column(Text)
+    source_name: Mapped[str | None] = mapped_column(String(255))
+    source_version: Mapped[str | None] = mapped_column(String(255))
+    """Debian source version when it differs from the binary's (binNMU); OSV matches on it."""
+    arch: Mapped[str | None] = mapped_column(String(32))

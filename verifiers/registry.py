@@ -10,11 +10,14 @@ from typing import Any
 from config.settings import VerifierSettings
 from verifiers.base import Verifier
 from verifiers.layers import LayerCache, PerLayer
+from verifiers.scan.sink import InventorySink
+from verifiers.stores import Stores, UsesStores
 
 # Imported only when enabled: the signature verifier alone pulls in the sigstore stack
 # (tens of MiB of resident memory a gatekeeper without signature checks should not carry).
 BUILTINS: dict[str, str] = {
     "config-sanity": "verifiers.config_sanity:ConfigSanity",
+    "inventory": "verifiers.scan.verifier:InventoryVerifier",
     "signatures": "verifiers.signatures:SignatureVerifier",
 }
 
@@ -37,9 +40,13 @@ def _load(path: str) -> Callable[[dict[str, Any]], Any]:
 
 
 def build_verifiers(
-    configured: Mapping[str, VerifierSettings], cache: LayerCache
+    configured: Mapping[str, VerifierSettings],
+    cache: LayerCache,
+    inventory: InventorySink | None = None,
 ) -> list[Verifier]:
-    """Instances of every enabled verifier, named as in settings."""
+    """Instances of every enabled verifier, named as in settings, with storage ports attached
+    to those that use them."""
+    stores = Stores(layer_cache=cache, inventory=inventory)
     built: list[Verifier] = []
     for name, settings in configured.items():
         if not settings.enabled:
@@ -59,6 +66,8 @@ def build_verifiers(
                 "\n".join(f"verifiers.{name}.options.{line}" for line in lines)
             ) from exc
         instance.name = name
+        if isinstance(instance, UsesStores):
+            instance.attach(stores)
         if hasattr(instance, "verify_layer") and not hasattr(instance, "verify"):
             instance = PerLayer(instance, cache)
         if not isinstance(instance, Verifier):

@@ -1,0 +1,192 @@
+"""The streaming layer reader: formats by magic, hostile tars as problems, limits in time."""
+
+from __future__ import annotations
+
+import gzip
+import tarfile
+import time
+import zlib
+from collections.abc import Iterator
+
+import pytest
+import zstandard
+
+from tests.unit.scan.conftest import FakeBlobs, files, special, tar_bytes
+from verifiers.scan.limits import ScanLimits
+from verifiers.scan.reader import LayerReport, read_layer
+
+METADATA = b"Metadata-Version: 2.1\nName: Demo_Pkg\nVersion: 1.2.3\n\nLong description\n"
+LAYER = tar_bytes(files({"usr/lib/python3/site/demo_pkg-1.2.3.dist-info/METADATA": METADATA}))
+
+
+class Wanted:
+    """Visitor that wants every file ending in METADATA and keeps what it got."""
+
+    def __init__(self) -> None:
+        self.got: dict[str, bytes] = {}
+
+    def wants(self, path: str) -> bool:
+        return path.endswith("METADATA")
+
+    def visit(self, path: str, data: bytes) -> None:
+        self.got[path] = data
+
+
+async def read(data: bytes, limits: ScanLimits | None = None) -> tuple[LayerReport, Wanted]:
+    blobs = FakeBlobs()
+    blobs.add("sha256:l", data)
+    visitor = Wanted()
+    report = await read_layer(blobs, "sha256:l", limits or ScanLimits(), visitor)
+    return report, visitor
+
+
+def rules(report: LayerReport) -> set[str]:
+    return {p.rule_id for p in report.problems}
+
+
+@pytest.mark.parametrize(
+    ("compress", "fmt"),
+    [
+        (lambda d: gzip.compress(d), "gzip"),
+        (lambda d: zstandard.ZstdCompressor().compress(d), "zstd"),
+        (lambda d: d, "tar"),
+    ],
+)
+async def test_formats_by_magic(compress, fmt) -> None:
+    report, visitor = await read(compress(LAYER))
+    assert report.format == fmt and report.problems == []
+    assert visitor.got == {"usr/lib/python3/site/demo_pkg-1.2.3.dist-info/METADATA": METADATA}
+
+
+async def test_long_names_and_dot_slash_prefixes() -> None:
+    deep = "./" + "/".join(["d" * 60] * 5) + "/x.dist-info/METADATA"
+    report, visitor = await read(gzip.compress(tar_bytes(files({deep: METADATA}))))
+    assert report.problems == [] and list(visitor.got) == [deep[2:]]
+
+
+async def test_truncated_gzip_is_a_finding() -> None:
+    data = gzip.compress(LAYER + tar_bytes(files({"big": bytes(range(256)) * 4000})))
+    report, _ = await read(data[: len(data) // 2])
+    assert rules(report) == {"layer.truncated"}
+
+
+async def test_garbage_is_corrupt_not_a_crash() -> None:
+    report, _ = await read(b"\x1f\x8b" + b"not really gzip" * 100)
+    assert rules(report) == {"layer.corrupt"}
+    report, _ = await read(b"x" * 5000)
+    assert rules(report) == {"layer.corrupt"}
+
+
+def gzip_bomb(gib: int) -> Iterator[bytes]:
+    """A tar with one file of ``gib`` GiB of zeros, as concatenated gzip members (each member
+    64 MiB of zeros compressed once and repeated), so the test builds it in well under a second."""
+    size = gib * 1024**3
+    info = tarfile.TarInfo("zeros")
+    info.size = size
+    yield gzip.compress(info.tobuf(tarfile.PAX_FORMAT), 1)
+    member = gzip.compress(bytes(64 * 1024**2), 9)
+    for _ in range(size // (64 * 1024**2)):
+        yield member
+    yield gzip.compress(bytes(1024), 1)
+
+
+async def test_gzip_bomb_is_stopped_early_and_fast() -> None:
+    blobs = FakeBlobs()
+    blobs.add_stream("sha256:bomb", lambda: gzip_bomb(16))
+    started = time.monotonic()
+    report = await read_layer(blobs, "sha256:bomb", ScanLimits(), Wanted())
+    assert time.monotonic() - started < 5
+    assert rules(report) == {"layer.compression-bomb"}
+    assert report.decompressed_bytes < 128 * 1024**2
+
+
+async def test_size_limit() -> None:
+    report, _ = await read(gzip.compress(LAYER), ScanLimits(max_layer_bytes=1024))
+    assert rules(report) == {"layer.too-large"}
+
+
+async def test_traversal_absolute_device_and_hardlinks() -> None:
+    members = [
+        (tarfile.TarInfo("../../etc/passwd"), b"root::0:0::/:/bin/sh\n"),
+        (tarfile.TarInfo("/etc/shadow"), b"x"),
+        (tarfile.TarInfo("ok/file"), b"fine"),
+        special("dev/sda", tarfile.BLKTYPE),
+        special("dev/null", tarfile.CHRTYPE),
+        special("ok/inside", tarfile.LNKTYPE, "ok/file"),
+        special("ok/missing", tarfile.LNKTYPE, "not/in/this/layer"),
+        special("ok/escape", tarfile.LNKTYPE, "../../etc/shadow"),
+        special("ok/symlink", tarfile.SYMTYPE, "/etc/passwd"),
+    ]
+    report, _ = await read(gzip.compress(tar_bytes(members)))
+    by_rule: dict[str, list[str]] = {}
+    for problem in report.problems:
+        by_rule.setdefault(problem.rule_id, []).append(problem.path)
+    assert by_rule == {
+        "layer.path-traversal": ["../../etc/passwd"],
+        "layer.absolute-path": ["/etc/shadow"],
+        "layer.device-file": ["dev/sda", "dev/null"],
+        "layer.hardlink-outside": ["ok/missing", "ok/escape"],
+    }
+
+
+async def test_path_and_header_limits() -> None:
+    long_name = "a/" * 3000 + "f"
+    report, _ = await read(tar_bytes(files({long_name: b"x", "fine": b"y"})))
+    assert rules(report) == {"layer.path-too-long"}
+    report, _ = await read(
+        tar_bytes(files({long_name: b"x", "fine": b"y"})), ScanLimits(max_header_bytes=1024)
+    )
+    assert rules(report) == {"layer.oversized-header"}
+
+
+async def test_wanted_file_over_the_memory_limit_is_skipped_and_recorded() -> None:
+    report, visitor = await read(gzip.compress(LAYER), ScanLimits(max_file_bytes=10))
+    assert visitor.got == {} and rules(report) == {"layer.file-too-large"}
+
+
+def many_entries(count: int) -> Iterator[bytes]:
+    """``count`` empty files with distinct names, gzip'd as they are generated."""
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
+    template = tarfile.TarInfo("f0000000").tobuf(tarfile.USTAR_FORMAT)
+    head, tail = template[1:8], template[8:148]
+    base = sum(template) - sum(template[148:156]) + 256 - sum(head)
+    batch = []
+    for n in range(count):
+        digits = b"%07d" % n
+        checksum = b"%06o\0 " % (base + sum(digits))
+        batch.append(b"f" + digits + tail + checksum + template[156:])
+        if len(batch) == 20_000:
+            yield compressor.compress(b"".join(batch))
+            batch = []
+    yield compressor.compress(b"".join(batch) + bytes(1024)) + compressor.flush()
+
+
+async def test_a_million_tiny_entries_hit_the_entry_limit_fast() -> None:
+    chunks = list(many_entries(1_000_000))  # built before the clock starts
+    blobs = FakeBlobs()
+    blobs.add_stream("sha256:many", lambda: iter(chunks))
+    limits = ScanLimits(max_compression_ratio=1e9)  # only the entry limit may stop it
+    started = time.monotonic()
+    report = await read_layer(blobs, "sha256:many", limits, Wanted())
+    assert time.monotonic() - started < 10
+    assert rules(report) == {"layer.too-many-entries"}
+    assert report.entries == limits.max_entries + 1
+
+
+async def test_many_problems_are_one_count_not_a_million_findings() -> None:
+    members = [(tarfile.TarInfo(f"../x{n}"), b"") for n in range(50)]
+    report, _ = await read(tar_bytes(members))
+    assert len(report.problems) == 6
+    assert report.problems[-1].count == 45
+
+
+async def test_time_limit() -> None:
+    def slow() -> Iterator[bytes]:
+        yield LAYER[:512]
+        time.sleep(0.5)
+        yield LAYER[512:]
+
+    blobs = FakeBlobs()
+    blobs.add_stream("sha256:slow", slow)
+    report = await read_layer(blobs, "sha256:slow", ScanLimits(max_seconds=0.2), Wanted())
+    assert rules(report) == {"layer.timeout"}

@@ -1,0 +1,205 @@
+"""A minimal streaming tar parser for hostile input.
+
+Why not ``tarfile`` in stream mode: it reads PAX and GNU long-name headers whole into memory
+(a 4 GiB "file name" is 4 GiB of RAM), it builds a ``TarInfo`` per entry (slow for layers of a
+million entries), and its errors do not say whether an archive was truncated or corrupt. This
+parser reads one 512-byte block at a time, bounds every header it keeps, and lets the caller read
+at most N bytes of an entry it wants; everything else is skipped as it streams by.
+
+Formats: POSIX ustar (with ``prefix``), PAX (``x`` per-entry, ``g`` ignored), GNU long names
+(``L``/``K``) and base-256 sizes, which covers what Docker, BuildKit, Buildah and ko write.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+BLOCK = 512
+SKIP_CHUNK = 1024 * 1024
+
+
+class Readable(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+
+class TarError(Exception):
+    """Base of this parser's errors; ``rule_id`` names the layer problem."""
+
+    rule_id = "layer.corrupt"
+
+
+class TarTruncated(TarError):
+    rule_id = "layer.truncated"
+
+
+class HeaderTooLarge(TarError):
+    rule_id = "layer.oversized-header"
+
+
+class Kind(enum.Enum):
+    FILE = "file"
+    DIR = "dir"
+    SYMLINK = "symlink"
+    HARDLINK = "hardlink"
+    DEVICE = "device"
+    FIFO = "fifo"
+    OTHER = "other"
+
+
+_KINDS = {
+    b"0": Kind.FILE,
+    b"\0": Kind.FILE,
+    b"7": Kind.FILE,
+    b"1": Kind.HARDLINK,
+    b"2": Kind.SYMLINK,
+    b"3": Kind.DEVICE,
+    b"4": Kind.DEVICE,
+    b"5": Kind.DIR,
+    b"6": Kind.FIFO,
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One member as archived; ``name`` is raw (not yet checked for ``..`` or ``/``)."""
+
+    name: str
+    kind: Kind
+    size: int
+    link: str
+
+
+def _number(field: bytes) -> int:
+    if field[:1] and field[0] & 0x80:  # GNU base-256 (sizes over 8 GiB)
+        value = int.from_bytes(field[1:], "big")
+        return -value if field[0] == 0xFF else value
+    digits = field.split(b"\0", 1)[0].strip(b" ")
+    try:
+        return int(digits, 8) if digits else 0
+    except ValueError as exc:
+        raise TarError(f"bad number field {digits[:20]!r}") from exc
+
+
+def _text(field: bytes) -> str:
+    return field.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def _pax(data: bytes) -> dict[str, str]:
+    """``"<len> key=value\\n"`` records; only what entries need is kept."""
+    values: dict[str, str] = {}
+    pos = 0
+    while pos < len(data) and data[pos] not in (0,):
+        space = data.find(b" ", pos)
+        if space < 0:
+            raise TarError("malformed PAX header")
+        try:
+            length = int(data[pos:space])
+        except ValueError as exc:
+            raise TarError("malformed PAX record length") from exc
+        if length <= 0 or pos + length > len(data):
+            raise TarError("malformed PAX record")
+        key, _, value = data[space + 1 : pos + length - 1].partition(b"=")
+        if key in (b"path", b"linkpath", b"size"):
+            values[key.decode()] = value.decode("utf-8", "surrogateescape")
+        pos += length
+    return values
+
+
+class TarStream:
+    """Iterate entries of a tar stream; call :meth:`read` before the next entry to get data."""
+
+    def __init__(self, source: Readable, *, max_header_bytes: int) -> None:
+        self._source = source
+        self._max_header = max_header_bytes
+        self._remaining = 0
+        """Bytes (data plus padding) of the current entry not yet consumed."""
+        self._size_left = 0
+        self.oversized_headers = 0
+
+    def _read_exact(self, size: int) -> bytes:
+        data = self._source.read(size)
+        if len(data) == size:
+            return data
+        parts = [data]
+        got = len(data)
+        while got < size:
+            more = self._source.read(size - got)
+            if not more:
+                raise TarTruncated(f"archive ends {size - got} bytes early")
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
+
+    def _skip(self, size: int) -> None:
+        while size > 0:
+            step = min(size, SKIP_CHUNK)
+            self._read_exact(step)
+            size -= step
+
+    def read(self, limit: int) -> bytes | None:
+        """The current entry's data if it is at most ``limit`` bytes, else None (skipped)."""
+        if self._size_left > limit:
+            return None
+        data = self._read_exact(self._size_left)
+        self._remaining -= self._size_left
+        self._size_left = 0
+        return data
+
+    def _header_data(self, size: int) -> bytes | None:
+        padded = -(-size // BLOCK) * BLOCK
+        if size > self._max_header:
+            self.oversized_headers += 1
+            self._skip(padded)
+            return None
+        return self._read_exact(padded)[:size]
+
+    def __iter__(self) -> Iterator[Entry]:
+        pax: dict[str, str] = {}
+        long_name = long_link = None
+        while True:
+            self._skip(self._remaining)
+            self._remaining = self._size_left = 0
+            block = self._source.read(BLOCK)
+            if len(block) < BLOCK:
+                block += self._read_exact(BLOCK - len(block)) if block else b""
+            if not block:
+                return  # no end-of-archive blocks: lenient, like GNU tar
+            if block == b"\0" * BLOCK:
+                return
+            stored = _number(block[148:156])
+            if stored != sum(block) - sum(block[148:156]) + 256:
+                raise TarError("header checksum mismatch")
+            flag = block[156:157]
+            size = _number(block[124:136])
+            if size < 0:
+                raise TarError("negative entry size")
+            if flag in (b"x", b"g", b"L", b"K"):
+                data = self._header_data(size)
+                if data is None:
+                    continue
+                if flag == b"x":
+                    pax = _pax(data)
+                elif flag == b"L":
+                    long_name = _text(data)
+                elif flag == b"K":
+                    long_link = _text(data)
+                continue
+            name = _text(block[0:100])
+            if block[257:263] == b"ustar\0" and block[345] != 0:
+                name = _text(block[345:500]) + "/" + name
+            name = pax.get("path") or long_name or name
+            link = pax.get("linkpath") or long_link or _text(block[157:257])
+            if "size" in pax:
+                size = int(pax["size"]) if pax["size"].isdigit() else size
+            pax, long_name, long_link = {}, None, None
+            kind = _KINDS.get(flag, Kind.OTHER)
+            if flag == b"\0" and name.endswith("/"):  # pre-POSIX directories
+                kind = Kind.DIR
+            if kind not in (Kind.FILE, Kind.OTHER):
+                size = 0  # like tarfile and GNU tar: only regular members carry data
+            self._size_left = size
+            self._remaining = -(-size // BLOCK) * BLOCK
+            yield Entry(name, kind, size, link)
