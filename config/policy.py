@@ -15,8 +15,6 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-SEVERITIES = ("info", "low", "medium", "high", "critical")
-
 
 class Waiver(BaseModel):
     """An accepted finding: it no longer blocks, within its scope and until it expires."""

@@ -80,7 +80,8 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
         engine = create_engine(settings.database_url)
         await upgrade(engine)
         db = sessionmaker(engine)
-        writer = AuditWriter(db, settings.audit)
+        metrics = Metrics()
+        writer = AuditWriter(db, settings.audit, metrics.audit_backlog_failures.inc)
         writer.start()
         session = make_client_session(settings)
         token_client = make_token_client(settings)
@@ -100,7 +101,7 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             db=db,
             upstream=upstream,
             audit=writer,
-            metrics=Metrics(),
+            metrics=metrics,
             bus=bus,
             verification=verification,
         )

@@ -35,9 +35,15 @@ access_log = logging.getLogger("gatekeeper.access")
 class AuditWriter:
     """Batches access records into the database."""
 
-    def __init__(self, db: async_sessionmaker[Any], settings: AuditSettings) -> None:
+    def __init__(
+        self,
+        db: async_sessionmaker[Any],
+        settings: AuditSettings,
+        on_failure: Callable[[], None] | None = None,
+    ) -> None:
         self._db = db
         self._settings = settings
+        self._on_failure = on_failure
         self._pending: deque[AccessRecord] = deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -85,6 +91,8 @@ class AuditWriter:
                 await insert_records(session, batch)
         except Exception as exc:  # the database's failure must never lose rows
             log.error("access-log write failed (%d rows kept for retry): %s", len(batch), exc)
+            if self._on_failure is not None:
+                self._on_failure()
             return False
         for _ in batch:
             self._pending.popleft()

@@ -22,7 +22,6 @@ DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 IMAGE_MANIFESTS = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
 INDEXES = frozenset({OCI_INDEX, DOCKER_LIST})
 MANIFEST_TYPES = IMAGE_MANIFESTS | INDEXES
-OCI_EMPTY = "application/vnd.oci.empty.v1+json"
 IMAGE_CONFIGS = frozenset(
     {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
 )

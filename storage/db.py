@@ -19,10 +19,6 @@ from sqlalchemy.orm import Session, SessionTransactionOrigin
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
-class StorageError(Exception):
-    """The database is unusable (unreachable, locked, corrupt); wraps driver errors."""
-
-
 # What "the database failed" looks like to callers: SQLAlchemy wraps most driver errors, but a
 # refused or dropped connection can surface as a bare OSError (asyncpg's connect, for one).
 DATABASE_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError, OSError)

@@ -166,16 +166,3 @@ async def extend_lease(session: AsyncSession, job_id: int, owner: str, lease: ti
 async def counts(session: AsyncSession) -> dict[str, int]:
     rows = await session.execute(select(Job.state, func.count()).group_by(Job.state))
     return {state: int(n) for state, n in rows.all()}
-
-
-async def pending_for(session: AsyncSession, repository: str, digest: str) -> bool:
-    found = await session.scalar(
-        select(Job.id)
-        .where(
-            Job.repository == repository,
-            Job.digest == digest,
-            Job.state.in_(("queued", "running")),
-        )
-        .limit(1)
-    )
-    return found is not None
