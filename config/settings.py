@@ -157,6 +157,10 @@ class Settings(BaseSettings):
     pass the gate are served by sendfile instead of being copied through Python."""
     upstream_timeout_seconds: float = Field(default=30.0, gt=0)
     """Connect and header timeout for upstream requests; bodies are streamed without a limit."""
+    client_body_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    """Longest a client may leave an upload body idle (no byte arriving) before the request is
+    answered 408 and the upstream request aborted; bounds slowloris-style uploads, not their
+    total duration (like nginx's ``client_body_timeout``)."""
 
     tls_cert: Path | None = None
     tls_key: Path | None = None

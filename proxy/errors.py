@@ -40,6 +40,7 @@ class Code(enum.Enum):
     DENIED_UNAVAILABLE = ("DENIED", 503, "cannot be verified right now")
     DENIED_INSUFFICIENT_SCOPE = ("DENIED", 401, "requested access to the resource is denied")
     UNSUPPORTED = ("UNSUPPORTED", 405, "the operation is unsupported")
+    CLIENT_BODY_TIMEOUT = ("BLOB_UPLOAD_INVALID", 408, "the request body arrived too slowly")
     TOO_MANY_REQUESTS = ("TOOMANYREQUESTS", 429, "too many requests")
     RANGE_INVALID = ("RANGE_INVALID", 416, "invalid content range")
     PAGINATION_INVALID = ("PAGINATION_NUMBER_INVALID", 400, "invalid number of results requested")

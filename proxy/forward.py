@@ -8,6 +8,7 @@ and internal addresses never reach the client.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 
@@ -17,6 +18,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from proxy.context import info
+from proxy.errors import Code, OCIError
 
 log = logging.getLogger("gatekeeper.forward")
 
@@ -56,6 +58,7 @@ RESPONSE_HEADERS = frozenset(
     )
 )
 CHUNK_SIZE = 256 * 1024
+BODY_TIMED_OUT: web.RequestKey[float] = web.RequestKey("gatekeeper_body_timed_out", float)
 
 
 def public_base(request: web.Request, configured: str | None) -> URL:
@@ -120,17 +123,28 @@ async def read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes:
     return b"".join(parts)
 
 
-async def counted_body(request: web.Request) -> AsyncIterator[bytes]:
+async def counted_body(request: web.Request, idle_timeout: float) -> AsyncIterator[bytes]:
     """The client's request body as a stream, counted for the access log.
 
     If the client disconnects mid-body the read fails; that is recorded and re-raised so the
-    upstream request is aborted instead of completing with a truncated body.
+    upstream request is aborted instead of completing with a truncated body. A client that
+    sends nothing for ``idle_timeout`` seconds (a trickling, slowloris-style upload) gets the
+    same treatment, and :func:`body_failure` tells the handler to answer 408 instead of 502.
     """
     record = info(request)
+    stream = request.content
     try:
-        async for chunk in request.content.iter_any():
+        while True:
+            async with asyncio.timeout(idle_timeout):
+                chunk = await stream.readany()
+            if not chunk:
+                return
             record.bytes_in += len(chunk)
             yield chunk
+    except TimeoutError:
+        request[BODY_TIMED_OUT] = idle_timeout
+        log.info("client body of %s %s stalled for %ss", request.method, request.path, idle_timeout)
+        raise
     except (
         ConnectionError,
         aiohttp.ClientPayloadError,
@@ -139,6 +153,18 @@ async def counted_body(request: web.Request) -> AsyncIterator[bytes]:
         record.client_aborted = True
         log.info("client aborted the request body of %s %s", request.method, request.path)
         raise
+
+
+def body_failure(request: web.Request) -> OCIError | None:
+    """The error to answer with if :func:`counted_body` gave up on a stalled client."""
+    timeout = request.get(BODY_TIMED_OUT)
+    if timeout is None:
+        return None
+    return OCIError(
+        Code.CLIENT_BODY_TIMEOUT,
+        f"the request body stalled: nothing arrived for {timeout:g} seconds",
+        {"client_body_timeout_seconds": timeout},
+    )
 
 
 async def relay(

@@ -79,6 +79,8 @@ def parse_manifest(
     if doc.get("schemaVersion") != 2:
         raise _invalid("schemaVersion must be 2 (schema 1 manifests are not accepted)")
     declared = doc.get("mediaType")
+    if declared is not None and not isinstance(declared, str):
+        raise _invalid("mediaType must be a string")
     media_type = (content_type or "").split(";")[0].strip() or declared
     if declared is not None and declared != media_type:
         raise _invalid(f"mediaType {declared!r} does not match Content-Type {media_type!r}")

@@ -9,7 +9,8 @@ from aiohttp import web
 from yarl import URL
 
 from proxy.context import info
-from proxy.forward import counted_body, public_base, relay, request_headers
+from proxy.errors import OCIError
+from proxy.forward import body_failure, counted_body, public_base, relay, request_headers
 from proxy.names import check_digest, check_name
 from proxy.state import services
 
@@ -50,18 +51,26 @@ async def forward(
     svc = services(request)
     headers = request_headers(request)
     headers.update(extra_headers or {})
-    data: Any = counted_body(request) if stream_body else None
+    timeout = svc.settings.client_body_timeout_seconds
+    data: Any = counted_body(request, timeout) if stream_body else None
     if not stream_body:
         headers.popall("Content-Length", None)
-    resp = await svc.upstream.request(
-        request.method,
-        path,
-        scopes=scope,
-        params=params,
-        headers=headers,
-        data=data,
-        replayable=not stream_body,
-    )
+    try:
+        resp = await svc.upstream.request(
+            request.method,
+            path,
+            scopes=scope,
+            params=params,
+            headers=headers,
+            data=data,
+            replayable=not stream_body,
+        )
+    except OCIError as exc:
+        # A stalled client body aborts the upstream request; say so, not "upstream failed".
+        failure = body_failure(request)
+        if failure is None:
+            raise
+        raise failure from exc
     try:
         return await relay(request, resp, svc.upstream.base, public(request))
     finally:

@@ -14,7 +14,8 @@ def page_params(request: web.Request) -> tuple[int | None, str | None]:
     raw_n = request.query.get("n")
     n: int | None = None
     if raw_n is not None:
-        if not raw_n.isdigit() or len(raw_n) > 6 or int(raw_n) > MAX_PAGE:
+        # isascii: str.isdigit() accepts '²', which int() then rejects.
+        if not (raw_n.isascii() and raw_n.isdigit()) or len(raw_n) > 6 or int(raw_n) > MAX_PAGE:
             raise OCIError(
                 Code.PAGINATION_INVALID,
                 f"n must be an integer from 0 to {MAX_PAGE}",

@@ -17,9 +17,12 @@ from proxy.context import info
 from proxy.errors import Code, OCIError
 from proxy.handlers.common import forward, repository, scopes
 from proxy.names import check_digest, check_name
+from proxy.state import services
 from proxy.upstream import v2_path
 
 SESSION_RE = re.compile(r"[A-Za-z0-9_.=-]{1,128}")
+# The spec's "<start>-<end>"; also the HTTP form "bytes <start>-<end>/<total>" some clients send.
+CONTENT_RANGE_RE = re.compile(r"(?:bytes[ =])?([0-9]{1,18})-([0-9]{1,18})(?:/(?:[0-9]{1,18}|\*))?")
 # Query keys an upload URL may carry; anything else is dropped before it reaches the upstream.
 UPLOAD_QUERY = frozenset({"_state", "digest"})
 
@@ -101,7 +104,52 @@ async def _session_call(request: web.Request, action: str, body: bool) -> web.St
     )
 
 
+async def _check_chunk_start(request: web.Request) -> None:
+    """A chunk's ``Content-Range`` must start where the upload ends (the spec's 416).
+
+    The registry does not check this itself: it appends an overlapping or out-of-order chunk
+    and reports the sum as the upload's range, so the session no longer holds what the client
+    believes it sent. One status request upstream tells where the upload ends. Its ``Range`` is
+    ``0-0`` both for an empty upload and for one byte, so that offset accepts 0 or 1.
+    """
+    raw = request.headers.get("Content-Range")
+    if raw is None:
+        return
+    match = CONTENT_RANGE_RE.fullmatch(raw.strip())
+    if match is None or int(match[2]) < int(match[1]):
+        # The registry would ignore it and append the chunk wherever the upload ends.
+        raise OCIError(
+            Code.RANGE_INVALID,
+            "Content-Range must be <start>-<end> with start <= end",
+            {"content_range": raw[:60]},
+        )
+    start = int(match[1])
+    name, session = repository(request), _session(request)
+    resp = await services(request).upstream.request(
+        "GET",
+        v2_path(name, "blobs", "uploads", session),
+        scopes=scopes(name, "pull", "push"),
+        params=_params(request),
+    )
+    try:
+        held = CONTENT_RANGE_RE.fullmatch(resp.headers.get("Range", ""))
+        if resp.status != 204 or held is None:
+            return  # the PATCH itself will relay the registry's answer (unknown session, ...)
+        end = int(held[2])
+        allowed = (0, 1) if end == 0 else (end + 1,)
+    finally:
+        resp.release()
+    if start not in allowed:
+        raise OCIError(
+            Code.RANGE_INVALID,
+            f"chunk starts at byte {start}, but the next byte of the upload is {allowed[-1]}",
+            {"content_range": raw[:60], "upload_range": f"0-{end}"},
+        )
+
+
 async def patch(request: web.Request) -> web.StreamResponse:
+    info(request).action = "upload.chunk"
+    await _check_chunk_start(request)
     return await _session_call(request, "upload.chunk", body=True)
 
 

@@ -193,7 +193,9 @@ class TarStream:
             name = pax.get("path") or long_name or name
             link = pax.get("linkpath") or long_link or _text(block[157:257])
             if "size" in pax:
-                size = int(pax["size"]) if pax["size"].isdigit() else size
+                # isascii: str.isdigit() accepts '²', which int() then rejects.
+                text = pax["size"]
+                size = int(text) if text.isascii() and text.isdigit() else size
             pax, long_name, long_link = {}, None, None
             kind = _KINDS.get(flag, Kind.OTHER)
             if flag == b"\0" and name.endswith("/"):  # pre-POSIX directories

@@ -1,0 +1,117 @@
+"""Property tests: the tar parser and the layer reader on arbitrary and mutated archives.
+
+The parser may only raise its own :class:`TarError`; the reader may raise nothing at all
+(every problem is a finding). Sizes are bounded so each example stays small and fast.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fuzz.targets import LIMITS, AllFiles, BytesSource
+from verifiers.scan.reader import read_tar
+from verifiers.scan.tarstream import TarError, TarStream
+
+FAST = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def pax_file(pax_size: str, data: bytes = b"abc") -> bytes:
+    """A PAX extended header whose ``size`` record is ``pax_size``, then a file of ``data``."""
+    text = f" size={pax_size}\n".encode()
+    length = len(text) + 1
+    while len(str(length)) + len(text) != length:  # the length counts its own digits
+        length += 1
+    record = str(length).encode() + text
+    header = tarfile.TarInfo("././@PaxHeader")
+    header.type, header.size = tarfile.XHDTYPE, len(record)
+    member = tarfile.TarInfo("f")
+    member.size = len(data)
+
+    def padded(raw: bytes) -> bytes:
+        return raw + b"\0" * (-len(raw) % 512)
+
+    return (
+        header.tobuf(tarfile.USTAR_FORMAT)
+        + padded(record)
+        + member.tobuf(tarfile.USTAR_FORMAT)
+        + padded(data)
+        + b"\0" * 1024
+    )
+
+
+def _archive(members: list[tuple[str, bytes]], fmt: int) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=fmt) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+names = st.text(st.characters(codec="utf-8", exclude_characters="\0"), min_size=1, max_size=120)
+members = st.lists(st.tuples(names, st.binary(max_size=600)), max_size=4)
+archives = st.builds(_archive, members, st.sampled_from([tarfile.PAX_FORMAT, tarfile.GNU_FORMAT]))
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    """A valid archive with a few bytes overwritten (headers are where the parser is)."""
+    data = bytearray(draw(archives))
+    for _ in range(draw(st.integers(0, 8))):
+        pos = draw(st.integers(0, max(len(data) - 1, 0)))
+        if data:
+            data[pos] = draw(st.integers(0, 255))
+    if draw(st.booleans()):
+        data = data[: draw(st.integers(0, len(data)))]
+    return bytes(data)
+
+
+def assert_parser_contained(data: bytes) -> None:
+    try:
+        for entry in TarStream(io.BytesIO(data), max_header_bytes=LIMITS.max_header_bytes):
+            assert entry.size >= 0
+    except TarError:
+        pass
+
+
+def assert_reader_contained(data: bytes) -> None:
+    for payload in (data, gzip.compress(data, mtime=0)):
+        report = read_tar(BytesSource(payload), LIMITS, AllFiles(), time.monotonic() + 30)
+        assert report.entries <= LIMITS.max_entries + 1
+
+
+@FAST
+@given(st.one_of(st.binary(max_size=4096), mutated()))
+def test_tar_parser_raises_only_tar_errors(data: bytes) -> None:
+    assert_parser_contained(data)
+
+
+@FAST
+@given(st.one_of(st.binary(max_size=4096), mutated()))
+def test_layer_reader_never_raises(data: bytes) -> None:
+    assert_reader_contained(data)
+
+
+@FAST
+@given(members)
+def test_valid_archives_parse_to_their_members(entries: list[tuple[str, bytes]]) -> None:
+    stream = TarStream(io.BytesIO(_archive(entries, tarfile.PAX_FORMAT)), max_header_bytes=1 << 20)
+    seen = []
+    for entry in stream:
+        seen.append((entry.name, stream.read(1 << 20)))
+    assert seen == entries
+
+
+@pytest.mark.parametrize("pax_size", ["\u00b2", "\u0663", "-1", "", "1e3", "9" * 5000])
+def test_odd_pax_sizes_are_contained(pax_size: str) -> None:
+    # Regression: '\u00b2'.isdigit() is True but int('\u00b2') raises ValueError.
+    assert_parser_contained(pax_file(pax_size))
+    assert_reader_contained(pax_file(pax_size))
