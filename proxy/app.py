@@ -27,6 +27,7 @@ from proxy.state import SERVICES, Services, services
 from proxy.upstream import Upstream, make_client_session, make_token_client
 from proxy.verification import VerificationService
 from proxy.webhooks import WebhookDispatcher, make_webhook_client
+from storage.advisories import DbAdvisoryStore
 from storage.audit import AccessRecord
 from storage.db import create_engine, sessionmaker, upgrade
 from storage.inventory import DbInventoryStore
@@ -93,7 +94,9 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             settings.webhooks, db, webhook_client, source=_event_source(settings)
         )
         bus.subscribe(webhooks.listener)
-        verifiers = build_verifiers(settings.verifiers, DbLayerCache(db), DbInventoryStore(db))
+        verifiers = build_verifiers(
+            settings.verifiers, DbLayerCache(db), DbInventoryStore(db), DbAdvisoryStore(db)
+        )
         verification = VerificationService(settings, db, upstream, verifiers, bus)
         app[SERVICES] = Services(
             settings=settings,

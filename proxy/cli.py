@@ -14,6 +14,7 @@ from pathlib import Path
 
 from config.settings import ConfigError, Settings, load_settings
 from proxy.cli_admin import add_admin_commands
+from proxy.cli_advisories import add_advisories_command
 from proxy.cli_sbom import add_sbom_command
 from proxy.cli_signatures import add_signature_commands
 from proxy.cli_users import UsageError
@@ -167,6 +168,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     from proxy.events import EventBus
     from proxy.upstream import Upstream, make_client_session, make_token_client
     from proxy.verification import VerificationService
+    from storage.advisories import DbAdvisoryStore
     from storage.db import create_engine, sessionmaker, upgrade
     from storage.inventory import DbInventoryStore
     from storage.layer_cache import DbLayerCache
@@ -183,7 +185,9 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             await upgrade(engine)
             db = sessionmaker(engine)
             upstream = Upstream(settings, session, tokens)
-            verifiers = build_verifiers(settings.verifiers, DbLayerCache(db), DbInventoryStore(db))
+            verifiers = build_verifiers(
+                settings.verifiers, DbLayerCache(db), DbInventoryStore(db), DbAdvisoryStore(db)
+            )
             service = VerificationService(settings, db, upstream, verifiers, EventBus())
             report = await enroll(upstream, service, args.repository)
             ran = await service.drain() if args.verify_now else 0
@@ -233,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_admin_commands(sub)
     add_signature_commands(sub)
     add_sbom_command(sub)
+    add_advisories_command(sub)
     add_user_commands(sub)
 
     enroll = sub.add_parser(

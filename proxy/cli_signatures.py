@@ -56,6 +56,7 @@ def _rule_json(rule: Rule) -> dict[str, Any]:
         "required": list(rule.required),
         "require_tlog": rule.require_tlog,
         "references": list(rule.references),
+        "signature_repository": rule.signature_repository,
         "signers": [
             {
                 "name": s.name,

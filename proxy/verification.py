@@ -23,12 +23,20 @@ from config.policy import match_policy
 from config.settings import Settings
 from proxy.events import EventBus, VerdictChange
 from proxy.forward import read_at_most
+from proxy.names import MAX_NAME_LENGTH, NAME_RE
 from proxy.oci import IMAGE_CONFIGS, INDEXES, MANIFEST_TYPES, parse_manifest, sha256_digest
 from proxy.upstream import Upstream, v2_path
 from storage import jobs, manifests, verdicts
 from storage.db import DATABASE_ERRORS
 from storage.verdicts import DecisionRecord, FindingRecord, VerdictView
-from verifiers.base import Descriptor, FetchedManifest, Image, Verifier, VerifierError
+from verifiers.base import (
+    Descriptor,
+    FetchedManifest,
+    Image,
+    RepositoryView,
+    Verifier,
+    VerifierError,
+)
 from verifiers.pipeline import Outcome, run_pipeline
 from verifiers.policy import decide
 
@@ -91,6 +99,31 @@ class UpstreamManifests:
         if reference.startswith("sha256:") and digest != reference:
             raise VerifierError(f"upstream manifest {reference} does not match its digest")
         return FetchedManifest(digest=digest, media_type=media_type, body=body)
+
+
+class UpstreamRepositories:
+    """Opens other repositories of the upstream for verifiers (``verifiers.base.
+    RepositoryOpener``): cosign's signature repository. Reads go through :class:`UpstreamBlobs`
+    and :class:`UpstreamManifests`, so they keep the digest checks and the manifest size limit;
+    the referrers come from the gatekeeper's own index of that repository, never a client's."""
+
+    def __init__(self, upstream: Upstream, db: async_sessionmaker[Any], limit: int) -> None:
+        self._upstream = upstream
+        self._db = db
+        self._limit = limit
+
+    async def open(self, repository: str, subject: str) -> RepositoryView:
+        if len(repository) > MAX_NAME_LENGTH or not NAME_RE.fullmatch(repository):
+            raise VerifierError(f"{repository[:300]!r} is not a valid repository name")
+        async with self._db() as session:
+            found = await manifests.referrers(session, repository, subject, None)
+        return RepositoryView(
+            name=repository,
+            manifests=UpstreamManifests(self._upstream, repository, self._limit),
+            blobs=UpstreamBlobs(self._upstream, repository),
+            referrers=tuple(Descriptor(r.media_type, r.digest, r.size) for r in found),
+            referrer_types=tuple(r.artifact_type for r in found),
+        )
 
 
 async def _read_json_blob(blobs: UpstreamBlobs, digest: str) -> Any:
@@ -428,5 +461,8 @@ class VerificationService:
             referrer_types=tuple(r.artifact_type for r in referrers),
             manifests=UpstreamManifests(
                 self.upstream, repository, self.settings.max_manifest_bytes
+            ),
+            repositories=UpstreamRepositories(
+                self.upstream, self.db, self.settings.max_manifest_bytes
             ),
         )

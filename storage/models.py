@@ -293,3 +293,45 @@ class ImagePackage(Base):
     source_version: Mapped[str | None] = mapped_column(String(255))
     """Debian source version when it differs from the binary's (binNMU); OSV matches on it."""
     arch: Mapped[str | None] = mapped_column(String(32))
+
+
+class AdvisoryDataVersion(Base):
+    """One advisory import; a verdict records the version it was matched against."""
+
+    __tablename__ = "advisory_data_versions"
+
+    version: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(Text)
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    added: Mapped[int] = mapped_column(Integer)
+    updated: Mapped[int] = mapped_column(Integer)
+
+
+class AdvisoryRow(Base):
+    """One OSV record, kept whole (``raw``) so matching can be re-derived after an upgrade."""
+
+    __tablename__ = "advisories"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    modified: Mapped[str] = mapped_column(String(64))
+    summary: Mapped[str] = mapped_column(Text)
+    severity: Mapped[str] = mapped_column(String(16))
+    score: Mapped[float | None] = mapped_column(Float)
+    raw: Mapped[dict[str, Any]] = mapped_column(JSON)
+    data_version: Mapped[int] = mapped_column(BigInteger)
+    """The import that last wrote this record."""
+
+
+class AdvisoryPackage(Base):
+    """One ``affected[]`` entry, indexed by (ecosystem, name): the lookup an image package
+    makes, and the set an import hands to re-evaluation."""
+
+    __tablename__ = "advisory_packages"
+    __table_args__ = (Index("ix_advisory_packages_name", "ecosystem", "name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    advisory_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("advisories.id", ondelete="CASCADE")
+    )
+    ecosystem: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(255))

@@ -358,6 +358,19 @@ async def blob_pullable(session: AsyncSession, repository: str, blob_digest: str
     return bool(await session.scalar(query))
 
 
+async def by_digest(session: AsyncSession, digest: str, limit: int = 1000) -> list[VerdictView]:
+    """Verdicts of this digest in every repository (at most ``limit``), by repository name."""
+    rows = (
+        await session.scalars(
+            select(Verdict)
+            .where(Verdict.digest == digest)
+            .order_by(Verdict.repository)
+            .limit(limit)
+        )
+    ).all()
+    return [_view(r) for r in rows]
+
+
 async def blocked_elsewhere(session: AsyncSession, digest: str) -> Sequence[VerdictView]:
     """Verdicts of this digest, in any repository, that do not allow pulling it."""
     rows = (

@@ -73,7 +73,8 @@ class Descriptor:
 
 
 class BlobOpener(Protocol):
-    """Streams a blob of the image's repository; a verifier never sees the whole blob at once."""
+    """Streams a blob of one repository (the image's, or a :class:`RepositoryView`'s); a
+    verifier never sees the whole blob at once."""
 
     def open(self, digest: str) -> AbstractAsyncContextManager[AsyncIterator[bytes]]: ...
 
@@ -88,8 +89,8 @@ class FetchedManifest:
 
 
 class ManifestFetcher(Protocol):
-    """Reads other manifests of the image's repository (a cosign ``sha256-<hex>.sig`` tag, a
-    referrer). Returns None when there is no such manifest; the digest is checked."""
+    """Reads other manifests of one repository (a cosign ``sha256-<hex>.sig`` tag, a referrer).
+    Returns None when there is no such manifest; the digest is checked."""
 
     async def fetch(self, reference: str) -> FetchedManifest | None: ...
 
@@ -97,6 +98,34 @@ class ManifestFetcher(Protocol):
 class _NoManifests:
     async def fetch(self, reference: str) -> FetchedManifest | None:
         return None
+
+
+@dataclass(frozen=True)
+class RepositoryView:
+    """One repository of the registry, read-only, as seen from one image: the image's own, or
+    another one such as cosign's ``COSIGN_REPOSITORY``, which keeps the image's signatures apart
+    from it. Its readers check digests and enforce size limits as the image's own do."""
+
+    name: str
+    manifests: ManifestFetcher
+    blobs: BlobOpener
+    referrers: tuple[Descriptor, ...] = field(default_factory=tuple)
+    """Artifacts stored in *this* repository whose ``subject`` is the image, from the
+    gatekeeper's own referrers index (as :attr:`Image.referrers` is for the image's own)."""
+    referrer_types: tuple[str | None, ...] = field(default_factory=tuple)
+
+
+class RepositoryOpener(Protocol):
+    """Opens another repository for reading, with the referrers there of ``subject``."""
+
+    async def open(self, repository: str, subject: str) -> RepositoryView: ...
+
+
+class _NoRepositories:
+    async def open(self, repository: str, subject: str) -> RepositoryView:
+        raise VerifierError(
+            f"cannot read repository {repository}: this image gives no access to other repositories"
+        )
 
 
 @dataclass(frozen=True)
@@ -119,6 +148,22 @@ class Image:
     ``platform`` is unused. Their artifact types are in ``referrer_types``."""
     referrer_types: tuple[str | None, ...] = field(default_factory=tuple)
     manifests: ManifestFetcher = field(default_factory=_NoManifests)
+    repositories: RepositoryOpener = field(default_factory=_NoRepositories)
+    """Other repositories of the registry (a signature repository); none unless given."""
+
+    def own_repository(self) -> RepositoryView:
+        """The image's own repository as a view: where its signatures are by default."""
+        return RepositoryView(
+            self.repository, self.manifests, self.blobs, self.referrers, self.referrer_types
+        )
+
+    async def repository_view(self, name: str) -> RepositoryView:
+        """Read repository ``name`` (this image's own, or another) with this image's referrers
+        there; another repository goes through ``repositories``, so its reads keep the same
+        digest checks and limits."""
+        if name == self.repository:
+            return self.own_repository()
+        return await self.repositories.open(name, self.digest)
 
 
 @runtime_checkable

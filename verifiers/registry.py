@@ -12,6 +12,7 @@ from verifiers.base import Verifier
 from verifiers.layers import LayerCache, PerLayer
 from verifiers.scan.sink import InventorySink
 from verifiers.stores import Stores, UsesStores
+from verifiers.vulns.source import AdvisorySource
 
 # Imported only when enabled: the signature verifier alone pulls in the sigstore stack
 # (tens of MiB of resident memory a gatekeeper without signature checks should not carry).
@@ -19,6 +20,7 @@ BUILTINS: dict[str, str] = {
     "config-sanity": "verifiers.config_sanity:ConfigSanity",
     "inventory": "verifiers.scan.verifier:InventoryVerifier",
     "signatures": "verifiers.signatures:SignatureVerifier",
+    "vulnerabilities": "verifiers.vulns.verifier:VulnerabilityVerifier",
 }
 
 
@@ -43,10 +45,11 @@ def build_verifiers(
     configured: Mapping[str, VerifierSettings],
     cache: LayerCache,
     inventory: InventorySink | None = None,
+    advisories: AdvisorySource | None = None,
 ) -> list[Verifier]:
     """Instances of every enabled verifier, named as in settings, with storage ports attached
     to those that use them."""
-    stores = Stores(layer_cache=cache, inventory=inventory)
+    stores = Stores(layer_cache=cache, inventory=inventory, advisories=advisories)
     built: list[Verifier] = []
     for name, settings in configured.items():
         if not settings.enabled:

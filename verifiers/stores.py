@@ -7,11 +7,13 @@ No verifier sees a database; each port is a small protocol implemented in ``stor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 from verifiers.layers import LayerCache
 from verifiers.scan.sink import InventorySink
+from verifiers.vulns.source import AdvisorySource
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,10 @@ class Stores:
 
     layer_cache: LayerCache
     inventory: InventorySink | None = None
+    advisories: AdvisorySource | None = None
+    inflight: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
+    """Layer reads in progress, shared by the verifiers of one process (``inventory`` and
+    ``vulnerabilities`` read the same layers concurrently; one read serves both)."""
 
 
 @runtime_checkable

@@ -21,6 +21,7 @@ from proxy.names import check_reference, is_digest
 from proxy.oci import parse_manifest, sha256_digest
 from proxy.state import Services, services
 from proxy.upstream import v2_path
+from storage import verdicts
 from storage.db import DATABASE_ERRORS
 from storage.manifests import ManifestRecord, forget_manifest, record_manifest
 
@@ -164,11 +165,23 @@ async def _verify_pushed(
     image it is about (OCI ``subject``, or cosign's ``sha256-<hex>.sig`` tag scheme)."""
     await svc.verification.submit(name, manifest.digest, "pushed")
     if manifest.subject_digest:
-        await svc.verification.submit(name, manifest.subject_digest, "a referrer was pushed")
+        await _reevaluate(svc, name, manifest.subject_digest, "a referrer was pushed")
     cosign = COSIGN_TAG.fullmatch(reference)
     if cosign:
         subject = f"{cosign.group(1)}:{cosign.group(2)}"
-        await svc.verification.submit(name, subject, f"cosign {cosign.group(3)} pushed")
+        await _reevaluate(svc, name, subject, f"cosign {cosign.group(3)} pushed")
+
+
+async def _reevaluate(svc: Services, name: str, subject: str, reason: str) -> None:
+    """Re-verify ``subject`` in this repository and in every other one that has a verdict for
+    it: with cosign's ``COSIGN_REPOSITORY`` the signatures live in another repository than the
+    image, and the verifier decides which of them counts."""
+    await svc.verification.submit(name, subject, reason)
+    async with svc.db() as session:
+        elsewhere = await verdicts.by_digest(session, subject)
+    for other in elsewhere:
+        if other.repository != name:
+            await svc.verification.submit(other.repository, subject, f"{reason} to {name}")
 
 
 async def delete(request: web.Request) -> web.StreamResponse:

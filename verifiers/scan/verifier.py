@@ -9,6 +9,7 @@ results.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -39,20 +40,17 @@ class InventoryVerifier:
         self.version = f"{SCHEMA}.{self.limits.fingerprint()}"
         self._cache: LayerCache | None = None
         self._sink: InventorySink | None = None
+        self._inflight: dict[str, asyncio.Future[LayerInventory]] = {}
 
     def attach(self, stores: Stores) -> None:
         self._cache = stores.layer_cache
         self._sink = stores.inventory
+        self._inflight = stores.inflight
 
     async def verify(self, image: Image) -> list[Finding] | Skipped:
-        if image.children:
-            return Skipped("an image index has no layers; its platform images are scanned")
-        if image.config is None:
-            return Skipped("not a container image (artifact or non-JSON config)")
-        reason = artifact_reason(image)
-        if reason:
-            return Skipped(reason)
-        partials = [await self._layer(layer, image.blobs) for layer in image.layers]
+        partials = await self.partials(image)
+        if isinstance(partials, Skipped):
+            return partials
         if self._sink is not None:
             await self._sink.store(image.repository, image.digest, merge(partials))
         else:
@@ -62,6 +60,33 @@ class InventoryVerifier:
             for layer, partial in zip(image.layers, partials, strict=True)
             for problem in partial.problems
         ]
+
+    async def partials(self, image: Image) -> list[LayerInventory] | Skipped:
+        """Each layer's inventory (from the layer cache when there), or why none applies.
+
+        Also used by the ``vulnerabilities`` verifier, which runs concurrently in the same
+        pipeline: the in-flight map of :class:`Stores` makes the two share one read per layer.
+        """
+        if image.children:
+            return Skipped("an image index has no layers; its platform images are scanned")
+        if image.config is None:
+            return Skipped("not a container image (artifact or non-JSON config)")
+        reason = artifact_reason(image)
+        if reason:
+            return Skipped(reason)
+        return [await self._shared(layer, image.blobs) for layer in image.layers]
+
+    async def _shared(self, layer: Descriptor, blobs: BlobOpener) -> LayerInventory:
+        """Single flight per (layer, version): a second caller awaits the first one's read."""
+        key = f"{layer.digest}/{self.version}"
+        running = self._inflight.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        task = asyncio.ensure_future(self._layer(layer, blobs))
+        self._inflight[key] = task
+        # dropped when done, even if every waiter was cancelled: a failed read is not reused
+        task.add_done_callback(lambda _: self._inflight.pop(key, None))
+        return await asyncio.shield(task)
 
     async def _layer(self, layer: Descriptor, blobs: BlobOpener) -> LayerInventory:
         cache = self._cache

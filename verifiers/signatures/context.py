@@ -24,6 +24,8 @@ class Context:
     rule: Rule
     trust: TrustRoot
     blobs: BlobOpener
+    """Blobs of the repository the signatures are stored in (the image's, or the rule's
+    signature repository)."""
     max_payload_bytes: int
     now: datetime
 

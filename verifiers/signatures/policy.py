@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from verifiers.signatures.errors import SignatureConfigError
 from verifiers.signatures.keys import KeyFormatError, PublicKey
-from verifiers.signatures.settings import SignatureSettings, SignerSettings
+from verifiers.signatures.settings import PLACEHOLDER, SignatureSettings, SignerSettings
 from verifiers.signatures.trust import TrustRoot, TrustRootError
 
 # -- compiled ----------------------------------------------------------------------------------
@@ -122,6 +122,14 @@ class Rule:
     required: tuple[str, ...]
     require_tlog: bool
     references: tuple[str, ...]
+    signature_repository: str | None = None
+    """Template of the repository holding the signatures; None: the image's own."""
+
+    def signatures_in(self, repository: str) -> str:
+        """Where the signatures of an image of ``repository`` are stored."""
+        if self.signature_repository is None:
+            return repository
+        return self.signature_repository.replace(PLACEHOLDER, repository)
 
     @property
     def keys(self) -> list[Signer]:
@@ -142,8 +150,10 @@ class Rule:
             return f"rule {self.name}: no signature required"
         required = f", always {', '.join(self.required)}" if self.required else ""
         tlog = "transparency log required" if self.require_tlog else "transparency log optional"
+        stored = f"; signatures in {self.signature_repository}" if self.signature_repository else ""
         return (
-            f"rule {self.name}: {self.threshold} of {len(self.signers)} signers{required}; {tlog}"
+            f"rule {self.name}: {self.threshold} of {len(self.signers)} signers{required}; "
+            f"{tlog}{stored}"
         )
 
 
@@ -192,6 +202,7 @@ def load_policy(options: dict[str, Any]) -> TrustPolicy:
             required=tuple(r.required),
             require_tlog=r.require_tlog,
             references=tuple(r.references),
+            signature_repository=r.signature_repository,
         )
         for r in settings.rules
     )

@@ -1,10 +1,14 @@
 """Where an image's signatures are found, and the Sigstore-bundle referrer check.
 
 Two places, both from the gatekeeper's own view of the repository (never a client's word):
-cosign's tag scheme (``sha256-<hex>.sig`` in the same repository) and OCI 1.1 referrers whose
-artifact type is a Sigstore bundle or a cosign signature. Each finding is a :class:`Candidate`
-that checks itself; a manifest that cannot even be read as a signature becomes a candidate
-whose single step failed, so it is reported rather than silently dropped.
+cosign's tag scheme (``sha256-<hex>.sig``) and OCI 1.1 referrers whose artifact type is a
+Sigstore bundle or a cosign signature. Both are looked up in one repository: the image's own, or
+the rule's signature repository. That is what cosign does with ``COSIGN_REPOSITORY``: it writes
+the tags *and* the referrer manifests there, and reads both back from there only.
+
+Each finding is a :class:`Candidate` that checks itself; a manifest that cannot even be read as a
+signature becomes a candidate whose single step failed, so it is reported rather than silently
+dropped.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from verifiers.base import Descriptor, Image
+from verifiers.base import Descriptor, Image, RepositoryView
 from verifiers.signatures import keyless
 from verifiers.signatures.bundle import BUNDLE_MEDIA_TYPES, Artifact, verify_bundle
 from verifiers.signatures.context import Candidate, Context, read_limited
@@ -28,34 +32,41 @@ SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
 (provenance, SBOMs) are attestations about the image, not approvals of it, and do not count."""
 
 
-async def discover(image: Image, limit: int) -> tuple[list[Candidate], list[str]]:
-    """Candidates (at most ``limit``) and notes on where nothing was found."""
+async def discover(
+    image: Image, store: RepositoryView, limit: int
+) -> tuple[list[Candidate], list[str]]:
+    """Candidates (at most ``limit``) found in ``store`` for ``image``, and notes on where
+    nothing was found."""
     found: list[Candidate] = []
     notes: list[str] = []
+    elsewhere = store.name != image.repository
     tag = signature_tag(image.digest)
-    fetched = await image.manifests.fetch(tag)
+    label = f"{store.name}:{tag}" if elsewhere else tag
+    at = f"{store.name}@" if elsewhere else ""
+    fetched = await store.manifests.fetch(tag)
     if fetched is None:
-        notes.append(f"no cosign signature tag {tag}")
+        notes.append(f"no cosign signature tag {label}")
     else:
-        found += _cosign_manifest(fetched.body, f"cosign tag {tag}", limit)
+        found += _cosign_manifest(fetched.body, f"cosign tag {label}", limit)
     bundles = 0
-    for descriptor, artifact_type in zip(image.referrers, image.referrer_types, strict=False):
+    for descriptor, artifact_type in zip(store.referrers, store.referrer_types, strict=False):
         if len(found) >= limit:
             break
         if artifact_type in BUNDLE_MEDIA_TYPES:
             bundles += 1
-            manifest = await image.manifests.fetch(descriptor.digest)
-            where = f"referrer {descriptor.digest[:19]}… (Sigstore bundle)"
+            manifest = await store.manifests.fetch(descriptor.digest)
+            where = f"referrer {at}{descriptor.digest[:19]}… (Sigstore bundle)"
             if manifest is not None:
                 found.append(BundleReferrer(where, _json(manifest.body)))
         elif artifact_type == COSIGN_SIGNATURE_ARTIFACT:
             bundles += 1
-            manifest = await image.manifests.fetch(descriptor.digest)
+            manifest = await store.manifests.fetch(descriptor.digest)
             if manifest is not None:
-                where = f"referrer {descriptor.digest[:19]}… (cosign signature)"
+                where = f"referrer {at}{descriptor.digest[:19]}… (cosign signature)"
                 found += _cosign_manifest(manifest.body, where, limit - len(found))
     if not bundles:
-        notes.append("no signature or Sigstore bundle referrers")
+        where = f" in {store.name}" if elsewhere else ""
+        notes.append(f"no signature or Sigstore bundle referrers{where}")
     return found[:limit], notes
 
 

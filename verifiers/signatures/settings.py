@@ -14,6 +14,12 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from verifiers.signatures.trust import PUBLIC_GOOD
 
+PLACEHOLDER = "{repository}"
+"""Stands for the image's repository in ``signature_repository`` (``sigs/{repository}``)."""
+_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+REPOSITORY_NAME = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+"""The Distribution spec's grammar for repository names."""
+
 
 class SignerSettings(BaseModel):
     """One trusted signer: a public key, or a keyless identity (certificate SAN + OIDC issuer)."""
@@ -81,10 +87,31 @@ class RuleSettings(BaseModel):
     references: list[str] = Field(default_factory=list)
     """Extra ``docker-reference`` glob patterns accepted in cosign payloads (images promoted
     from another repository or registry). By default the reference must name this repository."""
+    signature_repository: str | None = None
+    """Where the signatures are stored, as with cosign's ``COSIGN_REPOSITORY``: a repository of
+    the same registry (``sigs/prod``), or a template (``sigs/{repository}``). The
+    ``sha256-<hex>.sig`` tag and the referrers are looked up there, and only there."""
+
+    @field_validator("signature_repository")
+    @classmethod
+    def _repository_template(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        probe = value.replace(PLACEHOLDER, "x")
+        if "{" in probe or "}" in probe:
+            raise ValueError(f"the only placeholder is {PLACEHOLDER}")
+        if len(probe) > 255 or not REPOSITORY_NAME.fullmatch(probe):
+            raise ValueError(
+                f"{value!r} is not a repository name: lower-case components of [a-z0-9._-] "
+                "separated by '/', without the registry host"
+            )
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if not self.signed:
+            if self.signature_repository is not None:
+                raise ValueError("signature_repository: a rule with signed = false reads none")
             return self
         if not self.signers:
             raise ValueError(

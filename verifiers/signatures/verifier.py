@@ -1,6 +1,7 @@
 """The ``signatures`` verifier: is this image signed by enough of the signers the policy trusts?
 
-For each image: find the rule for its repository; find every signature (cosign tag, referrers);
+For each image: find the rule for its repository; find every signature (cosign tag, referrers)
+in the image's repository or the rule's signature repository;
 check each one step by step; then ask the rule whether the trusted signers that verified are
 enough (threshold, required signers). The verdict's reason comes from the findings' rule ids:
 ``signature.none-trusted``, ``signature.threshold-not-met``, ... plus one finding per
@@ -96,30 +97,40 @@ class SignatureVerifier:
             )
         if not rule.signed:
             return Skipped(f"rule {rule.name} lets {image.repository} be unsigned")
+        store = await image.repository_view(rule.signatures_in(image.repository))
         ctx = Context(
             repository=image.repository,
             digest=image.digest,
             rule=rule,
             trust=self.policy.trust_root,
-            blobs=image.blobs,
+            blobs=store.blobs,
             max_payload_bytes=self.policy.max_payload_bytes,
             now=now or datetime.now(UTC),
         )
-        candidates, notes = await discover(image, self.policy.max_signatures)
+        candidates, notes = await discover(image, store, self.policy.max_signatures)
+        if store.name != image.repository:
+            notes.insert(0, f"signatures are stored in {store.name} (rule {rule.name})")
         checked = tuple([await candidate.check(ctx) for candidate in candidates])
         signed_by = frozenset(c.signer for c in checked if c.signer)
         failures = tuple(
-            (rule_id, _title(rule_id, title, checked, image.digest, rule))
+            (rule_id, _title(rule_id, title, checked, image, store.name, rule))
             for rule_id, title in rule.requirement().failures(signed_by)
         )
         return Report(image.repository, image.digest, rule, checked, tuple(notes), failures)
 
 
-def _title(rule_id: str, title: str, checked: tuple[Checked, ...], digest: str, rule: Rule) -> str:
+def _title(
+    rule_id: str, title: str, checked: tuple[Checked, ...], image: Image, store: str, rule: Rule
+) -> str:
     if rule_id != "signature.none-trusted":
         return title
     if not checked:
-        tag = signature_tag(digest)
+        tag = signature_tag(image.digest)
+        if store != image.repository:
+            return (
+                f"{title}: the image is not signed (no {tag} tag and no bundle referrer in "
+                f"signature repository {store})"
+            )
         return f"{title}: the image is not signed (no {tag} tag, no bundle referrer)"
     count = len(checked)
     return (

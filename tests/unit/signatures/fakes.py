@@ -1,5 +1,5 @@
-"""An in-memory repository implementing the verifier's two seams (blobs, other manifests), and
-helpers that put cosign signatures and bundles into it the way a push would."""
+"""An in-memory repository implementing the verifier's seams (blobs, other manifests, other
+repositories), and helpers that put cosign signatures and bundles into it the way a push would."""
 
 from __future__ import annotations
 
@@ -7,14 +7,32 @@ import contextlib
 import json
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tests.support import cosign
 from tests.support.ocihttp import OCI_MANIFEST, digest_of, image_config, image_manifest
-from verifiers.base import Descriptor, FetchedManifest, Image
+from verifiers.base import Descriptor, FetchedManifest, Image, RepositoryView
 
 REGISTRY = "registry.example.test"
+
+
+@dataclass
+class FakeRegistry:
+    """Repositories by name; opens any of them for a verifier (``RepositoryOpener``), and
+    remembers which were opened."""
+
+    repositories: dict[str, FakeRepository] = field(default_factory=dict)
+    opened: list[str] = field(default_factory=list)
+
+    def repository(self, name: str) -> FakeRepository:
+        if name not in self.repositories:
+            self.repositories[name] = FakeRepository(name, registry=self)
+        return self.repositories[name]
+
+    async def open(self, repository: str, subject: str) -> RepositoryView:
+        self.opened.append(repository)
+        return self.repository(repository).view(subject)
 
 
 @dataclass
@@ -25,6 +43,10 @@ class FakeRepository:
     blobs: dict[str, bytes] = field(default_factory=dict)
     manifests: dict[str, bytes] = field(default_factory=dict)
     referrers: list[tuple[Descriptor, str | None]] = field(default_factory=list)
+    subjects: dict[str, str] = field(default_factory=dict)
+    """Referrer manifest digest -> the digest its ``subject`` names."""
+    registry: FakeRegistry | None = field(default=None, repr=False, compare=False)
+    """Where the images of this repository may open other repositories."""
 
     @contextlib.asynccontextmanager
     async def open(self, digest: str) -> AsyncIterator[AsyncIterator[bytes]]:
@@ -80,14 +102,26 @@ class FakeRepository:
             }
         ).encode()
         self.manifests[digest_of(manifest)] = manifest
+        self.subjects[digest_of(manifest)] = digest
         self.referrers.append(
             (Descriptor(OCI_MANIFEST, digest_of(manifest), len(manifest)), cosign.BUNDLE_TYPE)
+        )
+
+    def view(self, subject: str) -> RepositoryView:
+        """This repository as another one's image sees it: only the referrers of ``subject``."""
+        about = [(d, t) for d, t in self.referrers if self.subjects.get(d.digest) == subject]
+        return RepositoryView(
+            name=self.name,
+            manifests=self,
+            blobs=self,
+            referrers=tuple(d for d, _ in about),
+            referrer_types=tuple(t for _, t in about),
         )
 
     def image(self, digest: str) -> Image:
         body = self.manifests[digest]
         doc: dict[str, Any] = json.loads(body)
-        return Image(
+        image = Image(
             repository=self.name,
             digest=digest,
             media_type=doc["mediaType"],
@@ -103,6 +137,7 @@ class FakeRepository:
             referrer_types=tuple(t for _, t in self.referrers),
             manifests=self,
         )
+        return image if self.registry is None else replace(image, repositories=self.registry)
 
     def reference(self) -> str:
         return f"{REGISTRY}/{self.name}"

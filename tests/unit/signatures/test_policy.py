@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 
-from config.settings import VerifierSettings
+from config.policy import match_policy
+from config.settings import VerifierSettings, load_settings
 from tests.support import cosign
 from verifiers.registry import VerifierConfigError, build_verifiers
+from verifiers.signatures import SignatureVerifier
 from verifiers.signatures.errors import SignatureConfigError
 from verifiers.signatures.policy import AllOf, Required, Threshold, load_policy
 
@@ -130,3 +132,32 @@ def test_fingerprint_follows_the_settings() -> None:
     assert load_policy(options()).fingerprint == load_policy(options()).fingerprint
     other = options(rules=[{"name": "all", "repositories": ["*"], "signers": ["bot"]}])
     assert load_policy(options()).fingerprint != load_policy(other).fingerprint
+
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "config" / "gatekeeper.example.toml"
+
+
+def test_the_example_signature_settings_validate_once_uncommented(tmp_path: Path) -> None:
+    """The commented ``[verifiers.signatures]`` block of the example file, uncommented where it
+    stands, loads and builds (verifier options are validated when the verifier is built)."""
+    lines = EXAMPLE.read_text().splitlines()
+    start = lines.index("# [verifiers.signatures]")
+    end = start
+    while end < len(lines) and lines[end].startswith("# "):
+        end += 1
+    assert lines[end] == "", "the block ends at a blank line"
+    lines[start:end] = [line.removeprefix("# ") for line in lines[start:end]]
+    path = tmp_path / "gatekeeper.toml"
+    path.write_text("\n".join(lines) + "\n")
+    settings = load_settings(path, env={})
+    built = build_verifiers(settings.verifiers, cache=None)  # type: ignore[arg-type]
+    (verifier,) = [v for v in built if isinstance(v, SignatureVerifier)]
+    prod = verifier.policy.rule_for("prod/app")
+    assert prod is not None and prod.signatures_in("prod/app") == "sigs/prod/app"
+    assert [s.name for s in prod.signers] == ["release-bot", "ci"]
+    store = verifier.policy.rule_for("sigs/prod/app")
+    assert store is not None and store.name == "signature-store" and store.signed
+    other = verifier.policy.rule_for("team/app")
+    assert other is not None and not other.signed
+    assert match_policy(settings.policies, "sigs/prod/app").name == "signature-store"
+    assert match_policy(settings.policies, "prod/app").name == "default"

@@ -1,0 +1,173 @@
+"""The OSV advisory store: records, an index of affected packages, and import versions.
+
+Rows only; whether an image is affected is decided by ``verifiers.vulns.match``. An import is
+idempotent: a record already stored with the same or a newer ``modified`` is left alone, a newer
+one replaces it. Every import is a new advisory-data version, which verdicts record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from storage.models import AdvisoryDataVersion, AdvisoryPackage, AdvisoryRow, ImagePackage
+from storage.timeutil import now
+from verifiers.vulns.ecosystems import inventory_ecosystem, normalize
+from verifiers.vulns.osv import Advisory
+from verifiers.vulns.severity import score
+
+CHUNK = 500
+"""Names per ``IN (...)`` clause: well under every backend's bound-parameter limit."""
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What one import changed."""
+
+    data_version: int
+    added: int
+    updated: int
+    unchanged: int
+    packages: frozenset[tuple[str, str]]
+    """(OSV ecosystem, name) of every added or updated record: what re-evaluation looks up."""
+
+
+class DbAdvisoryStore:
+    """Advisories in the gatekeeper's database (SQLite or PostgreSQL)."""
+
+    def __init__(self, db: async_sessionmaker[Any]) -> None:
+        self._db = db
+
+    async def import_advisories(self, advisories: Iterable[Advisory], source: str) -> ImportResult:
+        """Store ``advisories`` in one transaction under a new data version."""
+        added = updated = unchanged = 0
+        packages: set[tuple[str, str]] = set()
+        index: list[AdvisoryPackage] = []
+        async with self._db() as session, session.begin():
+            stored = dict(
+                (await session.execute(select(AdvisoryRow.id, AdvisoryRow.modified))).all()
+            )
+            version = AdvisoryDataVersion(source=source, imported_at=now(), added=0, updated=0)
+            session.add(version)
+            await session.flush()
+            for advisory in _latest(advisories):
+                previous = stored.get(advisory.id)
+                if previous is not None and not _newer(advisory.modified, previous):
+                    unchanged += 1
+                    continue
+                if previous is None:
+                    added += 1
+                else:
+                    updated += 1
+                    await session.execute(delete(AdvisoryRow).where(AdvisoryRow.id == advisory.id))
+                    await session.execute(
+                        delete(AdvisoryPackage).where(AdvisoryPackage.advisory_id == advisory.id)
+                    )
+                keys = _keys(advisory)
+                packages |= keys
+                session.add(_row(advisory, version.version))
+                index += (
+                    AdvisoryPackage(advisory_id=advisory.id, ecosystem=e, name=n) for e, n in keys
+                )
+            await session.flush()  # advisories first: the index rows reference them
+            session.add_all(index)
+            version.added, version.updated = added, updated
+        return ImportResult(version.version, added, updated, unchanged, frozenset(packages))
+
+    async def for_package(self, ecosystem: str, name: str) -> list[Advisory]:
+        """Every stored advisory with an ``affected`` entry for (ecosystem, name)."""
+        async with self._db() as session:
+            rows = await session.scalars(
+                select(AdvisoryRow.raw)
+                .join(AdvisoryPackage, AdvisoryPackage.advisory_id == AdvisoryRow.id)
+                .where(
+                    AdvisoryPackage.ecosystem == ecosystem,
+                    AdvisoryPackage.name == normalize(ecosystem, name),
+                )
+                .distinct()
+            )
+            return [Advisory.from_json(raw) for raw in rows]
+
+    async def data_version(self) -> int:
+        """The newest import's version (0 before the first import)."""
+        async with self._db() as session:
+            return int(await session.scalar(select(func.max(AdvisoryDataVersion.version))) or 0)
+
+    async def images_with(self, packages: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """(repository, digest) of every inventoried image holding one of ``packages``."""
+        by_type: dict[str, set[str]] = {}
+        for ecosystem, name in packages:
+            kind = inventory_ecosystem(ecosystem)
+            if kind is not None:
+                by_type.setdefault(kind, set()).update(_spellings(ecosystem, name))
+        images: set[tuple[str, str]] = set()
+        async with self._db() as session:
+            for kind, names in by_type.items():
+                ordered = sorted(names)
+                for start in range(0, len(ordered), CHUNK):
+                    chunk = ordered[start : start + CHUNK]
+                    rows = await session.execute(
+                        select(ImagePackage.repository, ImagePackage.digest)
+                        .where(ImagePackage.ecosystem == kind, _named(kind, chunk))
+                        .distinct()
+                    )
+                    images.update((r, d) for r, d in rows.all())
+        return images
+
+
+def _named(kind: str, names: list[str]) -> Any:
+    """OS packages are advised by source package; a binary without one is its own source."""
+    if kind in ("deb", "apk"):
+        return or_(
+            ImagePackage.source_name.in_(names),
+            (ImagePackage.source_name.is_(None)) & ImagePackage.name.in_(names),
+        )
+    if kind == "pypi":
+        return func.lower(ImagePackage.name).in_(names)
+    return ImagePackage.name.in_(names)
+
+
+def _spellings(ecosystem: str, name: str) -> set[str]:
+    """PyPI names as METADATA may spell them (lower-cased): ``a-b``, ``a_b``, ``a.b``."""
+    if ecosystem != "PyPI":
+        return {name}
+    return {name, name.replace("-", "_"), name.replace("-", ".")}
+
+
+def _keys(advisory: Advisory) -> set[tuple[str, str]]:
+    return {(a.ecosystem, normalize(a.ecosystem, a.name)) for a in advisory.affected}
+
+
+def _latest(advisories: Iterable[Advisory]) -> list[Advisory]:
+    """One record per id (the newest), so a source listing a record twice stores it once."""
+    chosen: dict[str, Advisory] = {}
+    for advisory in advisories:
+        seen = chosen.get(advisory.id)
+        if seen is None or _newer(advisory.modified, seen.modified):
+            chosen[advisory.id] = advisory
+    return list(chosen.values())
+
+
+def _newer(candidate: str, stored: str) -> bool:
+    try:
+        return datetime.fromisoformat(candidate) > datetime.fromisoformat(stored)
+    except (ValueError, TypeError):  # unparsable, or naive vs aware: compare as text
+        return candidate > stored
+
+
+def _row(advisory: Advisory, version: int) -> AdvisoryRow:
+    scored = score(advisory.raw)
+    return AdvisoryRow(
+        id=advisory.id,
+        modified=advisory.modified,
+        summary=advisory.summary,
+        severity=scored.severity.name,
+        score=scored.score,
+        raw=advisory.raw,
+        data_version=version,
+    )

@@ -1,0 +1,128 @@
+"""Advisory import end to end: an image holding Debian 12's real ``cryptography`` 38.0.4
+dist-info passes while the advisory store is empty; ``gatekeeper advisories import`` of the real
+PyPA records queues only that image, which is then quarantined with the advisory id in the
+denial, and no layer is read from the upstream again (seen on a wiretap)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import unquote
+
+import httpx
+import pytest
+
+from tests.e2e.test_inventory import config_for, layer, wait_state
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.ocihttp import OCI_MANIFEST, push_image
+from tests.support.registry import Registry
+from tests.support.tap import Tap
+
+DIST = Path("/usr/lib/python3/dist-packages/cryptography-38.0.4.dist-info")
+RECORDS = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "osv" / "pypi"
+ADVISORY = "PYSEC-2023-254"  # cryptography >= 3.1, < 41.0.6; CVSS 7.5 (HIGH)
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not DIST.exists() or not RECORDS.exists(), reason="needs Debian 12's python3-cryptography"
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def tapped(
+    registry: Registry, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Gatekeeper, Tap]]:
+    tap = Tap(registry.port)
+    env = {
+        "GATEKEEPER_POLICIES": json.dumps(
+            [
+                {
+                    "name": "vulns",
+                    "repositories": ["vuln/*"],
+                    "require": ["inventory", "vulnerabilities"],
+                    "severity_threshold": "high",
+                }
+            ]
+        ),
+        "GATEKEEPER_VERIFIERS": json.dumps({"inventory": {}, "vulnerabilities": {}}),
+    }
+    gatekeeper = make_gatekeeper(tmp_path_factory.mktemp("vulns"), tap.url, extra_env=env)
+    yield gatekeeper, tap
+    gatekeeper.stop()
+    tap.close()
+
+
+def python_layer(tar: tarfile.TarFile) -> None:
+    tar.add(str(DIST), f"usr/lib/python3/dist-packages/{DIST.name}")
+
+
+def layer_reads(tap: Tap, digest: str) -> list[str]:
+    """Upstream GETs of one blob (the gatekeeper percent-encodes the digest's colon)."""
+    targets = [unquote(e.target) for e in tap.exchanges() if e.method == "GET"]
+    return [t for t in targets if t.endswith(f"/blobs/{digest}")]
+
+
+def wait_for(gk: Gatekeeper, digest: str, state: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with sqlite3.connect(gk.db_path) as conn:
+            row = conn.execute("SELECT state FROM verdicts WHERE digest = ?", (digest,)).fetchone()
+        if row and row[0] == state:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{digest} never became {state} (last: {row})")
+
+
+def test_import_quarantines_without_reading_layers(tapped: tuple[Gatekeeper, Tap]) -> None:
+    gk, tap = tapped
+    data, diff_id = layer(python_layer)
+    layers = [(data, diff_id)]
+    accept = {"Accept": OCI_MANIFEST}
+    with httpx.Client(base_url=gk.url, timeout=120) as http:
+        digest, manifest = push_image(http, "vuln/app", "v1", [data], config_for(layers))
+        assert wait_state(gk, digest) == "passed"  # no advisories yet
+        layer_digest = json.loads(manifest)["layers"][0]["digest"]
+        first = layer_reads(tap, layer_digest)
+        assert len(first) == 1  # read once, shared by inventory and vulnerabilities
+        tap.clear()
+
+        done = subprocess.run(
+            [sys.executable, "-m", "proxy", "advisories", "import", str(RECORDS)],
+            env=gk.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "10 added" in done.stdout and "1 images queued" in done.stdout, done.stdout
+
+        wait_for(gk, digest, "quarantined")
+        resp = http.get(f"/v2/vuln/app/manifests/{digest}", headers=accept)
+        assert resp.status_code == 403, resp.text
+        error = resp.json()["errors"][0]
+        assert error["code"] == "DENIED"
+        assert ADVISORY in error["message"], error["message"]
+
+    upstream = tap.exchanges()
+    assert any("/manifests/" in e.target for e in upstream)  # the tap did see re-verification
+    assert (
+        layer_reads(tap, layer_digest) == []
+    )  # re-verification used the cached per-layer inventory
+
+    again = subprocess.run(
+        [sys.executable, "-m", "proxy", "advisories", "import", str(RECORDS)],
+        env=gk.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "0 added, 0 updated, 10 unchanged" in again.stdout, again.stdout
+    assert "0 images queued" in again.stdout

@@ -1,0 +1,78 @@
+"""The advisory store on SQLite: idempotent import, newer-modified replaces, package index."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from storage.advisories import DbAdvisoryStore
+from storage.db import create_engine, sessionmaker, upgrade
+from storage.inventory import DbInventoryStore
+from tests.unit.vulns.conftest import OSV, record
+from verifiers.scan.model import ImageInventory, OsRelease, Package
+from verifiers.vulns.load import read_path
+from verifiers.vulns.osv import Advisory
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Any]:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/advisories.db")
+    await upgrade(engine)
+    yield sessionmaker(engine)
+    await engine.dispose()
+
+
+async def test_reimport_does_not_duplicate_and_newer_replaces(db: Any) -> None:
+    store = DbAdvisoryStore(db)
+    urllib3 = record("pypi/PYSEC-2023-192.json")
+    first = await store.import_advisories([urllib3], "t")
+    again = await store.import_advisories([urllib3], "t")
+    assert (first.added, again.added, again.unchanged) == (1, 0, 1)
+    assert again.data_version == first.data_version + 1  # every import is a new version
+    assert again.packages == frozenset()
+    assert len(await store.for_package("PyPI", "urllib3")) == 1
+
+    newer = Advisory.from_json({**urllib3.raw, "modified": "2030-01-01T00:00:00Z", "affected": []})
+    result = await store.import_advisories([newer], "t")
+    assert (result.added, result.updated) == (0, 1)
+    assert await store.for_package("PyPI", "urllib3") == []
+    assert await store.data_version() == result.data_version
+
+
+async def test_pypi_names_are_normalized(db: Any) -> None:
+    store = DbAdvisoryStore(db)
+    await store.import_advisories([record("pypi/PYSEC-2023-221.json")], "t")  # werkzeug
+    assert [a.id for a in await store.for_package("PyPI", "Werkzeug")] == ["PYSEC-2023-221"]
+
+
+async def test_images_found_by_package_without_reading_layers(db: Any) -> None:
+    inventory = DbInventoryStore(db)
+    pkg = Package(ecosystem="pypi", name="urllib3", version="1.26.12", path="x/METADATA")
+    deb = Package(
+        ecosystem="deb", name="libssl3", version="3.0.11-1", path="s", source_name="openssl"
+    )
+    await inventory.store("app", "sha256:a", ImageInventory(OsRelease("debian", "12"), (pkg,)))
+    await inventory.store("os", "sha256:b", ImageInventory(OsRelease("debian", "12"), (deb,)))
+    store = DbAdvisoryStore(db)
+    assert await store.images_with({("PyPI", "urllib3")}) == {("app", "sha256:a")}
+    assert await store.images_with({("Debian:12", "openssl")}) == {("os", "sha256:b")}
+    assert await store.images_with({("Debian:12", "libssl3")}) == set()  # keyed by source
+    assert await store.images_with({("npm", "urllib3")}) == set()
+
+
+@pytest.mark.slow
+async def test_bulk_import_of_the_go_database(db: Any) -> None:
+    records = [r for r in read_path(OSV / "go-vulndb-all") if isinstance(r, Advisory)]
+    store = DbAdvisoryStore(db)
+    started = time.monotonic()
+    result = await store.import_advisories(records, "go-vulndb-all")
+    first = time.monotonic() - started
+    assert result.added == 4291
+    again = await store.import_advisories(records, "go-vulndb-all")
+    assert (again.added, again.updated, again.unchanged) == (0, 0, 4291)
+    assert first < 60
+    assert len(await store.for_package("Go", "stdlib")) > 100

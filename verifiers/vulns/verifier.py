@@ -1,0 +1,83 @@
+"""The ``vulnerabilities`` verifier: the image's packages matched against stored OSV advisories.
+
+Design: it builds the inventory the same way ``inventory`` does (same functions, same per-layer
+cache entries) instead of reading the stored inventory, because both run concurrently in one
+pipeline and the stored inventory may not exist yet on the first verification. The layer
+cache plus the shared in-flight map (``Stores.inflight``) make that cost nothing: a layer is
+read once per process however many verifiers want it, and a re-verification after an advisory
+import reads no layer at all. Give it the same ``options`` (scan limits) as ``inventory`` so
+the cache keys agree.
+
+Its ``version`` carries the advisory-data version it matched against, so the verdict's
+``data_versions`` says which import produced the findings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from verifiers.base import Finding, Image, Skipped, VerifierError
+from verifiers.scan.inventory import merge
+from verifiers.scan.model import Package
+from verifiers.scan.verifier import InventoryVerifier
+from verifiers.stores import Stores
+from verifiers.vulns.ecosystems import Query, query_for
+from verifiers.vulns.match import Match, matches
+from verifiers.vulns.osv import Advisory
+from verifiers.vulns.severity import score
+from verifiers.vulns.source import AdvisorySource
+
+NAME = "vulnerabilities"
+SCHEMA = "1"
+
+
+class VulnerabilityVerifier:
+    """One finding per (package, advisory); rule id = advisory id, so waivers name it."""
+
+    name = NAME
+
+    def __init__(self, options: dict[str, Any] | None = None) -> None:
+        self._scanner = InventoryVerifier(options)
+        self._source: AdvisorySource | None = None
+        self.version = f"{SCHEMA}.advisories-0"
+
+    def attach(self, stores: Stores) -> None:
+        self._scanner.attach(Stores(layer_cache=stores.layer_cache, inflight=stores.inflight))
+        self._source = stores.advisories
+
+    async def verify(self, image: Image) -> list[Finding] | Skipped:
+        if self._source is None:
+            raise VerifierError("no advisory store attached: cannot match vulnerabilities")
+        partials = await self._scanner.partials(image)
+        if isinstance(partials, Skipped):
+            return partials
+        data_version = await self._source.data_version()
+        self.version = f"{SCHEMA}.advisories-{data_version}"
+        inventory = merge(partials)
+        known: dict[tuple[str, str], list[Advisory]] = {}
+        findings: list[Finding] = []
+        for package in inventory.packages:
+            query = query_for(package, inventory.os_release)
+            if query is None:
+                continue
+            key = (query.ecosystem, query.name)
+            if key not in known:
+                known[key] = await self._source.for_package(*key)
+            found = matches(known[key], query.ecosystem, query.name, query.version)
+            findings += (_finding(package, query, m) for m in found)
+        return findings
+
+
+def _finding(package: Package, query: Query, match: Match) -> Finding:
+    advisory = match.advisory
+    fix = f" (fix: {match.fixed})" if match.fixed else " (no fix known)"
+    aliases = ", ".join(advisory.aliases)
+    return Finding(
+        verifier=NAME,
+        rule_id=advisory.id,
+        severity=score(advisory.raw).severity,
+        title=f"{package.name} {package.version}: {advisory.summary}{fix}"[:300],
+        location=f"{package.layer}:{package.path}" if package.layer else package.path,
+        evidence=f"{query.ecosystem} {query.name} {query.version}"
+        + (f"; aliases: {aliases}" if aliases else ""),
+    )
