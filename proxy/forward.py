@@ -57,7 +57,6 @@ RESPONSE_HEADERS = frozenset(
         "Link",
     )
 )
-CHUNK_SIZE = 256 * 1024
 BODY_TIMED_OUT: web.RequestKey[float] = web.RequestKey("gatekeeper_body_timed_out", float)
 
 
