@@ -11,6 +11,7 @@ import ssl
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from config.settings import ConfigError, Settings, load_settings
 from proxy.cli_admin import add_admin_commands
@@ -165,11 +166,8 @@ def _cell(name: str, value: object) -> str:
 
 def cmd_enroll(args: argparse.Namespace) -> int:
     from proxy.enroll import enroll
-    from proxy.events import EventBus
-    from proxy.upstream import Upstream, make_client_session, make_token_client
-    from proxy.verification import VerificationService
+    from proxy.standalone import verification_service
     from storage.advisories import DbAdvisoryStore
-    from storage.db import create_engine, sessionmaker, upgrade
     from storage.inventory import DbInventoryStore
     from storage.layer_cache import DbLayerCache
     from verifiers.registry import build_verifiers
@@ -177,26 +175,16 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _configure_logging(settings.log_level)
 
+    def verifiers(db: Any) -> list[Any]:
+        return build_verifiers(
+            settings.verifiers, DbLayerCache(db), DbInventoryStore(db), DbAdvisoryStore(db)
+        )
+
     async def run() -> tuple[str, int]:
-        engine = create_engine(settings.database_url)
-        session = make_client_session(settings)
-        tokens = make_token_client(settings)
-        try:
-            await upgrade(engine)
-            db = sessionmaker(engine)
-            upstream = Upstream(settings, session, tokens)
-            verifiers = build_verifiers(
-                settings.verifiers, DbLayerCache(db), DbInventoryStore(db), DbAdvisoryStore(db)
-            )
-            service = VerificationService(settings, db, upstream, verifiers, EventBus())
-            report = await enroll(upstream, service, args.repository)
+        async with verification_service(settings, verifiers) as service:
+            report = await enroll(service.upstream, service, args.repository)
             ran = await service.drain() if args.verify_now else 0
-            summary = f"{report.repositories} repositories, {report.images} images queued"
-            return summary, ran
-        finally:
-            await tokens.aclose()
-            await session.close()
-            await engine.dispose()
+        return f"{report.repositories} repositories, {report.images} images queued", ran
 
     summary, ran = asyncio.run(run())
     print(summary + (f", {ran} verified" if args.verify_now else ""))

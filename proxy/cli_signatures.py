@@ -180,28 +180,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
 async def _examine(
     settings: Settings, verifier: SignatureVerifier, repository: str, digest: str
 ) -> Report | Skipped:
-    from proxy.events import EventBus
-    from proxy.upstream import Upstream, make_client_session, make_token_client
-    from proxy.verification import ImageGone, VerificationService
-    from storage.db import create_engine, sessionmaker, upgrade
+    from proxy.standalone import verification_service
+    from proxy.verification import ImageGone
 
-    engine = create_engine(settings.database_url)
-    session = make_client_session(settings)
-    tokens = make_token_client(settings)
-    try:
-        await upgrade(engine)
-        db = sessionmaker(engine)
-        upstream = Upstream(settings, session, tokens)
-        service = VerificationService(settings, db, upstream, [verifier], EventBus())
+    async with verification_service(settings, lambda _db: [verifier]) as service:
         try:
             image = await service.load_image(repository, digest)
         except ImageGone as exc:
             raise LookupError(f"{repository}@{digest} is not in the upstream registry") from exc
         return await verifier.examine(image)
-    finally:
-        await tokens.aclose()
-        await session.close()
-        await engine.dispose()
 
 
 def _load(args: argparse.Namespace) -> Settings:
