@@ -20,7 +20,7 @@ from proxy.names import check_digest, check_name, check_raw_path, check_referenc
 from proxy.oci import MANIFEST_TYPES, parse_manifest
 from verifiers.scan.limits import ScanLimits
 from verifiers.scan.reader import read_tar
-from verifiers.scan.tarstream import TarError, TarStream
+from verifiers.scan.tarstream import Entry, TarError, TarStream
 
 # Small limits, so a fuzzer reaches every limit's code path with small inputs.
 LIMITS = ScanLimits(
@@ -60,7 +60,7 @@ class BytesSource:
 class AllFiles:
     """A visitor that wants every file, like the most curious scanner."""
 
-    def wants(self, path: str) -> bool:
+    def wants(self, path: str, entry: Entry) -> bool:
         return True
 
     def visit(self, path: str, data: bytes) -> None:

@@ -20,6 +20,7 @@ from verifiers.scan.filesystem import Changes, apply_layers
 from verifiers.scan.limits import ScanLimits
 from verifiers.scan.model import ImageInventory, LayerInventory, OsRelease, Package
 from verifiers.scan.reader import read_layer
+from verifiers.scan.tarstream import Entry
 
 log = logging.getLogger("gatekeeper.scan")
 
@@ -35,7 +36,7 @@ class Collector:
         self.os_releases: list[OsRelease] = []
         self.present: list[str] = []
 
-    def wants(self, path: str) -> bool:
+    def wants(self, path: str, entry: Entry) -> bool:
         return osrelease.matches(path) or any(e.matches(path) for e in self.ecosystems)
 
     def visit(self, path: str, data: bytes) -> None:

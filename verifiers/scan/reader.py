@@ -41,9 +41,12 @@ OPAQUE = ".wh..wh..opq"
 
 
 class Visitor(Protocol):
-    """A scanner: says which files it wants, then gets their bytes (in the reader's thread)."""
+    """A scanner: says which files it wants, then gets their bytes (in the reader's thread).
 
-    def wants(self, path: str) -> bool: ...
+    ``wants`` sees every regular file with its tar metadata (size, mode, owner), so a scanner
+    can pick executables or setuid files, not only known paths."""
+
+    def wants(self, path: str, entry: Entry) -> bool: ...
 
     def visit(self, path: str, data: bytes) -> None: ...
 
@@ -133,7 +136,7 @@ def read_tar(source: Source, limits: ScanLimits, visitor: Visitor, deadline: flo
             if report.entries > limits.max_entries:
                 raise LimitExceeded("layer.too-many-entries", f"over {limits.max_entries}")
             path = checker.accept(entry)
-            if path is None or entry.kind is not Kind.FILE or not visitor.wants(path):
+            if path is None or entry.kind is not Kind.FILE or not visitor.wants(path, entry):
                 continue
             data = stream.read(limits.max_file_bytes)
             if data is None:

@@ -70,6 +70,14 @@ class Entry:
     kind: Kind
     size: int
     link: str
+    mode: int = 0o644
+    """Permission bits including setuid/setgid/sticky (``0o4755``), as archived."""
+    uid: int = 0
+    gid: int = 0
+
+    @property
+    def executable(self) -> bool:
+        return bool(self.mode & 0o111)
 
 
 def _number(field: bytes) -> int:
@@ -204,4 +212,7 @@ class TarStream:
                 size = 0  # like tarfile and GNU tar: only regular members carry data
             self._size_left = size
             self._remaining = -(-size // BLOCK) * BLOCK
-            yield Entry(name, kind, size, link)
+            mode = _number(block[100:108]) & 0o7777
+            yield Entry(
+                name, kind, size, link, mode, _number(block[108:116]), _number(block[116:124])
+            )

@@ -14,6 +14,7 @@ import zstandard
 from tests.unit.scan.conftest import FakeBlobs, files, special, tar_bytes
 from verifiers.scan.limits import ScanLimits
 from verifiers.scan.reader import LayerReport, read_layer
+from verifiers.scan.tarstream import Entry
 
 METADATA = b"Metadata-Version: 2.1\nName: Demo_Pkg\nVersion: 1.2.3\n\nLong description\n"
 LAYER = tar_bytes(files({"usr/lib/python3/site/demo_pkg-1.2.3.dist-info/METADATA": METADATA}))
@@ -25,7 +26,7 @@ class Wanted:
     def __init__(self) -> None:
         self.got: dict[str, bytes] = {}
 
-    def wants(self, path: str) -> bool:
+    def wants(self, path: str, entry: Entry) -> bool:
         return path.endswith("METADATA")
 
     def visit(self, path: str, data: bytes) -> None:

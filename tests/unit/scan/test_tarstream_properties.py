@@ -115,3 +115,21 @@ def test_odd_pax_sizes_are_contained(pax_size: str) -> None:
     # Regression: '\u00b2'.isdigit() is True but int('\u00b2') raises ValueError.
     assert_parser_contained(pax_file(pax_size))
     assert_reader_contained(pax_file(pax_size))
+
+
+def test_entries_carry_mode_and_owner() -> None:
+    """Scanners judge setuid and world-writable files, and executables, from these fields."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+        info = tarfile.TarInfo("usr/bin/su")
+        info.mode, info.uid, info.gid, info.size = 0o4755, 0, 42, 3
+        archive.addfile(info, io.BytesIO(b"elf"))
+        plain = tarfile.TarInfo("etc/motd")
+        plain.mode, plain.uid, plain.size = 0o666, 1000, 0
+        archive.addfile(plain, io.BytesIO(b""))
+    buffer.seek(0)
+    entries = list(TarStream(buffer, max_header_bytes=4096))
+    assert [(e.name, e.mode, e.uid, e.gid, e.executable) for e in entries] == [
+        ("usr/bin/su", 0o4755, 0, 42, True),
+        ("etc/motd", 0o666, 1000, 0, False),
+    ]
