@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import fnmatch
 import hashlib
 import json
@@ -38,7 +37,7 @@ from verifiers.signatures.context import Context, read_limited
 from verifiers.signatures.errors import StepFailed
 from verifiers.signatures.keys import Check, PublicKey
 from verifiers.signatures.policy import Signer
-from verifiers.signatures.steps import Checked, Trail
+from verifiers.signatures.steps import Checked, Trail, run_trail
 from verifiers.signatures.tlog import LogProof, SignedMaterial, verify_rekor_bundle
 
 SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
@@ -88,11 +87,7 @@ class CosignSignature:
     annotations: dict[str, str] = field(default_factory=dict)
 
     async def check(self, ctx: Context) -> Checked:
-        trail = Trail(self.source)
-        signer: str | None = None
-        with contextlib.suppress(StepFailed):
-            signer = await self._check(ctx, trail)
-        return trail.result(signer)
+        return await run_trail(self.source, lambda trail: self._check(ctx, trail))
 
     async def _check(self, ctx: Context, trail: Trail) -> str:
         with trail.step("the payload matches its layer digest") as note:

@@ -13,7 +13,6 @@ dropped.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +23,7 @@ from verifiers.signatures.bundle import BUNDLE_MEDIA_TYPES, Artifact, verify_bun
 from verifiers.signatures.context import Candidate, Context, read_limited
 from verifiers.signatures.cosign import layers, signature_tag
 from verifiers.signatures.errors import StepFailed
-from verifiers.signatures.steps import Checked, Trail
+from verifiers.signatures.steps import Checked, Trail, run_trail
 
 COSIGN_SIGNATURE_ARTIFACT = "application/vnd.dev.cosign.artifact.sig.v1+json"
 SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
@@ -110,11 +109,7 @@ class BundleReferrer:
     manifest: Any
 
     async def check(self, ctx: Context) -> Checked:
-        trail = Trail(self.source)
-        signer: str | None = None
-        with contextlib.suppress(StepFailed):
-            signer = await self._check(ctx, trail)
-        return trail.result(signer)
+        return await run_trail(self.source, lambda trail: self._check(ctx, trail))
 
     async def _check(self, ctx: Context, trail: Trail) -> str:
         with trail.step("the referrer is a Sigstore bundle about this image"):

@@ -8,7 +8,8 @@ finding whose title names the step.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -79,3 +80,15 @@ class Trail:
         return Checked(
             self.source, tuple(self.steps), signer if not self.failure else None, self.failure
         )
+
+
+async def run_trail(source: str, check: Callable[[Trail], Awaitable[str]]) -> Checked:
+    """Run ``check`` (which returns the signer) on a fresh trail; a failed step ends it.
+
+    One place for "a failed step is a result, not an error", shared by every signature kind.
+    """
+    trail = Trail(source)
+    signer: str | None = None
+    with contextlib.suppress(StepFailed):
+        signer = await check(trail)
+    return trail.result(signer)
