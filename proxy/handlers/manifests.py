@@ -23,7 +23,7 @@ from proxy.state import Services, services
 from proxy.upstream import v2_path
 from storage import verdicts
 from storage.db import DATABASE_ERRORS
-from storage.manifests import ManifestRecord, forget_manifest, record_manifest
+from storage.manifests import ManifestRecord, forget_manifest, get_manifest, record_manifest
 
 log = logging.getLogger("gatekeeper.manifests")
 COSIGN_TAG = re.compile(r"(sha256)-([a-f0-9]{64})\.(sig|att|sbom)")
@@ -38,7 +38,8 @@ def _reference(request: web.Request) -> str:
     return reference
 
 
-async def _read_capped(request: web.Request, limit: int) -> bytes:
+async def _read_capped(request: web.Request, limit: int, idle_timeout: float) -> bytes:
+    """The manifest body, refused if larger than ``limit`` or stalled for ``idle_timeout``."""
     declared = request.content_length
     if declared is not None and declared > limit:
         raise OCIError(
@@ -46,7 +47,15 @@ async def _read_capped(request: web.Request, limit: int) -> bytes:
             f"manifest is {declared} bytes; the limit is {limit}",
             {"size": declared, "limit": limit},
         )
-    body = await read_at_most(request.content, limit + 1)
+    try:
+        body = await read_at_most(request.content, limit + 1, idle_timeout=idle_timeout)
+    except TimeoutError as exc:
+        log.info("manifest body of %s stalled for %ss", request.path, idle_timeout)
+        raise OCIError(
+            Code.MANIFEST_BODY_TIMEOUT,
+            f"the manifest body stalled: nothing arrived for {idle_timeout:g} seconds",
+            {"client_body_timeout_seconds": idle_timeout},
+        ) from exc
     if len(body) > limit:
         raise OCIError(
             Code.MANIFEST_TOO_LARGE,
@@ -107,7 +116,9 @@ async def put(request: web.Request) -> web.StreamResponse:
     name = repository(request)
     reference = _reference(request)
     svc = services(request)
-    body = await _read_capped(request, svc.settings.max_manifest_bytes)
+    body = await _read_capped(
+        request, svc.settings.max_manifest_bytes, svc.settings.client_body_timeout_seconds
+    )
     content_type = request.headers.get("Content-Type")
     computed = sha256_digest(body)
     if is_digest(reference) and reference.startswith("sha256:") and reference != computed:
@@ -176,12 +187,16 @@ async def _reevaluate(svc: Services, name: str, subject: str, reason: str) -> No
     """Re-verify ``subject`` in this repository and in every other one that has a verdict for
     it: with cosign's ``COSIGN_REPOSITORY`` the signatures live in another repository than the
     image, and the verifier decides which of them counts."""
-    await svc.verification.submit(name, subject, reason)
     async with svc.db() as session:
-        elsewhere = await verdicts.by_digest(session, subject)
-    for other in elsewhere:
-        if other.repository != name:
-            await svc.verification.submit(other.repository, subject, f"{reason} to {name}")
+        here = await get_manifest(session, name, subject) is not None
+        elsewhere = {v.repository for v in await verdicts.by_digest(session, subject)}
+    # Only where the image is: a signature repository holds no image, and a pending verdict
+    # there would be a phantom that no job can ever settle. An image pushed after its
+    # signature is verified on its own push.
+    if here or name in elsewhere:
+        await svc.verification.submit(name, subject, reason)
+    for other in sorted(elsewhere - {name}):
+        await svc.verification.submit(other, subject, f"{reason} to {name}")
 
 
 async def delete(request: web.Request) -> web.StreamResponse:

@@ -131,6 +131,8 @@ def test_signature_pushed_to_the_signature_repository_makes_the_image_pullable(
     assert resp.content == image.manifest
     history = [(e["event"], e["actor"]) for e in events(gk, image.repo, digest)]
     assert history[-2:] == [("quarantined", "gatekeeper"), ("passed", "gatekeeper")], history
+    # The signature repository holds no such image: no (phantom) verdict for it there.
+    assert events(gk, SIGS, digest) == []
     # cosign verify (COSIGN_REPOSITORY=.../sigrepo/sigs/app-x) reads both through the gate.
     sig = http.get(f"/v2/{SIGS}/manifests/{cosign.signature_tag(digest)}", headers=ACCEPT)
     assert sig.status_code == 200, sig.text
