@@ -36,6 +36,10 @@ class VerifierPolicy(BaseModel):
 
     on_error: Literal["fail", "pass"] = "fail"
     """``fail`` (fail closed): an error quarantines. ``pass``: the error is logged and ignored."""
+    unfixed: Literal["block", "report"] = "block"
+    """Findings about a package version with no known fix (``vulnerabilities``): ``block`` like
+    any other finding at or above the threshold, or only ``report`` them (recorded on the
+    verdict, never blocking), for teams that act only on what an upgrade can remove."""
 
 
 class Policy(BaseModel):
@@ -59,6 +63,12 @@ class Policy(BaseModel):
     ``hold_seconds`` waiting for the verdict, then block."""
     hold_seconds: float = Field(default=30.0, ge=0, le=600)
     verifiers: dict[str, VerifierPolicy] = Field(default_factory=dict)
+    on_new_findings: Literal["quarantine", "notify"] = "quarantine"
+    """When an image that already passed (or was released) gets new blocking findings from
+    re-evaluation (an advisory import, a policy change) or a re-verification (a rescan, the
+    periodic run): ``quarantine`` it, or only
+    ``notify`` (the verdict records the findings, an ``image.new-findings`` webhook fires, the
+    image stays pullable). A verifier error or a missing required verifier still quarantines."""
     deny_all: bool = False
     """An explicit "nothing is pullable" policy (the default for unmatched repositories)."""
 

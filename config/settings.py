@@ -16,7 +16,15 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -27,6 +35,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 
 from config.auth import AuthSettings
 from config.policy import Policy
+from config.scheduling import AdvisoriesSettings, RescanSettings
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/gatekeeper.db"
 _INJECTED_ENV: ContextVar[Mapping[str, str] | None] = ContextVar("injected_env", default=None)
@@ -47,6 +56,22 @@ class AuditSettings(BaseModel):
     """Rows written in one transaction at most."""
     json_log: bool = True
     """Also emit each row as one JSON line on the ``gatekeeper.access`` logger."""
+    max_buffered: int = Field(default=100_000, ge=1, le=10_000_000)
+    """Rows held in memory while the database cannot take them. When this many are waiting,
+    new requests are refused with 503 until the database is back: a request is never served
+    without its row (rows of requests already in flight are still kept, never dropped)."""
+
+
+class UploadSettings(BaseModel):
+    """Limits on blob upload sessions, so one client cannot exhaust the upstream's."""
+
+    model_config = {"extra": "forbid"}
+
+    max_sessions_per_identity: int = Field(default=100, ge=1, le=100_000)
+    """Open upload sessions one identity may hold (anonymous clients: one per client IP);
+    the next ``POST /v2/<name>/blobs/uploads/`` is answered 429 TOOMANYREQUESTS."""
+    session_idle_seconds: float = Field(default=900.0, gt=0, le=7 * 24 * 3600)
+    """A session with no request for this long no longer counts against the limit."""
 
 
 class VerifierSettings(BaseModel):
@@ -85,6 +110,7 @@ WEBHOOK_EVENT_TYPES = (
     "image.passed",
     "image.released",
     "image.requarantined",
+    "image.new-findings",
 )
 """The CloudEvents ``type`` of every verdict change a webhook can subscribe to."""
 
@@ -162,6 +188,10 @@ class Settings(BaseSettings):
     answered 408 and the upstream request aborted; bounds slowloris-style uploads, not their
     total duration (like nginx's ``client_body_timeout``)."""
 
+    trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
+    """Load balancers whose ``X-Forwarded-For`` is believed (``["10.0.0.0/8"]``): requests
+    from them are logged, throttled and capped under the client's address, not theirs."""
+
     tls_cert: Path | None = None
     tls_key: Path | None = None
 
@@ -169,6 +199,7 @@ class Settings(BaseSettings):
     """Largest manifest body accepted on PUT (the spec suggests registries cap at 4 MiB)."""
     log_level: str = "INFO"
     audit: AuditSettings = AuditSettings()
+    uploads: UploadSettings = UploadSettings()
     verifiers: dict[str, VerifierSettings] = Field(default_factory=_default_verifiers)
     policies: list[Policy] = Field(default_factory=list)
     """Empty means every repository is unmatched, and an unmatched repository is denied."""
@@ -178,6 +209,10 @@ class Settings(BaseSettings):
     """Break-glass bearer token for the admin API; unset disables token access."""
     webhooks: list[WebhookSettings] = Field(default_factory=list)
     """Receivers of verdict-change events; each URL at most once (deliveries are keyed by it)."""
+    rescan: RescanSettings = RescanSettings()
+    """Periodic full re-verification, run once cluster-wide (``proxy/scheduler.py``)."""
+    advisories: AdvisoriesSettings = AdvisoriesSettings()
+    """Scheduled OSV mirror sync (``proxy/mirror.py``)."""
 
     @field_validator("listen")
     @classmethod

@@ -18,11 +18,15 @@ from proxy.admin.routes import add_admin
 from proxy.audit import AuditWriter, access_log, add_request_id, audit_listener, build_middleware
 from proxy.auth.http import AUTH, build_auth_middleware
 from proxy.auth.service import AuthService
-from proxy.errors import error_middleware
+from proxy.clientaddr import build_forwarded_middleware
+from proxy.errors import OCIError, error_middleware
 from proxy.events import EventBus
 from proxy.metrics import Metrics
+from proxy.mirror import make_mirror_client
 from proxy.names import check_raw_path
+from proxy.reevaluate import after_policy_change
 from proxy.routes import ACCESS, ACTIONS, UNAUDITED_PATHS, add_routes
+from proxy.scheduler import build_scheduler
 from proxy.state import SERVICES, Services, services
 from proxy.upstream import Upstream, make_client_session, make_token_client
 from proxy.verification import VerificationService
@@ -45,6 +49,19 @@ def _emit(request: web.Request, record: AccessRecord) -> None:
     svc.audit.submit(record)
 
 
+def _admit(request: web.Request) -> OCIError | None:
+    return services(request).audit.refusal()
+
+
+def _emit_refused(request: web.Request, record: AccessRecord) -> None:
+    """A request refused because the access-log buffer is full: counted and logged, but not
+    queued (that would grow the very buffer that is full)."""
+    svc = services(request)
+    svc.metrics.observe(record)
+    svc.metrics.audit_refused.inc()
+    access_log.warning(json.dumps({"unrecorded": record.as_json()}, separators=(",", ":")))
+
+
 @web.middleware
 async def path_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
     """Refuse dot segments and encoded slashes before any handler sees the path."""
@@ -56,7 +73,8 @@ async def path_middleware(request: web.Request, handler):  # type: ignore[no-unt
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[
-            build_middleware(_emit, UNAUDITED_PATHS),
+            build_forwarded_middleware(settings.trusted_proxies),
+            build_middleware(_emit, UNAUDITED_PATHS, _admit, _emit_refused),
             error_middleware,
             path_middleware,
             build_auth_middleware(ACCESS, ACTIONS),
@@ -83,6 +101,7 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
         db = sessionmaker(engine)
         metrics = Metrics()
         writer = AuditWriter(db, settings.audit, metrics.audit_backlog_failures.inc)
+        metrics.watch_audit(lambda: writer.backlog, settings.audit.max_buffered)
         writer.start()
         session = make_client_session(settings)
         token_client = make_token_client(settings)
@@ -114,8 +133,18 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             log.warning(
                 "authentication is disabled: anyone who reaches the gatekeeper can push and pull"
             )
+        mirror_client = (
+            make_mirror_client(settings.advisories) if settings.advisories.urls else None
+        )
+        scheduler = build_scheduler(
+            settings, engine, db, metrics, mirror_client, owner=verification.owner, bus=bus
+        )
+        # Verdicts decided under another version of their policy are decided again from
+        # stored findings (no layer is read) before the first pull is gated.
+        await after_policy_change(db, settings.policies, publish=bus.publish)
         verification.start()
         webhooks.start()
+        scheduler.start()
         log.info(
             "gatekeeper ready: upstream %s, verifiers %s, %d policies",
             settings.upstream_url,
@@ -127,6 +156,9 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
         try:
             yield
         finally:
+            await scheduler.close()
+            if mirror_client is not None:
+                await mirror_client.aclose()
             await verification.close()
             await webhooks.close()
             await webhook_client.aclose()

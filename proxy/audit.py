@@ -4,6 +4,11 @@ Rows are queued in memory and written by one background task, so a slow database
 pull. Nothing is dropped: a failed batch stays queued and is retried with back-off, and on a
 clean stop the writer drains the queue before the database is closed, so every served request
 has its row.
+
+The queue is bounded (``audit.max_buffered``): while the database is away it fills, and once it
+is full the middleware refuses new requests with 503 instead of serving them unrecorded. The
+limit is an admission threshold, not a hard cap: requests already in flight when it is reached
+still get their rows, so it can be exceeded by at most the number of concurrent requests.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.settings import AuditSettings
 from proxy.context import RequestInfo, info
-from proxy.errors import Handler, OCIError
+from proxy.errors import OCI_ERROR, Code, Handler, OCIError, error_response
 from proxy.events import VerdictChange
 from storage.audit import AccessRecord, insert_records
 
@@ -59,13 +64,32 @@ class AuditWriter:
     def backlog(self) -> int:
         return len(self._pending)
 
+    @property
+    def full(self) -> bool:
+        """No room for the rows of new requests: they must be refused, not served unlogged."""
+        return len(self._pending) >= self._settings.max_buffered
+
+    def refusal(self) -> OCIError | None:
+        """The error a new request gets while the queue is full, else None."""
+        if not self.full:
+            return None
+        return OCIError(
+            Code.UNAVAILABLE,
+            "the gatekeeper cannot write its access log (database unavailable) and will not "
+            "serve requests it cannot record; try again shortly",
+            {"audit_buffered": self.backlog, "audit_max_buffered": self._settings.max_buffered},
+            headers={"Retry-After": "5"},
+        )
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="audit-writer")
 
     async def _run(self) -> None:
         backoff = 0.1
         while True:
-            if not self._closing:
+            # A backlog of a full batch or more (the database just came back) is written at
+            # once, batch after batch, instead of one batch per flush interval.
+            if not self._closing and len(self._pending) < self._settings.batch_size:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self._wakeup.wait(), self._settings.flush_interval_seconds
@@ -113,6 +137,7 @@ class AuditWriter:
 
 
 Emit = Callable[[web.Request, AccessRecord], None]
+Admit = Callable[[web.Request], OCIError | None]
 
 
 def audit_listener(writer: AuditWriter) -> Callable[[VerdictChange], Awaitable[None]]:
@@ -145,8 +170,17 @@ def audit_listener(writer: AuditWriter) -> Callable[[VerdictChange], Awaitable[N
     return listen
 
 
-def build_middleware(emit: Emit, unaudited: frozenset[str]) -> Any:
-    """The outermost middleware: times the request and emits its one access-log record."""
+def build_middleware(
+    emit: Emit,
+    unaudited: frozenset[str],
+    admit: Admit | None = None,
+    refused: Emit | None = None,
+) -> Any:
+    """The outermost middleware: times the request and emits its one access-log record.
+
+    ``admit`` may refuse a request before any handler runs (the access-log queue is full); the
+    refusal goes to ``refused`` (metrics, log line), never to the full queue.
+    """
 
     @web.middleware
     async def audit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -155,6 +189,13 @@ def build_middleware(emit: Emit, unaudited: frozenset[str]) -> Any:
         started = time.perf_counter()
         record = info(request)
         record.request_id = uuid.uuid4().hex
+        refusal = admit(request) if admit is not None else None
+        if refusal is not None:
+            request[OCI_ERROR] = refusal
+            answer = error_response(refusal, head=request.method == "HEAD")
+            if refused is not None:
+                refused(request, _record(request, record, answer, started))
+            return answer
         response: web.StreamResponse | None = None
         try:
             response = await handler(request)
@@ -186,7 +227,7 @@ def _record(
     response: web.StreamResponse | None,
     started: float,
 ) -> AccessRecord:
-    err: OCIError | None = request.get("oci_error")
+    err = request.get(OCI_ERROR)
     # 499: the client closed the connection before the answer was complete.
     status = 499 if response is None or record.client_aborted else response.status
     if record.upstream_aborted:

@@ -16,6 +16,7 @@ from typing import Any
 from config.settings import ConfigError, Settings, load_settings
 from proxy.cli_admin import add_admin_commands
 from proxy.cli_advisories import add_advisories_command
+from proxy.cli_rescan import add_rescan_command, add_sync_command
 from proxy.cli_sbom import add_sbom_command
 from proxy.cli_signatures import add_signature_commands
 from proxy.cli_users import UsageError
@@ -225,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_admin_commands(sub)
     add_signature_commands(sub)
     add_sbom_command(sub)
-    add_advisories_command(sub)
+    add_sync_command(add_advisories_command(sub))
+    add_rescan_command(sub)
     add_user_commands(sub)
 
     enroll = sub.add_parser(

@@ -1,4 +1,5 @@
-"""``gatekeeper quarantine ...`` and ``gatekeeper policy test``: the admin API from a terminal.
+"""``gatekeeper quarantine ...`` and ``gatekeeper policy test|reevaluate``: the admin API from a
+terminal.
 
 These commands speak HTTP to a running gatekeeper, never to its database, so they work against
 any replica and go through the same authentication and access log as every other admin tool.
@@ -249,6 +250,8 @@ def cmd_rescan(client: AdminClient, args: argparse.Namespace) -> None:
         f"queued {result['queued']} rescan(s) of {scope}; verdicts stay as they are until the "
         "new results land"
     )
+    if not args.image:
+        print("(for a spread, resumable, cancellable run with progress: gatekeeper rescan)")
 
 
 def cmd_policy_test(client: AdminClient, args: argparse.Namespace) -> None:
@@ -271,6 +274,20 @@ def cmd_policy_test(client: AdminClient, args: argparse.Namespace) -> None:
             (_ref(c), c["current"], c["would_be"], c["policy"], _short("; ".join(c["reasons"])))
             for c in result["changes"]
         ],
+    )
+
+
+def cmd_policy_reevaluate(client: AdminClient, args: argparse.Namespace) -> None:
+    body = _drop_none({"repository": args.repository, "reason": args.reason, "actor": args.actor})
+    result = client.call("POST", "/policy/reevaluate", body=body)
+    if args.json:
+        return print_json(result)
+    print(
+        f"{result['reevaluated']} verdicts decided under another policy version were decided "
+        f"again from stored findings in {result['seconds']:.2f}s: {result['changed']} changed "
+        f"({result['quarantined']} newly quarantined), {result['notified']} notified, "
+        f"{result['skipped_unreadable']} unreadable; {result.get('queued', 0)} queued for a full "
+        "verification"
     )
 
 
@@ -371,11 +388,18 @@ def add_admin_commands(sub: Any) -> None:
     _acting(p, reason_required=True)
     p.set_defaults(func=_run, admin_command=cmd_requarantine)
 
-    p = q.add_parser("rescan", parents=[common], help="verify again (verdicts stay meanwhile)")
+    p = q.add_parser(
+        "rescan",
+        parents=[common],
+        help="verify again now, over the admin API (verdicts stay meanwhile)",
+        description="Queue verifications at once through the admin API (audited per image). "
+        "For the whole fleet prefer `gatekeeper rescan`: the same verifications as a run that "
+        "is spread over time, resumes after restarts, can be cancelled and shows progress.",
+    )
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("image", nargs="?", metavar="REPO@DIGEST")
-    target.add_argument("--repository", "-r", help="every image of one repository")
-    target.add_argument("--all", action="store_true", help="every known image")
+    target.add_argument("--repository", "-r", help="every image of one repository, at once")
+    target.add_argument("--all", action="store_true", help="every known image, at once")
     _acting(p, reason_required=False)
     p.set_defaults(func=_run, admin_command=cmd_rescan)
 
@@ -384,3 +408,14 @@ def add_admin_commands(sub: Any) -> None:
     p = pol.add_parser("test", parents=[common], help="dry-run: which verdicts would change")
     p.add_argument("--file", "-f", help="TOML with [[policies]] (default: the configured ones)")
     p.set_defaults(func=_run, admin_command=cmd_policy_test)
+    p = pol.add_parser(
+        "reevaluate",
+        parents=[common],
+        help="apply the configured policies now to verdicts decided under other versions",
+        description="Decide again, from stored findings (no layer is read), every verdict whose "
+        "policy version differs from the policy that now matches its repository; the gatekeeper "
+        "also does this at start-up. Preview with `gatekeeper policy test`.",
+    )
+    p.add_argument("--repository", "-r", help="only this repository's verdicts")
+    _acting(p, reason_required=False)
+    p.set_defaults(func=_run, admin_command=cmd_policy_reevaluate)

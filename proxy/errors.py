@@ -4,6 +4,15 @@ Handlers never build error bodies themselves: they raise :class:`OCIError` with 
 :class:`Code`, and :func:`error_middleware` turns it (or any unexpected exception) into the
 spec's ``{"errors": [{"code", "message", "detail"}]}`` envelope. A client therefore never sees a
 traceback, and the status for a code is decided in exactly one table.
+
+One exception we accept: a request aiohttp's HTTP parser cannot take (a header line over 8190
+bytes, a malformed request line) is answered by aiohttp itself, with a plain-text 400 that
+quotes up to 100 bytes of the offending input, before any middleware runs. The parser error
+goes to ``RequestHandler.handle_error``; replacing it means subclassing ``RequestHandler`` and
+building it through ``web.Server`` internals (``_kwargs``, ``_loop``) and
+``AppRunner._make_server``, all private API that changes between aiohttp releases. Raising the
+parser limits instead (``handler_args``) only moves the line and lets larger headers into memory.
+The answer is still a 4xx on a closed connection, with nothing of it in a response header.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ class Code(enum.Enum):
     DENIED_INSUFFICIENT_SCOPE = ("DENIED", 401, "requested access to the resource is denied")
     UNSUPPORTED = ("UNSUPPORTED", 405, "the operation is unsupported")
     CLIENT_BODY_TIMEOUT = ("BLOB_UPLOAD_INVALID", 408, "the request body arrived too slowly")
+    MANIFEST_BODY_TIMEOUT = ("MANIFEST_INVALID", 408, "the manifest body arrived too slowly")
     TOO_MANY_REQUESTS = ("TOOMANYREQUESTS", 429, "too many requests")
     RANGE_INVALID = ("RANGE_INVALID", 416, "invalid content range")
     PAGINATION_INVALID = ("PAGINATION_NUMBER_INVALID", 400, "invalid number of results requested")
@@ -77,6 +87,10 @@ class OCIError(Exception):
         self.detail = detail
         self.headers = headers or {}
         super().__init__(f"{code.code}: {self.message}")
+
+
+OCI_ERROR: web.RequestKey[OCIError] = web.RequestKey("gatekeeper_oci_error", OCIError)
+"""The error a request was answered with, for its access-log row."""
 
 
 def envelope(errors: list[OCIError]) -> bytes:
@@ -125,11 +139,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise
     except DATABASE_ERRORS as exc:
         log.error("database unavailable on %s %s: %s", request.method, request.path, exc)
-        failure = OCIError(
-            Code.UNAVAILABLE, "the gatekeeper's database is unavailable; try again shortly"
-        )
+        failure = database_unavailable(exc)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         failure = OCIError(Code.INTERNAL, "internal error; the gatekeeper's log has the details")
-    request["oci_error"] = failure
+    request[OCI_ERROR] = failure
     return error_response(failure, head=request.method == "HEAD")
+
+
+def database_unavailable(exc: BaseException) -> OCIError:
+    """The 503 for a failing database; a full disk is named, since an operator can fix it."""
+    if "database or disk is full" in str(exc):
+        return OCIError(
+            Code.UNAVAILABLE,
+            "the gatekeeper's database is full (no space left for it); try again shortly",
+            {"reason": "database full"},
+        )
+    return OCIError(Code.UNAVAILABLE, "the gatekeeper's database is unavailable; try again shortly")

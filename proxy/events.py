@@ -19,6 +19,7 @@ EVENT_TYPES = {
     "released": "image.released",
     "requarantined": "image.requarantined",
     "release-expired": "image.requarantined",
+    "new-findings": "image.new-findings",
 }
 
 
@@ -28,7 +29,9 @@ class VerdictChange:
 
     event: str
     """``passed``, ``quarantined``, ``released``, ``requarantined``, ``release-expired``,
-    ``rescan-requested``, ``warned``."""
+    ``new-findings`` (re-evaluation found blocking findings, but the image stays pullable: an
+    ``on_new_findings = "notify"`` policy, or an admin's release), ``rescan-requested``,
+    ``warned``."""
     repository: str
     digest: str
     old_state: str | None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from storage.audit import AccessRecord
 
@@ -59,6 +61,37 @@ class Metrics:
             "Failed attempts to write access-log batches (rows are kept and retried)",
             registry=self.registry,
         )
+        self.audit_buffered = Gauge(
+            "gatekeeper_audit_buffered_rows",
+            "Access-log rows waiting in memory to be written",
+            registry=self.registry,
+        )
+        self.audit_buffer_limit = Gauge(
+            "gatekeeper_audit_buffer_limit_rows",
+            "Waiting rows at which new requests are refused (audit.max_buffered)",
+            registry=self.registry,
+        )
+        self.audit_refused = Counter(
+            "gatekeeper_audit_refused_requests",
+            "Requests refused with 503 because the access-log buffer was full",
+            registry=self.registry,
+        )
+        self.advisory_syncs = Counter(
+            "gatekeeper_advisory_syncs",
+            "Advisory mirror syncs by result (imported, not-modified, failed)",
+            ["result"],
+            registry=self.registry,
+        )
+        self.rescan_queued = Counter(
+            "gatekeeper_rescan_images_queued",
+            "Images queued for verification by re-verification runs of this replica",
+            registry=self.registry,
+        )
+
+    def watch_audit(self, backlog: Callable[[], int], limit: int) -> None:
+        """Report the access-log buffer's fill, read when metrics are scraped."""
+        self.audit_buffered.set_function(backlog)
+        self.audit_buffer_limit.set(limit)
 
     def observe(self, record: AccessRecord) -> None:
         self.requests.labels(record.action, str(record.status)).inc()

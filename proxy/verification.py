@@ -359,14 +359,17 @@ class VerificationService:
         image = await self.load_image(repository, digest)
         outcomes = await run_pipeline(image, self.verifiers, self._timeouts, 120.0)
         policy = match_policy(self.settings.policies, repository)
-        decision = decide(policy, repository, outcomes)
-        findings = tuple(
-            FindingRecord(
-                f.verifier, f.rule_id, f.severity.name.lower(), f.title, f.location, f.evidence
-            )
-            for o in outcomes
-            for f in o.findings
-        )
+        async with self.db() as session:
+            current = await verdicts.get(session, repository, digest)
+            known = {
+                f"{f.verifier}:{f.rule_id}"
+                for f in await verdicts.findings(session, repository, digest)
+            }
+        # ``previous``: an ``on_new_findings = "notify"`` policy keeps an already pullable image
+        # pullable on a periodic re-verification too, not only on a re-evaluation.
+        previous = current.effective_state() if current is not None else None
+        decision = decide(policy, repository, outcomes, previous=previous)
+        findings = tuple(FindingRecord.of(f) for o in outcomes for f in o.findings)
         record = DecisionRecord(
             state=decision.state,
             reasons=decision.reasons,
@@ -399,6 +402,21 @@ class VerificationService:
                     new,
                     "gatekeeper",
                     "warn mode let it through: " + "; ".join(decision.reasons),
+                    policy=policy.name,
+                )
+            )
+        fresh = sorted({f.finding_id for f in decision.blocking} - known)
+        if old == new and decision.notified and fresh:
+            shown = ", ".join(fresh[:5]) + (", ..." if len(fresh) > 5 else "")
+            await self.bus.publish(
+                VerdictChange(
+                    "new-findings",
+                    repository,
+                    digest,
+                    old,
+                    new,
+                    "gatekeeper",
+                    f"{'; '.join(decision.reasons)} (still pullable; new: {shown})",
                     policy=policy.name,
                 )
             )

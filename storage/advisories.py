@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from storage.keys import images_clause
 from storage.models import AdvisoryDataVersion, AdvisoryPackage, AdvisoryRow, ImagePackage
 from storage.timeutil import now
 from verifiers.vulns.ecosystems import inventory_ecosystem, normalize
@@ -35,6 +36,8 @@ class ImportResult:
     unchanged: int
     packages: frozenset[tuple[str, str]]
     """(OSV ecosystem, name) of every added or updated record: what re-evaluation looks up."""
+    advisories: frozenset[str] = frozenset()
+    """Ids of the added or updated records: findings of other advisories cannot have changed."""
 
 
 class DbAdvisoryStore:
@@ -47,6 +50,7 @@ class DbAdvisoryStore:
         """Store ``advisories`` in one transaction under a new data version."""
         added = updated = unchanged = 0
         packages: set[tuple[str, str]] = set()
+        changed: set[str] = set()
         index: list[AdvisoryPackage] = []
         async with self._db() as session, session.begin():
             stored = dict(
@@ -70,6 +74,7 @@ class DbAdvisoryStore:
                     )
                 keys = _keys(advisory)
                 packages |= keys
+                changed.add(advisory.id)
                 session.add(_row(advisory, version.version))
                 index += (
                     AdvisoryPackage(advisory_id=advisory.id, ecosystem=e, name=n) for e, n in keys
@@ -77,21 +82,74 @@ class DbAdvisoryStore:
             await session.flush()  # advisories first: the index rows reference them
             session.add_all(index)
             version.added, version.updated = added, updated
-        return ImportResult(version.version, added, updated, unchanged, frozenset(packages))
+        return ImportResult(
+            version.version, added, updated, unchanged, frozenset(packages), frozenset(changed)
+        )
+
+    async def settled(self, version: int) -> None:
+        """Record that the re-evaluation owed after import ``version`` is done."""
+        async with self._db() as session, session.begin():
+            await session.execute(
+                update(AdvisoryDataVersion)
+                .where(AdvisoryDataVersion.version == version)
+                .values(settled_at=now())
+            )
+
+    async def unsettled(self, imported_before: datetime) -> list[ImportResult]:
+        """Imports whose re-evaluation is still owed, oldest first, rebuilt from the records
+        that still carry their data version (a record changed again since is owed by the later
+        import). ``imported_before`` leaves an import that is being re-evaluated right now to
+        the process doing it."""
+        async with self._db() as session:
+            versions = (
+                await session.scalars(
+                    select(AdvisoryDataVersion.version)
+                    .where(
+                        AdvisoryDataVersion.settled_at.is_(None),
+                        AdvisoryDataVersion.imported_at < imported_before,
+                    )
+                    .order_by(AdvisoryDataVersion.version)
+                )
+            ).all()
+            results = []
+            for version in versions:
+                rows = await session.execute(
+                    select(
+                        AdvisoryPackage.advisory_id, AdvisoryPackage.ecosystem, AdvisoryPackage.name
+                    )
+                    .join(AdvisoryRow, AdvisoryRow.id == AdvisoryPackage.advisory_id)
+                    .where(AdvisoryRow.data_version == version)
+                )
+                found = rows.all()
+                results.append(
+                    ImportResult(
+                        version,
+                        0,
+                        0,
+                        0,
+                        frozenset((e, n) for _, e, n in found),
+                        frozenset(i for i, _, _ in found),
+                    )
+                )
+            return results
 
     async def for_package(self, ecosystem: str, name: str) -> list[Advisory]:
         """Every stored advisory with an ``affected`` entry for (ecosystem, name)."""
+        # Each advisory once, chosen by id: PostgreSQL cannot DISTINCT over a JSON column.
+        ids = select(AdvisoryPackage.advisory_id).where(
+            AdvisoryPackage.ecosystem == ecosystem,
+            AdvisoryPackage.name == normalize(ecosystem, name),
+        )
         async with self._db() as session:
-            rows = await session.scalars(
-                select(AdvisoryRow.raw)
-                .join(AdvisoryPackage, AdvisoryPackage.advisory_id == AdvisoryRow.id)
-                .where(
-                    AdvisoryPackage.ecosystem == ecosystem,
-                    AdvisoryPackage.name == normalize(ecosystem, name),
-                )
-                .distinct()
-            )
+            rows = await session.scalars(select(AdvisoryRow.raw).where(AdvisoryRow.id.in_(ids)))
             return [Advisory.from_json(raw) for raw in rows]
+
+    async def for_keys(
+        self, keys: Iterable[tuple[str, str]], parsed: dict[str, Advisory] | None = None
+    ) -> dict[tuple[str, str], list[Advisory]]:
+        """:func:`advisories_for` in a session of its own."""
+        async with self._db() as session:
+            return await advisories_for(session, keys, parsed)
 
     async def data_version(self) -> int:
         """The newest import's version (0 before the first import)."""
@@ -118,6 +176,37 @@ class DbAdvisoryStore:
                     )
                     images.update((r, d) for r, d in rows.all())
         return images
+
+
+async def advisories_for(
+    session: AsyncSession,
+    keys: Iterable[tuple[str, str]],
+    parsed: dict[str, Advisory] | None = None,
+) -> dict[tuple[str, str], list[Advisory]]:
+    """The advisories of many (ecosystem, normalised name) keys in a few queries: what
+    re-evaluation matches a batch of images against. ``parsed`` caches records by id across
+    calls, so each is parsed once however many batches name it."""
+    cache = parsed if parsed is not None else {}
+    found: dict[tuple[str, str], list[Advisory]] = {}
+    ordered = sorted(set(keys))
+    for start in range(0, len(ordered), CHUNK):
+        chunk = ordered[start : start + CHUNK]
+        rows = await session.execute(
+            select(AdvisoryPackage.ecosystem, AdvisoryPackage.name, AdvisoryPackage.advisory_id)
+            .where(images_clause(AdvisoryPackage.ecosystem, AdvisoryPackage.name, chunk))
+            .distinct()
+        )
+        wanted = rows.all()
+        missing = sorted({i for _, _, i in wanted} - cache.keys())
+        if missing:
+            raws = await session.execute(
+                select(AdvisoryRow.id, AdvisoryRow.raw).where(AdvisoryRow.id.in_(missing))
+            )
+            cache.update((i, Advisory.from_json(raw)) for i, raw in raws.all())
+        for ecosystem, name, advisory_id in wanted:
+            if advisory_id in cache:
+                found.setdefault((ecosystem, name), []).append(cache[advisory_id])
+    return found
 
 
 def _named(kind: str, names: list[str]) -> Any:

@@ -57,7 +57,17 @@ class AuditQuery:
 
 
 async def insert_records(session: AsyncSession, records: Sequence[AccessRecord]) -> None:
-    await session.execute(insert(AccessLog), [asdict(record) for record in records])
+    await session.execute(insert(AccessLog), [_storable(record) for record in records])
+
+
+def _storable(record: AccessRecord) -> dict[str, Any]:
+    """The row's values, with NUL characters spelled ``\\x00``: PostgreSQL text cannot hold
+    them, and one client-chosen path with ``%00`` in it would otherwise fail its whole batch
+    on every retry, stalling the access log (and so, once the buffer fills, every request)."""
+    return {
+        key: value.replace("\x00", "\\x00") if isinstance(value, str) else value
+        for key, value in asdict(record).items()
+    }
 
 
 async def query_records(session: AsyncSession, query: AuditQuery) -> list[AccessRecord]:

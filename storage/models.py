@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -136,6 +137,9 @@ class Verdict(Base):
     """Set by an admin's re-quarantine: re-scans do not lift it, only a release does."""
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    trigger: Mapped[str | None] = mapped_column(Text)
+    """What made the latest decision: None for a verification, ``advisory-import (data version
+    N)`` or ``policy-change (...)`` for a re-evaluation from stored data."""
 
 
 class VerdictEvent(Base):
@@ -170,6 +174,8 @@ class FindingRow(Base):
     title: Mapped[str] = mapped_column(Text)
     location: Mapped[str] = mapped_column(Text)
     evidence: Mapped[str] = mapped_column(Text)
+    fix: Mapped[str | None] = mapped_column(String(255))
+    """``verifiers.base.Finding.fix``: fixed version, "" when none is known, None if n/a."""
 
 
 class Job(Base):
@@ -275,7 +281,11 @@ class ImagePackage(Base):
 
     __tablename__ = "image_packages"
     __table_args__ = (
-        Index("ix_image_packages_image", "repository", "digest"),
+        # Covers re-evaluation's filter (is the package named by an advisory?), so the
+        # database reads only the matching rows of an image, not all of them.
+        Index(
+            "ix_image_packages_image", "repository", "digest", "ecosystem", "name", "source_name"
+        ),
         Index("ix_image_packages_name", "ecosystem", "name"),
         Index("ix_image_packages_source", "ecosystem", "source_name"),
     )
@@ -305,6 +315,9 @@ class AdvisoryDataVersion(Base):
     imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     added: Mapped[int] = mapped_column(Integer)
     updated: Mapped[int] = mapped_column(Integer)
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """When the images this import affects were re-evaluated (or queued); None while that is
+    owed, e.g. after the importing process died between its commit and the re-evaluation."""
 
 
 class AdvisoryRow(Base):
@@ -335,3 +348,107 @@ class AdvisoryPackage(Base):
     )
     ecosystem: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(255))
+
+
+class RescanRun(Base):
+    """One full re-verification pass over the stored images (scheduled or by hand). The cursor
+    is the last (repository, digest) queued, moved in the same transaction as the jobs it
+    queued, so a run resumes after a crash without skipping or repeating an image."""
+
+    __tablename__ = "rescan_runs"
+    __table_args__ = (
+        # At most one running run cluster-wide, whatever the replicas race on.
+        Index(
+            "uq_rescan_runs_running",
+            "state",
+            unique=True,
+            sqlite_where=text("state = 'running'"),
+            postgresql_where=text("state = 'running'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    trigger: Mapped[str] = mapped_column(String(16))
+    """``schedule`` or ``manual``."""
+    requested_by: Mapped[str] = mapped_column(String(255))
+    pattern: Mapped[str | None] = mapped_column(String(255))
+    """Repository glob (``*``, ``?``) the run is limited to; None: every repository."""
+    state: Mapped[str] = mapped_column(String(16))
+    """``running``, ``done`` or ``cancelled``."""
+    total: Mapped[int] = mapped_column(Integer)
+    """Images matching when the run started (images pushed later may add to ``queued``)."""
+    queued: Mapped[int] = mapped_column(Integer)
+    spread_seconds: Mapped[float] = mapped_column(Float)
+    cursor_repository: Mapped[str | None] = mapped_column(String(255))
+    cursor_digest: Mapped[str | None] = mapped_column(String(140))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str | None] = mapped_column(Text)
+    """Why it ended early (who cancelled it)."""
+
+
+class SchedulerMark(Base):
+    """When a periodic task is next due, shared by every replica."""
+
+    __tablename__ = "scheduler_marks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SchedulerLease(Base):
+    """SQLite's stand-in for PostgreSQL's advisory lock: who runs the scheduler, until when."""
+
+    __tablename__ = "scheduler_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AdvisoryMirror(Base):
+    """Conditional-request validators of one mirror URL, so no replica downloads an archive
+    it (or another replica) already imported. Keyed by the URL's SHA-256: the URL itself may
+    carry a token and is stored only without query and credentials."""
+
+    __tablename__ = "advisory_mirrors"
+
+    url_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    display_url: Mapped[str] = mapped_column(Text)
+    etag: Mapped[str | None] = mapped_column(Text)
+    last_modified: Mapped[str | None] = mapped_column(Text)
+    checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    imported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    data_version: Mapped[int | None] = mapped_column(BigInteger)
+    """The advisory data version the last download became."""
+    last_error: Mapped[str | None] = mapped_column(Text)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    """Failed syncs in a row (0 after a success)."""
+
+
+class UploadOwner(Base):
+    """One row per identity that has held an upload session. Updating it is the lock that
+    serialises that identity's reservations, on every replica (see ``storage.uploads``)."""
+
+    __tablename__ = "upload_owners"
+
+    owner: Mapped[str] = mapped_column(String(255), primary_key=True)
+    touched: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class UploadSession(Base):
+    """An open blob upload session (or the reservation for one being started upstream)."""
+
+    __tablename__ = "upload_sessions"
+    __table_args__ = (
+        Index("ix_upload_sessions_owner", "owner", "last_seen"),
+        Index("ix_upload_sessions_session", "repository", "session"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    owner: Mapped[str] = mapped_column(String(255))
+    repository: Mapped[str] = mapped_column(String(255))
+    session: Mapped[str | None] = mapped_column(String(128))
+    """The upstream's upload id; None while the upstream has not answered the POST yet."""
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -6,14 +6,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, exists, or_, select, tuple_
+from sqlalchemy import Table, and_, delete, exists, insert, or_, select, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import FindingRow, Manifest, ManifestRef, Verdict, VerdictEvent
+from storage.keys import images_clause
+from storage.models import Base, FindingRow, Manifest, ManifestRef, Verdict, VerdictEvent
 from storage.timeutil import now as utcnow
 from storage.timeutil import utc
+from verifiers.base import Finding
 
 PULLABLE = ("passed", "released")
 
@@ -33,6 +35,8 @@ class VerdictView:
     release_expires: datetime | None
     decided_at: datetime | None
     updated_at: datetime
+    trigger: str | None = None
+    """What made the latest decision (None: a verification); see ``Verdict.trigger``."""
 
     def effective_state(self, moment: datetime | None = None) -> str:
         """A release past its expiry counts as quarantined even before the sweep rewrites it."""
@@ -53,6 +57,21 @@ class FindingRecord:
     title: str
     location: str = ""
     evidence: str = ""
+    fix: str | None = None
+    """The fixed version of a package finding, "" when none is known, None if n/a."""
+
+    @classmethod
+    def of(cls, finding: Finding) -> FindingRecord:
+        """The stored form of a verifier's finding (severity as its lower-case name)."""
+        return cls(
+            finding.verifier,
+            finding.rule_id,
+            finding.severity.name.lower(),
+            finding.title,
+            finding.location,
+            finding.evidence,
+            finding.fix,
+        )
 
 
 @dataclass(frozen=True)
@@ -76,6 +95,36 @@ class DecisionRecord:
     data_versions: dict[str, Any]
     outcomes: tuple[dict[str, Any], ...]
     findings: tuple[FindingRecord, ...] = field(default_factory=tuple)
+    trigger: str | None = None
+    """Why this decision was made when it is not a verification (``Verdict.trigger``)."""
+
+
+@dataclass(frozen=True)
+class Reevaluation:
+    """A decision re-derived from stored data (no layer read), for :func:`apply_reevaluations`.
+
+    The stored findings change by a delta, not wholesale: the rows of verifier ``replaces``
+    whose rule id is in ``rules`` (every row of it when ``rules`` is None) give way to
+    ``decision.findings``. After an advisory import only the findings of the advisories it
+    changed can differ, and rewriting all of an image's findings would cost more than the whole
+    decision; a policy change re-decides on the same findings (``replaces`` None)."""
+
+    repository: str
+    digest: str
+    decision: DecisionRecord
+    replaces: str | None = None
+    rules: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What :func:`apply_reevaluations` did to one verdict."""
+
+    repository: str
+    digest: str
+    old_state: str
+    new_state: str
+    released_by: str | None
 
 
 def _view(row: Verdict) -> VerdictView:
@@ -93,6 +142,7 @@ def _view(row: Verdict) -> VerdictView:
         release_expires=utc(row.release_expires),
         decided_at=utc(row.decided_at),
         updated_at=utc(row.updated_at) or utcnow(),
+        trigger=row.trigger,
     )
 
 
@@ -175,13 +225,89 @@ async def record_decision(
             state="pending",
         )
         session.add(row)
-    current = _view(row) if old else None
-    keep_release = (
-        current is not None
-        and current.effective_state(moment) == "released"
-        and decision.state == "quarantined"
+    new = _apply(row, decision, moment, fresh=old is None)
+    await session.execute(
+        delete(FindingRow).where(FindingRow.repository == repository, FindingRow.digest == digest)
     )
-    # An admin's hold outlives passing re-scans: it is lifted by a release, nothing else.
+    for finding in decision.findings:
+        session.add(FindingRow(repository=repository, digest=digest, **finding.__dict__))
+    if old != new:
+        _event(
+            session, repository, digest, _event_name(new), old, new, "gatekeeper", _why(decision)
+        )
+    await session.flush()
+    return old, new
+
+
+_CHUNK = 500
+"""Ids per ``IN (...)`` clause: well under every backend's bound-parameter limit."""
+
+
+async def _delete_findings(
+    session: AsyncSession,
+    images: Sequence[tuple[str, str]],
+    verifier: str,
+    rules: frozenset[str] | None,
+) -> None:
+    """Delete one verifier's findings of ``images`` (only those of ``rules`` if given); the rows
+    are matched inside the database, never read out."""
+    where = [FindingRow.verifier == verifier]
+    where.append(images_clause(FindingRow.repository, FindingRow.digest, images))
+    if rules is None:
+        await session.execute(delete(FindingRow).where(*where))
+        return
+    ordered = sorted(rules)
+    for start in range(0, len(ordered), _CHUNK):
+        chunk = ordered[start : start + _CHUNK]
+        await session.execute(delete(FindingRow).where(*where, FindingRow.rule_id.in_(chunk)))
+
+
+def _table(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)
+
+
+def _placeholder(paramstyle: str, position: int) -> str | None:
+    """The driver's bind marker for the ``position``-th (0-based) parameter, if we know it."""
+    return {"qmark": "?", "format": "%s", "numeric_dollar": f"${position + 1}"}.get(paramstyle)
+
+
+async def _insert_text_rows(
+    session: AsyncSession, table: Table, rows: list[dict[str, Any]]
+) -> None:
+    """Insert many rows of text columns through the driver's own ``executemany``: hundreds of
+    thousands of findings after a large advisory import, where building SQLAlchemy's
+    parameters row by row would cost more than SQLite's insert itself. Values are bound, never
+    formatted into the statement; column names come from our own table."""
+    names = list(rows[0])
+    style = session.get_bind().dialect.paramstyle
+    marks = [_placeholder(style, n) for n in range(len(names))]
+    if None in marks:
+        await session.execute(insert(table), rows)  # a driver we do not know: the portable way
+        return
+    columns = ", ".join(table.c[n].name for n in names)
+    statement = f"INSERT INTO {table.name} ({columns}) VALUES ({', '.join(map(str, marks))})"
+    connection = await session.connection()
+    await connection.exec_driver_sql(statement, [tuple(r[n] for n in names) for r in rows])
+
+
+def _event_name(new: str) -> str:
+    return {"passed": "passed", "quarantined": "quarantined"}.get(new, "verified")
+
+
+def _why(decision: DecisionRecord) -> str:
+    why = "; ".join(decision.reasons) or "all checks passed"
+    return f"{decision.trigger}: {why}" if decision.trigger else why
+
+
+def _apply(row: Verdict, decision: DecisionRecord, moment: datetime, *, fresh: bool) -> str:
+    """Write ``decision`` onto ``row`` and return the state it leaves.
+
+    An unexpired admin release survives a failing decision (the override is the admin's call
+    until it expires); a passing one replaces it. An admin's hold outlives passing decisions:
+    it is lifted by a release, nothing else."""
+    expires = utc(row.release_expires)
+    released = row.state == "released" and (expires is None or expires > moment)
+    keep_release = not fresh and released and decision.state == "quarantined"
     held = row.held_by is not None and row.state == "quarantined"
     new = "released" if keep_release else "quarantined" if held else decision.state
     row.state = new
@@ -193,30 +319,72 @@ async def record_decision(
     row.policy_version = decision.policy_version
     row.data_versions = decision.data_versions
     row.outcomes = list(decision.outcomes)
+    row.trigger = decision.trigger
     row.decided_at = moment
     row.updated_at = moment
     if new != "released":
         row.released_by = row.release_reason = None
         row.release_expires = None
-    await session.execute(
-        delete(FindingRow).where(FindingRow.repository == repository, FindingRow.digest == digest)
-    )
-    for finding in decision.findings:
-        session.add(FindingRow(repository=repository, digest=digest, **finding.__dict__))
-    if old != new:
-        event = {"passed": "passed", "quarantined": "quarantined"}.get(new, "verified")
-        _event(
-            session,
-            repository,
-            digest,
-            event,
-            old,
-            new,
-            "gatekeeper",
-            "; ".join(decision.reasons) or "all checks passed",
+    return new
+
+
+async def apply_reevaluations(
+    session: AsyncSession, items: Sequence[Reevaluation], locked: Locked | None = None
+) -> list[Applied]:
+    """Store many re-derived decisions at once (one query per table, not per image), with the
+    same release and hold rules as :func:`record_decision`. Images without a verdict any more
+    are left out; the caller's transaction commits."""
+    if not items:
+        return []
+    moment = utcnow()
+    rows: dict[tuple[str, str], Verdict] = dict(locked.rows) if locked else {}
+    missing = [(i.repository, i.digest) for i in items if (i.repository, i.digest) not in rows]
+    if missing:
+        found = await session.scalars(
+            select(Verdict)
+            .where(images_clause(Verdict.repository, Verdict.digest, missing))
+            .with_for_update()
+        )
+        rows.update(((r.repository, r.digest), r) for r in found.all())
+    applied: list[Applied] = []
+    events: list[dict[str, Any]] = []
+    replaced: dict[tuple[str, frozenset[str] | None], list[tuple[str, str]]] = {}
+    new_findings: list[dict[str, Any]] = []
+    for item in items:
+        row = rows.get((item.repository, item.digest))
+        if row is None:
+            continue
+        old = row.state
+        new = _apply(row, item.decision, moment, fresh=False)
+        applied.append(Applied(item.repository, item.digest, old, new, row.released_by))
+        if old != new:
+            events.append(
+                {
+                    "time": moment,
+                    "repository": item.repository,
+                    "digest": item.digest,
+                    "event": _event_name(new),
+                    "old_state": old,
+                    "new_state": new,
+                    "actor": "gatekeeper",
+                    "reason": _why(item.decision),
+                }
+            )
+        if item.replaces is not None:
+            group = replaced.setdefault((item.replaces, item.rules), [])
+            group.append((item.repository, item.digest))
+        new_findings += (
+            {"repository": item.repository, "digest": item.digest, **f.__dict__}
+            for f in item.decision.findings
         )
     await session.flush()
-    return old, new
+    for (verifier, rules), images in replaced.items():
+        await _delete_findings(session, images, verifier, rules)
+    if new_findings:
+        await _insert_text_rows(session, _table(FindingRow), new_findings)
+    if events:
+        await session.execute(insert(_table(VerdictEvent)), events)
+    return applied
 
 
 async def release(
@@ -310,10 +478,11 @@ async def findings(session: AsyncSession, repository: str, digest: str) -> list[
             .order_by(FindingRow.id)
         )
     ).all()
-    return [
-        FindingRecord(r.verifier, r.rule_id, r.severity, r.title, r.location, r.evidence)
-        for r in rows
-    ]
+    return [_record(r) for r in rows]
+
+
+def _record(r: FindingRow) -> FindingRecord:
+    return FindingRecord(r.verifier, r.rule_id, r.severity, r.title, r.location, r.evidence, r.fix)
 
 
 async def list_verdicts(
@@ -401,21 +570,93 @@ async def page(
 
 
 async def findings_of(
-    session: AsyncSession, keys: Sequence[tuple[str, str]]
+    session: AsyncSession, keys: Sequence[tuple[str, str]], *, skip_verifier: str | None = None
 ) -> dict[tuple[str, str], list[FindingRecord]]:
-    """The stored findings of several images in one query, keyed by (repository, digest)."""
+    """The stored findings of several images in one query, keyed by (repository, digest);
+    without those of ``skip_verifier`` if given."""
     found: dict[tuple[str, str], list[FindingRecord]] = {key: [] for key in keys}
     if not keys:
         return found
-    rows = (
-        await session.scalars(
-            select(FindingRow)
-            .where(tuple_(FindingRow.repository, FindingRow.digest).in_(list(keys)))
-            .order_by(FindingRow.id)
+    # Plain rows, not ORM objects: re-evaluation reads tens of thousands of them per batch.
+    columns = _table(FindingRow).c
+    rows = await session.execute(
+        select(
+            columns.repository,
+            columns.digest,
+            columns.verifier,
+            columns.rule_id,
+            columns.severity,
+            columns.title,
+            columns.location,
+            columns.evidence,
+            columns.fix,
         )
-    ).all()
-    for r in rows:
-        found[(r.repository, r.digest)].append(
-            FindingRecord(r.verifier, r.rule_id, r.severity, r.title, r.location, r.evidence)
-        )
+        .where(images_clause(columns.repository, columns.digest, keys))
+        .where(columns.verifier != skip_verifier if skip_verifier else true())
+        .order_by(columns.id)
+    )
+    for repository, digest, *fields in rows.all():
+        found[(repository, digest)].append(FindingRecord(*fields))
     return found
+
+
+async def rule_ids_of(
+    session: AsyncSession,
+    keys: Sequence[tuple[str, str]],
+    verifier: str,
+    among: frozenset[str] | None = None,
+) -> dict[tuple[str, str], set[str]]:
+    """The distinct rule ids of one verifier's stored findings for several images (only those
+    in ``among`` if given: the database filters, so few rows come back)."""
+    found: dict[tuple[str, str], set[str]] = {key: set() for key in keys}
+    if not keys or among == frozenset():
+        return found
+    columns = _table(FindingRow).c
+    query = (
+        select(columns.repository, columns.digest, columns.rule_id)
+        .where(columns.verifier == verifier)
+        .where(images_clause(columns.repository, columns.digest, keys))
+        .distinct()
+    )
+    ordered = sorted(among) if among is not None else None
+    chunks = (
+        [query]
+        if ordered is None
+        else [
+            query.where(columns.rule_id.in_(ordered[n : n + _CHUNK]))
+            for n in range(0, len(ordered), _CHUNK)
+        ]
+    )
+    for chunk in chunks:
+        for repository, digest, rule_id in (await session.execute(chunk)).all():
+            found[(repository, digest)].add(rule_id)
+    return found
+
+
+async def views_of(
+    session: AsyncSession, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], VerdictView]:
+    """The verdicts of several images in one query, keyed by (repository, digest)."""
+    return (await lock(session, keys, for_update=False)).views
+
+
+@dataclass
+class Locked:
+    """Verdicts read for a read-modify-write in one transaction (:func:`lock`), handed back to
+    :func:`apply_reevaluations` so they are not read twice."""
+
+    views: dict[tuple[str, str], VerdictView]
+    rows: dict[tuple[str, str], Verdict]
+
+
+async def lock(
+    session: AsyncSession, keys: Sequence[tuple[str, str]], *, for_update: bool = True
+) -> Locked:
+    """The verdicts of several images in one query, locked (``FOR UPDATE``) for this
+    transaction's writes."""
+    if not keys:
+        return Locked({}, {})
+    query = select(Verdict).where(images_clause(Verdict.repository, Verdict.digest, keys))
+    found = (await session.scalars(query.with_for_update() if for_update else query)).all()
+    rows = {(r.repository, r.digest): r for r in found}
+    return Locked({key: _view(row) for key, row in rows.items()}, rows)

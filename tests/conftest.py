@@ -1,14 +1,125 @@
-"""Shared fixtures: a real Distribution registry and a real gatekeeper process in front of it."""
+"""Shared fixtures: a real Distribution registry and a real gatekeeper process in front of it,
+and the database backend every test runs on (``--db=sqlite|postgresql``)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
+from tests.support import database, postgres
 from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
 from tests.support.registry import Registry, make_registry
+
+DB_ENV = "GATEKEEPER_TEST_DB"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db",
+        choices=database.BACKENDS,
+        default=None,
+        help=f"database backend for every gatekeeper and storage test (default: ${DB_ENV} "
+        "or sqlite); postgresql runs a private cluster (initdb + pg_ctl) for the session",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    chosen = config.getoption("--db") or os.environ.get(DB_ENV) or "sqlite"
+    if chosen not in database.BACKENDS:
+        raise pytest.UsageError(f"{DB_ENV}={chosen!r}: expected one of {database.BACKENDS}")
+    workdir = Path(tempfile.mkdtemp(prefix="gatekeeper-test-db-"))
+    database.configure(database.Databases(cast(database.Backend, chosen), workdir))
+    config.stash[_WORKDIR] = workdir
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    databases = database.session()
+    if databases is not None:
+        databases.close()
+        database.configure(None)
+    workdir = config.stash.get(_WORKDIR, None)
+    if workdir is not None:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+_WORKDIR = pytest.StashKey[Path]()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"database backend: {database.backend()}"
+
+
+# Fixtures through which a test reaches a database; with tests/e2e they make up ``-m database``.
+_DATABASE_FIXTURES = frozenset(
+    {"fresh_db", "postgres_db", "databases", "gatekeeper_client", "gatekeeper", "registry"}
+)
+_E2E = Path(__file__).resolve().parent / "e2e"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that touches a database ``database`` (all of tests/e2e, and any test
+    using a database fixture, directly or through its own fixtures), so a second pass on
+    another backend can leave out the tests the backend cannot change (``-m database``).
+
+    ``@pytest.mark.sqlite_only(reason=...)``: about SQLite itself (its file, WAL, locking),
+    so skipped, with that reason, when the session runs on PostgreSQL."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & _DATABASE_FIXTURES or _E2E in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.database)
+    if database.backend() == "sqlite":
+        return
+    for item in items:
+        marker = item.get_closest_marker("sqlite_only")
+        if marker is not None:
+            reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+            item.add_marker(pytest.mark.skip(reason=f"SQLite only: {reason}"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_module_databases() -> Iterator[None]:
+    """Databases handed out to module-scoped fixtures go when the module is done."""
+    with database.scope():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    """Databases a test made for itself go when it ends (module fixtures are set up before
+    this one, so theirs are not dropped here)."""
+    with database.scope():
+        yield
+
+
+@pytest.fixture(scope="session")
+def databases() -> database.Databases:
+    """The session's databases: ``fresh_postgres()`` serves tests that need PostgreSQL itself
+    (replicas sharing one database) whatever the backend."""
+    session = database.session()
+    assert session is not None, "tests/conftest.py configures the databases"
+    return session
+
+
+@pytest.fixture
+def postgres_db(databases: database.Databases) -> database.Database:
+    """A fresh PostgreSQL database whatever the backend, for tests of PostgreSQL itself
+    (replicas sharing one database); skipped where PostgreSQL is not installed."""
+    if not postgres.available():
+        pytest.skip("PostgreSQL is not installed (Debian package postgresql)")
+    return databases.fresh_postgres()
+
+
+@pytest.fixture
+def fresh_db(tmp_path: Path) -> database.Database:
+    """A fresh, empty database on the session's backend (the gatekeeper's migrations or the
+    test's ``upgrade`` create the schema)."""
+    return database.fresh(tmp_path)
 
 
 @pytest.fixture(scope="module")

@@ -49,6 +49,9 @@ class Finding:
     """Where in the image: a layer digest and path, a config field."""
     evidence: str = ""
     """Supporting detail, with any secret already redacted by the verifier."""
+    fix: str | None = None
+    """For a finding about a package version: the first fixed version, ``""`` when no fix is
+    known (a policy may let those through, ``unfixed = "report"``). None: not applicable."""
 
     @property
     def finding_id(self) -> str:

@@ -33,6 +33,13 @@ class Decision:
     waived: tuple[Finding, ...] = field(default_factory=tuple)
     warned: bool = False
     """True when warn mode let through an image that enforce mode would have blocked."""
+    reported: tuple[Finding, ...] = field(default_factory=tuple)
+    """At or above the threshold but not blocking: no fix is known and the verifier's policy
+    says ``unfixed = "report"``."""
+    notified: bool = False
+    """True when ``on_new_findings = "notify"`` kept an already passed image passed although
+    ``blocking`` is not empty: the findings are recorded and announced, the image stays
+    pullable."""
 
 
 def _waiver_for(
@@ -70,8 +77,12 @@ def decide(
     repository: str,
     outcomes: Sequence[Outcome],
     now: datetime | None = None,
+    *,
+    previous: str | None = None,
 ) -> Decision:
-    """Apply ``policy`` to the outcomes of one pipeline run."""
+    """Apply ``policy`` to the outcomes of one pipeline run. ``previous`` is the image's
+    current state (None for a first verification): ``on_new_findings`` applies only to images
+    that were already pullable."""
     now = now or datetime.now(UTC)
     reasons: list[str] = []
     if policy.deny_all:
@@ -94,17 +105,29 @@ def decide(
     threshold = Severity.parse(policy.severity_threshold)
     blocking: list[Finding] = []
     waived: list[Finding] = []
+    reported: list[Finding] = []
     for outcome in outcomes:
+        rule = policy.verifiers.get(outcome.verifier)
         for finding in outcome.findings:
             if finding.severity < threshold:
                 continue
             if _waiver_for(finding, policy.waivers, repository, now):
                 waived.append(finding)
+            elif finding.fix == "" and rule is not None and rule.unfixed == "report":
+                reported.append(finding)
             else:
                 blocking.append(finding)
+    # Only findings may be let through by "notify": an error or a missing verifier never is.
+    notified = (
+        bool(blocking)
+        and not reasons
+        and policy.on_new_findings == "notify"
+        and previous in ("passed", "released")
+    )
     if blocking:
-        reasons.append(_summarise(blocking))
-    blocked = bool(reasons)
+        summary = _summarise(blocking)
+        reasons.append(f"notify only (image already passed): {summary}" if notified else summary)
+    blocked = bool(reasons) and not notified
     warned = blocked and policy.mode == "warn" and not policy.deny_all
     return Decision(
         state="quarantined" if blocked and not warned else "passed",
@@ -114,4 +137,6 @@ def decide(
         blocking=tuple(blocking),
         waived=tuple(waived),
         warned=warned,
+        reported=tuple(reported),
+        notified=notified,
     )

@@ -18,7 +18,10 @@ from verifiers.vulns.source import AdvisorySource
 # (tens of MiB of resident memory a gatekeeper without signature checks should not carry).
 BUILTINS: dict[str, str] = {
     "config-sanity": "verifiers.config_sanity:ConfigSanity",
+    "hardening": "verifiers.content.hardening:HardeningVerifier",
     "inventory": "verifiers.scan.verifier:InventoryVerifier",
+    "malware": "verifiers.content.malware:MalwareVerifier",
+    "secrets": "verifiers.content.secrets:SecretsVerifier",
     "signatures": "verifiers.signatures:SignatureVerifier",
     "vulnerabilities": "verifiers.vulns.verifier:VulnerabilityVerifier",
 }

@@ -7,11 +7,10 @@ No verifier sees a database; each port is a small protocol implemented in ``stor
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-from verifiers.layers import LayerCache
+from verifiers.layers import LayerCache, LayerReads
 from verifiers.scan.sink import InventorySink
 from verifiers.vulns.source import AdvisorySource
 
@@ -23,9 +22,13 @@ class Stores:
     layer_cache: LayerCache
     inventory: InventorySink | None = None
     advisories: AdvisorySource | None = None
-    inflight: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
-    """Layer reads in progress, shared by the verifiers of one process (``inventory`` and
-    ``vulnerabilities`` read the same layers concurrently; one read serves both)."""
+    reads: LayerReads = field(init=False, repr=False, compare=False)
+    """The process's shared layer reads over ``layer_cache``: every layer verifier registers
+    its scanner here, and one read of a layer serves them all (``inventory``,
+    ``vulnerabilities``, ``secrets``, ``malware``, ``hardening``)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reads", LayerReads(self.layer_cache))
 
 
 @runtime_checkable

@@ -72,3 +72,8 @@ class PolicyTestBody(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     policies: list[Policy] | None = None
+
+
+class PolicyReevaluateBody(RescanAllBody):
+    """Apply the configured policies now to every verdict (or one repository's) decided under
+    another policy version; who asked and why go to the access log."""

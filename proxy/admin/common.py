@@ -202,6 +202,7 @@ def verdict_json(verdict: VerdictView) -> dict[str, Any]:
         "release_expires": iso(verdict.release_expires),
         "decided_at": iso(verdict.decided_at),
         "updated_at": iso(verdict.updated_at),
+        "trigger": verdict.trigger,
     }
 
 

@@ -103,6 +103,12 @@ def _schemas() -> dict[str, Schema]:
         "release_expires": TIME_OR_NULL,
         "decided_at": TIME_OR_NULL,
         "updated_at": TIME,
+        "trigger": {
+            **STRING_OR_NULL,
+            "description": "What made the latest decision: null for a verification, "
+            "`advisory-import (data version N)` or `policy-change (policy P version V)` for a "
+            "re-evaluation from stored data.",
+        },
     }
     return {
         "Error": {
@@ -147,6 +153,11 @@ def _schemas() -> dict[str, Schema]:
                 "title": TEXT,
                 "location": TEXT,
                 "evidence": TEXT,
+                "fix": {
+                    **STRING_OR_NULL,
+                    "description": "For a package finding: the first fixed version, empty "
+                    "when no fix is known; null when not applicable.",
+                },
             },
         },
         "Outcome": {
@@ -278,6 +289,42 @@ def _schemas() -> dict[str, Schema]:
                 "skipped_pending": {"type": "integer"},
                 "skipped_unreadable": {"type": "integer"},
                 "changes": {"type": "array", "items": _ref("PolicyChange")},
+            },
+        },
+        "PolicyReevaluateRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "repository": {
+                    **STRING_OR_NULL,
+                    "description": "Only this repository's verdicts; omitted: every verdict.",
+                },
+                "reason": _nullable(REASON),
+                "actor": ACTOR,
+            },
+        },
+        "PolicyReevaluateResult": {
+            "type": "object",
+            "properties": {
+                "repository": STRING_OR_NULL,
+                "reevaluated": {
+                    "type": "integer",
+                    "description": "Verdicts decided under another policy version, decided again.",
+                },
+                "changed": {"type": "integer"},
+                "quarantined": {"type": "integer", "description": "Newly quarantined."},
+                "notified": {
+                    "type": "integer",
+                    "description": "Still pullable with new blocking findings "
+                    "(`image.new-findings`).",
+                },
+                "skipped_unreadable": {"type": "integer"},
+                "queued": {
+                    "type": "integer",
+                    "description": "Full verifications queued: the policy now requires a "
+                    "verifier with no stored result (decided as failed meanwhile).",
+                },
+                "seconds": {"type": "number"},
             },
         },
         "AccessRecord": {
@@ -429,6 +476,54 @@ def _other_paths() -> dict[str, Any]:
                 },
             }
         },
+        P + "/policy/reevaluate": {
+            "post": {
+                "operationId": "reevaluatePolicies",
+                "summary": "Apply the configured policies now: every verdict decided under "
+                "another version of the policy that matches its repository is decided again "
+                "from its stored findings (no layer is read). Admin releases stay released; "
+                "changes fire webhooks. The gatekeeper also does this at start-up.",
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": _ref("PolicyReevaluateRequest")}},
+                },
+                "responses": {
+                    "200": _json(_ref("PolicyReevaluateResult"), "What changed."),
+                    **_errors("BadRequest", "Unprocessable"),
+                },
+            }
+        },
+        P + "/repositories/{name}/manifests/{digest}/sbom": {
+            "parameters": [
+                {
+                    "name": "name",
+                    "in": "path",
+                    "required": True,
+                    "description": "Repository; may contain `/` (sent unescaped).",
+                    "schema": {"type": "string", "examples": ["team/app"]},
+                },
+                {
+                    "name": "digest",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "examples": ["sha256:" + "0" * 64]},
+                },
+            ],
+            "get": {
+                "operationId": "imageSbom",
+                "summary": "The image's stored package inventory as a CycloneDX JSON SBOM "
+                "(the document `gatekeeper sbom` prints).",
+                "responses": {
+                    "200": {
+                        "description": "CycloneDX 1.x JSON.",
+                        "content": {
+                            "application/vnd.cyclonedx+json": {"schema": {"type": "object"}}
+                        },
+                    },
+                    **_errors("BadRequest", "NotFound"),
+                },
+            },
+        },
         P + "/audit": {
             "get": {
                 "operationId": "queryAudit",
@@ -487,7 +582,8 @@ def build() -> dict[str, Any]:
             "title": "registry-gatekeeper admin API",
             "version": "1",
             "description": "List and inspect verdicts, release and re-quarantine images, "
-            "rescan, dry-run policies and read the access log. Every action is written to the "
+            "rescan, dry-run and re-apply policies, export SBOMs and read the access log. "
+            "Every action is written to the "
             "access log with its actor and reason.",
         },
         "servers": [{"url": "/"}],
@@ -507,7 +603,7 @@ def build() -> dict[str, Any]:
                 "Unauthorized": _error_response(
                     "No token, a wrong token, or the admin API is disabled."
                 ),
-                "NotFound": _error_response("No such image verdict."),
+                "NotFound": _error_response("No such image verdict (or inventory, for an SBOM)."),
                 "Conflict": _error_response("The image is not in a state the action applies to."),
                 "Unprocessable": _error_response("A body field is invalid; `details` names each."),
             },

@@ -1,65 +1,34 @@
-"""``/policy/test``: what would change if these policies were applied, changing nothing.
+"""``/policy/test``: what would change if these policies were applied, changing nothing; and
+``/policy/reevaluate``: apply the configured policies to verdicts decided under other versions.
 
 Each stored verdict is decided again by ``verifiers.policy.decide`` from the outcomes and findings
-stored with it, so the dry-run answers for the same inputs the real decision had, without
-fetching or scanning anything. The answer only reads; no verdict, event or job is written.
+stored with it, so both answer for the same inputs the real decision had, without fetching or
+scanning anything. The dry-run only reads; re-evaluation (``proxy.reevaluate``, which the
+gatekeeper also runs at start-up) writes new verdicts and publishes their changes.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
 from config.policy import Policy, match_policy
-from proxy.admin.bodies import PolicyTestBody
-from proxy.admin.common import ok, read_body, services, verdict_pages
+from proxy.admin.bodies import PolicyReevaluateBody, PolicyTestBody
+from proxy.admin.common import actor, ok, read_body, services, verdict_pages
+from proxy.admin.errors import AdminCode, AdminError
+from proxy.context import info
+from proxy.errors import OCIError
+from proxy.names import check_name
+from proxy.reevaluate import after_policy_change
+from proxy.stored_outcomes import StoredDataError, rebuild_outcomes
 from storage import verdicts
-from storage.verdicts import FindingRecord, VerdictView
-from verifiers.base import Finding, Severity
+from storage.verdicts import VerdictView
 from verifiers.pipeline import Outcome
 from verifiers.policy import decide
 
 log = logging.getLogger("gatekeeper.admin")
-
-
-class StoredDataError(ValueError):
-    """A stored verdict's outcomes or findings cannot be read back (written by an older
-    version, or edited by hand); that verdict is skipped, not guessed at."""
-
-
-def rebuild_outcomes(verdict: VerdictView, findings: Sequence[FindingRecord]) -> list[Outcome]:
-    """The pipeline's outcomes as they were when ``verdict`` was decided."""
-    by_verifier: dict[str, list[Finding]] = {}
-    for f in findings:
-        try:
-            severity = Severity.parse(f.severity)
-        except ValueError as exc:
-            raise StoredDataError(str(exc)) from exc
-        by_verifier.setdefault(f.verifier, []).append(
-            Finding(f.verifier, f.rule_id, severity, f.title, f.location, f.evidence)
-        )
-    outcomes = []
-    for stored in verdict.outcomes:
-        try:
-            name, status = str(stored["verifier"]), stored["status"]
-        except (KeyError, TypeError) as exc:
-            raise StoredDataError(f"outcome without verifier or status: {stored!r}") from exc
-        if status not in ("ok", "skipped", "error"):
-            raise StoredDataError(f"unknown outcome status {status!r}")
-        outcomes.append(
-            Outcome(
-                verifier=name,
-                version=str(stored.get("version", "")),
-                status=status,
-                findings=tuple(by_verifier.get(name, ())),
-                detail=str(stored.get("detail") or ""),
-                duration_ms=float(stored.get("duration_ms") or 0.0),
-            )
-        )
-    return outcomes
 
 
 def would_be(
@@ -68,8 +37,8 @@ def would_be(
     """The state a new decision would leave: an unexpired release survives a failing decision,
     as it does when the verification service stores one."""
     policy = match_policy(policies, verdict.repository)
-    decision = decide(policy, verdict.repository, outcomes)
     current = verdict.effective_state()
+    decision = decide(policy, verdict.repository, outcomes, previous=current)
     state: str = decision.state
     if current == "released" and decision.state == "quarantined":
         state = "released"
@@ -118,5 +87,33 @@ async def test_policies(request: web.Request) -> web.StreamResponse:
             "skipped_pending": pending,
             "skipped_unreadable": unreadable,
             "changes": changes,
+        }
+    )
+
+
+async def reevaluate_policies(request: web.Request) -> web.StreamResponse:
+    """POST /policy/reevaluate : decide again, from stored findings, every verdict (of one
+    repository, or all) whose recorded policy version is not the one that now applies."""
+    body = await read_body(request, PolicyReevaluateBody)
+    if body.repository is not None:
+        try:
+            info(request).repository = check_name(body.repository)
+        except OCIError as exc:
+            raise AdminError(AdminCode.INVALID_FIELD, f"repository: {exc.message}") from exc
+    actor(request, body.actor, body.reason or "policy re-evaluation")
+    svc = services(request)
+    report = await after_policy_change(
+        svc.db, svc.settings.policies, repository=body.repository, publish=svc.bus.publish
+    )
+    return ok(
+        {
+            "repository": body.repository,
+            "reevaluated": report.examined,
+            "changed": report.changed,
+            "quarantined": report.quarantined,
+            "notified": report.notified,
+            "skipped_unreadable": report.skipped,
+            "queued": len(report.needs_verification),
+            "seconds": round(report.seconds, 3),
         }
     )

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from proxy.admin import audit, images, openapi, policy
+from proxy.admin import audit, images, openapi, policy, sbom
 from proxy.admin.auth import auth_middleware
 from proxy.admin.errors import error_middleware
 from proxy.errors import Handler
 
 PREFIX = "/admin/api/v1"
 IMAGE = "/images/{reference:.+}"
+SBOM = "/repositories/{name:.+}/manifests/{digest}/sbom"
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", IMAGE + "/rescan", images.rescan, "admin.rescan"),
     Route("POST", "/rescan", images.rescan_all, "admin.rescan-all"),
     Route("POST", "/policy/test", policy.test_policies, "admin.policy-test"),
+    Route("POST", "/policy/reevaluate", policy.reevaluate_policies, "admin.policy-reevaluate"),
+    Route("GET", SBOM, sbom.sbom, "admin.sbom"),
     Route("GET", "/audit", audit.query, "admin.audit"),
     Route("GET", "/openapi.json", openapi.document, "admin.openapi"),
 )

@@ -3,73 +3,96 @@
 Three keys, so that one attacker cannot lock the owner out: an address that keeps failing is
 refused (429) for a doubling period; an (identity, address) pair that keeps failing is refused
 likewise; an identity failing from many addresses is only slowed down, so its owner, from an
-address of their own, still gets in. State is per process (a replica throttles what it sees).
+address of their own, still gets in. The counters live in the database (``storage.
+login_throttle``), so every replica behind a load balancer throttles the same attacker.
 """
 
 from __future__ import annotations
 
-import time
-from collections import deque
+import hashlib
+import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.auth import AuthSettings
+from storage import login_throttle
+from storage.timeutil import now
 
 
-@dataclass
-class _Window:
-    failures: deque[float] = field(default_factory=deque)
-    blocked_until: float = 0.0
-    strikes: int = 0
+def _key(kind: str, *parts: str) -> str:
+    """A fixed-size key: login names are attacker-chosen (any length, NUL bytes, ...)."""
+    digest = hashlib.sha256(json.dumps(parts).encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{kind}:{digest}"
+
+
+def _address(address: str) -> str:
+    return _key("addr", address)
+
+
+def _pair(identity: str, address: str) -> str:
+    return _key("pair", identity, address)
+
+
+def _identity(identity: str) -> str:
+    return _key("id", identity)
 
 
 class LoginThrottle:
-    def __init__(self, settings: AuthSettings, clock: Callable[[], float] | None = None) -> None:
+    """The login path's questions about past failures, answered from the shared counters."""
+
+    def __init__(
+        self,
+        settings: AuthSettings,
+        db: async_sessionmaker[Any],
+        clock: Callable[[], datetime] = now,
+    ) -> None:
         self._settings = settings
-        self._windows: dict[tuple[str, ...], _Window] = {}
-        self._clock = clock or time.monotonic
+        self._db = db
+        self._clock = clock
+        self._window = timedelta(seconds=settings.failure_window_seconds)
 
-    def _window(self, key: tuple[str, ...]) -> _Window:
-        window = self._windows.get(key)
-        if window is None:
-            if len(self._windows) > 100_000:  # bound memory under a spray of addresses
-                self._windows.clear()
-            window = self._windows[key] = _Window()
-        moment = self._clock()
-        horizon = moment - self._settings.failure_window_seconds
-        while window.failures and window.failures[0] < horizon:
-            window.failures.popleft()
-        return window
-
-    def refused_for(self, identity: str, address: str) -> float:
+    async def refused_for(self, identity: str, address: str) -> float:
         """Seconds the attempt must wait before it may be tried; 0 when allowed."""
         moment = self._clock()
+        keys = [_address(address), _pair(identity, address)]
+        async with self._db() as session:
+            counters = await login_throttle.read(session, keys, moment, self._window)
         waits = [
-            self._window(key).blocked_until - moment
-            for key in (("addr", address), ("pair", identity, address))
+            (c.blocked_until - moment).total_seconds()
+            for c in counters.values()
+            if c.blocked_until is not None
         ]
-        return max(0.0, *waits)
+        return max([0.0, *waits])
 
-    def slowdown_for(self, identity: str) -> float:
+    async def slowdown_for(self, identity: str) -> float:
         """Delay before checking a password of a much-attacked identity (seconds)."""
-        window = self._window(("id", identity))
-        excess = len(window.failures) - self._settings.identity_slowdown_after
+        key = _identity(identity)
+        async with self._db() as session:
+            counters = await login_throttle.read(session, [key], self._clock(), self._window)
+        failures = counters[key].failures if key in counters else 0
+        excess = failures - self._settings.identity_slowdown_after
         return 0.0 if excess < 0 else min(0.05 * 2 ** min(excess, 10), 2.0)
 
-    def failed(self, identity: str, address: str) -> None:
+    async def failed(self, identity: str, address: str) -> None:
+        settings = self._settings
         moment = self._clock()
+        backoff = timedelta(seconds=settings.max_backoff_seconds)
         limits = {
-            ("addr", address): self._settings.failures_per_address,
-            ("pair", identity, address): self._settings.failures_per_identity,
-            ("id", identity): None,
+            _address(address): settings.failures_per_address,
+            _pair(identity, address): settings.failures_per_identity,
+            _identity(identity): None,
         }
-        for key, limit in limits.items():
-            window = self._window(key)
-            window.failures.append(moment)
-            if limit is not None and len(window.failures) >= limit:
-                window.strikes += 1
-                backoff = min(2.0 ** (window.strikes - 1), self._settings.max_backoff_seconds)
-                window.blocked_until = moment + backoff
+        async with self._db() as session, session.begin():
+            await login_throttle.prune(session, moment, self._window)
+            # Sorted: two replicas recording failures lock the rows in the same order.
+            for key in sorted(limits):
+                await login_throttle.record_failure(
+                    session, key, limits[key], moment, self._window, backoff
+                )
 
-    def succeeded(self, identity: str, address: str) -> None:
-        self._windows.pop(("pair", identity, address), None)
+    async def succeeded(self, identity: str, address: str) -> None:
+        async with self._db() as session, session.begin():
+            await login_throttle.forget(session, _pair(identity, address))

@@ -71,7 +71,7 @@ class AuthService:
         self.settings = settings
         self.db = db
         self.issuer = issuer
-        self.throttle = LoginThrottle(settings)
+        self.throttle = LoginThrottle(settings, db)
 
     @classmethod
     async def create(cls, settings: AuthSettings, db: async_sessionmaker[Any]) -> AuthService:
@@ -91,10 +91,10 @@ class AuthService:
 
     async def login(self, name: str, secret: str, address: str) -> Caller:
         """Check a name and secret (user password or robot token), throttled."""
-        wait = self.throttle.refused_for(name, address)
+        wait = await self.throttle.refused_for(name, address)
         if wait > 0:
             raise AuthError("too many failed logins; try again later", throttled=wait)
-        delay = self.throttle.slowdown_for(name)
+        delay = await self.throttle.slowdown_for(name)
         if delay:
             await asyncio.sleep(delay)
         async with self.db() as session:
@@ -103,12 +103,12 @@ class AuthService:
         stored = identity.secret_hash if identity else DUMMY_HASH
         ok = await asyncio.to_thread(verify_secret, stored, secret)
         if identity is None or not ok:
-            self.throttle.failed(name, address)
+            await self.throttle.failed(name, address)
             raise AuthError("invalid credentials")
         if not identity.usable():
-            self.throttle.failed(name, address)
+            await self.throttle.failed(name, address)
             raise AuthError("identity disabled or expired")
-        self.throttle.succeeded(name, address)
+        await self.throttle.succeeded(name, address)
         return await self._caller(identity)
 
     async def from_header(self, header: str | None, address: str) -> Caller:

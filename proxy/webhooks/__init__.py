@@ -1,8 +1,14 @@
 """Webhooks: signed CloudEvents to external receivers whenever an image's verdict changes.
 
 Events: ``image.quarantined``, ``image.passed``, ``image.released``, ``image.requarantined``
-(an admin's re-quarantine, or a release that expired). Each webhook in settings subscribes to
-some or all of them.
+(an admin's re-quarantine, or a release that expired), and ``image.new-findings``: a
+re-evaluation (an advisory import, a policy change; see ``proxy/reevaluate.py``) found findings
+that would block an image which nevertheless stays pullable, because its policy says
+``on_new_findings = "notify"`` or an admin released it. Its ``new_state`` is the unchanged
+``passed`` or ``released``, its ``reason`` starts with the trigger (``advisory-import (data
+version N)``) and names the new findings. An image a re-evaluation quarantines is an ordinary
+``image.quarantined`` whose ``reason`` starts with the trigger. Each webhook in settings
+subscribes to some or all of them.
 
 Request (one POST per delivery attempt)::
 

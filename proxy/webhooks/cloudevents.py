@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from config.settings import Settings
 from proxy.events import EVENT_TYPES, VerdictChange
 
 CONTENT_TYPE = "application/cloudevents+json"
@@ -31,11 +32,17 @@ class CloudEvent:
     id: str
     """CloudEvents ``id``, a UUID; receivers deduplicate retries by it."""
     type: str
-    """``image.quarantined``, ``image.passed``, ``image.released`` or ``image.requarantined``."""
+    """``image.quarantined``, ``image.passed``, ``image.released``, ``image.requarantined`` or
+    ``image.new-findings``."""
     subject: str
     """``REPOSITORY@DIGEST``."""
     body: str
     """The structured-mode JSON document."""
+
+
+def event_source(settings: Settings) -> str:
+    """CloudEvents ``source``: the gatekeeper's public URL when one is set."""
+    return str(settings.public_url).rstrip("/") if settings.public_url else DEFAULT_SOURCE
 
 
 def rfc3339(moment: datetime) -> str:

@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from proxy.admin.routes import ROUTES
-from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.fixtures import running_gatekeeper
+from tests.support.gatekeeper import Gatekeeper
 from tests.support.ocihttp import OCI_MANIFEST, digest_of, image_config, push_image
 from tests.support.registry import Registry
 
@@ -71,9 +72,8 @@ def gk(
         "GATEKEEPER_VERIFIERS": json.dumps(verifiers),
         "GATEKEEPER_ADMIN_TOKEN": TOKEN,
     }
-    gatekeeper = make_gatekeeper(tmp_path_factory.mktemp("admin"), registry.url, extra_env=env)
-    yield gatekeeper
-    gatekeeper.stop()
+    with running_gatekeeper(tmp_path_factory.mktemp("admin"), registry.url, env) as gatekeeper:
+        yield gatekeeper
 
 
 @pytest.fixture

@@ -302,10 +302,8 @@ def _alg_none(claims: dict[str, Any]) -> str:
 def _hs256_with_public_key(gk: Gatekeeper, claims: dict[str, Any]) -> str:
     import hashlib
     import hmac
-    import sqlite3
 
-    with sqlite3.connect(gk.db_path) as conn:
-        pem = conn.execute("SELECT private_pem FROM signing_keys").fetchone()[0]
+    pem = gk.database.fetch("SELECT private_pem FROM signing_keys")[0]["private_pem"]
     public = (
         serialization.load_pem_private_key(pem.encode(), None)
         .public_key()
@@ -364,10 +362,7 @@ def test_forged_tokens_are_rejected(gk: Gatekeeper, accounts: dict[str, str], fo
 
 
 def _own_key(gk: Gatekeeper) -> Any:
-    import sqlite3
-
-    with sqlite3.connect(gk.db_path) as conn:
-        pem = conn.execute("SELECT private_pem FROM signing_keys").fetchone()[0]
+    pem = gk.database.fetch("SELECT private_pem FROM signing_keys")[0]["private_pem"]
     return serialization.load_pem_private_key(pem.encode(), None)
 
 
@@ -416,7 +411,9 @@ def test_brute_force_is_throttled_and_the_owner_still_gets_in(
         )
     assert ok.status_code == 200, ok.text
     rows = gk.wait_audit(1, "client_addr = '127.0.0.2' AND action = 'auth.token' AND status = 429")
-    assert rows and "wrong-" not in json.dumps(gk.audit_rows("client_addr = '127.0.0.2'"))
+    assert rows and "wrong-" not in json.dumps(
+        gk.audit_rows("client_addr = '127.0.0.2'"), default=str
+    )
 
 
 def test_quarantine_reader_bypass_is_logged(gk: Gatekeeper, accounts: dict[str, str]) -> None:

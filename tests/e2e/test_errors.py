@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +13,7 @@ import httpx
 import pytest
 
 from tests.support.audited import assert_one_row_each, audited_client
+from tests.support.fixtures import Tripwire, raw_request, tripwire_gatekeeper
 from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
 from tests.support.ocihttp import OCI_MANIFEST, digest_of, push_blob
 from tests.support.registry import Registry, make_registry
@@ -26,43 +25,10 @@ def error_code(resp: httpx.Response) -> str:
     return str(resp.json()["errors"][0]["code"])
 
 
-class Tripwire:
-    """A TCP listener standing in for an upstream: it only counts who connects."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.connections = 0
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            conn.close()
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 @pytest.fixture(scope="module")
-def tripwire_gatekeeper(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[Gatekeeper, Tripwire]]:
-    wire = Tripwire()
-    gk = make_gatekeeper(tmp_path_factory.mktemp("tripwire"), wire.url)
-    yield gk, wire
-    gk.stop()
-    wire.close()
+def tripwire_gk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gatekeeper, Tripwire]]:
+    with tripwire_gatekeeper(tmp_path_factory.mktemp("tripwire")) as started:
+        yield started
 
 
 BAD_REQUESTS = [
@@ -91,20 +57,16 @@ BAD_REQUESTS = [
 
 @pytest.mark.parametrize(("method", "path", "status", "code"), BAD_REQUESTS)
 def test_bad_input_is_refused_before_the_upstream(
-    tripwire_gatekeeper: tuple[Gatekeeper, Tripwire], method: str, path: str, status: int, code: str
+    tripwire_gk: tuple[Gatekeeper, Tripwire], method: str, path: str, status: int, code: str
 ) -> None:
-    gk, wire = tripwire_gatekeeper
-    # http.client sends the path byte for byte (httpx would normalise the dot segments away).
-    conn = http.client.HTTPConnection("127.0.0.1", gk.port, timeout=10)
-    conn.request(method, path)
-    resp = conn.getresponse()
-    body = json.loads(resp.read())
-    conn.close()
+    gk, wire = tripwire_gk
+    resp = raw_request(gk.port, method, path)
+    body = json.loads(resp.body)
     assert resp.status == status, body
     assert body["errors"][0]["code"] == code
     assert set(body["errors"][0]) == {"code", "message", "detail"}
     assert wire.connections == 0, "invalid input must never reach the upstream"
-    rows = gk.wait_audit(1, "request_id = ?", (resp.headers["X-Request-Id"],))
+    rows = gk.wait_audit(1, "request_id = :id", {"id": resp.headers["x-request-id"]})
     assert len(rows) == 1 and rows[0]["status"] == status and rows[0]["error_code"] == code
 
 

@@ -8,13 +8,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.fixtures import running_gatekeeper
+from tests.support.gatekeeper import Gatekeeper
 from tests.support.ocihttp import OCI_MANIFEST, digest_of, image_config, push_image
 from tests.support.registry import Registry
 
@@ -62,11 +62,8 @@ def gate_env(**extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def gk(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gatekeeper]:
-    gatekeeper = make_gatekeeper(
-        tmp_path_factory.mktemp("gate"), registry.url, extra_env=gate_env()
-    )
-    yield gatekeeper
-    gatekeeper.stop()
+    with running_gatekeeper(tmp_path_factory.mktemp("gate"), registry.url, gate_env()) as started:
+        yield started
 
 
 def push_labelled(
@@ -117,7 +114,7 @@ def test_failing_image_cannot_leave_by_any_path(gk: Gatekeeper) -> None:
             "/v2/gate/copy/manifests/v1", content=manifest, headers={"Content-Type": OCI_MANIFEST}
         )
         assert "cannot be pushed elsewhere" in denied(retag)["message"]
-    rows = gk.wait_audit(1, "action = 'verdict.quarantined' AND digest = ?", (digest,))
+    rows = gk.wait_audit(1, "action = 'verdict.quarantined' AND digest = :d", {"d": digest})
     assert rows and "CVE-2099-0001" in rows[0]["reason"] and rows[0]["identity"] == "gatekeeper"
     pulls = gk.wait_audit(2, "repository = 'gate/bad' AND action = 'manifest.pull'")
     assert (
@@ -211,8 +208,8 @@ def test_enroll_verifies_images_pushed_around_the_gatekeeper(
     assert "1 repositories, 2 images queued" in out.stdout
 
     def settled() -> dict[str, str]:
-        rows = _sqlite(
-            gk.db_path, "SELECT digest, state FROM verdicts WHERE repository = ?", ("gate/legacy",)
+        rows = gk.database.fetch(
+            "SELECT digest, state FROM verdicts WHERE repository = :r", {"r": "gate/legacy"}
         )
         return {r["digest"]: r["state"] for r in rows}
 
@@ -238,19 +235,11 @@ def test_first_pull_of_an_image_pushed_around_the_gatekeeper_is_verified(
         resp = http.get("/v2/gate/around/manifests/v1", headers={"Accept": OCI_MANIFEST})
     assert resp.status_code == 200, resp.text
     assert resp.content == manifest
-    events = _sqlite(
-        gk.db_path, "SELECT event, reason FROM verdict_events WHERE digest = ?", (digest,)
+    events = gk.database.fetch(
+        "SELECT event, reason FROM verdict_events WHERE digest = :d ORDER BY id", {"d": digest}
     )
     assert events[0] == {"event": "pending", "reason": "first pull of an image not seen before"}
     assert events[-1]["event"] == "passed"
-
-
-def _sqlite(db_path: Path, query: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
-    import sqlite3
-
-    with sqlite3.connect(db_path) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute(query, params)]
 
 
 def test_each_platform_of_an_index_has_its_own_verdict(gk: Gatekeeper) -> None:

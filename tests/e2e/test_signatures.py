@@ -11,10 +11,8 @@ from __future__ import annotations
 import base64
 import json
 import os
-import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,24 +23,31 @@ import httpx
 import pytest
 
 from tests.support import cosign
-from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.database import Database
+from tests.support.fixtures import running_gatekeeper
+from tests.support.gatekeeper import Gatekeeper
 from tests.support.ocihttp import (
-    OCI_MANIFEST,
     digest_of,
-    image_config,
-    image_manifest,
-    push_blob,
     push_image,
 )
 from tests.support.procs import free_port
 from tests.support.registry import Registry
+from tests.support.signing import (
+    ACCEPT,
+    build,
+    denial,
+    events,
+    findings,
+    pull,
+    reference,
+    wait_pull,
+)
 
 pytestmark = pytest.mark.e2e
 
 PASSWORD = b"correct horse battery staple"
 ISSUER = "https://token.actions.example.test"
 CI = "https://git.example.test/org/app/.github/workflows/release.yml@refs/heads/main"
-ACCEPT = {"Accept": OCI_MANIFEST}
 ADMIN_TOKEN = "signature-tests-admin-token"
 
 
@@ -122,91 +127,14 @@ def gk(
         ),
         "GATEKEEPER_ADMIN_TOKEN": ADMIN_TOKEN,
     }
-    gatekeeper = make_gatekeeper(tmp_path_factory.mktemp("gk-sig"), registry.url, extra_env=env)
-    yield gatekeeper
-    gatekeeper.stop()
+    with running_gatekeeper(tmp_path_factory.mktemp("gk-sig"), registry.url, env) as started:
+        yield started
 
 
 @pytest.fixture
 def http(gk: Gatekeeper) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=gk.url, timeout=60) as client:
         yield client
-
-
-@dataclass(frozen=True)
-class Unpushed:
-    """An image built locally: its digest is known before anything is pushed."""
-
-    repo: str
-    config: bytes
-    layer: bytes
-    manifest: bytes
-
-    @property
-    def digest(self) -> str:
-        return digest_of(self.manifest)
-
-    def push(self, http: httpx.Client, tag: str = "v1") -> str:
-        for blob in (self.config, self.layer):
-            push_blob(http, self.repo, blob)
-        resp = http.put(
-            f"/v2/{self.repo}/manifests/{tag}",
-            content=self.manifest,
-            headers={"Content-Type": OCI_MANIFEST},
-        )
-        assert resp.status_code == 201, resp.text
-        return self.digest
-
-
-def build(repo: str) -> Unpushed:
-    layer, config = os.urandom(512), image_config(layers=1)
-    return Unpushed(repo, config, layer, image_manifest(config, [layer]))
-
-
-def reference(gk: Gatekeeper, repo: str) -> str:
-    """What cosign writes as ``docker-reference``: registry host and repository."""
-    return f"{gk.host}/{repo}"
-
-
-def pull(http: httpx.Client, repo: str, ref: str = "v1") -> httpx.Response:
-    return http.get(f"/v2/{repo}/manifests/{ref}", headers=ACCEPT)
-
-
-def wait_pull(http: httpx.Client, repo: str, want: int, timeout: float = 30.0) -> httpx.Response:
-    """Pull until the status is ``want`` (a re-verification is running in the background)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        resp = pull(http, repo)
-        if resp.status_code == want or time.monotonic() > deadline:
-            return resp
-        time.sleep(0.1)
-
-
-def denial(resp: httpx.Response) -> str:
-    assert resp.status_code == 403, resp.text
-    error = resp.json()["errors"][0]
-    assert error["code"] == "DENIED"
-    return str(error["message"])
-
-
-def findings(gk: Gatekeeper, repo: str, digest: str) -> dict[str, str]:
-    with sqlite3.connect(gk.db_path) as conn:
-        rows = conn.execute(
-            "SELECT rule_id, title FROM findings WHERE repository = ? AND digest = ? "
-            "AND verifier = 'signatures'",
-            (repo, digest),
-        ).fetchall()
-    return {rule: title for rule, title in rows}
-
-
-def events(gk: Gatekeeper, repo: str, digest: str) -> list[dict[str, Any]]:
-    with sqlite3.connect(gk.db_path) as conn:
-        conn.row_factory = sqlite3.Row
-        rows = conn.execute(
-            "SELECT * FROM verdict_events WHERE repository = ? AND digest = ? ORDER BY id",
-            (repo, digest),
-        ).fetchall()
-    return [dict(r) for r in rows]
 
 
 # -- the happy paths ---------------------------------------------------------------------------
@@ -488,7 +416,9 @@ def test_verify_prints_each_step(
     assert report["failures"][0]["rule_id"] == "signature.none-trusted"
 
 
-def test_bad_trust_settings_stop_start_up_naming_the_field(gk: Gatekeeper, tmp_path: Path) -> None:
+def test_bad_trust_settings_stop_start_up_naming_the_field(
+    gk: Gatekeeper, fresh_db: Database
+) -> None:
     options = {
         "signers": [{"name": "x", "key": "not a key"}],
         "rules": [{"name": "r", "repositories": ["*"], "signers": ["x"]}],
@@ -496,7 +426,7 @@ def test_bad_trust_settings_stop_start_up_naming_the_field(gk: Gatekeeper, tmp_p
     env = {
         **gk.env,
         "GATEKEEPER_VERIFIERS": json.dumps({"signatures": {"options": options}}),
-        "GATEKEEPER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/gk.db",
+        "GATEKEEPER_DATABASE_URL": fresh_db.url,
         "GATEKEEPER_LISTEN": f"127.0.0.1:{free_port()}",
     }
     out = subprocess.run(

@@ -8,12 +8,10 @@ import hashlib
 import hmac
 import json
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -27,8 +25,9 @@ from proxy.webhooks import WebhookDispatcher
 from storage import webhooks as webhook_store
 from storage.db import create_engine, sessionmaker, upgrade
 from storage.models import WebhookAttempt
-from tests.support import postgres
-from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.database import Database, as_datetime
+from tests.support.fixtures import running_gatekeeper
+from tests.support.gatekeeper import Gatekeeper
 from tests.support.ocihttp import image_config, push_image
 from tests.support.registry import Registry
 
@@ -135,9 +134,8 @@ def gk(
         ),
         "GATEKEEPER_WEBHOOKS": json.dumps([webhook]),
     }
-    gatekeeper = make_gatekeeper(tmp_path_factory.mktemp("hooks"), registry.url, extra_env=env)
-    yield gatekeeper
-    gatekeeper.stop()
+    with running_gatekeeper(tmp_path_factory.mktemp("hooks"), registry.url, env) as started:
+        yield started
 
 
 def push(gk: Gatekeeper, repo: str, labels: dict[str, str]) -> str:
@@ -157,15 +155,14 @@ def check_signature(request: Received) -> None:
 
 
 def delivery_rows(gk: Gatekeeper, delivery_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    with sqlite3.connect(gk.db_path) as conn:
-        conn.row_factory = sqlite3.Row
-        row = conn.execute(
-            "SELECT * FROM webhook_deliveries WHERE id = ?", (delivery_id,)
-        ).fetchone()
-        tries = conn.execute(
-            "SELECT * FROM webhook_attempts WHERE delivery_id = ? ORDER BY attempt", (delivery_id,)
-        ).fetchall()
-    return dict(row), [dict(t) for t in tries]
+    (row,) = gk.database.fetch(
+        "SELECT * FROM webhook_deliveries WHERE id = :id", {"id": int(delivery_id)}
+    )
+    tries = gk.database.fetch(
+        "SELECT * FROM webhook_attempts WHERE delivery_id = :id ORDER BY attempt",
+        {"id": int(delivery_id)},
+    )
+    return row, tries
 
 
 def wait_delivered(gk: Gatekeeper, delivery_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -207,7 +204,7 @@ def test_quarantine_is_sent_signed_and_retried_after_a_500(
     assert row["event_id"] == event["id"] and row["event_type"] == "image.quarantined"
     assert [(t["attempt"], t["status"]) for t in tries] == [(1, 500), (2, 200)]
     assert tries[0]["error"] == "HTTP 500" and tries[1]["error"] is None
-    first_at, second_at = (datetime.fromisoformat(t["time"]) for t in tries)
+    first_at, second_at = (as_datetime(t["time"]) for t in tries)
     assert (second_at - first_at).total_seconds() >= 0.2  # retry_base_seconds
     log = gk.log_path.read_text()
     assert SECRET not in log
@@ -226,13 +223,11 @@ def test_a_passing_image_sends_image_passed(gk: Gatekeeper, receiver: Receiver) 
     assert (row["state"], row["attempts"]) == ("delivered", 2)
 
 
-@pytest.mark.skipif(not postgres.available(), reason="PostgreSQL is not installed")
 async def test_replicas_on_postgres_send_each_delivery_once_with_retries(
-    tmp_path_factory: pytest.TempPathFactory,
+    postgres_db: Database,
 ) -> None:
     """The claim queries on the other backend: ``FOR UPDATE SKIP LOCKED``, zone-aware times."""
-    cluster = postgres.start_postgres(tmp_path_factory.mktemp("pg"))
-    engine = create_engine(cluster.url)
+    engine = create_engine(postgres_db.url)
     sent: list[str] = []
 
     def fail_first_attempt(request: httpx.Request) -> httpx.Response:
@@ -280,4 +275,3 @@ async def test_replicas_on_postgres_send_each_delivery_once_with_retries(
         assert len(per_delivery) == 30 and set(per_delivery.values()) == {2}
     finally:
         await engine.dispose()
-        cluster.stop()

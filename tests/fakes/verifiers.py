@@ -42,6 +42,26 @@ class LabelFindings:
         ]
 
 
+class FileFindings:
+    """Reports the findings listed as JSON in the file named by the option ``path`` (absent
+    file: none), so a test can make findings appear between two verifications of one image,
+    as a newly published advisory or a revoked signature would."""
+
+    name = "file-findings"
+    version = "1"
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.path = Path(options["path"])
+
+    async def verify(self, image: Image) -> list[Finding] | Skipped:
+        if not self.path.exists():
+            return []
+        return [
+            Finding(self.name, f["rule_id"], Severity.parse(f["severity"]), f.get("title", ""))
+            for f in json.loads(self.path.read_text())
+        ]
+
+
 class Raises:
     """Crashes on images labelled ``test.raise``."""
 

@@ -9,7 +9,6 @@ spec, so a routing mistake in the proxy shows up as a wrong ``action`` here.
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from tests.support.clients import ClientRun, HttpRequest
+from tests.support.database import QueryError
 from tests.support.gatekeeper import Gatekeeper
 
 Row = dict[str, Any]
@@ -131,7 +131,7 @@ def audited(gatekeeper: Gatekeeper, command: Callable[[], ClientRun]) -> Audited
     before = _last_id(gatekeeper)
     run = command()
     # Verdict events are rows too, but not requests: leave them out of the match.
-    where, params = "id > ? AND method != 'EVENT'", (before,)
+    where, params = "id > :before AND method != 'EVENT'", {"before": before}
     gatekeeper.wait_audit(len(run.requests), where, params)
     time.sleep(SETTLE_SECONDS)
     return AuditedRun(run=run, rows=tuple(gatekeeper.audit_rows(where, params)))
@@ -140,7 +140,7 @@ def audited(gatekeeper: Gatekeeper, command: Callable[[], ClientRun]) -> Audited
 def _last_id(gatekeeper: Gatekeeper) -> int:
     try:
         rows = gatekeeper.audit_rows("id = (SELECT MAX(id) FROM access_log)")
-    except sqlite3.OperationalError:  # no database or table yet: nothing logged so far
+    except QueryError:  # no database or table yet: nothing logged so far
         return 0
     return int(rows[0]["id"]) if rows else 0
 

@@ -56,8 +56,9 @@ def assert_one_row_each(gatekeeper: Gatekeeper, recorder: Recorder) -> list[dict
     byte counts. Returns the rows in exchange order."""
     ids = [ex.request_id for ex in recorder.exchanges]
     assert all(ids), "every response must carry X-Request-Id"
-    placeholders = ",".join("?" for _ in ids)
-    rows = gatekeeper.wait_audit(len(ids), f"request_id IN ({placeholders})", tuple(ids))
+    params = {f"id{n}": request_id for n, request_id in enumerate(ids)}
+    placeholders = ",".join(f":{name}" for name in params)
+    rows = gatekeeper.wait_audit(len(ids), f"request_id IN ({placeholders})", params)
     by_id: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_id.setdefault(row["request_id"], []).append(row)

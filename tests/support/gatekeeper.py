@@ -1,8 +1,8 @@
 """Run the gatekeeper as a real process, exactly as an operator would (``gatekeeper serve``).
 
-Tests talk to it over loopback with httpx, skopeo and podman, and read its SQLite database to
-check the access log. Settings arrive through the environment, never through process globals of
-the test runner.
+Tests talk to it over loopback with httpx, skopeo and podman, and read its database (SQLite or
+PostgreSQL, see :mod:`tests.support.database`) to check the access log. Settings arrive through
+the environment, never through process globals of the test runner.
 """
 
 from __future__ import annotations
@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support import database as databases
+from tests.support.database import Database, QueryError
 from tests.support.procs import free_port, wait_http
 
 # Protocol-level tests exercise the proxy, not the gate: a warn-mode policy verifies and logs
@@ -41,13 +43,23 @@ class Gatekeeper:
 
     url: str
     port: int
-    db_path: Path
+    database: Database
     log_path: Path
     env: dict[str, str]
     process: subprocess.Popen[bytes] | None = None
     extra_args: list[str] = field(default_factory=list)
     verify: object = True
     """What httpx should verify the gatekeeper's certificate against (a CA file for TLS)."""
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite file, for tests about SQLite itself (mark them ``sqlite_only``)."""
+        if self.database.path is None:
+            raise RuntimeError(
+                "this gatekeeper runs on PostgreSQL: read it with gk.database.fetch(), or mark "
+                "the test @pytest.mark.sqlite_only(reason=...)"
+            )
+        return self.database.path
 
     @property
     def host(self) -> str:
@@ -82,17 +94,19 @@ class Gatekeeper:
                 self.process.wait()
         self.process = None
 
-    def audit_rows(self, where: str = "1=1", params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        """Rows of the access log, oldest first, straight from the database file."""
-        with sqlite3.connect(self.db_path) as conn:
-            conn.row_factory = sqlite3.Row
-            rows = conn.execute(
-                f"SELECT * FROM access_log WHERE {where} ORDER BY id", params
-            ).fetchall()
-        return [dict(row) for row in rows]
+    def audit_rows(
+        self, where: str = "1=1", params: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows of the access log, oldest first, straight from the database (``where`` takes
+        ``:name`` parameters from ``params``)."""
+        return self.database.fetch(f"SELECT * FROM access_log WHERE {where} ORDER BY id", params)
 
     def wait_audit(
-        self, count: int, where: str = "1=1", params: tuple[Any, ...] = (), timeout: float = 10.0
+        self,
+        count: int,
+        where: str = "1=1",
+        params: Mapping[str, Any] | None = None,
+        timeout: float = 10.0,
     ) -> list[dict[str, Any]]:
         """Wait until at least ``count`` matching rows are written (writes are batched)."""
         deadline = time.monotonic() + timeout
@@ -100,7 +114,7 @@ class Gatekeeper:
         while time.monotonic() < deadline:
             try:
                 rows = self.audit_rows(where, params)
-            except sqlite3.OperationalError:
+            except QueryError:  # no database or table yet
                 rows = []
             if len(rows) >= count:
                 return rows
@@ -116,18 +130,23 @@ def make_gatekeeper(
     extra_env: dict[str, str] | None = None,
     start: bool = True,
     tls: tuple[Path, Path] | None = None,
+    database: Database | None = None,
 ) -> Gatekeeper:
-    """Configure (and by default start) a gatekeeper in front of ``upstream_url``."""
+    """Configure (and by default start) a gatekeeper in front of ``upstream_url``.
+
+    Its database is ``database`` (replicas share one), else ``GATEKEEPER_DATABASE_URL`` from
+    ``extra_env``, else a fresh one on the session's backend.
+    """
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    db_path = workdir / "gatekeeper.db"
+    database = database or _database_from(extra_env) or databases.fresh(workdir)
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(workdir),
         "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
         "GATEKEEPER_UPSTREAM_URL": upstream_url,
         "GATEKEEPER_LISTEN": f"127.0.0.1:{port}",
-        "GATEKEEPER_DATABASE_URL": f"sqlite+aiosqlite:///{db_path}",
+        "GATEKEEPER_DATABASE_URL": database.url,
         "GATEKEEPER_AUDIT__FLUSH_INTERVAL_SECONDS": "0.05",
         "GATEKEEPER_POLICIES": WARN_EVERYTHING,
         # Likewise client authentication: tests/e2e/test_auth.py turns it on.
@@ -143,10 +162,20 @@ def make_gatekeeper(
         url=f"{'https' if tls else 'http'}://127.0.0.1:{port}",
         verify=ssl.create_default_context(cafile=str(tls[0])) if tls else True,
         port=port,
-        db_path=db_path,
+        database=database,
         log_path=workdir / "gatekeeper.log",
         env=env,
     )
     if start:
         gatekeeper.start()
     return gatekeeper
+
+
+def _database_from(extra_env: Mapping[str, str] | None) -> Database | None:
+    """The database a test chose by URL (``GATEKEEPER_DATABASE_URL`` in ``extra_env``)."""
+    url = (extra_env or {}).get("GATEKEEPER_DATABASE_URL")
+    if url is None:
+        return None
+    if url.startswith("sqlite"):
+        return Database(url=url, backend="sqlite", path=Path(url.split(":///", 1)[1]))
+    return Database(url=url, backend="postgresql")

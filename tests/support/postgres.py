@@ -46,7 +46,23 @@ class Postgres:
 
     @property
     def url(self) -> str:
-        return f"postgresql+asyncpg://gatekeeper@127.0.0.1:{self.port}/gatekeeper"
+        return self.url_for("gatekeeper")
+
+    def url_for(self, database: str) -> str:
+        """The async SQLAlchemy URL of one database in this cluster."""
+        return f"postgresql+asyncpg://gatekeeper@127.0.0.1:{self.port}/{database}"
+
+    def admin(self, statement: str) -> None:
+        """Run one statement outside any transaction (``CREATE DATABASE`` needs that) with
+        ``psql``: synchronous, so it works from async tests and fixtures as well."""
+        command = [
+            str(self.bin_dir / "psql"),
+            *("-h", "127.0.0.1", "-p", str(self.port), "-U", "gatekeeper", "-d", "postgres"),
+            *("-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", statement),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"psql {statement!r} failed: {done.stderr.strip()}")
 
     def _run(self, *args: str) -> None:
         command = [str(self.bin_dir / args[0]), *args[1:]]

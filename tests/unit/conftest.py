@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from config.settings import load_settings
 from proxy.app import create_app
+from tests.support.database import Database
 from tests.support.gatekeeper import WARN_EVERYTHING
 from tests.unit.fakes import FakeUpstream
 
@@ -28,7 +28,7 @@ async def fake_upstream() -> AsyncIterator[tuple[FakeUpstream, TestServer]]:
 
 @pytest.fixture
 async def gatekeeper_client(
-    tmp_path: Path,
+    fresh_db: Database,
 ) -> AsyncIterator[Callable[..., Any]]:
     """Build an in-process gatekeeper with settings given as environment-style strings."""
     clients: list[TestClient[Any, Any]] = []
@@ -36,7 +36,7 @@ async def gatekeeper_client(
     async def build(upstream_url: str, **env: str) -> TestClient[Any, Any]:
         values = {
             "GATEKEEPER_UPSTREAM_URL": upstream_url,
-            "GATEKEEPER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/gk.db",
+            "GATEKEEPER_DATABASE_URL": fresh_db.url,
             "GATEKEEPER_AUDIT__FLUSH_INTERVAL_SECONDS": "0.05",
             "GATEKEEPER_POLICIES": WARN_EVERYTHING,
             "GATEKEEPER_AUTH__ENABLED": "false",

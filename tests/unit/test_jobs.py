@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,11 +13,12 @@ from storage import jobs
 from storage.db import create_engine, sessionmaker, upgrade
 from storage.models import Job
 from storage.timeutil import now
+from tests.support.database import Database
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Any]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/jobs.db")
+async def db(fresh_db: Database) -> AsyncIterator[Any]:
+    engine = create_engine(fresh_db.url)
     await upgrade(engine)
     yield sessionmaker(engine)
     await engine.dispose()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ from proxy.upstream import Upstream, make_client_session, make_token_client
 from proxy.verification import UpstreamRepositories
 from storage.db import create_engine, sessionmaker, upgrade
 from storage.manifests import record_manifest
+from tests.support.database import Database
 from tests.support.ocihttp import OCI_MANIFEST, digest_of
 from verifiers.base import RepositoryView, VerifierError
 
@@ -85,14 +85,14 @@ class Rig:
 
 
 @pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+async def rig(fresh_db: Database) -> AsyncIterator[Rig]:
     fake = RecordingUpstream()
     server = TestServer(fake.app())
     await server.start_server()
     settings = load_settings(
         env={
             "GATEKEEPER_UPSTREAM_URL": str(server.make_url("/")),
-            "GATEKEEPER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/gk.db",
+            "GATEKEEPER_DATABASE_URL": fresh_db.url,
         }
     )
     engine = create_engine(settings.database_url)

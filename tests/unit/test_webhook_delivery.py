@@ -9,7 +9,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,6 +25,7 @@ from proxy.webhooks.sender import webhook_key
 from storage import webhooks as store
 from storage.db import create_engine, sessionmaker, upgrade
 from storage.models import WebhookAttempt, WebhookDelivery
+from tests.support.database import Database
 
 SECRET = "unit-test-webhook-secret-0123"
 URL = "http://hooks.test/in/token-in-the-path"
@@ -48,8 +48,8 @@ class Receiver:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[async_sessionmaker[Any]]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/hooks.db")
+async def db(fresh_db: Database) -> AsyncIterator[async_sessionmaker[Any]]:
+    engine = create_engine(fresh_db.url)
     await upgrade(engine)
     yield sessionmaker(engine)
     await engine.dispose()

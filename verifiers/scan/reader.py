@@ -2,12 +2,14 @@
 databases to a visitor.
 
 Nothing is extracted and nothing but the files a visitor asks for (each bounded by
-``max_file_bytes``) is held in memory. Hostile input is a :class:`Problem`, never an exception:
+``max_file_bytes``) is held in memory; a larger file a visitor can take as a stream goes by in
+bounded chunks (:class:`ChunkSink`). Hostile input is a :class:`Problem`, never an exception:
 ``..`` and absolute paths, device files, hard links to files that are not earlier in the layer,
 over-long paths and headers are recorded and the entry skipped; exceeded limits, truncation and
 corruption are recorded and end the read (see ``rules``).
 
-The blocking part (:func:`read_tar`) runs in a worker thread fed by ``bridge.ChunkSource``; it is
+Several scanners share one read (:func:`read_parts`, one :class:`Part` each); the blocking part
+(:func:`read_tar`, :func:`read_parts`) runs in a worker thread fed by ``bridge.ChunkSource``; it is
 also what unit tests drive directly.
 """
 
@@ -17,8 +19,9 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from verifiers.base import BlobOpener, VerifierError
 from verifiers.scan.bridge import ChunkSource, UpstreamFailed
@@ -38,6 +41,9 @@ log = logging.getLogger("gatekeeper.scan")
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
+STREAM_CHUNK = SKIP_CHUNK
+"""Largest piece of a streamed file handed to a sink at once."""
+R = TypeVar("R")
 
 
 class Visitor(Protocol):
@@ -49,6 +55,62 @@ class Visitor(Protocol):
     def wants(self, path: str, entry: Entry) -> bool: ...
 
     def visit(self, path: str, data: bytes) -> None: ...
+
+
+class ChunkSink(Protocol):
+    """Takes one file too large to hold, in order, in pieces of at most :data:`STREAM_CHUNK`.
+
+    ``close`` is called once the whole file was fed, and only then: a read that ends inside
+    the file (truncation, a limit) leaves the sink unclosed, so a partial file never yields a
+    result (a hash of half a file, build info cut short)."""
+
+    def feed(self, chunk: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+Stream = Callable[[str, Entry], ChunkSink | None]
+"""A part's offer to take a file over its limit as a stream: a sink, or None for ``too_large``."""
+
+TooLarge = Callable[[str, Entry, "LayerReport"], None]
+"""What a part does with a file it wanted that is over its per-file limit."""
+
+
+def record_too_large(path: str, entry: Entry, report: LayerReport) -> None:
+    """The inventory's reaction to an oversized package database: a layer problem."""
+    report.problem("layer.file-too-large", f"{entry.size} bytes", path)
+
+
+@dataclass
+class Part:
+    """One visitor of a read that several scanners share.
+
+    Each part has its own per-file limit (the secret scanner reads text files up to 1 MiB, the
+    malware scanner reads files whole up to 64 MiB): a file is read once, up to the largest limit
+    among the parts that want it, and a part whose limit it exceeds gets ``too_large`` instead
+    of the data, unless its ``stream`` returns a :class:`ChunkSink`: the file is then read
+    once in bounded chunks, fed to every such sink (and whole to the parts it fits), so files
+    of any size can be hashed or searched without being held. ``stream`` defaults to the
+    visitor's own ``stream`` method when it has one. ``seen`` (optional) is called with every
+    checked entry of any kind, directories included, for scanners that judge metadata only
+    (setuid bits, world-writable directories).
+
+    A part whose visitor raises is dropped from the rest of the read and keeps the exception in
+    ``error``; the other parts go on, so a bug in one scanner does not cost the others their
+    result (its own caller gets an error, and the policy fails closed on it).
+    """
+
+    visitor: Visitor
+    max_file_bytes: int
+    too_large: TooLarge = record_too_large
+    seen: Callable[[str, Entry], None] | None = None
+    error: BaseException | None = None
+    stream: Stream | None = None
+
+    def __post_init__(self) -> None:
+        if self.stream is None:
+            offered = getattr(self.visitor, "stream", None)
+            self.stream = offered if callable(offered) else None
 
 
 @dataclass
@@ -124,6 +186,101 @@ class _Checker:
 
 def read_tar(source: Source, limits: ScanLimits, visitor: Visitor, deadline: float) -> LayerReport:
     """Read a (compressed) tar stream to its end or its first fatal problem."""
+    part = Part(visitor, limits.max_file_bytes)
+    report = read_parts(source, limits, [part], deadline)
+    if part.error is not None:
+        raise part.error
+    return report
+
+
+def _offer(
+    parts: Sequence[Part], path: str, entry: Entry, stream: TarStream, report: LayerReport
+) -> None:
+    """Hand one entry to every part that wants it, reading its data at most once.
+
+    The hot path of a read (once per entry, up to millions per layer): no list is built for
+    an entry nobody wants."""
+    for part in parts:
+        if part.seen is not None and part.error is None:
+            _guard(part, part.seen, path, entry)
+    if entry.kind is not Kind.FILE:
+        return
+    wanting: list[Part] | None = None
+    for part in parts:
+        if part.error is None and _guard(part, part.visitor.wants, path, entry):
+            wanting = [*wanting, part] if wanting else [part]
+    if wanting is None:
+        return
+    if len(wanting) == 1 and entry.size <= wanting[0].max_file_bytes:  # the usual case
+        data = stream.read(entry.size)
+        if data is not None:
+            _guard(wanting[0], wanting[0].visitor.visit, path, data)
+        return
+    _offer_to_several(wanting, path, entry, stream, report)
+
+
+def _offer_to_several(
+    wanting: list[Part], path: str, entry: Entry, stream: TarStream, report: LayerReport
+) -> None:
+    """One file for several parts, or over some part's limit: whole to the parts it fits,
+    in chunks to the parts that stream it, ``too_large`` to the rest; read once either way."""
+    fitting = [p for p in wanting if entry.size <= p.max_file_bytes]
+    sinks: list[tuple[Part, ChunkSink]] = []
+    for part in wanting:
+        if entry.size <= part.max_file_bytes:
+            continue
+        sink = _call(part, part.stream, path, entry) if part.stream is not None else None
+        if sink is not None:
+            sinks.append((part, sink))
+        elif part.error is None:
+            _guard(part, part.too_large, path, entry, report)
+    if not fitting:
+        if sinks:
+            _feed(sinks, stream.chunks(STREAM_CHUNK))
+        return
+    data = stream.read(entry.size)
+    if data is None:  # not reached: the limit asked for is the entry's own size
+        return
+    for part in fitting:
+        _guard(part, part.visitor.visit, path, data)
+    if sinks:  # the file is in memory for the others anyway: the same pieces as streamed
+        _feed(sinks, (data[at : at + STREAM_CHUNK] for at in range(0, len(data), STREAM_CHUNK)))
+
+
+def _feed(sinks: list[tuple[Part, ChunkSink]], chunks: Iterable[bytes]) -> None:
+    """Every chunk to every sink whose part is still working, then ``close`` each; when no
+    sink is left the rest of the file is not read out (the stream skips it)."""
+    for chunk in chunks:
+        for part, sink in sinks:
+            _guard(part, sink.feed, chunk)
+        if any(part.error is not None for part, _ in sinks):
+            sinks = [(part, sink) for part, sink in sinks if part.error is None]
+            if not sinks:
+                return
+    for part, sink in sinks:
+        _guard(part, sink.close)
+
+
+def _guard(part: Part, call: Callable[..., object], *args: object) -> bool:
+    """Run one part's callback; an exception retires the part (see :class:`Part`)."""
+    return bool(_call(part, call, *args))
+
+
+def _call(part: Part, call: Callable[..., R], *args: object) -> R | None:
+    """``call(*args)``, or None when it raised: the exception retires the part."""
+    try:
+        return call(*args)
+    except Exception as exc:
+        part.error = exc
+        return None
+
+
+def read_parts(
+    source: Source, limits: ScanLimits, parts: Sequence[Part], deadline: float
+) -> LayerReport:
+    """Read a (compressed) tar stream once for several visitors (see :class:`Part`).
+
+    ``limits.max_file_bytes`` is not used here: each part brings its own."""
     report = LayerReport()
     checker = _Checker(limits, report)
     meter: Meter | None = None
@@ -136,13 +293,8 @@ def read_tar(source: Source, limits: ScanLimits, visitor: Visitor, deadline: flo
             if report.entries > limits.max_entries:
                 raise LimitExceeded("layer.too-many-entries", f"over {limits.max_entries}")
             path = checker.accept(entry)
-            if path is None or entry.kind is not Kind.FILE or not visitor.wants(path, entry):
-                continue
-            data = stream.read(limits.max_file_bytes)
-            if data is None:
-                report.problem("layer.file-too-large", f"{entry.size} bytes", path)
-            else:
-                visitor.visit(path, data)
+            if path is not None:
+                _offer(parts, path, entry, stream, report)
         for _ in range(stream.oversized_headers):
             report.problem("layer.oversized-header", f"over {limits.max_header_bytes} bytes")
         while meter.read(SKIP_CHUNK):  # to the end, so a truncated or corrupt tail is seen
@@ -158,6 +310,17 @@ async def read_layer(
     blobs: BlobOpener, digest: str, limits: ScanLimits, visitor: Visitor
 ) -> LayerReport:
     """Stream ``digest`` from ``blobs`` through :func:`read_tar` in a worker thread."""
+    part = Part(visitor, limits.max_file_bytes)
+    report = await read_layer_parts(blobs, digest, limits, [part])
+    if part.error is not None:
+        raise part.error
+    return report
+
+
+async def read_layer_parts(
+    blobs: BlobOpener, digest: str, limits: ScanLimits, parts: Sequence[Part]
+) -> LayerReport:
+    """Stream ``digest`` from ``blobs`` through :func:`read_parts` in a worker thread."""
     loop = asyncio.get_running_loop()
     stop = threading.Event()
     started = time.monotonic()
@@ -165,17 +328,18 @@ async def read_layer(
     async with blobs.open(digest) as chunks:
         source = ChunkSource(chunks, loop, deadline, stop)
         try:
-            report = await asyncio.to_thread(read_tar, source, limits, visitor, deadline)
+            report = await asyncio.to_thread(read_parts, source, limits, parts, deadline)
         except UpstreamFailed as exc:
             raise VerifierError(f"layer {digest}: {exc}") from exc
         finally:
             stop.set()
     log.debug(
-        "layer %s: %s, %d entries, %d bytes in %.2fs",
+        "layer %s: %s, %d entries, %d bytes in %.2fs for %d scanners",
         digest,
         report.format,
         report.entries,
         report.decompressed_bytes,
         time.monotonic() - started,
+        len(parts),
     )
     return report

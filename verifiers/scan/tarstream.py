@@ -4,7 +4,8 @@ Why not ``tarfile`` in stream mode: it reads PAX and GNU long-name headers whole
 (a 4 GiB "file name" is 4 GiB of RAM), it builds a ``TarInfo`` per entry (slow for layers of a
 million entries), and its errors do not say whether an archive was truncated or corrupt. This
 parser reads one 512-byte block at a time, bounds every header it keeps, and lets the caller read
-at most N bytes of an entry it wants; everything else is skipped as it streams by.
+at most N bytes of an entry it wants (:meth:`TarStream.read`) or stream an entry of any size in
+bounded chunks (:meth:`TarStream.chunks`); everything else is skipped as it streams by.
 
 Formats: POSIX ustar (with ``prefix``), PAX (``x`` per-entry, ``g`` ignored), GNU long names
 (``L``/``K``) and base-256 sizes, which covers what Docker, BuildKit, Buildah and ko write.
@@ -13,7 +14,7 @@ Formats: POSIX ustar (with ``prefix``), PAX (``x`` per-entry, ``g`` ignored), GN
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -84,6 +85,10 @@ def _number(field: bytes) -> int:
     if field[:1] and field[0] & 0x80:  # GNU base-256 (sizes over 8 GiB)
         value = int.from_bytes(field[1:], "big")
         return -value if field[0] == 0xFF else value
+    try:  # the common case, octal digits padded with NULs or spaces: one C call
+        return int(field.rstrip(b"\0 "), 8)
+    except ValueError:
+        pass  # empty, or text after a NUL: the careful reading below
     digits = field.split(b"\0", 1)[0].strip(b" ")
     try:
         return int(digits, 8) if digits else 0
@@ -117,7 +122,8 @@ def _pax(data: bytes) -> dict[str, str]:
 
 
 class TarStream:
-    """Iterate entries of a tar stream; call :meth:`read` before the next entry to get data."""
+    """Iterate entries of a tar stream; call :meth:`read` or :meth:`chunks` before the next
+    entry to get data."""
 
     def __init__(self, source: Readable, *, max_header_bytes: int) -> None:
         self._source = source
@@ -126,6 +132,10 @@ class TarStream:
         """Bytes (data plus padding) of the current entry not yet consumed."""
         self._size_left = 0
         self.oversized_headers = 0
+        skip = getattr(source, "skip", None)
+        self._skipper: Callable[[int], int] | None = skip if callable(skip) else None
+        """The source's own ``skip(n) -> discarded`` when it has one (``decompress.Meter``):
+        skipped data is then never copied out."""
 
     def _read_exact(self, size: int) -> bytes:
         data = self._source.read(size)
@@ -142,6 +152,12 @@ class TarStream:
         return b"".join(parts)
 
     def _skip(self, size: int) -> None:
+        if size <= 0:
+            return
+        if self._skipper is not None:
+            if self._skipper(size) < size:
+                raise TarTruncated("archive ends inside an entry's data")
+            return
         while size > 0:
             step = min(size, SKIP_CHUNK)
             self._read_exact(step)
@@ -155,6 +171,21 @@ class TarStream:
         self._remaining -= self._size_left
         self._size_left = 0
         return data
+
+    def chunks(self, size: int = SKIP_CHUNK) -> Iterator[bytes]:
+        """The current entry's data in pieces of at most ``size`` bytes, read as they are
+        iterated, so a file of any size passes through without being held whole.
+
+        Stopping early is fine: what is left is skipped before the next entry."""
+        if size <= 0:
+            raise ValueError("chunk size must be positive")
+        while self._size_left > 0:
+            data = self._source.read(min(size, self._size_left))
+            if not data:
+                raise TarTruncated("archive ends inside an entry's data")
+            self._size_left -= len(data)
+            self._remaining -= len(data)
+            yield data
 
     def _header_data(self, size: int) -> bytes | None:
         padded = -(-size // BLOCK) * BLOCK

@@ -4,30 +4,70 @@ Its findings are only about hostile layers (traversal, bombs, limits); the inven
 to the :class:`InventorySink`, where the vulnerability matcher and ``gatekeeper sbom`` read it.
 Per-layer partials are cached by layer digest, so a base layer shared by a thousand images is
 read once; the cache key's version includes the limits, since other limits can give other
-results.
+results. Reads go through the process's shared :class:`~verifiers.layers.LayerReads`, so the
+same read also serves ``vulnerabilities`` and the content checks.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 from verifiers.artifacts import artifact_reason
-from verifiers.base import BlobOpener, Descriptor, Finding, Image, Skipped
-from verifiers.layers import LayerCache
-from verifiers.scan.inventory import merge, scan_layer
+from verifiers.base import Finding, Image, Skipped
+from verifiers.layers import LayerReads, LayerScan, LayerScanner
+from verifiers.scan.inventory import Collector, layer_inventory, merge
 from verifiers.scan.limits import ScanLimits
 from verifiers.scan.model import LayerInventory, Problem
+from verifiers.scan.reader import ChunkSink, LayerReport, record_too_large
 from verifiers.scan.rules import RULES
 from verifiers.scan.sink import InventorySink
+from verifiers.scan.tarstream import Entry
 from verifiers.stores import Stores
 
 log = logging.getLogger("gatekeeper.scan")
 
 NAME = "inventory"
-SCHEMA = "1"
-"""Bumped when parsing changes what a layer yields (so cached partials are not reused)."""
+SCHEMA = "3"
+"""Bumped when parsing changes what a layer yields (so cached partials are not reused).
+3: Go binaries over ``max_file_bytes`` are inventoried (streamed) instead of passed over."""
+
+
+class InventoryScan(LayerScan[LayerInventory]):
+    """The inventory's part of a shared layer read: package databases to a partial inventory
+    (``inventory.scan_layer`` is the same for a read of its own)."""
+
+    def __init__(self, digest: str, max_file_bytes: int) -> None:
+        self.digest = digest
+        self.collector = Collector(max_file_bytes=max_file_bytes)
+
+    def wants(self, path: str, entry: Entry) -> bool:
+        return self.collector.wants(path, entry)
+
+    def visit(self, path: str, data: bytes) -> None:
+        self.collector.visit(path, data)
+
+    def stream(self, path: str, entry: Entry) -> ChunkSink | None:
+        return self.collector.stream(path, entry)
+
+    def too_large(self, path: str, entry: Entry, report: LayerReport) -> None:
+        record_too_large(path, entry, report)
+
+    def result(self, report: LayerReport) -> LayerInventory:
+        return layer_inventory(self.digest, self.collector, report)
+
+
+def inventory_scanner(limits: ScanLimits) -> LayerScanner[LayerInventory]:
+    """The per-layer inventory scan under ``limits``, as registered by every verifier that
+    needs inventories (``inventory``, ``vulnerabilities``, ``hardening``)."""
+    return LayerScanner(
+        name=NAME,
+        version=f"{SCHEMA}.{limits.fingerprint()}",
+        limits=limits,
+        start=lambda digest: InventoryScan(digest, limits.max_file_bytes),
+        encode=LayerInventory.to_json,
+        decode=LayerInventory.from_json,
+    )
 
 
 class InventoryVerifier:
@@ -37,15 +77,15 @@ class InventoryVerifier:
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         self.limits = ScanLimits.model_validate(options or {})
-        self.version = f"{SCHEMA}.{self.limits.fingerprint()}"
-        self._cache: LayerCache | None = None
+        self.scanner = inventory_scanner(self.limits)
+        self.version = self.scanner.version
+        self._reads = LayerReads(None)
         self._sink: InventorySink | None = None
-        self._inflight: dict[str, asyncio.Future[LayerInventory]] = {}
 
     def attach(self, stores: Stores) -> None:
-        self._cache = stores.layer_cache
+        self._reads = stores.reads
+        self._reads.register(self.scanner)
         self._sink = stores.inventory
-        self._inflight = stores.inflight
 
     async def verify(self, image: Image) -> list[Finding] | Skipped:
         partials = await self.partials(image)
@@ -64,8 +104,9 @@ class InventoryVerifier:
     async def partials(self, image: Image) -> list[LayerInventory] | Skipped:
         """Each layer's inventory (from the layer cache when there), or why none applies.
 
-        Also used by the ``vulnerabilities`` verifier, which runs concurrently in the same
-        pipeline: the in-flight map of :class:`Stores` makes the two share one read per layer.
+        Also used by the ``vulnerabilities`` and ``hardening`` verifiers, which run
+        concurrently in the same pipeline: the shared :class:`LayerReads` of :class:`Stores`
+        makes them share one read per layer.
         """
         if image.children:
             return Skipped("an image index has no layers; its platform images are scanned")
@@ -74,30 +115,10 @@ class InventoryVerifier:
         reason = artifact_reason(image)
         if reason:
             return Skipped(reason)
-        return [await self._shared(layer, image.blobs) for layer in image.layers]
-
-    async def _shared(self, layer: Descriptor, blobs: BlobOpener) -> LayerInventory:
-        """Single flight per (layer, version): a second caller awaits the first one's read."""
-        key = f"{layer.digest}/{self.version}"
-        running = self._inflight.get(key)
-        if running is not None:
-            return await asyncio.shield(running)
-        task = asyncio.ensure_future(self._layer(layer, blobs))
-        self._inflight[key] = task
-        # dropped when done, even if every waiter was cancelled: a failed read is not reused
-        task.add_done_callback(lambda _: self._inflight.pop(key, None))
-        return await asyncio.shield(task)
-
-    async def _layer(self, layer: Descriptor, blobs: BlobOpener) -> LayerInventory:
-        cache = self._cache
-        if cache is not None:
-            cached = await cache.get(layer.digest, self.name, self.version)
-            if cached is not None:
-                return LayerInventory.from_json(cached)
-        partial = await scan_layer(blobs, layer.digest, self.limits)
-        if cache is not None:
-            await cache.put(layer.digest, self.name, self.version, partial.to_json())
-        return partial
+        return [
+            await self._reads.result(self.scanner, layer.digest, image.blobs)
+            for layer in image.layers
+        ]
 
     def _finding(self, layer: str, problem: Problem) -> Finding:
         rule = RULES[problem.rule_id]

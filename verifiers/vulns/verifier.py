@@ -3,8 +3,8 @@
 Design: it builds the inventory the same way ``inventory`` does (same functions, same per-layer
 cache entries) instead of reading the stored inventory, because both run concurrently in one
 pipeline and the stored inventory may not exist yet on the first verification. The layer
-cache plus the shared in-flight map (``Stores.inflight``) make that cost nothing: a layer is
-read once per process however many verifiers want it, and a re-verification after an advisory
+cache plus the shared layer reads (``Stores.reads``) make that cost nothing: a layer is read
+once per process however many verifiers want it, and a re-verification after an advisory
 import reads no layer at all. Give it the same ``options`` (scan limits) as ``inventory`` so
 the cache keys agree.
 
@@ -21,10 +21,10 @@ from verifiers.scan.inventory import merge
 from verifiers.scan.model import Package
 from verifiers.scan.verifier import InventoryVerifier
 from verifiers.stores import Stores
+from verifiers.vulns import assess
 from verifiers.vulns.ecosystems import Query, query_for
 from verifiers.vulns.match import Match, matches
 from verifiers.vulns.osv import Advisory
-from verifiers.vulns.severity import score
 from verifiers.vulns.source import AdvisorySource
 
 NAME = "vulnerabilities"
@@ -42,7 +42,8 @@ class VulnerabilityVerifier:
         self.version = f"{SCHEMA}.advisories-0"
 
     def attach(self, stores: Stores) -> None:
-        self._scanner.attach(Stores(layer_cache=stores.layer_cache, inflight=stores.inflight))
+        # the inventory scanner's sink is never used: only ``partials`` is called
+        self._scanner.attach(stores)
         self._source = stores.advisories
 
     async def verify(self, image: Image) -> list[Finding] | Skipped:
@@ -69,15 +70,5 @@ class VulnerabilityVerifier:
 
 
 def _finding(package: Package, query: Query, match: Match) -> Finding:
-    advisory = match.advisory
-    fix = f" (fix: {match.fixed})" if match.fixed else " (no fix known)"
-    aliases = ", ".join(advisory.aliases)
-    return Finding(
-        verifier=NAME,
-        rule_id=advisory.id,
-        severity=score(advisory.raw).severity,
-        title=f"{package.name} {package.version}: {advisory.summary}{fix}"[:300],
-        location=f"{package.layer}:{package.path}" if package.layer else package.path,
-        evidence=f"{query.ecosystem} {query.name} {query.version}"
-        + (f"; aliases: {aliases}" if aliases else ""),
-    )
+    # One definition shared with re-evaluation (proxy/reevaluate.py), so both agree.
+    return assess.finding(package, query, match)

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fuzz.targets import LIMITS, AllFiles, BytesSource
-from verifiers.scan.reader import read_tar
-from verifiers.scan.tarstream import TarError, TarStream
+from verifiers.scan.reader import Part, read_parts, read_tar
+from verifiers.scan.tarstream import Entry, TarError, TarStream
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -108,6 +108,61 @@ def test_valid_archives_parse_to_their_members(entries: list[tuple[str, bytes]])
     for entry in stream:
         seen.append((entry.name, stream.read(1 << 20)))
     assert seen == entries
+
+
+class Streamed:
+    """Streams every file (the per-file limit is one byte) and checks each sink's bounds."""
+
+    def __init__(self) -> None:
+        self.fed: dict[str, int] = {}
+
+    def wants(self, path: str, entry: Entry) -> bool:
+        return True
+
+    def visit(self, path: str, data: bytes) -> None:
+        assert len(data) <= 1
+
+    def stream(self, path: str, entry: Entry) -> Streamed.Sink:
+        return Streamed.Sink(self, path, entry.size)
+
+    class Sink:
+        def __init__(self, owner: Streamed, path: str, size: int) -> None:
+            self.owner, self.path, self.size, self.got = owner, path, size, 0
+
+        def feed(self, chunk: bytes) -> None:
+            assert len(chunk) > 0 and self.got + len(chunk) <= self.size
+            self.got += len(chunk)
+
+        def close(self) -> None:
+            assert self.got == self.size  # closed only after the whole file
+            self.owner.fed[self.path] = self.got
+
+
+@FAST
+@given(st.one_of(st.binary(max_size=4096), mutated()))
+def test_streaming_reader_never_raises(data: bytes) -> None:
+    for payload in (data, gzip.compress(data, mtime=0)):
+        part = Part(Streamed(), 1)
+        read_parts(BytesSource(payload), LIMITS, [part], time.monotonic() + 30)
+        assert part.error is None
+
+
+@FAST
+@given(members, st.integers(1, 700), st.booleans())
+def test_chunks_are_the_members_data(
+    entries: list[tuple[str, bytes]], size: int, stop_early: bool
+) -> None:
+    stream = TarStream(io.BytesIO(_archive(entries, tarfile.PAX_FORMAT)), max_header_bytes=1 << 20)
+    seen = []
+    for entry in stream:
+        pieces = []
+        for piece in stream.chunks(size):
+            assert 0 < len(piece) <= size
+            pieces.append(piece)
+            if stop_early:
+                break  # the rest is skipped before the next entry
+        seen.append((entry.name, b"".join(pieces)))
+    assert seen == [(name, data[:size] if stop_early else data) for name, data in entries]
 
 
 @pytest.mark.parametrize("pax_size", ["\u00b2", "\u0663", "-1", "", "1e3", "9" * 5000])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from storage.advisories import DbAdvisoryStore
 from storage.db import create_engine, sessionmaker, upgrade
 from storage.inventory import DbInventoryStore
+from tests.support.database import Database
 from tests.unit.vulns.conftest import OSV, record
 from verifiers.scan.model import ImageInventory, OsRelease, Package
 from verifiers.vulns.load import read_path
@@ -19,8 +19,8 @@ from verifiers.vulns.osv import Advisory
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Any]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/advisories.db")
+async def db(fresh_db: Database) -> AsyncIterator[Any]:
+    engine = create_engine(fresh_db.url)
     await upgrade(engine)
     yield sessionmaker(engine)
     await engine.dispose()

@@ -2,6 +2,8 @@
 
 Each parser takes the file's path and bytes and returns packages (or an OS release); it never
 raises on bad data, it logs and skips (a corrupt ``METADATA`` must not hide the other packages).
+Most formats live at known paths (``matches``); Go binaries can be any executable, so an
+ecosystem may also choose files by their tar metadata (``selects``).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from verifiers.scan.model import Package
+from verifiers.scan.tarstream import Entry
 
 
 @dataclass(frozen=True)
@@ -18,7 +21,13 @@ class Ecosystem:
 
     name: str
     matches: Callable[[str], bool]
+    """Whether a file at this path is one of its databases (``var/lib/dpkg/status``)."""
     parse: Callable[[str, bytes], list[Package]]
+    selects: Callable[[str, Entry], bool] | None = None
+    """Chooses files by path and tar metadata (mode, size) when a path alone cannot tell."""
+
+    def wants(self, path: str, entry: Entry) -> bool:
+        return self.matches(path) or (self.selects is not None and self.selects(path, entry))
 
 
 def rfc822_paragraphs(text: str) -> list[dict[str, str]]:

@@ -1,0 +1,109 @@
+"""Open blob upload sessions per identity, so the proxy can cap them on every replica at once.
+
+A reservation is made before the upstream is asked for a session, and counted against the
+identity's limit in the same transaction that inserts it. The transaction first updates the
+identity's ``upload_owners`` row: on PostgreSQL that row lock serialises one identity's
+reservations across replicas (other identities are not blocked); on SQLite the write lock taken
+by ``BEGIN IMMEDIATE`` serialises them anyway. So two concurrent POSTs can never both see
+"one slot left". Sessions idle longer than the timeout stop counting and are deleted by the
+next reservation of the same identity, so a client that vanishes frees its slots by itself.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import UploadOwner, UploadSession
+from storage.timeutil import now
+
+NO_SYNC = {"synchronize_session": False}
+
+
+async def reserve(
+    session: AsyncSession, owner: str, repository: str, *, limit: int, idle: timedelta
+) -> int | None:
+    """A new reservation's id, or None if ``owner`` already holds ``limit`` live sessions.
+
+    Must run inside a write transaction (``session.begin()``).
+    """
+    moment = now()
+    await _lock_owner(session, owner, moment)
+    await session.execute(
+        delete(UploadSession)
+        .execution_options(**NO_SYNC)
+        .where(UploadSession.owner == owner, UploadSession.last_seen < moment - idle)
+    )
+    held = await session.scalar(
+        select(func.count()).select_from(UploadSession).where(UploadSession.owner == owner)
+    )
+    if int(held or 0) >= limit:
+        return None
+    row = UploadSession(owner=owner, repository=repository, session=None, last_seen=moment)
+    session.add(row)
+    await session.flush()
+    return row.id
+
+
+async def _lock_owner(session: AsyncSession, owner: str, moment: datetime) -> None:
+    """Create the owner's row if needed, then update it: the per-identity lock."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    await session.execute(
+        insert(UploadOwner).values(owner=owner, touched=moment).on_conflict_do_nothing()
+    )
+    await session.execute(
+        update(UploadOwner)
+        .execution_options(**NO_SYNC)
+        .where(UploadOwner.owner == owner)
+        .values(touched=moment)
+    )
+
+
+async def bind(session: AsyncSession, reservation: int, upstream_session: str) -> None:
+    """The upstream accepted the POST: remember which of its sessions the slot holds."""
+    await session.execute(
+        update(UploadSession)
+        .execution_options(**NO_SYNC)
+        .where(UploadSession.id == reservation)
+        .values(session=upstream_session, last_seen=now())
+    )
+
+
+async def release(session: AsyncSession, reservation: int) -> None:
+    """Give a reservation back (the upstream refused the POST, or it ended at once)."""
+    await session.execute(
+        delete(UploadSession).execution_options(**NO_SYNC).where(UploadSession.id == reservation)
+    )
+
+
+async def touch(session: AsyncSession, repository: str, upstream_session: str) -> None:
+    """A request used the session: it is not idle."""
+    await session.execute(
+        update(UploadSession)
+        .execution_options(**NO_SYNC)
+        .where(UploadSession.repository == repository, UploadSession.session == upstream_session)
+        .values(last_seen=now())
+    )
+
+
+async def finish(session: AsyncSession, repository: str, upstream_session: str) -> None:
+    """The session is over (completed, cancelled, or unknown upstream): its slot is free."""
+    await session.execute(
+        delete(UploadSession)
+        .execution_options(**NO_SYNC)
+        .where(UploadSession.repository == repository, UploadSession.session == upstream_session)
+    )
+
+
+async def live_count(session: AsyncSession, owner: str, idle: timedelta) -> int:
+    """Sessions ``owner`` holds that have not gone idle."""
+    held = await session.scalar(
+        select(func.count())
+        .select_from(UploadSession)
+        .where(UploadSession.owner == owner, UploadSession.last_seen >= now() - idle)
+    )
+    return int(held or 0)

@@ -1,0 +1,250 @@
+"""More hostile input through a real gatekeeper and registry: a flood of upload sessions, a
+trickled manifest body, and oversized request headers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.ocihttp import OCI_MANIFEST, digest_of, image_config, image_manifest, push_blob
+from tests.support.registry import Registry, make_registry
+
+pytestmark = pytest.mark.e2e
+
+CAP = 100
+BODY_TIMEOUT = 1.0
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, Gatekeeper]]:
+    reg = make_registry(tmp_path_factory.mktemp("registry"))
+    gk = make_gatekeeper(
+        tmp_path_factory.mktemp("gatekeeper"),
+        reg.url,
+        extra_env={
+            "GATEKEEPER_UPLOADS__MAX_SESSIONS_PER_IDENTITY": str(CAP),
+            "GATEKEEPER_CLIENT_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT),
+        },
+    )
+    yield reg, gk
+    gk.stop()
+    reg.stop()
+
+
+def upstream_sessions(reg: Registry, repo: str) -> int:
+    """Upload sessions the registry holds for ``repo`` (one directory each)."""
+    uploads = reg.storage_root / "docker/registry/v2/repositories" / repo / "_uploads"
+    return len(list(uploads.iterdir())) if uploads.exists() else 0
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> Answer:
+    writer.write(request)
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    headers = {
+        k.lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:] if line)
+    }
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return Answer(int(head[0].split()[1]), headers, body)
+
+
+async def flood(port: int, repo: str, attempts: int, connections: int = 50) -> list[Answer]:
+    """``attempts`` POSTs over ``connections`` keep-alive connections. A bare client: httpx's
+    per-request cost would make the client, not the gatekeeper, the bottleneck."""
+    request = (
+        f"POST /v2/{repo}/blobs/uploads/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+    left = [attempts]
+    answers: list[Answer] = []
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while left[0] > 0:
+                left[0] -= 1
+                answer = await _exchange(reader, writer, request)
+                answers.append(answer)
+                if answer.headers.get("connection", "").lower() == "close":
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return answers
+
+
+def test_ten_thousand_upload_sessions_open_at_most_the_cap(
+    site: tuple[Registry, Gatekeeper],
+) -> None:
+    reg, gk = site
+    repo = "flood/app"
+    answers = asyncio.run(flood(gk.port, repo, 10_000))
+    statuses = Counter(r.status for r in answers)
+    assert statuses == {202: CAP, 429: 10_000 - CAP}, statuses
+    refused = next(r for r in answers if r.status == 429)
+    error = json.loads(refused.body)["errors"][0]
+    assert error["code"] == "TOOMANYREQUESTS" and error["detail"] == {"limit": CAP}
+    assert "open upload sessions" in error["message"]
+    assert upstream_sessions(reg, repo) == CAP
+    with httpx.Client(base_url=gk.url, timeout=30) as http:
+        assert http.post(f"/v2/{repo}/blobs/uploads/").status_code == 429
+        # Cancelling one frees exactly one slot.
+        location = next(r.headers["location"] for r in answers if r.status == 202)
+        assert http.delete(location).status_code == 204
+        again = http.post(f"/v2/{repo}/blobs/uploads/")
+        assert again.status_code == 202, again.text
+        assert http.post(f"/v2/{repo}/blobs/uploads/").status_code == 429
+        # Completing one frees one too.
+        data = b"completes a session"
+        sep = "&" if "?" in again.headers["Location"] else "?"
+        done = http.put(f"{again.headers['Location']}{sep}digest={digest_of(data)}", content=data)
+        assert done.status_code == 201, done.text
+        last = http.post(f"/v2/{repo}/blobs/uploads/")
+        assert last.status_code == 202
+    # Another client address is another anonymous identity with its own slots.
+    other = httpx.HTTPTransport(local_address="127.0.0.2")
+    with httpx.Client(base_url=gk.url, transport=other, timeout=30) as http:
+        assert http.post(f"/v2/{repo}/blobs/uploads/").status_code == 202
+    held = Counter(_owners(gk))
+    assert wait_for(
+        lambda: Counter(_owners(gk)) == {"anonymous@127.0.0.1": CAP, "anonymous@127.0.0.2": 1}
+    ), held
+    refusals = gk.wait_audit(10_000 - CAP, "action = 'upload.start' AND status = 429", timeout=60)
+    assert len(refusals) >= 10_000 - CAP
+    # Cancelling every session leaves nothing held (and the other tests their slots).
+    with httpx.Client(base_url=gk.url, timeout=30) as http:
+        for url in [r.headers["location"] for r in answers if r.status == 202] + [
+            last.headers["Location"]
+        ]:
+            assert http.delete(url).status_code in (204, 404)
+    # The slot is freed right after the answer is sent, so give the last DELETE a moment.
+    assert wait_for(lambda: _owners(gk) == ["anonymous@127.0.0.2"]), _owners(gk)
+
+
+def _owners(gk: Gatekeeper) -> list[str]:
+    return [row["owner"] for row in gk.database.fetch("SELECT owner FROM upload_sessions")]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_idle_upload_sessions_expire(tmp_path: Path) -> None:
+    reg = make_registry(tmp_path / "reg")
+    gk = make_gatekeeper(
+        tmp_path / "gk",
+        reg.url,
+        extra_env={
+            "GATEKEEPER_UPLOADS__MAX_SESSIONS_PER_IDENTITY": "2",
+            "GATEKEEPER_UPLOADS__SESSION_IDLE_SECONDS": "1.5",
+        },
+    )
+    try:
+        with httpx.Client(base_url=gk.url, timeout=30) as http:
+            first = http.post("/v2/idle/app/blobs/uploads/")
+            assert http.post("/v2/idle/app/blobs/uploads/").status_code == 202
+            assert http.post("/v2/idle/app/blobs/uploads/").status_code == 429
+            time.sleep(1.0)
+            # Using a session keeps it alive; the unused one goes idle.
+            assert http.get(first.headers["Location"]).status_code == 204
+            time.sleep(0.8)
+            assert http.post("/v2/idle/app/blobs/uploads/").status_code == 202
+            assert http.post("/v2/idle/app/blobs/uploads/").status_code == 429
+            # The kept session still works end to end, and completing it frees its slot.
+            data = b"kept alive"
+            location = first.headers["Location"]
+            sep = "&" if "?" in location else "?"
+            done = http.put(f"{location}{sep}digest={digest_of(data)}", content=data)
+            assert done.status_code == 201, done.text
+            assert http.post("/v2/idle/app/blobs/uploads/").status_code == 202
+    finally:
+        gk.stop()
+        reg.stop()
+
+
+def test_slowloris_manifest_put_times_out_with_408(site: tuple[Registry, Gatekeeper]) -> None:
+    _, gk = site
+    head = (
+        f"PUT /v2/slow/manifest/manifests/v1 HTTP/1.1\r\nHost: {gk.host}\r\n"
+        f"Content-Type: {OCI_MANIFEST}\r\nContent-Length: 1000\r\n\r\n"
+    ).encode()
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", gk.port), timeout=15) as sock:
+        sock.sendall(head + b'{"schemaVersion"')
+        answer = b""
+        while not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    elapsed = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
+    assert BODY_TIMEOUT <= elapsed < BODY_TIMEOUT + 8
+    error = json.loads(answer.split(b"\r\n\r\n", 1)[1])["errors"][0]
+    assert error["code"] == "MANIFEST_INVALID" and "stalled" in error["message"]
+    assert error["detail"] == {"client_body_timeout_seconds": BODY_TIMEOUT}
+    rows = gk.wait_audit(1, "repository = 'slow/manifest' AND action = 'manifest.push'")
+    assert [r["status"] for r in rows] == [408]
+    # A manifest sent at once still goes through.
+    config = image_config(layers=0)
+    with httpx.Client(base_url=gk.url, timeout=30) as http:
+        push_blob(http, "slow/manifest", config)
+        put = http.put(
+            "/v2/slow/manifest/manifests/v1",
+            content=image_manifest(config, []),
+            headers={"Content-Type": OCI_MANIFEST},
+        )
+        assert put.status_code == 201, put.text
+
+
+def _raw(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(request)
+        chunks = []
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_a_64_kib_header_is_refused_and_the_proxy_keeps_serving(
+    site: tuple[Registry, Gatekeeper],
+) -> None:
+    """aiohttp's HTTP parser refuses an oversized header before any middleware runs, with its
+    own plain-text 400 (see the note in ``proxy/errors.py``): a 4xx, the connection closed,
+    nothing of the header echoed, and the proxy still serving."""
+    _, gk = site
+    big = b"b" * 64 * 1024
+    answer = _raw(gk.port, b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: " + big + b"\r\n\r\n")
+    assert re.match(rb"HTTP/1\.[01] 4\d\d ", answer), answer[:300]
+    assert b"b" * 200 not in answer  # aiohttp quotes at most the first 100 bytes
+    with httpx.Client(base_url=gk.url, timeout=30) as http:
+        assert http.get("/v2/").status_code == 200

@@ -1,0 +1,94 @@
+"""The secrets verifier over layers: findings with redacted evidence, skips counted, noise
+directories skipped, the config's Env checked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config.settings import VerifierSettings
+from tests.unit.content.conftest import add_layer, aws_key_id, entry, image, rsa_pem
+from tests.unit.scan.conftest import FakeBlobs, MemoryCache
+from verifiers.base import Finding, Severity, Skipped
+from verifiers.content.hits import MAX_HITS
+from verifiers.registry import build_verifiers
+
+
+def secrets_verifier(options: dict[str, Any] | None = None) -> Any:
+    (verifier,) = build_verifiers(
+        {"secrets": VerifierSettings(options=options or {})}, MemoryCache()
+    )
+    return verifier
+
+
+async def findings_of(verifier: Any, img: Any) -> list[Finding]:
+    result = await verifier.verify(img)
+    assert isinstance(result, list)
+    return result
+
+
+async def test_key_in_a_layer_is_found_and_never_shown() -> None:
+    pem, key_id = rsa_pem(), aws_key_id()
+    blobs = FakeBlobs()
+    layer = add_layer(
+        blobs,
+        "sha256:l1",
+        [
+            entry("root/.ssh/id_rsa", pem.encode(), 0o600),
+            entry("app/settings.env", f"AWS_ACCESS_KEY_ID={key_id}\n".encode()),
+            entry("usr/share/doc/openssl/example.pem", pem.encode()),  # noise dir, skipped
+            entry("app/blob.bin", b"\0\1\2" + pem.encode()),  # binary, skipped
+            entry("app/big.txt", b"x" * 2048 + pem.encode()),  # over the limit, skipped
+        ],
+    )
+    found = await findings_of(secrets_verifier({"max_file_bytes": 2048}), image(blobs, [layer]))
+    by_rule = {f.rule_id: f for f in found}
+    assert by_rule["secret.private-key"].location == "sha256:l1:root/.ssh/id_rsa"
+    assert by_rule["secret.private-key"].severity is Severity.HIGH
+    assert by_rule["secret.aws-access-key"].severity is Severity.CRITICAL
+    assert by_rule["secret.aws-access-key"].evidence == "key id AKIA… (20 chars)"
+    skipped = by_rule["secret.skipped-files"]
+    assert skipped.severity is Severity.INFO
+    assert skipped.evidence == "1 binary, 1 larger than max_file_bytes"
+    assert len(found) == 3
+    everything = repr(found)
+    for line in pem.splitlines()[1:-1]:
+        assert line not in everything
+    assert key_id[4:] not in everything
+
+
+async def test_env_secret_and_config_only() -> None:
+    blobs = FakeBlobs()
+    layer = add_layer(blobs, "sha256:l1", [entry("app/readme.txt", b"hello")])
+    token = "ghp_" + "Ab3" * 12
+    config = {"os": "linux", "config": {"Env": ["PATH=/usr/bin", f"DEPLOY={token}"]}}
+    (finding,) = await findings_of(secrets_verifier(), image(blobs, [layer], config))
+    assert finding.rule_id == "secret.env" and finding.location == "config:Env"
+    assert token not in finding.evidence and finding.evidence.startswith("DEPLOY=")
+
+
+async def test_deleted_secret_in_a_lower_layer_is_still_reported() -> None:
+    blobs = FakeBlobs()
+    lower = add_layer(blobs, "sha256:lower", [entry("root/.ssh/id_rsa", rsa_pem().encode())])
+    upper = add_layer(blobs, "sha256:upper", [entry("root/.ssh/.wh.id_rsa", b"")])
+    found = await findings_of(secrets_verifier(), image(blobs, [lower, upper]))
+    assert [f.location for f in found] == ["sha256:lower:root/.ssh/id_rsa"]
+
+
+async def test_artifacts_skip_and_options_change_the_version() -> None:
+    verifier = secrets_verifier()
+    img = image(FakeBlobs(), [], {"os": "linux"})
+    artifact = type(img)(**{**img.__dict__, "manifest": {"subject": {"digest": "sha256:x"}}})
+    assert isinstance(await verifier.verify(artifact), Skipped)
+    assert verifier.version != secrets_verifier({"max_file_bytes": 10}).version
+
+
+async def test_many_hits_are_capped_per_layer() -> None:
+    blobs = FakeBlobs()
+    pem = rsa_pem().encode()
+    keys = [entry(f"keys/{i:02}.pem", pem) for i in range(MAX_HITS + 3)]
+    layer = add_layer(blobs, "sha256:l", keys)
+    found = await findings_of(secrets_verifier(), image(blobs, [layer]))
+    assert len(found) == MAX_HITS + 1
+    assert found[MAX_HITS - 1].location == f"sha256:l:keys/{MAX_HITS - 1:02}.pem"
+    assert found[-1].location == "sha256:l" and found[-1].rule_id == "secret.private-key"
+    assert found[-1].evidence == "and 3 more in this layer"

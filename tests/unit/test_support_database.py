@@ -1,0 +1,69 @@
+"""The test suite's own database plumbing (tests/support/database.py): one query API for both
+backends, fresh databases that are isolated and dropped, and the sqlite_only marker."""
+
+from __future__ import annotations
+
+import pytest
+
+from storage.db import create_engine, head_revision, upgrade
+from tests.support import database
+from tests.support.database import Database, QueryError, as_datetime, run_sync
+
+
+def _migrate(db: Database) -> None:
+    async def run() -> None:
+        engine = create_engine(db.url)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    run_sync(run)
+
+
+def test_fetch_takes_named_parameters_and_returns_dicts(fresh_db: Database) -> None:
+    _migrate(fresh_db)
+    rows = fresh_db.fetch(
+        "SELECT version_num FROM alembic_version WHERE version_num = :v", {"v": head_revision()}
+    )
+    assert rows == [{"version_num": head_revision()}]
+    assert fresh_db.fetch("SELECT version_num FROM alembic_version WHERE 1 = :no", {"no": 0}) == []
+
+
+def test_a_missing_table_is_a_query_error_on_either_backend(fresh_db: Database) -> None:
+    with pytest.raises(QueryError):
+        fresh_db.fetch("SELECT * FROM access_log")
+
+
+async def test_fetch_works_inside_an_async_test(fresh_db: Database) -> None:
+    # The test's event loop is running: the query gets a loop in a thread of its own.
+    assert fresh_db.fetch("SELECT 1 AS one") == [{"one": 1}]
+
+
+def test_the_session_backend_is_the_one_chosen(fresh_db: Database) -> None:
+    assert fresh_db.backend == database.backend()
+    assert (fresh_db.path is None) == (fresh_db.backend == "postgresql")
+
+
+def test_fresh_postgres_databases_are_separate_and_dropped_after(
+    databases: database.Databases, postgres_db: Database
+) -> None:
+    mark = databases.created()
+    other = databases.fresh_postgres()
+    assert other.url != postgres_db.url
+    _migrate(other)
+    assert postgres_db.fetch("SELECT to_regclass('access_log') AS t") == [{"t": None}]
+    name = other.url.rsplit("/", 1)[1]
+    databases.drop_since(mark)
+    listed = postgres_db.fetch("SELECT datname FROM pg_database WHERE datname = :n", {"n": name})
+    assert listed == []
+
+
+def test_times_read_the_same_from_either_driver() -> None:
+    text = as_datetime("2026-01-02 03:04:05.000006")
+    assert as_datetime(text) is text and text.microsecond == 6
+
+
+@pytest.mark.sqlite_only(reason="checks the marker itself")
+def test_sqlite_only_tests_run_only_on_sqlite(fresh_db: Database) -> None:
+    assert database.backend() == "sqlite" and fresh_db.path is not None

@@ -1,0 +1,84 @@
+"""The per-identity upload-session cap in the database: exact under concurrency, freed by
+release and finish, and forgiving of sessions that went idle."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from storage import uploads
+from storage.db import create_engine, sessionmaker, upgrade
+from tests.support.database import Database
+
+HOUR = timedelta(hours=1)
+
+
+@pytest.fixture
+async def db(fresh_db: Database) -> AsyncIterator[async_sessionmaker[Any]]:
+    engine = create_engine(fresh_db.url)
+    await upgrade(engine)
+    yield sessionmaker(engine)
+    await engine.dispose()
+
+
+async def reserve(
+    db: async_sessionmaker[Any], owner: str = "alice", limit: int = 3, idle: timedelta = HOUR
+) -> int | None:
+    async with db() as session, session.begin():
+        return await uploads.reserve(session, owner, "repo/a", limit=limit, idle=idle)
+
+
+async def test_the_limit_is_per_owner(db: async_sessionmaker[Any]) -> None:
+    taken = [await reserve(db) for _ in range(3)]
+    assert None not in taken and len(set(taken)) == 3
+    assert await reserve(db) is None
+    assert await reserve(db, owner="bob") is not None
+
+
+async def test_concurrent_reservations_never_exceed_the_limit(
+    db: async_sessionmaker[Any],
+) -> None:
+    results = await asyncio.gather(*(reserve(db, limit=7) for _ in range(40)))
+    assert len([r for r in results if r is not None]) == 7
+
+
+async def test_release_and_finish_free_a_slot(db: async_sessionmaker[Any]) -> None:
+    first, second = await reserve(db, limit=2), await reserve(db, limit=2)
+    assert first is not None and second is not None
+    assert await reserve(db, limit=2) is None
+    async with db() as session, session.begin():
+        await uploads.release(session, first)
+    third = await reserve(db, limit=2)
+    assert third is not None
+    async with db() as session, session.begin():
+        await uploads.bind(session, third, "upstream-uuid")
+        await uploads.finish(session, "repo/a", "upstream-uuid")
+    assert await reserve(db, limit=2) is not None
+
+
+async def test_idle_sessions_stop_counting(db: async_sessionmaker[Any]) -> None:
+    idle = timedelta(milliseconds=200)
+    assert await reserve(db, limit=1, idle=idle) is not None
+    assert await reserve(db, limit=1, idle=idle) is None
+    await asyncio.sleep(0.3)
+    async with db() as session:
+        assert await uploads.live_count(session, "alice", idle) == 0
+    assert await reserve(db, limit=1, idle=idle) is not None
+
+
+async def test_touch_keeps_a_session_alive(db: async_sessionmaker[Any]) -> None:
+    idle = timedelta(milliseconds=400)
+    reservation = await reserve(db, limit=1, idle=idle)
+    assert reservation is not None
+    async with db() as session, session.begin():
+        await uploads.bind(session, reservation, "u1")
+    for _ in range(3):
+        await asyncio.sleep(0.2)
+        async with db() as session, session.begin():
+            await uploads.touch(session, "repo/a", "u1")
+    assert await reserve(db, limit=1, idle=idle) is None
