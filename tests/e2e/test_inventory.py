@@ -9,7 +9,6 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import subprocess
 import sys
 import tarfile
@@ -21,10 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support import syft
 from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
 from tests.support.ocihttp import OCI_MANIFEST, push_image, tar_layer
 from tests.support.registry import Registry
-from tests.support.syft import syft
 from verifiers.scan.ecosystems.python import normalise
 
 SITE = Path(sys.prefix, "lib", f"python{sys.version_info.major}.{sys.version_info.minor}")
@@ -205,17 +204,8 @@ def test_inventory_finds_what_syft_finds(
     pushed: tuple[str, dict[str, Any]], image_layers: list[tuple[bytes, str]], tmp_path: Path
 ) -> None:
     oci_layout(tmp_path / "oci", image_layers)
-    env = {**os.environ, "SYFT_CHECK_FOR_APP_UPDATE": "false", "HOME": str(tmp_path)}
-    done = subprocess.run(
-        [syft(), "scan", f"oci-dir:{tmp_path / 'oci'}", "-o", "json", "-q"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
     theirs: dict[str, set[tuple[str, str]]] = {}
-    for artifact in json.loads(done.stdout)["artifacts"]:
+    for artifact in syft.scan(tmp_path / "oci", tmp_path):
         kind = {"deb": "deb", "python": "pypi", "npm": "npm"}.get(artifact["type"])
         if kind:
             name = normalise(artifact["name"]) if kind == "pypi" else artifact["name"]

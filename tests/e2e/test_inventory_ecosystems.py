@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 import tarfile
@@ -22,6 +21,7 @@ import httpx
 import pytest
 
 from tests.e2e.test_inventory import config_for, layer, oci_layout, sbom, wait_state
+from tests.support import syft
 from tests.support.ecosystems import (
     JAVA,
     PACKAGES,
@@ -35,7 +35,6 @@ from tests.support.ecosystems import (
 from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
 from tests.support.ocihttp import OCI_MANIFEST, push_image
 from tests.support.registry import Registry
-from tests.support.syft import syft
 
 GO_RECORDS = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "osv" / "go"
 NESTED = [JAVA / "aopalliance-1.0.jar", JAVA / "commons-io.jar"]
@@ -146,16 +145,7 @@ def test_sbom_lists_rpm_go_and_java_packages(pushed: tuple[str, dict[str, Any]])
 
 def syft_packages(image_layers: list[tuple[bytes, str]], work: Path) -> list[dict[str, Any]]:
     oci_layout(work / "oci", image_layers)
-    env = {**os.environ, "SYFT_CHECK_FOR_APP_UPDATE": "false", "HOME": str(work)}
-    done = subprocess.run(
-        [syft(), "scan", f"oci-dir:{work / 'oci'}", "-o", "json", "-q"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    return list(json.loads(done.stdout)["artifacts"])
+    return syft.scan(work / "oci", work)
 
 
 def test_inventory_finds_what_syft_finds(

@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_webhooks import Receiver, start_receiver
 from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
 from tests.support.ocihttp import OCI_MANIFEST, image_config, push_image
 from tests.support.registry import Registry
+from tests.support.webhooks import Receiver
 
 TOKEN = "notify-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -27,14 +27,6 @@ NEW = "CVE-2099-0001"
 @pytest.fixture(scope="module")
 def findings_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("findings") / "findings.json"
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    started = start_receiver()
-    yield started
-    started.server.shutdown()
-    started.server.server_close()
 
 
 @pytest.fixture(scope="module")

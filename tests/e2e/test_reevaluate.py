@@ -26,11 +26,11 @@ import httpx
 import pytest
 
 from tests.e2e.test_inventory import config_for, layer
-from tests.e2e.test_webhooks import SECRET, Receiver, check_signature, start_receiver
 from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
 from tests.support.ocihttp import OCI_MANIFEST, push_image
 from tests.support.registry import Registry
 from tests.support.tap import Tap
+from tests.support.webhooks import SECRET, Receiver, check_signature
 
 DIST = Path("/usr/lib/python3/dist-packages/cryptography-38.0.4.dist-info")
 RECORDS = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "osv" / "pypi"
@@ -63,14 +63,6 @@ POLICIES = [
     policy("notify", "reeval/n/*", on_new_findings="notify"),
     policy("fixed-only", "reeval/f/*", verifiers=LENIENT),
 ]
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    started = start_receiver()
-    yield started
-    started.server.shutdown()
-    started.server.server_close()
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,21 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from config.settings import load_settings
 from proxy.app import create_app
+from storage.db import create_engine, sessionmaker, upgrade
 from tests.support.database import Database
 from tests.support.gatekeeper import WARN_EVERYTHING
 from tests.unit.fakes import FakeUpstream
 
 GatekeeperFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def db(fresh_db: Database) -> AsyncIterator[Any]:
+    """Sessions on a fresh, migrated database of the session's backend (storage-level tests)."""
+    engine = create_engine(fresh_db.url)
+    await upgrade(engine)
+    yield sessionmaker(engine)
+    await engine.dispose()
 
 
 @pytest.fixture

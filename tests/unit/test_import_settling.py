@@ -12,7 +12,6 @@ from tests.unit.test_reevaluate import (
     DIGEST,
     POLICY,
     Recorder,
-    db,  # noqa: F401 - the fixture
     imported,
     inventory,
     osv,
@@ -21,7 +20,7 @@ from tests.unit.test_reevaluate import (
 )
 
 
-async def test_an_unsettled_import_is_reevaluated_once_after_the_grace(db: Any) -> None:  # noqa: F811
+async def test_an_unsettled_import_is_reevaluated_once_after_the_grace(db: Any) -> None:
     await seed(db, DIGEST, inventory(("demo-pkg", "1.0")))
     # The importer commits and dies: no re-evaluation ran.
     result = await imported(db, osv("DEMO-1", "demo-pkg", "1.5"))
@@ -39,7 +38,7 @@ async def test_an_unsettled_import_is_reevaluated_once_after_the_grace(db: Any) 
     assert await settle_unfinished(db, policies=[POLICY], publish=events, moment=later) == 0
 
 
-async def test_a_finished_import_is_settled(db: Any) -> None:  # noqa: F811
+async def test_a_finished_import_is_settled(db: Any) -> None:
     await seed(db, DIGEST, inventory(("demo-pkg", "1.0")))
     result = await imported(db, osv("DEMO-1", "demo-pkg", "1.5"))
     await reevaluate_import(db, result, policies=[POLICY])

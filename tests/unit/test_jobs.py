@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import update
 
 from storage import jobs
-from storage.db import create_engine, sessionmaker, upgrade
 from storage.models import Job
 from storage.timeutil import now
-from tests.support.database import Database
-
-
-@pytest.fixture
-async def db(fresh_db: Database) -> AsyncIterator[Any]:
-    engine = create_engine(fresh_db.url)
-    await upgrade(engine)
-    yield sessionmaker(engine)
-    await engine.dispose()
 
 
 async def claim(db: Any, owner: str, lease: float = 60, max_attempts: int = 3) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,8 +9,6 @@ import pytest
 
 from config.auth import AuthSettings
 from proxy.auth.ratelimit import LoginThrottle
-from storage.db import create_engine, sessionmaker, upgrade
-from tests.support.database import Database
 
 
 class Clock:
@@ -23,14 +20,6 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.moment += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-async def db(fresh_db: Database) -> AsyncIterator[Any]:
-    engine = create_engine(fresh_db.url)
-    await upgrade(engine)
-    yield sessionmaker(engine)
-    await engine.dispose()
 
 
 SETTINGS = AuthSettings(

@@ -22,9 +22,7 @@ from proxy.mirror import MirrorSync, SyncResult, display_url
 from proxy.scheduler import Scheduler
 from storage import schedules
 from storage.advisories import DbAdvisoryStore, ImportResult
-from storage.db import create_engine, sessionmaker, upgrade
 from storage.locks import LeaseLock
-from tests.support.database import Database
 
 OSV = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "osv" / "pypi"
 LAST_MODIFIED = "Mon, 30 Nov 2026 10:00:00 GMT"
@@ -67,14 +65,6 @@ async def mirror() -> AsyncIterator[tuple[Mirror, str]]:
     # A token in the query must never reach logs or the database.
     yield fake, str(server.make_url("/PyPI/all.zip?token=s3cr3t"))
     await server.close()
-
-
-@pytest.fixture
-async def db(fresh_db: Database) -> AsyncIterator[Any]:
-    engine = create_engine(fresh_db.url)
-    await upgrade(engine)
-    yield sessionmaker(engine)
-    await engine.dispose()
 
 
 def config(url: str, **extra: str) -> Settings:

@@ -5,10 +5,8 @@ records the trigger, and publishes what changed; a policy change re-decides from
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from sqlalchemy import select, update
 
 from config.policy import Policy, VerifierPolicy
@@ -17,11 +15,9 @@ from proxy.reevaluate import after_advisory_import, after_policy_change
 from proxy.rescan import queue_affected
 from storage import jobs, verdicts
 from storage.advisories import DbAdvisoryStore, ImportResult
-from storage.db import create_engine, sessionmaker, upgrade
 from storage.inventory import DbInventoryStore
 from storage.models import FindingRow, Job
 from storage.verdicts import DecisionRecord, FindingRecord
-from tests.support.database import Database
 from verifiers.scan.model import ImageInventory, OsRelease, Package
 from verifiers.vulns.assess import version_for
 from verifiers.vulns.osv import Advisory
@@ -87,14 +83,6 @@ def passed() -> DecisionRecord:
         outcomes=outcomes,
         findings=(CONFIG_FINDING,),
     )
-
-
-@pytest.fixture
-async def db(fresh_db: Database) -> AsyncIterator[Any]:
-    engine = create_engine(fresh_db.url)
-    await upgrade(engine)
-    yield sessionmaker(engine)
-    await engine.dispose()
 
 
 async def seed(db: Any, digest: str, inv: ImageInventory | None, repo: str = REPO) -> None:

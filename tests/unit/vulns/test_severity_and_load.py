@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import zipfile
 from pathlib import Path
 
@@ -50,9 +49,7 @@ def test_zip_archive_like_osv_publishes(tmp_path: Path) -> None:
     assert ids == ["GO-2023-1751", "GO-2023-1878"]
 
 
-def test_whole_go_database_reads_quickly() -> None:
-    started = time.monotonic()
+def test_whole_go_database_reads_without_rejects() -> None:
     out = list(read_path(OSV / "go-vulndb-all"))
     assert len([r for r in out if isinstance(r, Advisory)]) == 4291
     assert not [r for r in out if isinstance(r, Rejected)]
-    assert time.monotonic() - started < 20

@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from storage.advisories import DbAdvisoryStore
-from storage.db import create_engine, sessionmaker, upgrade
 from storage.inventory import DbInventoryStore
-from tests.support.database import Database
 from tests.unit.vulns.conftest import OSV, record
 from verifiers.scan.model import ImageInventory, OsRelease, Package
 from verifiers.vulns.load import read_path
 from verifiers.vulns.osv import Advisory
-
-
-@pytest.fixture
-async def db(fresh_db: Database) -> AsyncIterator[Any]:
-    engine = create_engine(fresh_db.url)
-    await upgrade(engine)
-    yield sessionmaker(engine)
-    await engine.dispose()
 
 
 async def test_reimport_does_not_duplicate_and_newer_replaces(db: Any) -> None:
