@@ -66,6 +66,16 @@ class Skipped:
 
 
 @dataclass(frozen=True)
+class Versioned:
+    """Findings together with the version that produced them, for a verifier whose version
+    depends on data read during the check (the advisory-data version): one instance serves
+    concurrent verifications, so the version must travel with the result, not sit on it."""
+
+    findings: list[Finding]
+    version: str
+
+
+@dataclass(frozen=True)
 class Descriptor:
     """A blob or manifest the image manifest points at."""
 
@@ -177,7 +187,7 @@ class Verifier(Protocol):
     name: str
     version: str
 
-    async def verify(self, image: Image) -> list[Finding] | Skipped: ...
+    async def verify(self, image: Image) -> list[Finding] | Versioned | Skipped: ...
 
 
 class VerifierError(Exception):

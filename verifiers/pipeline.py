@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from verifiers.base import Finding, Image, Skipped, Verifier
+from verifiers.base import Finding, Image, Skipped, Verifier, Versioned
 
 log = logging.getLogger("gatekeeper.verifiers")
 
@@ -36,9 +36,15 @@ class Outcome:
 async def run_one(verifier: Verifier, image: Image, timeout: float) -> Outcome:
     started = time.perf_counter()
 
-    def done(status: OutcomeStatus, findings: Sequence[Finding] = (), detail: str = "") -> Outcome:
+    def done(
+        status: OutcomeStatus,
+        findings: Sequence[Finding] = (),
+        detail: str = "",
+        version: str | None = None,
+    ) -> Outcome:
         elapsed = round((time.perf_counter() - started) * 1000, 3)
-        return Outcome(verifier.name, verifier.version, status, tuple(findings), detail, elapsed)
+        used = version if version is not None else verifier.version
+        return Outcome(verifier.name, used, status, tuple(findings), detail, elapsed)
 
     try:
         result = await asyncio.wait_for(verifier.verify(image), timeout)
@@ -52,6 +58,8 @@ async def run_one(verifier: Verifier, image: Image, timeout: float) -> Outcome:
         return done("error", detail=f"crashed: {exc.__class__.__name__}: {exc}"[:500])
     if isinstance(result, Skipped):
         return done("skipped", detail=result.reason)
+    if isinstance(result, Versioned):
+        return done("ok", result.findings, version=result.version)
     return done("ok", result)
 
 

@@ -7,7 +7,7 @@ import time
 from contextlib import asynccontextmanager
 from typing import Any
 
-from verifiers.base import Finding, Image, Severity, Skipped
+from verifiers.base import Finding, Image, Severity, Skipped, Versioned
 from verifiers.config_sanity import ConfigSanity
 from verifiers.layers import PerLayer
 from verifiers.pipeline import run_pipeline
@@ -115,3 +115,18 @@ async def test_per_layer_results_are_cached_and_replayed() -> None:
     assert isinstance(first, list) and isinstance(second, list)
     assert [f.location for f in second] == [f"sha256:{n:064x}" for n in range(3)]
     assert second[0] == first[0]
+
+
+async def test_a_versioned_result_records_its_own_version() -> None:
+    """A verifier whose version depends on data it read returns it with the findings: one
+    instance serves concurrent verifications, so its attribute may already say another."""
+
+    class DataDependent:
+        name = "data"
+        version = "1.data"
+
+        async def verify(self, image: Image) -> Versioned:
+            return Versioned([], "1.data-42")
+
+    (outcome,) = await run_pipeline(image({}), [DataDependent()], {}, 5.0)
+    assert (outcome.status, outcome.version) == ("ok", "1.data-42")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from verifiers.base import Finding, Image, Skipped, VerifierError
+from verifiers.base import Finding, Image, Skipped, VerifierError, Versioned
 from verifiers.scan.inventory import merge
 from verifiers.scan.model import Package
 from verifiers.scan.verifier import InventoryVerifier
@@ -39,21 +39,23 @@ class VulnerabilityVerifier:
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         self._scanner = InventoryVerifier(options)
         self._source: AdvisorySource | None = None
-        self.version = f"{SCHEMA}.advisories-0"
+        self.version = f"{SCHEMA}.advisories"
+        """The family; each result carries its own, with the advisory-data version it used."""
 
     def attach(self, stores: Stores) -> None:
         # the inventory scanner's sink is never used: only ``partials`` is called
         self._scanner.attach(stores)
         self._source = stores.advisories
 
-    async def verify(self, image: Image) -> list[Finding] | Skipped:
+    async def verify(self, image: Image) -> Versioned | Skipped:
         if self._source is None:
             raise VerifierError("no advisory store attached: cannot match vulnerabilities")
         partials = await self._scanner.partials(image)
         if isinstance(partials, Skipped):
             return partials
+        # Read before matching: an import landing meanwhile is then never claimed as matched
+        # (its own re-evaluation covers this image).
         data_version = await self._source.data_version()
-        self.version = f"{SCHEMA}.advisories-{data_version}"
         inventory = merge(partials)
         known: dict[tuple[str, str], list[Advisory]] = {}
         findings: list[Finding] = []
@@ -66,7 +68,7 @@ class VulnerabilityVerifier:
                 known[key] = await self._source.for_package(*key)
             found = matches(known[key], query.ecosystem, query.name, query.version)
             findings += (_finding(package, query, m) for m in found)
-        return findings
+        return Versioned(findings, f"{SCHEMA}.advisories-{data_version}")
 
 
 def _finding(package: Package, query: Query, match: Match) -> Finding:

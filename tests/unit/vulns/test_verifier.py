@@ -12,7 +12,7 @@ from config.settings import VerifierSettings
 from tests.unit.scan.conftest import FakeBlobs, MemoryCache, MemorySink, files, tar_bytes
 from tests.unit.scan.test_verifier import image
 from tests.unit.vulns.conftest import record
-from verifiers.base import Severity, VerifierError
+from verifiers.base import Severity, VerifierError, Versioned
 from verifiers.registry import build_verifiers
 from verifiers.vulns.ecosystems import normalize
 from verifiers.vulns.osv import Advisory
@@ -53,17 +53,19 @@ async def test_finding_per_advisory_and_layers_read_once() -> None:
     img = image(blobs, "sha256:i1", [layer])
     _, found = await asyncio.gather(inventory.verify(img), vulns.verify(img))
     assert blobs.opened == ["sha256:py"]  # one read served both verifiers
-    assert isinstance(found, list)
-    (finding,) = found
+    assert isinstance(found, Versioned)
+    (finding,) = found.findings
     assert finding.rule_id == "PYSEC-2023-192" and finding.severity is Severity.HIGH
     assert "fix: 1.26.17" in finding.title
     assert "CVE-2023-43804" in finding.evidence
-    assert vulns.version.endswith("advisories-7")
+    assert found.version.endswith("advisories-7")
 
+    source.version = 8  # an import landed: the next result says so, the first keeps its own
     again = await vulns.verify(image(blobs, "sha256:i2", [layer]))
     assert blobs.opened == ["sha256:py"]  # served from the layer cache
-    assert isinstance(again, list)
-    assert [f.rule_id for f in again] == ["PYSEC-2023-192"]
+    assert isinstance(again, Versioned)
+    assert [f.rule_id for f in again.findings] == ["PYSEC-2023-192"]
+    assert again.version.endswith("advisories-8") and found.version.endswith("advisories-7")
 
 
 async def test_not_affected_at_the_fixed_version() -> None:
@@ -72,7 +74,8 @@ async def test_not_affected_at_the_fixed_version() -> None:
     layer = blobs.add("sha256:ok", gzip.compress(tar_bytes(files({DIST: fixed}))))
     source = MemoryAdvisories(record("pypi/PYSEC-2023-192.json"))
     (vulns,) = build_verifiers({"vulnerabilities": VerifierSettings()}, MemoryCache(), None, source)
-    assert await vulns.verify(image(blobs, "sha256:i", [layer])) == []
+    result = await vulns.verify(image(blobs, "sha256:i", [layer]))
+    assert isinstance(result, Versioned) and result.findings == []
 
 
 async def test_without_an_advisory_store_it_fails_closed() -> None:
