@@ -15,7 +15,7 @@ from config.settings import VerifierSettings
 from tests.unit.content.conftest import add_layer, entry, image, rsa_pem
 from tests.unit.scan.conftest import FakeBlobs, MemoryCache, MemorySink
 from tests.unit.vulns.test_verifier import MemoryAdvisories
-from verifiers.base import Finding, VerifierError
+from verifiers.base import VerifierError, Versioned
 from verifiers.layers import LayerReads, LayerScan, LayerScanner
 from verifiers.registry import build_verifiers
 from verifiers.scan.limits import ScanLimits
@@ -60,7 +60,8 @@ async def test_every_verifier_shares_one_read_per_layer(tmp_path: Path) -> None:
     results = await asyncio.gather(*(v.verify(img) for v in verifiers))
     assert sorted(blobs.opened) == ["sha256:app", "sha256:base"]
     assert verifiers[0]._reads.reads == 2
-    rules = {f.rule_id for result in results for f in result if isinstance(f, Finding)}
+    found = [r.findings if isinstance(r, Versioned) else r for r in results]
+    rules = {f.rule_id for result in found if isinstance(result, list) for f in result}
     assert {"secret.private-key", "malware.denylisted-hash", "hardening.setuid"} <= rules
     scanners = {(layer, name) for layer, name, _ in cache.rows}
     assert scanners == {
