@@ -21,6 +21,44 @@ from pathlib import Path
 
 JAVA = Path("/usr/share/java")
 
+# An Alpine apk installed database in apk-tools' documented format, as Alpine 3.19 writes it
+# (two packages; libcrypto3 built from the openssl origin).
+APK_INSTALLED = b"""C:Q1kNsGxkYFVYSJtbH2zyaMk5h4QIs=
+P:musl
+V:1.2.4_git20230717-r4
+A:x86_64
+S:407255
+I:667648
+T:the musl c library (libc) implementation
+U:https://musl.libc.org/
+L:MIT
+o:musl
+m:Natanael Copa <ncopa@alpinelinux.org>
+t:1705428390
+c:0c04d6c5bae6f2ee4bc4f2c6a8bc1c5d0e0d6c2d
+F:lib
+R:ld-musl-x86_64.so.1
+a:0:0:755
+Z:Q1Ej3Ej1xF5jmpF6uY0ZJHzxjhxo0=
+
+C:Q1lkj6BPhwEIcjNhNrkNd0pSDuA7Q=
+P:libcrypto3
+V:3.1.4-r5
+A:x86_64
+S:1748364
+I:4399104
+T:Crypto library from openssl
+U:https://www.openssl.org/
+L:Apache-2.0
+o:openssl
+m:Natanael Copa <ncopa@alpinelinux.org>
+t:1706884442
+c:ee8f8e4bd3b6d1e6a0d2e1d6a4b7c3f2a1e0d9c8
+F:usr/lib
+R:libcrypto.so.3
+
+"""
+
 
 def have_go() -> bool:
     return shutil.which("go") is not None

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ecosystems import APK_INSTALLED
 from verifiers.scan.ecosystems import apk, dpkg, npm, osrelease, python
 
 DPKG_STATUS = Path("/var/lib/dpkg/status")
@@ -119,35 +120,6 @@ def test_npm_scoped_and_nested() -> None:
     assert not npm.matches("app/node_modules/a/lib/package.json")
     assert not npm.matches("app/package.json")
     assert npm.parse("app/node_modules/x/package.json", b"{not json") == []
-
-
-APK_INSTALLED = b"""C:Q1kNsGxkYFVYSJtbH2zyaMk5h4QIs=
-P:musl
-V:1.2.4_git20230717-r4
-A:x86_64
-S:407255
-I:667648
-T:the musl c library (libc) implementation
-U:https://musl.libc.org/
-L:MIT
-o:musl
-m:Natanael Copa <ncopa@alpinelinux.org>
-t:1705428390
-c:0c04d6c5bae6f2ee4bc4f2c6a8bc1c5d0e0d6c2d
-F:lib
-R:ld-musl-x86_64.so.1
-a:0:0:755
-Z:Q1Ej3Ej1xF5jmpF6uY0ZJHzxjhxo0=
-
-C:Q1lkj6BPhwEIcjNhNrkNd0pSDuA7Q=
-P:libcrypto3
-V:3.1.4-r5
-A:x86_64
-o:openssl
-F:usr/lib
-R:libcrypto.so.3
-
-"""
 
 
 def test_apk_installed_database() -> None:

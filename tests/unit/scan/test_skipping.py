@@ -11,34 +11,10 @@ import time
 
 import pytest
 
+from fuzz.targets import BytesSource
 from verifiers.scan.decompress import REFILL, LimitExceeded, Meter, open_decompressed
 from verifiers.scan.limits import ScanLimits
 from verifiers.scan.tarstream import TarError, TarStream, TarTruncated, _number
-
-
-class BytesSource:
-    """A compressed layer in memory as the reader's ``Source``."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = io.BytesIO(data)
-        self._head = data[:4]
-        self.consumed = 0
-
-    def head(self, size: int) -> bytes:
-        return self._head[:size]
-
-    def read(self, size: int = -1, /) -> bytes:
-        data = self._data.read(size)
-        self.consumed += len(data)
-        return data
-
-    def readinto(self, target: bytearray | memoryview) -> int:
-        data = self.read(len(target))
-        target[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
 
 
 def meter(data: bytes, limits: ScanLimits | None = None) -> Meter:
