@@ -11,9 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import Session, SessionTransactionOrigin
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -118,3 +124,11 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
     async with engine.connect() as conn:
         return await conn.run_sync(read)
+
+
+async def insert_if_absent(session: AsyncSession, model: Any, **values: Any) -> None:
+    """``INSERT ... ON CONFLICT DO NOTHING``: both backends have it, SQLAlchemy spells it per
+    dialect. The way to create a row that concurrent transactions then lock and update."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    await session.execute(insert(model).values(**values).on_conflict_do_nothing())

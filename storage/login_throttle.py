@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import DateTime, Integer, String, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from storage.db import insert_if_absent
 from storage.models import Base
 from storage.timeutil import utc
 
@@ -65,12 +65,8 @@ async def record_failure(
     back-off that doubles with each block (up to ``max_backoff``)."""
     # Create-if-absent first, so the row can be locked (FOR UPDATE on PostgreSQL; SQLite's
     # BEGIN IMMEDIATE already serialises writers): two replicas never lose a count.
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    await session.execute(
-        insert(LoginCounter)
-        .values(key=key, failures=0, window_started=moment, strikes=0)
-        .on_conflict_do_nothing()
+    await insert_if_absent(
+        session, LoginCounter, key=key, failures=0, window_started=moment, strikes=0
     )
     row = await session.get(LoginCounter, key, with_for_update=True, populate_existing=True)
     if row is None:  # pragma: no cover - inserted above in this transaction

@@ -14,9 +14,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import insert_if_absent
 from storage.models import UploadOwner, UploadSession
 from storage.timeutil import now
 
@@ -50,11 +50,7 @@ async def reserve(
 
 async def _lock_owner(session: AsyncSession, owner: str, moment: datetime) -> None:
     """Create the owner's row if needed, then update it: the per-identity lock."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    await session.execute(
-        insert(UploadOwner).values(owner=owner, touched=moment).on_conflict_do_nothing()
-    )
+    await insert_if_absent(session, UploadOwner, owner=owner, touched=moment)
     await session.execute(
         update(UploadOwner)
         .execution_options(**NO_SYNC)
