@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -61,24 +61,46 @@ async def test_release_and_finish_free_a_slot(db: async_sessionmaker[Any]) -> No
     assert await reserve(db, limit=2) is not None
 
 
-async def test_idle_sessions_stop_counting(db: async_sessionmaker[Any]) -> None:
-    idle = timedelta(milliseconds=200)
+class Clock:
+    """The uploads module's clock, moved by the test: idleness is then independent of how
+    long the machine takes to run the queries."""
+
+    def __init__(self) -> None:
+        self.moment = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+    def advance(self, by: timedelta) -> None:
+        self.moment += by
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(uploads, "now", clock)
+    return clock
+
+
+async def test_idle_sessions_stop_counting(db: async_sessionmaker[Any], clock: Clock) -> None:
+    idle = timedelta(minutes=5)
     assert await reserve(db, limit=1, idle=idle) is not None
+    clock.advance(idle - timedelta(seconds=1))
     assert await reserve(db, limit=1, idle=idle) is None
-    await asyncio.sleep(0.3)
+    clock.advance(timedelta(seconds=2))
     async with db() as session:
         assert await uploads.live_count(session, "alice", idle) == 0
     assert await reserve(db, limit=1, idle=idle) is not None
 
 
-async def test_touch_keeps_a_session_alive(db: async_sessionmaker[Any]) -> None:
-    idle = timedelta(milliseconds=400)
+async def test_touch_keeps_a_session_alive(db: async_sessionmaker[Any], clock: Clock) -> None:
+    idle = timedelta(minutes=5)
     reservation = await reserve(db, limit=1, idle=idle)
     assert reservation is not None
     async with db() as session, session.begin():
         await uploads.bind(session, reservation, "u1")
     for _ in range(3):
-        await asyncio.sleep(0.2)
+        clock.advance(timedelta(minutes=3))  # 9 minutes in all: idle but for the touches
         async with db() as session, session.begin():
             await uploads.touch(session, "repo/a", "u1")
     assert await reserve(db, limit=1, idle=idle) is None
