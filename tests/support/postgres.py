@@ -14,6 +14,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,38 @@ class Postgres:
         return asyncio.run(run())
 
 
+_WATCHDOG = """
+import os, signal, sys, time
+parent, pidfile = int(sys.argv[1]), sys.argv[2]
+while True:
+    try:
+        os.kill(parent, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(1)
+try:
+    with open(pidfile) as f:
+        postmaster = int(f.read().split()[0])
+    os.kill(postmaster, signal.SIGQUIT)
+except (OSError, ValueError, IndexError):
+    pass
+"""
+
+
+def _watch(pg: Postgres) -> None:
+    """Stop the cluster when the process that started it dies without stopping it (pytest
+    killed with SIGKILL, say): ``pg_ctl`` daemonizes the postmaster, so nothing else would.
+    The watchdog reads ``postmaster.pid`` at that moment, so a restarted cluster is found too;
+    after a clean stop the file is gone and it does nothing."""
+    subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(pg.data_dir / "postmaster.pid")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 def start_postgres(workdir: Path) -> Postgres:
     bin_dir = _bin_dir()
     if bin_dir is None:
@@ -135,5 +168,6 @@ def start_postgres(workdir: Path) -> Postgres:
     pg.options = options
     pg._run("pg_ctl", "-D", str(data), "-o", options, "-l", str(workdir / "pg.log"), "-w", "start")
     pg.pid = int((data / "postmaster.pid").read_text().split()[0])
+    _watch(pg)
     pg._run("createdb", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "gatekeeper", "gatekeeper")
     return pg

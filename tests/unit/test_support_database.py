@@ -3,10 +3,16 @@ backends, fresh databases that are isolated and dropped, and the sqlite_only mar
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
 from storage.db import create_engine, head_revision, upgrade
-from tests.support import database
+from tests.support import database, postgres
 from tests.support.database import Database, QueryError, as_datetime, run_sync
 
 
@@ -67,3 +73,38 @@ def test_times_read_the_same_from_either_driver() -> None:
 @pytest.mark.sqlite_only(reason="checks the marker itself")
 def test_sqlite_only_tests_run_only_on_sqlite(fresh_db: Database) -> None:
     assert database.backend() == "sqlite" and fresh_db.path is not None
+
+
+def test_a_cluster_stops_when_the_process_that_started_it_is_killed(tmp_path: Path) -> None:
+    """A pytest run killed with SIGKILL must not leave its private PostgreSQL running."""
+    if not postgres.available():
+        pytest.fail("PostgreSQL is not installed (Debian package postgresql)")
+    starter = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; "
+            "from tests.support.postgres import start_postgres; "
+            "print(start_postgres(Path(sys.argv[1])).pid, flush=True); time.sleep(600)",
+            str(tmp_path / "pg"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[2],
+    )
+    try:
+        assert starter.stdout is not None
+        postmaster = int(starter.stdout.readline())
+        os.kill(postmaster, 0)  # running
+        starter.kill()
+        starter.wait()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                os.kill(postmaster, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+        pytest.fail(f"postmaster {postmaster} still running after its starter was killed")
+    finally:
+        starter.kill()
