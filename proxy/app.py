@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -19,7 +20,7 @@ from proxy.audit import AuditWriter, access_log, add_request_id, audit_listener,
 from proxy.auth.http import AUTH, build_auth_middleware
 from proxy.auth.service import AuthService
 from proxy.clientaddr import build_forwarded_middleware
-from proxy.errors import OCIError, error_middleware
+from proxy.errors import OCIError, envelope, error_middleware
 from proxy.events import EventBus
 from proxy.metrics import Metrics
 from proxy.mirror import make_mirror_client
@@ -27,6 +28,7 @@ from proxy.names import check_raw_path
 from proxy.reevaluate import after_policy_change
 from proxy.routes import ACCESS, ACTIONS, UNAUDITED_PATHS, add_routes
 from proxy.scheduler import build_scheduler
+from proxy.server import OnUnparsed
 from proxy.state import SERVICES, Services, services
 from proxy.upstream import Upstream, make_client_session, make_token_client
 from proxy.verification import VerificationService
@@ -42,7 +44,10 @@ log = logging.getLogger("gatekeeper")
 
 
 def _emit(request: web.Request, record: AccessRecord) -> None:
-    svc = services(request)
+    _record(services(request), record)
+
+
+def _record(svc: Services, record: AccessRecord) -> None:
     svc.metrics.observe(record)
     if svc.settings.audit.json_log:
         access_log.info(json.dumps(record.as_json(), separators=(",", ":")))
@@ -54,12 +59,52 @@ def _admit(request: web.Request) -> OCIError | None:
 
 
 def _emit_refused(request: web.Request, record: AccessRecord) -> None:
+    _record_refused(services(request), record)
+
+
+def _record_refused(svc: Services, record: AccessRecord) -> None:
     """A request refused because the access-log buffer is full: counted and logged, but not
     queued (that would grow the very buffer that is full)."""
-    svc = services(request)
     svc.metrics.observe(record)
     svc.metrics.audit_refused.inc()
     access_log.warning(json.dumps({"unrecorded": record.as_json()}, separators=(",", ":")))
+
+
+def record_unparsed(app: web.Application) -> OnUnparsed:
+    """Access-log rows for requests aiohttp refused before any middleware saw them.
+
+    Nothing of such a request is known but its peer: the parser gave up on its request line or
+    headers, so method and path are placeholders and the identity is anonymous.
+    """
+
+    def record(request: web.BaseRequest, failure: OCIError, request_id: str) -> None:
+        svc = app[SERVICES]
+        row = AccessRecord(
+            time=datetime.now(UTC),
+            request_id=request_id,
+            client_addr=request.remote,
+            identity="anonymous",
+            method="UNKNOWN",
+            path="(unparsed)",
+            action="request.unparsed",
+            repository=None,
+            reference=None,
+            digest=None,
+            status=failure.code.status,
+            bytes_in=0,
+            bytes_out=len(envelope([failure])),
+            duration_ms=0.0,
+            upstream_status=None,
+            decision=None,
+            reason=failure.message,
+            error_code=failure.code.code,
+        )
+        if svc.audit.full:
+            _record_refused(svc, row)
+        else:
+            _record(svc, row)
+
+    return record
 
 
 @web.middleware

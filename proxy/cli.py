@@ -41,9 +41,8 @@ def _configure_logging(level: str) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from proxy.app import create_app
+    from proxy.app import create_app, record_unparsed
+    from proxy.server import serve
 
     settings = _settings(args)
     _configure_logging(settings.log_level)
@@ -51,14 +50,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.tls_cert and settings.tls_key:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        ssl_context=ssl_context,
-        access_log=None,
-        print=None,
-        shutdown_timeout=30,
+    app = create_app(settings)
+    asyncio.run(
+        serve(
+            app,
+            host=settings.host,
+            port=settings.port,
+            ssl_context=ssl_context,
+            on_unparsed=record_unparsed(app),
+            shutdown_timeout=30,
+        )
     )
     return 0
 

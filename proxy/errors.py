@@ -5,14 +5,9 @@ Handlers never build error bodies themselves: they raise :class:`OCIError` with 
 spec's ``{"errors": [{"code", "message", "detail"}]}`` envelope. A client therefore never sees a
 traceback, and the status for a code is decided in exactly one table.
 
-One exception we accept: a request aiohttp's HTTP parser cannot take (a header line over 8190
-bytes, a malformed request line) is answered by aiohttp itself, with a plain-text 400 that
-quotes up to 100 bytes of the offending input, before any middleware runs. The parser error
-goes to ``RequestHandler.handle_error``; replacing it means subclassing ``RequestHandler`` and
-building it through ``web.Server`` internals (``_kwargs``, ``_loop``) and
-``AppRunner._make_server``, all private API that changes between aiohttp releases. Raising the
-parser limits instead (``handler_args``) only moves the line and lets larger headers into memory.
-The answer is still a 4xx on a closed connection, with nothing of it in a response header.
+A request aiohttp's HTTP parser cannot take (a header line over 8190 bytes, a malformed request
+line) never reaches a middleware; ``proxy/server.py`` answers it with the same envelope, from
+``parse_failure``, and records it in the access log.
 """
 
 from __future__ import annotations
@@ -61,6 +56,9 @@ class Code(enum.Enum):
     NOT_FOUND = ("NOT_FOUND", 404, "no such endpoint")
     METHOD_NOT_ALLOWED = ("UNSUPPORTED", 405, "method not allowed on this endpoint")
     INTERNAL = ("UNKNOWN", 500, "internal error")
+    GATEWAY_TIMEOUT = ("UNAVAILABLE", 504, "the request timed out")
+    REQUEST_MALFORMED = ("UNSUPPORTED", 400, "the request is not valid HTTP")
+    HEADERS_TOO_LARGE = ("UNSUPPORTED", 431, "request header fields too large")
 
     def __init__(self, code: str, status: int, default_message: str) -> None:
         self.code = code

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import socket
 import time
 from collections import Counter
@@ -235,16 +234,88 @@ def _raw(port: int, request: bytes) -> bytes:
     return b"".join(chunks)
 
 
-def test_a_64_kib_header_is_refused_and_the_proxy_keeps_serving(
-    site: tuple[Registry, Gatekeeper],
+def _split(answer: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    return status, headers, body
+
+
+UNPARSEABLE = [
+    # (case, raw request, expected status): none of these reaches a middleware, so the
+    # envelope and the access-log row come from proxy/server.py.
+    ("64 KiB header", b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 65536 + b"\r\n\r\n", 431),
+    (
+        "64 KiB header name",
+        b"GET /v2/ HTTP/1.1\r\nHost: x\r\n" + b"N" * 65536 + b": v\r\n\r\n",
+        431,
+    ),
+    ("64 KiB path", b"GET /v2/" + b"p" * 65536 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 431),
+    (
+        "1,000 headers",
+        b"GET /v2/ HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-H%d: v\r\n" % i for i in range(1000))
+        + b"\r\n",
+        431,
+    ),
+    ("NUL in a header", b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", 400),
+    ("space in a header name", b"GET /v2/ HTTP/1.1\r\nHost: x\r\nBad Header: v\r\n\r\n", 400),
+]
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [(raw, status) for _, raw, status in UNPARSEABLE],
+    ids=[case for case, _, _ in UNPARSEABLE],
+)
+def test_a_request_the_parser_refuses_gets_an_envelope_and_an_access_log_row(
+    site: tuple[Registry, Gatekeeper], request_bytes: bytes, status: int
 ) -> None:
-    """aiohttp's HTTP parser refuses an oversized header before any middleware runs, with its
-    own plain-text 400 (see the note in ``proxy/errors.py``): a 4xx, the connection closed,
-    nothing of the header echoed, and the proxy still serving."""
+    """aiohttp refuses these before any middleware runs; the client still gets the OCI error
+    envelope (not aiohttp's plain text, which quotes the input), the refusal has its access-log
+    row, and the proxy keeps serving."""
     _, gk = site
-    big = b"b" * 64 * 1024
-    answer = _raw(gk.port, b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: " + big + b"\r\n\r\n")
-    assert re.match(rb"HTTP/1\.[01] 4\d\d ", answer), answer[:300]
-    assert b"b" * 200 not in answer  # aiohttp quotes at most the first 100 bytes
+    answer = _raw(gk.port, request_bytes)
+    got, headers, body = _split(answer)
+    assert got == status, answer[:300]
+    assert headers["content-type"].startswith("application/json"), answer[:300]
+    assert int(headers["content-length"]) == len(body)
+    (error,) = json.loads(body)["errors"]
+    assert error["code"] == "UNSUPPORTED"
+    assert error["detail"]["reason"]  # the parser's exception class, never the input
+    assert (
+        b"bbbbbbbbbb" not in answer and b"NNNNNNNNNN" not in answer and b"pppppppppp" not in answer
+    )
+    (row,) = gk.wait_audit(1, "request_id = :id", {"id": headers["x-request-id"]})
+    assert (row["status"], row["action"], row["error_code"]) == (
+        status,
+        "request.unparsed",
+        "UNSUPPORTED",
+    )
+    assert row["client_addr"] == "127.0.0.1"
     with httpx.Client(base_url=gk.url, timeout=30) as http:
         assert http.get("/v2/").status_code == 200
+
+
+def test_a_connection_that_does_not_speak_http_gets_an_envelope_and_no_row(
+    site: tuple[Registry, Gatekeeper],
+) -> None:
+    """A TLS handshake on the plain port (skopeo and podman try https first) or binary noise is
+    not an HTTP request: an envelope, no access-log row, and the next request is served."""
+    _, gk = site
+    hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64
+    unparsed = "action = 'request.unparsed'"
+    with httpx.Client(base_url=gk.url, timeout=30) as http:
+        before = http.get("/v2/")
+        assert gk.wait_audit(1, "request_id = :id", {"id": before.headers["x-request-id"]})
+        rows_before = len(gk.audit_rows(unparsed))
+        status, headers, body = _split(_raw(gk.port, hello))
+        assert status == 400
+        assert json.loads(body)["errors"][0]["code"] == "UNSUPPORTED"
+        assert "x-request-id" not in headers  # no row to name
+        after = http.get("/v2/")
+    assert after.status_code == 200
+    # Rows are written in order: once the later request's row is there, an earlier one would be.
+    assert gk.wait_audit(1, "request_id = :id", {"id": after.headers["x-request-id"]})
+    assert len(gk.audit_rows(unparsed)) == rows_before
