@@ -6,14 +6,16 @@ identity's ``upload_owners`` row: on PostgreSQL that row lock serialises one ide
 reservations across replicas (other identities are not blocked); on SQLite the write lock taken
 by ``BEGIN IMMEDIATE`` serialises them anyway. So two concurrent POSTs can never both see
 "one slot left". Sessions idle longer than the timeout stop counting and are deleted by the
-next reservation of the same identity, so a client that vanishes frees its slots by itself.
+next reservation of the same identity, so a client that vanishes frees its slots by itself;
+each reservation also forgets a batch of other identities' idle sessions and owner rows, so
+the tables hold only identities seen within the idle timeout.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import insert_if_absent
@@ -40,12 +42,47 @@ async def reserve(
     held = await session.scalar(
         select(func.count()).select_from(UploadSession).where(UploadSession.owner == owner)
     )
+    await _prune(session, moment - idle)
     if int(held or 0) >= limit:
         return None
     row = UploadSession(owner=owner, repository=repository, session=None, last_seen=moment)
     session.add(row)
     await session.flush()
     return row.id
+
+
+PRUNE_BATCH = 100
+"""Rows of other identities one reservation may forget: more than one reservation can create,
+so the tables stay bounded, and few enough that a reservation stays cheap."""
+
+
+async def _prune(session: AsyncSession, cutoff: datetime) -> None:
+    """Forget other identities' idle sessions, and identities holding none, a batch at a time.
+
+    Without this, every client address that ever pushed anonymously (cheap to have many of with
+    IPv6) would keep a row for good. ``SKIP LOCKED``: rows another replica's reservation holds
+    are left for later, so a reservation never waits on another identity's (nor deadlocks with
+    one). SQLite serialises writers anyway and ignores the clause.
+    """
+    idle = (
+        select(UploadSession.id)
+        .where(UploadSession.last_seen < cutoff)
+        .limit(PRUNE_BATCH)
+        .with_for_update(skip_locked=True)
+    )
+    await session.execute(
+        delete(UploadSession).execution_options(**NO_SYNC).where(UploadSession.id.in_(idle))
+    )
+    holds = select(UploadSession.id).where(UploadSession.owner == UploadOwner.owner)
+    stale = (
+        select(UploadOwner.owner)
+        .where(UploadOwner.touched < cutoff, ~exists(holds))
+        .limit(PRUNE_BATCH)
+        .with_for_update(skip_locked=True)
+    )
+    await session.execute(
+        delete(UploadOwner).execution_options(**NO_SYNC).where(UploadOwner.owner.in_(stale))
+    )
 
 
 async def _lock_owner(session: AsyncSession, owner: str, moment: datetime) -> None:

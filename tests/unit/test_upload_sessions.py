@@ -9,10 +9,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from storage import uploads
 from storage.db import create_engine, sessionmaker, upgrade
+from storage.models import UploadOwner, UploadSession
 from tests.support.database import Database
 
 HOUR = timedelta(hours=1)
@@ -104,3 +106,45 @@ async def test_touch_keeps_a_session_alive(db: async_sessionmaker[Any], clock: C
         async with db() as session, session.begin():
             await uploads.touch(session, "repo/a", "u1")
     assert await reserve(db, limit=1, idle=idle) is None
+
+
+async def _rows(db: async_sessionmaker[Any]) -> tuple[set[str], set[str]]:
+    """Owners with a row, and owners holding a session row."""
+    async with db() as session:
+        owners = set(await session.scalars(select(UploadOwner.owner)))
+        holders = set(await session.scalars(select(UploadSession.owner)))
+    return owners, holders
+
+
+async def test_a_reservation_forgets_other_identities_gone_idle(
+    db: async_sessionmaker[Any], clock: Clock
+) -> None:
+    """Anonymous clients are one identity per address: without pruning, every address that ever
+    pushed would keep its rows for good."""
+    idle = timedelta(minutes=5)
+    for owner in ("10.0.0.1", "10.0.0.2", "alice"):
+        assert await reserve(db, owner=owner, idle=idle) is not None
+    clock.advance(timedelta(minutes=4))
+    assert await reserve(db, owner="alice", idle=idle) is not None  # alice stays live
+    clock.advance(timedelta(minutes=2))  # the two addresses and alice's first session are idle
+    assert await _rows(db) == ({"10.0.0.1", "10.0.0.2", "alice"},) * 2
+    assert await reserve(db, owner="bob", idle=idle) is not None
+    assert await _rows(db) == ({"alice", "bob"}, {"alice", "bob"})
+    async with db() as session:
+        assert await uploads.live_count(session, "alice", idle) == 1
+
+
+async def test_pruning_is_bounded_per_reservation(
+    db: async_sessionmaker[Any], clock: Clock
+) -> None:
+    idle = timedelta(minutes=5)
+    count = uploads.PRUNE_BATCH + 20
+    for i in range(count):
+        assert await reserve(db, owner=f"10.0.{i // 256}.{i % 256}", idle=idle) is not None
+    clock.advance(idle * 2)
+    assert await reserve(db, owner="bob", idle=idle) is not None
+    owners, holders = await _rows(db)
+    assert len(holders) == count - uploads.PRUNE_BATCH + 1  # bob and 20 left for later
+    assert await reserve(db, owner="carol", idle=idle) is not None
+    owners, holders = await _rows(db)
+    assert owners == holders == {"bob", "carol"}
