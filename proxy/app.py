@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-from aiohttp import web
+from aiohttp import HttpVersion10, web
 
 from config.settings import Settings
 from proxy.admin.routes import add_admin
@@ -20,7 +20,7 @@ from proxy.audit import AuditWriter, access_log, add_request_id, audit_listener,
 from proxy.auth.http import AUTH, build_auth_middleware
 from proxy.auth.service import AuthService
 from proxy.clientaddr import build_forwarded_middleware
-from proxy.errors import OCIError, envelope, error_middleware
+from proxy.errors import Code, OCIError, envelope, error_middleware
 from proxy.events import EventBus
 from proxy.metrics import Metrics
 from proxy.mirror import make_mirror_client
@@ -115,12 +115,27 @@ async def path_middleware(request: web.Request, handler):  # type: ignore[no-unt
     return await handler(request)
 
 
+@web.middleware
+async def version_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    """Refuse HTTP/0.9-style request lines (``GET /path`` without a version), which aiohttp
+    accepts: no registry client sends one, and a request line a proxy in front may frame
+    differently is how request smuggling starts."""
+    if request.version < HttpVersion10:
+        raise OCIError(
+            Code.REQUEST_MALFORMED,
+            "HTTP/0.9 requests are not supported; use HTTP/1.1",
+            {"reason": "HTTP/0.9"},
+        )
+    return await handler(request)
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[
             build_forwarded_middleware(settings.trusted_proxies),
             build_middleware(_emit, UNAUDITED_PATHS, _admit, _emit_refused),
             error_middleware,
+            version_middleware,
             path_middleware,
             build_auth_middleware(ACCESS, ACTIONS),
         ],

@@ -319,3 +319,17 @@ def test_a_connection_that_does_not_speak_http_gets_an_envelope_and_no_row(
     # Rows are written in order: once the later request's row is there, an earlier one would be.
     assert gk.wait_audit(1, "request_id = :id", {"id": after.headers["x-request-id"]})
     assert len(gk.audit_rows(unparsed)) == rows_before
+
+
+def test_http_0_9_is_refused_and_http_1_0_served(site: tuple[Registry, Gatekeeper]) -> None:
+    """aiohttp accepts a request line without a version as HTTP/0.9; the gatekeeper refuses it
+    (with its access-log row, since it did reach the app) and still serves HTTP/1.0."""
+    _, gk = site
+    status, headers, body = _split(_raw(gk.port, b"GET /v2/\r\nHost: x\r\n\r\n"))
+    assert status == 400
+    (error,) = json.loads(body)["errors"]
+    assert (error["code"], error["detail"]) == ("UNSUPPORTED", {"reason": "HTTP/0.9"})
+    (row,) = gk.wait_audit(1, "request_id = :id", {"id": headers["x-request-id"]})
+    assert (row["status"], row["error_code"]) == (400, "UNSUPPORTED")
+    status, _, body = _split(_raw(gk.port, b"GET /v2/ HTTP/1.0\r\nHost: x\r\n\r\n"))
+    assert (status, body) == (200, b"{}")
