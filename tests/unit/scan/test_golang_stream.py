@@ -221,3 +221,62 @@ async def test_large_go_binary_is_inventoried_through_the_shared_read(
 
 def _entry(name: str, size: int) -> Entry:
     return Entry(name=name, kind=Kind.FILE, size=size, link="", mode=0o755)
+
+
+PLANTED = _info(2, b"go1.0.1", b"path\tevil\nmod\tevil.example/x\tv6.6.6\t\n")
+"""Valid-looking build info, as an attacker (or a packer) could put anywhere in a binary."""
+
+
+def planted_in_code(data: bytes) -> bytes:
+    """``data`` with :data:`PLANTED` at an aligned offset in its code, before the real one."""
+    segments = golang.writable_segments(data)
+    assert segments and not golang.in_segments(0x1000, segments)  # code, not writable data
+    copy = bytearray(data)
+    copy[0x1000 : 0x1000 + len(PLANTED)] = PLANTED
+    return bytes(copy)
+
+
+@needs_go
+@pytest.mark.parametrize("chunk", [7, 4096, 1 << 20])
+def test_build_info_planted_outside_writable_data_is_passed_over(
+    binaries: dict[str, bytes], chunk: int
+) -> None:
+    data = planted_in_code(binaries["app"])
+    expected = golang.parse("bin/x", binaries["app"])
+    assert golang.parse("bin/x", data) == expected  # the section table leads past it
+    assert streamed(data, chunk) == expected  # the program headers do, in a stream
+
+
+@needs_go
+def test_without_a_section_table_only_writable_data_is_searched(
+    binaries: dict[str, bytes],
+) -> None:
+    """A binary whose section table is gone (``sstrip``) is searched like Go's own reader does:
+    writable data only."""
+    data = bytearray(planted_in_code(binaries["app"]))
+    data[0x3C:0x3E] = b"\0\0"  # e_shnum = 0
+    assert not golang._has_sections(bytes(data))
+    assert golang.parse("bin/x", bytes(data)) == golang.parse("bin/x", binaries["app"])
+
+
+def _with_program_headers(offset: int, size: int, count: int, data: bytes) -> bytes:
+    """``data`` (an ELF header from :func:`_elf`) claiming a program header table."""
+    out = bytearray(data)
+    out[0x20:0x28] = offset.to_bytes(8, "little")
+    out[0x36:0x38] = size.to_bytes(2, "little")
+    out[0x38:0x3A] = count.to_bytes(2, "little")
+    return bytes(out)
+
+
+@pytest.mark.parametrize(
+    ("offset", "size", "count"),
+    [(1 << 40, 56, 1), (64, 56, 65535), (64, 1, 1), (64, 56, 0)],
+    ids=["table-past-the-end", "table-too-large-to-hold", "entries-too-small", "no-entries"],
+)
+def test_program_headers_that_cannot_be_read_restrict_nothing(
+    offset: int, size: int, count: int
+) -> None:
+    data = _with_program_headers(offset, size, count, _elf(*DECOYS, REAL))
+    assert golang.writable_segments(data) is None
+    for chunk in (1, 4096):
+        assert [p.version for p in streamed(data, chunk)][:1] == ["go1.21.13"]

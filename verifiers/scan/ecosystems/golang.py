@@ -14,9 +14,11 @@ version, since that is the code in the binary.
 Binaries up to ``max_file_bytes`` (32 MiB by default) are read whole and the build info is
 found through the section table. Larger ones (CLIs such as kubectl or syft itself are 45-80
 MiB) are streamed through ``golang_stream.BuildInfoSearch``, which holds only a bounded window:
-it takes the first magic at a 16-byte aligned offset that parses as inline build info with a
-``go`` toolchain version, so the magic as a string constant in a program's data (any program
-importing ``debug/buildinfo``) is passed over. Both give the same packages for one binary.
+it takes the first magic at a 16-byte aligned offset inside a writable data segment (from the
+program headers, at the file's start) that parses as inline build info with a ``go`` toolchain
+version, so the magic as a string constant in a program's read-only data (any program importing
+``debug/buildinfo``) and bytes planted in code are passed over. Both give the same packages for
+one binary.
 
 Not read: binaries from Go 1.13-1.17, whose build info holds pointers into the data segment
 instead of inline strings (their toolchain is out of security support), and non-ELF
@@ -192,15 +194,77 @@ def _section(data: bytes, wanted: bytes) -> int | None:
 
 
 def _aligned_magic(data: bytes) -> int | None:
-    """The magic at a 16-byte aligned offset, for ELF files without a section table."""
+    """The magic at a 16-byte aligned offset in writable data, for ELF files without a section
+    table (as Go's ``debug/buildinfo`` searches them)."""
     if _has_sections(data):
         return None
+    segments = writable_segments(data)
     at = data.find(MAGIC)
     while at >= 0:
-        if at % ALIGN == 0:
+        if at % ALIGN == 0 and in_segments(at, segments):
             return at
         at = data.find(MAGIC, at + 1)
     return None
+
+
+PT_LOAD = 1
+PF_X, PF_W = 1, 2
+MAX_PROGRAM_HEADERS = 64 * 1024
+"""Bytes from the file's start that may hold the program headers (real binaries: under 1 KiB,
+right after the 64-byte ELF header); tables further in are not read."""
+
+
+def program_headers_end(head: bytes) -> int:
+    """How many bytes from the start hold the ELF header and the program headers (64 until the
+    header says more); may exceed :data:`MAX_PROGRAM_HEADERS` for a hostile header."""
+    if len(head) < 64 or head[4] not in (1, 2) or head[5] not in (1, 2):
+        return 64
+    order = "<" if head[5] == 1 else ">"
+    if head[4] == 2:
+        (table,) = struct.unpack_from(order + "Q", head, 0x20)
+        size, count = struct.unpack_from(order + "HH", head, 0x36)
+    else:
+        (table,) = struct.unpack_from(order + "I", head, 0x1C)
+        size, count = struct.unpack_from(order + "HH", head, 0x2A)
+    return max(64, int(table) + int(size) * int(count))
+
+
+def writable_segments(head: bytes) -> list[tuple[int, int]] | None:
+    """File ranges of the loadable segments that are writable and not executable, or None if
+    ``head`` does not hold readable program headers (then nothing can be ruled out: a scanner
+    would rather report a package too many than miss one).
+
+    The Go linker puts ``.go.buildinfo`` in writable data (first in the data segment when it
+    links; among the data sections when the system linker does), and Go's ``debug/buildinfo``
+    looks there when a binary has no section table. A magic outside (a string constant in
+    read-only data, or bytes planted in code) is not build info.
+    """
+    if len(head) < 64 or head[4] not in (1, 2) or head[5] not in (1, 2):
+        return None
+    wide, order = head[4] == 2, "<" if head[5] == 1 else ">"
+    # 64-bit: type, flags, offset, vaddr, paddr, filesz; 32-bit: type, offset, vaddr, paddr,
+    # filesz, memsz, flags.
+    layout = order + ("IIQQQQ" if wide else "IIIIIII")
+    table = program_headers_end(head)
+    (start,) = struct.unpack_from(order + ("Q" if wide else "I"), head, 0x20 if wide else 0x1C)
+    size, count = struct.unpack_from(order + "HH", head, 0x36 if wide else 0x2A)
+    if start == 0 or count == 0 or size < struct.calcsize(layout) or table > len(head):
+        return None
+    found = []
+    for at in range(int(start), table, size):
+        fields = struct.unpack_from(layout, head, at)
+        if wide:
+            kind, flags, offset, _, _, length = fields
+        else:
+            kind, offset, _, _, length, _, flags = fields
+        if kind == PT_LOAD and flags & (PF_X | PF_W) == PF_W:
+            found.append((int(offset), int(offset) + int(length)))
+    return found
+
+
+def in_segments(offset: int, segments: list[tuple[int, int]] | None) -> bool:
+    """Whether build info may start at ``offset`` (anywhere, when the segments are unknown)."""
+    return segments is None or any(start <= offset < end for start, end in segments)
 
 
 def _has_sections(data: bytes) -> bool:

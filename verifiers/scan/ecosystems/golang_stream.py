@@ -2,6 +2,9 @@
 
 A file over ``max_file_bytes`` is never held in memory, so the section table (at the end of
 an ELF file) cannot lead to ``.go.buildinfo`` as it does in :func:`golang.build_info`. The
+program headers (at the start) can: that section is in writable data, so only magics inside a
+writable, non-executable segment are candidates (as Go's ``debug/buildinfo`` searches a binary
+without sections), and bytes planted in code or read-only data are passed over. The
 linker aligns that section to 16 bytes and starts it with the magic, so the search looks for
 the magic at 16-byte aligned file offsets (a hit may straddle chunks) and keeps the bytes from
 a hit on until it can judge it: the 32-byte header and the two length-prefixed strings, at most
@@ -25,10 +28,14 @@ from verifiers.scan.ecosystems.golang import (
     FLAG_INLINE,
     HEADER_SIZE,
     MAGIC,
+    MAX_PROGRAM_HEADERS,
     MAX_STRING,
     BuildInfo,
+    in_segments,
     inline,
     packages,
+    program_headers_end,
+    writable_segments,
 )
 from verifiers.scan.model import Package
 
@@ -61,7 +68,12 @@ class BuildInfoSearch:
         self.found: BuildInfo | None = None
         self._done = False
         self._head = b""
-        """The first bytes, until four are here to say whether this is an ELF file."""
+        """The first bytes: whether this is an ELF file, and its program headers."""
+        self._ready = False
+        """Whether the program headers have been read (or cannot be), so candidates can be
+        judged; until then chunks only accumulate (at most :data:`MAX_PROGRAM_HEADERS`)."""
+        self._segments: list[tuple[int, int]] | None = None
+        """File ranges build info may be in (writable data); None: anywhere."""
         self._buffer = bytearray()
         self._buffer_at = 0
         """File offset of ``_buffer[0]``."""
@@ -73,23 +85,37 @@ class BuildInfoSearch:
     def feed(self, chunk: bytes) -> None:
         if self._done or not chunk:
             return
-        if len(self._head) < len(ELF):
-            self._head += chunk[: len(ELF) - len(self._head)]
-            if not ELF.startswith(self._head):
-                self._done = True
-                return
         self._buffer += chunk
+        if not self._ready:
+            self._head += chunk[: MAX_PROGRAM_HEADERS - len(self._head)]
+            if not ELF.startswith(self._head[: len(ELF)]):
+                self._done, self._buffer = True, bytearray()
+                return
+            if not self._settle(end=False):
+                return
         self._advance(end=False)
         self._trim()
+
+    def _settle(self, *, end: bool) -> bool:
+        """Read the program headers once they are here (or the file or the limit ends first);
+        False while more bytes are needed."""
+        needed = min(program_headers_end(self._head), MAX_PROGRAM_HEADERS)
+        if len(self._head) < needed and not end:
+            return False
+        self._segments = writable_segments(self._head)
+        self._ready, self._head = True, self._head[: len(ELF)]
+        return True
 
     def packages(self, path: str) -> list[Package]:
         """After the last chunk: the packages of the build info found, as ``golang.parse``
         gives them for the whole file (none for a file that is not ELF or has none)."""
+        if len(self._head) < len(ELF) or not ELF.startswith(self._head[: len(ELF)]):
+            return []
         if not self._done:
+            if not self._ready:
+                self._settle(end=True)
             self._advance(end=True)  # a candidate cut off by the end of the file is rejected
             self._done = True
-        if len(self._head) < len(ELF):
-            return []
         return packages(path, self.found)
 
     def _advance(self, *, end: bool) -> None:
@@ -98,7 +124,10 @@ class BuildInfoSearch:
         while True:
             if self._candidate is None:
                 at = buffer.find(MAGIC, self._next)
-                while at >= 0 and (self._buffer_at + at) % ALIGN:
+                while at >= 0 and (
+                    (self._buffer_at + at) % ALIGN
+                    or not in_segments(self._buffer_at + at, self._segments)
+                ):
                     at = buffer.find(MAGIC, at + 1)
                 if at < 0:
                     self._next = max(self._next, len(buffer) - (len(MAGIC) - 1))
