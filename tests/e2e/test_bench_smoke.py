@@ -3,36 +3,27 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.benches import run_bench
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_proxy_bench_quick_runs(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.proxy_bench",
-            "--quick",
-            "--size-mib",
-            "8",
-            "--repeats",
-            "1",
-            "--requests",
-            "50",
-            "--results-dir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
+    out = run_bench(
+        "bench.proxy_bench",
+        "--quick",
+        "--size-mib",
+        "8",
+        "--repeats",
+        "1",
+        "--requests",
+        "50",
+        "--results-dir",
+        str(tmp_path),
     )
     assert out.returncode == 0, out.stderr[-3000:]
     (result,) = tmp_path.glob("*.json")

@@ -26,12 +26,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.e2e.test_inventory import layer, wait_state
-from tests.e2e.test_vulnerabilities import layer_reads
-from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, wait_state
+from tests.support.layers import layer
 from tests.support.ocihttp import OCI_MANIFEST, push_image
 from tests.support.registry import Registry
-from tests.support.tap import Tap
+from tests.support.tap import Tap, layer_reads
 
 pytestmark = [pytest.mark.e2e]
 

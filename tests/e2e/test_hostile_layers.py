@@ -1,8 +1,9 @@
 """Hostile layers pushed through the gatekeeper: each is a finding and a verdict within the
 scan's time limit, and the gatekeeper keeps serving (``../`` paths are in test_inventory.py).
 
-The layers come from the reader's unit tests: a gzip bomb that would inflate to 16 GiB (about
-16 MiB pushed), a million empty files, and a gzip stream cut in half."""
+The layers are the ones the reader's unit tests read (``tests/support/tars.py``): a gzip bomb
+that would inflate to 16 GiB (about 16 MiB pushed), a million empty files, and a gzip stream cut
+in half."""
 
 from __future__ import annotations
 
@@ -15,11 +16,10 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from tests.e2e.test_inventory import wait_state
-from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, wait_state
 from tests.support.ocihttp import OCI_MANIFEST, push_image
 from tests.support.registry import Registry
-from tests.unit.scan.test_reader import gzip_bomb, many_entries
+from tests.support.tars import gzip_bomb, many_entries
 
 pytestmark = pytest.mark.e2e
 

@@ -5,14 +5,11 @@ quarantined while the gatekeeper keeps serving."""
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import io
 import json
 import subprocess
 import sys
 import tarfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +18,8 @@ import httpx
 import pytest
 
 from tests.support import syft
-from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, sbom, wait_state
+from tests.support.layers import config_for, layer, oci_layout
 from tests.support.ocihttp import OCI_MANIFEST, push_image, tar_layer
 from tests.support.registry import Registry
 from verifiers.scan.ecosystems.python import normalise
@@ -37,15 +35,6 @@ pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(not DPKG.exists() or not NPM.exists(), reason="needs dpkg and npm files"),
 ]
-
-
-def layer(build: Any) -> tuple[bytes, str]:
-    """A gzip'd layer from a callback that adds members to a tar, and its diff_id."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        build(tar)
-    plain = raw.getvalue()
-    return gzip.compress(plain, 1, mtime=0), "sha256:" + hashlib.sha256(plain).hexdigest()
 
 
 def base(tar: tarfile.TarFile) -> None:
@@ -92,39 +81,6 @@ def gk(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     gatekeeper = make_gatekeeper(tmp_path_factory.mktemp("scan"), registry.url, extra_env=env)
     yield gatekeeper
     gatekeeper.stop()
-
-
-def config_for(layers: list[tuple[bytes, str]]) -> bytes:
-    return json.dumps(
-        {
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {},
-            "rootfs": {"type": "layers", "diff_ids": [diff for _, diff in layers]},
-        }
-    ).encode()
-
-
-def wait_state(gk: Gatekeeper, digest: str, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = gk.database.fetch("SELECT state FROM verdicts WHERE digest = :d", {"d": digest})
-        if rows and rows[0]["state"] != "pending":
-            return str(rows[0]["state"])
-        time.sleep(0.2)
-    raise AssertionError(f"no verdict for {digest}")
-
-
-def sbom(gk: Gatekeeper, reference: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "proxy", "sbom", reference],
-        env=gk.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    return dict(json.loads(done.stdout))
 
 
 def ours(document: dict[str, Any]) -> dict[str, set[tuple[str, str]]]:
@@ -177,27 +133,6 @@ def _version(dist: str) -> str:
         .name.removesuffix(".dist-info")
         .split("-")[1]
     )
-
-
-def oci_layout(target: Path, layers: list[tuple[bytes, str]]) -> None:
-    """The same image as an OCI image layout directory, for syft."""
-    blobs = target / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
-
-    def put(data: bytes, media_type: str) -> dict[str, Any]:
-        digest = hashlib.sha256(data).hexdigest()
-        (blobs / digest).write_bytes(data)
-        return {"mediaType": media_type, "digest": f"sha256:{digest}", "size": len(data)}
-
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": put(config_for(layers), "application/vnd.oci.image.config.v1+json"),
-        "layers": [put(d, "application/vnd.oci.image.layer.v1.tar+gzip") for d, _ in layers],
-    }
-    index = {"schemaVersion": 2, "manifests": [put(json.dumps(manifest).encode(), OCI_MANIFEST)]}
-    (target / "index.json").write_text(json.dumps(index))
-    (target / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
 
 
 def test_inventory_finds_what_syft_finds(

@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.test_inventory import config_for, layer, oci_layout, sbom, wait_state
 from tests.support import syft
 from tests.support.ecosystems import APK_INSTALLED
-from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, sbom, wait_state
+from tests.support.layers import config_for, layer, oci_layout
 from tests.support.ocihttp import push_image
 from tests.support.registry import Registry
 

@@ -20,7 +20,6 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.test_inventory import config_for, layer, oci_layout, sbom, wait_state
 from tests.support import syft
 from tests.support.ecosystems import (
     JAVA,
@@ -32,7 +31,8 @@ from tests.support.ecosystems import (
     have_rpm,
     java_archives,
 )
-from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, sbom, wait_state
+from tests.support.layers import config_for, layer, oci_layout
 from tests.support.ocihttp import OCI_MANIFEST, push_image
 from tests.support.registry import Registry
 

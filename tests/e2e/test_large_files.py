@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.test_inventory import config_for, layer, sbom, wait_state
 from tests.support.ecosystems import build_go_binary, have_go
-from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, sbom, wait_state
+from tests.support.layers import config_for, layer
 from tests.support.ocihttp import push_image
 from tests.support.registry import Registry
 from verifiers.scan.ecosystems import golang

@@ -25,8 +25,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.test_inventory import config_for, layer
 from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.layers import config_for, layer
 from tests.support.ocihttp import OCI_MANIFEST, push_image
 from tests.support.registry import Registry
 from tests.support.tap import Tap

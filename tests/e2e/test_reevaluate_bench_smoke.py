@@ -4,38 +4,29 @@ here, only that it seeds, imports, re-evaluates every image and reports the rati
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.benches import run_bench
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_reevaluate_bench_tiny_runs(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.reevaluate_bench",
-            "--images",
-            "40",
-            "--min-packages",
-            "10",
-            "--max-packages",
-            "30",
-            "--advisories",
-            "6",
-            "--no-go-db",
-            "--results-dir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
+    out = run_bench(
+        "bench.reevaluate_bench",
+        "--images",
+        "40",
+        "--min-packages",
+        "10",
+        "--max-packages",
+        "30",
+        "--advisories",
+        "6",
+        "--no-go-db",
+        "--results-dir",
+        str(tmp_path),
     )
     assert out.returncode == 0, out.stderr[-3000:]
     (result,) = tmp_path.glob("reevaluate-*.json")

@@ -13,16 +13,15 @@ import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import unquote
 
 import httpx
 import pytest
 
-from tests.e2e.test_inventory import config_for, layer, wait_state
-from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, wait_state
+from tests.support.layers import config_for, layer
 from tests.support.ocihttp import OCI_MANIFEST, push_image
 from tests.support.registry import Registry
-from tests.support.tap import Tap
+from tests.support.tap import Tap, layer_reads
 
 DIST = Path("/usr/lib/python3/dist-packages/cryptography-38.0.4.dist-info")
 RECORDS = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "osv" / "pypi"
@@ -62,12 +61,6 @@ def tapped(
 
 def python_layer(tar: tarfile.TarFile) -> None:
     tar.add(str(DIST), f"usr/lib/python3/dist-packages/{DIST.name}")
-
-
-def layer_reads(tap: Tap, digest: str) -> list[str]:
-    """Upstream GETs of one blob (the gatekeeper percent-encodes the digest's colon)."""
-    targets = [unquote(e.target) for e in tap.exchanges() if e.method == "GET"]
-    return [t for t in targets if t.endswith(f"/blobs/{digest}")]
 
 
 def wait_for(gk: Gatekeeper, digest: str, state: str, timeout: float = 60) -> None:

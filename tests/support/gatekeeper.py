@@ -179,3 +179,27 @@ def _database_from(extra_env: Mapping[str, str] | None) -> Database | None:
     if url.startswith("sqlite"):
         return Database(url=url, backend="sqlite", path=Path(url.split(":///", 1)[1]))
     return Database(url=url, backend="postgresql")
+
+
+def wait_state(gk: Gatekeeper, digest: str, timeout: float = 60) -> str:
+    """The state ``digest`` leaves ``pending`` for: verification finishes after the push."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = gk.database.fetch("SELECT state FROM verdicts WHERE digest = :d", {"d": digest})
+        if rows and rows[0]["state"] != "pending":
+            return str(rows[0]["state"])
+        time.sleep(0.2)
+    raise AssertionError(f"no verdict for {digest}")
+
+
+def sbom(gk: Gatekeeper, reference: str) -> dict[str, Any]:
+    """The CycloneDX JSON ``gatekeeper sbom`` prints for ``reference``, run as operators do."""
+    done = subprocess.run(
+        [sys.executable, "-m", "proxy", "sbom", reference],
+        env=gk.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))

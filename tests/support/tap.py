@@ -13,6 +13,7 @@ import re
 import socket
 import threading
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 _REQUEST_RE = re.compile(
     rb"(GET|HEAD|POST|PUT|PATCH|DELETE) (/v2/\S*) HTTP/1\.1\r\n(.*?)\r\n\r\n", re.DOTALL
@@ -126,3 +127,9 @@ class Tap:
         with self._lock:
             for sock in self._sockets:
                 sock.close()
+
+
+def layer_reads(tap: Tap, digest: str) -> list[str]:
+    """Upstream GETs of one blob (the gatekeeper percent-encodes the digest's colon)."""
+    targets = [unquote(e.target) for e in tap.exchanges() if e.method == "GET"]
+    return [t for t in targets if t.endswith(f"/blobs/{digest}")]

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 from storage.audit import AuditQuery, insert_records, query_records
 from storage.db import create_engine, sessionmaker, upgrade
+from tests.support.audit import record
 from tests.support.database import Database
-from tests.unit.test_audit_writer import record
 
 
 async def test_nul_characters_do_not_poison_a_batch(fresh_db: Database) -> None:

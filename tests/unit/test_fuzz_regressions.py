@@ -13,7 +13,7 @@ from fuzz.seeds import SEEDS
 from fuzz.targets import TARGETS
 from proxy.errors import Code, OCIError
 from proxy.oci import OCI_MANIFEST, parse_manifest
-from tests.unit.scan.test_tarstream_properties import pax_file
+from tests.support.tars import pax_file
 
 CRASHES = [
     # atheris, manifest: a non-string mediaType (with no Content-Type) reached a set lookup and

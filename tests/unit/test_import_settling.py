@@ -8,7 +8,7 @@ from typing import Any
 from proxy.rescan import SETTLE_GRACE, reevaluate_import, settle_unfinished
 from storage.advisories import DbAdvisoryStore
 from storage.timeutil import now
-from tests.unit.test_reevaluate import (
+from tests.support.reevaluation import (
     DIGEST,
     POLICY,
     Recorder,

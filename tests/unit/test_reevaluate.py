@@ -9,106 +9,29 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from config.policy import Policy, VerifierPolicy
-from proxy.events import VerdictChange
+from config.policy import VerifierPolicy
 from proxy.reevaluate import after_advisory_import, after_policy_change
 from proxy.rescan import queue_affected
 from storage import jobs, verdicts
-from storage.advisories import DbAdvisoryStore, ImportResult
 from storage.inventory import DbInventoryStore
 from storage.models import FindingRow, Job
-from storage.verdicts import DecisionRecord, FindingRecord
-from verifiers.scan.model import ImageInventory, OsRelease, Package
+from storage.verdicts import FindingRecord
+from tests.support.reevaluation import (
+    CONFIG_FINDING,
+    DIGEST,
+    POLICY,
+    REPO,
+    Recorder,
+    imported,
+    inventory,
+    osv,
+    seed,
+    state_of,
+)
 from verifiers.vulns.assess import version_for
 from verifiers.vulns.osv import Advisory
 
-REPO = "team/app"
-DIGEST = "sha256:" + "a" * 64
 OTHER = "sha256:" + "b" * 64
-DEBIAN = OsRelease("debian", "12", "bookworm", "Debian GNU/Linux 12 (bookworm)")
-POLICY = Policy(name="team", repositories=["team/*"], require=["inventory", "vulnerabilities"])
-CONFIG_FINDING = FindingRecord("config-sanity", "config.no-user", "low", "runs as root", "User")
-
-
-def osv(ident: str, name: str, fixed: str | None, severity: str = "HIGH") -> Advisory:
-    events: list[dict[str, str]] = [{"introduced": "0"}]
-    if fixed:
-        events.append({"fixed": fixed})
-    return Advisory.from_json(
-        {
-            "id": ident,
-            "modified": "2026-01-01T00:00:00Z",
-            "summary": f"{name} is broken",
-            "affected": [
-                {
-                    "package": {"ecosystem": "PyPI", "name": name},
-                    "ranges": [{"type": "ECOSYSTEM", "events": events}],
-                }
-            ],
-            "database_specific": {"severity": severity},
-        }
-    )
-
-
-def inventory(*packages: tuple[str, str]) -> ImageInventory:
-    return ImageInventory(
-        os_release=DEBIAN,
-        packages=tuple(
-            Package(
-                "pypi", n, v, f"site-packages/{n}.dist-info/METADATA", layer="sha256:" + "1" * 64
-            )
-            for n, v in packages
-        ),
-    )
-
-
-def passed() -> DecisionRecord:
-    outcomes: tuple[dict[str, Any], ...] = (
-        {"verifier": "inventory", "version": "1", "status": "ok", "detail": "", "findings": 0},
-        {
-            "verifier": "vulnerabilities",
-            "version": version_for(0),
-            "status": "ok",
-            "detail": "",
-            "findings": 0,
-        },
-        {"verifier": "config-sanity", "version": "1", "status": "ok", "detail": "", "findings": 1},
-    )
-    return DecisionRecord(
-        state="passed",
-        reasons=(),
-        policy=POLICY.name,
-        policy_version=POLICY.version,
-        data_versions={o["verifier"]: o["version"] for o in outcomes},
-        outcomes=outcomes,
-        findings=(CONFIG_FINDING,),
-    )
-
-
-async def seed(db: Any, digest: str, inv: ImageInventory | None, repo: str = REPO) -> None:
-    if inv is not None:
-        await DbInventoryStore(db).store(repo, digest, inv)
-    async with db() as session, session.begin():
-        await verdicts.record_decision(session, repo, digest, passed())
-
-
-async def imported(db: Any, *records: Advisory) -> ImportResult:
-    return await DbAdvisoryStore(db).import_advisories(list(records), "test")
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.seen: list[VerdictChange] = []
-
-    async def __call__(self, change: VerdictChange) -> None:
-        self.seen.append(change)
-
-
-async def state_of(db: Any, digest: str = DIGEST, repo: str = REPO) -> verdicts.VerdictView:
-    async with db() as session:
-        found = await verdicts.get(session, repo, digest)
-    assert found is not None
-    return found
 
 
 async def findings(db: Any, digest: str = DIGEST) -> list[FindingRecord]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import gzip
 import tarfile
 import time
-import zlib
 from collections.abc import Iterable, Iterator
 
 import pytest
 import zstandard
 
+from tests.support.tars import gzip_bomb, many_entries
 from tests.unit.scan.conftest import FakeBlobs, files, special, tar_bytes
 from verifiers.scan.limits import ScanLimits
 from verifiers.scan.reader import LayerReport, read_layer
@@ -76,19 +76,6 @@ async def test_garbage_is_corrupt_not_a_crash() -> None:
     assert rules(report) == {"layer.corrupt"}
     report, _ = await read(b"x" * 5000)
     assert rules(report) == {"layer.corrupt"}
-
-
-def gzip_bomb(gib: int) -> Iterator[bytes]:
-    """A tar with one file of ``gib`` GiB of zeros, as concatenated gzip members (each member
-    64 MiB of zeros compressed once and repeated), so the test builds it in well under a second."""
-    size = gib * 1024**3
-    info = tarfile.TarInfo("zeros")
-    info.size = size
-    yield gzip.compress(info.tobuf(tarfile.PAX_FORMAT), 1)
-    member = gzip.compress(bytes(64 * 1024**2), 9)
-    for _ in range(size // (64 * 1024**2)):
-        yield member
-    yield gzip.compress(bytes(1024), 1)
 
 
 class Counted:
@@ -163,23 +150,6 @@ async def test_path_and_header_limits() -> None:
 async def test_wanted_file_over_the_memory_limit_is_skipped_and_recorded() -> None:
     report, visitor = await read(gzip.compress(LAYER), ScanLimits(max_file_bytes=10))
     assert visitor.got == {} and rules(report) == {"layer.file-too-large"}
-
-
-def many_entries(count: int) -> Iterator[bytes]:
-    """``count`` empty files with distinct names, gzip'd as they are generated."""
-    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
-    template = tarfile.TarInfo("f0000000").tobuf(tarfile.USTAR_FORMAT)
-    head, tail = template[1:8], template[8:148]
-    base = sum(template) - sum(template[148:156]) + 256 - sum(head)
-    batch = []
-    for n in range(count):
-        digits = b"%07d" % n
-        checksum = b"%06o\0 " % (base + sum(digits))
-        batch.append(b"f" + digits + tail + checksum + template[156:])
-        if len(batch) == 20_000:
-            yield compressor.compress(b"".join(batch))
-            batch = []
-    yield compressor.compress(b"".join(batch) + bytes(1024)) + compressor.flush()
 
 
 async def test_a_million_tiny_entries_hit_the_entry_limit() -> None:

@@ -16,34 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fuzz.targets import LIMITS, AllFiles, BytesSource
+from tests.support.tars import pax_file
 from verifiers.scan.reader import Part, read_parts, read_tar
 from verifiers.scan.tarstream import Entry, TarError, TarStream
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
-
-
-def pax_file(pax_size: str, data: bytes = b"abc") -> bytes:
-    """A PAX extended header whose ``size`` record is ``pax_size``, then a file of ``data``."""
-    text = f" size={pax_size}\n".encode()
-    length = len(text) + 1
-    while len(str(length)) + len(text) != length:  # the length counts its own digits
-        length += 1
-    record = str(length).encode() + text
-    header = tarfile.TarInfo("././@PaxHeader")
-    header.type, header.size = tarfile.XHDTYPE, len(record)
-    member = tarfile.TarInfo("f")
-    member.size = len(data)
-
-    def padded(raw: bytes) -> bytes:
-        return raw + b"\0" * (-len(raw) % 512)
-
-    return (
-        header.tobuf(tarfile.USTAR_FORMAT)
-        + padded(record)
-        + member.tobuf(tarfile.USTAR_FORMAT)
-        + padded(data)
-        + b"\0" * 1024
-    )
 
 
 def _archive(members: list[tuple[str, bytes]], fmt: int) -> bytes:

@@ -7,27 +7,14 @@ import gzip
 from typing import Any
 
 from config.settings import VerifierSettings
+from tests.support.scanning import image
 from tests.unit.scan.conftest import FakeBlobs, MemoryCache, MemorySink, files, tar_bytes
-from verifiers.base import Descriptor, Image, Severity, Skipped
+from verifiers.base import Image, Severity, Skipped
 from verifiers.registry import build_verifiers
 from verifiers.scan.verifier import InventoryVerifier
 
-LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 STATUS = b"Package: bash\nStatus: install ok installed\nVersion: 5.2-1\nArchitecture: amd64\n"
 OS = b'ID=debian\nVERSION_ID="12"\n'
-
-
-def image(blobs: FakeBlobs, digest: str, layers: list[str]) -> Image:
-    return Image(
-        repository="team/app",
-        digest=digest,
-        media_type="application/vnd.oci.image.manifest.v1+json",
-        manifest={},
-        config={"os": "linux"},
-        layers=tuple(Descriptor(LAYER, d, 1) for d in layers),
-        children=(),
-        blobs=blobs,
-    )
 
 
 def build(

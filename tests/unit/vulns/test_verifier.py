@@ -9,38 +9,15 @@ import gzip
 import pytest
 
 from config.settings import VerifierSettings
+from tests.support.scanning import MemoryAdvisories, image
 from tests.unit.scan.conftest import FakeBlobs, MemoryCache, MemorySink, files, tar_bytes
-from tests.unit.scan.test_verifier import image
 from tests.unit.vulns.conftest import record
 from verifiers.base import Severity, VerifierError, Versioned
 from verifiers.registry import build_verifiers
-from verifiers.vulns.ecosystems import normalize
-from verifiers.vulns.osv import Advisory
 from verifiers.vulns.verifier import VulnerabilityVerifier
 
 METADATA = b"Metadata-Version: 2.1\nName: urllib3\nVersion: 1.26.12\n"
 DIST = "usr/lib/python3/dist-packages/urllib3-1.26.12.dist-info/METADATA"
-
-
-class MemoryAdvisories:
-    """A fake of the AdvisorySource port."""
-
-    def __init__(self, *advisories: Advisory, version: int = 7) -> None:
-        self.advisories = list(advisories)
-        self.version = version
-
-    async def for_package(self, ecosystem: str, name: str) -> list[Advisory]:
-        return [
-            a
-            for a in self.advisories
-            if any(
-                x.ecosystem == ecosystem and normalize(ecosystem, x.name) == name
-                for x in a.affected
-            )
-        ]
-
-    async def data_version(self) -> int:
-        return self.version
 
 
 async def test_finding_per_advisory_and_layers_read_once() -> None:
