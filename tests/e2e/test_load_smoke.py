@@ -8,8 +8,6 @@ reported by the checker (on the real rows of the run, and on hand-made ones).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,11 +25,11 @@ from bench.load_test import (
 from bench.logcheck import check_log
 from bench.targets import GATEKEEPER_ENV
 from bench.traffic import BLOB_PULL, MANIFEST_PULL, PullImage, Sent
+from tests.support.benches import run_bench
 from tests.support.gatekeeper import make_gatekeeper
 from tests.support.registry import Registry
 
 pytestmark = [pytest.mark.e2e]
-ROOT = Path(__file__).resolve().parents[2]
 
 SMOKE = Options(
     duration=2.0,
@@ -122,22 +120,14 @@ def test_checker_accepts_rows_whose_path_carries_a_query() -> None:
 @pytest.mark.slow
 def test_load_test_command_runs(tmp_path: Path) -> None:
     """The entry point end to end at toy size: both targets, the check, the JSON."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.load_test",
-            "--duration=2",
-            "--pullers=4",
-            "--pushers=1",
-            "--images=1",
-            "--blob-kib=8",
-            f"--results-dir={tmp_path}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
+    done = run_bench(
+        "bench.load_test",
+        "--duration=2",
+        "--pullers=4",
+        "--pushers=1",
+        "--images=1",
+        "--blob-kib=8",
+        f"--results-dir={tmp_path}",
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "exactly one matching row per request" in done.stdout
