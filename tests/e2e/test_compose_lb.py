@@ -11,9 +11,11 @@ access log holds one row per request. With one replica gone, pulls still succeed
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -172,3 +174,41 @@ def test_push_and_pull_through_the_load_balancer(
         for _ in range(3):
             pulled = client.get(f"/v2/lb/app/manifests/{digest}", headers=accept)
             assert pulled.status_code == 200, pulled.text
+
+
+def _raw(url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send raw bytes to the balancer; status, headers and body of its answer."""
+    host, port = httpx.URL(url).host, httpx.URL(url).port
+    with socket.create_connection((host, port), timeout=10) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(request)
+        chunks = []
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    ("size", "answered_by_gatekeeper"), [(12 * 1024, True), (64 * 1024, False)]
+)
+def test_oversized_headers_get_the_oci_envelope_through_the_balancer(
+    replicas: list[Gatekeeper], balancer: tuple[str, Path], size: int, answered_by_gatekeeper: bool
+) -> None:
+    """Over the gatekeeper's limit but within nginx's, the gatekeeper answers (and records);
+    over nginx's, nginx answers with the same envelope, not its HTML error page."""
+    url, _ = balancer
+    request = b"GET /v2/ HTTP/1.1\r\nHost: lb\r\nConnection: close\r\nX-Big: "
+    status, headers, body = _raw(url, request + b"b" * size + b"\r\n\r\n")
+    assert status == 431, body[:300]
+    assert headers["content-type"].startswith("application/json")
+    assert headers["docker-distribution-api-version"] == "registry/2.0"
+    (error,) = json.loads(body)["errors"]
+    assert error["code"] == "UNSUPPORTED"
+    assert ("x-request-id" in headers) is answered_by_gatekeeper
+    if answered_by_gatekeeper:
+        (row,) = replicas[0].wait_audit(1, "request_id = :id", {"id": headers["x-request-id"]})
+        assert row["action"] == "request.unparsed"
