@@ -43,6 +43,7 @@ def _configure_logging(level: str) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from proxy.app import create_app, record_unparsed
     from proxy.server import serve
+    from storage.db import DATABASE_ERRORS
 
     settings = _settings(args)
     _configure_logging(settings.log_level)
@@ -51,16 +52,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
     app = create_app(settings)
-    asyncio.run(
-        serve(
-            app,
-            host=settings.host,
-            port=settings.port,
-            ssl_context=ssl_context,
-            on_unparsed=record_unparsed(app),
-            shutdown_timeout=30,
+    try:
+        asyncio.run(
+            serve(
+                app,
+                host=settings.host,
+                port=settings.port,
+                ssl_context=ssl_context,
+                on_unparsed=record_unparsed(app),
+                shutdown_timeout=30,
+            )
         )
-    )
+    except DATABASE_ERRORS as exc:
+        # At start-up: the database is unreachable or the port is taken. One line that says
+        # so, for the operator; the traceback would only bury it.
+        logging.getLogger("gatekeeper").error("cannot start: %s: %s", type(exc).__name__, exc)
+        return 1
     return 0
 
 

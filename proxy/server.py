@@ -167,8 +167,8 @@ async def serve(
     runner = GatekeeperRunner(
         app, on_unparsed=on_unparsed, access_log=None, shutdown_timeout=shutdown_timeout
     )
-    await runner.setup()
     try:
+        await runner.setup()  # inside: a start-up that fails half way still cleans up
         site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         await site.start()
         await stop.wait()
