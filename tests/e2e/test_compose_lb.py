@@ -11,11 +11,9 @@ access log holds one row per request. With one replica gone, pulls still succeed
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +26,7 @@ from tests.support.database import Database
 from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
 from tests.support.ocihttp import OCI_MANIFEST, push_image
 from tests.support.procs import free_port, wait_http
+from tests.support.rawhttp import send_raw
 from tests.support.registry import Registry
 
 pytestmark = [
@@ -176,22 +175,6 @@ def test_push_and_pull_through_the_load_balancer(
             assert pulled.status_code == 200, pulled.text
 
 
-def _raw(url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
-    """Send raw bytes to the balancer; status, headers and body of its answer."""
-    host, port = httpx.URL(url).host, httpx.URL(url).port
-    with socket.create_connection((host, port), timeout=10) as sock:
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            sock.sendall(request)
-        chunks = []
-        with contextlib.suppress(TimeoutError, ConnectionResetError):
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
-    return int(lines[0].split()[1]), headers, body
-
-
 @pytest.mark.parametrize(
     ("size", "answered_by_gatekeeper"), [(12 * 1024, True), (64 * 1024, False)]
 )
@@ -202,7 +185,8 @@ def test_oversized_headers_get_the_oci_envelope_through_the_balancer(
     over nginx's, nginx answers with the same envelope, not its HTML error page."""
     url, _ = balancer
     request = b"GET /v2/ HTTP/1.1\r\nHost: lb\r\nConnection: close\r\nX-Big: "
-    status, headers, body = _raw(url, request + b"b" * size + b"\r\n\r\n")
+    answer = send_raw(httpx.URL(url).port or 80, request + b"b" * size + b"\r\n\r\n")
+    status, headers, body = answer.status, answer.headers, answer.body
     assert status == 431, body[:300]
     assert headers["content-type"].startswith("application/json")
     assert headers["docker-distribution-api-version"] == "registry/2.0"
