@@ -29,7 +29,7 @@ from tests.support.ocihttp import (
     push_blob,
     push_image,
 )
-from tests.support.rawhttp import send_raw
+from tests.support.rawhttp import read_error_answer, send_raw
 from tests.support.registry import make_registry
 
 pytestmark = pytest.mark.e2e
@@ -412,12 +412,7 @@ def test_slowloris_upload_times_out_with_408(site: Site) -> None:
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", site.gk.port), timeout=15) as sock:
         sock.sendall(head + b"x" * 10)
-        answer = b""
-        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
+        answer = read_error_answer(sock)
     elapsed = time.monotonic() - started
     assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
     assert BODY_TIMEOUT <= elapsed < BODY_TIMEOUT + 8

@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
 from tests.support.ocihttp import OCI_MANIFEST, digest_of, image_config, image_manifest, push_blob
-from tests.support.rawhttp import send_raw
+from tests.support.rawhttp import read_error_answer, send_raw
 from tests.support.registry import Registry, make_registry
 
 pytestmark = pytest.mark.e2e
@@ -232,12 +232,7 @@ def test_slowloris_manifest_put_times_out_with_408(site: tuple[Registry, Gatekee
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", gk.port), timeout=15) as sock:
         sock.sendall(head + b'{"schemaVersion"')
-        answer = b""
-        while not answer.rstrip().endswith(b"}"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
+        answer = read_error_answer(sock)
     elapsed = time.monotonic() - started
     assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
     assert BODY_TIMEOUT <= elapsed < BODY_TIMEOUT + 8

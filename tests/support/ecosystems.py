@@ -84,6 +84,14 @@ def build_go_binary(work: Path) -> Path:
         'package main\n\nimport (\n\t"fmt"\n\n\t"example.com/greet"\n)\n\n'
         "func main() { fmt.Println(greet.Hello()) }\n"
     )
+    binary = work / "app.bin"
+    go_build(app, binary, work)
+    return binary
+
+
+def go_build(module: Path, binary: Path, work: Path) -> None:
+    """``go build`` of ``module`` into ``binary`` with Debian's Go, no network (``GOPROXY=off``)
+    and every cache under ``work``."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(work),
@@ -93,16 +101,14 @@ def build_go_binary(work: Path) -> Path:
         "GOPROXY": "off",
         "GOTOOLCHAIN": "local",
     }
-    binary = work / "app.bin"
     subprocess.run(
         ["go", "build", "-o", str(binary), "."],
-        cwd=app,
+        cwd=module,
         env=env,
         check=True,
         capture_output=True,
         timeout=300,
     )
-    return binary
 
 
 SPEC = """Name: {name}

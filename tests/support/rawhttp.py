@@ -45,3 +45,15 @@ def send_raw(
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
     return RawAnswer(b"".join(chunks))
+
+
+def read_error_answer(sock: socket.socket) -> bytes:
+    """Read an answer whose body is a JSON error envelope, until that body is complete (the
+    server may keep the connection open, so end of stream cannot be waited for)."""
+    answer = b""
+    while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        answer += chunk
+    return answer

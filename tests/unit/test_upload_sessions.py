@@ -4,7 +4,6 @@ release and finish, and forgiving of sessions that went idle."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,19 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from storage import uploads
-from storage.db import create_engine, sessionmaker, upgrade
 from storage.models import UploadOwner, UploadSession
-from tests.support.database import Database
 
 HOUR = timedelta(hours=1)
-
-
-@pytest.fixture
-async def db(fresh_db: Database) -> AsyncIterator[async_sessionmaker[Any]]:
-    engine = create_engine(fresh_db.url)
-    await upgrade(engine)
-    yield sessionmaker(engine)
-    await engine.dispose()
 
 
 async def reserve(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -23,9 +23,7 @@ from proxy.webhooks.cloudevents import verify_signature
 from proxy.webhooks.dispatcher import WebhookDispatcher
 from proxy.webhooks.sender import webhook_key
 from storage import webhooks as store
-from storage.db import create_engine, sessionmaker, upgrade
 from storage.models import WebhookAttempt, WebhookDelivery
-from tests.support.database import Database
 
 SECRET = "unit-test-webhook-secret-0123"
 URL = "http://hooks.test/in/token-in-the-path"
@@ -45,14 +43,6 @@ class Receiver:
         if isinstance(answer, Exception):
             raise answer
         return httpx.Response(answer, text="receiver says no" if answer >= 300 else "ok")
-
-
-@pytest.fixture
-async def db(fresh_db: Database) -> AsyncIterator[async_sessionmaker[Any]]:
-    engine = create_engine(fresh_db.url)
-    await upgrade(engine)
-    yield sessionmaker(engine)
-    await engine.dispose()
 
 
 def hook(**overrides: Any) -> WebhookSettings:

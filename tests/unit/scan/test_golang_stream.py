@@ -6,14 +6,13 @@ inventoried through the shared read."""
 from __future__ import annotations
 
 import gzip
-import os
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from tests.support.ecosystems import build_go_binary, have_go
+from tests.support.ecosystems import build_go_binary, go_build, have_go
 from tests.unit.scan.conftest import FakeBlobs, tar_bytes
 from verifiers.scan.ecosystems import golang
 from verifiers.scan.ecosystems.golang_stream import MAX_WINDOW, BuildInfoSearch
@@ -45,19 +44,8 @@ def build_reader(work: Path) -> Path:
     app.mkdir(parents=True)
     (app / "go.mod").write_text("module example.com/reader\n\ngo 1.19\n")
     (app / "main.go").write_text(READER)
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(work),
-        "GOPATH": str(work / "gopath"),
-        "GOCACHE": str(work / "gocache"),
-        "GOFLAGS": "-mod=mod",
-        "GOPROXY": "off",
-        "GOTOOLCHAIN": "local",
-    }
     binary = work / "reader.bin"
-    subprocess.run(
-        ["go", "build", "-o", str(binary), "."], cwd=app, env=env, check=True, timeout=300
-    )
+    go_build(app, binary, work)
     return binary
 
 
