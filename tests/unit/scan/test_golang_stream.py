@@ -268,3 +268,12 @@ def test_program_headers_that_cannot_be_read_restrict_nothing(
     assert golang.writable_segments(data) is None
     for chunk in (1, 4096):
         assert [p.version for p in streamed(data, chunk)][:1] == ["go1.21.13"]
+
+
+def test_a_program_header_table_overlapping_the_elf_header_is_read_within_bounds() -> None:
+    """A table claimed to start inside the 64-byte header reads its one entry, not past it
+    (a 64-byte file raised ``struct.error`` when the loop ran to the 64th byte instead)."""
+    data = _with_program_headers(1, 56, 1, _elf())
+    assert len(data) == 64
+    assert golang.writable_segments(data) == []  # readable; no writable segment
+    assert streamed(data, 7) == [] and golang.parse("bin/x", data) == []

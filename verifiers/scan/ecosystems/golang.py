@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from verifiers.scan.ecosystems import Ecosystem
 from verifiers.scan.model import Package
@@ -214,19 +215,35 @@ MAX_PROGRAM_HEADERS = 64 * 1024
 right after the 64-byte ELF header); tables further in are not read."""
 
 
+class _ProgramTable(NamedTuple):
+    """Where the ELF header says the program headers are, and how to read them."""
+
+    wide: bool
+    order: str
+    start: int
+    size: int
+    entries: int
+
+    @property
+    def end(self) -> int:
+        return self.start + self.size * self.entries
+
+
+def _program_table(head: bytes) -> _ProgramTable | None:
+    """The program header table's place, from the ELF header (None without a valid one)."""
+    if len(head) < 64 or head[4] not in (1, 2) or head[5] not in (1, 2):
+        return None
+    wide, order = head[4] == 2, "<" if head[5] == 1 else ">"
+    (start,) = struct.unpack_from(order + ("Q" if wide else "I"), head, 0x20 if wide else 0x1C)
+    size, count = struct.unpack_from(order + "HH", head, 0x36 if wide else 0x2A)
+    return _ProgramTable(wide, order, int(start), int(size), int(count))
+
+
 def program_headers_end(head: bytes) -> int:
     """How many bytes from the start hold the ELF header and the program headers (64 until the
     header says more); may exceed :data:`MAX_PROGRAM_HEADERS` for a hostile header."""
-    if len(head) < 64 or head[4] not in (1, 2) or head[5] not in (1, 2):
-        return 64
-    order = "<" if head[5] == 1 else ">"
-    if head[4] == 2:
-        (table,) = struct.unpack_from(order + "Q", head, 0x20)
-        size, count = struct.unpack_from(order + "HH", head, 0x36)
-    else:
-        (table,) = struct.unpack_from(order + "I", head, 0x1C)
-        size, count = struct.unpack_from(order + "HH", head, 0x2A)
-    return max(64, int(table) + int(size) * int(count))
+    table = _program_table(head)
+    return 64 if table is None else max(64, table.end)
 
 
 def writable_segments(head: bytes) -> list[tuple[int, int]] | None:
@@ -239,21 +256,20 @@ def writable_segments(head: bytes) -> list[tuple[int, int]] | None:
     looks there when a binary has no section table. A magic outside (a string constant in
     read-only data, or bytes planted in code) is not build info.
     """
-    if len(head) < 64 or head[4] not in (1, 2) or head[5] not in (1, 2):
+    table = _program_table(head)
+    if table is None:
         return None
-    wide, order = head[4] == 2, "<" if head[5] == 1 else ">"
     # 64-bit: type, flags, offset, vaddr, paddr, filesz; 32-bit: type, offset, vaddr, paddr,
     # filesz, memsz, flags.
-    layout = order + ("IIQQQQ" if wide else "IIIIIII")
-    table = program_headers_end(head)
-    (start,) = struct.unpack_from(order + ("Q" if wide else "I"), head, 0x20 if wide else 0x1C)
-    size, count = struct.unpack_from(order + "HH", head, 0x36 if wide else 0x2A)
-    if start == 0 or count == 0 or size < struct.calcsize(layout) or table > len(head):
+    layout = table.order + ("IIQQQQ" if table.wide else "IIIIIII")
+    if table.start == 0 or table.entries == 0 or table.size < struct.calcsize(layout):
+        return None
+    if table.end > len(head):
         return None
     found = []
-    for at in range(int(start), table, size):
+    for at in range(table.start, table.end, table.size):
         fields = struct.unpack_from(layout, head, at)
-        if wide:
+        if table.wide:
             kind, flags, offset, _, _, length = fields
         else:
             kind, offset, _, _, length, _, flags = fields
