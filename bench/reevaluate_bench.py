@@ -37,6 +37,7 @@ from storage.advisories import DbAdvisoryStore
 from storage.db import create_engine, sessionmaker, upgrade
 from storage.inventory import DbInventoryStore
 from storage.verdicts import DecisionRecord, FindingRecord, record_decision
+from verifiers.lifecycle import State
 from verifiers.scan.model import ImageInventory, OsRelease, Package
 from verifiers.vulns.assess import version_for
 from verifiers.vulns.load import read_path
@@ -141,7 +142,7 @@ def passed_record(data_version: int) -> DecisionRecord:
         {"verifier": "config-sanity", "version": "1", "status": "ok", "detail": "", "findings": 1},
     )
     return DecisionRecord(
-        state="passed",
+        state=State.PASSED,
         reasons=(),
         policy=POLICY.name,
         policy_version=POLICY.version,

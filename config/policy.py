@@ -42,6 +42,36 @@ class VerifierPolicy(BaseModel):
     verdict, never blocking), for teams that act only on what an upgrade can remove."""
 
 
+DEFAULT_ARTIFACT_TYPES: tuple[str, ...] = (
+    # cosign: signatures (the ``.sig`` tag's layers, and OCI 1.1 referrers), attestations
+    "application/vnd.dev.cosign.simplesigning.v1+json",
+    "application/vnd.dev.cosign.artifact.sig.v1+json",
+    "application/vnd.dsse.envelope.v1+json",
+    # Sigstore bundles
+    "application/vnd.dev.sigstore.bundle.v0.3+json",
+    "application/vnd.dev.sigstore.bundle+json;version=0.3",
+    # in-toto attestations
+    "application/vnd.in-toto+json",
+    # SBOMs: SPDX, CycloneDX, syft
+    "text/spdx",
+    "text/spdx+json",
+    "text/spdx+xml",
+    "application/spdx+json",
+    "application/vnd.cyclonedx",
+    "application/vnd.cyclonedx+json",
+    "application/vnd.cyclonedx+xml",
+    "application/vnd.syft+json",
+    # OpenVEX
+    "application/vnd.openvex+json",
+    # Notary Project signatures
+    "application/vnd.cncf.notary.signature",
+)
+"""Artifact types pulled without image verification unless a policy lists others. Each is a
+document *about* an image (a signature, an attestation, an SBOM, a VEX statement); a manifest
+declaring one is still verified as an image when its content is one (see ``verifiers.classify``).
+"""
+
+
 class Policy(BaseModel):
     """One policy. ``require`` empty plus ``mode = enforce`` still needs a verifier result:
     an image passes only when every required verifier ran and nothing blocks."""
@@ -71,6 +101,15 @@ class Policy(BaseModel):
     image stays pullable). A verifier error or a missing required verifier still quarantines."""
     deny_all: bool = False
     """An explicit "nothing is pullable" policy (the default for unmatched repositories)."""
+    artifact_types: list[str] = Field(default_factory=lambda: list(DEFAULT_ARTIFACT_TYPES))
+    """Artifact types that may be pulled without image verification: a manifest of one of these
+    types whose blobs hold no image content (no tar, gzip or zstd stream, no image config, no
+    blob ever seen in an image) passes on its own. Any other manifest is verified as an image,
+    or denied when it holds nothing an image verifier could check. A label alone never skips
+    a check: the type is what the pusher wrote, so the content must agree with it."""
+    index_signatures_cover_children: bool = True
+    """A valid signature on an index also signs the platform images it lists (cosign signs the
+    index digest; a client then fetches one child by digest)."""
 
     @field_validator("repositories")
     @classmethod

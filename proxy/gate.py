@@ -1,26 +1,43 @@
 """The pull gate: may this manifest or blob leave the registry?
 
-Decisions hang on three events (a manifest pulled, a blob pulled, a blob mounted or a manifest
-re-pushed elsewhere) and all read the same per-digest verdict. Whatever cannot be decided (the
-database is down, the verdict is still pending after the hold) is denied: the gate fails closed.
-A denial is ``DENIED`` with a message a person at a terminal can act on and a machine-readable
-``detail``, identical for tag, digest, HEAD and GET.
+Decisions hang on the ways out of the registry (a manifest pulled or checked, a blob pulled or
+checked, a blob mounted elsewhere, a manifest re-pushed elsewhere, referrers listed), and every
+one is judged on content, never on the labels of the request:
+
+- a **manifest** leaves only while its verdict is pullable (``verifiers.lifecycle``); its
+  verdict already weighs what its content is, the holds on its blobs, what its blobs were
+  found to carry in other images, and the manifests it depends on (``proxy.examine``);
+- a **blob** leaves only as part of a pullable manifest of the repository, and only if the
+  blob itself is not held by an admin and carries no finding of its own that blocks under the
+  repository's policy, unless the manifest it leaves with was decided knowing that finding (a
+  ``notify`` policy, an admin's release);
+- **referrers** of a manifest are listed only while it is pullable.
+
+Whatever cannot be decided (the database is down, the verdict is still pending after the hold)
+is denied: the gate fails closed. A denial is ``DENIED`` with a message a person at a terminal
+can act on and a machine-readable ``detail``, identical for tag, digest, HEAD and GET.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.policy import Policy, match_policy
-from proxy.auth.http import bypasses_quarantine
+from proxy.auth.http import bypasses_quarantine, may
 from proxy.context import info
 from proxy.errors import Code, OCIError
 from proxy.state import Services, services
-from storage import verdicts
+from storage import content, verdicts
 from storage.db import DATABASE_ERRORS
 from storage.verdicts import VerdictView
+from verifiers import lifecycle
+from verifiers.base import Finding
+from verifiers.lifecycle import State
+from verifiers.policy import sort
 
 log = logging.getLogger("gatekeeper.gate")
 
@@ -65,6 +82,9 @@ def _record(request: web.Request, decision: str, reason: str | None = None) -> N
         record.reason = reason
 
 
+# -- manifests ---------------------------------------------------------------------------------
+
+
 async def check_manifest(request: web.Request, repository: str, digest: str) -> None:
     """Allow the pull of manifest ``digest`` or raise DENIED. Unknown images are verified now
     (first pull) and pending ones are held as long as the policy allows."""
@@ -81,7 +101,7 @@ async def check_manifest(request: web.Request, repository: str, digest: str) -> 
         verdict = await _current_verdict(svc, policy, repository, digest)
     except DATABASE_ERRORS as exc:
         raise _unavailable(repository, digest, exc) from exc
-    state = verdict.effective_state() if verdict else "pending"
+    state = verdict.effective_state() if verdict else State.PENDING
     if verdict is not None and verdict.pullable():
         _record(request, "allow", f"{state} under policy {verdict.policy or policy.name}")
         return
@@ -95,13 +115,18 @@ async def check_manifest(request: web.Request, repository: str, digest: str) -> 
             "%s bypassed the gate for %s@%s (%s)", info(request).identity, repository, digest, state
         )
         return
-    if state == "pending":
-        message = f"{digest} is still being verified (policy {policy.name}); try again shortly"
-    else:
-        summary = "; ".join(reasons[:3]) or "verification failed"
-        message = f"{digest} is quarantined: {summary}; {_release_hint(repository, digest)}"
+    message = _manifest_message(repository, digest, state, reasons, policy)
     _record(request, "deny", message)
     raise _deny(repository, digest, state, reasons, policy, message)
+
+
+def _manifest_message(
+    repository: str, digest: str, state: State, reasons: list[str], policy: Policy
+) -> str:
+    if state == State.PENDING:
+        return f"{digest} is still being verified (policy {policy.name}); try again shortly"
+    summary = "; ".join(reasons[:3]) or "verification failed"
+    return f"{digest} is quarantined: {summary}; {_release_hint(repository, digest)}"
 
 
 async def _current_verdict(
@@ -113,7 +138,7 @@ async def _current_verdict(
     if first_pull:
         await verification.submit(repository, digest, "first pull of an image not seen before")
         verdict = await verification.verdict(repository, digest)
-    if verdict is None or verdict.state != "pending":
+    if verdict is None or verdict.state != State.PENDING:
         return verdict
     if policy.mode == "warn":
         return verdict
@@ -125,30 +150,159 @@ async def _current_verdict(
     return await verification.wait_for_verdict(repository, digest, hold)
 
 
-async def check_blob(request: web.Request, repository: str, digest: str) -> None:
-    """A blob leaves only as part of a pullable image of this repository."""
+async def check_referrers(request: web.Request, repository: str, subject: str) -> None:
+    """The referrers of a manifest (its signatures, SBOMs) say what it is: they are listed only
+    while it may be pulled. A subject the gatekeeper has no verdict for is not verified here
+    (a referrers query must not queue work); each listed referrer is gated when pulled."""
     svc = services(request)
     policy = match_policy(svc.settings.policies, repository)
     try:
-        async with svc.db() as session:
-            allowed = await verdicts.blob_pullable(session, repository, digest)
+        verdict = await svc.verification.verdict(repository, subject, cached=True)
     except DATABASE_ERRORS as exc:
-        raise _unavailable(repository, digest, exc) from exc
-    if allowed:
+        raise _unavailable(repository, subject, exc) from exc
+    if verdict is None or verdict.pullable() or policy.mode == "warn":
         _record(request, "allow")
         return
+    state = verdict.effective_state()
+    if bypasses_quarantine(request, repository):
+        _record(request, "bypass", f"quarantine-reader listed referrers of a {state} image")
+        return
+    message = _manifest_message(repository, subject, state, list(verdict.reasons), policy)
+    message = f"the referrers of {subject} are not listed: {message}"
+    _record(request, "deny", message)
+    raise _deny(repository, subject, state, list(verdict.reasons), policy, message)
+
+
+# -- blobs -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BlobJudgement:
+    """Whether one blob may leave one repository, and why not."""
+
+    allowed: bool
+    state: str
+    """``pullable``, or why not: ``not-pullable`` (no pullable manifest lists it), ``held``,
+    ``blocked`` (findings of its own)."""
+    message: str = ""
+    reasons: tuple[str, ...] = ()
+    cacheable: bool = True
+    """False when the answer rests on a release that may expire."""
+
+
+async def judge_blob(
+    session: AsyncSession, policy: Policy, repository: str, digest: str
+) -> BlobJudgement:
+    """The blob rule of the module docstring, for ``digest`` in ``repository``."""
+    servers = await content.serving(session, repository, digest)
+    pullable = [s for s in servers if s.state and lifecycle.pullable(s.state, s.release_expires)]
+    if not pullable:
+        return BlobJudgement(
+            False,
+            "not-pullable",
+            f"blob {digest} is not part of any verified image of {repository} (it belongs only "
+            "to quarantined or pending images, or to none)",
+        )
+    holds = await content.holds_on(session, [digest])
+    if holds:
+        hold = holds[0]
+        why = lifecycle.inherited_hold_reason(hold.holder, hold.actor, hold.reason)
+        return BlobJudgement(False, "held", f"blob {digest} is {why}", (why,))
+    released = [s for s in pullable if s.state == State.RELEASED]
+    if released:
+        # An admin let an image holding it out: the blob leaves as part of that image.
+        return BlobJudgement(
+            True, "pullable", cacheable=not any(s.release_expires for s in released)
+        )
+    blocking = await _own_blocking(session, policy, repository, digest)
+    if not blocking:
+        return BlobJudgement(True, "pullable")
+    weighed = await content.accepted(session, repository, [s.digest for s in pullable], digest)
+    keys = {(f.verifier, f.rule_id, f.location) for f, _ in blocking}
+    if any(keys <= weighed[s.digest] for s in pullable):
+        return BlobJudgement(True, "pullable")  # decided knowing them (notify, warn, waivers)
+    finding, origin = blocking[0]
+    more = f" and {len(blocking) - 1} more" if len(blocking) > 1 else ""
+    why = f"{finding.rule_id} ({finding.severity.name.lower()}: {finding.title}){more}"
+    return BlobJudgement(
+        False,
+        "blocked",
+        f"blob {digest} carries findings that block it under policy {policy.name}: {why}, "
+        f"found in {origin}; {_release_hint(*origin.split('@', 1))}",
+        (why,),
+    )
+
+
+async def _own_blocking(
+    session: AsyncSession, policy: Policy, repository: str, digest: str
+) -> list[tuple[Finding, str]]:
+    """The blob's own findings (from any image) that block under ``policy`` here, each with
+    the image that found it."""
+    found = await content.blob_findings(session, [digest], at_least=policy.severity_threshold)
+    unique: dict[tuple[str, str, str], tuple[Finding, str]] = {}
+    for item in found:
+        finding = item.finding.finding()
+        key = (finding.verifier, finding.rule_id, finding.location)
+        unique.setdefault(key, (finding, f"{item.repository}@{item.digest}"))
+    chosen = {id(f) for f in sort(policy, repository, [f for f, _ in unique.values()]).blocking}
+    return [(f, origin) for f, origin in unique.values() if id(f) in chosen]
+
+
+async def check_blob(request: web.Request, repository: str, digest: str) -> None:
+    """A blob leaves only as part of a pullable image of this repository, and only if it is
+    neither held nor blocked by findings of its own (see :func:`judge_blob`)."""
+    judgement = await _judgement(request, repository, digest)
+    if judgement.allowed:
+        _record(request, "allow")
+        return
+    _refuse_blob(request, repository, digest, judgement)
+
+
+async def check_blob_exists(request: web.Request, repository: str, digest: str) -> None:
+    """Blob HEAD: clients ask before uploading, so an identity that may push to the repository
+    learns whether a blob is there; anyone else is judged as for GET (a pull-only identity
+    must not learn the size of a quarantined layer)."""
+    judgement = await _judgement(request, repository, digest)
+    if judgement.allowed:
+        _record(request, "allow")
+        return
+    if may(request, repository, "push"):
+        _record(
+            request, "allow", f"existence check by an identity that may push: {judgement.state}"
+        )
+        return
+    _refuse_blob(request, repository, digest, judgement)
+
+
+async def _judgement(request: web.Request, repository: str, digest: str) -> BlobJudgement:
+    svc = services(request)
+    if svc.verification.blob_allowed(repository, digest):
+        return BlobJudgement(True, "pullable")
+    policy = match_policy(svc.settings.policies, repository)
+    try:
+        async with svc.db() as session:
+            judgement = await judge_blob(session, policy, repository, digest)
+    except DATABASE_ERRORS as exc:
+        raise _unavailable(repository, digest, exc) from exc
+    if judgement.allowed and judgement.cacheable:
+        svc.verification.remember_blob(repository, digest)
+    return judgement
+
+
+def _refuse_blob(
+    request: web.Request, repository: str, digest: str, judgement: BlobJudgement
+) -> None:
+    policy = match_policy(services(request).settings.policies, repository)
     if policy.mode == "warn" and not policy.deny_all:
-        _record(request, "warn", "not part of a pullable image; warn mode does not block")
+        _record(request, "warn", f"{judgement.state}; warn mode does not block")
         return
     if bypasses_quarantine(request, repository):
-        _record(request, "bypass", "quarantine-reader pulled a blob of a non-pullable image")
+        _record(request, "bypass", f"quarantine-reader pulled a {judgement.state} blob")
         return
-    message = (
-        f"blob {digest} is not part of any verified image of {repository} (it belongs only "
-        "to quarantined or pending images, or to none)"
+    _record(request, "deny", judgement.message)
+    raise _deny(
+        repository, digest, judgement.state, list(judgement.reasons), policy, judgement.message
     )
-    _record(request, "deny", message)
-    raise _deny(repository, digest, "not-pullable", [], policy, message)
 
 
 async def check_reuse(request: web.Request, repository: str, digest: str) -> None:
@@ -171,4 +325,4 @@ async def check_reuse(request: web.Request, repository: str, digest: str) -> Non
         f"{_release_hint(first.repository, digest)}"
     )
     _record(request, "deny", message)
-    raise _deny(repository, digest, "quarantined", list(first.reasons), policy, message)
+    raise _deny(repository, digest, State.QUARANTINED, list(first.reasons), policy, message)

@@ -37,6 +37,10 @@ from config.policy import Policy, match_policy
 from proxy.events import VerdictChange
 from proxy.stored_outcomes import (
     StoredDataError,
+    decide_stored,
+    expected_of,
+    held_in,
+    needs_verification,
     outcomes_json,
     rebuild_outcomes,
     stored_outcome,
@@ -51,8 +55,9 @@ from storage.verdicts import (
     VerdictView,
 )
 from verifiers.base import Finding
+from verifiers.lifecycle import State
 from verifiers.pipeline import Outcome
-from verifiers.policy import Decision, decide
+from verifiers.policy import Decision
 from verifiers.scan.model import Package
 from verifiers.vulns import assess
 from verifiers.vulns.ecosystems import Query
@@ -150,7 +155,7 @@ def _plan(
     """The new decision for ``verdict``, with ``replace`` standing in for the stored outcome of
     its verifier and ``delta`` turning that verifier's stored findings into the new ones."""
     policy, _ = policies.for_repository(verdict.repository)
-    decision = decide(policy, verdict.repository, outcomes, previous=verdict.effective_state())
+    decision = decide_stored(policy, verdict, outcomes)
     data_versions = dict(verdict.data_versions)
     if replace is not None:
         data_versions[replace.verifier] = replace.version
@@ -163,6 +168,7 @@ def _plan(
         outcomes=outcomes_json(verdict, replace),
         findings=delta.add if delta else (),
         trigger=trigger,
+        held=held_in(outcomes),
     )
     item = Reevaluation(
         verdict.repository,
@@ -206,7 +212,7 @@ async def _store(
         change = _change(done, by_key[(done.repository, done.digest)])
         if done.old_state != done.new_state:
             report.changed += 1
-            report.quarantined += done.new_state == "quarantined"
+            report.quarantined += done.new_state == State.QUARANTINED
         elif change is not None:
             report.notified += 1
         if change is not None:
@@ -224,7 +230,7 @@ def _change(done: Applied, plan: _Planned) -> VerdictChange | None:
     """The event for one stored re-evaluation, or None when nothing worth telling happened."""
     record = plan.item.decision
     still_pullable = plan.decision.notified or (
-        done.new_state == "released" and plan.decision.state == "quarantined"
+        done.new_state == State.RELEASED and plan.decision.state == State.QUARANTINED
     )
     if done.old_state == done.new_state and not still_pullable:
         return None  # the common case: nothing to tell, so no text is built
@@ -380,7 +386,7 @@ def _plan_advisory_batch(
     planned = []
     for key in keys:
         verdict = locked.views.get(key)
-        if verdict is None or verdict.state == "pending" or not verdict.outcomes:
+        if verdict is None or verdict.state == State.PENDING or not verdict.outcomes:
             report.needs_verification.append(key)
             continue
         outcome = stored_outcome(verdict, assess.NAME)
@@ -477,7 +483,10 @@ async def after_policy_change(
                     report.skipped += 1
                     continue
                 policy, version = resolver.for_repository(verdict.repository)
-                if set(policy.require) - {o.verifier for o in outcomes}:
+                expected = expected_of(verdict)
+                ran = {o.verifier for o in outcomes}
+                wanted = set(policy.require) if expected is None else set(policy.require) & expected
+                if wanted - ran or needs_verification(verdict):
                     report.needs_verification.append(key)
                 known = partial(_announced, verdict, findings[key])
                 planned.append(
@@ -523,7 +532,7 @@ async def queue_verifications(session: AsyncSession, images: Sequence[Key], reas
 
 def _stale(verdict: VerdictView, policies: Policies) -> bool:
     """Decided (not pending, with outcomes) under another policy version than applies now."""
-    if verdict.state == "pending" or not verdict.outcomes:
+    if verdict.state == State.PENDING or not verdict.outcomes:
         return False
     return verdict.policy_version != policies.for_repository(verdict.repository)[1]
 
@@ -531,6 +540,6 @@ def _stale(verdict: VerdictView, policies: Policies) -> bool:
 def _announced(verdict: VerdictView, findings: Sequence[FindingRecord]) -> frozenset[str]:
     """Findings the previous verdict already blocked on or announced: all of them unless it
     passed cleanly (then a policy that now blocks on them makes them new)."""
-    if verdict.effective_state() == "passed" and not verdict.reasons:
+    if verdict.effective_state() == State.PASSED and not verdict.reasons:
         return frozenset()
     return frozenset(f"{f.verifier}:{f.rule_id}" for f in findings)

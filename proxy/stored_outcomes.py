@@ -9,9 +9,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from config.policy import Policy
 from storage.verdicts import FindingRecord, VerdictView
 from verifiers.base import Finding, Severity
+from verifiers.classify import CONTENT, Kind
 from verifiers.pipeline import Outcome
+from verifiers.policy import Decision, decide
+
+HISTORY = "history"
+"""The outcome of findings inherited through shared blobs."""
+HELD = "content.held"
+"""The content finding of a manifest whose content an admin holds (``proxy.examine``)."""
 
 PARSED_LIMIT = 100_000
 """Stored findings kept parsed in one cache (one policy re-evaluation)."""
@@ -30,18 +38,20 @@ def rebuild_outcomes(
 ) -> list[Outcome]:
     """The pipeline's outcomes as they were when ``verdict`` was decided; ``replace`` stands in
     for the stored outcome of the same verifier (with its findings). ``parsed`` caches findings
-    across images (many share findings of a common base layer)."""
+    across images (many share findings of a common base layer). Findings inherited through a
+    shared blob (``origin`` set) belong to the ``history`` outcome, whatever their verifier."""
     by_verifier: dict[str, list[Finding]] = {}
     cache = {} if parsed is None else parsed
     for f in findings:
-        if replace is not None and f.verifier == replace.verifier:
+        owner = HISTORY if f.origin is not None else f.verifier
+        if replace is not None and owner == replace.verifier:
             continue  # stands in for them
         finding = cache.get(f)
         if finding is None:
             if len(cache) >= PARSED_LIMIT:
                 cache.clear()  # a fleet of all-different findings: bound the memory, not the work
             finding = cache[f] = _finding(f)
-        by_verifier.setdefault(f.verifier, []).append(finding)
+        by_verifier.setdefault(owner, []).append(finding)
     outcomes = []
     for stored in verdict.outcomes:
         try:
@@ -58,11 +68,14 @@ def rebuild_outcomes(
                 verifier=name,
                 version=str(stored.get("version", "")),
                 status=status,
-                findings=tuple(by_verifier.get(name, ())),
+                findings=tuple(by_verifier.pop(name, ())),
                 detail=str(stored.get("detail") or ""),
                 duration_ms=float(stored.get("duration_ms") or 0.0),
+                exempt=bool(stored.get("exempt", False)),
             )
         )
+    if by_verifier.get(HISTORY):
+        outcomes.append(Outcome(HISTORY, "", "ok", tuple(by_verifier[HISTORY])))
     return outcomes
 
 
@@ -71,7 +84,7 @@ def _finding(f: FindingRecord) -> Finding:
         severity = Severity.parse(f.severity)
     except ValueError as exc:
         raise StoredDataError(str(exc)) from exc
-    return Finding(f.verifier, f.rule_id, severity, f.title, f.location, f.evidence, f.fix)
+    return Finding(f.verifier, f.rule_id, severity, f.title, f.location, f.evidence, f.fix, f.blob)
 
 
 def outcomes_json(verdict: VerdictView, replace: Outcome | None) -> tuple[dict[str, Any], ...]:
@@ -93,3 +106,45 @@ def outcomes_json(verdict: VerdictView, replace: Outcome | None) -> tuple[dict[s
 
 def stored_outcome(verdict: VerdictView, name: str) -> dict[str, Any] | None:
     return next((o for o in verdict.outcomes if o.get("verifier") == name), None)
+
+
+def stored_kind(verdict: VerdictView) -> str | None:
+    """What the verification found the manifest to be (None: decided before it said)."""
+    found = stored_outcome(verdict, CONTENT)
+    kind = found.get("kind") if found else None
+    return str(kind) if kind else None
+
+
+def expected_of(verdict: VerdictView) -> frozenset[str] | None:
+    """The verifiers that applied to this manifest when it was verified (None: all)."""
+    kind = stored_kind(verdict)
+    if kind in (Kind.ARTIFACT, Kind.REFUSED):
+        return frozenset()
+    if kind == Kind.INDEX:
+        ran = {str(o.get("verifier")) for o in verdict.outcomes}
+        return frozenset(ran - {CONTENT, HISTORY})
+    return None
+
+
+def needs_verification(verdict: VerdictView) -> bool:
+    """Decided before content was classified, with a verifier that skipped it: whether that
+    skip was an artifact's, an exemption or a gap, only a verification can tell now."""
+    return stored_kind(verdict) is None and any(
+        o.get("status") == "skipped" for o in verdict.outcomes
+    )
+
+
+def held_in(outcomes: Sequence[Outcome]) -> bool:
+    """The content examination found an admin's hold covering the content."""
+    return any(f.rule_id == HELD for o in outcomes if o.verifier == CONTENT for f in o.findings)
+
+
+def decide_stored(policy: Policy, verdict: VerdictView, outcomes: Sequence[Outcome]) -> Decision:
+    """The policy's decision on outcomes rebuilt from a stored verdict."""
+    return decide(
+        policy,
+        verdict.repository,
+        outcomes,
+        previous=verdict.effective_state(),
+        expected=expected_of(verdict),
+    )

@@ -13,136 +13,42 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from config.policy import match_policy
+from config.policy import Policy, match_policy
 from config.settings import Settings
 from proxy.events import EventBus, VerdictChange
+from proxy.examine import Examined, Examiner, Fetched, inherited_outcome
 from proxy.forward import read_at_most
-from proxy.names import MAX_NAME_LENGTH, NAME_RE
-from proxy.oci import IMAGE_CONFIGS, INDEXES, MANIFEST_TYPES, parse_manifest, sha256_digest
+from proxy.oci import parse_manifest, sha256_digest
 from proxy.upstream import Upstream, v2_path
-from storage import jobs, manifests, verdicts
+from proxy.upstream_reads import ACCEPT, UpstreamBlobs, UpstreamManifests, UpstreamRepositories
+from storage import content, jobs, manifests, verdicts
 from storage.db import DATABASE_ERRORS
 from storage.verdicts import DecisionRecord, FindingRecord, VerdictView
-from verifiers.base import (
-    Descriptor,
-    FetchedManifest,
-    Image,
-    RepositoryView,
-    Verifier,
-    VerifierError,
-)
-from verifiers.pipeline import Outcome, run_pipeline
-from verifiers.policy import decide
+from verifiers.base import Descriptor, Finding, Image, Verifier
+from verifiers.classify import CONTENT, MAX_CONFIG_BYTES, Kind, parse_config
+from verifiers.lifecycle import State
+from verifiers.pipeline import Outcome, applies, run_pipeline
+from verifiers.policy import Decision, decide
 
 log = logging.getLogger("gatekeeper.verification")
 
-MAX_CONFIG_BYTES = 4 * 1024 * 1024
-CHUNK = 256 * 1024
-ACCEPT = ", ".join(sorted(MANIFEST_TYPES))
+GK = "gatekeeper"
+"""The actor of verdict changes the gatekeeper makes itself."""
+SPREAD_LIMIT = 1000
+"""Most manifests one verification queues again because a blob they share gained findings."""
 
 
 class ImageGone(Exception):
     """The upstream no longer has the manifest; there is nothing to verify."""
 
 
-class UpstreamBlobs:
-    """Streams blobs of one repository from the upstream (``verifiers.base.BlobOpener``)."""
-
-    def __init__(self, upstream: Upstream, repository: str) -> None:
-        self._upstream = upstream
-        self._repository = repository
-
-    @contextlib.asynccontextmanager
-    async def open(self, digest: str) -> AsyncIterator[AsyncIterator[bytes]]:
-        path = v2_path(self._repository, "blobs", digest)
-        resp = await self._upstream.request(
-            "GET", path, scopes=(f"repository:{self._repository}:pull",)
-        )
-        try:
-            if resp.status != 200:
-                raise VerifierError(f"blob {digest}: upstream answered {resp.status}")
-            yield resp.content.iter_chunked(CHUNK)
-        finally:
-            resp.release()
-
-
-class UpstreamManifests:
-    """Fetches other manifests of one repository (``verifiers.base.ManifestFetcher``)."""
-
-    def __init__(self, upstream: Upstream, repository: str, limit: int) -> None:
-        self._upstream = upstream
-        self._repository = repository
-        self._limit = limit
-
-    async def fetch(self, reference: str) -> FetchedManifest | None:
-        async with await self._upstream.request(
-            "GET",
-            v2_path(self._repository, "manifests", reference),
-            scopes=(f"repository:{self._repository}:pull",),
-            headers={"Accept": ACCEPT},
-        ) as resp:
-            if resp.status == 404:
-                return None
-            if resp.status != 200:
-                raise VerifierError(f"manifest {reference}: upstream answered {resp.status}")
-            body = await read_at_most(resp.content, self._limit + 1)
-            media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
-        if len(body) > self._limit:
-            raise VerifierError(f"manifest {reference} exceeds {self._limit} bytes")
-        digest = sha256_digest(body)
-        if reference.startswith("sha256:") and digest != reference:
-            raise VerifierError(f"upstream manifest {reference} does not match its digest")
-        return FetchedManifest(digest=digest, media_type=media_type, body=body)
-
-
-class UpstreamRepositories:
-    """Opens other repositories of the upstream for verifiers (``verifiers.base.
-    RepositoryOpener``): cosign's signature repository. Reads go through :class:`UpstreamBlobs`
-    and :class:`UpstreamManifests`, so they keep the digest checks and the manifest size limit;
-    the referrers come from the gatekeeper's own index of that repository, never a client's."""
-
-    def __init__(self, upstream: Upstream, db: async_sessionmaker[Any], limit: int) -> None:
-        self._upstream = upstream
-        self._db = db
-        self._limit = limit
-
-    async def open(self, repository: str, subject: str) -> RepositoryView:
-        if len(repository) > MAX_NAME_LENGTH or not NAME_RE.fullmatch(repository):
-            raise VerifierError(f"{repository[:300]!r} is not a valid repository name")
-        async with self._db() as session:
-            found = await manifests.referrers(session, repository, subject, None)
-        return RepositoryView(
-            name=repository,
-            manifests=UpstreamManifests(self._upstream, repository, self._limit),
-            blobs=UpstreamBlobs(self._upstream, repository),
-            referrers=tuple(Descriptor(r.media_type, r.digest, r.size) for r in found),
-            referrer_types=tuple(r.artifact_type for r in found),
-        )
-
-
-async def _read_json_blob(blobs: UpstreamBlobs, digest: str) -> Any:
-    parts: list[bytes] = []
-    size = 0
-    async with blobs.open(digest) as chunks:
-        async for chunk in chunks:
-            size += len(chunk)
-            if size > MAX_CONFIG_BYTES:
-                return None
-            parts.append(chunk)
-    try:
-        return json.loads(b"".join(parts))
-    except ValueError:
-        return None
-
-
-def _outcome_json(outcome: Outcome) -> dict[str, Any]:
-    return {
+def _outcome_json(outcome: Outcome, kind: Kind) -> dict[str, Any]:
+    stored: dict[str, Any] = {
         "verifier": outcome.verifier,
         "version": outcome.version,
         "status": outcome.status,
@@ -150,6 +56,11 @@ def _outcome_json(outcome: Outcome) -> dict[str, Any]:
         "findings": len(outcome.findings),
         "duration_ms": outcome.duration_ms,
     }
+    if outcome.exempt:
+        stored["exempt"] = True
+    if outcome.verifier == CONTENT:
+        stored["kind"] = kind.value  # re-decisions from stored data need it
+    return stored
 
 
 class VerificationService:
@@ -171,7 +82,10 @@ class VerificationService:
         self.owner = f"gk-{uuid.uuid4().hex[:12]}"
         self._wake = asyncio.Event()
         self._verdicts: dict[tuple[str, str], tuple[VerdictView, float]] = {}
+        self._blobs: dict[tuple[str, str], float] = {}
         bus.subscribe(self.forget_verdict)
+        bus.subscribe(self.on_change)
+        self.examiner = Examiner(upstream, db, self.submit)
         self._tasks: list[asyncio.Task[None]] = []
         cfg = settings.verification
         self._lease = timedelta(seconds=cfg.lease_seconds)
@@ -212,8 +126,34 @@ class VerificationService:
         return found
 
     async def forget_verdict(self, change: VerdictChange) -> None:
-        """Bus listener: a verdict changed here, so no pull may see the old one."""
+        """Bus listener: a verdict changed here, so no pull may see the old one. Any change
+        may change which blobs are pullable (holds, findings, dependents), so every cached
+        blob decision goes too."""
         self._verdicts.pop((change.repository, change.digest), None)
+        self._blobs.clear()
+
+    def signature_repositories(self, repository: str) -> set[str]:
+        """Where the signatures of ``repository``'s images are kept (its own name unless a
+        signature rule says otherwise): a signature pushed there re-verifies its image."""
+        kept = {repository}
+        for verifier in self.verifiers:
+            where = getattr(verifier, "signature_repository", None)
+            if callable(where):
+                kept.add(str(where(repository)))
+        return kept
+
+    def blob_allowed(self, repository: str, digest: str) -> bool:
+        """A blob the gate allowed less than ``verdict_cache_seconds`` ago (``proxy.gate``)."""
+        until = self._blobs.get((repository, digest))
+        return until is not None and until > asyncio.get_running_loop().time()
+
+    def remember_blob(self, repository: str, digest: str) -> None:
+        ttl = self.settings.verification.verdict_cache_seconds
+        if ttl <= 0:
+            return
+        if len(self._blobs) >= 10_000:
+            self._blobs.clear()
+        self._blobs[(repository, digest)] = asyncio.get_running_loop().time() + ttl
 
     async def wait_for_verdict(
         self, repository: str, digest: str, timeout: float
@@ -224,7 +164,7 @@ class VerificationService:
         delay = 0.05
         while True:
             found = await self.verdict(repository, digest)
-            if found is not None and found.state != "pending":
+            if found is not None and found.state != State.PENDING:
                 return found
             if loop.time() >= deadline:
                 return found
@@ -345,9 +285,9 @@ class VerificationService:
                         "release-expired",
                         repository,
                         digest,
-                        "released",
-                        "quarantined",
-                        "gatekeeper",
+                        State.RELEASED,
+                        State.QUARANTINED,
+                        GK,
                         "the release expired",
                     )
                 )
@@ -355,10 +295,29 @@ class VerificationService:
     # -- one verification -------------------------------------------------------------------
 
     async def verify(self, repository: str, digest: str) -> VerdictView:
-        """Verify one image now and store the verdict (used by workers and ``verify`` CLI)."""
-        image = await self.load_image(repository, digest)
-        outcomes = await run_pipeline(image, self.verifiers, self._timeouts, 120.0)
+        """Verify one manifest now and store the verdict (used by workers and the CLI).
+
+        The content is examined first (``proxy.examine``): what it is decides which verifiers
+        run, never the labels the pusher wrote. Images and indexes go through the pipeline;
+        artifacts of an allowed type do not; everything is decided by the policy together with
+        what the examination found (holds, dependencies, inherited findings)."""
         policy = match_policy(self.settings.policies, repository)
+        fetched = await self.fetch(repository, digest)
+        examined = await self.examiner.examine(fetched, policy)
+        outcomes = [examined.outcome()]
+        expected: frozenset[str] | None = frozenset()
+        if examined.kind in (Kind.IMAGE, Kind.INDEX):
+            image = await self._image(fetched, policy, examined.config, examined.config_problem)
+            outcomes += await run_pipeline(image, self.verifiers, self._timeouts, 120.0)
+            expected = (
+                frozenset(v.name for v in self.verifiers if applies(v, image))
+                if examined.kind == Kind.INDEX
+                else None
+            )
+        own = [f for o in outcomes for f in o.findings]
+        history = inherited_outcome(examined.inherited, own)
+        if history is not None:
+            outcomes.append(history[0])
         async with self.db() as session:
             current = await verdicts.get(session, repository, digest)
             known = {
@@ -368,23 +327,49 @@ class VerificationService:
         # ``previous``: an ``on_new_findings = "notify"`` policy keeps an already pullable image
         # pullable on a periodic re-verification too, not only on a re-evaluation.
         previous = current.effective_state() if current is not None else None
-        decision = decide(policy, repository, outcomes, previous=previous)
-        findings = tuple(FindingRecord.of(f) for o in outcomes for f in o.findings)
+        decision = decide(
+            policy,
+            repository,
+            outcomes,
+            previous=previous,
+            expected=expected,
+            waiting=examined.waiting,
+        )
+        findings = [FindingRecord.of(f) for f in own]
+        findings += [FindingRecord.of(f, origin) for f, origin in (history or (None, []))[1]]
         record = DecisionRecord(
             state=decision.state,
             reasons=decision.reasons,
             policy=decision.policy,
             policy_version=decision.policy_version,
             data_versions={o.verifier: o.version for o in outcomes},
-            outcomes=tuple(_outcome_json(o) for o in outcomes),
-            findings=findings,
+            outcomes=tuple(_outcome_json(o, examined.kind) for o in outcomes),
+            findings=tuple(findings),
+            held=examined.held,
         )
         async with self.db() as session, session.begin():
             old, new = await verdicts.record_decision(session, repository, digest, record)
+            await manifests.set_content_kind(session, repository, digest, examined.kind)
             stored = await verdicts.get(session, repository, digest)
         assert stored is not None
+        await self._announce(stored, old, new, decision, known, outcomes, policy.name)
+        await self._spread(repository, digest, own, examined)
+        return stored
+
+    async def _announce(
+        self,
+        stored: VerdictView,
+        old: State | None,
+        new: State,
+        decision: Decision,
+        known: set[str],
+        outcomes: list[Outcome],
+        policy: str,
+    ) -> None:
+        """Publish what changed (the access log, webhooks and dependents listen)."""
+        repository, digest = stored.repository, stored.digest
         for outcome in outcomes:
-            if outcome.status == "error" and decision.state == "passed":
+            if outcome.status == "error" and decision.state == State.PASSED:
                 log.warning(
                     "%s@%s passed although verifier %s failed (%s): fail-open policy",
                     repository,
@@ -392,47 +377,82 @@ class VerificationService:
                     outcome.verifier,
                     outcome.detail,
                 )
+        reasons = "; ".join(decision.reasons)
         if decision.warned:
+            why = "warn mode let it through: " + reasons
             await self.bus.publish(
-                VerdictChange(
-                    "warned",
-                    repository,
-                    digest,
-                    old,
-                    new,
-                    "gatekeeper",
-                    "warn mode let it through: " + "; ".join(decision.reasons),
-                    policy=policy.name,
-                )
+                VerdictChange("warned", repository, digest, old, new, GK, why, policy=policy)
             )
         fresh = sorted({f.finding_id for f in decision.blocking} - known)
         if old == new and decision.notified and fresh:
             shown = ", ".join(fresh[:5]) + (", ..." if len(fresh) > 5 else "")
+            why = f"{reasons} (still pullable; new: {shown})"
             await self.bus.publish(
-                VerdictChange(
-                    "new-findings",
-                    repository,
-                    digest,
-                    old,
-                    new,
-                    "gatekeeper",
-                    f"{'; '.join(decision.reasons)} (still pullable; new: {shown})",
-                    policy=policy.name,
-                )
+                VerdictChange("new-findings", repository, digest, old, new, GK, why, policy=policy)
             )
         if old != new:
-            reason = "; ".join(decision.reasons) or "all checks passed"
-            if new == "released":
-                reason = f"still released by {stored.released_by}; re-scan found: {reason}"
+            why = reasons or "all checks passed"
+            if new == State.RELEASED:
+                why = f"still released by {stored.released_by}; re-scan found: {why}"
             await self.bus.publish(
-                VerdictChange(
-                    new, repository, digest, old, new, "gatekeeper", reason, policy=policy.name
-                )
+                VerdictChange(new, repository, digest, old, new, GK, why, policy=policy)
             )
-        return stored
 
-    async def load_image(self, repository: str, digest: str) -> Image:
-        """Fetch and check the manifest, index it, and read a JSON config if it has one."""
+    async def _spread(
+        self, repository: str, digest: str, own: list[Finding], examined: Examined
+    ) -> None:
+        """Blobs found to carry findings no image had reported before: every other manifest
+        that lists them is verified again, so its verdict weighs them too (the pull gate
+        already refuses such a blob meanwhile)."""
+        before = {
+            (i.finding.verifier, i.finding.rule_id, i.finding.location, i.finding.blob)
+            for i in examined.inherited
+        }
+        tainted = sorted(
+            {
+                f.blob
+                for f in own
+                if f.blob and (f.verifier, f.rule_id, f.location, f.blob) not in before
+            }
+        )
+        if not tainted:
+            return
+        async with self.db() as session:
+            others = await content.referencing(session, tainted, limit=SPREAD_LIMIT + 1)
+        others = [key for key in others if key != (repository, digest)]
+        if len(others) > SPREAD_LIMIT:
+            log.warning(
+                "%s@%s: %d+ other manifests share newly flagged blobs; re-verifying the first %d",
+                repository,
+                digest,
+                SPREAD_LIMIT,
+                SPREAD_LIMIT,
+            )
+        for other_repository, other in others[:SPREAD_LIMIT]:
+            await self.submit(
+                other_repository,
+                other,
+                f"a blob it shares was found to carry findings in {repository}@{digest}",
+            )
+
+    async def on_change(self, change: VerdictChange) -> None:
+        """Bus listener: a verdict changed state, so the manifests that depend on it (indexes
+        that list it, artifacts about it) are decided again."""
+        if change.old_state == change.new_state or change.old_state is None:
+            return
+        try:
+            async with self.db() as session:
+                found = await content.dependents(session, change.repository, change.digest)
+        except DATABASE_ERRORS as exc:
+            log.error("cannot find what depends on %s: %s", change.digest, exc)
+            return
+        for digest in found:
+            await self.submit(
+                change.repository, digest, f"{change.digest} it depends on is {change.new_state}"
+            )
+
+    async def fetch(self, repository: str, digest: str) -> Fetched:
+        """Fetch and check the manifest, and index it if it is new."""
         async with await self.upstream.request(
             "GET",
             v2_path(repository, "manifests", digest),
@@ -445,26 +465,55 @@ class VerificationService:
                 raise RuntimeError(f"upstream answered {resp.status} for the manifest")
             body = await read_at_most(resp.content, self.settings.max_manifest_bytes + 1)
             content_type = resp.headers.get("Content-Type")
+        if len(body) > self.settings.max_manifest_bytes:
+            raise RuntimeError(
+                f"the manifest exceeds max_manifest_bytes ({self.settings.max_manifest_bytes})"
+            )
         if digest.startswith("sha256:") and sha256_digest(body) != digest:
             raise RuntimeError("upstream manifest does not match its digest")
         record = parse_manifest(repository, body, content_type, digest)
         async with self.db() as session, session.begin():
-            if await manifests.get_manifest(session, repository, digest) is None:
+            row = await manifests.get_manifest(session, repository, digest)
+            if row is None:
                 await manifests.record_manifest(session, record, None)
+            about = row.about_digest if row is not None else record.subject_digest
+        return Fetched(record, json.loads(body), about or record.subject_digest)
+
+    async def load_image(self, repository: str, digest: str) -> Image:
+        """The manifest as verifiers see it, config read (``gatekeeper verify``)."""
+        policy = match_policy(self.settings.policies, repository)
+        fetched = await self.fetch(repository, digest)
+        config, problem = None, None
+        if fetched.record.config_digest is not None:
+            blobs = UpstreamBlobs(self.upstream, repository)
+            data = await blobs.read(fetched.record.config_digest, MAX_CONFIG_BYTES)
+            config, problem = parse_config(data)
+        return await self._image(fetched, policy, config, problem)
+
+    async def _image(
+        self,
+        fetched: Fetched,
+        policy: Policy,
+        config: dict[str, Any] | None,
+        problem: str | None,
+    ) -> Image:
+        record = fetched.record
+        repository, digest = record.repository, record.digest
+        is_index = record.config_digest is None
+        async with self.db() as session:
             referrers = await manifests.referrers(session, repository, digest, None)
-        doc = json.loads(body)
-        blobs = UpstreamBlobs(self.upstream, repository)
-        config = None
-        if record.media_type not in INDEXES and record.config_digest:
-            config_desc = next(r for r in record.refs if r.kind == "config")
-            if config_desc.media_type in IMAGE_CONFIGS:
-                loaded = await _read_json_blob(blobs, config_desc.digest)
-                config = loaded if isinstance(loaded, dict) else None
+            covering = (
+                await content.parents(session, repository, digest)
+                if policy.index_signatures_cover_children and not is_index
+                else []
+            )
+        limit = self.settings.max_manifest_bytes
+        config_ref = next((r for r in record.refs if r.kind == "config"), None)
         return Image(
             repository=repository,
             digest=digest,
             media_type=record.media_type,
-            manifest=doc,
+            manifest=fetched.doc,
             config=config,
             layers=tuple(
                 Descriptor(r.media_type, r.digest, r.size) for r in record.refs if r.kind == "layer"
@@ -474,13 +523,17 @@ class VerificationService:
                 for r in record.refs
                 if r.kind == "manifest"
             ),
-            blobs=blobs,
+            blobs=UpstreamBlobs(self.upstream, repository),
             referrers=tuple(Descriptor(r.media_type, r.digest, r.size) for r in referrers),
             referrer_types=tuple(r.artifact_type for r in referrers),
-            manifests=UpstreamManifests(
-                self.upstream, repository, self.settings.max_manifest_bytes
+            manifests=UpstreamManifests(self.upstream, repository, limit),
+            repositories=UpstreamRepositories(self.upstream, self.db, limit),
+            config_descriptor=(
+                Descriptor(config_ref.media_type, config_ref.digest, config_ref.size)
+                if config_ref is not None
+                else None
             ),
-            repositories=UpstreamRepositories(
-                self.upstream, self.db, self.settings.max_manifest_bytes
-            ),
+            config_problem=problem,
+            covering_indexes=tuple(covering),
+            is_index=is_index,
         )

@@ -40,6 +40,9 @@ class ManifestRecord:
     subject_digest: str | None = None
     annotations: dict[str, Any] | None = None
     refs: tuple[DescriptorRecord, ...] = field(default_factory=tuple)
+    about_digest: str | None = None
+    """The image it is about when that is not its ``subject`` (a cosign tag it was pushed
+    under); the index stores ``subject_digest`` when this is None."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ async def record_manifest(session: AsyncSession, record: ManifestRecord, tag: st
     row.artifact_type = record.artifact_type
     row.config_digest = record.config_digest
     row.subject_digest = record.subject_digest
+    row.about_digest = record.about_digest or record.subject_digest or row.about_digest
     row.annotations = record.annotations
     await session.flush()
     for position, ref in enumerate(record.refs):
@@ -90,6 +94,13 @@ async def record_manifest(session: AsyncSession, record: ManifestRecord, tag: st
         await session.merge(
             Tag(repository=record.repository, tag=tag, digest=record.digest, updated_at=now)
         )
+
+
+async def set_content_kind(session: AsyncSession, repository: str, digest: str, kind: str) -> None:
+    """Record what verification found the manifest to be (``verifiers.classify.Kind``)."""
+    row = await get_manifest(session, repository, digest)
+    if row is not None:
+        row.content_kind = kind
 
 
 async def forget_manifest(session: AsyncSession, repository: str, digest: str) -> None:

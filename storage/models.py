@@ -36,6 +36,7 @@ class Manifest(Base):
     __table_args__ = (
         UniqueConstraint("repository", "digest", name="uq_manifests_repo_digest"),
         Index("ix_manifests_subject", "repository", "subject_digest"),
+        Index("ix_manifests_about", "repository", "about_digest"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -48,6 +49,13 @@ class Manifest(Base):
     subject_digest: Mapped[str | None] = mapped_column(String(140))
     annotations: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    about_digest: Mapped[str | None] = mapped_column(String(140))
+    """The image this manifest is about, if any: its ``subject``, or the digest in a cosign tag
+    (``sha256-<hex>.sig``) it was pushed under. It is pullable only while that image is."""
+    content_kind: Mapped[str | None] = mapped_column(String(16))
+    """What verification found it to be, from its content: ``image``, ``index``, ``artifact``
+    or ``refused`` (None: not verified yet). Blobs of an ``image`` keep their results wherever
+    they are referenced again."""
 
     refs: Mapped[list[ManifestRef]] = relationship(
         back_populates="manifest", cascade="all, delete-orphan", order_by="ManifestRef.position"
@@ -163,7 +171,10 @@ class FindingRow(Base):
     """Findings of the latest completed verification of an image."""
 
     __tablename__ = "findings"
-    __table_args__ = (Index("ix_findings_image", "repository", "digest"),)
+    __table_args__ = (
+        Index("ix_findings_image", "repository", "digest"),
+        Index("ix_findings_blob", "blob"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     repository: Mapped[str] = mapped_column(String(255))
@@ -176,6 +187,29 @@ class FindingRow(Base):
     evidence: Mapped[str] = mapped_column(Text)
     fix: Mapped[str | None] = mapped_column(String(255))
     """``verifiers.base.Finding.fix``: fixed version, "" when none is known, None if n/a."""
+    blob: Mapped[str | None] = mapped_column(String(140))
+    """The layer or config that carries the finding (None: about the manifest as a whole). A
+    blob's own findings follow it into every manifest that references it."""
+    origin: Mapped[str | None] = mapped_column(String(400))
+    """``repository@digest`` of the image whose verification found it, when this image only
+    inherited it through a shared blob; None for the image's own findings."""
+
+
+class ContentHold(Base):
+    """A blob an admin's hold covers: the held image's config, and each layer no pullable image
+    had when the hold was made. Every manifest that references it inherits the hold, in any
+    repository, until the held image is released."""
+
+    __tablename__ = "content_holds"
+    __table_args__ = (Index("ix_content_holds_image", "repository", "digest"),)
+
+    blob: Mapped[str] = mapped_column(String(140), primary_key=True)
+    repository: Mapped[str] = mapped_column(String(255), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(140), primary_key=True)
+    """The held image."""
+    actor: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Job(Base):

@@ -1,5 +1,6 @@
 """Verdict rows and their history. Which state an image should be in is decided elsewhere
-(``verifiers.policy``); this module only stores decisions and answers "may this be pulled"."""
+(``verifiers.policy`` decides, ``verifiers.lifecycle`` combines a decision with the admin
+overrides); this module only stores the result and answers "may this be pulled"."""
 
 from __future__ import annotations
 
@@ -15,16 +16,16 @@ from storage.keys import images_clause
 from storage.models import Base, FindingRow, Manifest, ManifestRef, Verdict, VerdictEvent
 from storage.timeutil import now as utcnow
 from storage.timeutil import utc
-from verifiers.base import Finding
-
-PULLABLE = ("passed", "released")
+from verifiers import lifecycle
+from verifiers.base import Finding, Severity
+from verifiers.lifecycle import State
 
 
 @dataclass(frozen=True)
 class VerdictView:
     repository: str
     digest: str
-    state: str
+    state: State
     reasons: tuple[str, ...]
     policy: str | None
     policy_version: str | None
@@ -38,15 +39,15 @@ class VerdictView:
     trigger: str | None = None
     """What made the latest decision (None: a verification); see ``Verdict.trigger``."""
 
-    def effective_state(self, moment: datetime | None = None) -> str:
+    held_by: str | None = None
+    """The admin whose hold keeps it quarantined until a release (see ``lifecycle``)."""
+
+    def effective_state(self, moment: datetime | None = None) -> State:
         """A release past its expiry counts as quarantined even before the sweep rewrites it."""
-        expires = self.release_expires
-        if self.state == "released" and expires is not None and expires <= (moment or utcnow()):
-            return "quarantined"
-        return self.state
+        return lifecycle.effective(self.state, self.release_expires, moment)
 
     def pullable(self, moment: datetime | None = None) -> bool:
-        return self.effective_state(moment) in PULLABLE
+        return self.effective_state(moment) in lifecycle.PULLABLE
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,31 @@ class FindingRecord:
     evidence: str = ""
     fix: str | None = None
     """The fixed version of a package finding, "" when none is known, None if n/a."""
+    blob: str | None = None
+    """The layer or config that carries it (``Finding.blob``)."""
+    origin: str | None = None
+    """``repository@digest`` of the image that found it, for a finding inherited through a
+    shared blob; None for the image's own."""
+
+    def finding(self) -> Finding:
+        """Back to a verifier's finding; an unreadable severity counts as critical (closed)."""
+        try:
+            severity = Severity.parse(self.severity)
+        except ValueError:
+            severity = Severity.CRITICAL
+        return Finding(
+            self.verifier,
+            self.rule_id,
+            severity,
+            self.title,
+            self.location,
+            self.evidence,
+            self.fix,
+            self.blob,
+        )
 
     @classmethod
-    def of(cls, finding: Finding) -> FindingRecord:
+    def of(cls, finding: Finding, origin: str | None = None) -> FindingRecord:
         """The stored form of a verifier's finding (severity as its lower-case name)."""
         return cls(
             finding.verifier,
@@ -71,6 +94,8 @@ class FindingRecord:
             finding.location,
             finding.evidence,
             finding.fix,
+            finding.blob,
+            origin,
         )
 
 
@@ -88,7 +113,7 @@ class EventView:
 class DecisionRecord:
     """What the verification service hands over to be stored."""
 
-    state: str
+    state: State
     reasons: tuple[str, ...]
     policy: str
     policy_version: str
@@ -97,6 +122,9 @@ class DecisionRecord:
     findings: tuple[FindingRecord, ...] = field(default_factory=tuple)
     trigger: str | None = None
     """Why this decision was made when it is not a verification (``Verdict.trigger``)."""
+    held: bool = False
+    """An admin's hold on another image covers its content: it stays quarantined whatever
+    the decision (``lifecycle.settle``)."""
 
 
 @dataclass(frozen=True)
@@ -122,8 +150,8 @@ class Applied:
 
     repository: str
     digest: str
-    old_state: str
-    new_state: str
+    old_state: State
+    new_state: State
     released_by: str | None
 
 
@@ -131,7 +159,7 @@ def _view(row: Verdict) -> VerdictView:
     return VerdictView(
         repository=row.repository,
         digest=row.digest,
-        state=row.state,
+        state=State(row.state),
         reasons=tuple(row.reasons or ()),
         policy=row.policy,
         policy_version=row.policy_version,
@@ -143,6 +171,7 @@ def _view(row: Verdict) -> VerdictView:
         decided_at=utc(row.decided_at),
         updated_at=utc(row.updated_at) or utcnow(),
         trigger=row.trigger,
+        held_by=row.held_by,
     )
 
 
@@ -186,7 +215,7 @@ async def ensure_pending(
         Verdict(
             repository=repository,
             digest=digest,
-            state="pending",
+            state=State.PENDING,
             reasons=[reason],
             policy=None,
             policy_version=None,
@@ -195,7 +224,7 @@ async def ensure_pending(
             updated_at=moment,
         )
     )
-    _event(session, repository, digest, "pending", None, "pending", actor, reason)
+    _event(session, repository, digest, "pending", None, State.PENDING, actor, reason)
     await session.flush()
     return True
 
@@ -205,15 +234,12 @@ async def record_decision(
     repository: str,
     digest: str,
     decision: DecisionRecord,
-) -> tuple[str | None, str]:
-    """Store a completed verification; returns (old state, new state).
-
-    An unexpired admin release survives a failing re-scan (the override is the admin's call
-    until it expires); a passing re-scan replaces it.
-    """
+) -> tuple[State | None, State]:
+    """Store a completed verification; returns (old state, new state), combined with the
+    admin overrides by ``lifecycle.settle``."""
     moment = utcnow()
     row = await session.get(Verdict, (repository, digest), with_for_update=True)
-    old = row.state if row else None
+    old = State(row.state) if row else None
     if row is None:
         row = Verdict(
             repository=repository,
@@ -222,10 +248,10 @@ async def record_decision(
             data_versions={},
             outcomes=[],
             reasons=[],
-            state="pending",
+            state=State.PENDING,
         )
         session.add(row)
-    new = _apply(row, decision, moment, fresh=old is None)
+    new = _apply(row, decision, moment)
     await session.execute(
         delete(FindingRow).where(FindingRow.repository == repository, FindingRow.digest == digest)
     )
@@ -233,7 +259,14 @@ async def record_decision(
         session.add(FindingRow(repository=repository, digest=digest, **finding.__dict__))
     if old != new:
         _event(
-            session, repository, digest, _event_name(new), old, new, "gatekeeper", _why(decision)
+            session,
+            repository,
+            digest,
+            lifecycle.event_name(new),
+            old,
+            new,
+            "gatekeeper",
+            _why(decision),
         )
     await session.flush()
     return old, new
@@ -251,7 +284,8 @@ async def _delete_findings(
 ) -> None:
     """Delete one verifier's findings of ``images`` (only those of ``rules`` if given); the rows
     are matched inside the database, never read out."""
-    where = [FindingRow.verifier == verifier]
+    # Inherited rows (``origin``) are not the verifier's own: they change on a verification.
+    where = [FindingRow.verifier == verifier, FindingRow.origin.is_(None)]
     where.append(images_clause(FindingRow.repository, FindingRow.digest, images))
     if rules is None:
         await session.execute(delete(FindingRow).where(*where))
@@ -290,31 +324,21 @@ async def _insert_text_rows(
     await connection.exec_driver_sql(statement, [tuple(r[n] for n in names) for r in rows])
 
 
-def _event_name(new: str) -> str:
-    return {"passed": "passed", "quarantined": "quarantined"}.get(new, "verified")
-
-
 def _why(decision: DecisionRecord) -> str:
     why = "; ".join(decision.reasons) or "all checks passed"
     return f"{decision.trigger}: {why}" if decision.trigger else why
 
 
-def _apply(row: Verdict, decision: DecisionRecord, moment: datetime, *, fresh: bool) -> str:
-    """Write ``decision`` onto ``row`` and return the state it leaves.
-
-    An unexpired admin release survives a failing decision (the override is the admin's call
-    until it expires); a passing one replaces it. An admin's hold outlives passing decisions:
-    it is lifted by a release, nothing else."""
-    expires = utc(row.release_expires)
-    released = row.state == "released" and (expires is None or expires > moment)
-    keep_release = not fresh and released and decision.state == "quarantined"
-    held = row.held_by is not None and row.state == "quarantined"
-    new = "released" if keep_release else "quarantined" if held else decision.state
+def _apply(row: Verdict, decision: DecisionRecord, moment: datetime) -> State:
+    """Write ``decision`` onto ``row`` and return the state it leaves (``lifecycle.settle``:
+    hold > release > verdict)."""
+    released = lifecycle.release_active(row.state, utc(row.release_expires), moment)
+    held = row.held_by is not None and row.state == State.QUARANTINED
+    new = lifecycle.settle(row.state, decision.state, held=held or decision.held, released=released)
     row.state = new
     row.reasons = list(decision.reasons)
-    if held:
-        hold = f"held in quarantine by {row.held_by} until an admin releases it"
-        row.reasons = [hold, *decision.reasons][:50]
+    if held and row.held_by is not None:
+        row.reasons = [lifecycle.hold_reason(row.held_by), *decision.reasons][:50]
     row.policy = decision.policy
     row.policy_version = decision.policy_version
     row.data_versions = decision.data_versions
@@ -322,7 +346,7 @@ def _apply(row: Verdict, decision: DecisionRecord, moment: datetime, *, fresh: b
     row.trigger = decision.trigger
     row.decided_at = moment
     row.updated_at = moment
-    if new != "released":
+    if new != State.RELEASED:
         row.released_by = row.release_reason = None
         row.release_expires = None
     return new
@@ -354,8 +378,8 @@ async def apply_reevaluations(
         row = rows.get((item.repository, item.digest))
         if row is None:
             continue
-        old = row.state
-        new = _apply(row, item.decision, moment, fresh=False)
+        old = State(row.state)
+        new = _apply(row, item.decision, moment)
         applied.append(Applied(item.repository, item.digest, old, new, row.released_by))
         if old != new:
             events.append(
@@ -363,7 +387,7 @@ async def apply_reevaluations(
                     "time": moment,
                     "repository": item.repository,
                     "digest": item.digest,
-                    "event": _event_name(new),
+                    "event": lifecycle.event_name(new),
                     "old_state": old,
                     "new_state": new,
                     "actor": "gatekeeper",
@@ -394,35 +418,74 @@ async def release(
     actor: str,
     reason: str,
     expires: datetime | None,
-) -> tuple[str, str]:
+) -> tuple[State, State]:
     row = await session.get(Verdict, (repository, digest), with_for_update=True)
     if row is None:
         raise LookupError(f"no verdict for {repository}@{digest}")
-    old = row.state
+    old = State(row.state)
     moment = utcnow()
-    row.state, row.released_by, row.release_reason = "released", actor, reason
+    row.state, row.released_by, row.release_reason = State.RELEASED, actor, reason
     row.release_expires, row.updated_at = expires, moment
     row.held_by = None
-    _event(session, repository, digest, "released", old, "released", actor, reason)
+    _event(session, repository, digest, "released", old, State.RELEASED, actor, reason)
     await session.flush()
-    return old, "released"
+    return old, State.RELEASED
 
 
 async def requarantine(
     session: AsyncSession, repository: str, digest: str, actor: str, reason: str
-) -> tuple[str, str]:
+) -> tuple[State, State]:
     row = await session.get(Verdict, (repository, digest), with_for_update=True)
     if row is None:
         raise LookupError(f"no verdict for {repository}@{digest}")
-    old = row.state
-    row.state, row.updated_at = "quarantined", utcnow()
+    old = State(row.state)
+    row.state, row.updated_at = State.QUARANTINED, utcnow()
     row.held_by = actor
     row.reasons = [f"re-quarantined by {actor}: {reason}", *(row.reasons or [])][:50]
     row.released_by = row.release_reason = None
     row.release_expires = None
-    _event(session, repository, digest, "requarantined", old, "quarantined", actor, reason)
+    _event(session, repository, digest, "requarantined", old, State.QUARANTINED, actor, reason)
     await session.flush()
-    return old, "quarantined"
+    return old, State.QUARANTINED
+
+
+async def hold_inherited(
+    session: AsyncSession, keys: Sequence[tuple[str, str]], actor: str, reason: str
+) -> list[tuple[str, str, State]]:
+    """Quarantine at once the pullable verdicts of manifests that hold content an admin just
+    held (their next verification records why, as a finding); returns (repository, digest, old
+    state) of those changed. Not an own hold (``held_by``): releasing the held image lifts it."""
+    if not keys:
+        return []
+    moment = utcnow()
+    rows = (
+        await session.scalars(
+            select(Verdict)
+            .where(images_clause(Verdict.repository, Verdict.digest, keys))
+            .where(pullable_clause(moment))
+            .with_for_update()
+        )
+    ).all()
+    changed = []
+    for row in rows:
+        old = State(row.state)
+        row.state, row.updated_at = State.QUARANTINED, moment
+        row.reasons = [reason, *(row.reasons or [])][:50]
+        row.released_by = row.release_reason = None
+        row.release_expires = None
+        _event(
+            session,
+            row.repository,
+            row.digest,
+            "requarantined",
+            old,
+            State.QUARANTINED,
+            actor,
+            reason,
+        )
+        changed.append((row.repository, row.digest, old))
+    await session.flush()
+    return changed
 
 
 async def expire_releases(session: AsyncSession) -> list[tuple[str, str]]:
@@ -431,21 +494,21 @@ async def expire_releases(session: AsyncSession) -> list[tuple[str, str]]:
     rows = (
         await session.scalars(
             select(Verdict)
-            .where(Verdict.state == "released", Verdict.release_expires <= moment)
+            .where(Verdict.state == State.RELEASED, Verdict.release_expires <= moment)
             .with_for_update()
         )
     ).all()
     changed = []
     for row in rows:
-        row.state, row.updated_at = "quarantined", moment
+        row.state, row.updated_at = State.QUARANTINED, moment
         row.reasons = [f"release by {row.released_by} expired", *(row.reasons or [])][:50]
         _event(
             session,
             row.repository,
             row.digest,
             "release-expired",
-            "released",
-            "quarantined",
+            State.RELEASED,
+            State.QUARANTINED,
             "gatekeeper",
             f"release by {row.released_by} expired",
         )
@@ -482,7 +545,9 @@ async def findings(session: AsyncSession, repository: str, digest: str) -> list[
 
 
 def _record(r: FindingRow) -> FindingRecord:
-    return FindingRecord(r.verifier, r.rule_id, r.severity, r.title, r.location, r.evidence, r.fix)
+    return FindingRecord(
+        r.verifier, r.rule_id, r.severity, r.title, r.location, r.evidence, r.fix, r.blob, r.origin
+    )
 
 
 async def list_verdicts(
@@ -500,11 +565,12 @@ async def list_verdicts(
     return [_view(r) for r in rows]
 
 
-def _pullable_clause(moment: datetime):  # type: ignore[no-untyped-def]
+def pullable_clause(moment: datetime):  # type: ignore[no-untyped-def]
+    """SQL for "the verdict is pullable at ``moment``" (``lifecycle.PULLABLE``, expiry)."""
     return or_(
-        Verdict.state == "passed",
+        Verdict.state == State.PASSED,
         and_(
-            Verdict.state == "released",
+            Verdict.state == State.RELEASED,
             or_(Verdict.release_expires.is_(None), Verdict.release_expires > moment),
         ),
     )
@@ -521,7 +587,7 @@ async def blob_pullable(session: AsyncSession, repository: str, blob_digest: str
             Manifest.repository == repository,
             Verdict.repository == Manifest.repository,
             Verdict.digest == Manifest.digest,
-            _pullable_clause(moment),
+            pullable_clause(moment),
         )
     )
     return bool(await session.scalar(query))
@@ -544,7 +610,7 @@ async def blocked_elsewhere(session: AsyncSession, digest: str) -> Sequence[Verd
     """Verdicts of this digest, in any repository, that do not allow pulling it."""
     rows = (
         await session.scalars(
-            select(Verdict).where(Verdict.digest == digest, Verdict.state == "quarantined")
+            select(Verdict).where(Verdict.digest == digest, Verdict.state == State.QUARANTINED)
         )
     ).all()
     return [_view(r) for r in rows]
@@ -590,6 +656,8 @@ async def findings_of(
             columns.location,
             columns.evidence,
             columns.fix,
+            columns.blob,
+            columns.origin,
         )
         .where(images_clause(columns.repository, columns.digest, keys))
         .where(columns.verifier != skip_verifier if skip_verifier else true())

@@ -1,9 +1,14 @@
 """The one protocol every verifier implements, and the values it exchanges.
 
 A verifier that crashed is not a verifier that found nothing: the pipeline turns exceptions and
-timeouts into an ``error`` outcome, and the policy fails closed on it. A verifier that has
-nothing to say about an image (e.g. a layer scanner given a signature artifact) returns
-:class:`Skipped`, a value, not an exception.
+timeouts into an ``error`` outcome, and the policy fails closed on it. A verifier that did not
+look returns :class:`Skipped`, a value, not an exception; a skip is not a pass (the policy
+counts a required verifier that skipped an image as not satisfied), unless it is an exemption
+the verifier's own settings grant (``Skipped(exempt=True)``).
+
+Verifiers do not decide whether an image is an image: the verification service classifies
+every manifest from its content first (``verifiers.classify``) and hands verifiers only images
+and indexes, never artifacts.
 """
 
 from __future__ import annotations
@@ -52,6 +57,11 @@ class Finding:
     fix: str | None = None
     """For a finding about a package version: the first fixed version, ``""`` when no fix is
     known (a policy may let those through, ``unfixed = "report"``). None: not applicable."""
+    blob: str | None = None
+    """Digest of the layer or config that carries the finding (a secret in a file of that
+    layer, a package whose database sits in it, the config's own user or environment); None for
+    findings about the manifest as a whole (a missing signature). A blob's findings follow it
+    into every manifest that lists it, whatever that manifest declares."""
 
     @property
     def finding_id(self) -> str:
@@ -60,9 +70,13 @@ class Finding:
 
 @dataclass(frozen=True)
 class Skipped:
-    """The verifier does not apply to this image; the reason is recorded."""
+    """The verifier did not check this image; the reason is recorded. Not a pass: a policy that
+    requires this verifier does not let the image through on a skip."""
 
     reason: str
+    exempt: bool = False
+    """The skip is an exemption the verifier's settings grant on purpose (a signature rule with
+    ``signed = false``): it counts as satisfied."""
 
 
 @dataclass(frozen=True)
@@ -143,14 +157,17 @@ class _NoRepositories:
 
 @dataclass(frozen=True)
 class Image:
-    """What a verifier gets: the manifest, its parsed config, and a way to read blobs."""
+    """What a verifier gets: the manifest, its parsed config, and a way to read blobs. It is
+    always an image or an index (``children`` non-empty, or ``is_index``), never an artifact:
+    the service classified it from its content before any verifier runs."""
 
     repository: str
     digest: str
     media_type: str
     manifest: dict[str, Any]
     config: dict[str, Any] | None
-    """Parsed image config, or None for indexes and artifacts without a JSON config."""
+    """Parsed image config; None for an index, or when the config could not be read (too
+    large, not a JSON object: ``config_problem`` says why, and the image fails on it)."""
     layers: tuple[Descriptor, ...]
     children: tuple[Descriptor, ...]
     """Platform manifests of an index (empty for an image)."""
@@ -163,6 +180,19 @@ class Image:
     manifests: ManifestFetcher = field(default_factory=_NoManifests)
     repositories: RepositoryOpener = field(default_factory=_NoRepositories)
     """Other repositories of the registry (a signature repository); none unless given."""
+    config_descriptor: Descriptor | None = None
+    """The manifest's config descriptor (None for an index)."""
+    config_problem: str | None = None
+    """Why ``config`` is None for an image: the config could not be read."""
+    covering_indexes: tuple[str, ...] = ()
+    """Digests of indexes of this repository that list this image and whose signatures also
+    sign it (the policy's ``index_signatures_cover_children``)."""
+    is_index: bool = False
+    """An index (its ``children`` are its platform images), even one that lists none."""
+
+    @property
+    def config_digest(self) -> str | None:
+        return self.config_descriptor.digest if self.config_descriptor else None
 
     def own_repository(self) -> RepositoryView:
         """The image's own repository as a view: where its signatures are by default."""
@@ -188,6 +218,16 @@ class Verifier(Protocol):
     version: str
 
     async def verify(self, image: Image) -> list[Finding] | Versioned | Skipped: ...
+
+
+def index_skip(image: Image) -> Skipped | None:
+    """The one "does this verifier apply?" test: a verifier that checks images, not indexes,
+    skips an index (its platform images are verified on their own, and the index is pullable
+    only while they are). The pipeline does not even ask such verifiers about an index (see
+    ``checks_indexes``); this guards direct calls."""
+    if image.is_index or image.children:
+        return Skipped("an index: its platform images are verified on their own")
+    return None
 
 
 class VerifierError(Exception):

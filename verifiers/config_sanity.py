@@ -1,15 +1,15 @@
 """Built-in check: the image config is what an image config must be.
 
 Cheap and always applicable to images, so even a minimal policy has a real verifier to require.
-Artifacts and indexes are skipped (a value, not an error).
+An image whose config could not be read is skipped (a required skip does not pass); the
+verification service also fails it with a finding of its own.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from verifiers.artifacts import artifact_reason
-from verifiers.base import Finding, Image, Severity, Skipped
+from verifiers.base import Finding, Image, Severity, Skipped, index_skip
 
 NAME = "config-sanity"
 
@@ -24,13 +24,11 @@ class ConfigSanity:
         self.options = options or {}
 
     async def verify(self, image: Image) -> list[Finding] | Skipped:
-        if image.children:
-            return Skipped("an image index has no config; its platform images are checked")
+        skipped = index_skip(image)
+        if skipped:
+            return skipped
         if image.config is None:
-            return Skipped("not a container image (artifact or non-JSON config)")
-        artifact = artifact_reason(image)
-        if artifact:
-            return Skipped(artifact)
+            return Skipped(f"the image config could not be read: {image.config_problem}")
         findings: list[Finding] = []
 
         def add(rule: str, severity: Severity, title: str, location: str = "config") -> None:

@@ -20,7 +20,7 @@ import json
 import logging
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, Protocol, TypeVar
 
 from verifiers.base import BlobOpener, Descriptor, Finding, Image, Severity, Skipped, VerifierError
@@ -92,9 +92,8 @@ class PerLayer:
         self.version = inner.version
 
     async def verify(self, image: Image) -> list[Finding] | Skipped:
-        if not image.layers:
-            return Skipped("no layers")
         findings: list[Finding] = []
+        skipped: list[str] = []
         for layer in image.layers:
             cached = await self.cache.get(layer.digest, self.name, self.version)
             if cached is None:
@@ -102,8 +101,13 @@ class PerLayer:
                 await self.cache.put(layer.digest, self.name, self.version, _encode(result))
             else:
                 result = _decode(self.name, cached)
-            if not isinstance(result, Skipped):
-                findings.extend(result)
+            if isinstance(result, Skipped):
+                skipped.append(f"layer {layer.digest}: {result.reason}")
+            else:
+                findings.extend(replace(f, blob=f.blob or layer.digest) for f in result)
+        if skipped:
+            # A layer not checked is not a clean layer: the image is not checked either.
+            return Skipped("; ".join(skipped[:3]) + (" ..." if len(skipped) > 3 else ""))
         return findings
 
 

@@ -1,7 +1,10 @@
 """Run verifiers concurrently, each under its own timeout, and record what each did.
 
-Every verifier yields exactly one :class:`Outcome`; an exception or a timeout becomes an
-``error`` outcome with the reason, never a missing result and never "no findings".
+Every verifier that applies yields exactly one :class:`Outcome`; an exception or a timeout
+becomes an ``error`` outcome with the reason, never a missing result and never "no findings".
+Which verifiers apply is decided here, once: all of them to an image, to an index only those
+that check indexes themselves (``checks_indexes``: signatures over the index digest); an index's
+other checks are its platform images' own.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ class Outcome:
     detail: str = ""
     """Why it skipped or failed; empty when ok."""
     duration_ms: float = 0.0
+    exempt: bool = False
+    """A skip that the verifier's own settings grant (``Skipped.exempt``): counts as passed."""
 
 
 async def run_one(verifier: Verifier, image: Image, timeout: float) -> Outcome:
@@ -41,10 +46,11 @@ async def run_one(verifier: Verifier, image: Image, timeout: float) -> Outcome:
         findings: Sequence[Finding] = (),
         detail: str = "",
         version: str | None = None,
+        exempt: bool = False,
     ) -> Outcome:
         elapsed = round((time.perf_counter() - started) * 1000, 3)
         used = version if version is not None else verifier.version
-        return Outcome(verifier.name, used, status, tuple(findings), detail, elapsed)
+        return Outcome(verifier.name, used, status, tuple(findings), detail, elapsed, exempt)
 
     try:
         result = await asyncio.wait_for(verifier.verify(image), timeout)
@@ -57,16 +63,23 @@ async def run_one(verifier: Verifier, image: Image, timeout: float) -> Outcome:
         log.exception("verifier %s crashed on %s@%s", verifier.name, image.repository, image.digest)
         return done("error", detail=f"crashed: {exc.__class__.__name__}: {exc}"[:500])
     if isinstance(result, Skipped):
-        return done("skipped", detail=result.reason)
+        return done("skipped", detail=result.reason, exempt=result.exempt)
     if isinstance(result, Versioned):
         return done("ok", result.findings, version=result.version)
     return done("ok", result)
 
 
+def applies(verifier: Verifier, image: Image) -> bool:
+    """Whether ``verifier`` checks ``image``: every verifier checks an image; an index only
+    by those that declare ``checks_indexes``."""
+    return not image.is_index or bool(getattr(verifier, "checks_indexes", False))
+
+
 async def run_pipeline(
     image: Image, verifiers: Sequence[Verifier], timeouts: Mapping[str, float], default: float
 ) -> list[Outcome]:
-    """All verifiers at once; outcomes in the order the verifiers were given."""
+    """The verifiers that apply, all at once; outcomes in the order the verifiers were given."""
+    chosen = [v for v in verifiers if applies(v, image)]
     return list(
-        await asyncio.gather(*(run_one(v, image, timeouts.get(v.name, default)) for v in verifiers))
+        await asyncio.gather(*(run_one(v, image, timeouts.get(v.name, default)) for v in chosen))
     )

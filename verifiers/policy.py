@@ -1,30 +1,36 @@
 """Turn verifier outcomes into a decision, under one policy.
 
-Composable in the sigstore-python sense: each rule is a small function that adds reasons; the
-decision passes only if no rule objected *and* the policy is not empty. An empty or unmatched
-policy denies on purpose.
+Composable in the sigstore-python sense: each rule below is a small function that returns the
+reasons it objects; the decision passes only if no rule objected *and* the policy is not empty.
+An empty or unmatched policy denies on purpose, and **a skip is not a pass**: a required
+verifier that did not check the image (it skipped, crashed, or never ran) objects, unless its
+skip is an exemption its own settings grant.
+
+What the rules see (:class:`Inputs`) is what the verification service established: the
+pipeline's outcomes (the built-in ``content`` outcome among them, whose findings say what the
+content is and what it depends on), and which verifiers apply to this kind of manifest.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
 
-from config.policy import Policy, Waiver
+from config.policy import Policy, VerifierPolicy, Waiver
 from verifiers.base import Finding, Severity
+from verifiers.classify import CONTENT
+from verifiers.lifecycle import PULLABLE, State
 from verifiers.pipeline import Outcome
-
-DecisionState = Literal["passed", "quarantined"]
 
 
 @dataclass(frozen=True)
 class Decision:
     """The policy's answer for one image, with every reason it gave."""
 
-    state: DecisionState
+    state: State
+    """``passed`` or ``quarantined``; ``pending`` when ``waiting`` says what it waits for."""
     reasons: tuple[str, ...]
     """Why it is quarantined (or, in warn mode, what would have quarantined it)."""
     policy: str
@@ -40,6 +46,154 @@ class Decision:
     """True when ``on_new_findings = "notify"`` kept an already passed image passed although
     ``blocking`` is not empty: the findings are recorded and announced, the image stays
     pullable."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything the rules decide on."""
+
+    policy: Policy
+    repository: str
+    outcomes: Sequence[Outcome]
+    now: datetime
+    expected: Collection[str] | None
+    """Verifiers that apply to this manifest (an index: only those that check indexes); None:
+    all of them."""
+
+
+Rule = Callable[[Inputs], list[str]]
+
+
+def policy_allows(inputs: Inputs) -> list[str]:
+    """An unmatched policy denies; an empty one allows nothing (like sigstore's empty AllOf)."""
+    if inputs.policy.deny_all:
+        return [f"no policy allows repository {inputs.repository}"]
+    if not inputs.policy.require:
+        return [f"policy {inputs.policy.name} requires no verifier, so it allows nothing"]
+    return []
+
+
+def required_checked(inputs: Inputs) -> list[str]:
+    """Every required verifier that applies ran and looked: a skip is not a pass."""
+    by_name = {o.verifier: o for o in inputs.outcomes}
+    reasons = []
+    for required in inputs.policy.require:
+        if inputs.expected is not None and required not in inputs.expected:
+            continue
+        outcome = by_name.get(required)
+        if outcome is None:
+            reasons.append(f"required verifier {required} did not run")
+        elif outcome.status == "skipped" and not outcome.exempt:
+            reasons.append(f"required verifier {required} did not check it: {outcome.detail}")
+    return reasons
+
+
+def no_errors(inputs: Inputs) -> list[str]:
+    """A crashed or timed-out verifier fails closed unless its policy says ``on_error=pass``."""
+    return [
+        f"verifier {o.verifier} failed: {o.detail}"
+        for o in inputs.outcomes
+        if o.status == "error" and _rule(inputs.policy, o.verifier).on_error == "fail"
+    ]
+
+
+def something_ran(inputs: Inputs) -> list[str]:
+    if not inputs.outcomes and not inputs.policy.deny_all:
+        return ["no verifier ran"]
+    return []
+
+
+RULES: tuple[Rule, ...] = (policy_allows, required_checked, no_errors, something_ran)
+"""The rules that object without looking at findings; findings are sorted by :func:`sort`."""
+
+
+@dataclass(frozen=True)
+class Sorted:
+    """Findings at or above the threshold, by what the policy makes of them."""
+
+    blocking: tuple[Finding, ...]
+    waived: tuple[Finding, ...]
+    reported: tuple[Finding, ...]
+
+
+def sort(
+    policy: Policy, repository: str, findings: Sequence[Finding], now: datetime | None = None
+) -> Sorted:
+    """Which findings block under ``policy`` in ``repository`` (also what the pull gate asks
+    of a blob's own findings)."""
+    moment = now or datetime.now(UTC)
+    threshold = Severity.parse(policy.severity_threshold)
+    blocking: list[Finding] = []
+    waived: list[Finding] = []
+    reported: list[Finding] = []
+    for finding in findings:
+        if finding.severity < threshold:
+            continue
+        if _waiver_for(finding, policy.waivers, repository, moment):
+            waived.append(finding)
+        elif finding.fix == "" and _rule(policy, finding.verifier).unfixed == "report":
+            reported.append(finding)
+        else:
+            blocking.append(finding)
+    return Sorted(tuple(blocking), tuple(waived), tuple(reported))
+
+
+def decide(
+    policy: Policy,
+    repository: str,
+    outcomes: Sequence[Outcome],
+    now: datetime | None = None,
+    *,
+    previous: str | None = None,
+    expected: Collection[str] | None = None,
+    waiting: Sequence[str] = (),
+) -> Decision:
+    """Apply ``policy`` to the outcomes of one pipeline run. ``previous`` is the image's
+    current state (None for a first verification): ``on_new_findings`` applies only to images
+    that were already pullable. ``waiting``: what the manifest still waits for (an index's
+    children being verified); with nothing else against it, the decision is ``pending``."""
+    inputs = Inputs(policy, repository, outcomes, now or datetime.now(UTC), expected)
+    reasons = [reason for rule in RULES for reason in rule(inputs)]
+    found = sort(policy, repository, [f for o in outcomes for f in o.findings], inputs.now)
+    # Only findings may be let through by "notify": an error or a missing verifier never is.
+    notified = (
+        bool(found.blocking)
+        and not reasons
+        and policy.on_new_findings == "notify"
+        and previous in PULLABLE
+    )
+    if found.blocking:
+        # What the content is and depends on reads best in its own words (a child's reasons).
+        own_words = [f.title for f in found.blocking if f.verifier == CONTENT]
+        rest = [f for f in found.blocking if f.verifier != CONTENT]
+        summary = "; ".join([*own_words, *([_summarise(rest)] if rest else [])])
+        reasons.append(f"notify only (image already passed): {summary}" if notified else summary)
+    blocked = bool(reasons) and not notified
+    warned = blocked and policy.mode == "warn" and not policy.deny_all
+    if blocked and not warned:
+        state = State.QUARANTINED
+    elif waiting and not warned:
+        state, reasons = State.PENDING, [*reasons, *waiting]
+    else:
+        state = State.PASSED
+    return Decision(
+        state=state,
+        reasons=tuple(reasons),
+        policy=policy.name,
+        policy_version=policy.version,
+        blocking=found.blocking,
+        waived=found.waived,
+        warned=warned,
+        reported=found.reported,
+        notified=notified,
+    )
+
+
+_DEFAULT_RULE = VerifierPolicy()
+
+
+def _rule(policy: Policy, verifier: str) -> VerifierPolicy:
+    return policy.verifiers.get(verifier, _DEFAULT_RULE)
 
 
 def _waiver_for(
@@ -70,73 +224,3 @@ def _summarise(findings: Sequence[Finding]) -> str:
         count = len(by_severity[severity])
         parts.append(f"{count} {severity.name.lower()} ({shown})")
     return "; ".join(parts)
-
-
-def decide(
-    policy: Policy,
-    repository: str,
-    outcomes: Sequence[Outcome],
-    now: datetime | None = None,
-    *,
-    previous: str | None = None,
-) -> Decision:
-    """Apply ``policy`` to the outcomes of one pipeline run. ``previous`` is the image's
-    current state (None for a first verification): ``on_new_findings`` applies only to images
-    that were already pullable."""
-    now = now or datetime.now(UTC)
-    reasons: list[str] = []
-    if policy.deny_all:
-        reasons.append(f"no policy allows repository {repository}")
-    elif not policy.require:
-        # An empty policy must never mean "allow" (like sigstore's empty AllOf).
-        reasons.append(f"policy {policy.name} requires no verifier, so it allows nothing")
-    by_name = {o.verifier: o for o in outcomes}
-    for required in policy.require:
-        # A skip means "does not apply" (an index, a signature artifact) and is not a failure.
-        if required not in by_name:
-            reasons.append(f"required verifier {required} did not run")
-    for outcome in outcomes:
-        if outcome.status == "error":
-            rule = policy.verifiers.get(outcome.verifier)
-            if rule is None or rule.on_error == "fail":
-                reasons.append(f"verifier {outcome.verifier} failed: {outcome.detail}")
-    if not outcomes and not policy.deny_all:
-        reasons.append("no verifier ran")
-    threshold = Severity.parse(policy.severity_threshold)
-    blocking: list[Finding] = []
-    waived: list[Finding] = []
-    reported: list[Finding] = []
-    for outcome in outcomes:
-        rule = policy.verifiers.get(outcome.verifier)
-        for finding in outcome.findings:
-            if finding.severity < threshold:
-                continue
-            if _waiver_for(finding, policy.waivers, repository, now):
-                waived.append(finding)
-            elif finding.fix == "" and rule is not None and rule.unfixed == "report":
-                reported.append(finding)
-            else:
-                blocking.append(finding)
-    # Only findings may be let through by "notify": an error or a missing verifier never is.
-    notified = (
-        bool(blocking)
-        and not reasons
-        and policy.on_new_findings == "notify"
-        and previous in ("passed", "released")
-    )
-    if blocking:
-        summary = _summarise(blocking)
-        reasons.append(f"notify only (image already passed): {summary}" if notified else summary)
-    blocked = bool(reasons) and not notified
-    warned = blocked and policy.mode == "warn" and not policy.deny_all
-    return Decision(
-        state="quarantined" if blocked and not warned else "passed",
-        reasons=tuple(reasons),
-        policy=policy.name,
-        policy_version=policy.version,
-        blocking=tuple(blocking),
-        waived=tuple(waived),
-        warned=warned,
-        reported=tuple(reported),
-        notified=notified,
-    )

@@ -22,11 +22,12 @@ from proxy.names import check_digest, check_name, check_raw_path
 from proxy.state import SERVICES, Services
 from storage import verdicts
 from storage.verdicts import VerdictView
+from verifiers.lifecycle import State
 
 M = TypeVar("M", bound=BaseModel)
 
 MAX_LIMIT = 1000
-STATES = ("pending", "passed", "quarantined", "released")
+STATES = tuple(s.value for s in State)
 
 
 def services(request: web.Request) -> Services:
@@ -203,6 +204,7 @@ def verdict_json(verdict: VerdictView) -> dict[str, Any]:
         "decided_at": iso(verdict.decided_at),
         "updated_at": iso(verdict.updated_at),
         "trigger": verdict.trigger,
+        "held_by": verdict.held_by,
     }
 
 

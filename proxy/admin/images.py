@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.policy import match_policy
 from proxy.admin.bodies import ReasonBody, ReleaseBody, RescanAllBody, RescanBody
@@ -33,9 +34,11 @@ from proxy.errors import OCIError
 from proxy.events import VerdictChange
 from proxy.names import check_name
 from proxy.state import Services
-from storage import verdicts
+from storage import content, verdicts
 from storage.timeutil import now as utcnow
 from storage.verdicts import VerdictView
+from verifiers import lifecycle
+from verifiers.lifecycle import State
 
 
 def _no_verdict(repository: str, digest: str) -> str:
@@ -87,7 +90,8 @@ async def show(request: web.Request) -> web.StreamResponse:
 
 async def release(request: web.Request) -> web.StreamResponse:
     """POST /images/{repository}@{digest}/release : let a quarantined (or pending) image out,
-    until an optional expiry, after which the sweeper quarantines it again."""
+    until an optional expiry, after which the sweeper quarantines it again. Its hold on content
+    is lifted too, so the manifests that inherited it are verified again."""
     repository, digest = image_ref(request)
     body = await read_body(request, ReleaseBody)
     who = actor(request, body.actor, body.reason)
@@ -104,12 +108,15 @@ async def release(request: web.Request) -> web.StreamResponse:
         current = await verdicts.get(session, repository, digest)
         if current is None:
             raise AdminError(AdminCode.CONFLICT, _no_verdict(repository, digest))
-        if current.effective_state() == "passed":
+        if current.effective_state() == State.PASSED:
             raise AdminError(
                 AdminCode.CONFLICT,
                 f"{repository}@{digest} passed verification; there is nothing to release",
             )
+        await _refuse_inherited_hold(session, repository, digest)
         old, new = await verdicts.release(session, repository, digest, who, body.reason, expires)
+        freed = await content.lift_holds(session, repository, digest)
+        inherited = await content.referencing(session, freed) if freed else []
         stored = await verdicts.get(session, repository, digest)
     until = f" (until {expires.isoformat()})" if expires else ""
     await svc.bus.publish(
@@ -117,12 +124,36 @@ async def release(request: web.Request) -> web.StreamResponse:
             "released", repository, digest, old, new, who, body.reason + until, policy=policy.name
         )
     )
+    for other_repository, other in inherited:
+        if (other_repository, other) != (repository, digest):
+            why = f"the hold of {repository}@{digest} on content it holds was lifted by {who}"
+            await svc.verification.submit(other_repository, other, why)
     assert stored is not None
     return ok(verdict_json(stored))
 
 
+async def _refuse_inherited_hold(session: AsyncSession, repository: str, digest: str) -> None:
+    """An image that holds content an admin holds with another image is released by
+    releasing that image (hold > release): a re-wrap must not free held bytes."""
+    blobs = [blob for _, blob in await content.image_blobs(session, repository, digest)]
+    holds = [
+        h
+        for h in await content.holds_on(session, blobs)
+        if (h.repository, h.digest) != (repository, digest)
+    ]
+    if holds:
+        first = holds[0]
+        raise AdminError(
+            AdminCode.CONFLICT,
+            f"{repository}@{digest} holds content ({first.blob}) that {first.actor} holds in "
+            f"quarantine with {first.holder}: release {first.holder} to let it out",
+        )
+
+
 async def requarantine(request: web.Request) -> web.StreamResponse:
-    """POST /images/{repository}@{digest}/requarantine : withdraw a release or a pass."""
+    """POST /images/{repository}@{digest}/requarantine : withdraw a release or a pass. The hold
+    covers the image's content: its config, and each layer no other pullable image has, in
+    every manifest that lists them, until an admin releases this image."""
     repository, digest = image_ref(request)
     body = await read_body(request, ReasonBody)
     who = actor(request, body.actor, body.reason)
@@ -131,13 +162,18 @@ async def requarantine(request: web.Request) -> web.StreamResponse:
         current = await verdicts.get(session, repository, digest)
         if current is None:
             raise AdminError(AdminCode.CONFLICT, _no_verdict(repository, digest))
-        if current.state in ("quarantined", "pending"):
+        if current.state in (State.QUARANTINED, State.PENDING):
             raise AdminError(
                 AdminCode.CONFLICT,
                 f"{repository}@{digest} is {current.state} and cannot be pulled; there is "
                 "nothing to re-quarantine",
             )
+        held = await content.hold_content(session, repository, digest, who, body.reason)
         old, new = await verdicts.requarantine(session, repository, digest, who, body.reason)
+        holder = f"{repository}@{digest}"
+        why = lifecycle.inherited_hold_reason(holder, who, body.reason)
+        others = [k for k in await content.referencing(session, held) if k != (repository, digest)]
+        changed = await verdicts.hold_inherited(session, others, who, why)
         stored = await verdicts.get(session, repository, digest)
     policy = match_policy(svc.settings.policies, repository)
     await svc.bus.publish(
@@ -145,6 +181,14 @@ async def requarantine(request: web.Request) -> web.StreamResponse:
             "requarantined", repository, digest, old, new, who, body.reason, policy=policy.name
         )
     )
+    for other_repository, other, before in changed:
+        await svc.bus.publish(
+            VerdictChange(
+                "requarantined", other_repository, other, before, State.QUARANTINED, who, why
+            )
+        )
+    for other_repository, other in others:
+        await svc.verification.submit(other_repository, other, f"content held with {holder}")
     assert stored is not None
     return ok(verdict_json(stored))
 

@@ -22,11 +22,12 @@ from proxy.context import info
 from proxy.errors import OCIError
 from proxy.names import check_name
 from proxy.reevaluate import after_policy_change
-from proxy.stored_outcomes import StoredDataError, rebuild_outcomes
+from proxy.stored_outcomes import StoredDataError, decide_stored, held_in, rebuild_outcomes
 from storage import verdicts
 from storage.verdicts import VerdictView
+from verifiers import lifecycle
+from verifiers.lifecycle import State
 from verifiers.pipeline import Outcome
-from verifiers.policy import decide
 
 log = logging.getLogger("gatekeeper.admin")
 
@@ -38,10 +39,9 @@ def would_be(
     as it does when the verification service stores one."""
     policy = match_policy(policies, verdict.repository)
     current = verdict.effective_state()
-    decision = decide(policy, verdict.repository, outcomes, previous=current)
-    state: str = decision.state
-    if current == "released" and decision.state == "quarantined":
-        state = "released"
+    decision = decide_stored(policy, verdict, outcomes)
+    held = (verdict.held_by is not None and current == State.QUARANTINED) or held_in(outcomes)
+    state = lifecycle.settle(current, decision.state, held=held, released=current == State.RELEASED)
     return state, policy, decision.reasons
 
 
@@ -57,7 +57,7 @@ async def test_policies(request: web.Request) -> web.StreamResponse:
         async with svc.db() as session:
             findings = await verdicts.findings_of(session, keys)
         for verdict in batch:
-            if verdict.state == "pending" or not verdict.outcomes:
+            if verdict.state == State.PENDING or not verdict.outcomes:
                 pending += 1
                 continue
             try:

@@ -93,9 +93,12 @@ def _sendfile(data: Path, upstream_headers: CIMultiDict[str]) -> web.FileRespons
 
 
 async def head(request: web.Request) -> web.StreamResponse:
+    """HEAD answers only what the gate allows: a pull-only identity learns nothing (not even
+    the size) of a blob it may not pull; a pusher may check before uploading."""
     info(request).action = "blob.head"
     name = repository(request)
     digest = digest_param(request)
+    await gate.check_blob_exists(request, name, digest)
     return await forward(request, v2_path(name, "blobs", digest), scope=scopes(name, "pull"))
 
 

@@ -3,14 +3,19 @@
 Manifests are small (capped), so unlike blobs they are read whole: a pushed manifest is parsed
 and indexed before the push is acknowledged, and a pulled one is checked against the digest it
 was asked for, so a misbehaving upstream cannot hand out different bytes for a digest.
+
+Conditional requests (``If-None-Match``) are answered here, after the gate: the upstream is
+always asked for the manifest itself, so a ``304`` can never confirm a quarantined digest.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from proxy import gate
 from proxy.context import info
@@ -21,7 +26,7 @@ from proxy.names import check_reference, is_digest
 from proxy.oci import parse_manifest, sha256_digest
 from proxy.state import Services, services
 from proxy.upstream import v2_path
-from storage import verdicts
+from storage import content, verdicts
 from storage.db import DATABASE_ERRORS
 from storage.manifests import ManifestRecord, forget_manifest, get_manifest, record_manifest
 
@@ -75,11 +80,14 @@ async def get(request: web.Request) -> web.StreamResponse:
     reference = _reference(request)
     svc = services(request)
     limit = svc.settings.max_manifest_bytes
+    forwarded = request_headers(request)
+    for header in CONDITIONAL:
+        forwarded.popall(header, None)
     async with await svc.upstream.request(
         request.method,
         v2_path(name, "manifests", reference),
         scopes=scopes(name, "pull"),
-        headers=request_headers(request),
+        headers=forwarded,
     ) as resp:
         record.upstream_status = resp.status
         headers = response_headers(resp.headers, svc.upstream.base, public(request))
@@ -103,10 +111,28 @@ async def get(request: web.Request) -> web.StreamResponse:
         if record.digest is None:
             raise OCIError(Code.UPSTREAM_BAD_GATEWAY, "the upstream did not say the digest")
         await gate.check_manifest(request, name, record.digest)
+        if _not_modified(request, record.digest):
+            record.bytes_out = 0
+            return web.Response(status=304, headers=_validators(headers))
     record.bytes_out = len(body)
     if head:
         return web.Response(status=resp.status, headers=headers)
     return web.Response(status=resp.status, body=body, headers=headers)
+
+
+CONDITIONAL = ("If-None-Match", "If-Match", "If-Modified-Since", "If-Unmodified-Since")
+
+
+def _not_modified(request: web.Request, digest: str) -> bool:
+    """``If-None-Match`` names the manifest's ETag (the registry's is its quoted digest)."""
+    wanted = request.headers.getall("If-None-Match", [])
+    tags = {t.strip().removeprefix("W/") for value in wanted for t in value.split(",")}
+    return "*" in tags or f'"{digest}"' in tags or digest in tags
+
+
+def _validators(headers: CIMultiDict[str]) -> CIMultiDict[str]:
+    kept = ("ETag", "Docker-Content-Digest", "Docker-Distribution-API-Version", "Cache-Control")
+    return CIMultiDict((k, v) for k, v in headers.items() if k in kept)
 
 
 async def put(request: web.Request) -> web.StreamResponse:
@@ -128,6 +154,11 @@ async def put(request: web.Request) -> web.StreamResponse:
             {"expected": reference, "actual": computed},
         )
     manifest = parse_manifest(name, body, content_type, computed)
+    cosign = COSIGN_TAG.fullmatch(reference)
+    if cosign and manifest.subject_digest is None:
+        # What a cosign tag names the image it is about; it can only make this manifest
+        # less pullable (it is pullable only while that image is), never more.
+        manifest = replace(manifest, about_digest=f"{cosign.group(1)}:{cosign.group(2)}")
     await gate.check_reuse(request, name, computed)
     headers = {"Content-Type": manifest.media_type}
     async with await svc.upstream.request(
@@ -184,19 +215,25 @@ async def _verify_pushed(
 
 
 async def _reevaluate(svc: Services, name: str, subject: str, reason: str) -> None:
-    """Re-verify ``subject`` in this repository and in every other one that has a verdict for
-    it: with cosign's ``COSIGN_REPOSITORY`` the signatures live in another repository than the
-    image, and the verifier decides which of them counts."""
+    """Re-verify ``subject`` where a signature or attestation about it counts: in this
+    repository, and in each other repository whose signature rule keeps its signatures here
+    (cosign's ``COSIGN_REPOSITORY``). A referrer pushed anywhere else triggers nothing there:
+    pushing in ``other/x`` must not queue work on ``team/secret``. When the subject is an index,
+    its platform images are re-verified too (a signature on the index covers them)."""
     async with svc.db() as session:
         here = await get_manifest(session, name, subject) is not None
         elsewhere = {v.repository for v in await verdicts.by_digest(session, subject)}
+        children = await content.children(session, name, subject) if here else []
     # Only where the image is: a signature repository holds no image, and a pending verdict
     # there would be a phantom that no job can ever settle. An image pushed after its
     # signature is verified on its own push.
     if here or name in elsewhere:
         await svc.verification.submit(name, subject, reason)
+    for child in children:
+        await svc.verification.submit(name, child, f"{reason} to index {subject}, which lists it")
     for other in sorted(elsewhere - {name}):
-        await svc.verification.submit(other, subject, f"{reason} to {name}")
+        if name in svc.verification.signature_repositories(other):
+            await svc.verification.submit(other, subject, f"{reason} to {name}")
 
 
 async def delete(request: web.Request) -> web.StreamResponse:

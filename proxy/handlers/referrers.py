@@ -1,5 +1,6 @@
 """``GET /v2/<name>/referrers/<digest>``, served from the gatekeeper's own manifest index because
-the upstream (distribution 2.8) does not implement the referrers API."""
+the upstream (distribution 2.8) does not implement the referrers API. The list says what an image
+is (its signatures, its SBOM), so it is gated like the image itself."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from proxy import gate
 from proxy.context import info
 from proxy.handlers.common import digest_param, repository
 from proxy.oci import OCI_INDEX
@@ -19,6 +21,7 @@ async def get(request: web.Request) -> web.StreamResponse:
     name = repository(request)
     subject = digest_param(request)
     artifact_type = request.query.get("artifactType") or None
+    await gate.check_referrers(request, name, subject)
     async with services(request).db() as session:
         found = await referrers(session, name, subject, artifact_type)
     manifests: list[dict[str, Any]] = []

@@ -242,9 +242,9 @@ def test_first_pull_of_an_image_pushed_around_the_gatekeeper_is_verified(
     assert events[-1]["event"] == "passed"
 
 
-def test_each_platform_of_an_index_has_its_own_verdict(gk: Gatekeeper) -> None:
-    """The index passes (its children are checked on their own); the quarantined child is
-    denied by digest even so, and the passing one is served."""
+def test_an_index_is_pullable_only_while_its_platform_images_are(gk: Gatekeeper) -> None:
+    """Each platform image has its own verdict; the index is quarantined with the quarantined
+    child's reasons, and follows it when an admin releases that child."""
     with httpx.Client(base_url=gk.url, timeout=60) as http:
         good, good_manifest, _ = push_labelled(http, "gate/multi", "amd64", {})
         bad, bad_manifest, _ = push_labelled(http, "gate/multi", "arm64", CRITICAL)
@@ -275,6 +275,21 @@ def test_each_platform_of_an_index_has_its_own_verdict(gk: Gatekeeper) -> None:
         )
         assert put.status_code == 201, put.text
         accept = {"Accept": "application/vnd.oci.image.index.v1+json, " + OCI_MANIFEST}
-        assert http.get("/v2/gate/multi/manifests/v1", headers=accept).content == index
+        error = denied(http.get("/v2/gate/multi/manifests/v1", headers=accept))
+        assert f"platform image {bad} (linux/arm64) is quarantined" in error["message"]
+        assert "2 critical (CVE-2099-0001, CVE-2099-0002)" in error["message"]
         assert http.get(f"/v2/gate/multi/manifests/{good}", headers=accept).status_code == 200
         denied(http.get(f"/v2/gate/multi/manifests/{bad}", headers=accept))
+        released = http.post(
+            f"/admin/api/v1/images/gate/multi@{bad}/release",
+            json={"reason": "accepted for the test"},
+            headers={"Authorization": "Bearer test-admin-token"},
+        )
+        assert released.status_code == 200, released.text
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            pulled = http.get("/v2/gate/multi/manifests/v1", headers=accept)
+            if pulled.status_code == 200:
+                break
+            time.sleep(0.1)
+        assert pulled.status_code == 200 and pulled.content == index

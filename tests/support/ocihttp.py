@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -66,10 +69,22 @@ def push_image(
     return resp.headers["Docker-Content-Digest"], manifest
 
 
+_BUILDS = itertools.count()
+
+
+def created() -> str:
+    """A build time no other config of this process has: real configs differ per build (their
+    ``created`` time, their layers' diff_ids), and the gatekeeper judges content, so two test
+    images must not share a config by accident (a hold on one would cover the other)."""
+    moment = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{moment}.{time.time_ns() % 10**9:09d}{next(_BUILDS)}Z"
+
+
 def image_config(labels: dict[str, str] | None = None, layers: int = 1) -> bytes:
     """A config that passes config-sanity for ``layers`` layers, with optional labels."""
     return json.dumps(
         {
+            "created": created(),
             "architecture": "amd64",
             "os": "linux",
             "config": {"Labels": labels or {}},

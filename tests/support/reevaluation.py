@@ -12,6 +12,7 @@ from storage import verdicts
 from storage.advisories import DbAdvisoryStore, ImportResult
 from storage.inventory import DbInventoryStore
 from storage.verdicts import DecisionRecord, FindingRecord
+from verifiers.lifecycle import State
 from verifiers.scan.model import ImageInventory, OsRelease, Package
 from verifiers.vulns.assess import version_for
 from verifiers.vulns.osv import Advisory
@@ -71,7 +72,7 @@ def passed() -> DecisionRecord:
         {"verifier": "config-sanity", "version": "1", "status": "ok", "detail": "", "findings": 1},
     )
     return DecisionRecord(
-        state="passed",
+        state=State.PASSED,
         reasons=(),
         policy=POLICY.name,
         policy_version=POLICY.version,

@@ -20,6 +20,7 @@ from proxy.state import SERVICES, Services
 from storage import verdicts
 from storage.verdicts import DecisionRecord, FindingRecord
 from tests.unit.fakes import FakeUpstream
+from verifiers.lifecycle import State
 
 TOKEN = "unit-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -68,7 +69,7 @@ async def seed(
     client: Client, repository: str, digest: str, state: str, *findings: FindingRecord
 ) -> None:
     record = DecisionRecord(
-        state=state,
+        state=State(state),
         reasons=("1 critical (CVE-1)",) if state == "quarantined" else (),
         policy="team",
         policy_version="v",

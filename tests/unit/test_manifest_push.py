@@ -1,5 +1,6 @@
 """What a pushed manifest queues for verification: itself, and the image it is about in its own
-repository and in every other one that has a verdict for it (cosign's ``COSIGN_REPOSITORY``)."""
+repository and in each other one whose signatures are kept where it was pushed (cosign's
+``COSIGN_REPOSITORY``), never in a repository that merely has a verdict for that digest."""
 
 from __future__ import annotations
 
@@ -27,9 +28,14 @@ class RecordingVerification:
     """Stands in for the verification service: records what would be queued."""
 
     submitted: list[tuple[str, str]] = field(default_factory=list)
+    kept: dict[str, str] = field(default_factory=lambda: {"app/x": "sigs/app"})
+    """Repository -> where its signature rule keeps its signatures."""
 
     async def submit(self, repository: str, digest: str, reason: str) -> None:
         self.submitted.append((repository, digest))
+
+    def signature_repositories(self, repository: str) -> set[str]:
+        return {repository, self.kept.get(repository, repository)}
 
 
 @dataclass
@@ -69,38 +75,41 @@ async def push(svc: FakeServices, repository: str, reference: str, record: Manif
     await _verify_pushed(cast(Services, svc), repository, reference, record)
 
 
-async def test_a_cosign_tag_re_evaluates_the_image_in_every_repository(
+async def test_a_cosign_tag_re_evaluates_the_image_where_its_signatures_are_kept(
     svc: FakeServices,
 ) -> None:
     await push(svc, "sigs/app", TAG, signature("sigs/app"))
+    # mirror/x has a verdict for the same digest, but keeps its signatures elsewhere.
     assert svc.verification.submitted == [
         ("sigs/app", SIGNATURE),
         ("sigs/app", IMAGE),
         ("app/x", IMAGE),
-        ("mirror/x", IMAGE),
     ]
 
 
-async def test_a_cosign_tag_beside_the_image_still_re_evaluates_it_there_first(
+async def test_a_cosign_tag_beside_the_image_re_evaluates_it_there_only(
     svc: FakeServices,
 ) -> None:
     await push(svc, "app/x", TAG, signature("app/x"))
-    assert svc.verification.submitted == [
-        ("app/x", SIGNATURE),
-        ("app/x", IMAGE),
-        ("mirror/x", IMAGE),
-        ("sigs/app", IMAGE),
-    ]
+    assert svc.verification.submitted == [("app/x", SIGNATURE), ("app/x", IMAGE)]
 
 
-async def test_a_referrer_re_evaluates_its_subject_everywhere(svc: FakeServices) -> None:
+async def test_a_referrer_re_evaluates_its_subject_where_its_signatures_count(
+    svc: FakeServices,
+) -> None:
     await push(svc, "sigs/app", SIGNATURE, signature("sigs/app", subject=IMAGE))
     assert svc.verification.submitted == [
         ("sigs/app", SIGNATURE),
         ("sigs/app", IMAGE),
         ("app/x", IMAGE),
-        ("mirror/x", IMAGE),
     ]
+
+
+async def test_a_referrer_in_another_repository_queues_nothing_there(svc: FakeServices) -> None:
+    """Push rights on other/* must not buy verification work on app/x or app/y."""
+    await push(svc, "other/x", SIGNATURE, signature("other/x", subject=IMAGE))
+    await push(svc, "other/x", "sha256-" + "b" * 64 + ".sig", signature("other/x"))
+    assert svc.verification.submitted == [("other/x", SIGNATURE), ("other/x", SIGNATURE)]
 
 
 async def test_an_unknown_subject_is_not_queued(svc: FakeServices) -> None:

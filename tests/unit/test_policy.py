@@ -65,10 +65,30 @@ def test_required_verifier_missing() -> None:
     assert "required verifier sig did not run" in decision.reasons
 
 
-def test_skipped_is_not_a_failure() -> None:
-    assert (
-        decide(policy(), "r", [Outcome("scan", "1", "skipped", detail="index")]).state == "passed"
-    )
+def test_a_skip_is_not_a_pass() -> None:
+    skipped = Outcome("scan", "1", "skipped", detail="could not read the config")
+    decision = decide(policy(), "r", [skipped])
+    assert decision.state == "quarantined"
+    assert decision.reasons == ("required verifier scan did not check it: could not read the config",)
+
+
+def test_an_exemption_is_a_pass() -> None:
+    exempt = Outcome("scan", "1", "skipped", detail="rule x lets r be unsigned", exempt=True)
+    assert decide(policy(), "r", [exempt]).state == "passed"
+
+
+def test_a_skip_of_a_verifier_that_does_not_apply_is_not_counted() -> None:
+    """An index is checked only by the verifiers that check indexes: the others are its
+    platform images' (the service says which apply)."""
+    assert decide(policy(), "r", [ok()], expected=frozenset()).state == "passed"
+    assert decide(policy(), "r", [], expected=frozenset()).state == "quarantined"  # nothing ran
+
+
+def test_waiting_makes_a_clean_decision_pending_but_never_hides_a_block() -> None:
+    waiting = ("platform image sha256:c is still being verified",)
+    pending = decide(policy(), "r", [ok()], waiting=waiting)
+    assert pending.state == "pending" and pending.reasons == waiting
+    assert decide(policy(), "r", [ok(CRIT)], waiting=waiting).state == "quarantined"
 
 
 def test_waivers_respect_scope_and_expiry() -> None:

@@ -24,6 +24,7 @@ from storage import verdicts
 from storage.inventory import DbInventoryStore
 from storage.verdicts import DecisionRecord, FindingRecord
 from tests.unit.fakes import FakeUpstream
+from verifiers.lifecycle import State
 from verifiers.scan.model import ImageInventory, OsRelease, Package
 
 TOKEN = "unit-admin-token"
@@ -57,7 +58,7 @@ async def seed_passed_under_an_older_policy(client: Client) -> None:
     """Passed under the ``high`` threshold; the configured policy now blocks at ``low``."""
     older = Policy.model_validate(POLICY)
     record = DecisionRecord(
-        state="passed",
+        state=State.PASSED,
         reasons=(),
         policy=older.name,
         policy_version=older.version,

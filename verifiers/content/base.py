@@ -14,8 +14,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from verifiers.artifacts import artifact_reason
-from verifiers.base import Finding, Image, Skipped
+from verifiers.base import Finding, Image
 from verifiers.content.hits import LayerHits
 from verifiers.content.rules import rule_for
 from verifiers.layers import LayerReads, LayerScan, LayerScanner
@@ -47,16 +46,6 @@ def hits_scanner(
     )
 
 
-def not_an_image(image: Image) -> Skipped | None:
-    """Why ``image`` has no layers of its own to scan, or None."""
-    if image.children:
-        return Skipped("an image index has no layers; its platform images are scanned")
-    if image.config is None:
-        return Skipped("not a container image (artifact or non-JSON config)")
-    reason = artifact_reason(image)
-    return Skipped(reason) if reason else None
-
-
 class LayerContentVerifier:
     """Base of a verifier whose evidence is one :class:`LayerHits` per layer."""
 
@@ -77,9 +66,14 @@ class LayerContentVerifier:
             for layer in image.layers
         ]
 
-    def finding(self, rule_id: str, location: str, evidence: str = "", title: str = "") -> Finding:
+    def finding(
+        self, rule_id: str, location: str, evidence: str = "", title: str = "", *, blob: str | None
+    ) -> Finding:
+        """A finding of rule ``rule_id``; ``blob`` is the layer or config that carries it."""
         rule = rule_for(rule_id)
-        return Finding(self.name, rule_id, rule.severity, title or rule.title, location, evidence)
+        return Finding(
+            self.name, rule_id, rule.severity, title or rule.title, location, evidence, blob=blob
+        )
 
     def layer_findings(
         self, image: Image, results: Sequence[LayerHits], skipped_rule: str
@@ -88,14 +82,15 @@ class LayerContentVerifier:
         cap, and one INFO finding per layer that says how many files were not scanned."""
         findings: list[Finding] = []
         for layer, result in zip(image.layers, results, strict=True):
+            at = layer.digest
             findings += (
-                self.finding(h.rule_id, f"{layer.digest}:{h.path}", h.evidence) for h in result.hits
+                self.finding(h.rule_id, f"{at}:{h.path}", h.evidence, blob=at) for h in result.hits
             )
             findings += (
-                self.finding(rule, layer.digest, f"and {more} more in this layer")
+                self.finding(rule, at, f"and {more} more in this layer", blob=at)
                 for rule, more in sorted(result.overflow.items())
             )
             if result.skipped:
                 counts = ", ".join(f"{n} {why}" for why, n in sorted(result.skipped.items()))
-                findings.append(self.finding(skipped_rule, layer.digest, counts))
+                findings.append(self.finding(skipped_rule, at, counts, blob=at))
         return findings

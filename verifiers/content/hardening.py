@@ -23,13 +23,12 @@ from typing import Any
 
 from pydantic import Field
 
-from verifiers.base import Finding, Image, Skipped
+from verifiers.base import Finding, Image, Skipped, index_skip
 from verifiers.content.base import (
     LayerContentVerifier,
     fingerprint,
     hits_scanner,
     limits_of,
-    not_an_image,
 )
 from verifiers.content.hits import Hit, LayerHits
 from verifiers.layers import LayerScan
@@ -153,23 +152,27 @@ class HardeningVerifier(LayerContentVerifier):
         self._reads.register(self.inventory)
 
     async def verify(self, image: Image) -> list[Finding] | Skipped:
-        skipped = not_an_image(image)
+        skipped = index_skip(image)
         if skipped:
             return skipped
         findings: list[Finding] = []
         if not self.options.allow_root and image.config is not None:
             why = runs_as_root(image.config)
             if why:
-                findings.append(self.finding("hardening.runs-as-root", "config:User", why))
+                findings.append(
+                    self.finding(
+                        "hardening.runs-as-root", "config:User", why, blob=image.config_digest
+                    )
+                )
         findings += await self._ssh_packages(image)
         results = await self.layer_hits(image)
         findings += (
-            self.finding(hit.rule_id, f"{layer}:{hit.path}", hit.evidence)
+            self.finding(hit.rule_id, f"{layer}:{hit.path}", hit.evidence, blob=layer)
             for layer, hit in self._visible(image, results)
             if not self._allowed(hit)
         )
         findings += (
-            self.finding(rule, layer.digest, f"and {more} more in this layer")
+            self.finding(rule, layer.digest, f"and {more} more in this layer", blob=layer.digest)
             for layer, result in zip(image.layers, results, strict=True)
             for rule, more in sorted(result.overflow.items())
         )
@@ -200,6 +203,7 @@ class HardeningVerifier(LayerContentVerifier):
                 "hardening.ssh-server",
                 f"{package.layer}:{package.path}",
                 f"package {package.name} {package.version}",
+                blob=package.layer or None,
             )
             for package in merge(partials).packages
             if package.name in SSH_PACKAGES

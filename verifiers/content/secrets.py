@@ -18,14 +18,13 @@ from typing import Any
 
 from pydantic import Field
 
-from verifiers.base import Finding, Image, Skipped
+from verifiers.base import Finding, Image, Skipped, index_skip
 from verifiers.content import secret_patterns as patterns
 from verifiers.content.base import (
     LayerContentVerifier,
     fingerprint,
     hits_scanner,
     limits_of,
-    not_an_image,
 )
 from verifiers.content.hits import LayerHits
 from verifiers.layers import LayerScan
@@ -100,7 +99,7 @@ class SecretsVerifier(LayerContentVerifier):
         )
 
     async def verify(self, image: Image) -> list[Finding] | Skipped:
-        skipped = not_an_image(image)
+        skipped = index_skip(image)
         if skipped:
             return skipped
         results = await self.layer_hits(image)
@@ -115,5 +114,9 @@ class SecretsVerifier(LayerContentVerifier):
         for variable in env if isinstance(env, list) else []:
             match = patterns.in_env(variable) if isinstance(variable, str) else None
             if match is not None:
-                findings.append(self.finding(match.rule_id, "config:Env", match.evidence))
+                findings.append(
+                    self.finding(
+                        match.rule_id, "config:Env", match.evidence, blob=image.config_digest
+                    )
+                )
         return findings

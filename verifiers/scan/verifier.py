@@ -13,8 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from verifiers.artifacts import artifact_reason
-from verifiers.base import Finding, Image, Skipped
+from verifiers.base import Finding, Image, Skipped, index_skip
 from verifiers.layers import LayerReads, LayerScan, LayerScanner
 from verifiers.scan.inventory import Collector, layer_inventory, merge
 from verifiers.scan.limits import ScanLimits
@@ -108,13 +107,9 @@ class InventoryVerifier:
         concurrently in the same pipeline: the shared :class:`LayerReads` of :class:`Stores`
         makes them share one read per layer.
         """
-        if image.children:
-            return Skipped("an image index has no layers; its platform images are scanned")
-        if image.config is None:
-            return Skipped("not a container image (artifact or non-JSON config)")
-        reason = artifact_reason(image)
-        if reason:
-            return Skipped(reason)
+        skipped = index_skip(image)
+        if skipped:
+            return skipped
         return [
             await self._reads.result(self.scanner, layer.digest, image.blobs)
             for layer in image.layers
@@ -124,5 +119,11 @@ class InventoryVerifier:
         rule = RULES[problem.rule_id]
         location = f"{layer}:{problem.path}" if problem.path else layer
         return Finding(
-            self.name, problem.rule_id, rule.severity, rule.title, location, problem.detail
+            self.name,
+            problem.rule_id,
+            rule.severity,
+            rule.title,
+            location,
+            problem.detail,
+            blob=layer,
         )

@@ -13,12 +13,11 @@ signature) is reported as a low finding: it does not block, and it is not hidden
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from verifiers.artifacts import artifact_reason
-from verifiers.base import Finding, Image, Severity, Skipped
+from verifiers.base import Finding, Image, RepositoryView, Severity, Skipped
 from verifiers.signatures.context import Context
 from verifiers.signatures.cosign import signature_tag
 from verifiers.signatures.policy import Rule, TrustPolicy, load_policy
@@ -74,10 +73,17 @@ class SignatureVerifier:
     """Checks cosign signatures and Sigstore bundles against the configured trust."""
 
     name = NAME
+    checks_indexes = True
+    """cosign signs an index's own digest: indexes are checked too, not left to children."""
 
     def __init__(self, options: dict[str, Any]) -> None:
         self.policy: TrustPolicy = load_policy(options)
         self.version = f"1-{self.policy.fingerprint}"
+
+    def signature_repository(self, repository: str) -> str:
+        """Where the signatures of ``repository``'s images are kept under their rule."""
+        rule = self.policy.rule_for(repository)
+        return rule.signatures_in(repository) if rule is not None and rule.signed else repository
 
     async def verify(self, image: Image) -> list[Finding] | Skipped:
         report = await self.examine(image)
@@ -86,9 +92,6 @@ class SignatureVerifier:
         return report.findings(self.name)
 
     async def examine(self, image: Image, now: datetime | None = None) -> Report | Skipped:
-        reason = artifact_reason(image)
-        if reason:
-            return Skipped(reason)
         rule = self.policy.rule_for(image.repository)
         if rule is None:
             title = f"no trusted signature: no signature rule covers {image.repository}"
@@ -96,8 +99,25 @@ class SignatureVerifier:
                 image.repository, image.digest, None, (), (), (("signature.no-rule", title),)
             )
         if not rule.signed:
-            return Skipped(f"rule {rule.name} lets {image.repository} be unsigned")
+            return Skipped(f"rule {rule.name} lets {image.repository} be unsigned", exempt=True)
+        moment = now or datetime.now(UTC)
         store = await image.repository_view(rule.signatures_in(image.repository))
+        report = await self._examine(image, store, rule, moment)
+        if report.passed:
+            return report
+        for index in image.covering_indexes:
+            # cosign signs an index's digest; a client then pulls one child by digest.
+            view = await image.repositories.open(rule.signatures_in(image.repository), index)
+            through = await self._examine(replace(image, digest=index), view, rule, moment)
+            if through.passed:
+                notes = (f"signed through index {index}, which lists it", *through.notes)
+                return replace(through, digest=image.digest, notes=notes)
+        return report
+
+    async def _examine(
+        self, image: Image, store: RepositoryView, rule: Rule, now: datetime
+    ) -> Report:
+        """The signatures of ``image.digest`` found in ``store``, checked against ``rule``."""
         ctx = Context(
             repository=image.repository,
             digest=image.digest,
@@ -105,7 +125,7 @@ class SignatureVerifier:
             trust=self.policy.trust_root,
             blobs=store.blobs,
             max_payload_bytes=self.policy.max_payload_bytes,
-            now=now or datetime.now(UTC),
+            now=now,
         )
         candidates, notes = await discover(image, store, self.policy.max_signatures)
         if store.name != image.repository:

@@ -104,4 +104,5 @@ def finding(package: Package, query: Query, match: Match) -> Finding:
         evidence=f"{query.ecosystem} {query.name} {query.version}"
         + (f"; aliases: {aliases}" if aliases else ""),
         fix=match.fixed,
+        blob=package.layer or None,
     )

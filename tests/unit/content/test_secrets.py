@@ -74,11 +74,13 @@ async def test_deleted_secret_in_a_lower_layer_is_still_reported() -> None:
     assert [f.location for f in found] == ["sha256:lower:root/.ssh/id_rsa"]
 
 
-async def test_artifacts_skip_and_options_change_the_version() -> None:
+async def test_only_indexes_skip_and_options_change_the_version() -> None:
     verifier = secrets_verifier()
     img = image(FakeBlobs(), [], {"os": "linux"})
-    artifact = type(img)(**{**img.__dict__, "manifest": {"subject": {"digest": "sha256:x"}}})
-    assert isinstance(await verifier.verify(artifact), Skipped)
+    with_subject = type(img)(**{**img.__dict__, "manifest": {"subject": {"digest": "sha256:x"}}})
+    assert await verifier.verify(with_subject) == []  # a label decides nothing
+    index = type(img)(**{**img.__dict__, "is_index": True})
+    assert isinstance(await verifier.verify(index), Skipped)
     assert verifier.version != secrets_verifier({"max_file_bytes": 10}).version
 
 

@@ -70,13 +70,17 @@ async def test_limits_change_the_cache_version() -> None:
     assert build()[0].version != build({"max_entries": 10})[0].version
 
 
-async def test_artifacts_and_indexes_are_skipped() -> None:
+async def test_indexes_are_skipped_but_labels_and_configs_never_skip_a_scan() -> None:
+    """What a manifest is was decided from its content before the verifier runs: a
+    ``subject`` or an unreadable config does not make the layers any less worth reading."""
     verifier, _, _ = build()
-    artifact = image(FakeBlobs(), "sha256:a", [])
-    artifact = Image(**{**artifact.__dict__, "manifest": {"subject": {"digest": "sha256:x"}}})
-    assert isinstance(await verifier.verify(artifact), Skipped)
-    no_config = Image(**{**artifact.__dict__, "config": None, "manifest": {}})
-    assert isinstance(await verifier.verify(no_config), Skipped)
+    plain = image(FakeBlobs(), "sha256:a", [])
+    with_subject = Image(**{**plain.__dict__, "manifest": {"subject": {"digest": "sha256:x"}}})
+    assert await verifier.verify(with_subject) == []
+    no_config = Image(**{**plain.__dict__, "config": None, "config_problem": "not JSON"})
+    assert await verifier.verify(no_config) == []
+    index = Image(**{**plain.__dict__, "is_index": True})
+    assert isinstance(await verifier.verify(index), Skipped)
 
 
 def test_bad_option_names_the_field() -> None:

@@ -1,0 +1,126 @@
+"""Reading the upstream for verification: blobs, other manifests, other repositories.
+
+Every read is checked (digests of manifests, size limits) and streamed: a verifier never gets a
+whole blob, and a pusher's manifest cannot make the gatekeeper buffer more than its limits.
+These implement the read interfaces of ``verifiers.base`` (``BlobOpener``, ``ManifestFetcher``,
+``RepositoryOpener``) over the one upstream connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from proxy.forward import read_at_most
+from proxy.names import MAX_NAME_LENGTH, NAME_RE
+from proxy.oci import MANIFEST_TYPES, sha256_digest
+from proxy.upstream import Upstream, v2_path
+from storage import manifests
+from verifiers.base import Descriptor, FetchedManifest, RepositoryView, VerifierError
+
+CHUNK = 256 * 1024
+ACCEPT = ", ".join(sorted(MANIFEST_TYPES))
+
+
+class UpstreamBlobs:
+    """Streams blobs of one repository from the upstream (``verifiers.base.BlobOpener``)."""
+
+    def __init__(self, upstream: Upstream, repository: str) -> None:
+        self._upstream = upstream
+        self._repository = repository
+
+    @contextlib.asynccontextmanager
+    async def open(self, digest: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        path = v2_path(self._repository, "blobs", digest)
+        resp = await self._upstream.request(
+            "GET", path, scopes=(f"repository:{self._repository}:pull",)
+        )
+        try:
+            if resp.status != 200:
+                raise VerifierError(f"blob {digest}: upstream answered {resp.status}")
+            yield resp.content.iter_chunked(CHUNK)
+        finally:
+            resp.release()
+
+    async def head(self, digest: str, size: int) -> bytes:
+        """The first ``size`` bytes of a blob (a ``Range`` request; a registry that ignores it
+        is read only that far)."""
+        path = v2_path(self._repository, "blobs", digest)
+        async with await self._upstream.request(
+            "GET",
+            path,
+            scopes=(f"repository:{self._repository}:pull",),
+            headers={"Range": f"bytes=0-{size - 1}"},
+        ) as resp:
+            if resp.status not in (200, 206):
+                raise VerifierError(f"blob {digest}: upstream answered {resp.status}")
+            return await read_at_most(resp.content, size)
+
+    async def read(self, digest: str, limit: int) -> bytes | None:
+        """A whole blob of at most ``limit`` bytes, or None if it is larger."""
+        parts: list[bytes] = []
+        size = 0
+        async with self.open(digest) as chunks:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    return None
+                parts.append(chunk)
+        return b"".join(parts)
+
+
+class UpstreamManifests:
+    """Fetches other manifests of one repository (``verifiers.base.ManifestFetcher``)."""
+
+    def __init__(self, upstream: Upstream, repository: str, limit: int) -> None:
+        self._upstream = upstream
+        self._repository = repository
+        self._limit = limit
+
+    async def fetch(self, reference: str) -> FetchedManifest | None:
+        async with await self._upstream.request(
+            "GET",
+            v2_path(self._repository, "manifests", reference),
+            scopes=(f"repository:{self._repository}:pull",),
+            headers={"Accept": ACCEPT},
+        ) as resp:
+            if resp.status == 404:
+                return None
+            if resp.status != 200:
+                raise VerifierError(f"manifest {reference}: upstream answered {resp.status}")
+            body = await read_at_most(resp.content, self._limit + 1)
+            media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
+        if len(body) > self._limit:
+            raise VerifierError(f"manifest {reference} exceeds {self._limit} bytes")
+        digest = sha256_digest(body)
+        if reference.startswith("sha256:") and digest != reference:
+            raise VerifierError(f"upstream manifest {reference} does not match its digest")
+        return FetchedManifest(digest=digest, media_type=media_type, body=body)
+
+
+class UpstreamRepositories:
+    """Opens other repositories of the upstream for verifiers (``verifiers.base.
+    RepositoryOpener``): cosign's signature repository. Reads go through :class:`UpstreamBlobs`
+    and :class:`UpstreamManifests`, so they keep the digest checks and the manifest size limit;
+    the referrers come from the gatekeeper's own index of that repository, never a client's."""
+
+    def __init__(self, upstream: Upstream, db: async_sessionmaker[Any], limit: int) -> None:
+        self._upstream = upstream
+        self._db = db
+        self._limit = limit
+
+    async def open(self, repository: str, subject: str) -> RepositoryView:
+        if len(repository) > MAX_NAME_LENGTH or not NAME_RE.fullmatch(repository):
+            raise VerifierError(f"{repository[:300]!r} is not a valid repository name")
+        async with self._db() as session:
+            found = await manifests.referrers(session, repository, subject, None)
+        return RepositoryView(
+            name=repository,
+            manifests=UpstreamManifests(self._upstream, repository, self._limit),
+            blobs=UpstreamBlobs(self._upstream, repository),
+            referrers=tuple(Descriptor(r.media_type, r.digest, r.size) for r in found),
+            referrer_types=tuple(r.artifact_type for r in found),
+        )

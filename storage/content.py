@@ -1,0 +1,357 @@
+"""What the database knows about blobs, whatever manifest refers to them: the findings they
+carry, the holds that cover them, the images that reference them.
+
+A manifest is only a list of digests a client wrote; the bytes behind those digests are what
+can leave the registry. These queries let the gate and the verification service judge a blob by
+its own history instead of by the labels of the manifest that happens to list it. Which of these
+facts block what is decided elsewhere (``verifiers.lifecycle``, ``proxy.gate``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import ContentHold, FindingRow, Manifest, ManifestRef, Verdict
+from storage.timeutil import now as utcnow
+from storage.timeutil import utc
+from storage.verdicts import FindingRecord, pullable_clause
+from verifiers.base import Severity
+from verifiers.lifecycle import State
+
+BLOB_KINDS = ("config", "layer")
+"""Reference kinds that are blobs (an index's children are manifests)."""
+_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class BlobFinding:
+    """A finding some image's verification made about one of its blobs."""
+
+    repository: str
+    digest: str
+    """The image whose verification found it."""
+    finding: FindingRecord
+
+
+@dataclass(frozen=True)
+class Hold:
+    """One blob covered by an admin's hold on an image."""
+
+    blob: str
+    repository: str
+    digest: str
+    actor: str
+    reason: str
+    created_at: datetime
+
+    @property
+    def holder(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+
+@dataclass(frozen=True)
+class Server:
+    """A manifest of one repository that references a blob, with its verdict."""
+
+    digest: str
+    state: str | None
+    """None: no verdict yet."""
+    release_expires: datetime | None
+
+
+def _chunks(values: Sequence[str]) -> list[list[str]]:
+    ordered = sorted(set(values))
+    return [ordered[n : n + _CHUNK] for n in range(0, len(ordered), _CHUNK)]
+
+
+async def blob_findings(
+    session: AsyncSession,
+    blobs: Sequence[str],
+    *,
+    besides: tuple[str, str] | None = None,
+    at_least: str | None = None,
+) -> list[BlobFinding]:
+    """The findings images found about these blobs themselves (not inherited ones), except
+    those of image ``besides``; only those of severity ``at_least`` and above if given."""
+    found: list[BlobFinding] = []
+    severities = _at_least(at_least)
+    for chunk in _chunks(blobs):
+        query = select(FindingRow).where(FindingRow.blob.in_(chunk), FindingRow.origin.is_(None))
+        if severities is not None:
+            query = query.where(FindingRow.severity.in_(severities))
+        if besides is not None:
+            query = query.where(
+                or_(FindingRow.repository != besides[0], FindingRow.digest != besides[1])
+            )
+        for row in (await session.scalars(query.order_by(FindingRow.id))).all():
+            found.append(
+                BlobFinding(
+                    row.repository,
+                    row.digest,
+                    FindingRecord(
+                        row.verifier,
+                        row.rule_id,
+                        row.severity,
+                        row.title,
+                        row.location,
+                        row.evidence,
+                        row.fix,
+                        row.blob,
+                    ),
+                )
+            )
+    return found
+
+
+def _at_least(threshold: str | None) -> list[str] | None:
+    """Stored severity names (``FindingRecord.of`` writes a ``Severity`` name) at or above
+    ``threshold``; None: no filter."""
+    if threshold is None:
+        return None
+    floor = Severity.parse(threshold)
+    return [s.name.lower() for s in Severity if s >= floor]
+
+
+async def seen_in_images(session: AsyncSession, blobs: Sequence[str]) -> set[str]:
+    """Which of ``blobs`` were ever a config or layer of a manifest verified as an image, or
+    carry findings of their own: such a blob is image content wherever it turns up again."""
+    seen: set[str] = set()
+    for chunk in _chunks(blobs):
+        in_images = select(ManifestRef.digest).where(
+            ManifestRef.digest.in_(chunk),
+            ManifestRef.kind.in_(BLOB_KINDS),
+            Manifest.id == ManifestRef.manifest_id,
+            Manifest.content_kind == "image",
+        )
+        with_findings = select(FindingRow.blob).where(
+            FindingRow.blob.in_(chunk), FindingRow.origin.is_(None)
+        )
+        seen.update((await session.scalars(in_images.distinct())).all())
+        seen.update(b for b in (await session.scalars(with_findings.distinct())).all() if b)
+    return seen
+
+
+async def holds_on(session: AsyncSession, blobs: Sequence[str]) -> list[Hold]:
+    """The holds covering any of ``blobs``, oldest first."""
+    found: list[Hold] = []
+    for chunk in _chunks(blobs):
+        rows = await session.scalars(
+            select(ContentHold)
+            .where(ContentHold.blob.in_(chunk))
+            .order_by(ContentHold.created_at, ContentHold.repository, ContentHold.digest)
+        )
+        found += [_hold(r) for r in rows.all()]
+    return found
+
+
+def _hold(row: ContentHold) -> Hold:
+    return Hold(
+        row.blob,
+        row.repository,
+        row.digest,
+        row.actor,
+        row.reason,
+        utc(row.created_at) or utcnow(),
+    )
+
+
+async def image_blobs(session: AsyncSession, repository: str, digest: str) -> list[tuple[str, str]]:
+    """(kind, digest) of the config and layers of one indexed manifest."""
+    rows = await session.execute(
+        select(ManifestRef.kind, ManifestRef.digest)
+        .join(Manifest, Manifest.id == ManifestRef.manifest_id)
+        .where(
+            Manifest.repository == repository,
+            Manifest.digest == digest,
+            ManifestRef.kind.in_(BLOB_KINDS),
+        )
+        .order_by(ManifestRef.position)
+    )
+    return [(kind, blob) for kind, blob in rows.all()]
+
+
+async def hold_content(
+    session: AsyncSession, repository: str, digest: str, actor: str, reason: str
+) -> list[str]:
+    """Cover the content of held image ``repository@digest``: its config, and each layer no
+    other pullable image references now (a shared base layer of good images stays pullable).
+    Returns the blobs now held."""
+    moment = utcnow()
+    held: list[str] = []
+    for kind, blob in await image_blobs(session, repository, digest):
+        if blob in held:
+            continue
+        if kind == "layer" and await _pullable_elsewhere(session, blob, repository, digest):
+            continue
+        held.append(blob)
+    await session.execute(
+        delete(ContentHold).where(
+            ContentHold.repository == repository, ContentHold.digest == digest
+        )
+    )
+    for blob in held:
+        session.add(
+            ContentHold(
+                blob=blob,
+                repository=repository,
+                digest=digest,
+                actor=actor,
+                reason=reason,
+                created_at=moment,
+            )
+        )
+    await session.flush()
+    return held
+
+
+async def _pullable_elsewhere(
+    session: AsyncSession, blob: str, repository: str, digest: str
+) -> bool:
+    query = select(Manifest.id).where(
+        ManifestRef.digest == blob,
+        ManifestRef.kind.in_(BLOB_KINDS),
+        Manifest.id == ManifestRef.manifest_id,
+        or_(Manifest.repository != repository, Manifest.digest != digest),
+        Verdict.repository == Manifest.repository,
+        Verdict.digest == Manifest.digest,
+        pullable_clause(utcnow()),
+    )
+    return (await session.scalar(query.limit(1))) is not None
+
+
+async def lift_holds(session: AsyncSession, repository: str, digest: str) -> list[str]:
+    """Drop the holds of image ``repository@digest`` (it was released); returns the blobs they
+    covered."""
+    blobs = list(
+        (
+            await session.scalars(
+                select(ContentHold.blob).where(
+                    ContentHold.repository == repository, ContentHold.digest == digest
+                )
+            )
+        ).all()
+    )
+    await session.execute(
+        delete(ContentHold).where(
+            ContentHold.repository == repository, ContentHold.digest == digest
+        )
+    )
+    return blobs
+
+
+async def referencing(
+    session: AsyncSession, blobs: Sequence[str], limit: int = 10_000
+) -> list[tuple[str, str]]:
+    """Manifests, in any repository, that reference any of ``blobs`` as config or layer."""
+    found: set[tuple[str, str]] = set()
+    for chunk in _chunks(blobs):
+        rows = await session.execute(
+            select(Manifest.repository, Manifest.digest)
+            .join(ManifestRef, ManifestRef.manifest_id == Manifest.id)
+            .where(ManifestRef.digest.in_(chunk), ManifestRef.kind.in_(BLOB_KINDS))
+            .distinct()
+            .limit(limit)
+        )
+        found.update((r, d) for r, d in rows.all())
+    return sorted(found)[:limit]
+
+
+async def serving(session: AsyncSession, repository: str, blob: str) -> list[Server]:
+    """The manifests of ``repository`` that reference ``blob`` as config or layer, each with
+    its verdict (the candidates a blob pull could be part of)."""
+    rows = await session.execute(
+        select(Manifest.digest, Verdict.state, Verdict.release_expires)
+        .join(ManifestRef, ManifestRef.manifest_id == Manifest.id)
+        .outerjoin(
+            Verdict,
+            and_(Verdict.repository == Manifest.repository, Verdict.digest == Manifest.digest),
+        )
+        .where(
+            Manifest.repository == repository,
+            ManifestRef.digest == blob,
+            ManifestRef.kind.in_(BLOB_KINDS),
+        )
+        .distinct()
+    )
+    return [Server(digest, state, utc(expires)) for digest, state, expires in rows.all()]
+
+
+async def accepted(
+    session: AsyncSession, repository: str, digests: Sequence[str], blob: str
+) -> dict[str, set[tuple[str, str, str]]]:
+    """(verifier, rule id, location) of the findings about ``blob`` that each of these images
+    of ``repository`` was decided with (its own, or inherited): findings its verdict already
+    weighed, so they cannot be news to it."""
+    found: dict[str, set[tuple[str, str, str]]] = {d: set() for d in digests}
+    for chunk in _chunks(digests):
+        rows = await session.execute(
+            select(FindingRow.digest, FindingRow.verifier, FindingRow.rule_id, FindingRow.location)
+            .where(FindingRow.repository == repository, FindingRow.digest.in_(chunk))
+            .where(FindingRow.blob == blob)
+        )
+        for digest, verifier, rule_id, location in rows.all():
+            found[digest].add((verifier, rule_id, location))
+    return found
+
+
+async def parents(session: AsyncSession, repository: str, digest: str) -> list[str]:
+    """Indexes of ``repository`` that list manifest ``digest`` as a child."""
+    rows = await session.scalars(
+        select(Manifest.digest)
+        .join(ManifestRef, ManifestRef.manifest_id == Manifest.id)
+        .where(
+            Manifest.repository == repository,
+            ManifestRef.digest == digest,
+            ManifestRef.kind == "manifest",
+        )
+        .distinct()
+    )
+    return sorted(rows.all())
+
+
+async def children(session: AsyncSession, repository: str, digest: str) -> list[str]:
+    """The manifests index ``repository@digest`` lists (none if it is not an index)."""
+    rows = await session.scalars(
+        select(ManifestRef.digest)
+        .join(Manifest, Manifest.id == ManifestRef.manifest_id)
+        .where(
+            Manifest.repository == repository,
+            Manifest.digest == digest,
+            ManifestRef.kind == "manifest",
+        )
+        .distinct()
+    )
+    return sorted(rows.all())
+
+
+async def dependents(session: AsyncSession, repository: str, digest: str) -> list[str]:
+    """Manifests of ``repository`` whose verdict depends on that of ``digest``: the indexes
+    that list it, and the artifacts about it."""
+    about = await session.scalars(
+        select(Manifest.digest).where(
+            Manifest.repository == repository, Manifest.about_digest == digest
+        )
+    )
+    return sorted(set(await parents(session, repository, digest)) | set(about.all()))
+
+
+async def states(
+    session: AsyncSession, repository: str, digests: Sequence[str]
+) -> dict[str, tuple[State, datetime | None, list[str]]]:
+    """State, release expiry and reasons of the verdicts of these manifests of one repository
+    (missing: no verdict)."""
+    found: dict[str, tuple[State, datetime | None, list[str]]] = {}
+    for chunk in _chunks(digests):
+        rows = await session.execute(
+            select(Verdict.digest, Verdict.state, Verdict.release_expires, Verdict.reasons).where(
+                Verdict.repository == repository, Verdict.digest.in_(chunk)
+            )
+        )
+        for digest, state, expires, reasons in rows.all():
+            found[digest] = (State(state), utc(expires), list(reasons or ()))
+    return found
