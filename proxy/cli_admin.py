@@ -26,6 +26,8 @@ from urllib.parse import quote
 
 import httpx
 
+from verifiers.lifecycle import State
+
 DEFAULT_URL = "http://127.0.0.1:5000"
 API = "/admin/api/v1"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
@@ -368,7 +370,7 @@ def add_admin_commands(sub: Any) -> None:
     q = quarantine.add_subparsers(dest="quarantine_command", required=True)
 
     p = q.add_parser("list", parents=[common], help="list verdicts")
-    p.add_argument("--state", choices=("pending", "passed", "quarantined", "released"))
+    p.add_argument("--state", choices=[s.value for s in State])
     p.add_argument("--repository", "-r")
     p.add_argument("--limit", "-n", type=int, default=100)
     p.set_defaults(func=_run, admin_command=cmd_list)

@@ -91,9 +91,11 @@ class Examined:
         return Outcome(CONTENT, VERSION, "ok", self.findings, self.classification.why)
 
 
-def _finding(rule: str, title: str, location: str = "", blob: str | None = None) -> Finding:
+def _finding(rule: str, title: str, location: str = "") -> Finding:
+    """A ``content.*`` finding. It belongs to this manifest only (no ``blob``): what a
+    manifest depends on or how it uses a blob says nothing of the blob elsewhere."""
     rule_id = rule if rule.startswith("content.") else f"content.{rule}"
-    return Finding(CONTENT, rule_id, Severity.CRITICAL, title, location, blob=blob)
+    return Finding(CONTENT, rule_id, Severity.CRITICAL, title, location)
 
 
 def _blobs(record: ManifestRecord) -> list[str]:
@@ -150,7 +152,7 @@ class Examiner:
                 if kind:
                     archives[digest] = kind
             async with self._db() as session:
-                seen = await content.seen_in_images(session, _blobs(record))
+                seen = await content.with_findings(session, _blobs(record))
         classification = classify(
             is_index=False,
             declared=declared,
@@ -169,7 +171,6 @@ class Examiner:
                     "config-unreadable",
                     f"the image config {config_ref.digest} cannot be read: {problem}",
                     "config",
-                    config_ref.digest,
                 )
             )
         return Examined(classification, config, problem, tuple(findings))
@@ -187,7 +188,7 @@ class Examiner:
         first = others[0]
         title = lifecycle.inherited_hold_reason(first.holder, first.actor, first.reason)
         return _with(
-            found, findings=(*found.findings, _finding(HELD, title, blob=first.blob)), held=True
+            found, findings=(*found.findings, _finding(HELD, title, first.blob)), held=True
         )
 
     async def _dependencies(self, fetched: Fetched, found: Examined) -> Examined:

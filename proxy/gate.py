@@ -194,6 +194,11 @@ async def judge_blob(
     session: AsyncSession, policy: Policy, repository: str, digest: str
 ) -> BlobJudgement:
     """The blob rule of the module docstring, for ``digest`` in ``repository``."""
+    holds = await content.holds_on(session, [digest])
+    if holds:
+        hold = holds[0]
+        why = lifecycle.inherited_hold_reason(hold.holder, hold.actor, hold.reason)
+        return BlobJudgement(False, "held", f"blob {digest} is {why}", (why,))
     servers = await content.serving(session, repository, digest)
     pullable = [s for s in servers if s.state and lifecycle.pullable(s.state, s.release_expires)]
     if not pullable:
@@ -203,11 +208,6 @@ async def judge_blob(
             f"blob {digest} is not part of any verified image of {repository} (it belongs only "
             "to quarantined or pending images, or to none)",
         )
-    holds = await content.holds_on(session, [digest])
-    if holds:
-        hold = holds[0]
-        why = lifecycle.inherited_hold_reason(hold.holder, hold.actor, hold.reason)
-        return BlobJudgement(False, "held", f"blob {digest} is {why}", (why,))
     released = [s for s in pullable if s.state == State.RELEASED]
     if released:
         # An admin let an image holding it out: the blob leaves as part of that image.

@@ -117,22 +117,18 @@ def _at_least(threshold: str | None) -> list[str] | None:
     return [s.name.lower() for s in Severity if s >= floor]
 
 
-async def seen_in_images(session: AsyncSession, blobs: Sequence[str]) -> set[str]:
-    """Which of ``blobs`` were ever a config or layer of a manifest verified as an image, or
-    carry findings of their own: such a blob is image content wherever it turns up again."""
+async def with_findings(session: AsyncSession, blobs: Sequence[str]) -> set[str]:
+    """Which of ``blobs`` carry findings of their own (about what they hold: a secret, a
+    vulnerable package, a hostile entry): such a blob is image content wherever it turns up
+    again, whatever the manifest that lists it declares. Only held content counts, never a
+    blob's mere use in some manifest: a pusher could otherwise mark the ``{}`` every artifact
+    shares as image content."""
     seen: set[str] = set()
     for chunk in _chunks(blobs):
-        in_images = select(ManifestRef.digest).where(
-            ManifestRef.digest.in_(chunk),
-            ManifestRef.kind.in_(BLOB_KINDS),
-            Manifest.id == ManifestRef.manifest_id,
-            Manifest.content_kind == "image",
-        )
-        with_findings = select(FindingRow.blob).where(
+        query = select(FindingRow.blob).where(
             FindingRow.blob.in_(chunk), FindingRow.origin.is_(None)
         )
-        seen.update((await session.scalars(in_images.distinct())).all())
-        seen.update(b for b in (await session.scalars(with_findings.distinct())).all() if b)
+        seen.update(b for b in (await session.scalars(query.distinct())).all() if b)
     return seen
 
 
@@ -178,15 +174,21 @@ async def image_blobs(session: AsyncSession, repository: str, digest: str) -> li
 async def hold_content(
     session: AsyncSession, repository: str, digest: str, actor: str, reason: str
 ) -> list[str]:
-    """Cover the content of held image ``repository@digest``: its config, and each layer no
-    other pullable image references now (a shared base layer of good images stays pullable).
-    Returns the blobs now held."""
+    """Cover the content of held image ``repository@digest``: its config (an image's config is
+    its own; an artifact's, like the ``{}`` every artifact shares, only if no pullable manifest
+    lists it too), and each layer no other pullable manifest references now (a shared base
+    layer of good images stays pullable). Returns the blobs now held."""
     moment = utcnow()
+    row = await session.scalar(
+        select(Manifest).where(Manifest.repository == repository, Manifest.digest == digest)
+    )
+    own_config = row is not None and row.content_kind in (None, "image")
     held: list[str] = []
     for kind, blob in await image_blobs(session, repository, digest):
         if blob in held:
             continue
-        if kind == "layer" and await _pullable_elsewhere(session, blob, repository, digest):
+        always = kind == "config" and own_config
+        if not always and await _pullable_elsewhere(session, blob, repository, digest):
             continue
         held.append(blob)
     await session.execute(

@@ -54,8 +54,8 @@ class Manifest(Base):
     (``sha256-<hex>.sig``) it was pushed under. It is pullable only while that image is."""
     content_kind: Mapped[str | None] = mapped_column(String(16))
     """What verification found it to be, from its content: ``image``, ``index``, ``artifact``
-    or ``refused`` (None: not verified yet). Blobs of an ``image`` keep their results wherever
-    they are referenced again."""
+    or ``refused`` (None: not verified yet). An admin's hold on an image covers its config; on
+    an artifact, only blobs no pullable manifest shares (its ``{}`` config is everyone's)."""
 
     refs: Mapped[list[ManifestRef]] = relationship(
         back_populates="manifest", cascade="all, delete-orphan", order_by="ManifestRef.position"

@@ -11,8 +11,8 @@ unchecked. So a manifest is verified as an image unless it *proves* to be an art
    image.
 3. A manifest whose labels say "artifact" is still an image when its content is one: a layer
    that is a tar, gzip, zstd, xz or bzip2 stream, a config that is an image config (it names an
-   ``os`` or ``architecture``), or a blob that was ever part of an image or carries findings of
-   its own (its history follows it).
+   ``os`` or ``architecture``), or a blob that carries findings of its own from an earlier
+   verification (its history follows it).
 4. Otherwise it is an artifact, which passes without image verification only when its type is
    one the policy lists (``artifact_types``: signatures, attestations, SBOMs, VEX by default);
    any other type is refused, with a reason that says which.
@@ -203,5 +203,5 @@ def _image_evidence(archives: Mapping[str, str], image_config: bool, seen: Colle
     if image_config:
         return "its config is an image config"
     if seen:
-        return f"blob {sorted(seen)[0]} was part of an image before"
+        return f"blob {sorted(seen)[0]} carries findings of its own from an earlier verification"
     return ""

@@ -95,9 +95,12 @@ def test_database_outage_fails_closed_and_recovers(
                 )
                 assert push.status_code in (400, 503)
                 assert http.get("/readyz").status_code == 503
+                # Referrers are gated like their subject: the gate cannot decide, so it denies.
                 listing = http.get(f"/v2/outage/app/referrers/{digest}")
                 assert listing.status_code == 503
-                assert listing.json()["errors"][0]["code"] == "UNAVAILABLE"
+                refused = listing.json()["errors"][0]
+                assert refused["code"] == "DENIED" and digest in refused["message"]
+                assert "database is unavailable" in refused["message"]
             finally:
                 pg.start()
             assert http.get(f"/v2/outage/app/manifests/{digest}", headers=accept).status_code == 200

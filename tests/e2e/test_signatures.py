@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,12 +24,18 @@ import httpx
 import pytest
 
 from tests.support import cosign
+from tests.support.clients import Podman
 from tests.support.database import Database
 from tests.support.fixtures import running_gatekeeper
 from tests.support.gatekeeper import Gatekeeper
 from tests.support.ocihttp import (
+    OCI_INDEX,
+    OCI_MANIFEST,
+    created,
     digest_of,
+    push_blob,
     push_image,
+    tar_layer,
 )
 from tests.support.procs import free_port
 from tests.support.registry import Registry
@@ -452,3 +459,94 @@ def test_bad_trust_settings_stop_start_up_naming_the_field(
 def test_unsigned_image_is_stored_but_not_pullable(http: httpx.Client) -> None:
     digest, _ = push_image(http, "sig/key/plain", "v1", [os.urandom(100)])
     assert digest in denial(pull(http, "sig/key/plain"))
+
+
+# -- what a pusher writes decides nothing ------------------------------------------------------
+
+
+def test_a_subject_does_not_exempt_an_unsigned_image(gk: Gatekeeper, http: httpx.Client) -> None:
+    """A ``subject`` naming any digest once made an image an "artifact" that needed no
+    signature; what it is is now decided from its content."""
+    image = build("sig/key/subject")
+    doc = json.loads(image.manifest)
+    doc["subject"] = {"mediaType": OCI_MANIFEST, "digest": "sha256:" + "0" * 64, "size": 2}
+    for blob in (image.config, image.layer):
+        push_blob(http, image.repo, blob)
+    resp = http.put(
+        f"/v2/{image.repo}/manifests/v1",
+        content=json.dumps(doc).encode(),
+        headers={"Content-Type": OCI_MANIFEST},
+    )
+    assert resp.status_code == 201, resp.text
+    message = denial(pull(http, image.repo))
+    assert "signature.none-trusted" in message
+
+
+def platform_image(http: httpx.Client, repo: str, arch: str) -> tuple[str, bytes]:
+    """A platform image podman can unpack, its config naming its architecture."""
+    layer, diff_id = tar_layer({f"{arch}.txt": os.urandom(64)})
+    config = json.dumps(
+        {
+            "created": created(),
+            "architecture": arch,
+            "os": "linux",
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        }
+    ).encode()
+    return push_image(http, repo, arch, [layer], config)
+
+
+def test_a_signed_index_covers_its_platform_images(
+    gk: Gatekeeper, http: httpx.Client, keys: tuple[Keys, Path], tmp_path: Path
+) -> None:
+    """cosign signs the index digest; a client then pulls one platform image by digest. Under
+    a signature-requiring policy the signature on the index signs its children too, and podman
+    pulls the image through the gate."""
+    k, _ = keys
+    repo = "sig/key/multi"
+    amd, amd_manifest = platform_image(http, repo, "amd64")
+    arm, arm_manifest = platform_image(http, repo, "arm64")
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": digest,
+                    "size": len(body),
+                    "platform": {"os": "linux", "architecture": arch},
+                }
+                for digest, body, arch in (
+                    (amd, amd_manifest, "amd64"),
+                    (arm, arm_manifest, "arm64"),
+                )
+            ],
+        }
+    ).encode()
+    put = http.put(f"/v2/{repo}/manifests/v1", content=index, headers={"Content-Type": OCI_INDEX})
+    assert put.status_code == 201, put.text
+    index_digest = digest_of(index)
+    accept = {"Accept": f"{OCI_INDEX}, {OCI_MANIFEST}"}
+    unsigned = http.get(f"/v2/{repo}/manifests/v1", headers=accept)
+    assert "signature.none-trusted" in denial(unsigned)
+    denial(http.get(f"/v2/{repo}/manifests/{amd}", headers=accept))
+    layer = cosign.key_signature(k.release, reference(gk, repo), index_digest)
+    cosign.push_signatures(http, repo, index_digest, [layer])
+    for ref in ("v1", amd, arm):
+        deadline = time.monotonic() + 30
+        while (got := http.get(f"/v2/{repo}/manifests/{ref}", headers=accept)).status_code != 200:
+            assert time.monotonic() < deadline, got.text
+            time.sleep(0.1)
+    (child,) = gk.database.fetch(
+        "SELECT state FROM verdicts WHERE repository = :r AND digest = :d", {"r": repo, "d": amd}
+    )
+    assert child["state"] == "passed"
+    with Podman(tmp_path / "podman", [gk.host]) as podman:
+        podman.pull(f"{gk.host}/{repo}:v1")  # raises ClientError on failure
+        assert podman.image_digest(f"{gk.host}/{repo}:v1") == index_digest
+    rows = gk.wait_audit(
+        1, "repository = :r AND digest = :d AND action = 'manifest.pull'", {"r": repo, "d": amd}
+    )
+    assert rows and rows[-1]["decision"] == "allow"

@@ -69,7 +69,9 @@ def test_a_skip_is_not_a_pass() -> None:
     skipped = Outcome("scan", "1", "skipped", detail="could not read the config")
     decision = decide(policy(), "r", [skipped])
     assert decision.state == "quarantined"
-    assert decision.reasons == ("required verifier scan did not check it: could not read the config",)
+    assert decision.reasons == (
+        "required verifier scan did not check it: could not read the config",
+    )
 
 
 def test_an_exemption_is_a_pass() -> None:

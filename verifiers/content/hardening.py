@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import Field
 
 from verifiers.base import Finding, Image, Skipped, index_skip
+from verifiers.classify import is_image_config
 from verifiers.content.base import (
     LayerContentVerifier,
     fingerprint,
@@ -159,10 +160,11 @@ class HardeningVerifier(LayerContentVerifier):
         if not self.options.allow_root and image.config is not None:
             why = runs_as_root(image.config)
             if why:
+                # The config's own finding only when it is an image config: an artifact's
+                # ``{}`` "runs as root" by absence, and must not be marked wherever it is used.
+                owner = image.config_digest if is_image_config(image.config) else None
                 findings.append(
-                    self.finding(
-                        "hardening.runs-as-root", "config:User", why, blob=image.config_digest
-                    )
+                    self.finding("hardening.runs-as-root", "config:User", why, blob=owner)
                 )
         findings += await self._ssh_packages(image)
         results = await self.layer_hits(image)

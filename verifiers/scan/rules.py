@@ -19,13 +19,20 @@ class Rule:
     title: str
     fatal: bool = False
     """Reading stops: nothing after it in the layer can be trusted or is worth the time."""
+    held: bool = False
+    """About what the layer holds (a hostile entry), not about reading it failing: such a
+    finding belongs to the blob wherever it is listed (``Finding.blob``). A read failure says
+    nothing of a blob used as something other than a layer (an artifact's ``{}``), so it
+    stays the manifest's."""
 
 
 RULES: dict[str, Rule] = {
-    "layer.path-traversal": Rule(Severity.HIGH, "tar entry escapes the root with '..'"),
-    "layer.absolute-path": Rule(Severity.HIGH, "tar entry has an absolute path"),
-    "layer.hardlink-outside": Rule(Severity.HIGH, "hard link to a file outside the layer"),
-    "layer.device-file": Rule(Severity.MEDIUM, "device file in a layer"),
+    "layer.path-traversal": Rule(Severity.HIGH, "tar entry escapes the root with '..'", held=True),
+    "layer.absolute-path": Rule(Severity.HIGH, "tar entry has an absolute path", held=True),
+    "layer.hardlink-outside": Rule(
+        Severity.HIGH, "hard link to a file outside the layer", held=True
+    ),
+    "layer.device-file": Rule(Severity.MEDIUM, "device file in a layer", held=True),
     "layer.path-too-long": Rule(Severity.MEDIUM, "tar entry path longer than the limit"),
     "layer.oversized-header": Rule(Severity.MEDIUM, "tar extended header larger than the limit"),
     "layer.file-too-large": Rule(Severity.INFO, "package database too large to read; skipped"),

@@ -125,5 +125,5 @@ class InventoryVerifier:
             rule.title,
             location,
             problem.detail,
-            blob=layer,
+            blob=layer if rule.held else None,
         )

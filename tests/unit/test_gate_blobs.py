@@ -1,0 +1,146 @@
+"""The blob rule of the pull gate (``proxy.gate.judge_blob``) on a real database: a blob leaves
+only as part of a pullable manifest of the repository, never while held, and never with a
+blocking finding of its own that the manifest it leaves with was not decided knowing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from config.policy import Policy, Waiver
+from proxy.gate import judge_blob
+from storage import content, verdicts
+from storage.db import create_engine, sessionmaker, upgrade
+from storage.manifests import DescriptorRecord, ManifestRecord, record_manifest
+from storage.verdicts import DecisionRecord, FindingRecord
+from tests.support.database import Database
+from verifiers.lifecycle import State
+
+POLICY = Policy(name="p", repositories=["*"], require=["secrets"])
+LAYER = "sha256:" + "1" * 64
+BASE = "sha256:" + "2" * 64
+CONFIG = "sha256:" + "3" * 64
+SECRET = FindingRecord(
+    "secrets", "secret.aws-access-key", "critical", "AWS key", f"{LAYER}:k", "", None, LAYER
+)
+
+
+@pytest.fixture
+async def db(fresh_db: Database) -> AsyncIterator[Any]:
+    engine = create_engine(fresh_db.url)
+    await upgrade(engine)
+    yield sessionmaker(engine)
+    await engine.dispose()
+
+
+async def image(
+    db: Any,
+    repository: str,
+    digest: str,
+    state: State,
+    layers: list[str],
+    *findings: FindingRecord,
+    origin: bool = False,
+) -> None:
+    refs = (
+        DescriptorRecord("config", CONFIG, "c", 2),
+        *(DescriptorRecord("layer", layer, "l", 2) for layer in layers),
+    )
+    record = ManifestRecord(repository, digest, "m", 10, refs=refs, config_digest=CONFIG)
+    async with db() as session, session.begin():
+        await record_manifest(session, record, None)
+        stored = tuple(
+            FindingRecord(**{**f.__dict__, "origin": "x@y" if origin else None}) for f in findings
+        )
+        await verdicts.record_decision(
+            session,
+            repository,
+            digest,
+            DecisionRecord(state, (), "p", "v", {}, (), stored),
+        )
+
+
+async def judge(db: Any, repository: str, blob: str, policy: Policy = POLICY) -> Any:
+    async with db() as session:
+        return await judge_blob(session, policy, repository, blob)
+
+
+def digest(n: int) -> str:
+    return "sha256:" + f"{n:064x}"
+
+
+async def test_a_blob_leaves_only_with_a_pullable_manifest(db: Any) -> None:
+    await image(db, "a/x", digest(1), State.QUARANTINED, [BASE, LAYER], SECRET)
+    assert (await judge(db, "a/x", LAYER)).state == "not-pullable"
+    await image(db, "a/x", digest(2), State.PASSED, [BASE])
+    assert (await judge(db, "a/x", BASE)).allowed  # the shared base layer of a good image
+    assert (await judge(db, "b/x", BASE)).state == "not-pullable"  # another repository
+
+
+async def test_a_blob_with_its_own_finding_is_blocked_in_any_manifest(db: Any) -> None:
+    await image(db, "a/x", digest(1), State.QUARANTINED, [LAYER], SECRET)
+    # A relabelled manifest that never looked at the layer passed: the blob still cannot leave.
+    await image(db, "b/relabel", digest(2), State.PASSED, [LAYER])
+    found = await judge(db, "b/relabel", LAYER)
+    assert not found.allowed and found.state == "blocked"
+    assert "secret.aws-access-key" in found.message and f"a/x@{digest(1)}" in found.message
+
+
+async def test_a_manifest_decided_knowing_the_finding_lets_it_out(db: Any) -> None:
+    """``notify``, ``warn`` and waivers: the manifest's verdict weighed the finding."""
+    await image(db, "a/x", digest(1), State.QUARANTINED, [LAYER], SECRET)
+    await image(db, "b/x", digest(2), State.PASSED, [LAYER], SECRET, origin=True)
+    assert (await judge(db, "b/x", LAYER)).allowed
+
+
+async def test_a_release_lets_it_out_as_part_of_that_image(db: Any) -> None:
+    await image(db, "a/x", digest(1), State.QUARANTINED, [LAYER], SECRET)
+    assert not (await judge(db, "a/x", LAYER)).allowed
+    async with db() as session, session.begin():
+        await verdicts.release(session, "a/x", digest(1), "admin", "accepted", None)
+    assert (await judge(db, "a/x", LAYER)).allowed
+    await image(db, "b/x", digest(2), State.PASSED, [LAYER])
+    assert not (await judge(db, "b/x", LAYER)).allowed  # not through another image
+
+
+async def test_the_policy_of_the_repository_decides_what_blocks(db: Any) -> None:
+    await image(db, "a/x", digest(1), State.QUARANTINED, [LAYER], SECRET)
+    await image(db, "b/x", digest(2), State.PASSED, [LAYER])
+    lenient = Policy(
+        name="l", repositories=["*"], require=["secrets"], severity_threshold="critical"
+    )
+    waived = POLICY.model_copy(
+        update={
+            "waivers": [
+                Waiver(
+                    finding="secret.aws-access-key",
+                    reason="test key",
+                    author="sec",
+                    repositories=["b/*"],
+                )
+            ]
+        }
+    )
+    assert not (await judge(db, "b/x", LAYER, lenient)).allowed  # critical >= critical
+    assert (await judge(db, "b/x", LAYER, waived)).allowed
+
+
+async def test_a_hold_covers_the_blob_everywhere(db: Any) -> None:
+    await image(db, "a/held", digest(1), State.PASSED, [LAYER])
+    await image(db, "b/copy", digest(2), State.PASSED, [LAYER])
+    async with db() as session, session.begin():
+        held = await content.hold_content(session, "a/held", digest(1), "admin", "backdoor")
+    # The layer was pullable elsewhere when the hold was made: only the config is held.
+    assert held == [CONFIG]
+    await image(db, "a/held", digest(3), State.PASSED, [BASE])
+    async with db() as session, session.begin():
+        held = await content.hold_content(session, "a/held", digest(3), "admin", "backdoor")
+    assert held == [CONFIG, BASE]
+    await image(db, "c/rewrap", digest(4), State.PASSED, [BASE])
+    found = await judge(db, "c/rewrap", BASE)
+    assert found.state == "held" and "backdoor" in found.message
+    async with db() as session, session.begin():
+        assert sorted(await content.lift_holds(session, "a/held", digest(3))) == [BASE, CONFIG]
+    assert (await judge(db, "c/rewrap", BASE)).allowed
