@@ -5,12 +5,14 @@ Protected header: ``1`` (alg: -37/-38/-39 PS256/384/512, -7/-35/-36 ES256/384/51
 tag-1 epoch dates. Unprotected header: ``33`` (x5chain, DER, signing certificate first), the
 optional RFC 3161 ``io.cncf.notary.timestampSignature`` and the signing agent. The signature
 covers ``Sig_structure = ["Signature1", protected, h'', payload]``; ECDSA signatures are
-``r||s``. Decoded with ``cbor2`` (the one CBOR codec we depend on); COSE itself is small enough
-to check here, step by step, rather than through a COSE library.
+``r||s``. Decoded with ``cbor2``, the one CBOR codec we depend on (it may hand back arrays as
+tuples and maps as read-only mappings, so both are accepted); COSE itself is small enough to
+check here, step by step, rather than through a COSE library.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,17 +44,17 @@ def parse(raw: bytes) -> Envelope:
     if not isinstance(message, cbor2.CBORTag) or message.tag != SIGN1_TAG:
         raise EnvelopeInvalid("the envelope is not a tagged COSE_Sign1 message")
     parts = message.value
-    if not isinstance(parts, list) or len(parts) != 4:
+    if not isinstance(parts, list | tuple) or len(parts) != 4:
         raise EnvelopeInvalid("COSE_Sign1 is not [protected, unprotected, payload, signature]")
     protected_raw, unprotected, payload, signature = parts
     if not isinstance(protected_raw, bytes) or not protected_raw:
         raise EnvelopeInvalid("the protected header is not a non-empty byte string")
-    if not isinstance(unprotected, dict):
+    if not isinstance(unprotected, Mapping):
         raise EnvelopeInvalid("the unprotected header is not a map")
     if not isinstance(payload, bytes) or not isinstance(signature, bytes):
         raise EnvelopeInvalid("the payload (detached?) or signature is not a byte string")
     protected = _cbor(protected_raw, "the protected header")
-    if not isinstance(protected, dict):
+    if not isinstance(protected, Mapping):
         raise EnvelopeInvalid("the protected header is not a map")
     algorithm = ALGORITHMS.get(protected.get(ALG))  # type: ignore[arg-type]
     if algorithm is None:
@@ -61,9 +63,9 @@ def parse(raw: bytes) -> Envelope:
     if not isinstance(content_type, str):
         raise EnvelopeInvalid("the content type is missing or not text")
     critical = protected.get(CRIT)
-    if critical is not None and not isinstance(critical, list):
+    if critical is not None and not isinstance(critical, list | tuple):
         raise EnvelopeInvalid("crit is not a list")
-    critical = critical or []
+    critical = list(critical or [])
     times = {key: _time(protected, key) for key in (SIGNING_TIME, AUTHENTIC_SIGNING_TIME, EXPIRY)}
     names = {k for k in protected if isinstance(k, str)}
     check_headers(
@@ -105,12 +107,12 @@ def _chain(value: Any) -> list[bytes]:
     """x5chain is one byte string for a single certificate, else an array of them."""
     if isinstance(value, bytes):
         return [value]
-    if isinstance(value, list) and all(isinstance(v, bytes) for v in value):
+    if isinstance(value, list | tuple) and all(isinstance(v, bytes) for v in value):
         return list(value)
     raise EnvelopeInvalid("x5chain is missing or not DER certificates")
 
 
-def _time(protected: dict[Any, Any], key: str) -> datetime | None:
+def _time(protected: Mapping[Any, Any], key: str) -> datetime | None:
     value = protected.get(key)
     if value is None:
         return None
