@@ -486,3 +486,55 @@ def test_a_changed_trust_store_changes_the_version(world: World, tmp_path: Path)
         assert SignatureVerifier(world.options).version != before
     finally:
         (store / "x509" / "ca" / "acme" / "extra.pem").unlink()
+
+
+def _with_tsa(world: World, tmp_path: Path, verify_timestamp: str) -> SignatureVerifier:
+    """The global policy with a ``tsa`` store (any root will do: no token is valid here)."""
+    notation.Pki("TSA Root").write_store(
+        Path(world.options["notation"]["trust_store"]), "tsa", "tsa"
+    )
+    options = json.loads(json.dumps(world.options))
+    policy = options["notation"]["trust_policy"]["trustPolicies"][0]
+    policy["trustStores"] = ["ca:acme", "tsa:tsa"]
+    policy["signatureVerification"]["verifyTimestamp"] = verify_timestamp
+    return SignatureVerifier(options)
+
+
+async def test_a_tsa_store_requires_a_timestamp(world: World, tmp_path: Path, fmt: str) -> None:
+    verifier = _with_tsa(world, tmp_path, "always")
+    repo, digest = image("notary/stamped")
+    sign(world, repo, digest, fmt)
+    found = await verifier.verify(repo.image(digest))
+    assert not isinstance(found, Skipped)
+    assert rule_ids(found) == ["signature.none-trusted", "notation.timestamp-invalid"]
+    assert "has no timestamp" in found[1].title
+
+
+async def test_after_cert_expiry_asks_for_no_timestamp_while_valid(
+    world: World, tmp_path: Path
+) -> None:
+    verifier = _with_tsa(world, tmp_path, "afterCertExpiry")
+    repo, digest = image("notary/unstamped")
+    sign(world, repo, digest, "JWS")
+    assert await verifier.verify(repo.image(digest)) == []
+    expired, other = image("notary/unstamped-expired")
+    sign(world, expired, other, "JWS", cert=_expired_cert(world))
+    found = await verifier.verify(expired.image(other))
+    assert not isinstance(found, Skipped)
+    assert "notation.timestamp-invalid" in rule_ids(found)
+
+
+async def test_a_garbled_timestamp_token_is_refused(world: World, tmp_path: Path) -> None:
+    verifier = _with_tsa(world, tmp_path, "always")
+    repo, digest = image("notary/garbled")
+
+    def add_token(envelope: bytes, media_type: str) -> bytes:
+        doc = json.loads(envelope)
+        doc["header"]["io.cncf.notary.timestampSignature"] = "MAMCAQA="
+        return json.dumps(doc).encode()
+
+    sign(world, repo, digest, "JWS", bend=add_token)
+    found = await verifier.verify(repo.image(digest))
+    assert not isinstance(found, Skipped)
+    assert rule_ids(found) == ["signature.none-trusted", "notation.timestamp-invalid"]
+    assert "does not parse" in found[1].title
