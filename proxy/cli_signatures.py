@@ -26,7 +26,8 @@ if TYPE_CHECKING:  # imported when a command runs: `gatekeeper serve` must not l
 
 NAME = "signatures"
 
-OK, FAIL = "ok  ", "FAIL"
+OK, FAIL, LOGGED = "ok  ", "FAIL", "log "
+"""A ``log`` step failed, but its Notation verification level only logs that validation."""
 
 
 class NotConfigured(Exception):
@@ -60,7 +61,7 @@ def _rule_json(rule: Rule) -> dict[str, Any]:
         "signers": [
             {
                 "name": s.name,
-                "kind": "key" if s.key else "keyless",
+                "kind": s.kind,
                 "key_id": s.key.key_id if s.key else None,
                 "describe": s.describe(),
             }
@@ -110,7 +111,8 @@ def _print_checked(index: int, checked: Checked) -> None:
     print(f"signature {index}: {checked.source}")
     for step in checked.steps:
         detail = f" — {step.detail}" if step.detail else ""
-        print(f"  {step.number:>2}. {OK if step.ok else FAIL}  {step.name}{detail}")
+        mark = OK if step.ok else LOGGED if step.logged else FAIL
+        print(f"  {step.number:>2}. {mark}  {step.name}{detail}")
     if checked.signer:
         print(f"      => counts as {checked.signer}")
     else:
@@ -146,7 +148,13 @@ def _report_json(report: Report) -> dict[str, Any]:
                 "source": c.source,
                 "signer": c.signer,
                 "steps": [
-                    {"number": s.number, "name": s.name, "ok": s.ok, "detail": s.detail}
+                    {
+                        "number": s.number,
+                        "name": s.name,
+                        "ok": s.ok,
+                        "logged": s.logged,
+                        "detail": s.detail,
+                    }
                     for s in c.steps
                 ],
             }

@@ -10,6 +10,8 @@ from typing import Protocol
 
 from verifiers.base import BlobOpener, Descriptor
 from verifiers.signatures.errors import StepFailed
+from verifiers.signatures.notation.revocation import Crls
+from verifiers.signatures.notation.trustpolicy import NotationTrust
 from verifiers.signatures.policy import Rule
 from verifiers.signatures.steps import Checked
 from verifiers.signatures.trust import TrustRoot
@@ -28,6 +30,11 @@ class Context:
     signature repository)."""
     max_payload_bytes: int
     now: datetime
+    image_media_type: str = ""
+    image_size: int | None = None
+    """The manifest's size, which a Notation payload names; None when it could not be read."""
+    notation: NotationTrust | None = None
+    crls: Crls | None = None
 
 
 class Candidate(Protocol):

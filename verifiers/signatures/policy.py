@@ -16,10 +16,18 @@ import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from cryptography.hazmat.primitives import hashes
 from pydantic import ValidationError
 
 from verifiers.signatures.errors import SignatureConfigError
 from verifiers.signatures.keys import KeyFormatError, PublicKey
+from verifiers.signatures.notation.revocation import Crls
+from verifiers.signatures.notation.settings import NotationSettings, TrustPolicyDocument
+from verifiers.signatures.notation.trustpolicy import (
+    NotationPolicy,
+    NotationTrust,
+    compile_trust,
+)
 from verifiers.signatures.settings import PLACEHOLDER, SignatureSettings, SignerSettings
 from verifiers.signatures.trust import TrustRoot, TrustRootError
 
@@ -46,16 +54,26 @@ class Matcher:
 
 @dataclass(frozen=True)
 class Signer:
-    """A trusted signer, ready to match: a key, or an identity plus issuer."""
+    """A trusted signer, ready to match: a key, an identity plus issuer, or a Notation trust
+    policy (its trust stores and trusted identities)."""
 
     name: str
     key: PublicKey | None = None
     identity: Matcher | None = None
     issuer: Matcher | None = None
+    notation: NotationPolicy | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.key is not None:
+            return "key"
+        return "notation" if self.notation is not None else "keyless"
 
     def describe(self) -> str:
         if self.key is not None:
             return self.key.describe()
+        if self.notation is not None:
+            return self.notation.describe()
         assert self.identity is not None and self.issuer is not None
         return f"keyless {self.identity.describe()} (issuer {self.issuer.describe()})"
 
@@ -139,6 +157,18 @@ class Rule:
     def identities(self) -> list[Signer]:
         return [s for s in self.signers if s.identity is not None]
 
+    @property
+    def notation_signers(self) -> list[Signer]:
+        return [s for s in self.signers if s.notation is not None]
+
+    def waived(self, notation: NotationTrust | None, repository: str) -> list[Signer]:
+        """Notation signers whose trust policy applies here at level ``skip``: Notation verifies
+        nothing for these repositories, so they count as signed (the documented meaning)."""
+        policy = notation.select(repository) if notation is not None else None
+        if policy is None or not policy.skipped:
+            return []
+        return [s for s in self.signers if s.notation is not None and s.notation is policy]
+
     def requirement(self) -> AllOf:
         names = tuple(s.name for s in self.signers)
         checks: list[SignerCheck] = [Threshold(self.threshold, names)]
@@ -166,7 +196,10 @@ class TrustPolicy:
     max_payload_bytes: int
     max_signatures: int
     fingerprint: str
-    """Short hash of the settings: results computed under other settings are not reused."""
+    """Short hash of the settings (and of the Notation trust material they point at): results
+    computed under other settings are not reused."""
+    notation: NotationTrust | None = None
+    crls: Crls | None = None
 
     def rule_for(self, repository: str) -> Rule | None:
         """The most specific matching rule (fewest wildcards, then longest; earlier wins)."""
@@ -187,7 +220,8 @@ def load_policy(options: dict[str, Any]) -> TrustPolicy:
         settings = SignatureSettings.model_validate(options)
     except ValidationError as exc:
         raise SignatureConfigError(_describe(exc)) from exc
-    signers = {s.name: _compile_signer(i, s) for i, s in enumerate(settings.signers)}
+    notation, crls, material = _load_notation(settings.notation)
+    signers = {s.name: _compile_signer(i, s, notation) for i, s in enumerate(settings.signers)}
     try:
         trust_root = TrustRoot.load(settings.trusted_root)
     except TrustRootError as exc:
@@ -206,18 +240,77 @@ def load_policy(options: dict[str, Any]) -> TrustPolicy:
         )
         for r in settings.rules
     )
-    canonical = json.dumps(settings.model_dump(mode="json"), sort_keys=True).encode()
+    canonical = json.dumps(_dump(settings), sort_keys=True).encode()
     return TrustPolicy(
         rules=rules,
         trust_root=trust_root,
         max_payload_bytes=settings.max_payload_bytes,
         max_signatures=settings.max_signatures,
-        fingerprint=hashlib.sha256(canonical).hexdigest()[:12],
+        fingerprint=hashlib.sha256(canonical + material).hexdigest()[:12],
+        notation=notation,
+        crls=crls,
     )
 
 
-def _compile_signer(index: int, spec: SignerSettings) -> Signer:
+def _dump(settings: SignatureSettings) -> dict[str, Any]:
+    """The settings as JSON, without the Notation fields while unset: settings written before
+    Notation support keep their fingerprint, so their results stay valid."""
+    data = settings.model_dump(mode="json")
+    if data.get("notation") is None:
+        data.pop("notation", None)
+    for signer in data["signers"]:
+        if signer.get("notation_policy") is None:
+            signer.pop("notation_policy", None)
+    return data
+
+
+def _load_notation(
+    spec: NotationSettings | None,
+) -> tuple[NotationTrust | None, Crls | None, bytes]:
+    """The compiled trust policy, the CRLs, and the bytes of every file they were read from
+    (certificates, policy file, CRLs) for the fingerprint: a changed trust store re-verifies."""
+    if spec is None:
+        return None, None, b""
+    document = spec.trust_policy
+    policy_raw = b""
+    if spec.trust_policy_file is not None:
+        try:
+            policy_raw = spec.trust_policy_file.read_bytes()
+            document = TrustPolicyDocument.model_validate_json(policy_raw)
+        except OSError as exc:
+            raise SignatureConfigError(
+                f"notation.trust_policy_file: cannot read {spec.trust_policy_file}: "
+                f"{exc.strerror or exc}"
+            ) from exc
+        except ValidationError as exc:
+            raise SignatureConfigError(
+                "\n".join(
+                    f"notation.trust_policy_file: {line}" for line in _describe(exc).splitlines()
+                )
+            ) from exc
+    assert document is not None
+    trust = compile_trust(document, spec.trust_store, spec.registry_hosts)
+    crls = Crls.load(spec.crl_files)
+    material = hashlib.sha256(policy_raw)
+    for policy in trust.policies:
+        for cert in policy.certificates():
+            material.update(cert.fingerprint(hashes.SHA256()))
+    for crl in crls.crls:
+        material.update(crl.fingerprint(hashes.SHA256()))
+    return trust, crls, material.digest()
+
+
+def _compile_signer(index: int, spec: SignerSettings, notation: NotationTrust | None) -> Signer:
     where = f"signers.{index}"
+    if spec.notation_policy is not None:
+        policy = notation.named(spec.notation_policy) if notation is not None else None
+        if policy is None:
+            known = ", ".join(p.name for p in notation.policies) if notation else "none"
+            raise SignatureConfigError(
+                f"{where}.notation_policy: no Notation trust policy named "
+                f"{spec.notation_policy!r} (configured: {known})"
+            )
+        return Signer(spec.name, notation=policy)
     if spec.key is not None or spec.key_file is not None:
         if spec.key_file is not None:
             try:

@@ -2,9 +2,11 @@
 
 Two places, both from the gatekeeper's own view of the repository (never a client's word):
 cosign's tag scheme (``sha256-<hex>.sig``) and OCI 1.1 referrers whose artifact type is a
-Sigstore bundle or a cosign signature. Both are looked up in one repository: the image's own, or
-the rule's signature repository. That is what cosign does with ``COSIGN_REPOSITORY``: it writes
-the tags *and* the referrer manifests there, and reads both back from there only.
+Sigstore bundle, a cosign signature or a Notary Project signature
+(``application/vnd.cncf.notary.signature``, checked by :mod:`notation.verify`). Both are
+looked up in one repository: the image's own, or the rule's signature repository. That is what
+cosign does with ``COSIGN_REPOSITORY``: it writes the tags *and* the referrer manifests there,
+and reads both back from there only.
 
 Each finding is a :class:`Candidate` that checks itself; a manifest that cannot even be read as a
 signature becomes a candidate whose single step failed, so it is reported rather than silently
@@ -23,6 +25,8 @@ from verifiers.signatures.bundle import BUNDLE_MEDIA_TYPES, Artifact, verify_bun
 from verifiers.signatures.context import Candidate, Context, read_limited
 from verifiers.signatures.cosign import layers, signature_tag
 from verifiers.signatures.errors import StepFailed
+from verifiers.signatures.notation.verify import ARTIFACT_TYPE as NOTATION_ARTIFACT
+from verifiers.signatures.notation.verify import NotationSignature
 from verifiers.signatures.steps import Checked, Trail, run_trail
 
 COSIGN_SIGNATURE_ARTIFACT = "application/vnd.dev.cosign.artifact.sig.v1+json"
@@ -63,9 +67,15 @@ async def discover(
             if manifest is not None:
                 where = f"referrer {at}{descriptor.digest[:19]}… (cosign signature)"
                 found += _cosign_manifest(manifest.body, where, limit - len(found))
+        elif artifact_type == NOTATION_ARTIFACT:
+            bundles += 1
+            manifest = await store.manifests.fetch(descriptor.digest)
+            if manifest is not None:
+                where = f"referrer {at}{descriptor.digest[:19]}… (Notation signature)"
+                found.append(NotationSignature(where, _json(manifest.body)))
     if not bundles:
         where = f" in {store.name}" if elsewhere else ""
-        notes.append(f"no signature or Sigstore bundle referrers{where}")
+        notes.append(f"no signature, Sigstore bundle or Notation referrers{where}")
     return found[:limit], notes
 
 

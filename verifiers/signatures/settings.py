@@ -12,6 +12,7 @@ from typing import Self
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from verifiers.signatures.notation.settings import NotationSettings
 from verifiers.signatures.trust import PUBLIC_GOOD
 
 PLACEHOLDER = "{repository}"
@@ -22,7 +23,8 @@ REPOSITORY_NAME = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 
 
 class SignerSettings(BaseModel):
-    """One trusted signer: a public key, or a keyless identity (certificate SAN + OIDC issuer)."""
+    """One trusted signer: a public key, a keyless identity (certificate SAN + OIDC issuer), or a
+    Notation trust policy (``notation_policy``: its trust stores and trusted identities)."""
 
     model_config = {"extra": "forbid", "frozen": True}
 
@@ -37,6 +39,9 @@ class SignerSettings(BaseModel):
     issuer: str | None = None
     """Exact OIDC issuer (certificate extension 1.3.6.1.4.1.57264.1.8, or .1.1)."""
     issuer_regex: str | None = None
+    notation_policy: str | None = Field(default=None, min_length=1)
+    """Name of a statement of ``notation.trust_policy``: a Notation signature verified under
+    it counts as this signer, where Notation would apply that statement."""
 
     @field_validator("identity_regex", "issuer_regex")
     @classmethod
@@ -57,11 +62,18 @@ class SignerSettings(BaseModel):
             raise ValueError(
                 "set at most one of key/key_file, identity/identity_regex, issuer/issuer_regex"
             )
+        if self.notation_policy is not None:
+            if keyed or identity or issuer:
+                raise ValueError(
+                    "a notation_policy signer takes no key, key_file, identity or issuer"
+                )
+            return self
         if keyed and (identity or issuer):
             raise ValueError("a signer is either a key or a keyless identity, not both")
         if not keyed and not (identity and issuer):
             raise ValueError(
-                "set key or key_file, or both an identity and an issuer (exact or _regex)"
+                "set key or key_file, or both an identity and an issuer (exact or _regex), or "
+                "a notation_policy"
             )
         return self
 
@@ -140,6 +152,8 @@ class SignatureSettings(BaseModel):
     """Largest signature payload or bundle read; a bigger one is a finding, not read."""
     max_signatures: int = Field(default=32, ge=1, le=1000)
     """Signatures examined per image at most (layers of the ``.sig`` tag plus referrers)."""
+    notation: NotationSettings | None = None
+    """Notary Project signatures: trust store, trust policy, CRLs (see README)."""
 
     @model_validator(mode="after")
     def _names(self) -> Self:
@@ -153,4 +167,11 @@ class SignatureSettings(BaseModel):
             unknown = sorted(set(rule.signers) - set(names))
             if unknown:
                 raise ValueError(f"rules.{index}.signers: unknown signers {unknown}")
+        if self.notation is None:
+            for index, signer in enumerate(self.signers):
+                if signer.notation_policy is not None:
+                    raise ValueError(
+                        f"signers.{index}.notation_policy: set [notation] (trust store and "
+                        "trust policy) first"
+                    )
         return self

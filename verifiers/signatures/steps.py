@@ -2,8 +2,10 @@
 
 Every check is a named step. A step that fails raises :class:`StepFailed` inside
 ``with trail.step(...)``; the trail records it (number, name, what was found) and the check
-stops there. ``gatekeeper verify`` prints the trail; the verifier turns a failed step into a
-finding whose title names the step.
+stops there, unless the step is only logged (``trail.step(name, enforce=False)``: a Notation
+verification level that logs a validation instead of enforcing it); then the failure is kept
+beside the trail and the check goes on. ``gatekeeper verify`` prints the trail; the verifier
+turns a failed step into a finding whose title names the step.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ class Step:
     """What the step establishes, e.g. "the payload names this image's digest"."""
     ok: bool
     detail: str = ""
+    logged: bool = False
+    """Failed, but not enforced: the check went on."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,8 @@ class Checked:
     signer: str | None
     """The trusted signer it verified as; None when it does not count."""
     failure: Failure | None = None
+    logged: tuple[Failure, ...] = ()
+    """Failed steps that the verification level only logs."""
 
 
 @dataclass
@@ -63,22 +69,30 @@ class Trail:
     source: str
     steps: list[Step] = field(default_factory=list)
     failure: Failure | None = None
+    logged: list[Failure] = field(default_factory=list)
 
     @contextmanager
-    def step(self, name: str) -> Iterator[Note]:
+    def step(self, name: str, *, enforce: bool = True) -> Iterator[Note]:
         note = Note()
         number = len(self.steps) + 1
         try:
             yield note
         except StepFailed as exc:
-            self.steps.append(Step(number, name, False, exc.detail))
-            self.failure = Failure(exc.rule, name, exc.detail)
-            raise
+            self.steps.append(Step(number, name, False, exc.detail, logged=not enforce))
+            if enforce:
+                self.failure = Failure(exc.rule, name, exc.detail)
+                raise
+            self.logged.append(Failure(exc.rule, name, exc.detail))
+            return
         self.steps.append(Step(number, name, True, note.detail))
 
     def result(self, signer: str | None) -> Checked:
         return Checked(
-            self.source, tuple(self.steps), signer if not self.failure else None, self.failure
+            self.source,
+            tuple(self.steps),
+            signer if not self.failure else None,
+            self.failure,
+            tuple(self.logged),
         )
 
 

@@ -43,9 +43,12 @@ class Report:
     def passed(self) -> bool:
         return not self.failures
 
+    waived: frozenset[str] = frozenset()
+    """Notation signers whose trust policy is level ``skip`` here: they count unverified."""
+
     @property
     def signed_by(self) -> frozenset[str]:
-        return frozenset(c.signer for c in self.checked if c.signer)
+        return frozenset(c.signer for c in self.checked if c.signer) | self.waived
 
     def findings(self, verifier: str) -> list[Finding]:
         where = f"{self.repository}@{self.digest}"
@@ -55,6 +58,17 @@ class Report:
         ]
         severity = Severity.LOW if self.passed else Severity.HIGH
         for checked in self.checked:
+            found += [
+                Finding(
+                    verifier,
+                    logged.rule,
+                    Severity.LOW,
+                    f"step '{logged.step}' failed, logged only (verification level): "
+                    f"{logged.detail}",
+                    checked.source,
+                )
+                for logged in checked.logged
+            ]
             if checked.failure is not None:
                 failure = checked.failure
                 found.append(
@@ -107,8 +121,12 @@ class SignatureVerifier:
             return report
         for index in image.covering_indexes:
             # cosign signs an index's digest; a client then pulls one child by digest.
+            fetched = await image.manifests.fetch(index)
+            if fetched is None:
+                continue
             view = await image.repositories.open(rule.signatures_in(image.repository), index)
-            through = await self._examine(replace(image, digest=index), view, rule, moment)
+            signed = replace(image, digest=index, media_type=fetched.media_type)
+            through = await self._examine(signed, view, rule, moment)
             if through.passed:
                 notes = (f"signed through index {index}, which lists it", *through.notes)
                 return replace(through, digest=image.digest, notes=notes)
@@ -126,17 +144,42 @@ class SignatureVerifier:
             blobs=store.blobs,
             max_payload_bytes=self.policy.max_payload_bytes,
             now=now,
+            image_media_type=image.media_type,
+            image_size=await _manifest_size(image) if rule.notation_signers else None,
+            notation=self.policy.notation,
+            crls=self.policy.crls,
         )
         candidates, notes = await discover(image, store, self.policy.max_signatures)
         if store.name != image.repository:
             notes.insert(0, f"signatures are stored in {store.name} (rule {rule.name})")
         checked = tuple([await candidate.check(ctx) for candidate in candidates])
-        signed_by = frozenset(c.signer for c in checked if c.signer)
+        waived = rule.waived(self.policy.notation, image.repository)
+        notes += [
+            f"Notation trust policy {s.notation.name} is level skip for {image.repository}: "
+            f"{s.name} counts without verification"
+            for s in waived
+            if s.notation is not None
+        ]
+        signed_by = frozenset(c.signer for c in checked if c.signer) | {s.name for s in waived}
         failures = tuple(
             (rule_id, _title(rule_id, title, checked, image, store.name, rule))
             for rule_id, title in rule.requirement().failures(signed_by)
         )
-        return Report(image.repository, image.digest, rule, checked, tuple(notes), failures)
+        return Report(
+            image.repository,
+            image.digest,
+            rule,
+            checked,
+            tuple(notes),
+            failures,
+            frozenset(s.name for s in waived),
+        )
+
+
+async def _manifest_size(image: Image) -> int | None:
+    """The image manifest's size in bytes, which a Notation payload must name."""
+    fetched = await image.manifests.fetch(image.digest)
+    return len(fetched.body) if fetched is not None else None
 
 
 def _title(
@@ -151,7 +194,8 @@ def _title(
                 f"{title}: the image is not signed (no {tag} tag and no bundle referrer in "
                 f"signature repository {store})"
             )
-        return f"{title}: the image is not signed (no {tag} tag, no bundle referrer)"
+        notation = " or Notation" if rule.notation_signers else ""
+        return f"{title}: the image is not signed (no {tag} tag, no bundle{notation} referrer)"
     count = len(checked)
     return (
         f"{title}: {count} signature{'s' if count != 1 else ''} found, none valid from a "

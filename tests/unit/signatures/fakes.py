@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from tests.support import cosign
+from tests.support import cosign, notation
 from tests.support.ocihttp import OCI_MANIFEST, digest_of, image_config, image_manifest
 from verifiers.base import Descriptor, FetchedManifest, Image, RepositoryView
 
@@ -106,6 +106,18 @@ class FakeRepository:
         self.referrers.append(
             (Descriptor(OCI_MANIFEST, digest_of(manifest), len(manifest)), cosign.BUNDLE_TYPE)
         )
+
+    def attach_notation(self, digest: str, envelope: bytes, media_type: str) -> str:
+        """Attach a Notation signature as a referrer, as ``notation sign`` pushes it."""
+        size = len(self.manifests[digest]) if digest in self.manifests else 0
+        manifest = notation.signature_manifest(digest, size, envelope, media_type)
+        self.blobs[digest_of(envelope)] = envelope
+        self.manifests[digest_of(manifest)] = manifest
+        self.subjects[digest_of(manifest)] = digest
+        self.referrers.append(
+            (Descriptor(OCI_MANIFEST, digest_of(manifest), len(manifest)), notation.ARTIFACT_TYPE)
+        )
+        return digest_of(manifest)
 
     def view(self, subject: str) -> RepositoryView:
         """This repository as another one's image sees it: only the referrers of ``subject``."""
