@@ -32,7 +32,7 @@ from storage import schedules
 from storage.advisories import DbAdvisoryStore, ImportResult
 from storage.db import DATABASE_ERRORS
 from storage.timeutil import now as utcnow
-from verifiers.vulns.load import read_path
+from verifiers.vulns.load import LoadError, read_path
 from verifiers.vulns.osv import Advisory
 
 log = logging.getLogger("gatekeeper.advisories")
@@ -49,6 +49,7 @@ class MirrorError(Exception):
 SYNC_ERRORS: tuple[type[Exception], ...] = (
     httpx.HTTPError,
     MirrorError,
+    LoadError,
     OSError,
     zipfile.BadZipFile,
     *DATABASE_ERRORS,
