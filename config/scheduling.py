@@ -85,6 +85,10 @@ class AdvisoriesSettings(BaseModel):
     """Connect timeout and longest silence while downloading."""
     max_download_bytes: int = Field(default=4 * 1024**3, ge=1024)
     """A download larger than this is abandoned as a failed sync (old data stays)."""
+    download_deadline: Duration = Field(default=1800.0, gt=0)
+    """The longest one download may take in all, however steadily its bytes arrive (a mirror
+    dripping a byte a second never trips ``timeout_seconds``); past it the sync of that URL
+    fails and is tried again at the next due time."""
     max_record_bytes: int = Field(default=4 * 1024**2, ge=1024, le=1024**3)
     """One OSV record (a JSON file or zip member), uncompressed: a larger one is skipped with
     a message and the rest are imported. Parsing a record takes up to ~25 times its size in
