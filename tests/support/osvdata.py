@@ -27,9 +27,11 @@ BAD_RECORDS: dict[str, dict[str, Any]] = {
             {"package": {"ecosystem": "PyPI", "name": "y"}, "ranges": [{"events": 3}]},
         ],
     },
+    # Parses, but PostgreSQL's text columns cannot hold it: it used to fail the transaction.
+    "BAD-NUL": {"id": "BAD-NUL", "affected": [{"package": {"ecosystem": "npm", "name": "a\0"}}]},
 }
 """One record per way of being wrong that used to raise TypeError or AttributeError (and so
-abort the whole import); what each names in its message is the key's field."""
+abort the whole import, or its transaction); each one's message names the field below."""
 
 BAD_FIELDS = {
     "BAD-ALIASES": "aliases",
@@ -38,6 +40,7 @@ BAD_FIELDS = {
     "BAD-SEVERITY": "severity",
     "BAD-PACKAGE": "affected.0.package.name",
     "BAD-EVENTS": "affected.1.ranges.0.type",
+    "BAD-NUL": "affected.0.package.name",
 }
 
 

@@ -92,7 +92,7 @@ class Advisory:
         except (ValueError, UnicodeDecodeError) as exc:
             raise OsvError(f"not JSON: {exc}") from None
         advisory = cls.from_json(data)
-        _storable(advisory.id, data)
+        _storable(advisory, data)
         return advisory
 
 
@@ -117,13 +117,25 @@ def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a JSON value")
 
 
-def _storable(advisory_id: str, data: dict[str, Any]) -> None:
-    """A lone surrogate (``"\\ud800"``) parses but cannot be encoded to UTF-8, which both
-    databases need: refuse the record here rather than fail the import's transaction."""
+def _storable(advisory: Advisory, data: dict[str, Any]) -> None:
+    """Refuse here what would fail the import's whole transaction: a lone surrogate
+    (``"\\ud800"``) parses but cannot be encoded to UTF-8, which both databases need, and
+    PostgreSQL's text columns cannot hold NUL (the raw JSON column keeps it escaped)."""
     try:
         json.dumps(data, ensure_ascii=False).encode()
     except UnicodeEncodeError:
-        raise OsvError(f"{_shown(advisory_id)}: a string holds a lone surrogate") from None
+        raise OsvError(f"{_shown(advisory.id)}: a string holds a lone surrogate") from None
+    fields = {
+        "id": advisory.id,
+        "modified": advisory.modified,
+        "summary" if data.get("summary") else "details": advisory.summary,
+    }
+    for n, entry in enumerate(advisory.affected):
+        fields[f"affected.{n}.package.ecosystem"] = entry.ecosystem
+        fields[f"affected.{n}.package.name"] = entry.name
+    for field, text in fields.items():
+        if "\x00" in text:
+            raise OsvError(f"{_shown(advisory.id)}: {field}: a NUL character cannot be stored")
 
 
 def _first_error(exc: ValidationError) -> str:

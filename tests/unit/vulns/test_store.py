@@ -110,3 +110,12 @@ async def test_an_import_that_fails_half_way_leaves_the_data_as_it_was(db: Any) 
         await store.import_batches(failing(), "t")
     assert await store.data_version() == before
     assert await store.for_package("PyPI", "f") == []
+
+
+async def test_a_nul_character_outside_the_stored_columns_is_kept(db: Any) -> None:
+    """PostgreSQL's text columns refuse NUL (the reader refuses such records); the raw JSON
+    column keeps it escaped, so a NUL elsewhere in a record imports on both backends."""
+    body = b'{"id": "N-1", "summary": "s", "database_specific": {"note": "a\\u0000b"}}'
+    store = DbAdvisoryStore(db)
+    result = await store.import_advisories([Advisory.from_bytes(body)], "t")
+    assert result.added == 1
