@@ -67,7 +67,8 @@ class RescanSettings(BaseModel):
 
 
 class AdvisoriesSettings(BaseModel):
-    """Scheduled download of OSV archives from a mirror (``all.zip`` or per-ecosystem zips)."""
+    """Scheduled download of OSV archives from a mirror (``all.zip`` or per-ecosystem zips),
+    and the caps on reading any OSV source (mirror or ``gatekeeper advisories import``)."""
 
     model_config = {"extra": "forbid", "hide_input_in_errors": True}
 
@@ -84,6 +85,19 @@ class AdvisoriesSettings(BaseModel):
     """Connect timeout and longest silence while downloading."""
     max_download_bytes: int = Field(default=4 * 1024**3, ge=1024)
     """A download larger than this is abandoned as a failed sync (old data stays)."""
+    download_deadline: Duration = Field(default=1800.0, gt=0)
+    """The longest one download may take in all, however steadily its bytes arrive (a mirror
+    dripping a byte a second never trips ``timeout_seconds``); past it the sync of that URL
+    fails and is tried again at the next due time."""
+    max_record_bytes: int = Field(default=4 * 1024**2, ge=1024, le=1024**3)
+    """One OSV record (a JSON file or zip member), uncompressed: a larger one is skipped with
+    a message and the rest are imported. Parsing a record takes up to ~25 times its size in
+    memory, so this bounds the importer's memory; the largest real records are a few hundred
+    KB. Applies to ``gatekeeper advisories import`` too."""
+    max_uncompressed_bytes: int = Field(default=16 * 1024**3, ge=1024)
+    """Every record of one archive (or directory) together, uncompressed: past it the import
+    or sync fails as a whole and the data already imported stays. Applies to ``gatekeeper
+    advisories import`` too."""
 
     @field_validator("mirror_urls")
     @classmethod

@@ -1,12 +1,17 @@
 """``gatekeeper advisories import PATH``: load OSV records into the advisory store.
 
 PATH is an OSV JSON file, a directory of them, or one of the per-ecosystem zip archives OSV
-publishes. Re-importing is safe (unchanged records are skipped). Images whose inventory holds
-an affected package are then re-evaluated at once from stored data (``proxy/reevaluate.py``: no
-layer is read, the upstream is not asked), under the configured policies; images with nothing
-stored to decide from are queued for a full verification, which the serving gatekeeper runs.
-Verdict changes go to the access log and to the configured webhooks (the serving gatekeeper
-sends the deliveries this command records).
+publishes. Re-importing is safe (unchanged records are skipped). Records are streamed into the
+store (``proxy/advisory_import.py``) under the ``[advisories]`` caps; a malformed or oversized
+record is skipped with a line naming it on stderr, and the rest are imported. A source that
+cannot be read as a whole (not a zip, over ``max_uncompressed_bytes``, no valid record) imports
+nothing and exits 1.
+
+Images whose inventory holds an affected package are then re-evaluated at once from stored data
+(``proxy/reevaluate.py``: no layer is read, the upstream is not asked), under the configured
+policies; images with nothing stored to decide from are queued for a full verification, which
+the serving gatekeeper runs. Verdict changes go to the access log and to the configured webhooks
+(the serving gatekeeper sends the deliveries this command records).
 """
 
 from __future__ import annotations
@@ -21,22 +26,21 @@ from config.settings import Settings, load_settings
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from verifiers.vulns.load import Rejected, read_path
-    from verifiers.vulns.osv import Advisory
+    from verifiers.vulns.load import LoadError
 
     settings = load_settings(Path(args.config) if args.config else None)
     path = Path(args.path)
     if not path.exists():
         raise LookupError(f"{path}: no such file or directory")
-    records = list(read_path(path))
-    advisories = [r for r in records if isinstance(r, Advisory)]
-    rejected = [r for r in records if isinstance(r, Rejected)]
-    result, report = asyncio.run(_import(settings, advisories, str(path)))
-    for r in rejected:
-        print(f"skipped {r.where}: {r.reason}", file=sys.stderr)
+    try:
+        imported, report = asyncio.run(_import(settings, path))
+    except LoadError as exc:
+        print(f"gatekeeper: cannot import {path}: {exc}; nothing imported", file=sys.stderr)
+        return 1
+    result = imported.result
     print(
         f"advisory data version {result.data_version}: {result.added} added, "
-        f"{result.updated} updated, {result.unchanged} unchanged, {len(rejected)} rejected; "
+        f"{result.updated} updated, {result.unchanged} unchanged, {imported.rejected} rejected; "
         f"{report.examined} images re-evaluated in {report.seconds:.2f}s ({report.quarantined} "
         f"newly quarantined, {report.notified} notified); "
         f"{len(report.needs_verification)} images queued for re-verification"
@@ -44,20 +48,27 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _import(settings: Settings, advisories: list[Any], source: str) -> tuple[Any, Any]:
+def _skipped(reject: Any) -> None:
+    """Each skipped record as soon as it is met: the import goes on past it."""
+    print(f"skipped {reject.where}: {reject.reason}", file=sys.stderr, flush=True)
+
+
+async def _import(settings: Settings, path: Path) -> tuple[Any, Any]:
+    from proxy.advisory_import import import_path, read_limits
     from proxy.audit import AuditWriter, audit_listener
     from proxy.events import EventBus
     from proxy.rescan import reevaluate_import
     from proxy.webhooks import WebhookDispatcher, make_webhook_client
     from proxy.webhooks.cloudevents import event_source
-    from storage.advisories import DbAdvisoryStore
     from storage.db import create_engine, sessionmaker, upgrade
 
     engine = create_engine(settings.database_url)
     try:
         await upgrade(engine)
         db = sessionmaker(engine)
-        result = await DbAdvisoryStore(db).import_advisories(advisories, source)
+        limits = read_limits(settings.advisories)
+        imported = await import_path(db, path, limits, source=str(path), on_reject=_skipped)
+        result = imported.result
         # Only the listeners' recording halves run here: deliveries become rows that the
         # serving gatekeeper's dispatcher sends, audit rows are written before we exit.
         writer = AuditWriter(db, settings.audit)
@@ -75,7 +86,7 @@ async def _import(settings: Settings, advisories: list[Any], source: str) -> tup
             await hooks.close()
             await client.aclose()
             await writer.close()
-        return result, report
+        return imported, report
     finally:
         await engine.dispose()
 

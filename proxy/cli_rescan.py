@@ -333,9 +333,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 async def _sync(settings: Settings, force: bool, lock_timeout: float) -> list[Any]:
-    """Take the scheduler's cluster-wide lock (so no replica syncs at the same time), then
-    sync every configured URL once."""
-    from proxy.mirror import MirrorSync, make_mirror_client
+    """Take the sync's cluster-wide lock (so no replica syncs at the same time), then sync
+    every configured URL once."""
+    from proxy.mirror import SYNC_LOCK, MirrorSync, make_mirror_client
     from storage.db import create_engine, sessionmaker, upgrade
     from storage.locks import cluster_lock
 
@@ -344,7 +344,7 @@ async def _sync(settings: Settings, force: bool, lock_timeout: float) -> list[An
         await upgrade(engine)
         db = sessionmaker(engine)
         owner = f"cli-{getpass.getuser()}-{os.getpid()}"
-        lock = cluster_lock(engine, db, owner, settings.rescan.lease_seconds)
+        lock = cluster_lock(engine, db, owner, settings.rescan.lease_seconds, name=SYNC_LOCK)
         deadline = time.monotonic() + lock_timeout
         async with make_mirror_client(settings.advisories) as client:
             while True:
@@ -355,7 +355,7 @@ async def _sync(settings: Settings, force: bool, lock_timeout: float) -> list[An
                         )
                 if time.monotonic() >= deadline:
                     raise UsageError(
-                        "another gatekeeper holds the scheduler lock (it may be syncing); "
+                        "another gatekeeper is syncing the advisory mirror; "
                         "try again later or raise --lock-timeout"
                     )
                 await asyncio.sleep(1.0)

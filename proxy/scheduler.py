@@ -7,7 +7,11 @@ many replicas share the database. A tick:
 1. starts the scheduled run when it is due (``[rescan] interval``; off: nothing starts);
 2. queues the next batch of the running run, paced so the run spreads over its window, and
    only while the job queue has room (back-pressure);
-3. syncs the advisory mirror when that is due (``[advisories] sync_interval``).
+3. starts the advisory mirror sync when that is due (``[advisories] sync_interval``), as a
+   task of its own that the tick does not wait for: a download may take up to
+   ``download_deadline``, and the runs and batches of the next ticks must not wait that long.
+   The sync holds a cluster-wide lock of its own (``advisory-sync``) while it runs, so it
+   happens once however many replicas (and ``gatekeeper advisories sync``) want it.
 
 Runs are persisted with a cursor (``storage/schedules.py``): after a restart or a crash the
 next tick, on whichever replica holds the lock, continues where the last committed batch ended.
@@ -21,7 +25,7 @@ import contextlib
 import logging
 import math
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +56,14 @@ _PATTERN = re.compile(r"[a-z0-9._/*?-]{1,255}")
 
 class _Moved(Exception):
     """The run changed under this tick (cancelled, or another writer moved its cursor)."""
+
+
+class _ProcessOnly:
+    """The sync lock of a scheduler given none: one sync at a time in this process only."""
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[bool]:
+        yield True
 
 
 def check_pattern(pattern: str) -> str:
@@ -94,6 +106,7 @@ class Scheduler:
         lock: ClusterLock,
         *,
         mirror: MirrorSync | None = None,
+        sync_lock: ClusterLock | None = None,
         on_queued: Callable[[int], None] | None = None,
         settle: Callable[[datetime], Awaitable[int]] | None = None,
         clock: Callable[[], datetime] = utcnow,
@@ -102,6 +115,9 @@ class Scheduler:
         self.db = db
         self.lock = lock
         self.mirror = mirror
+        self._sync_lock: ClusterLock = sync_lock or _ProcessOnly()
+        """Held by a running sync; cluster-wide when given (``build_scheduler`` gives one)."""
+        self._sync_task: asyncio.Task[None] | None = None
         self._settle = settle
         """Re-evaluation owed by imports whose importer died (``rescan.settle_unfinished``)."""
         self._on_queued = on_queued or (lambda n: None)
@@ -127,8 +143,10 @@ class Scheduler:
 
     async def close(self) -> None:
         """Stop the loop between ticks: a tick in progress finishes (its batch commits, the
-        lock is given back) rather than being cancelled inside a transaction. Only a tick
-        still busy after ``STOP_GRACE`` seconds (a long mirror download) is cancelled."""
+        lock is given back) rather than being cancelled inside a transaction; only a tick
+        still busy after ``STOP_GRACE`` seconds is cancelled. A running mirror sync is
+        cancelled at once (its import rolls back, it stays due for the next start)."""
+        await self._stop_sync()
         if self._task is None:
             return
         self._stopping.set()
@@ -141,6 +159,15 @@ class Scheduler:
         elif not self._task.cancelled() and self._task.exception() is not None:
             log.error("the scheduler had stopped on: %r", self._task.exception())
         self._task = None
+
+    async def _stop_sync(self) -> None:
+        task, self._sync_task = self._sync_task, None
+        if task is None or task.done():
+            return
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=STOP_GRACE)
+        if not done:
+            log.error("the advisory sync did not stop; leaving it behind")
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -225,20 +252,54 @@ class Scheduler:
         return queued
 
     async def sync_mirror(self, moment: datetime) -> bool:
-        """Sync the advisory mirror if it is due (at once on the very first tick, since a
-        fresh deployment has no advisories); True if a sync ran."""
-        interval = self.settings.advisories.sync_interval
-        if self.mirror is None or not interval:
+        """Start the advisory mirror sync if it is due (at once on the very first tick, since
+        a fresh deployment has no advisories) and none is running here; True if one started.
+        Returns at once: the sync runs as a task of its own (see :meth:`wait_sync`)."""
+        if self.mirror is None or not self.settings.advisories.sync_interval:
             return False
+        if self._sync_task is not None and not self._sync_task.done():
+            return False
+        if not await self._sync_due(moment):
+            return False
+        self._sync_task = asyncio.create_task(self._sync(), name="advisory-sync")
+        return True
+
+    async def wait_sync(self) -> None:
+        """Wait for the sync started by :meth:`sync_mirror`, if one is running."""
+        if self._sync_task is not None:
+            await asyncio.wait([self._sync_task])
+
+    async def _sync_due(self, moment: datetime) -> bool:
         async with self.db() as session:
             due = await schedules.due_at(session, SYNC)
-        if due is not None and due > moment:
-            return False
-        await self.mirror.sync_all()
-        # Set after the attempt: a replica that dies mid-sync leaves it due for the next one.
-        async with self.db() as session, session.begin():
-            await schedules.set_due(session, SYNC, self._clock() + timedelta(seconds=interval))
-        return True
+        return due is None or due <= moment
+
+    async def _sync(self) -> None:
+        """Sync every URL under the sync lock, then set the next due time whatever happened:
+        a failed URL is a result (logged and counted by ``MirrorSync``) and even a crash of
+        the whole sync is retried at the next due time, not at every tick. Only a stop
+        (cancellation) leaves it due, for the next start."""
+        assert self.mirror is not None
+        try:
+            async with self._sync_lock.hold() as held:
+                # Still due? Another replica may have finished a sync since the tick looked.
+                if not held or not await self._sync_due(self._clock()):
+                    log.debug("advisory sync skipped: another process is syncing or just did")
+                    return
+                try:
+                    await self.mirror.sync_all()
+                except Exception:
+                    log.exception("advisory sync failed; trying again at the next due time")
+                # Set after the attempt: a replica that dies mid-sync leaves it due for the
+                # next one (which waits for the lock the dead one held to be released).
+                interval = self.settings.advisories.sync_interval
+                async with self.db() as session, session.begin():
+                    due = self._clock() + timedelta(seconds=interval)
+                    await schedules.set_due(session, SYNC, due)
+        except DATABASE_ERRORS as exc:
+            log.error("advisory sync: database unavailable, trying again next tick: %s", exc)
+        except Exception:
+            log.exception("advisory sync could not run; trying again next tick")
 
 
 async def start_manual_run(
@@ -278,7 +339,7 @@ def build_scheduler(
     mirror sync when mirror URLs are configured (``mirror_client`` given). After a sync the
     affected images are re-evaluated with this gatekeeper's policies, and verdict changes go
     out on its event bus (webhooks, audit), as after any advisory import."""
-    from proxy.mirror import MirrorSync
+    from proxy.mirror import SYNC_LOCK, MirrorSync
     from proxy.rescan import queue_affected, settle_unfinished
 
     async def after_import(db: async_sessionmaker[Any], result: ImportResult) -> int:
@@ -298,11 +359,13 @@ def build_scheduler(
             on_result=lambda r: metrics.advisory_syncs.labels(r.status).inc(),
             queue=after_import,
         )
+    lease = settings.rescan.lease_seconds
     return Scheduler(
         settings,
         db,
-        cluster_lock(engine, db, owner, settings.rescan.lease_seconds),
+        cluster_lock(engine, db, owner, lease),
         mirror=mirror,
+        sync_lock=cluster_lock(engine, db, owner, lease, name=SYNC_LOCK),
         on_queued=metrics.rescan_queued.inc,
         settle=settle,
     )

@@ -2,17 +2,19 @@
 
 Rows only; whether an image is affected is decided by ``verifiers.vulns.match``. An import is
 idempotent: a record already stored with the same or a newer ``modified`` is left alone, a newer
-one replaces it. Every import is a new advisory-data version, which verdicts record.
+one replaces it. Every import is a new advisory-data version, which verdicts record. Records
+are written in batches as they arrive (bulk INSERTs, no ORM objects kept), so an import's
+memory does not grow with the archive.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.keys import images_clause
@@ -48,43 +50,34 @@ class DbAdvisoryStore:
 
     async def import_advisories(self, advisories: Iterable[Advisory], source: str) -> ImportResult:
         """Store ``advisories`` in one transaction under a new data version."""
-        added = updated = unchanged = 0
-        packages: set[tuple[str, str]] = set()
-        changed: set[str] = set()
-        index: list[AdvisoryPackage] = []
+
+        async def batches() -> AsyncIterator[Sequence[Advisory]]:
+            batch: list[Advisory] = []
+            for advisory in advisories:
+                batch.append(advisory)
+                if len(batch) == CHUNK:
+                    yield batch
+                    batch = []
+            yield batch
+
+        return await self.import_batches(batches(), source)
+
+    async def import_batches(
+        self, batches: AsyncIterable[Sequence[Advisory]], source: str
+    ) -> ImportResult:
+        """Store records as they come, a batch at a time, in one transaction under a new data
+        version: an import is all or nothing, yet holds one batch in memory, not the archive
+        (plus each record's id, so a record listed twice is counted once)."""
         async with self._db() as session, session.begin():
-            stored = dict(
-                (await session.execute(select(AdvisoryRow.id, AdvisoryRow.modified))).all()
-            )
             version = AdvisoryDataVersion(source=source, imported_at=now(), added=0, updated=0)
             session.add(version)
             await session.flush()
-            for advisory in _latest(advisories):
-                previous = stored.get(advisory.id)
-                if previous is not None and not _newer(advisory.modified, previous):
-                    unchanged += 1
-                    continue
-                if previous is None:
-                    added += 1
-                else:
-                    updated += 1
-                    await session.execute(delete(AdvisoryRow).where(AdvisoryRow.id == advisory.id))
-                    await session.execute(
-                        delete(AdvisoryPackage).where(AdvisoryPackage.advisory_id == advisory.id)
-                    )
-                keys = _keys(advisory)
-                packages |= keys
-                changed.add(advisory.id)
-                session.add(_row(advisory, version.version))
-                index += (
-                    AdvisoryPackage(advisory_id=advisory.id, ecosystem=e, name=n) for e, n in keys
-                )
-            await session.flush()  # advisories first: the index rows reference them
-            session.add_all(index)
-            version.added, version.updated = added, updated
-        return ImportResult(
-            version.version, added, updated, unchanged, frozenset(packages), frozenset(changed)
-        )
+            tally = _Tally(version.version)
+            async for batch in batches:
+                for start in range(0, len(batch), CHUNK):
+                    await _store(session, batch[start : start + CHUNK], tally)
+            version.added, version.updated = tally.count("added"), tally.count("updated")
+        return tally.result()
 
     async def settled(self, version: int) -> None:
         """Record that the re-evaluation owed after import ``version`` is done."""
@@ -232,8 +225,80 @@ def _keys(advisory: Advisory) -> set[tuple[str, str]]:
     return {(a.ecosystem, normalize(a.ecosystem, a.name)) for a in advisory.affected}
 
 
+class _Tally:
+    """What an import did to each record id (the id's first fate, upgraded when a later copy
+    of it in the same import is newer), and the packages of every record written."""
+
+    def __init__(self, version: int) -> None:
+        self.version = version
+        self.fates: dict[str, str] = {}
+        """Record id -> ``added``, ``updated`` or ``unchanged``."""
+        self.packages: set[tuple[str, str]] = set()
+
+    def note(self, advisory_id: str, *, written: bool, existed: bool) -> None:
+        fate = self.fates.get(advisory_id)
+        if not written:
+            self.fates.setdefault(advisory_id, "unchanged")
+        elif fate is None:
+            self.fates[advisory_id] = "updated" if existed else "added"
+        elif fate == "unchanged":
+            self.fates[advisory_id] = "updated"
+
+    def count(self, fate: str) -> int:
+        return sum(1 for f in self.fates.values() if f == fate)
+
+    def result(self) -> ImportResult:
+        changed = frozenset(i for i, f in self.fates.items() if f != "unchanged")
+        return ImportResult(
+            self.version,
+            self.count("added"),
+            self.count("updated"),
+            self.count("unchanged"),
+            frozenset(self.packages),
+            changed,
+        )
+
+
+async def _store(session: AsyncSession, batch: Sequence[Advisory], tally: _Tally) -> None:
+    """Write the records of ``batch`` that are new or newer than the stored copy (which may
+    have been written by an earlier batch of this import); at most ``CHUNK`` records."""
+    latest = _latest(batch)
+    stored = dict(
+        (
+            await session.execute(
+                select(AdvisoryRow.id, AdvisoryRow.modified).where(
+                    AdvisoryRow.id.in_([a.id for a in latest])
+                )
+            )
+        ).all()
+    )
+    fresh = []
+    for advisory in latest:
+        previous = stored.get(advisory.id)
+        written = previous is None or _newer(advisory.modified, previous)
+        tally.note(advisory.id, written=written, existed=previous is not None)
+        if written:
+            fresh.append(advisory)
+    replaced = [a.id for a in fresh if a.id in stored]
+    if replaced:
+        await session.execute(
+            delete(AdvisoryPackage).where(AdvisoryPackage.advisory_id.in_(replaced))
+        )
+        await session.execute(delete(AdvisoryRow).where(AdvisoryRow.id.in_(replaced)))
+    if not fresh:
+        return
+    await session.execute(insert(AdvisoryRow), [_row(a, tally.version) for a in fresh])
+    index: list[dict[str, str]] = []
+    for advisory in fresh:
+        keys = _keys(advisory)
+        tally.packages |= keys
+        index += ({"advisory_id": advisory.id, "ecosystem": e, "name": n} for e, n in keys)
+    if index:  # the records first: the index rows reference them
+        await session.execute(insert(AdvisoryPackage), index)
+
+
 def _latest(advisories: Iterable[Advisory]) -> list[Advisory]:
-    """One record per id (the newest), so a source listing a record twice stores it once."""
+    """One record per id (the newest), so a batch listing a record twice stores it once."""
     chosen: dict[str, Advisory] = {}
     for advisory in advisories:
         seen = chosen.get(advisory.id)
@@ -249,14 +314,14 @@ def _newer(candidate: str, stored: str) -> bool:
         return candidate > stored
 
 
-def _row(advisory: Advisory, version: int) -> AdvisoryRow:
+def _row(advisory: Advisory, version: int) -> dict[str, Any]:
     scored = score(advisory.raw)
-    return AdvisoryRow(
-        id=advisory.id,
-        modified=advisory.modified,
-        summary=advisory.summary,
-        severity=scored.severity.name,
-        score=scored.score,
-        raw=advisory.raw,
-        data_version=version,
-    )
+    return {
+        "id": advisory.id,
+        "modified": advisory.modified,
+        "summary": advisory.summary,
+        "severity": scored.severity.name,
+        "score": scored.score,
+        "raw": advisory.raw,
+        "data_version": version,
+    }

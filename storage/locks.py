@@ -163,9 +163,15 @@ class LeaseLock:
 
 
 def cluster_lock(
-    engine: AsyncEngine, db: async_sessionmaker[Any], owner: str, lease_seconds: float
+    engine: AsyncEngine,
+    db: async_sessionmaker[Any],
+    owner: str,
+    lease_seconds: float,
+    *,
+    name: str = "scheduler",
 ) -> ClusterLock:
-    """The right lock for the database behind ``engine``."""
+    """The right lock for the database behind ``engine``: ``scheduler`` for the ticks,
+    ``advisory-sync`` for a mirror sync (which may take far longer than a tick)."""
     if engine.dialect.name == "postgresql":
-        return PgAdvisoryLock(engine, "scheduler")
-    return LeaseLock(db, "scheduler", owner, lease_seconds)
+        return PgAdvisoryLock(engine, name)
+    return LeaseLock(db, name, owner, lease_seconds)

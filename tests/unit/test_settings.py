@@ -69,3 +69,22 @@ def test_secrets_are_not_in_repr() -> None:
 
 def test_example_config_loads() -> None:
     load_settings(EXAMPLE, env={})
+
+
+def test_advisory_read_caps_are_typed_and_documented(tmp_path: Path) -> None:
+    defaults = load_settings(env={}).advisories
+    assert (defaults.download_deadline, defaults.max_record_bytes) == (1800.0, 4 * 1024**2)
+    assert defaults.max_uncompressed_bytes == 16 * 1024**3
+    # The commented [advisories] block of the example, uncommented, is what the defaults are.
+    text = EXAMPLE.read_text()
+    block = text[text.index("# [advisories]") : text.index("# --- Verifiers")]
+    uncommented = "\n".join(line.removeprefix("# ") for line in block.splitlines())
+    path = tmp_path / "advisories.toml"
+    path.write_text(uncommented)
+    example = load_settings(path, env={}).advisories
+    assert (example.download_deadline, example.max_record_bytes) == (1800.0, 4 * 1024**2)
+    assert example.max_uncompressed_bytes == defaults.max_uncompressed_bytes
+    with pytest.raises(ConfigError, match="download_deadline"):
+        load_settings(env={"GATEKEEPER_ADVISORIES__DOWNLOAD_DEADLINE": "off"})
+    with pytest.raises(ConfigError, match="max_record_bytes"):
+        load_settings(env={"GATEKEEPER_ADVISORIES__MAX_RECORD_BYTES": "10"})

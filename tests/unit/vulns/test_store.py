@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -65,3 +66,56 @@ async def test_bulk_import_of_the_go_database(db: Any) -> None:
     assert (again.added, again.updated, again.unchanged) == (0, 0, 4291)
     assert first < 60
     assert len(await store.for_package("Go", "stdlib")) > 100
+
+
+def _record(ident: str, modified: str, package: str) -> Advisory:
+    affected = [{"package": {"ecosystem": "PyPI", "name": package}}]
+    return Advisory.from_json({"id": ident, "modified": modified, "affected": affected})
+
+
+async def _batches(*batches: list[Advisory]) -> AsyncIterator[list[Advisory]]:
+    for batch in batches:
+        yield batch
+
+
+async def test_records_streamed_in_batches_count_once_and_the_newest_wins(db: Any) -> None:
+    store = DbAdvisoryStore(db)
+    await store.import_advisories([_record("S-1", "2024-01-01T00:00:00Z", "old")], "t")
+    first = _record("A-1", "2024-01-01T00:00:00Z", "a-first")
+    newer = _record("A-1", "2024-06-01T00:00:00Z", "a-second")
+    stale = _record("S-1", "2024-01-01T00:00:00Z", "old")
+    updated = _record("S-1", "2025-01-01T00:00:00Z", "new")
+    result = await store.import_batches(
+        _batches([first, stale], [newer, _record("B-1", "2024-01-01T00:00:00Z", "b")], [updated]),
+        "t",
+    )
+    # A-1 is new however often it comes; S-1 was stored, seen unchanged, then newer.
+    assert (result.added, result.updated, result.unchanged) == (2, 1, 0)
+    assert result.advisories == {"A-1", "B-1", "S-1"}
+    assert [a.affected[0].name for a in await store.for_package("PyPI", "a-second")] == ["a-second"]
+    assert await store.for_package("PyPI", "a-first") == []  # the replaced copy's index rows
+    assert await store.for_package("PyPI", "old") == []
+    assert [a.id for a in await store.for_package("PyPI", "new")] == ["S-1"]
+
+
+async def test_an_import_that_fails_half_way_leaves_the_data_as_it_was(db: Any) -> None:
+    store = DbAdvisoryStore(db)
+    before = await store.data_version()
+
+    async def failing() -> AsyncIterator[list[Advisory]]:
+        yield [_record("F-1", "2024-01-01T00:00:00Z", "f")]
+        raise RuntimeError("the source broke")
+
+    with pytest.raises(RuntimeError):
+        await store.import_batches(failing(), "t")
+    assert await store.data_version() == before
+    assert await store.for_package("PyPI", "f") == []
+
+
+async def test_a_nul_character_outside_the_stored_columns_is_kept(db: Any) -> None:
+    """PostgreSQL's text columns refuse NUL (the reader refuses such records); the raw JSON
+    column keeps it escaped, so a NUL elsewhere in a record imports on both backends."""
+    body = b'{"id": "N-1", "summary": "s", "database_specific": {"note": "a\\u0000b"}}'
+    store = DbAdvisoryStore(db)
+    result = await store.import_advisories([Advisory.from_bytes(body)], "t")
+    assert result.added == 1
