@@ -9,7 +9,7 @@ import json
 import logging
 import ssl
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -99,11 +99,11 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _time(value: str) -> datetime:
+    """An ISO 8601 time (without an offset: this machine's local time), in UTC."""
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
+        return datetime.fromisoformat(value).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from exc
-    return parsed if parsed.tzinfo else parsed.astimezone()
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

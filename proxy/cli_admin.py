@@ -19,12 +19,14 @@ import re
 import sys
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+
+from proxy.admin.releases import MAX_RELEASE, ReleaseTermError, release_end
 
 DEFAULT_URL = "http://127.0.0.1:5000"
 API = "/admin/api/v1"
@@ -107,6 +109,19 @@ def image_path(ref: str, action: str = "") -> str:
     if "@" not in ref:
         raise CommandError(f"expected REPOSITORY@DIGEST, got {ref!r}", 2)
     return f"/images/{quote(ref, safe='/@:')}" + (f"/{action}" if action else "")
+
+
+def parse_moment(text: str) -> datetime:
+    """An ISO 8601 time with its zone offset (``2030-01-31T12:00:00Z``, ``...-10:00``)."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from exc
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no zone offset (for example 2030-01-31T12:00:00Z or ...+02:00)"
+        )
+    return moment
 
 
 def parse_duration(text: str) -> float:
@@ -218,8 +233,15 @@ def cmd_show(client: AdminClient, args: argparse.Namespace) -> None:
 
 def cmd_release(client: AdminClient, args: argparse.Namespace) -> None:
     body: dict[str, Any] = {"reason": args.reason, "actor": args.actor}
+    try:  # the server checks too; checking here names the option the operator typed
+        end = release_end(datetime.now(UTC), seconds=args.expires_in, at=args.expires_at)
+    except ReleaseTermError as exc:
+        option = "--expires-in" if args.expires_in is not None else "--expires-at"
+        raise CommandError(f"{option} {exc}", 2) from exc
     if args.expires_in is not None:
         body["expires_in_seconds"] = args.expires_in
+    elif end is not None:
+        body["expires_at"] = end.isoformat()
     v = client.call("POST", image_path(args.image, "release"), body=_drop_none(body))
     if args.json:
         return print_json(v)
@@ -380,7 +402,17 @@ def add_admin_commands(sub: Any) -> None:
     p = q.add_parser("release", parents=[common], help="let a quarantined image be pulled")
     p.add_argument("image", metavar="REPO@DIGEST")
     _acting(p, reason_required=True)
-    p.add_argument("--expires-in", type=parse_duration, help="e.g. 90s, 30m, 1h, 2d")
+    until = p.add_mutually_exclusive_group()
+    until.add_argument(
+        "--expires-in",
+        type=parse_duration,
+        help=f"e.g. 90s, 30m, 1h, 2d (at most {MAX_RELEASE.days}d)",
+    )
+    until.add_argument(
+        "--expires-at",
+        type=parse_moment,
+        help="an ISO 8601 time with its offset, e.g. 2030-01-31T12:00:00Z",
+    )
     p.set_defaults(func=_run, admin_command=cmd_release)
 
     p = q.add_parser("requarantine", parents=[common], help="withdraw a release or a pass")

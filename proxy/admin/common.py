@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -173,14 +173,14 @@ def query_time(request: web.Request, key: str) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
+        if moment.tzinfo is None:
+            raise ValueError("no zone offset")
+        return moment.astimezone(UTC)  # the database compares UTC times
+    except (ValueError, OverflowError) as exc:
         raise AdminError(
             AdminCode.BAD_REQUEST,
             f"{key}: an ISO 8601 time with a zone offset, for example 2030-01-31T12:00:00Z",
-        )
-    return moment
+        ) from exc
 
 
 # -- out -------------------------------------------------------------------------------------

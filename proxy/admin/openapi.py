@@ -14,8 +14,8 @@ from typing import Any
 from aiohttp import web
 
 from config.policy import Policy
-from proxy.admin.bodies import MAX_RELEASE_SECONDS
 from proxy.admin.common import MAX_LIMIT, STATES, ok
+from proxy.admin.releases import MAX_RELEASE, MAX_RELEASE_SECONDS
 
 P = "/admin/api/v1"
 Schema = dict[str, Any]
@@ -227,7 +227,8 @@ def _schemas() -> dict[str, Schema]:
                 ),
                 "expires_at": {
                     **TIME_OR_NULL,
-                    "description": "In the future, with a zone offset.",
+                    "description": "In the future, with a zone offset (converted to UTC), "
+                    f"at most {MAX_RELEASE.days} days from now like `expires_in_seconds`.",
                 },
             },
         },
