@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import ConfigError, Settings, load_settings
+from config.text import VisibleFormatter, visible
 from proxy.cli_admin import add_admin_commands
 from proxy.cli_advisories import add_advisories_command
 from proxy.cli_rescan import add_rescan_command, add_sync_command
@@ -28,11 +29,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(VisibleFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     # aiohttp's own access log would duplicate ours (and could log credentials in URLs).
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -163,9 +162,11 @@ def _print_table(rows: list[dict[str, object]]) -> None:
 
 
 def _cell(name: str, value: object) -> str:
+    """One cell, as a terminal may show it: paths, reasons and identities come from requests,
+    so control and bidirectional characters are escaped (``config/text.py``)."""
     if value is None:
         return "-"
-    text = str(value)
+    text = visible(value)
     if name == "digest" and len(text) > 19:
         return text[:19]
     if name == "time":
@@ -255,8 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (UsageError, LookupError, ValueError) as exc:
-        print(f"gatekeeper: {exc}", file=sys.stderr)
+        print(f"gatekeeper: {visible(exc)}", file=sys.stderr)
         return 2
     except ConfigError as exc:
-        print(f"gatekeeper: configuration error:\n{exc}", file=sys.stderr)
+        lines = "\n".join(visible(line) for line in str(exc).splitlines())
+        print(f"gatekeeper: configuration error:\n{lines}", file=sys.stderr)
         return 2

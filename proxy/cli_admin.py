@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 import httpx
 
+from config.text import check_plain, visible
 from proxy.admin.releases import MAX_RELEASE, ReleaseTermError, release_end
 
 DEFAULT_URL = "http://127.0.0.1:5000"
@@ -145,11 +146,22 @@ def print_json(data: Any) -> None:
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    cells = [["-" if c is None else str(c) for c in row] for row in rows]
+    """Rows as aligned columns; every cell through ``visible``, since reasons, actors and
+    names came from requests and admins (an escape sequence must not reach the terminal)."""
+    cells = [["-" if c is None else visible(c) for c in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     print("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     for row in cells:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def plain_text(text: str) -> str:
+    """``--reason`` and ``--actor``: refused here, with the option's name, when the server
+    would refuse them (control or bidirectional characters)."""
+    try:
+        return check_plain(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _short(text: Any, width: int = 60) -> str:
@@ -188,15 +200,15 @@ def cmd_show(client: AdminClient, args: argparse.Namespace) -> None:
     v = client.call("GET", image_path(args.image))
     if args.json:
         return print_json(v)
-    print(f"image:    {_ref(v)}")
+    print(f"image:    {visible(_ref(v))}")
     print(f"state:    {v['effective_state']}{'' if v['pullable'] else ' (cannot be pulled)'}")
-    print(f"decided:  {_when(v['decided_at'])} by policy {v['policy'] or '-'}")
-    print(f"applies:  policy {v['applicable_policy']['name']}")
+    print(f"decided:  {_when(v['decided_at'])} by policy {visible(v['policy'] or '-')}")
+    print(f"applies:  policy {visible(v['applicable_policy']['name'])}")
     if v["state"] == "released":
         until = f" until {_when(v['release_expires'])}" if v["release_expires"] else ""
-        print(f"released: by {v['released_by']}{until}: {v['release_reason']}")
+        print(f"released: by {visible(v['released_by'])}{until}: {visible(v['release_reason'])}")
     for reason in v["reasons"]:
-        print(f"  - {reason}")
+        print(f"  - {visible(reason)}")
     if v["findings"]:
         print("\nfindings:")
         print_table(
@@ -246,7 +258,7 @@ def cmd_release(client: AdminClient, args: argparse.Namespace) -> None:
     if args.json:
         return print_json(v)
     until = f" until {v['release_expires']}" if v["release_expires"] else ""
-    print(f"released {_ref(v)}{until} (by {v['released_by']})")
+    print(visible(f"released {_ref(v)}{until} (by {v['released_by']})"))
 
 
 def cmd_requarantine(client: AdminClient, args: argparse.Namespace) -> None:
@@ -254,7 +266,7 @@ def cmd_requarantine(client: AdminClient, args: argparse.Namespace) -> None:
     v = client.call("POST", image_path(args.image, "requarantine"), body=body)
     if args.json:
         return print_json(v)
-    print(f"re-quarantined {_ref(v)}")
+    print(f"re-quarantined {visible(_ref(v))}")
 
 
 def cmd_rescan(client: AdminClient, args: argparse.Namespace) -> None:
@@ -267,7 +279,7 @@ def cmd_rescan(client: AdminClient, args: argparse.Namespace) -> None:
         result = client.call("POST", "/rescan", body=body)
     if args.json:
         return print_json(result)
-    scope = args.image or args.repository or "every known image"
+    scope = visible(args.image or args.repository or "every known image")
     print(
         f"queued {result['queued']} rescan(s) of {scope}; verdicts stay as they are until the "
         "new results land"
@@ -281,7 +293,7 @@ def cmd_policy_test(client: AdminClient, args: argparse.Namespace) -> None:
     result = client.call("POST", "/policy/test", body=body)
     if args.json:
         return print_json(result)
-    source = args.file or "the configured policies"
+    source = visible(args.file or "the configured policies")
     skipped = result["skipped_pending"] + result["skipped_unreadable"]
     print(
         f"{result['examined']} verdicts checked against {source} ({skipped} skipped: pending "
@@ -359,7 +371,7 @@ def run_command(
         with AdminClient(url, token, transport=transport) as client:
             command(client, args)
     except CommandError as exc:
-        print(f"gatekeeper: {exc}", file=sys.stderr)
+        print(f"gatekeeper: {visible(exc)}", file=sys.stderr)
         return exc.status
     return 0
 
@@ -379,8 +391,12 @@ def _common() -> argparse.ArgumentParser:
 
 
 def _acting(parser: argparse.ArgumentParser, reason_required: bool) -> None:
-    parser.add_argument("--reason", required=reason_required, help="why (recorded in the log)")
-    parser.add_argument("--actor", help="who you are (recorded as admin-token:ACTOR)")
+    parser.add_argument(
+        "--reason", type=plain_text, required=reason_required, help="why (recorded in the log)"
+    )
+    parser.add_argument(
+        "--actor", type=plain_text, help="who you are (recorded as admin-token:ACTOR)"
+    )
 
 
 def add_admin_commands(sub: Any) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import Settings, load_settings
+from config.text import visible
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -33,7 +34,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     rejected = [r for r in records if isinstance(r, Rejected)]
     result, report = asyncio.run(_import(settings, advisories, str(path)))
     for r in rejected:
-        print(f"skipped {r.where}: {r.reason}", file=sys.stderr)
+        print(f"skipped {visible(r.where)}: {visible(r.reason)}", file=sys.stderr)
     print(
         f"advisory data version {result.data_version}: {result.added} added, "
         f"{result.updated} updated, {result.unchanged} unchanged, {len(rejected)} rejected; "

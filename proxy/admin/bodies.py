@@ -1,7 +1,8 @@
 """The JSON bodies the admin API accepts, one validated model each.
 
 Unknown fields are refused (a typo such as ``expires_in`` must not silently mean "forever"), and
-free text is stripped so a reason of only spaces counts as missing.
+free text is stripped so a reason of only spaces counts as missing. Reasons and actors refuse
+control and bidirectional characters: they end up in tables an admin reads.
 """
 
 from __future__ import annotations
@@ -12,22 +13,22 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from config.policy import Policy
+from config.text import PlainText
 from proxy.admin.releases import MAX_RELEASE_SECONDS, ReleaseTermError, release_end
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
-    actor: str | None = Field(
-        default=None, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$"
-    )
-    """The person acting; recorded as ``admin-token:<actor>`` next to the token that proved it."""
+    actor: PlainText | None = Field(default=None, min_length=1, max_length=100)
+    """The person acting; recorded as ``admin-token:<actor>`` next to the token that proved it.
+    Like every reason, free of control and bidirectional characters (``config/text.py``)."""
 
 
 class ReasonBody(_Body):
     """Re-quarantine: the reason is required and goes into the history and the access log."""
 
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: PlainText = Field(min_length=1, max_length=2000)
 
 
 class ReleaseBody(ReasonBody):
@@ -55,7 +56,7 @@ class ReleaseBody(ReasonBody):
 class RescanBody(_Body):
     """Rescan one image: the reason is optional (the actor is always recorded)."""
 
-    reason: str | None = Field(default=None, min_length=1, max_length=2000)
+    reason: PlainText | None = Field(default=None, min_length=1, max_length=2000)
 
 
 class RescanAllBody(RescanBody):

@@ -49,13 +49,14 @@ STRING_OR_NULL = _nullable(TEXT)
 TIME: Schema = {"type": "string", "format": "date-time"}
 TIME_OR_NULL = _nullable(TIME)
 STATE: Schema = {"type": "string", "enum": list(STATES)}
+PLAIN = "No control or bidirectional-control characters (refused with 422)."
 ACTOR: Schema = {
     "type": "string",
     "minLength": 1,
     "maxLength": 100,
-    "description": "Who is acting; recorded as `admin-token:<actor>`.",
+    "description": f"Who is acting; recorded as `admin-token:<actor>`. {PLAIN}",
 }
-REASON: Schema = {"type": "string", "minLength": 1, "maxLength": 2000}
+REASON: Schema = {"type": "string", "minLength": 1, "maxLength": 2000, "description": PLAIN}
 
 REFERENCE = {
     "name": "reference",

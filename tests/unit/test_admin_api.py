@@ -168,6 +168,9 @@ async def test_dot_segments_and_encoded_slashes_are_refused(admin: Client, ref: 
         ({"reason": "ok", "expires_in_seconds": 366 * 86400 + 1}, "expires_in_seconds"),
         ({"reason": "ok", "expires_in": 60}, "expires_in"),
         ({"reason": "ok", "actor": "bad\nactor"}, "actor"),
+        ({"reason": "all checks \u202edeliaf"}, "reason: Value error, must not contain control"),
+        ({"reason": "ok\x1b[2J"}, "reason: Value error, must not contain control"),
+        ({"reason": "ok", "actor": "alice\u2066"}, "actor: Value error, must not contain control"),
     ],
 )
 async def test_invalid_release_bodies_are_422(

@@ -130,6 +130,79 @@ def test_expires_at_needs_a_time_with_an_offset(
     assert "--expires-at" in capsys.readouterr().err
 
 
+HOSTILE = "CVE-1\x1b[2J\x1b[H\nforged line \u202edessap"
+
+
+def test_show_prints_stored_text_escaped(capsys: pytest.CaptureFixture[str]) -> None:
+    """Reasons, findings and history come from images and requests: printed, nothing in them
+    acts on the terminal, and each table row stays one line."""
+    detail = {
+        **VERDICT,
+        "state": "released",
+        "reasons": [HOSTILE],
+        "policy": "p",
+        "decided_at": None,
+        "applicable_policy": {"name": "p"},
+        "released_by": "admin-token:" + HOSTILE,
+        "release_reason": HOSTILE,
+        "findings": [
+            {"severity": "critical", "verifier": "labels", "rule_id": HOSTILE, "title": HOSTILE}
+        ],
+        "outcomes": [{"verifier": "labels", "version": "1", "status": "ok", "detail": HOSTILE}],
+        "history": [
+            {
+                "time": "2030-01-01T00:00:00",
+                "event": "released",
+                "old_state": "quarantined",
+                "new_state": "released",
+                "actor": HOSTILE,
+                "reason": HOSTILE,
+            }
+        ],
+    }
+    assert (
+        run(
+            ["quarantine", "show", f"team/app@{DIGEST}"], lambda r: httpx.Response(200, json=detail)
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert not any(c in out for c in "\x1b\r\u202e")
+    assert out.count("\\x1b[2J\\x1b[H\\x0aforged line \\u202edessap") >= 5
+    assert (
+        run(["quarantine", "list"], lambda r: httpx.Response(200, json={"images": [detail]})) == 0
+    )
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 2 and "\\u202e" in listed[1]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--reason", "fine \u202edeliaf"],
+        ["--reason", "a\nb"],
+        ["--reason", "ok", "--actor", "x\x1b"],
+    ],
+)
+def test_reasons_and_actors_with_control_characters_are_refused(
+    capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["quarantine", "release", f"team/app@{DIGEST}", *args])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "control or bidirectional-control characters" in err and "\x1b" not in err
+
+
+def test_a_refusal_message_is_printed_escaped(capsys: pytest.CaptureFixture[str]) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(409, json={"error": {"code": "CONFLICT", "message": HOSTILE}})
+
+    assert run(["quarantine", "requarantine", f"team/app@{DIGEST}", "--reason", "r"], handler) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "\\u202e" in err and "\x1b" not in err
+
+
 def test_refusal_is_a_message_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         error = {"code": "UNAUTHORIZED", "message": "the admin token is not valid"}
