@@ -29,6 +29,7 @@ from proxy.upstream import Upstream, v2_path
 from storage import jobs, manifests, verdicts
 from storage.db import DATABASE_ERRORS
 from storage.verdicts import DecisionRecord, FindingRecord, VerdictView
+from verifiers import boundedjson
 from verifiers.base import (
     Descriptor,
     FetchedManifest,
@@ -37,6 +38,7 @@ from verifiers.base import (
     Verifier,
     VerifierError,
 )
+from verifiers.boundedjson import JSONTooDeep
 from verifiers.pipeline import Outcome, run_pipeline
 from verifiers.policy import decide
 
@@ -136,7 +138,12 @@ async def _read_json_blob(blobs: UpstreamBlobs, digest: str) -> Any:
                 return None
             parts.append(chunk)
     try:
-        return json.loads(b"".join(parts))
+        return boundedjson.loads(b"".join(parts))
+    except JSONTooDeep as exc:
+        # Unlike bytes that are not JSON, this must not read as "no config" (verifiers skip
+        # that): the verification fails and the image stays unverified, as the RecursionError
+        # that nesting once raised left it, now with a message saying why.
+        raise VerifierError(f"image config {digest} is {exc}") from exc
     except ValueError:
         return None
 

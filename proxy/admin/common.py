@@ -22,6 +22,7 @@ from proxy.names import check_digest, check_name, check_raw_path
 from proxy.state import SERVICES, Services
 from storage import verdicts
 from storage.verdicts import VerdictView
+from verifiers import boundedjson
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -85,7 +86,7 @@ async def read_body(request: web.Request, model: type[M]) -> M:
     """Parse the JSON body into ``model``; an empty body counts as ``{}``."""
     raw = await request.read()
     try:
-        data = json.loads(raw) if raw.strip() else {}
+        data = boundedjson.loads(raw) if raw.strip() else {}
     except ValueError as exc:
         raise AdminError(AdminCode.BAD_REQUEST, f"the body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):

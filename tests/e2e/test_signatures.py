@@ -243,6 +243,14 @@ def _resigned(key: cosign.PrivateKey, body: bytes) -> cosign.SigLayer:
     return cosign.SigLayer(body, {"dev.cosignproject.cosign/signature": signature})
 
 
+def _deep_annotation(layer: cosign.SigLayer) -> cosign.SigLayer:
+    """The transparency-log annotation with a member nested 100,000 levels deep: Python's
+    parser raised RecursionError on it, out of the keyless path."""
+    bundle = layer.annotations["dev.sigstore.cosign/bundle"]
+    deep = bundle[:-1] + ',"Extra":' + "[" * 100_000 + "]" * 100_000 + "}"
+    return cosign.SigLayer(layer.payload, {**layer.annotations, "dev.sigstore.cosign/bundle": deep})
+
+
 def _case(name: str, k: Keys, ref: str, digest: str, other: str) -> cosign.SigLayer | None:
     good = cosign.key_signature(k.release, ref, digest)
     good_sig = base64.b64decode(good.annotations["dev.cosignproject.cosign/signature"])
@@ -271,6 +279,12 @@ def _case(name: str, k: Keys, ref: str, digest: str, other: str) -> cosign.SigLa
         ),
         "wrong identity": lambda: k.sigstore.keyless_signature(
             *k.sigstore.issue("mallory@evil.test", ISSUER), ref, digest
+        ),
+        "deeply nested log annotation": lambda: _deep_annotation(
+            k.sigstore.keyless_signature(*k.sigstore.issue(CI, ISSUER), ref, digest)
+        ),
+        "deeply nested payload": lambda: _resigned(
+            k.release, good.payload[:-1] + b',"x":' + b"[" * 50_000 + b"]" * 50_000 + b"}"
         ),
     }
     layer: cosign.SigLayer | None = cases[name]()
@@ -303,6 +317,17 @@ CASES = {
     ),
     "wrong issuer": ("sig/keyless/issuer", "signature.issuer-mismatch", "trusted only from issuer"),
     "wrong identity": ("sig/keyless/identity", "signature.identity-mismatch", "mallory@evil.test"),
+    "deeply nested log annotation": (
+        "sig/keyless/deep",
+        "signature.tlog-invalid",
+        "'the transparency log proves the signature' failed: the log bundle annotation is "
+        "malformed (nested deeper than 64 levels)",
+    ),
+    "deeply nested payload": (
+        "sig/key/deep",
+        "signature.payload-not-json",
+        "the payload is nested deeper than 64 levels",
+    ),
 }
 
 

@@ -183,7 +183,10 @@ async def test_invalid_release_bodies_are_422(
     assert error["details"]
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b'"reason"'])
+@pytest.mark.parametrize(
+    "raw",
+    [b"{not json", b"[1, 2]", b'"reason"', b'{"reason": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"],
+)
 async def test_malformed_bodies_are_400(admin: Client, raw: bytes) -> None:
     resp = await admin.post(f"{PREFIX}/images/team/app@{DIGEST}/release", data=raw, headers=AUTH)
     assert (await error_of(resp, 400))["code"] == "BAD_REQUEST"

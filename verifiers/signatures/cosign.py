@@ -25,13 +25,14 @@ import base64
 import binascii
 import fnmatch
 import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
 
+from verifiers import boundedjson
 from verifiers.base import Descriptor
+from verifiers.boundedjson import JSONTooDeep
 from verifiers.signatures import keyless
 from verifiers.signatures.context import Context, read_limited
 from verifiers.signatures.errors import StepFailed
@@ -229,8 +230,10 @@ def _certificates(pem: str, chain_pem: str) -> tuple[x509.Certificate, list[x509
 
 def _critical(payload: bytes) -> dict[str, Any]:
     try:
-        doc = json.loads(payload)
-    except (ValueError, RecursionError) as exc:
+        doc = boundedjson.loads(payload)
+    except JSONTooDeep as exc:
+        raise StepFailed("signature.payload-not-json", f"the payload is {exc}") from exc
+    except ValueError as exc:
         raise StepFailed(
             "signature.payload-not-json", f"the payload is not JSON ({exc.__class__.__name__})"
         ) from exc

@@ -7,9 +7,10 @@ them instead of aborting a 4,000-record import on one malformed file.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+from verifiers import boundedjson
 
 RANGE_TYPES = ("ECOSYSTEM", "SEMVER")
 """Range types we evaluate; ``GIT`` ranges name commits, which an installed package lacks."""
@@ -79,7 +80,7 @@ class Advisory:
     @classmethod
     def from_bytes(cls, body: bytes) -> Advisory:
         try:
-            return cls.from_json(json.loads(body))
+            return cls.from_json(boundedjson.loads(body))
         except (ValueError, UnicodeDecodeError) as exc:
             if isinstance(exc, OsvError):
                 raise

@@ -371,6 +371,36 @@ async def test_forged_signed_entry_timestamp(world: World) -> None:
     assert "signature.tlog-invalid" in rules(await run(world, repo, digest))
 
 
+def _deep(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+async def test_a_deeply_nested_log_annotation_fails_its_step(world: World) -> None:
+    """It raised RecursionError out of the keyless path (a crash, not a finding)."""
+    repo, digest = image("keyless/deep")
+    layer = keyless(world, repo, digest)
+    annotation = layer.annotations["dev.sigstore.cosign/bundle"]
+    layer.annotations["dev.sigstore.cosign/bundle"] = (
+        annotation[:-1] + ', "Extra": ' + _deep(100_000) + "}"
+    )
+    repo.sign(digest, layer)
+    found = await run(world, repo, digest)
+    assert rules(found) == ["signature.none-trusted", "signature.tlog-invalid"]
+    assert isinstance(found, list)
+    assert found[1].title.startswith("step 'the transparency log proves the signature' failed")
+    assert "nested deeper than 64 levels" in found[1].title
+
+
+async def test_a_deeply_nested_signed_payload_is_not_json(world: World) -> None:
+    repo, digest = image("keys/deep")
+    body = cosign.payload(repo.reference(), digest)[:-1] + b', "x": ' + _deep(5000).encode() + b"}"
+    signature = base64.b64encode(cosign.sign(world.bot, body)).decode()
+    repo.sign(digest, cosign.SigLayer(body, {"dev.cosignproject.cosign/signature": signature}))
+    found = await run(world, repo, digest)
+    assert rules(found) == ["signature.none-trusted", "signature.payload-not-json"]
+    assert isinstance(found, list) and "nested deeper" in found[1].title
+
+
 async def test_sigstore_bundle_referrer(world: World) -> None:
     repo, digest = image("tlog/bundled")
     repo.attach_bundle(digest, world.sigstore.key_bundle(world.bot, digest))
