@@ -175,19 +175,25 @@ def _cell(name: str, value: object) -> str:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
+    from config.public_names import public_hosts
     from proxy.enroll import enroll
     from proxy.standalone import verification_service
     from storage.advisories import DbAdvisoryStore
     from storage.inventory import DbInventoryStore
     from storage.layer_cache import DbLayerCache
     from verifiers.registry import build_verifiers
+    from verifiers.registry_names import RegistryNames
 
     settings = _settings(args)
     _configure_logging(settings.log_level)
 
     def verifiers(db: Any) -> list[Any]:
         return build_verifiers(
-            settings.verifiers, DbLayerCache(db), DbInventoryStore(db), DbAdvisoryStore(db)
+            settings.verifiers,
+            DbLayerCache(db),
+            DbInventoryStore(db),
+            DbAdvisoryStore(db),
+            registry=RegistryNames.of(public_hosts(settings)),
         )
 
     async def run() -> tuple[str, int]:

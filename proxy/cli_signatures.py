@@ -40,9 +40,13 @@ def _verifier(settings: Settings) -> SignatureVerifier:
         raise NotConfigured(
             f"the {NAME} verifier is not enabled: add [verifiers.{NAME}.options] to the settings"
         )
+    from config.public_names import public_hosts
+    from verifiers.registry_names import RegistryNames
     from verifiers.signatures.verifier import SignatureVerifier
 
-    return SignatureVerifier(dict(configured.options))
+    verifier = SignatureVerifier(dict(configured.options))
+    verifier.know_registry(RegistryNames.of(public_hosts(settings)))
+    return verifier
 
 
 # -- keys ------------------------------------------------------------------------------------
@@ -95,12 +99,17 @@ def cmd_keys(args: argparse.Namespace) -> int:
     if args.json:
         print(
             json.dumps(
-                {"trusted_root": policy.trust_root.source, "rules": [_rule_json(r) for r in rules]},
+                {
+                    "trusted_root": policy.trust_root.source,
+                    "registry_names": sorted(verifier.registry.hosts),
+                    "rules": [_rule_json(r) for r in rules],
+                },
                 indent=2,
             )
         )
         return 0
     print(f"trusted root: {visible(policy.trust_root.source)}")
+    print(f"registry names: {visible(verifier.registry.describe())}")
     for rule in rules:
         _print_rule(rule)
     return 0

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Protocol
 
 from verifiers.base import BlobOpener, Descriptor
+from verifiers.registry_names import RegistryNames
 from verifiers.signatures.errors import StepFailed
 from verifiers.signatures.policy import Rule
 from verifiers.signatures.steps import Checked
@@ -28,6 +29,8 @@ class Context:
     signature repository)."""
     max_payload_bytes: int
     now: datetime
+    registry: RegistryNames
+    """The names of this registry: a cosign payload's ``docker-reference`` must use one."""
 
 
 class Candidate(Protocol):

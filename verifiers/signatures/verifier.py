@@ -19,6 +19,7 @@ from typing import Any
 
 from verifiers.artifacts import artifact_reason
 from verifiers.base import Finding, Image, Severity, Skipped
+from verifiers.registry_names import RegistryNames
 from verifiers.signatures.context import Context
 from verifiers.signatures.cosign import signature_tag
 from verifiers.signatures.policy import Rule, TrustPolicy, load_policy
@@ -77,7 +78,13 @@ class SignatureVerifier:
 
     def __init__(self, options: dict[str, Any]) -> None:
         self.policy: TrustPolicy = load_policy(options)
-        self.version = f"1-{self.policy.fingerprint}"
+        self.know_registry(RegistryNames(frozenset()))
+
+    def know_registry(self, names: RegistryNames) -> None:
+        """The registry's own names (``verifiers.registry_names.KnowsRegistry``). Until told,
+        it knows none, so no cosign signature names this registry: fail closed."""
+        self.registry = names
+        self.version = f"2-{self.policy.fingerprint}-{names.fingerprint}"
 
     async def verify(self, image: Image) -> list[Finding] | Skipped:
         report = await self.examine(image)
@@ -106,6 +113,7 @@ class SignatureVerifier:
             blobs=store.blobs,
             max_payload_bytes=self.policy.max_payload_bytes,
             now=now or datetime.now(UTC),
+            registry=self.registry,
         )
         candidates, notes = await discover(image, store, self.policy.max_signatures)
         if store.name != image.repository:

@@ -16,8 +16,9 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.support import cosign
 from tests.support.ocihttp import digest_of
-from tests.unit.signatures.fakes import FakeRepository
+from tests.unit.signatures.fakes import REGISTRY, FakeRepository
 from verifiers.base import Finding, Severity, Skipped
+from verifiers.registry_names import RegistryNames
 from verifiers.signatures import SignatureVerifier
 
 ISSUER = "https://issuer.example.test"
@@ -32,6 +33,7 @@ class World:
     stranger: cosign.PrivateKey
     sigstore: cosign.PrivateSigstore
     verifier: SignatureVerifier
+    options: dict[str, Any]
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +80,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
             {"name": "open", "repositories": ["open/*"], "signed": False},
         ],
     }
-    return World(bot, alice, bob, stranger, sigstore, SignatureVerifier(options))
+    verifier = SignatureVerifier(options)
+    verifier.know_registry(RegistryNames.of([REGISTRY, "alias.example.test:5000"]))
+    return World(bot, alice, bob, stranger, sigstore, verifier, options)
 
 
 async def run(world: World, repo: FakeRepository, digest: str) -> list[Finding] | Skipped:
@@ -157,6 +161,50 @@ async def test_signature_made_for_another_repository(world: World) -> None:
     assert (
         "made for registry.example.test/keys/there, not for repository keys/here" in found[1].title
     )
+
+
+@pytest.mark.parametrize(
+    ("reference", "named"),
+    [
+        ("other-registry.example/keys/hosted", "other-registry.example"),
+        (f"{REGISTRY}:5000/keys/hosted", f"{REGISTRY}:5000"),  # another port, another registry
+        ("alias.example.test/keys/hosted", "alias.example.test"),  # the alias has a port
+        ("keys/hosted", "no registry host, which means docker.io"),
+        ("docker.io/keys/hosted", "docker.io"),
+    ],
+)
+async def test_signature_made_for_another_registry(
+    world: World, reference: str, named: str
+) -> None:
+    """The repository path matches, the registry does not: cosign signed another registry's
+    image (the signature was copied here), so it does not count."""
+    repo, digest = image("keys/hosted")
+    repo.sign(digest, cosign.key_signature(world.bot, reference, digest))
+    found = await run(world, repo, digest)
+    assert rules(found) == ["signature.none-trusted", "signature.registry-mismatch"]
+    assert isinstance(found, list)
+    assert found[1].title.startswith("step 'the payload names this registry' failed")
+    assert f"made for {reference} ({named}), not for this registry" in found[1].title
+    assert "alias.example.test:5000" in found[1].title and "public_aliases" in found[1].title
+
+
+@pytest.mark.parametrize(
+    "reference", [f"{REGISTRY}/keys/named", "Alias.Example.Test:5000/keys/named:v1"]
+)
+async def test_signature_for_any_of_the_registry_names_counts(world: World, reference: str) -> None:
+    repo, digest = image("keys/named")
+    repo.sign(digest, cosign.key_signature(world.bot, reference, digest))
+    assert await run(world, repo, digest) == []
+
+
+async def test_a_verifier_never_told_its_names_accepts_no_registry(world: World) -> None:
+    """Built without the registry's names (a plugin host, a test), it fails closed."""
+    bare = SignatureVerifier(world.options)
+    repo, digest = image("keys/bare")
+    repo.sign(digest, cosign.key_signature(world.bot, repo.reference(), digest))
+    found = await bare.verify(repo.image(digest))
+    assert rules(found) == ["signature.none-trusted", "signature.registry-mismatch"]
+    assert bare.version != world.verifier.version  # the names are part of what decides
 
 
 async def test_promoted_image_reference_allowed_by_rule(world: World) -> None:
