@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from config.text import PlainText
+
 
 class Waiver(BaseModel):
     """An accepted finding: it no longer blocks, within its scope and until it expires."""
@@ -24,8 +26,8 @@ class Waiver(BaseModel):
     finding: str = Field(min_length=1)
     """A rule id (``CVE-2024-1``) or ``verifier:rule`` (``config-sanity:config.no-user``)."""
     repositories: list[str] = Field(default_factory=lambda: ["*"])
-    reason: str = Field(min_length=1)
-    author: str = Field(min_length=1)
+    reason: PlainText = Field(min_length=1)
+    author: PlainText = Field(min_length=1)
     expires: datetime | None = None
 
 

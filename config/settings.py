@@ -10,6 +10,7 @@ Secrets are ``SecretStr``: they never show up in ``repr``, logs or ``check-confi
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -38,6 +39,8 @@ from config.policy import Policy
 from config.scheduling import AdvisoriesSettings, RescanSettings
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/gatekeeper.db"
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST_PORT = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-f:.]+\])(?::[0-9]{{1,5}})?")
 _INJECTED_ENV: ContextVar[Mapping[str, str] | None] = ContextVar("injected_env", default=None)
 
 
@@ -171,6 +174,11 @@ class Settings(BaseSettings):
     public_url: AnyHttpUrl | None = None
     """URL clients use to reach the gatekeeper; ``Location`` and ``Link`` headers are rewritten to
     it. Unset: derived from each request's ``Host`` and scheme."""
+    public_aliases: list[str] = Field(default_factory=list)
+    """Other ``host`` or ``host:port`` names clients reach the gatekeeper by (a DNS alias, the
+    load balancer's name). With ``public_url`` (or, unset, the listen address and loopback
+    names) they are the registry names a cosign signature's ``docker-reference`` may carry
+    (``config/public_names.py``)."""
     database_url: str = DEFAULT_DATABASE_URL
     """SQLAlchemy async URL: ``sqlite+aiosqlite:///path`` or ``postgresql+asyncpg://...``."""
 
@@ -221,6 +229,18 @@ class Settings(BaseSettings):
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError("must be host:port, for example 127.0.0.1:5000")
         return value
+
+    @field_validator("public_aliases")
+    @classmethod
+    def _check_aliases(cls, value: list[str]) -> list[str]:
+        names = [alias.strip().lower() for alias in value]
+        bad = [alias for alias in names if not _HOST_PORT.fullmatch(alias)]
+        if bad:
+            raise ValueError(
+                f"{bad[0]!r} is not host or host:port (no scheme or path), for example "
+                "registry.example.com or registry.internal:5000"
+            )
+        return names
 
     @field_validator("log_level")
     @classmethod

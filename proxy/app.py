@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from aiohttp import HttpVersion10, web
 
+from config.public_names import public_hosts
 from config.settings import Settings
 from proxy.admin.routes import add_admin
 from proxy.audit import AuditWriter, access_log, add_request_id, audit_listener, build_middleware
@@ -39,6 +40,7 @@ from storage.db import create_engine, sessionmaker, upgrade
 from storage.inventory import DbInventoryStore
 from storage.layer_cache import DbLayerCache
 from verifiers.registry import build_verifiers
+from verifiers.registry_names import RegistryNames
 
 log = logging.getLogger("gatekeeper")
 
@@ -174,7 +176,11 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
         )
         bus.subscribe(webhooks.listener)
         verifiers = build_verifiers(
-            settings.verifiers, DbLayerCache(db), DbInventoryStore(db), DbAdvisoryStore(db)
+            settings.verifiers,
+            DbLayerCache(db),
+            DbInventoryStore(db),
+            DbAdvisoryStore(db),
+            registry=RegistryNames.of(public_hosts(settings)),
         )
         verification = VerificationService(settings, db, upstream, verifiers, bus)
         app[SERVICES] = Services(

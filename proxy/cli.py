@@ -9,11 +9,12 @@ import json
 import logging
 import ssl
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from config.settings import ConfigError, Settings, load_settings
+from config.text import VisibleFormatter, visible
 from proxy.cli_admin import add_admin_commands
 from proxy.cli_advisories import add_advisories_command
 from proxy.cli_rescan import add_rescan_command, add_sync_command
@@ -28,11 +29,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(VisibleFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     # aiohttp's own access log would duplicate ours (and could log credentials in URLs).
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -99,11 +98,11 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _time(value: str) -> datetime:
+    """An ISO 8601 time (without an offset: this machine's local time), in UTC."""
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
+        return datetime.fromisoformat(value).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from exc
-    return parsed if parsed.tzinfo else parsed.astimezone()
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -163,9 +162,11 @@ def _print_table(rows: list[dict[str, object]]) -> None:
 
 
 def _cell(name: str, value: object) -> str:
+    """One cell, as a terminal may show it: paths, reasons and identities come from requests,
+    so control and bidirectional characters are escaped (``config/text.py``)."""
     if value is None:
         return "-"
-    text = str(value)
+    text = visible(value)
     if name == "digest" and len(text) > 19:
         return text[:19]
     if name == "time":
@@ -174,19 +175,25 @@ def _cell(name: str, value: object) -> str:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
+    from config.public_names import public_hosts
     from proxy.enroll import enroll
     from proxy.standalone import verification_service
     from storage.advisories import DbAdvisoryStore
     from storage.inventory import DbInventoryStore
     from storage.layer_cache import DbLayerCache
     from verifiers.registry import build_verifiers
+    from verifiers.registry_names import RegistryNames
 
     settings = _settings(args)
     _configure_logging(settings.log_level)
 
     def verifiers(db: Any) -> list[Any]:
         return build_verifiers(
-            settings.verifiers, DbLayerCache(db), DbInventoryStore(db), DbAdvisoryStore(db)
+            settings.verifiers,
+            DbLayerCache(db),
+            DbInventoryStore(db),
+            DbAdvisoryStore(db),
+            registry=RegistryNames.of(public_hosts(settings)),
         )
 
     async def run() -> tuple[str, int]:
@@ -255,8 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (UsageError, LookupError, ValueError) as exc:
-        print(f"gatekeeper: {exc}", file=sys.stderr)
+        print(f"gatekeeper: {visible(exc)}", file=sys.stderr)
         return 2
     except ConfigError as exc:
-        print(f"gatekeeper: configuration error:\n{exc}", file=sys.stderr)
+        lines = "\n".join(visible(line) for line in str(exc).splitlines())
+        print(f"gatekeeper: configuration error:\n{lines}", file=sys.stderr)
         return 2

@@ -19,13 +19,15 @@ import re
 import sys
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from config.text import check_plain, visible
+from proxy.admin.releases import MAX_RELEASE, ReleaseTermError, release_end
 from verifiers.lifecycle import State
 
 DEFAULT_URL = "http://127.0.0.1:5000"
@@ -111,6 +113,19 @@ def image_path(ref: str, action: str = "") -> str:
     return f"/images/{quote(ref, safe='/@:')}" + (f"/{action}" if action else "")
 
 
+def parse_moment(text: str) -> datetime:
+    """An ISO 8601 time with its zone offset (``2030-01-31T12:00:00Z``, ``...-10:00``)."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from exc
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no zone offset (for example 2030-01-31T12:00:00Z or ...+02:00)"
+        )
+    return moment
+
+
 def parse_duration(text: str) -> float:
     """``90s``, ``30m``, ``1h``, ``2d`` or combinations (``1h30m``) as seconds."""
     parts = _DURATION.findall(text.strip().lower())
@@ -132,11 +147,22 @@ def print_json(data: Any) -> None:
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    cells = [["-" if c is None else str(c) for c in row] for row in rows]
+    """Rows as aligned columns; every cell through ``visible``, since reasons, actors and
+    names came from requests and admins (an escape sequence must not reach the terminal)."""
+    cells = [["-" if c is None else visible(c) for c in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     print("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     for row in cells:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def plain_text(text: str) -> str:
+    """``--reason`` and ``--actor``: refused here, with the option's name, when the server
+    would refuse them (control or bidirectional characters)."""
+    try:
+        return check_plain(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _short(text: Any, width: int = 60) -> str:
@@ -175,15 +201,15 @@ def cmd_show(client: AdminClient, args: argparse.Namespace) -> None:
     v = client.call("GET", image_path(args.image))
     if args.json:
         return print_json(v)
-    print(f"image:    {_ref(v)}")
+    print(f"image:    {visible(_ref(v))}")
     print(f"state:    {v['effective_state']}{'' if v['pullable'] else ' (cannot be pulled)'}")
-    print(f"decided:  {_when(v['decided_at'])} by policy {v['policy'] or '-'}")
-    print(f"applies:  policy {v['applicable_policy']['name']}")
+    print(f"decided:  {_when(v['decided_at'])} by policy {visible(v['policy'] or '-')}")
+    print(f"applies:  policy {visible(v['applicable_policy']['name'])}")
     if v["state"] == "released":
         until = f" until {_when(v['release_expires'])}" if v["release_expires"] else ""
-        print(f"released: by {v['released_by']}{until}: {v['release_reason']}")
+        print(f"released: by {visible(v['released_by'])}{until}: {visible(v['release_reason'])}")
     for reason in v["reasons"]:
-        print(f"  - {reason}")
+        print(f"  - {visible(reason)}")
     if v["findings"]:
         print("\nfindings:")
         print_table(
@@ -220,13 +246,20 @@ def cmd_show(client: AdminClient, args: argparse.Namespace) -> None:
 
 def cmd_release(client: AdminClient, args: argparse.Namespace) -> None:
     body: dict[str, Any] = {"reason": args.reason, "actor": args.actor}
+    try:  # the server checks too; checking here names the option the operator typed
+        end = release_end(datetime.now(UTC), seconds=args.expires_in, at=args.expires_at)
+    except ReleaseTermError as exc:
+        option = "--expires-in" if args.expires_in is not None else "--expires-at"
+        raise CommandError(f"{option} {exc}", 2) from exc
     if args.expires_in is not None:
         body["expires_in_seconds"] = args.expires_in
+    elif end is not None:
+        body["expires_at"] = end.isoformat()
     v = client.call("POST", image_path(args.image, "release"), body=_drop_none(body))
     if args.json:
         return print_json(v)
     until = f" until {v['release_expires']}" if v["release_expires"] else ""
-    print(f"released {_ref(v)}{until} (by {v['released_by']})")
+    print(visible(f"released {_ref(v)}{until} (by {v['released_by']})"))
 
 
 def cmd_requarantine(client: AdminClient, args: argparse.Namespace) -> None:
@@ -234,7 +267,7 @@ def cmd_requarantine(client: AdminClient, args: argparse.Namespace) -> None:
     v = client.call("POST", image_path(args.image, "requarantine"), body=body)
     if args.json:
         return print_json(v)
-    print(f"re-quarantined {_ref(v)}")
+    print(f"re-quarantined {visible(_ref(v))}")
 
 
 def cmd_rescan(client: AdminClient, args: argparse.Namespace) -> None:
@@ -247,7 +280,7 @@ def cmd_rescan(client: AdminClient, args: argparse.Namespace) -> None:
         result = client.call("POST", "/rescan", body=body)
     if args.json:
         return print_json(result)
-    scope = args.image or args.repository or "every known image"
+    scope = visible(args.image or args.repository or "every known image")
     print(
         f"queued {result['queued']} rescan(s) of {scope}; verdicts stay as they are until the "
         "new results land"
@@ -261,7 +294,7 @@ def cmd_policy_test(client: AdminClient, args: argparse.Namespace) -> None:
     result = client.call("POST", "/policy/test", body=body)
     if args.json:
         return print_json(result)
-    source = args.file or "the configured policies"
+    source = visible(args.file or "the configured policies")
     skipped = result["skipped_pending"] + result["skipped_unreadable"]
     print(
         f"{result['examined']} verdicts checked against {source} ({skipped} skipped: pending "
@@ -339,7 +372,7 @@ def run_command(
         with AdminClient(url, token, transport=transport) as client:
             command(client, args)
     except CommandError as exc:
-        print(f"gatekeeper: {exc}", file=sys.stderr)
+        print(f"gatekeeper: {visible(exc)}", file=sys.stderr)
         return exc.status
     return 0
 
@@ -359,8 +392,12 @@ def _common() -> argparse.ArgumentParser:
 
 
 def _acting(parser: argparse.ArgumentParser, reason_required: bool) -> None:
-    parser.add_argument("--reason", required=reason_required, help="why (recorded in the log)")
-    parser.add_argument("--actor", help="who you are (recorded as admin-token:ACTOR)")
+    parser.add_argument(
+        "--reason", type=plain_text, required=reason_required, help="why (recorded in the log)"
+    )
+    parser.add_argument(
+        "--actor", type=plain_text, help="who you are (recorded as admin-token:ACTOR)"
+    )
 
 
 def add_admin_commands(sub: Any) -> None:
@@ -382,7 +419,17 @@ def add_admin_commands(sub: Any) -> None:
     p = q.add_parser("release", parents=[common], help="let a quarantined image be pulled")
     p.add_argument("image", metavar="REPO@DIGEST")
     _acting(p, reason_required=True)
-    p.add_argument("--expires-in", type=parse_duration, help="e.g. 90s, 30m, 1h, 2d")
+    until = p.add_mutually_exclusive_group()
+    until.add_argument(
+        "--expires-in",
+        type=parse_duration,
+        help=f"e.g. 90s, 30m, 1h, 2d (at most {MAX_RELEASE.days}d)",
+    )
+    until.add_argument(
+        "--expires-at",
+        type=parse_moment,
+        help="an ISO 8601 time with its offset, e.g. 2030-01-31T12:00:00Z",
+    )
     p.set_defaults(func=_run, admin_command=cmd_release)
 
     p = q.add_parser("requarantine", parents=[common], help="withdraw a release or a pass")

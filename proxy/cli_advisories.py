@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import Settings, load_settings
+from config.text import visible
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -50,7 +51,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def _skipped(reject: Any) -> None:
     """Each skipped record as soon as it is met: the import goes on past it."""
-    print(f"skipped {reject.where}: {reject.reason}", file=sys.stderr, flush=True)
+    print(f"skipped {visible(reject.where)}: {visible(reject.reason)}", file=sys.stderr, flush=True)
 
 
 async def _import(settings: Settings, path: Path) -> tuple[Any, Any]:

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.scheduling import seconds
 from config.settings import Settings, load_settings
+from config.text import check_plain, visible
 from proxy.cli_users import UsageError
 from storage.schedules import RunView
 
@@ -133,7 +134,7 @@ class PlainProgress:
     def update(self, snap: Snapshot) -> None:
         line = snap.line()
         if line != self._last:
-            print(line, file=self._out, flush=True)
+            print(visible(line), file=self._out, flush=True)
             self._last = line
 
     def note(self, text: str) -> None:
@@ -228,6 +229,11 @@ def cmd_rescan(args: argparse.Namespace) -> int:
     settings = load_settings(Path(args.config) if args.config else None)
     if (args.status or args.cancel) and (args.repository or args.spread is not None):
         raise UsageError("--repository and --spread only apply when starting a run")
+    if args.actor is not None:
+        try:
+            check_plain(args.actor)
+        except ValueError as exc:
+            raise UsageError(f"--actor {exc}") from exc
     return asyncio.run(_rescan(settings, args, sys.stdout))
 
 
@@ -241,7 +247,7 @@ async def _rescan(settings: Settings, args: argparse.Namespace, out: TextIO) -> 
             if snap is None:
                 print("no re-verification run yet", file=out)
                 return 0
-            _emit(args, out, snap, snap.line())
+            _emit(args, out, snap, visible(snap.line()))
             if not args.wait or snap.finished:
                 return 0
             return await _follow(db, args, out, snap.run.id)
@@ -283,9 +289,9 @@ async def _start(
             db, pattern=args.repository, requested_by=who, spread_seconds=spread
         )
     except RunActive as exc:
-        print(f"gatekeeper: {exc}", file=sys.stderr)
+        print(f"gatekeeper: {visible(exc)}", file=sys.stderr)
         return 2
-    scope = f" of {run.pattern}" if run.pattern else ""
+    scope = f" of {visible(run.pattern)}" if run.pattern else ""
     _emit(
         args, out, Snapshot(run), f"started re-verification run {run.id}: {run.total} images{scope}"
     )
@@ -320,15 +326,16 @@ def cmd_sync(args: argparse.Namespace) -> int:
         raise UsageError("no advisory mirror configured: set [advisories] mirror_url")
     results = asyncio.run(_sync(settings, args.force, args.lock_timeout))
     for r in results:
+        url = visible(r.url)
         if r.status == "imported":
             print(
-                f"{r.url}: data version {r.data_version}: {r.added} added, {r.updated} updated, "
+                f"{url}: data version {r.data_version}: {r.added} added, {r.updated} updated, "
                 f"{r.unchanged} unchanged, {r.rejected} rejected; {r.queued} images queued"
             )
         elif r.status == "not-modified":
-            print(f"{r.url}: unchanged since the last sync (304), nothing downloaded")
+            print(f"{url}: unchanged since the last sync (304), nothing downloaded")
         else:
-            print(f"{r.url}: sync failed, old data kept: {r.error}")
+            print(f"{url}: sync failed, old data kept: {visible(r.error)}")
     return 1 if any(r.status == "failed" for r in results) else 0
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from config.settings import Settings, load_settings
+from config.text import visible
 from verifiers.base import Skipped
 
 if TYPE_CHECKING:  # imported when a command runs: `gatekeeper serve` must not load sigstore
@@ -40,9 +41,13 @@ def _verifier(settings: Settings) -> SignatureVerifier:
         raise NotConfigured(
             f"the {NAME} verifier is not enabled: add [verifiers.{NAME}.options] to the settings"
         )
+    from config.public_names import public_hosts
+    from verifiers.registry_names import RegistryNames
     from verifiers.signatures.verifier import SignatureVerifier
 
-    return SignatureVerifier(dict(configured.options))
+    verifier = SignatureVerifier(dict(configured.options))
+    verifier.know_registry(RegistryNames.of(public_hosts(settings)))
+    return verifier
 
 
 # -- keys ------------------------------------------------------------------------------------
@@ -71,12 +76,12 @@ def _rule_json(rule: Rule) -> dict[str, Any]:
 
 
 def _print_rule(rule: Rule) -> None:
-    print(f"{rule.describe()}  [{', '.join(rule.patterns)}]")
+    print(visible(f"{rule.describe()}  [{', '.join(rule.patterns)}]"))
     for signer in rule.signers:
         marker = "required" if signer.name in rule.required else ""
-        print(f"  {signer.name:<20} {signer.describe()}  {marker}".rstrip())
+        print(visible(f"  {signer.name:<20} {signer.describe()}  {marker}".rstrip()))
     for pattern in rule.references:
-        print(f"  also accepts docker-reference {pattern}")
+        print(f"  also accepts docker-reference {visible(pattern)}")
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -85,7 +90,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
     if args.repository:
         rule = policy.rule_for(args.repository)
         if rule is None:
-            print(f"{args.repository}: no signature rule matches; every image is quarantined")
+            print(
+                f"{visible(args.repository)}: no signature rule matches; every image is quarantined"
+            )
             return 1
         rules = [rule]
     else:
@@ -93,12 +100,17 @@ def cmd_keys(args: argparse.Namespace) -> int:
     if args.json:
         print(
             json.dumps(
-                {"trusted_root": policy.trust_root.source, "rules": [_rule_json(r) for r in rules]},
+                {
+                    "trusted_root": policy.trust_root.source,
+                    "registry_names": sorted(verifier.registry.hosts),
+                    "rules": [_rule_json(r) for r in rules],
+                },
                 indent=2,
             )
         )
         return 0
-    print(f"trusted root: {policy.trust_root.source}")
+    print(f"trusted root: {visible(policy.trust_root.source)}")
+    print(f"registry names: {visible(verifier.registry.describe())}")
     for rule in rules:
         _print_rule(rule)
     return 0
@@ -108,29 +120,31 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def _print_checked(index: int, checked: Checked) -> None:
-    print(f"signature {index}: {checked.source}")
+    """Sources and step details quote the signature (its docker-reference, the certificate's
+    identity): attacker-written text, shown through ``visible``."""
+    print(f"signature {index}: {visible(checked.source)}")
     for step in checked.steps:
-        detail = f" — {step.detail}" if step.detail else ""
+        detail = f" — {visible(step.detail)}" if step.detail else ""
         mark = OK if step.ok else LOGGED if step.logged else FAIL
         print(f"  {step.number:>2}. {mark}  {step.name}{detail}")
     if checked.signer:
-        print(f"      => counts as {checked.signer}")
+        print(f"      => counts as {visible(checked.signer)}")
     else:
         print("      => does not count")
 
 
 def _print_report(report: Report) -> None:
-    print(f"{report.repository}@{report.digest}")
+    print(visible(f"{report.repository}@{report.digest}"))
     if report.rule is not None:
-        print(f"  {report.rule.describe()}")
+        print(f"  {visible(report.rule.describe())}")
     for note in report.notes:
-        print(f"  {note}")
+        print(f"  {visible(note)}")
     for index, checked in enumerate(report.checked, 1):
         _print_checked(index, checked)
     signed = ", ".join(sorted(report.signed_by)) or "nobody trusted"
-    print(f"signed by: {signed}")
+    print(f"signed by: {visible(signed)}")
     for rule_id, title in report.failures:
-        print(f"{FAIL}  {rule_id}: {title}")
+        print(f"{FAIL}  {rule_id}: {visible(title)}")
     print("result: " + ("PASSED" if report.passed else "QUARANTINED"))
 
 
@@ -173,10 +187,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     try:
         result = asyncio.run(_examine(settings, verifier, repository, digest))
     except LookupError as exc:
-        print(f"gatekeeper verify: {exc}", file=sys.stderr)
+        print(f"gatekeeper verify: {visible(exc)}", file=sys.stderr)
         return 1
     if isinstance(result, Skipped):
-        print(json.dumps({"skipped": result.reason}) if args.json else f"skipped: {result.reason}")
+        skipped = result.reason
+        print(json.dumps({"skipped": skipped}) if args.json else f"skipped: {visible(skipped)}")
         return 0
     if args.json:
         print(json.dumps(_report_json(result), indent=2))
@@ -208,13 +223,13 @@ def _run(func: Any) -> Any:
         try:
             return int(func(args))
         except NotConfigured as exc:
-            print(f"gatekeeper {args.command}: {exc}", file=sys.stderr)
+            print(f"gatekeeper {args.command}: {visible(exc)}", file=sys.stderr)
             return 2
         except ValueError as exc:  # the verifier's options (messages name the field)
             lines = str(exc).splitlines()
             print("gatekeeper: configuration error:", file=sys.stderr)
             for line in lines:
-                print(f"verifiers.{NAME}.options.{line}", file=sys.stderr)
+                print(f"verifiers.{NAME}.options.{visible(line)}", file=sys.stderr)
             return 2
 
     return run

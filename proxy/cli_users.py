@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import Settings, load_settings
+from config.text import check_plain, visible
 
 ACTIONS = {"pull", "push", "delete", "admin", "quarantine-reader"}
 _DURATION = re.compile(r"(\d+)([smhd])")
@@ -38,7 +39,20 @@ def parse_grant(value: str) -> tuple[str, list[str]]:
     unknown = set(wanted) - ACTIONS
     if unknown:
         raise UsageError(f"--grant {value!r}: unknown action(s) {', '.join(sorted(unknown))}")
+    try:
+        check_plain(pattern)
+    except ValueError as exc:
+        raise UsageError(f"--grant {value!r}: the pattern {exc}") from exc
     return pattern, wanted
+
+
+def check_name(name: str) -> str:
+    """An identity's name is the actor of every access-log row it causes: no control or
+    bidirectional characters (``config/text.py``)."""
+    try:
+        return check_plain(name)
+    except ValueError as exc:
+        raise UsageError(f"the name {visible(name)!r} {exc}") from exc
 
 
 def parse_duration(value: str) -> timedelta:
@@ -87,6 +101,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     from storage import identities
 
     kind = args.kind
+    check_name(args.name)
     grants = [parse_grant(g) for g in args.grant or []]
     if args.admin:
         grants.append(("*", ["admin"]))
@@ -105,9 +120,9 @@ def cmd_create(args: argparse.Namespace) -> int:
         return 0
 
     _run(args, work)
-    print(f"created {kind} {args.name}")
+    print(f"created {kind} {visible(args.name)}")
     for pattern, actions in grants:
-        print(f"  may {','.join(actions)} on {pattern}")
+        print(f"  may {','.join(actions)} on {visible(pattern)}")
     if generated:
         label = "token" if kind == "robot" else "password"
         print(f"{label} (shown once, store it now): {secret}")
@@ -148,10 +163,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     print(f"{'NAME':24} {'STATE':9} {'EXPIRES':26} GRANTS")
     for row in rows:
         state = "disabled" if row["disabled"] else "active"
-        print(
-            f"{row['name']:24} {state:9} {row['expires_at'] or '-':26} "
-            f"{' '.join(row['grants']) or '-'}"
-        )
+        grants = visible(" ".join(row["grants"]) or "-")
+        print(f"{visible(row['name']):24} {state:9} {row['expires_at'] or '-':26} {grants}")
     return 0
 
 
@@ -167,7 +180,7 @@ def cmd_rotate(args: argparse.Namespace) -> int:
         return 0
 
     _run(args, work)
-    print(f"rotated {args.kind} {args.name}; its old secret and tokens no longer work")
+    print(f"rotated {args.kind} {visible(args.name)}; its old secret and tokens no longer work")
     if generated:
         label = "token" if args.kind == "robot" else "password"
         print(f"{label} (shown once, store it now): {secret}")
@@ -183,7 +196,7 @@ def _set_disabled(args: argparse.Namespace, disabled: bool) -> int:
         return 0
 
     _run(args, work)
-    print(f"{'disabled' if disabled else 'enabled'} {args.kind} {args.name}")
+    print(f"{'disabled' if disabled else 'enabled'} {args.kind} {visible(args.name)}")
     return 0
 
 
@@ -196,7 +209,10 @@ def cmd_revoke(args: argparse.Namespace) -> int:
         return 0
 
     _run(args, work)
-    print(f"revoked {args.kind} {args.name}: deleted with its grants; its tokens no longer work")
+    print(
+        f"revoked {args.kind} {visible(args.name)}: deleted with its grants; "
+        "its tokens no longer work"
+    )
     return 0
 
 
@@ -214,7 +230,7 @@ def cmd_grant(args: argparse.Namespace) -> int:
         return 0
 
     _run(args, work)
-    print(f"{args.kind} {args.name} may now {','.join(actions)} on {pattern}")
+    print(f"{args.kind} {visible(args.name)} may now {','.join(actions)} on {visible(pattern)}")
     return 0
 
 
@@ -231,6 +247,10 @@ def cmd_import_htpasswd(args: argparse.Namespace) -> int:
         name, sep, hashed = line.strip().partition(":")
         if not sep or not hashed.startswith(("$2a$", "$2b$", "$2y$")):
             raise UsageError(f"{args.file}:{number}: only bcrypt entries (htpasswd -B) import")
+        try:
+            check_name(name)
+        except UsageError as exc:
+            raise UsageError(f"{args.file}:{number}: {exc}") from exc
         entries.append((name, hashed))
 
     async def work(db: Any) -> int:
@@ -242,7 +262,7 @@ def cmd_import_htpasswd(args: argparse.Namespace) -> int:
         return 0
 
     _run(args, work)
-    print(f"imported {len(entries)} users from {args.file}")
+    print(f"imported {len(entries)} users from {visible(args.file)}")
     return 0
 
 
@@ -272,7 +292,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.touch(mode=0o600)
         target.write_text(secret + "\n")
-        print(f"created admin user {args.name!r}; its password is in {target} (mode 600)")
+        print(f"created admin user {visible(args.name)!r}; its password is in {target} (mode 600)")
     return 0
 
 

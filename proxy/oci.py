@@ -8,12 +8,13 @@ forwarded, rather than stored and served unverified.
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 from proxy.errors import Code, OCIError
 from proxy.names import is_valid_digest
 from storage.manifests import DescriptorRecord, ManifestRecord
+from verifiers import boundedjson
+from verifiers.boundedjson import JSONTooDeep
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -71,8 +72,10 @@ def parse_manifest(
 ) -> ManifestRecord:
     """Parse a manifest as pushed; ``content_type`` is the request's Content-Type."""
     try:
-        doc = json.loads(body)
-    except (ValueError, RecursionError) as exc:
+        doc = boundedjson.loads(body)
+    except JSONTooDeep as exc:
+        raise _invalid(f"not accepted JSON: {exc}") from exc
+    except ValueError as exc:
         raise _invalid(f"not valid JSON ({exc.__class__.__name__})") from exc
     if not isinstance(doc, dict):
         raise _invalid("top level must be a JSON object")

@@ -5,13 +5,16 @@ aiohttp parses the request line and headers before any application code runs. Wh
 line, a forbidden byte), ``RequestHandler.handle_error`` answers with a plain-text 400 quoting
 up to 100 bytes of the input, and the request never reaches the middlewares: no OCI error
 envelope for the client, no access-log row for the security team. An attacker probing with huge
-headers would be invisible in the log. (A connection that does not speak HTTP at all, such as a
-TLS handshake, gets the envelope but no row: there was no HTTP request to record.)
+headers, or with a method the parser does not know (``get``, ``FOO``), would be invisible in the
+log. Every such request gets the envelope and its row; the one exception is a TLS handshake as a
+connection's first bytes (skopeo and podman try https first, on every command): the envelope but
+no row, since no HTTP request was made.
 
 aiohttp has no public hook for that answer: the handler class is fixed in ``web.Server.__call__``
 and the server is built inside ``AppRunner._make_server``. So this module relies on non-public
 details, kept here and nowhere else: ``RequestHandler.handle_error``'s signature and
-``_request_count``, ``web.Server``'s ``_loop`` and ``_kwargs``, and ``AppRunner._make_server``.
+``_request_count``, ``web.Server``'s ``_loop`` and ``_kwargs``, ``AppRunner._make_server``, and
+the message both of aiohttp's parsers give a TLS handshake (:data:`TLS_ON_PLAIN_PORT`).
 pyproject.toml pins aiohttp to the minor release this was checked against, and
 tests/unit/test_server.py and tests/e2e/test_hostile_more.py fail if any of them stops working
 (a plain-text answer, or no access-log row).
@@ -38,6 +41,15 @@ log = logging.getLogger("gatekeeper.server")
 OnUnparsed = Callable[[web.BaseRequest, OCIError, str], None]
 """Told of each request refused before it could be parsed: request, answer, request id."""
 
+TLS_ON_PLAIN_PORT = "Received HTTPS traffic on an HTTP port"
+"""aiohttp's message (C and Python parser alike) for a request line starting with a TLS record
+header: the one refusal that is not an HTTP request."""
+
+
+def is_tls_handshake(exc: BaseException | None) -> bool:
+    """The bytes were a TLS ClientHello, not an HTTP request with an odd method."""
+    return isinstance(exc, BadHttpMethod) and exc.message == TLS_ON_PLAIN_PORT
+
 
 def parse_failure(status: int, exc: BaseException | None) -> OCIError:
     """The envelope for an error aiohttp raised outside the application.
@@ -54,6 +66,13 @@ def parse_failure(status: int, exc: BaseException | None) -> OCIError:
             "the request line or a header is longer than the gatekeeper accepts, or there are "
             "too many headers",
             {"reason": type(exc).__name__, "limit": limit},
+        )
+    if isinstance(exc, BadHttpMethod) and not is_tls_handshake(exc):
+        return OCIError(
+            Code.REQUEST_MALFORMED,
+            "the request method is not one HTTP defines (methods are upper-case: GET, HEAD, "
+            "PUT, POST, PATCH, DELETE)",
+            {"reason": type(exc).__name__},
         )
     if isinstance(exc, HttpProcessingError):
         return OCIError(
@@ -87,11 +106,12 @@ class _EnvelopeRequestHandler(RequestHandler):
             raise ConnectionError("response already sent, cannot send an error after it")
         failure = parse_failure(status, exc)
         unparsed = isinstance(exc, HttpProcessingError)
-        if unparsed and self._request_count == 1 and isinstance(exc, BadHttpMethod):
-            # Not HTTP at all: most often a client trying TLS first (skopeo and podman with
-            # --tls-verify=false do, on every command). Like aiohttp, not worth a log line at
-            # more than debug, nor an access-log row: no HTTP request was made.
-            log.debug("a connection from %s did not speak HTTP", request.remote)
+        if unparsed and self._request_count == 1 and is_tls_handshake(exc):
+            # A client trying TLS first (skopeo and podman with --tls-verify=false do, on every
+            # command). Like aiohttp, not worth a log line at more than debug, nor an access-log
+            # row: no HTTP request was made. An unknown or lower-case method, or other bytes
+            # that are not a request, are recorded like every other refusal.
+            log.debug("a connection from %s began with a TLS handshake", request.remote)
             unparsed = False
         elif unparsed:
             # Expected from scanners and attackers: one line, no traceback to flood the log.

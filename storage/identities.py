@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, select
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.models import Base, BigId
-from storage.timeutil import now, utc
+from storage.timeutil import UTCDateTime, now, utc
 
 
 class IdentityRow(Base):
@@ -30,10 +30,10 @@ class IdentityRow(Base):
     secret_hash: Mapped[str] = mapped_column(String(255))
     groups: Mapped[list[str]] = mapped_column(JSON)
     disabled: Mapped[bool] = mapped_column(Boolean)
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     token_version: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class BindingRow(Base):
@@ -47,7 +47,7 @@ class BindingRow(Base):
     subject: Mapped[str] = mapped_column(String(255))
     pattern: Mapped[str] = mapped_column(String(255))
     actions: Mapped[list[str]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class SigningKeyRow(Base):
@@ -57,7 +57,7 @@ class SigningKeyRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     private_pem: Mapped[str] = mapped_column(String(4096))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 @dataclass(frozen=True)

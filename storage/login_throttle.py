@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import DateTime, Integer, String, delete, select
+from sqlalchemy import Integer, String, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.db import insert_if_absent
 from storage.models import Base
-from storage.timeutil import utc
+from storage.timeutil import UTCDateTime, utc
 
 
 class LoginCounter(Base):
@@ -27,9 +27,9 @@ class LoginCounter(Base):
 
     key: Mapped[str] = mapped_column(String(600), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer)
-    window_started: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    window_started: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     strikes: Mapped[int] = mapped_column(Integer, default=0)
-    blocked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 @dataclass(frozen=True)

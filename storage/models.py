@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -19,6 +18,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from storage.timeutil import UTCDateTime
 
 
 class Base(DeclarativeBase):
@@ -48,7 +49,7 @@ class Manifest(Base):
     config_digest: Mapped[str | None] = mapped_column(String(140))
     subject_digest: Mapped[str | None] = mapped_column(String(140))
     annotations: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     about_digest: Mapped[str | None] = mapped_column(String(140))
     """The image this manifest is about, if any: its ``subject``, or the digest in a cosign tag
     (``sha256-<hex>.sig``) it was pushed under. It is pullable only while that image is."""
@@ -88,7 +89,7 @@ class Tag(Base):
     repository: Mapped[str] = mapped_column(String(255), primary_key=True)
     tag: Mapped[str] = mapped_column(String(128), primary_key=True)
     digest: Mapped[str] = mapped_column(String(140))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class AccessLog(Base):
@@ -102,7 +103,7 @@ class AccessLog(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    time: Mapped[datetime] = mapped_column(UTCDateTime())
     request_id: Mapped[str] = mapped_column(String(64))
     client_addr: Mapped[str | None] = mapped_column(String(64))
     identity: Mapped[str] = mapped_column(String(255))
@@ -140,11 +141,11 @@ class Verdict(Base):
     outcomes: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     released_by: Mapped[str | None] = mapped_column(String(255))
     release_reason: Mapped[str | None] = mapped_column(Text)
-    release_expires: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    release_expires: Mapped[datetime | None] = mapped_column(UTCDateTime())
     held_by: Mapped[str | None] = mapped_column(String(255))
     """Set by an admin's re-quarantine: re-scans do not lift it, only a release does."""
-    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     trigger: Mapped[str | None] = mapped_column(Text)
     """What made the latest decision: None for a verification, ``advisory-import (data version
     N)`` or ``policy-change (...)`` for a re-evaluation from stored data."""
@@ -157,7 +158,7 @@ class VerdictEvent(Base):
     __table_args__ = (Index("ix_verdict_events_image", "repository", "digest", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    time: Mapped[datetime] = mapped_column(UTCDateTime())
     repository: Mapped[str] = mapped_column(String(255))
     digest: Mapped[str] = mapped_column(String(140))
     event: Mapped[str] = mapped_column(String(32))
@@ -209,7 +210,7 @@ class ContentHold(Base):
     """The held image."""
     actor: Mapped[str] = mapped_column(String(255))
     reason: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Job(Base):
@@ -228,12 +229,12 @@ class Job(Base):
     reason: Mapped[str] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(16))  # queued|running|done|dead
     attempts: Mapped[int] = mapped_column(Integer)
-    run_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    run_after: Mapped[datetime] = mapped_column(UTCDateTime())
     lease_owner: Mapped[str | None] = mapped_column(String(64))
-    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class LayerResult(Base):
@@ -245,7 +246,7 @@ class LayerResult(Base):
     verifier: Mapped[str] = mapped_column(String(100), primary_key=True)
     version: Mapped[str] = mapped_column(String(64), primary_key=True)
     outcome: Mapped[dict[str, Any]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class WebhookDelivery(Base):
@@ -270,11 +271,11 @@ class WebhookDelivery(Base):
     payload: Mapped[str] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(16))  # pending|delivered|failed
     attempts: Mapped[int] = mapped_column(Integer)
-    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_status: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class WebhookAttempt(Base):
@@ -288,7 +289,7 @@ class WebhookAttempt(Base):
         ForeignKey("webhook_deliveries.id", ondelete="CASCADE")
     )
     attempt: Mapped[int] = mapped_column(Integer)
-    time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    time: Mapped[datetime] = mapped_column(UTCDateTime())
     status: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[float] = mapped_column(Float)
@@ -306,7 +307,7 @@ class ImageInventoryRow(Base):
     os_codename: Mapped[str | None] = mapped_column(String(64))
     os_pretty_name: Mapped[str | None] = mapped_column(String(255))
     package_count: Mapped[int] = mapped_column(Integer)
-    scanned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    scanned_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class ImagePackage(Base):
@@ -346,10 +347,10 @@ class AdvisoryDataVersion(Base):
 
     version: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     source: Mapped[str] = mapped_column(Text)
-    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime())
     added: Mapped[int] = mapped_column(Integer)
     updated: Mapped[int] = mapped_column(Integer)
-    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     """When the images this import affects were re-evaluated (or queued); None while that is
     owed, e.g. after the importing process died between its commit and the re-evaluation."""
 
@@ -415,9 +416,9 @@ class RescanRun(Base):
     spread_seconds: Mapped[float] = mapped_column(Float)
     cursor_repository: Mapped[str | None] = mapped_column(String(255))
     cursor_digest: Mapped[str | None] = mapped_column(String(140))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     note: Mapped[str | None] = mapped_column(Text)
     """Why it ended early (who cancelled it)."""
 
@@ -428,7 +429,7 @@ class SchedulerMark(Base):
     __tablename__ = "scheduler_marks"
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class SchedulerLease(Base):
@@ -438,7 +439,7 @@ class SchedulerLease(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     owner: Mapped[str] = mapped_column(String(64))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class AdvisoryMirror(Base):
@@ -452,8 +453,8 @@ class AdvisoryMirror(Base):
     display_url: Mapped[str] = mapped_column(Text)
     etag: Mapped[str | None] = mapped_column(Text)
     last_modified: Mapped[str | None] = mapped_column(Text)
-    checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    imported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    imported_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     data_version: Mapped[int | None] = mapped_column(BigInteger)
     """The advisory data version the last download became."""
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -468,7 +469,7 @@ class UploadOwner(Base):
     __tablename__ = "upload_owners"
 
     owner: Mapped[str] = mapped_column(String(255), primary_key=True)
-    touched: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    touched: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class UploadSession(Base):
@@ -485,4 +486,4 @@ class UploadSession(Base):
     repository: Mapped[str] = mapped_column(String(255))
     session: Mapped[str | None] = mapped_column(String(128))
     """The upstream's upload id; None while the upstream has not answered the POST yet."""
-    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -21,10 +21,11 @@ unchecked. So a manifest is verified as an image unless it *proves* to be an art
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from verifiers import boundedjson
 
 CONTENT = "content"
 """The built-in outcome every verification starts with: what the manifest is, and what of its
@@ -37,8 +38,6 @@ SNIFF_BYTES = 512
 """Bytes read from the start of a blob to tell an archive from anything else (one tar header)."""
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 """Largest config read (and parsed) by the verification service."""
-MAX_JSON_DEPTH = 64
-"""Deepest nesting accepted in a config: a real one is a few levels deep."""
 
 
 class Kind(enum.StrEnum):
@@ -134,28 +133,14 @@ def parse_config(data: bytes | None) -> tuple[dict[str, Any] | None, str | None]
     if data is None:
         return None, f"it is larger than {MAX_CONFIG_BYTES} bytes"
     try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError) as exc:
+        doc = boundedjson.loads(data)
+    except boundedjson.JSONTooDeep as exc:
+        return None, f"it is {exc}"
+    except (ValueError, UnicodeDecodeError) as exc:
         return None, f"it is not JSON ({exc.__class__.__name__})"
     if not isinstance(doc, dict):
         return None, f"it is a JSON {type(doc).__name__}, not an object"
-    if _depth(doc) > MAX_JSON_DEPTH:
-        return None, f"it nests deeper than {MAX_JSON_DEPTH} levels"
     return doc, None
-
-
-def _depth(value: Any) -> int:
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if deepest > MAX_JSON_DEPTH:
-            return deepest
-        if isinstance(item, dict):
-            stack += [(v, depth + 1) for v in item.values()]
-        elif isinstance(item, list):
-            stack += [(v, depth + 1) for v in item]
-    return deepest
 
 
 def classify(

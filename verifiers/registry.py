@@ -10,6 +10,7 @@ from typing import Any
 from config.settings import VerifierSettings
 from verifiers.base import Verifier
 from verifiers.layers import LayerCache, PerLayer
+from verifiers.registry_names import KnowsRegistry, RegistryNames
 from verifiers.scan.sink import InventorySink
 from verifiers.stores import Stores, UsesStores
 from verifiers.vulns.source import AdvisorySource
@@ -49,9 +50,11 @@ def build_verifiers(
     cache: LayerCache,
     inventory: InventorySink | None = None,
     advisories: AdvisorySource | None = None,
+    registry: RegistryNames | None = None,
 ) -> list[Verifier]:
     """Instances of every enabled verifier, named as in settings, with storage ports attached
-    to those that use them."""
+    to those that use them, and the registry's names (``config/public_names.py``) to those that
+    need them (without: none, so a signature naming a registry host cannot count)."""
     stores = Stores(layer_cache=cache, inventory=inventory, advisories=advisories)
     built: list[Verifier] = []
     for name, settings in configured.items():
@@ -74,6 +77,8 @@ def build_verifiers(
         instance.name = name
         if isinstance(instance, UsesStores):
             instance.attach(stores)
+        if registry is not None and isinstance(instance, KnowsRegistry):
+            instance.know_registry(registry)
         if hasattr(instance, "verify_layer") and not hasattr(instance, "verify"):
             instance = PerLayer(instance, cache)
         if not isinstance(instance, Verifier):

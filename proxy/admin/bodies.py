@@ -1,7 +1,8 @@
 """The JSON bodies the admin API accepts, one validated model each.
 
 Unknown fields are refused (a typo such as ``expires_in`` must not silently mean "forever"), and
-free text is stripped so a reason of only spaces counts as missing.
+free text is stripped so a reason of only spaces counts as missing. Reasons and actors refuse
+control and bidirectional characters: they end up in tables an admin reads.
 """
 
 from __future__ import annotations
@@ -12,52 +13,50 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from config.policy import Policy
-
-MAX_RELEASE_SECONDS = 366 * 24 * 3600
+from config.text import PlainText
+from proxy.admin.releases import MAX_RELEASE_SECONDS, ReleaseTermError, release_end
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
-    actor: str | None = Field(
-        default=None, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$"
-    )
-    """The person acting; recorded as ``admin-token:<actor>`` next to the token that proved it."""
+    actor: PlainText | None = Field(default=None, min_length=1, max_length=100)
+    """The person acting; recorded as ``admin-token:<actor>`` next to the token that proved it.
+    Like every reason, free of control and bidirectional characters (``config/text.py``)."""
 
 
 class ReasonBody(_Body):
     """Re-quarantine: the reason is required and goes into the history and the access log."""
 
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: PlainText = Field(min_length=1, max_length=2000)
 
 
 class ReleaseBody(ReasonBody):
-    """Release: a reason, and optionally when the release ends (relative or absolute)."""
+    """Release: a reason, and optionally when the release ends (relative or absolute), both
+    held to the same cap (``proxy.admin.releases``)."""
 
     expires_in_seconds: float | None = Field(default=None, gt=0, le=MAX_RELEASE_SECONDS)
     expires_at: datetime | None = None
 
     @model_validator(mode="after")
     def _one_expiry(self) -> Self:
-        if self.expires_in_seconds is not None and self.expires_at is not None:
-            raise ValueError("give expires_in_seconds or expires_at, not both")
-        if self.expires_at is not None:
-            if self.expires_at.tzinfo is None:
-                raise ValueError("expires_at needs a zone offset, for example 2030-01-31T12:00:00Z")
-            if self.expires_at <= datetime.now(UTC):
-                raise ValueError("expires_at is in the past")
+        try:
+            release_end(datetime.now(UTC), seconds=self.expires_in_seconds, at=self.expires_at)
+        except ReleaseTermError as exc:
+            raise ValueError(exc.describe()) from exc
         return self
 
     def expiry(self, now: datetime) -> datetime | None:
+        """The end in UTC; the validator has already held it to the cap."""
         if self.expires_in_seconds is not None:
-            return now + timedelta(seconds=self.expires_in_seconds)
-        return self.expires_at
+            return now.astimezone(UTC) + timedelta(seconds=self.expires_in_seconds)
+        return self.expires_at.astimezone(UTC) if self.expires_at is not None else None
 
 
 class RescanBody(_Body):
     """Rescan one image: the reason is optional (the actor is always recorded)."""
 
-    reason: str | None = Field(default=None, min_length=1, max_length=2000)
+    reason: PlainText | None = Field(default=None, min_length=1, max_length=2000)
 
 
 class RescanAllBody(RescanBody):

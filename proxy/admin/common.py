@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -22,6 +22,7 @@ from proxy.names import check_digest, check_name, check_raw_path
 from proxy.state import SERVICES, Services
 from storage import verdicts
 from storage.verdicts import VerdictView
+from verifiers import boundedjson
 from verifiers.lifecycle import State
 
 M = TypeVar("M", bound=BaseModel)
@@ -86,7 +87,7 @@ async def read_body(request: web.Request, model: type[M]) -> M:
     """Parse the JSON body into ``model``; an empty body counts as ``{}``."""
     raw = await request.read()
     try:
-        data = json.loads(raw) if raw.strip() else {}
+        data = boundedjson.loads(raw) if raw.strip() else {}
     except ValueError as exc:
         raise AdminError(AdminCode.BAD_REQUEST, f"the body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
@@ -174,14 +175,14 @@ def query_time(request: web.Request, key: str) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
+        if moment.tzinfo is None:
+            raise ValueError("no zone offset")
+        return moment.astimezone(UTC)  # the database compares UTC times
+    except (ValueError, OverflowError) as exc:
         raise AdminError(
             AdminCode.BAD_REQUEST,
             f"{key}: an ISO 8601 time with a zone offset, for example 2030-01-31T12:00:00Z",
-        )
-    return moment
+        ) from exc
 
 
 # -- out -------------------------------------------------------------------------------------

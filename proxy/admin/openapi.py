@@ -14,8 +14,8 @@ from typing import Any
 from aiohttp import web
 
 from config.policy import Policy
-from proxy.admin.bodies import MAX_RELEASE_SECONDS
 from proxy.admin.common import MAX_LIMIT, STATES, ok
+from proxy.admin.releases import MAX_RELEASE, MAX_RELEASE_SECONDS
 
 P = "/admin/api/v1"
 Schema = dict[str, Any]
@@ -49,13 +49,14 @@ STRING_OR_NULL = _nullable(TEXT)
 TIME: Schema = {"type": "string", "format": "date-time"}
 TIME_OR_NULL = _nullable(TIME)
 STATE: Schema = {"type": "string", "enum": list(STATES)}
+PLAIN = "No control or bidirectional-control characters (refused with 422)."
 ACTOR: Schema = {
     "type": "string",
     "minLength": 1,
     "maxLength": 100,
-    "description": "Who is acting; recorded as `admin-token:<actor>`.",
+    "description": f"Who is acting; recorded as `admin-token:<actor>`. {PLAIN}",
 }
-REASON: Schema = {"type": "string", "minLength": 1, "maxLength": 2000}
+REASON: Schema = {"type": "string", "minLength": 1, "maxLength": 2000, "description": PLAIN}
 
 REFERENCE = {
     "name": "reference",
@@ -227,7 +228,8 @@ def _schemas() -> dict[str, Schema]:
                 ),
                 "expires_at": {
                     **TIME_OR_NULL,
-                    "description": "In the future, with a zone offset.",
+                    "description": "In the future, with a zone offset (converted to UTC), "
+                    f"at most {MAX_RELEASE.days} days from now like `expires_in_seconds`.",
                 },
             },
         },

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +204,37 @@ def test_release_expires_and_the_image_is_quarantined_again(
     detail = show(gk, ref)
     assert detail["state"] == "quarantined" and detail["release_expires"] is None
     assert [h["event"] for h in detail["history"]][-2:] == ["released", "release-expired"]
+
+
+def test_a_release_end_with_an_offset_is_that_instant_and_the_cap_holds_in_every_form(
+    gk: Gatekeeper, http: httpx.Client
+) -> None:
+    """Ten minutes from now written with -10:00 is ten minutes from now (it once counted as ten
+    hours ago, so the image stayed quarantined); 9999-12-31 is refused like 400 days are."""
+    digest, layer = push(http, "adm/offset", CRITICAL)
+    ref = f"adm/offset@{digest}"
+    assert pull_status(http, "adm/offset", digest, layer) == [403, 403, 403]
+    url = f"{API}/images/{ref}/release"
+    for body, words in (
+        ({"reason": "forever", "expires_at": "9999-12-31T00:00:00Z"}, "at most 366 days"),
+        ({"reason": "forever", "expires_at": "9999-12-31T23:00:00-10:00"}, "out of range"),
+        ({"reason": "forever", "expires_at": "9999-12-31"}, "zone offset"),
+        ({"reason": "forever", "expires_in_seconds": 400 * 86400}, "expires_in_seconds"),
+    ):
+        refused = http.post(url, json=body, headers=AUTH)
+        assert refused.status_code == 422, refused.text
+        assert words in refused.json()["error"]["message"]
+    too_long = cli(gk, "quarantine", "release", ref, "--reason", "r", "--expires-in", "400d")
+    assert too_long.returncode == 2 and "at most 366 days" in too_long.stderr
+    assert pull_status(http, "adm/offset", digest, layer) == [403, 403, 403]
+
+    end = (datetime.now(UTC) + timedelta(minutes=10)).replace(microsecond=0)
+    hawaii = end.astimezone(timezone(timedelta(hours=-10))).isoformat()
+    ok(cli(gk, "quarantine", "release", ref, "--reason", "hotfix", "--expires-at", hawaii))
+    assert pull_status(http, "adm/offset", digest, layer) == [200, 200, 200]
+    detail = show(gk, ref)
+    assert detail["effective_state"] == "released"
+    assert datetime.fromisoformat(detail["release_expires"]) == end
 
 
 def test_rescan_of_a_passed_image_never_makes_it_unpullable(

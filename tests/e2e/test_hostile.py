@@ -153,6 +153,14 @@ MANIFEST_CASES: list[tuple[str, Any, str, int, str]] = [
         "MANIFEST_INVALID",
     ),
     (
+        # Below Python's recursion limit, so it used to parse, be accepted and forwarded.
+        "deep-unknown-field",
+        lambda c: json.dumps(_manifest(c, [_layer()], extra=_nested(100))).encode(),
+        OCI_MANIFEST,
+        400,
+        "MANIFEST_INVALID",
+    ),
+    (
         "oversized",
         lambda c: json.dumps(_manifest(c, [_layer()], pad="x" * (5 * 1024 * 1024))).encode(),
         OCI_MANIFEST,

@@ -272,6 +272,10 @@ UNPARSEABLE = [
     ),
     ("NUL in a header", b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", 400),
     ("space in a header name", b"GET /v2/ HTTP/1.1\r\nHost: x\r\nBad Header: v\r\n\r\n", 400),
+    # A method the parser does not know, as a connection's first request (issue 22, item 12).
+    ("lower-case method", b"get /v2/ HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    ("unknown method", b"BREW /v2/ HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    ("binary noise", b"\x00\x01\x02\x03 noise\r\n\r\n", 400),
 ]
 
 
@@ -310,8 +314,9 @@ def test_a_request_the_parser_refuses_gets_an_envelope_and_an_access_log_row(
 def test_a_connection_that_does_not_speak_http_gets_an_envelope_and_no_row(
     site: tuple[Registry, Gatekeeper],
 ) -> None:
-    """A TLS handshake on the plain port (skopeo and podman try https first) or binary noise is
-    not an HTTP request: an envelope, no access-log row, and the next request is served."""
+    """A TLS handshake on the plain port (skopeo and podman try https first) is not an HTTP
+    request: an envelope, no access-log row, and the next request is served. (Any other bytes
+    are recorded: see the parser cases above.)"""
     _, gk = site
     hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64
     unparsed = "action = 'request.unparsed'"

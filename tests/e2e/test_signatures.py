@@ -56,6 +56,8 @@ PASSWORD = b"correct horse battery staple"
 ISSUER = "https://token.actions.example.test"
 CI = "https://git.example.test/org/app/.github/workflows/release.yml@refs/heads/main"
 ADMIN_TOKEN = "signature-tests-admin-token"
+ALIAS = "registry.alias.example.test:5000"
+"""Another name the gatekeeper is reached by (``public_aliases``)."""
 
 
 @dataclass
@@ -133,6 +135,7 @@ def gk(
             {"config-sanity": {}, "signatures": {"options": signature_options(tmp)}}
         ),
         "GATEKEEPER_ADMIN_TOKEN": ADMIN_TOKEN,
+        "GATEKEEPER_PUBLIC_ALIASES": json.dumps([ALIAS]),
     }
     with running_gatekeeper(tmp_path_factory.mktemp("gk-sig"), registry.url, env) as started:
         yield started
@@ -250,6 +253,14 @@ def _resigned(key: cosign.PrivateKey, body: bytes) -> cosign.SigLayer:
     return cosign.SigLayer(body, {"dev.cosignproject.cosign/signature": signature})
 
 
+def _deep_annotation(layer: cosign.SigLayer) -> cosign.SigLayer:
+    """The transparency-log annotation with a member nested 100,000 levels deep: Python's
+    parser raised RecursionError on it, out of the keyless path."""
+    bundle = layer.annotations["dev.sigstore.cosign/bundle"]
+    deep = bundle[:-1] + ',"Extra":' + "[" * 100_000 + "]" * 100_000 + "}"
+    return cosign.SigLayer(layer.payload, {**layer.annotations, "dev.sigstore.cosign/bundle": deep})
+
+
 def _case(name: str, k: Keys, ref: str, digest: str, other: str) -> cosign.SigLayer | None:
     good = cosign.key_signature(k.release, ref, digest)
     good_sig = base64.b64decode(good.annotations["dev.cosignproject.cosign/signature"])
@@ -278,6 +289,18 @@ def _case(name: str, k: Keys, ref: str, digest: str, other: str) -> cosign.SigLa
         ),
         "wrong identity": lambda: k.sigstore.keyless_signature(
             *k.sigstore.issue("mallory@evil.test", ISSUER), ref, digest
+        ),
+        "deeply nested log annotation": lambda: _deep_annotation(
+            k.sigstore.keyless_signature(*k.sigstore.issue(CI, ISSUER), ref, digest)
+        ),
+        "signed for another registry": lambda: cosign.key_signature(
+            k.release, "registry.elsewhere.example/" + ref.split("/", 1)[1], digest
+        ),
+        "signed without a registry host": lambda: cosign.key_signature(
+            k.release, ref.split("/", 1)[1], digest
+        ),
+        "deeply nested payload": lambda: _resigned(
+            k.release, good.payload[:-1] + b',"x":' + b"[" * 50_000 + b"]" * 50_000 + b"}"
         ),
     }
     layer: cosign.SigLayer | None = cases[name]()
@@ -310,6 +333,29 @@ CASES = {
     ),
     "wrong issuer": ("sig/keyless/issuer", "signature.issuer-mismatch", "trusted only from issuer"),
     "wrong identity": ("sig/keyless/identity", "signature.identity-mismatch", "mallory@evil.test"),
+    "deeply nested log annotation": (
+        "sig/keyless/deep",
+        "signature.tlog-invalid",
+        "'the transparency log proves the signature' failed: the log bundle annotation is "
+        "malformed (nested deeper than 64 levels)",
+    ),
+    "signed for another registry": (
+        "sig/key/otherhost",
+        "signature.registry-mismatch",
+        "'the payload names this registry' failed: the signature was made for "
+        "registry.elsewhere.example/sig/key/otherhost (registry.elsewhere.example), not for "
+        "this registry (127.0.0.1:",
+    ),
+    "signed without a registry host": (
+        "sig/key/nohost",
+        "signature.registry-mismatch",
+        "(no registry host, which means docker.io), not for this registry",
+    ),
+    "deeply nested payload": (
+        "sig/key/deep",
+        "signature.payload-not-json",
+        "the payload is nested deeper than 64 levels",
+    ),
 }
 
 
@@ -376,6 +422,23 @@ def _cli(gk: Gatekeeper, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def test_a_signature_for_another_name_of_this_registry_counts(
+    gk: Gatekeeper, http: httpx.Client, keys: tuple[Keys, Path]
+) -> None:
+    """The listed alias and the loopback names (``public_url`` is unset here) are this
+    registry; the same signature copied from another registry is not (see the cases above)."""
+    k, _ = keys
+    for host in (ALIAS, f"localhost:{gk.port}"):
+        image = build(f"sig/key/named-{host.split('.')[0].split(':')[0]}")
+        ref = f"{host}/{image.repo}"
+        cosign.push_signatures(
+            http, image.repo, image.digest, [cosign.key_signature(k.release, ref, image.digest)]
+        )
+        image.push(http)
+        resp = pull(http, image.repo)
+        assert resp.status_code == 200, resp.text
+
+
 def test_keys_shows_the_trusted_signers(gk: Gatekeeper) -> None:
     out = _cli(gk, "keys", "--repository", "sig/quorum/app")
     assert out.returncode == 0, out.stderr
@@ -388,7 +451,10 @@ def test_keys_shows_the_trusted_signers(gk: Gatekeeper) -> None:
         assert any(
             line.strip().startswith(name) and kind in line for line in out.stdout.splitlines()
         )
+    names = f"127.0.0.1:{gk.port}, [::1]:{gk.port}, localhost:{gk.port}, {ALIAS}"
+    assert f"registry names: {names}" in out.stdout
     data = json.loads(_cli(gk, "keys", "--json").stdout)
+    assert ALIAS in data["registry_names"]
     assert [r["rule"] for r in data["rules"]] == ["keys", "keyless", "bundles", "quorum"]
     assert data["rules"][1]["signers"][0]["describe"] == f"keyless {CI} (issuer {ISSUER})"
     missing = _cli(gk, "keys", "--repository", "elsewhere/app")

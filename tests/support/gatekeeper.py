@@ -192,14 +192,22 @@ def wait_state(gk: Gatekeeper, digest: str, timeout: float = 60) -> str:
     raise AssertionError(f"no verdict for {digest}")
 
 
-def sbom(gk: Gatekeeper, reference: str) -> dict[str, Any]:
-    """The CycloneDX JSON ``gatekeeper sbom`` prints for ``reference``, run as operators do."""
-    done = subprocess.run(
-        [sys.executable, "-m", "proxy", "sbom", reference],
-        env=gk.env,
+def run_cli(
+    gk: Gatekeeper, *args: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``gatekeeper ARGS`` as an operator runs it beside this gatekeeper: a separate process
+    with the gatekeeper's settings (its database) plus ``env``, output as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "proxy", *args],
+        env={**gk.env, **(env or {})},
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def sbom(gk: Gatekeeper, reference: str) -> dict[str, Any]:
+    """The CycloneDX JSON ``gatekeeper sbom`` prints for ``reference``, run as operators do."""
+    done = run_cli(gk, "sbom", reference)
     assert done.returncode == 0, done.stderr
     return dict(json.loads(done.stdout))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -163,8 +164,14 @@ async def test_dot_segments_and_encoded_slashes_are_refused(admin: Client, ref: 
         ({"reason": "ok", "expires_in_seconds": 60, "expires_at": "2999-01-01T00:00:00Z"}, "both"),
         ({"reason": "ok", "expires_at": "2999-01-01T00:00:00"}, "zone offset"),
         ({"reason": "ok", "expires_at": "2000-01-01T00:00:00Z"}, "in the past"),
+        ({"reason": "ok", "expires_at": "9999-12-31T00:00:00Z"}, "at most 366 days"),
+        ({"reason": "ok", "expires_at": "9999-12-31T23:00:00-10:00"}, "out of range"),
+        ({"reason": "ok", "expires_in_seconds": 366 * 86400 + 1}, "expires_in_seconds"),
         ({"reason": "ok", "expires_in": 60}, "expires_in"),
         ({"reason": "ok", "actor": "bad\nactor"}, "actor"),
+        ({"reason": "all checks \u202edeliaf"}, "reason: Value error, must not contain control"),
+        ({"reason": "ok\x1b[2J"}, "reason: Value error, must not contain control"),
+        ({"reason": "ok", "actor": "alice\u2066"}, "actor: Value error, must not contain control"),
     ],
 )
 async def test_invalid_release_bodies_are_422(
@@ -177,7 +184,10 @@ async def test_invalid_release_bodies_are_422(
     assert error["details"]
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b'"reason"'])
+@pytest.mark.parametrize(
+    "raw",
+    [b"{not json", b"[1, 2]", b'"reason"', b'{"reason": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"],
+)
 async def test_malformed_bodies_are_400(admin: Client, raw: bytes) -> None:
     resp = await admin.post(f"{PREFIX}/images/team/app@{DIGEST}/release", data=raw, headers=AUTH)
     assert (await error_of(resp, 400))["code"] == "BAD_REQUEST"
@@ -256,6 +266,26 @@ async def test_release_then_requarantine_publish_events_with_actor(admin: Client
     assert "nothing to re-quarantine" in (await error_of(resp, 409))["message"]
     history = (await (await admin.get(base, headers=AUTH)).json())["history"]
     assert [h["event"] for h in history] == ["quarantined", "released", "requarantined"]
+
+
+async def test_a_release_end_with_an_offset_is_stored_as_that_instant(admin: Client) -> None:
+    """Ten minutes from now written with -10:00 is ten minutes from now, on either backend,
+    and the image stays pullable meanwhile."""
+    await seed(admin, "team/app", DIGEST, "quarantined")
+    end = datetime.now(UTC) + timedelta(minutes=10)
+    written = end.astimezone(timezone(timedelta(hours=-10))).isoformat()
+    resp = await admin.post(
+        f"{PREFIX}/images/team/app@{DIGEST}/release",
+        json={"reason": "hotfix", "expires_at": written},
+        headers=AUTH,
+    )
+    assert resp.status == 200, await resp.text()
+    released = await resp.json()
+    assert datetime.fromisoformat(released["release_expires"]) == end
+    assert released["release_expires"].endswith("+00:00") and released["pullable"]
+    async with svc(admin).db() as session:
+        stored = await verdicts.get(session, "team/app", DIGEST)
+    assert stored is not None and stored.release_expires == end and stored.pullable()
 
 
 async def test_rescan_keeps_the_verdict_and_queues_a_job(admin: Client) -> None:

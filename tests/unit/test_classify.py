@@ -84,7 +84,10 @@ def test_unreadable_configs_say_why() -> None:
     assert "not JSON" in str(parse_config(b"\x00 nope")[1])
     assert parse_config(b"[1]")[1] == "it is a JSON list, not an object"
     deep = b'{"a":' * 100 + b"1" + b"}" * 100
-    assert "nests deeper" in str(parse_config(deep)[1])
+    assert parse_config(deep)[1] == "it is nested deeper than 64 levels"
+    # Deep enough to have raised RecursionError: an unreadable config, never "no config".
+    abyss = b'{"os": "linux", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert parse_config(abyss) == (None, "it is nested deeper than 64 levels")
 
 
 def judge(declared: str | None, archives: dict[str, str], image_config: bool = False) -> Kind:

@@ -92,3 +92,16 @@ def test_malformed(doc: dict[str, Any], content_type: str) -> None:
     with pytest.raises(OCIError) as exc:
         parse_manifest("r", json.dumps(doc).encode(), content_type)
     assert exc.value.code.code == "MANIFEST_INVALID"
+
+
+def test_a_manifest_nested_deeper_than_the_limit_is_refused() -> None:
+    """An unknown field is ignored, but not parsed into a structure of any depth (it used to be
+    accepted up to Python's recursion limit and its values could reach the database)."""
+    nested: Any = "x"
+    for _ in range(100):
+        nested = [nested]
+    doc = {"schemaVersion": 2, "config": desc(D1), "layers": [], "x-extra": nested}
+    with pytest.raises(OCIError) as exc:
+        parse_manifest("r", json.dumps(doc).encode(), OCI_MANIFEST)
+    assert exc.value.code.code == "MANIFEST_INVALID"
+    assert "nested deeper than 64 levels" in exc.value.message

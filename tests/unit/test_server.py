@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
-from aiohttp.http_exceptions import BadHttpMessage, InvalidHeader, LineTooLong
+from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, InvalidHeader, LineTooLong
 
 from proxy.errors import Code, Handler, OCIError
-from proxy.server import GatekeeperRunner, parse_failure
+from proxy.server import TLS_ON_PLAIN_PORT, GatekeeperRunner, is_tls_handshake, parse_failure
 
 
 @dataclass
@@ -127,6 +127,37 @@ async def test_a_connection_that_does_not_speak_http_gets_an_envelope_but_is_not
     (error,) = json.loads(body)["errors"]
     assert (error["code"], error["detail"]["reason"]) == ("UNSUPPORTED", "BadHttpMethod")
     assert site.refusals.seen == []
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"get /v2/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"FOO /v2/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"G{T /v2/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"\x00\x01\x02 not a request\r\n\r\n",
+    ],
+    ids=["lower-case", "unknown", "not-a-token", "binary"],
+)
+async def test_a_bad_method_as_a_connections_first_request_is_reported(
+    site: Site, request_bytes: bytes
+) -> None:
+    """Only a TLS handshake goes unrecorded; a method aiohttp does not know is a request."""
+    status, headers, body = await _exchange(site.port, request_bytes)
+    assert status == 400
+    (error,) = json.loads(body)["errors"]
+    assert (error["code"], error["detail"]["reason"]) == ("UNSUPPORTED", "BadHttpMethod")
+    assert "method" in error["message"] and b"FOO" not in body and b"get" not in body
+    assert site.refusals.seen == [("127.0.0.1", 400, headers["x-request-id"])]
+
+
+def test_only_the_tls_message_counts_as_a_handshake() -> None:
+    assert is_tls_handshake(BadHttpMethod(error=TLS_ON_PLAIN_PORT))
+    assert is_tls_handshake(BadHttpMethod("\x16\x03\x01\x02"))  # the Python parser's way
+    assert not is_tls_handshake(BadHttpMethod("get"))
+    assert not is_tls_handshake(BadHttpMessage("x"))
+    assert "method" in parse_failure(400, BadHttpMethod("get")).message
+    assert "method" not in parse_failure(400, BadHttpMethod(error=TLS_ON_PLAIN_PORT)).message
 
 
 async def test_a_bad_method_after_a_good_request_on_one_connection_is_reported(

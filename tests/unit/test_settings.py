@@ -44,6 +44,11 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ('tls_cert = "/c.pem"', "(settings)"),
         ("typo_field = 1", "typo_field"),
         ("[audit]\nflush_interval_seconds = -1", "audit.flush_interval_seconds"),
+        (
+            '[[policies]]\nname = "p"\nrepositories = ["*"]\n[[policies.waivers]]\n'
+            'finding = "CVE-1"\nreason = "all checks \\u202edeliaf"\nauthor = "sec"',
+            "policies.0.waivers.0.reason",
+        ),
     ],
 )
 def test_bad_values_name_the_field(tmp_path: Path, text: str, field: str) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,6 +43,7 @@ from sigstore.verify import Verifier
 from sigstore_models.bundle.v1 import Bundle as BundleModel
 from sigstore_models.common.v1 import HashAlgorithm
 
+from verifiers import boundedjson
 from verifiers.signatures.errors import StepFailed
 from verifiers.signatures.keys import Check, PublicKey
 from verifiers.signatures.tlog import CLOCK_SKEW, SignedMaterial, check_hashedrekord
@@ -142,7 +142,7 @@ def _statement(payload_type: str, payload: bytes, artifact: Artifact) -> dict[st
     if payload_type != INTOTO:
         raise _invalid(f"the DSSE payload is {payload_type!r}, not an in-toto statement")
     try:
-        statement = json.loads(payload)
+        statement = boundedjson.loads(payload)
         subjects = statement.get("subject") or []
         digests = {str((s.get("digest") or {}).get("sha256", "")).lower() for s in subjects}
     except (ValueError, AttributeError, TypeError) as exc:
@@ -216,7 +216,7 @@ def _check_intoto_entry(bundle: Bundle, envelope: dsse.Envelope) -> None:
     """(8) for ``intoto`` 0.0.2: the entry's payload hash, signatures and certificate are the
     bundle's. (Its envelope hash covers uncanonicalised JSON and cannot be recomputed.)"""
     try:
-        body = json.loads(bundle.log_entry._inner.canonicalized_body)
+        body = boundedjson.loads(bundle.log_entry._inner.canonicalized_body)
         content = body["spec"]["content"]
         recorded_hash = content["payloadHash"]
         recorded = content["envelope"]["signatures"]

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Protocol
 
 from verifiers.base import BlobOpener, Descriptor
+from verifiers.registry_names import RegistryNames
 from verifiers.signatures.errors import StepFailed
 from verifiers.signatures.notation.revocation import Crls
 from verifiers.signatures.notation.trustpolicy import NotationTrust
@@ -30,6 +31,8 @@ class Context:
     signature repository)."""
     max_payload_bytes: int
     now: datetime
+    registry: RegistryNames
+    """The names of this registry: a cosign payload's ``docker-reference`` must use one."""
     image_media_type: str = ""
     image_size: int | None = None
     """The manifest's size, which a Notation payload names; None when it could not be read."""

@@ -16,7 +16,10 @@ Steps, in the order cosign specifies them (the payload is parsed only once authe
    identity (see :mod:`keyless`);
 6. the payload is simple-signing JSON of the cosign type;
 7. ``critical.image.docker-manifest-digest`` is this image's digest;
-8. ``critical.identity.docker-reference`` names this repository (or a pattern the rule allows).
+8. ``critical.identity.docker-reference`` names this repository (or a pattern the rule allows);
+9. ... on this registry: its host is one of the gatekeeper's public names (``public_url``,
+   ``public_aliases``, else the listen address and loopback names), so a signature made for
+   the same repository path on another registry does not count here.
 """
 
 from __future__ import annotations
@@ -25,13 +28,15 @@ import base64
 import binascii
 import fnmatch
 import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
 
+from verifiers import boundedjson
 from verifiers.base import Descriptor
+from verifiers.boundedjson import JSONTooDeep
+from verifiers.registry_names import split_reference
 from verifiers.signatures import keyless
 from verifiers.signatures.context import Context, read_limited
 from verifiers.signatures.errors import StepFailed
@@ -159,10 +164,13 @@ class CosignSignature:
                     "signature.payload-digest-mismatch",
                     f"the payload signs {named}, not {ctx.digest}",
                 )
+        identity = critical.get("identity")
+        reference = identity.get("docker-reference") if isinstance(identity, dict) else None
         with trail.step("the payload names this repository") as note:
-            identity = critical.get("identity")
-            reference = identity.get("docker-reference") if isinstance(identity, dict) else None
-            note.detail = _check_reference(reference, ctx)
+            allowed_by = _allowed_by(reference, ctx)
+            note.detail = _check_repository(reference, ctx, allowed_by)
+        with trail.step("the payload names this registry") as note:
+            note.detail = _check_registry(str(reference), ctx, allowed_by)
 
 
 def _decode_signature(value: str | None) -> bytes:
@@ -229,8 +237,10 @@ def _certificates(pem: str, chain_pem: str) -> tuple[x509.Certificate, list[x509
 
 def _critical(payload: bytes) -> dict[str, Any]:
     try:
-        doc = json.loads(payload)
-    except (ValueError, RecursionError) as exc:
+        doc = boundedjson.loads(payload)
+    except JSONTooDeep as exc:
+        raise StepFailed("signature.payload-not-json", f"the payload is {exc}") from exc
+    except ValueError as exc:
         raise StepFailed(
             "signature.payload-not-json", f"the payload is not JSON ({exc.__class__.__name__})"
         ) from exc
@@ -240,30 +250,37 @@ def _critical(payload: bytes) -> dict[str, Any]:
     return critical
 
 
-def _check_reference(reference: Any, ctx: Context) -> str:
+def _allowed_by(reference: Any, ctx: Context) -> str | None:
+    """The rule's ``references`` pattern the whole reference matches (promoted images: their
+    signatures name the registry and repository they were signed in), if any."""
     if not isinstance(reference, str) or not reference:
         raise StepFailed("signature.reference-mismatch", "the payload names no docker-reference")
-    for pattern in ctx.rule.references:
-        if fnmatch.fnmatchcase(reference, pattern):
-            return f"{reference} (allowed by {pattern})"
-    if _repository_of(reference) == ctx.repository:
-        return reference
+    return next((p for p in ctx.rule.references if fnmatch.fnmatchcase(reference, p)), None)
+
+
+def _check_repository(reference: Any, ctx: Context, allowed_by: str | None) -> str:
+    if allowed_by is not None:
+        return f"{reference} (allowed by {allowed_by})"
+    if split_reference(reference).repository == ctx.repository:
+        return str(reference)
     raise StepFailed(
         "signature.reference-mismatch",
         f"the signature was made for {reference}, not for repository {ctx.repository}",
     )
 
 
-def _repository_of(reference: str) -> str:
-    """``host:5000/team/app:tag`` -> ``team/app``."""
-    name = reference.split("@", 1)[0]
-    last = name.rfind("/")
-    if ":" in name[last + 1 :]:
-        name = name[: name.rfind(":")]
-    first, sep, rest = name.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        return rest
-    return name
+def _check_registry(reference: str, ctx: Context, allowed_by: str | None) -> str:
+    if allowed_by is not None:
+        return f"{reference} (allowed by {allowed_by})"
+    parts = split_reference(reference)
+    if ctx.registry.names(parts.host):
+        return parts.host
+    named = parts.host if parts.explicit_host else f"no registry host, which means {parts.host}"
+    raise StepFailed(
+        "signature.registry-mismatch",
+        f"the signature was made for {reference} ({named}), not for this registry "
+        f"({ctx.registry.describe()}; other names it is reached by belong in public_aliases)",
+    )
 
 
 def _sha256(data: bytes) -> bytes:

@@ -15,10 +15,10 @@ dropped.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from verifiers import boundedjson
 from verifiers.base import Descriptor, Image, RepositoryView
 from verifiers.signatures import keyless
 from verifiers.signatures.bundle import BUNDLE_MEDIA_TYPES, Artifact, verify_bundle
@@ -81,7 +81,7 @@ async def discover(
 
 def _json(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        return boundedjson.loads(body)
     except ValueError:
         return None
 

@@ -3,7 +3,7 @@
 It carries a Rekor entry (a ``hashedrekord`` body) and the log's signed entry timestamp (SET)
 over that entry. Verification, in order:
 
-1. the annotation parses;
+1. the annotation parses (as bounded JSON: a deeply nested one fails this step);
 2. the entry comes from a log the trusted root lists (by log id);
 3. the SET verifies with that log's key over the canonical (RFC 8785) entry;
 4. the integration time lies inside the log key's validity and not in the future;
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import rfc8785
 from cryptography import x509
 
+from verifiers import boundedjson
 from verifiers.signatures.errors import StepFailed
 from verifiers.signatures.keys import Check, KeyFormatError, PublicKey
 from verifiers.signatures.trust import TrustRoot
@@ -103,7 +103,7 @@ def verify_rekor_bundle(
 
 def _parse(annotation: str) -> tuple[dict[str, Any], bytes]:
     try:
-        doc = json.loads(annotation)
+        doc = boundedjson.loads(annotation)
         entry = doc["Payload"]
         set_signature = base64.b64decode(doc["SignedEntryTimestamp"], validate=True)
         if not (
@@ -129,7 +129,7 @@ def check_hashedrekord(body: bytes, material: SignedMaterial) -> None:
         return StepFailed("signature.tlog-mismatch", f"the log entry records {what}")
 
     try:
-        doc = json.loads(body)
+        doc = boundedjson.loads(body)
         if doc.get("kind") != "hashedrekord" or doc.get("apiVersion") != "0.0.1":
             raise mismatch(
                 f"a {doc.get('kind')!r} {doc.get('apiVersion')} entry, not a hashedrekord 0.0.1"

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from verifiers.base import Finding, Image, RepositoryView, Severity, Skipped
+from verifiers.registry_names import RegistryNames
 from verifiers.signatures.context import Context
 from verifiers.signatures.cosign import signature_tag
 from verifiers.signatures.policy import Rule, TrustPolicy, load_policy
@@ -92,7 +93,13 @@ class SignatureVerifier:
 
     def __init__(self, options: dict[str, Any]) -> None:
         self.policy: TrustPolicy = load_policy(options)
-        self.version = f"1-{self.policy.fingerprint}"
+        self.know_registry(RegistryNames(frozenset()))
+
+    def know_registry(self, names: RegistryNames) -> None:
+        """The registry's own names (``verifiers.registry_names.KnowsRegistry``). Until told,
+        it knows none, so no cosign signature names this registry: fail closed."""
+        self.registry = names
+        self.version = f"2-{self.policy.fingerprint}-{names.fingerprint}"
 
     def signature_repository(self, repository: str) -> str:
         """Where the signatures of ``repository``'s images are kept under their rule."""
@@ -144,6 +151,7 @@ class SignatureVerifier:
             blobs=store.blobs,
             max_payload_bytes=self.policy.max_payload_bytes,
             now=now,
+            registry=self.registry,
             image_media_type=image.media_type,
             image_size=await _manifest_size(image) if rule.notation_signers else None,
             notation=self.policy.notation,

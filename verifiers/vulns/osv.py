@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
+from verifiers import boundedjson
 from verifiers.vulns import _schema
 
 RANGE_TYPES = ("ECOSYSTEM", "SEMVER")
@@ -86,9 +87,7 @@ class Advisory:
     @classmethod
     def from_bytes(cls, body: bytes) -> Advisory:
         try:
-            data = json.loads(body, parse_constant=_no_constant)
-        except RecursionError:
-            raise OsvError("not JSON: nested too deeply") from None
+            data = boundedjson.loads(body, parse_constant=_no_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise OsvError(f"not JSON: {exc}") from None
         advisory = cls.from_json(data)

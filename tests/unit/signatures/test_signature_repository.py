@@ -15,6 +15,7 @@ from tests.support import cosign
 from tests.unit.signatures.fakes import REGISTRY, FakeRegistry, FakeRepository
 from verifiers.base import Finding, Skipped, VerifierError
 from verifiers.registry import VerifierConfigError, build_verifiers
+from verifiers.registry_names import RegistryNames
 from verifiers.signatures import SignatureVerifier
 from verifiers.signatures.errors import SignatureConfigError
 from verifiers.signatures.policy import load_policy
@@ -54,7 +55,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
             rule("local", ["local/*"], require_tlog=False),
         ],
     }
-    return World(bot, sigstore, SignatureVerifier(options))
+    verifier = SignatureVerifier(options)
+    verifier.know_registry(RegistryNames.of([REGISTRY]))
+    return World(bot, sigstore, verifier)
 
 
 def image(registry: FakeRegistry, name: str) -> tuple[FakeRepository, str]:

@@ -16,8 +16,9 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.support import cosign
 from tests.support.ocihttp import digest_of
-from tests.unit.signatures.fakes import FakeRepository
+from tests.unit.signatures.fakes import REGISTRY, FakeRepository
 from verifiers.base import Finding, Severity, Skipped
+from verifiers.registry_names import RegistryNames
 from verifiers.signatures import SignatureVerifier
 
 ISSUER = "https://issuer.example.test"
@@ -32,6 +33,7 @@ class World:
     stranger: cosign.PrivateKey
     sigstore: cosign.PrivateSigstore
     verifier: SignatureVerifier
+    options: dict[str, Any]
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +80,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
             {"name": "open", "repositories": ["open/*"], "signed": False},
         ],
     }
-    return World(bot, alice, bob, stranger, sigstore, SignatureVerifier(options))
+    verifier = SignatureVerifier(options)
+    verifier.know_registry(RegistryNames.of([REGISTRY, "alias.example.test:5000"]))
+    return World(bot, alice, bob, stranger, sigstore, verifier, options)
 
 
 async def run(world: World, repo: FakeRepository, digest: str) -> list[Finding] | Skipped:
@@ -157,6 +161,50 @@ async def test_signature_made_for_another_repository(world: World) -> None:
     assert (
         "made for registry.example.test/keys/there, not for repository keys/here" in found[1].title
     )
+
+
+@pytest.mark.parametrize(
+    ("reference", "named"),
+    [
+        ("other-registry.example/keys/hosted", "other-registry.example"),
+        (f"{REGISTRY}:5000/keys/hosted", f"{REGISTRY}:5000"),  # another port, another registry
+        ("alias.example.test/keys/hosted", "alias.example.test"),  # the alias has a port
+        ("keys/hosted", "no registry host, which means docker.io"),
+        ("docker.io/keys/hosted", "docker.io"),
+    ],
+)
+async def test_signature_made_for_another_registry(
+    world: World, reference: str, named: str
+) -> None:
+    """The repository path matches, the registry does not: cosign signed another registry's
+    image (the signature was copied here), so it does not count."""
+    repo, digest = image("keys/hosted")
+    repo.sign(digest, cosign.key_signature(world.bot, reference, digest))
+    found = await run(world, repo, digest)
+    assert rules(found) == ["signature.none-trusted", "signature.registry-mismatch"]
+    assert isinstance(found, list)
+    assert found[1].title.startswith("step 'the payload names this registry' failed")
+    assert f"made for {reference} ({named}), not for this registry" in found[1].title
+    assert "alias.example.test:5000" in found[1].title and "public_aliases" in found[1].title
+
+
+@pytest.mark.parametrize(
+    "reference", [f"{REGISTRY}/keys/named", "Alias.Example.Test:5000/keys/named:v1"]
+)
+async def test_signature_for_any_of_the_registry_names_counts(world: World, reference: str) -> None:
+    repo, digest = image("keys/named")
+    repo.sign(digest, cosign.key_signature(world.bot, reference, digest))
+    assert await run(world, repo, digest) == []
+
+
+async def test_a_verifier_never_told_its_names_accepts_no_registry(world: World) -> None:
+    """Built without the registry's names (a plugin host, a test), it fails closed."""
+    bare = SignatureVerifier(world.options)
+    repo, digest = image("keys/bare")
+    repo.sign(digest, cosign.key_signature(world.bot, repo.reference(), digest))
+    found = await bare.verify(repo.image(digest))
+    assert rules(found) == ["signature.none-trusted", "signature.registry-mismatch"]
+    assert bare.version != world.verifier.version  # the names are part of what decides
 
 
 async def test_promoted_image_reference_allowed_by_rule(world: World) -> None:
@@ -369,6 +417,36 @@ async def test_forged_signed_entry_timestamp(world: World) -> None:
     layer.annotations["dev.sigstore.cosign/bundle"] = json.dumps(doc)
     repo.sign(digest, layer)
     assert "signature.tlog-invalid" in rules(await run(world, repo, digest))
+
+
+def _deep(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+async def test_a_deeply_nested_log_annotation_fails_its_step(world: World) -> None:
+    """It raised RecursionError out of the keyless path (a crash, not a finding)."""
+    repo, digest = image("keyless/deep")
+    layer = keyless(world, repo, digest)
+    annotation = layer.annotations["dev.sigstore.cosign/bundle"]
+    layer.annotations["dev.sigstore.cosign/bundle"] = (
+        annotation[:-1] + ', "Extra": ' + _deep(100_000) + "}"
+    )
+    repo.sign(digest, layer)
+    found = await run(world, repo, digest)
+    assert rules(found) == ["signature.none-trusted", "signature.tlog-invalid"]
+    assert isinstance(found, list)
+    assert found[1].title.startswith("step 'the transparency log proves the signature' failed")
+    assert "nested deeper than 64 levels" in found[1].title
+
+
+async def test_a_deeply_nested_signed_payload_is_not_json(world: World) -> None:
+    repo, digest = image("keys/deep")
+    body = cosign.payload(repo.reference(), digest)[:-1] + b', "x": ' + _deep(5000).encode() + b"}"
+    signature = base64.b64encode(cosign.sign(world.bot, body)).decode()
+    repo.sign(digest, cosign.SigLayer(body, {"dev.cosignproject.cosign/signature": signature}))
+    found = await run(world, repo, digest)
+    assert rules(found) == ["signature.none-trusted", "signature.payload-not-json"]
+    assert isinstance(found, list) and "nested deeper" in found[1].title
 
 
 async def test_sigstore_bundle_referrer(world: World) -> None:

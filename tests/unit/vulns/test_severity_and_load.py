@@ -36,8 +36,14 @@ def test_bad_records_are_rejected_not_raised(tmp_path: Path) -> None:
     (tmp_path / "a.json").write_text("{not json")
     (tmp_path / "b.json").write_text(json.dumps({"no": "id"}))
     (tmp_path / "c.json").write_text(json.dumps({"id": "X-1", "affected": [{"ranges": []}]}))
+    # Deeper than Python's parser recurses: it raised RecursionError and stopped the import.
+    (tmp_path / "d.json").write_text(
+        '{"id": "X-2", "details": ' + "[" * 50_000 + "]" * 50_000 + "}"
+    )
     out = list(read_path(tmp_path))
-    assert len(out) == 3 and all(isinstance(r, Rejected) for r in out)
+    assert len(out) == 4 and all(isinstance(r, Rejected) for r in out)
+    deep = [r for r in out if isinstance(r, Rejected) and "d.json" in r.where]
+    assert len(deep) == 1 and "nested deeper than 64 levels" in deep[0].reason
 
 
 def test_zip_archive_like_osv_publishes(tmp_path: Path) -> None:
