@@ -127,7 +127,9 @@ async def put(request: web.Request) -> web.StreamResponse:
             f"manifest content has digest {computed}, not {reference}",
             {"expected": reference, "actual": computed},
         )
-    manifest = parse_manifest(name, body, content_type, computed)
+    manifest = parse_manifest(
+        name, body, content_type, computed, max_descriptors=svc.settings.max_manifest_layers
+    )
     await gate.check_reuse(request, name, computed)
     headers = {"Content-Type": manifest.media_type}
     async with await svc.upstream.request(
