@@ -182,12 +182,20 @@ class VerificationService:
 
     # -- requests ---------------------------------------------------------------------------
 
-    async def submit(self, repository: str, digest: str, reason: str) -> None:
-        """Mark the image pending (if it has no verdict yet) and queue a verification."""
+    async def submit(self, repository: str, digest: str, reason: str, *, identity: str) -> None:
+        """Mark the image pending (if it has no verdict yet) and queue a verification caused by
+        ``identity`` (the pusher, or a named cause in ``storage.jobs``): workers are shared
+        fairly between identities, so whoever floods the queue waits for their own jobs."""
         async with self.db() as session, session.begin():
             await verdicts.ensure_pending(session, repository, digest, "gatekeeper", reason)
-            await jobs.enqueue(session, "verify", repository, digest, reason)
+            await jobs.enqueue(session, "verify", repository, digest, reason, identity=identity)
         self._wake.set()
+
+    async def expedite(self, repository: str, digest: str) -> None:
+        """A pull is about to wait for this image's verdict: its queued job is claimed before
+        the rest of the queue (``storage.jobs.claim`` says how far ahead)."""
+        async with self.db() as session, session.begin():
+            await jobs.expedite(session, repository, digest)
 
     async def verdict(
         self, repository: str, digest: str, *, cached: bool = False

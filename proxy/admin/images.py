@@ -33,7 +33,7 @@ from proxy.errors import OCIError
 from proxy.events import VerdictChange
 from proxy.names import check_name
 from proxy.state import Services
-from storage import verdicts
+from storage import jobs, verdicts
 from storage.timeutil import now as utcnow
 from storage.verdicts import VerdictView
 
@@ -153,7 +153,9 @@ async def _queue(svc: Services, verdict: VerdictView, who: str, why: str | None)
     """Queue one rescan. ``submit`` leaves an existing verdict alone (last known good): the
     image stays as pullable as it was until the new result lands."""
     reason = f"rescan requested by {who}" + (f": {why}" if why else "")
-    await svc.verification.submit(verdict.repository, verdict.digest, reason)
+    await svc.verification.submit(
+        verdict.repository, verdict.digest, reason, identity=jobs.admin(who)
+    )
     await svc.bus.publish(
         VerdictChange(
             "rescan-requested",

@@ -156,7 +156,7 @@ async def put(request: web.Request) -> web.StreamResponse:
     try:
         async with svc.db() as session, session.begin():
             await record_manifest(session, manifest, None if is_digest(reference) else reference)
-        await _verify_pushed(svc, name, reference, manifest)
+        await _verify_pushed(svc, name, reference, manifest, record.identity)
     except DATABASE_ERRORS as exc:
         log.error("could not index %s@%s: %s", name, computed, exc)
         raise OCIError(
@@ -172,20 +172,20 @@ async def put(request: web.Request) -> web.StreamResponse:
 
 
 async def _verify_pushed(
-    svc: Services, name: str, reference: str, manifest: ManifestRecord
+    svc: Services, name: str, reference: str, manifest: ManifestRecord, pusher: str
 ) -> None:
     """A pushed manifest starts pending; a signature, SBOM or attestation re-evaluates the
     image it is about (OCI ``subject``, or cosign's ``sha256-<hex>.sig`` tag scheme)."""
-    await svc.verification.submit(name, manifest.digest, "pushed")
+    await svc.verification.submit(name, manifest.digest, "pushed", identity=pusher)
     if manifest.subject_digest:
-        await _reevaluate(svc, name, manifest.subject_digest, "a referrer was pushed")
+        await _reevaluate(svc, name, manifest.subject_digest, "a referrer was pushed", pusher)
     cosign = COSIGN_TAG.fullmatch(reference)
     if cosign:
         subject = f"{cosign.group(1)}:{cosign.group(2)}"
-        await _reevaluate(svc, name, subject, f"cosign {cosign.group(3)} pushed")
+        await _reevaluate(svc, name, subject, f"cosign {cosign.group(3)} pushed", pusher)
 
 
-async def _reevaluate(svc: Services, name: str, subject: str, reason: str) -> None:
+async def _reevaluate(svc: Services, name: str, subject: str, reason: str, pusher: str) -> None:
     """Re-verify ``subject`` in this repository and in every other one that has a verdict for
     it: with cosign's ``COSIGN_REPOSITORY`` the signatures live in another repository than the
     image, and the verifier decides which of them counts."""
@@ -196,9 +196,9 @@ async def _reevaluate(svc: Services, name: str, subject: str, reason: str) -> No
     # there would be a phantom that no job can ever settle. An image pushed after its
     # signature is verified on its own push.
     if here or name in elsewhere:
-        await svc.verification.submit(name, subject, reason)
+        await svc.verification.submit(name, subject, reason, identity=pusher)
     for other in sorted(elsewhere - {name}):
-        await svc.verification.submit(other, subject, f"{reason} to {name}")
+        await svc.verification.submit(other, subject, f"{reason} to {name}", identity=pusher)
 
 
 async def delete(request: web.Request) -> web.StreamResponse:

@@ -27,9 +27,11 @@ class RecordingVerification:
     """Stands in for the verification service: records what would be queued."""
 
     submitted: list[tuple[str, str]] = field(default_factory=list)
+    identities: list[str] = field(default_factory=list)
 
-    async def submit(self, repository: str, digest: str, reason: str) -> None:
+    async def submit(self, repository: str, digest: str, reason: str, *, identity: str) -> None:
         self.submitted.append((repository, digest))
+        self.identities.append(identity)
 
 
 @dataclass
@@ -65,8 +67,11 @@ def signature(repository: str, subject: str | None = None) -> ManifestRecord:
     )
 
 
+PUSHER = "paul"
+
+
 async def push(svc: FakeServices, repository: str, reference: str, record: ManifestRecord) -> None:
-    await _verify_pushed(cast(Services, svc), repository, reference, record)
+    await _verify_pushed(cast(Services, svc), repository, reference, record, PUSHER)
 
 
 async def test_a_cosign_tag_re_evaluates_the_image_in_every_repository(
@@ -114,3 +119,11 @@ async def test_an_unknown_subject_is_not_queued(svc: FakeServices) -> None:
 async def test_a_plain_image_queues_only_itself(svc: FakeServices) -> None:
     await push(svc, "app/z", "v1", signature("app/z"))
     assert svc.verification.submitted == [("app/z", SIGNATURE)]
+
+
+async def test_every_verification_a_push_queues_is_the_pushers(svc: FakeServices) -> None:
+    """Fairness is per identity: re-evaluations a signature triggers in other repositories
+    count against whoever pushed it, not against the image's owners."""
+    await push(svc, "sigs/app", TAG, signature("sigs/app"))
+    assert len(svc.verification.submitted) == 4
+    assert svc.verification.identities == [PUSHER] * 4
