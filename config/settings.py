@@ -205,6 +205,11 @@ class Settings(BaseSettings):
 
     max_manifest_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     """Largest manifest body accepted on PUT (the spec suggests registries cap at 4 MiB)."""
+    max_manifest_layers: int = Field(default=256, ge=1, le=10_000)
+    """Most layers an image manifest, or child manifests an index, may list. Every entry is
+    indexed and verified, so a push over it is refused (400 ``MANIFEST_INVALID`` naming the
+    limit) and an image that reached the registry around the gatekeeper is quarantined when
+    it is verified. Docker itself refuses to stack more than 125 layers."""
     log_level: str = "INFO"
     audit: AuditSettings = AuditSettings()
     uploads: UploadSettings = UploadSettings()

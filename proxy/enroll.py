@@ -20,6 +20,7 @@ from proxy.names import check_name, is_valid_digest
 from proxy.oci import MANIFEST_TYPES, parse_manifest
 from proxy.upstream import Upstream, v2_path
 from proxy.verification import VerificationService
+from storage import jobs
 
 log = logging.getLogger("gatekeeper.enroll")
 ACCEPT = ", ".join(sorted(MANIFEST_TYPES))
@@ -97,7 +98,7 @@ async def enroll(
                 if digest in seen:
                     continue
                 seen.add(digest)
-                await verification.submit(name, digest, "enrolled")
+                await verification.submit(name, digest, "enrolled", identity=jobs.ENROLL)
                 report.images += 1
     return report
 

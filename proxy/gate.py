@@ -31,7 +31,7 @@ from proxy.auth.http import bypasses_quarantine, may
 from proxy.context import info
 from proxy.errors import Code, OCIError
 from proxy.state import Services, services
-from storage import content, verdicts
+from storage import content, jobs, verdicts
 from storage.db import DATABASE_ERRORS
 from storage.verdicts import VerdictView
 from verifiers import lifecycle
@@ -136,7 +136,9 @@ async def _current_verdict(
     verdict = await verification.verdict(repository, digest, cached=True)
     first_pull = verdict is None
     if first_pull:
-        await verification.submit(repository, digest, "first pull of an image not seen before")
+        await verification.submit(
+            repository, digest, "first pull of an image not seen before", identity=jobs.FIRST_PULL
+        )
         verdict = await verification.verdict(repository, digest)
     if verdict is None or verdict.state != State.PENDING:
         return verdict
@@ -147,6 +149,7 @@ async def _current_verdict(
         hold = max(hold, svc.settings.verification.first_pull_hold_seconds)
     if hold <= 0:
         return verdict
+    await verification.expedite(repository, digest)
     return await verification.wait_for_verdict(repository, digest, hold)
 
 

@@ -27,6 +27,8 @@ IMAGE_CONFIGS = frozenset(
     {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
 )
 MAX_DESCRIPTORS = 10_000
+"""Hard ceiling on layers (or index children) whatever the settings say; the setting
+``max_manifest_layers`` (at most this) is the limit actually applied."""
 
 
 def sha256_digest(body: bytes) -> str:
@@ -58,19 +60,37 @@ def _descriptor(value: Any, kind: str, where: str) -> DescriptorRecord:
     )
 
 
-def _descriptor_list(doc: dict[str, Any], key: str, kind: str) -> list[DescriptorRecord]:
+def _descriptor_list(
+    doc: dict[str, Any], key: str, kind: str, limit: int
+) -> list[DescriptorRecord]:
     values = doc.get(key)
     if not isinstance(values, list):
         raise _invalid(f"{key} must be a list")
-    if len(values) > MAX_DESCRIPTORS:
-        raise _invalid(f"{key} has more than {MAX_DESCRIPTORS} entries")
+    if len(values) > limit:
+        message = (
+            f"{key} lists {len(values)} entries, more than the {limit} this registry accepts "
+            "(setting max_manifest_layers)"
+        )
+        raise OCIError(
+            Code.MANIFEST_INVALID,
+            f"manifest invalid: {message}",
+            {"reason": message, "entries": len(values), "limit": limit},
+        )
     return [_descriptor(value, kind, f"{key}[{i}]") for i, value in enumerate(values)]
 
 
 def parse_manifest(
-    repository: str, body: bytes, content_type: str | None, digest: str | None = None
+    repository: str,
+    body: bytes,
+    content_type: str | None,
+    digest: str | None = None,
+    *,
+    max_descriptors: int = MAX_DESCRIPTORS,
 ) -> ManifestRecord:
-    """Parse a manifest as pushed; ``content_type`` is the request's Content-Type."""
+    """Parse a manifest as pushed; ``content_type`` is the request's Content-Type.
+    ``max_descriptors`` caps its layers (an index's children): the ``max_manifest_layers``
+    setting, since every entry is indexed and verified."""
+    limit = min(max_descriptors, MAX_DESCRIPTORS)
     try:
         doc = boundedjson.loads(body)
     except JSONTooDeep as exc:
@@ -98,12 +118,12 @@ def parse_manifest(
         config = _descriptor(doc.get("config"), "config", "config")
         config_digest = config.digest
         refs.append(config)
-        refs.extend(_descriptor_list(doc, "layers", "layer"))
+        refs.extend(_descriptor_list(doc, "layers", "layer", limit))
         if artifact_type is None:
             # distribution-spec (referrers): fall back to the config's media type.
             artifact_type = config.media_type
     else:
-        refs.extend(_descriptor_list(doc, "manifests", "manifest"))
+        refs.extend(_descriptor_list(doc, "manifests", "manifest", limit))
     subject = doc.get("subject")
     subject_digest = _descriptor(subject, "subject", "subject").digest if subject else None
     annotations = doc.get("annotations")

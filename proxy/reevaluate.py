@@ -500,7 +500,9 @@ async def after_policy_change(
                     )
                 )
             changes = await _store(session, planned, report, locked)
-            await queue_verifications(session, report.needs_verification[queued:], POLICY_CHANGE)
+            await queue_verifications(
+                session, report.needs_verification[queued:], POLICY_CHANGE, jobs.POLICY_CHANGE
+            )
             queued = len(report.needs_verification)
         await _publish(changes, publish)
     report.seconds = time.perf_counter() - started
@@ -522,12 +524,15 @@ POLICY_CHANGE = "policy-change: a required verifier has no stored result"
 """Why a policy change queues a full verification."""
 
 
-async def queue_verifications(session: AsyncSession, images: Sequence[Key], reason: str) -> None:
+async def queue_verifications(
+    session: AsyncSession, images: Sequence[Key], reason: str, identity: str
+) -> None:
     """A full verification of each image, on the persisted queue (pending if it has no
-    verdict yet); in the caller's transaction."""
+    verdict yet), attributed to ``identity`` (``jobs.POLICY_CHANGE``, ``jobs.ADVISORY_IMPORT``:
+    one share of the workers however many images); in the caller's transaction."""
     for repository, digest in images:
         await verdicts.ensure_pending(session, repository, digest, "gatekeeper", reason)
-        await jobs.enqueue(session, "verify", repository, digest, reason)
+        await jobs.enqueue(session, "verify", repository, digest, reason, identity=identity)
 
 
 def _stale(verdict: VerdictView, policies: Policies) -> bool:

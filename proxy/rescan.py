@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.policy import Policy
 from proxy.reevaluate import Publish, Report, after_advisory_import, queue_verifications
+from storage import jobs
 from storage.advisories import DbAdvisoryStore, ImportResult
 from storage.timeutil import now as utcnow
 
@@ -101,4 +102,4 @@ async def queue(
     if not images:
         return
     async with db() as session, session.begin():
-        await queue_verifications(session, images, reason)
+        await queue_verifications(session, images, reason, jobs.ADVISORY_IMPORT)

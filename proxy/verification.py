@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.policy import Policy, match_policy
 from config.settings import Settings
+from proxy.errors import Code, OCIError
 from proxy.events import EventBus, VerdictChange
 from proxy.examine import Examined, Examiner, Fetched, inherited_outcome
 from proxy.forward import read_at_most
@@ -85,7 +86,7 @@ class VerificationService:
         self._blobs: dict[tuple[str, str], float] = {}
         bus.subscribe(self.forget_verdict)
         bus.subscribe(self.on_change)
-        self.examiner = Examiner(upstream, db, self.submit)
+        self.examiner = Examiner(upstream, db, self._depends)
         self._tasks: list[asyncio.Task[None]] = []
         cfg = settings.verification
         self._lease = timedelta(seconds=cfg.lease_seconds)
@@ -95,12 +96,20 @@ class VerificationService:
 
     # -- requests ---------------------------------------------------------------------------
 
-    async def submit(self, repository: str, digest: str, reason: str) -> None:
-        """Mark the image pending (if it has no verdict yet) and queue a verification."""
+    async def submit(self, repository: str, digest: str, reason: str, *, identity: str) -> None:
+        """Mark the image pending (if it has no verdict yet) and queue a verification caused by
+        ``identity`` (the pusher, or a named cause in ``storage.jobs``): workers are shared
+        fairly between identities, so whoever floods the queue waits for their own jobs."""
         async with self.db() as session, session.begin():
             await verdicts.ensure_pending(session, repository, digest, "gatekeeper", reason)
-            await jobs.enqueue(session, "verify", repository, digest, reason)
+            await jobs.enqueue(session, "verify", repository, digest, reason, identity=identity)
         self._wake.set()
+
+    async def expedite(self, repository: str, digest: str) -> None:
+        """A pull is about to wait for this image's verdict: its queued job is claimed before
+        the rest of the queue (``storage.jobs.claim`` says how far ahead)."""
+        async with self.db() as session, session.begin():
+            await jobs.expedite(session, repository, digest)
 
     async def verdict(
         self, repository: str, digest: str, *, cached: bool = False
@@ -226,7 +235,6 @@ class VerificationService:
                 log.exception("unexpected error around job %s; its lease will expire", job.id)
 
     async def _run_job(self, job: jobs.ClaimedJob) -> None:
-        cfg = self.settings.verification
         renew = asyncio.create_task(self._renew(job.id))
         try:
             await self.verify(job.repository, job.digest)
@@ -234,33 +242,71 @@ class VerificationService:
             log.info("%s@%s is gone upstream; job %s dropped", job.repository, job.digest, job.id)
         except asyncio.CancelledError:
             raise
+        except OCIError as exc:
+            if exc.code.code != "MANIFEST_INVALID":  # a manifest we refuse, of any kind
+                await self._failed(job, exc)
+                return
+            await self.refuse(job.repository, job.digest, exc.message)
         except Exception as exc:
-            log.warning(
-                "job %s (%s@%s) attempt %s failed: %s",
-                job.id,
-                job.repository,
-                job.digest,
-                job.attempts,
-                exc,
-            )
-            async with self.db() as session, session.begin():
-                state = await jobs.retry_or_bury(
-                    session,
-                    job.id,
-                    self.owner,
-                    f"{exc.__class__.__name__}: {exc}",
-                    job.attempts,
-                    cfg.max_attempts,
-                    cfg.retry_base_seconds,
-                )
-            if state == "dead":
-                log.error("job %s dead-lettered after %s attempts", job.id, job.attempts)
+            await self._failed(job, exc)
             return
         finally:
             renew.cancel()
         async with self.db() as session, session.begin():
             if not await jobs.finish(session, job.id, self.owner):
                 log.warning("job %s finished after its lease was taken over", job.id)
+
+    async def _failed(self, job: jobs.ClaimedJob, exc: Exception) -> None:
+        """An attempt that could not verify (upstream down...): retry later, or dead-letter."""
+        cfg = self.settings.verification
+        log.warning(
+            "job %s (%s@%s) attempt %s failed: %s",
+            job.id,
+            job.repository,
+            job.digest,
+            job.attempts,
+            exc,
+        )
+        async with self.db() as session, session.begin():
+            state = await jobs.retry_or_bury(
+                session,
+                job.id,
+                self.owner,
+                f"{exc.__class__.__name__}: {exc}",
+                job.attempts,
+                cfg.max_attempts,
+                cfg.retry_base_seconds,
+            )
+        if state == "dead":
+            log.error("job %s dead-lettered after %s attempts", job.id, job.attempts)
+
+    async def refuse(self, repository: str, digest: str, why: str) -> None:
+        """Quarantine an image whose manifest the gatekeeper does not accept (more entries
+        than ``max_manifest_layers``, malformed). It reached the registry around the
+        gatekeeper, whose push would have refused it, so retrying cannot help and leaving it
+        pending would tell pullers it is still being verified. No verifier ran, so nothing of
+        the policy (fail-open verifiers, waivers) can let it through; an admin can release it.
+        """
+        policy = match_policy(self.settings.policies, repository)
+        finding = FindingRecord("gatekeeper", "manifest.refused", "critical", why, "manifest")
+        record = DecisionRecord(
+            state=State.QUARANTINED,
+            reasons=(why,),
+            policy=policy.name,
+            policy_version=policy.version,
+            data_versions={},
+            outcomes=(),
+            findings=(finding,),
+        )
+        async with self.db() as session, session.begin():
+            old, new = await verdicts.record_decision(session, repository, digest, record)
+        log.warning("%s@%s refused: %s", repository, digest, why)
+        if old != new:
+            await self.bus.publish(
+                VerdictChange(
+                    new, repository, digest, old, new, "gatekeeper", why, policy=policy.name
+                )
+            )
 
     async def _renew(self, job_id: int) -> None:
         interval = self._lease.total_seconds() / 3
@@ -433,6 +479,7 @@ class VerificationService:
                 other_repository,
                 other,
                 f"a blob it shares was found to carry findings in {repository}@{digest}",
+                identity=jobs.SHARED_CONTENT,
             )
 
     async def on_change(self, change: VerdictChange) -> None:
@@ -447,9 +494,12 @@ class VerificationService:
             log.error("cannot find what depends on %s: %s", change.digest, exc)
             return
         for digest in found:
-            await self.submit(
-                change.repository, digest, f"{change.digest} it depends on is {change.new_state}"
-            )
+            why = f"{change.digest} it depends on is {change.new_state}"
+            await self.submit(change.repository, digest, why, identity=jobs.DEPENDENCY)
+
+    async def _depends(self, repository: str, digest: str, reason: str) -> None:
+        """The examination found a manifest another depends on with no verdict yet."""
+        await self.submit(repository, digest, reason, identity=jobs.DEPENDENCY)
 
     async def fetch(self, repository: str, digest: str) -> Fetched:
         """Fetch and check the manifest, and index it if it is new."""
@@ -466,12 +516,18 @@ class VerificationService:
             body = await read_at_most(resp.content, self.settings.max_manifest_bytes + 1)
             content_type = resp.headers.get("Content-Type")
         if len(body) > self.settings.max_manifest_bytes:
-            raise RuntimeError(
-                f"the manifest exceeds max_manifest_bytes ({self.settings.max_manifest_bytes})"
-            )
+            limit = self.settings.max_manifest_bytes
+            message = f"manifest invalid: larger than {limit} bytes (setting max_manifest_bytes)"
+            raise OCIError(Code.MANIFEST_TOO_LARGE, message, {"limit": limit})
         if digest.startswith("sha256:") and sha256_digest(body) != digest:
             raise RuntimeError("upstream manifest does not match its digest")
-        record = parse_manifest(repository, body, content_type, digest)
+        record = parse_manifest(
+            repository,
+            body,
+            content_type,
+            digest,
+            max_descriptors=self.settings.max_manifest_layers,
+        )
         async with self.db() as session, session.begin():
             row = await manifests.get_manifest(session, repository, digest)
             if row is None:

@@ -132,3 +132,13 @@ async def insert_if_absent(session: AsyncSession, model: Any, **values: Any) -> 
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     await session.execute(insert(model).values(**values).on_conflict_do_nothing())
+
+
+async def upsert(session: AsyncSession, model: Any, keys: list[str], **values: Any) -> None:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE`` of every other column given: one statement
+    on both backends, so concurrent writers of the same row never fail on its key."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(model).values(**values)
+    changed = {k: getattr(statement.excluded, k) for k in values if k not in keys}
+    await session.execute(statement.on_conflict_do_update(index_elements=keys, set_=changed))

@@ -220,6 +220,9 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_claim", "state", "run_after"),
         Index("ix_jobs_image", "repository", "digest", "state"),
+        # The fair claim groups queued jobs by identity and repository from this index alone
+        # (``storage.jobs``): it covers every column the grouping reads.
+        Index("ix_jobs_fair", "state", "identity", "repository", "run_after", "priority"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -227,6 +230,11 @@ class Job(Base):
     repository: Mapped[str] = mapped_column(String(255))
     digest: Mapped[str] = mapped_column(String(140))
     reason: Mapped[str] = mapped_column(Text)
+    identity: Mapped[str] = mapped_column(String(255), server_default="gatekeeper:unattributed")
+    """Who caused the job: the pushing identity, or a named cause (``gatekeeper:rescan``...);
+    workers are shared fairly between identities (``storage.jobs.claim``)."""
+    priority: Mapped[int] = mapped_column(Integer, server_default="0")
+    """0, or 1 while a pull waits for this image's verdict (``storage.jobs.expedite``)."""
     state: Mapped[str] = mapped_column(String(16))  # queued|running|done|dead
     attempts: Mapped[int] = mapped_column(Integer)
     run_after: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -235,6 +243,17 @@ class Job(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class JobTurn(Base):
+    """When an identity (``repository`` empty), or one repository of it, last had a job
+    claimed: the claim serves the least recently served first."""
+
+    __tablename__ = "job_turns"
+
+    identity: Mapped[str] = mapped_column(String(255), primary_key=True)
+    repository: Mapped[str] = mapped_column(String(255), primary_key=True)
+    served_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class LayerResult(Base):

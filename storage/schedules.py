@@ -174,7 +174,7 @@ async def queue_batch(
     """
     batch = await next_images(session, run, limit)
     for repository, digest in batch:
-        await jobs.enqueue(session, "verify", repository, digest, run.reason)
+        await jobs.enqueue(session, "verify", repository, digest, run.reason, identity=jobs.RESCAN)
     finished = len(batch) < limit
     values: dict[str, object] = {"queued": RescanRun.queued + len(batch), "updated_at": moment}
     if batch:

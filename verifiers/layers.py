@@ -10,6 +10,8 @@ checks). :class:`LayerReads` makes that one read: each verifier registers a
 :class:`LayerScanner` when attached, and the first one that needs layer X starts a single read
 that runs every registered scanner whose result for X is not cached yet; each result is cached
 under its scanner's own (name, version).
+
+Within one image, a layer listed several times is scanned once (:func:`distinct_layers`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import functools
 import json
 import logging
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -31,6 +33,20 @@ from verifiers.scan.tarstream import Entry
 log = logging.getLogger("gatekeeper.scan")
 
 T = TypeVar("T")
+
+
+def distinct_layers(layers: Sequence[Descriptor]) -> tuple[Descriptor, ...]:
+    """``layers`` (bottom first) with every repetition of a digest but the last one dropped.
+
+    A manifest may list one layer many times; 10,000 times cost 10,000 cache look-ups and
+    10,000 copies of each finding, minutes of a worker for nothing. Keeping only the last
+    position loses nothing of the final filesystem: what the repeated layer writes, whites
+    out or makes opaque is decided by its last application either way, and everything an
+    earlier copy added is either hidden again or added again by that last one. So every
+    layer verifier scans these, giving one read and one set of findings per digest.
+    """
+    last = {layer.digest: n for n, layer in enumerate(layers)}
+    return tuple(layer for n, layer in enumerate(layers) if last[layer.digest] == n)
 
 
 class LayerVerifier(Protocol):
@@ -94,7 +110,7 @@ class PerLayer:
     async def verify(self, image: Image) -> list[Finding] | Skipped:
         findings: list[Finding] = []
         skipped: list[str] = []
-        for layer in image.layers:
+        for layer in distinct_layers(image.layers):
             cached = await self.cache.get(layer.digest, self.name, self.version)
             if cached is None:
                 result = await self.inner.verify_layer(layer, image.blobs)

@@ -34,7 +34,7 @@ from proxy.errors import OCIError
 from proxy.events import VerdictChange
 from proxy.names import check_name
 from proxy.state import Services
-from storage import content, verdicts
+from storage import content, jobs, verdicts
 from storage.timeutil import now as utcnow
 from storage.verdicts import VerdictView
 from verifiers import lifecycle
@@ -127,7 +127,7 @@ async def release(request: web.Request) -> web.StreamResponse:
     for other_repository, other in inherited:
         if (other_repository, other) != (repository, digest):
             why = f"the hold of {repository}@{digest} on content it holds was lifted by {who}"
-            await svc.verification.submit(other_repository, other, why)
+            await svc.verification.submit(other_repository, other, why, identity=jobs.admin(who))
     assert stored is not None
     return ok(verdict_json(stored))
 
@@ -188,7 +188,8 @@ async def requarantine(request: web.Request) -> web.StreamResponse:
             )
         )
     for other_repository, other in others:
-        await svc.verification.submit(other_repository, other, f"content held with {holder}")
+        why = f"content held with {holder}"
+        await svc.verification.submit(other_repository, other, why, identity=jobs.admin(who))
     assert stored is not None
     return ok(verdict_json(stored))
 
@@ -197,7 +198,9 @@ async def _queue(svc: Services, verdict: VerdictView, who: str, why: str | None)
     """Queue one rescan. ``submit`` leaves an existing verdict alone (last known good): the
     image stays as pullable as it was until the new result lands."""
     reason = f"rescan requested by {who}" + (f": {why}" if why else "")
-    await svc.verification.submit(verdict.repository, verdict.digest, reason)
+    await svc.verification.submit(
+        verdict.repository, verdict.digest, reason, identity=jobs.admin(who)
+    )
     await svc.bus.publish(
         VerdictChange(
             "rescan-requested",

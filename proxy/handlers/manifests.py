@@ -153,7 +153,9 @@ async def put(request: web.Request) -> web.StreamResponse:
             f"manifest content has digest {computed}, not {reference}",
             {"expected": reference, "actual": computed},
         )
-    manifest = parse_manifest(name, body, content_type, computed)
+    manifest = parse_manifest(
+        name, body, content_type, computed, max_descriptors=svc.settings.max_manifest_layers
+    )
     cosign = COSIGN_TAG.fullmatch(reference)
     if cosign and manifest.subject_digest is None:
         # What a cosign tag names the image it is about; it can only make this manifest
@@ -185,7 +187,7 @@ async def put(request: web.Request) -> web.StreamResponse:
     try:
         async with svc.db() as session, session.begin():
             await record_manifest(session, manifest, None if is_digest(reference) else reference)
-        await _verify_pushed(svc, name, reference, manifest)
+        await _verify_pushed(svc, name, reference, manifest, record.identity)
     except DATABASE_ERRORS as exc:
         log.error("could not index %s@%s: %s", name, computed, exc)
         raise OCIError(
@@ -201,20 +203,20 @@ async def put(request: web.Request) -> web.StreamResponse:
 
 
 async def _verify_pushed(
-    svc: Services, name: str, reference: str, manifest: ManifestRecord
+    svc: Services, name: str, reference: str, manifest: ManifestRecord, pusher: str
 ) -> None:
     """A pushed manifest starts pending; a signature, SBOM or attestation re-evaluates the
     image it is about (OCI ``subject``, or cosign's ``sha256-<hex>.sig`` tag scheme)."""
-    await svc.verification.submit(name, manifest.digest, "pushed")
+    await svc.verification.submit(name, manifest.digest, "pushed", identity=pusher)
     if manifest.subject_digest:
-        await _reevaluate(svc, name, manifest.subject_digest, "a referrer was pushed")
+        await _reevaluate(svc, name, manifest.subject_digest, "a referrer was pushed", pusher)
     cosign = COSIGN_TAG.fullmatch(reference)
     if cosign:
         subject = f"{cosign.group(1)}:{cosign.group(2)}"
-        await _reevaluate(svc, name, subject, f"cosign {cosign.group(3)} pushed")
+        await _reevaluate(svc, name, subject, f"cosign {cosign.group(3)} pushed", pusher)
 
 
-async def _reevaluate(svc: Services, name: str, subject: str, reason: str) -> None:
+async def _reevaluate(svc: Services, name: str, subject: str, reason: str, pusher: str) -> None:
     """Re-verify ``subject`` where a signature or attestation about it counts: in this
     repository, and in each other repository whose signature rule keeps its signatures here
     (cosign's ``COSIGN_REPOSITORY``). A referrer pushed anywhere else triggers nothing there:
@@ -228,12 +230,13 @@ async def _reevaluate(svc: Services, name: str, subject: str, reason: str) -> No
     # there would be a phantom that no job can ever settle. An image pushed after its
     # signature is verified on its own push.
     if here or name in elsewhere:
-        await svc.verification.submit(name, subject, reason)
+        await svc.verification.submit(name, subject, reason, identity=pusher)
     for child in children:
-        await svc.verification.submit(name, child, f"{reason} to index {subject}, which lists it")
+        why = f"{reason} to index {subject}, which lists it"
+        await svc.verification.submit(name, child, why, identity=pusher)
     for other in sorted(elsewhere - {name}):
         if name in svc.verification.signature_repositories(other):
-            await svc.verification.submit(other, subject, f"{reason} to {name}")
+            await svc.verification.submit(other, subject, f"{reason} to {name}", identity=pusher)
 
 
 async def delete(request: web.Request) -> web.StreamResponse:

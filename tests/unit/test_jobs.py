@@ -19,8 +19,10 @@ async def claim(db: Any, owner: str, lease: float = 60, max_attempts: int = 3) -
 
 async def test_one_claim_per_job_and_duplicates_are_not_queued(db: Any) -> None:
     async with db() as session, session.begin():
-        assert await jobs.enqueue(session, "verify", "r", "sha256:a", "pushed") is not None
-        assert await jobs.enqueue(session, "verify", "r", "sha256:a", "again") is None
+        queued = await jobs.enqueue(session, "verify", "r", "sha256:a", "pushed", identity="paul")
+        assert queued is not None
+        again = await jobs.enqueue(session, "verify", "r", "sha256:a", "again", identity="ci")
+        assert again is None
     first = await claim(db, "w1")
     assert first is not None and first.attempts == 1
     assert await claim(db, "w2") is None
@@ -33,7 +35,7 @@ async def test_one_claim_per_job_and_duplicates_are_not_queued(db: Any) -> None:
 
 async def test_an_expired_lease_is_claimed_again(db: Any) -> None:
     async with db() as session, session.begin():
-        await jobs.enqueue(session, "verify", "r", "sha256:b", "pushed")
+        await jobs.enqueue(session, "verify", "r", "sha256:b", "pushed", identity="paul")
     first = await claim(db, "dead-worker", lease=60)
     async with db() as session, session.begin():
         await session.execute(
@@ -49,7 +51,7 @@ async def test_an_expired_lease_is_claimed_again(db: Any) -> None:
 
 async def test_failures_back_off_then_dead_letter(db: Any) -> None:
     async with db() as session, session.begin():
-        await jobs.enqueue(session, "verify", "r", "sha256:c", "pushed")
+        await jobs.enqueue(session, "verify", "r", "sha256:c", "pushed", identity="paul")
     job = await claim(db, "w")
     async with db() as session, session.begin():
         state = await jobs.retry_or_bury(session, job.id, "w", "boom", job.attempts, 2, 30.0)

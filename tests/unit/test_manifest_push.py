@@ -30,9 +30,11 @@ class RecordingVerification:
     submitted: list[tuple[str, str]] = field(default_factory=list)
     kept: dict[str, str] = field(default_factory=lambda: {"app/x": "sigs/app"})
     """Repository -> where its signature rule keeps its signatures."""
+    identities: list[str] = field(default_factory=list)
 
-    async def submit(self, repository: str, digest: str, reason: str) -> None:
+    async def submit(self, repository: str, digest: str, reason: str, *, identity: str) -> None:
         self.submitted.append((repository, digest))
+        self.identities.append(identity)
 
     def signature_repositories(self, repository: str) -> set[str]:
         return {repository, self.kept.get(repository, repository)}
@@ -71,8 +73,11 @@ def signature(repository: str, subject: str | None = None) -> ManifestRecord:
     )
 
 
+PUSHER = "paul"
+
+
 async def push(svc: FakeServices, repository: str, reference: str, record: ManifestRecord) -> None:
-    await _verify_pushed(cast(Services, svc), repository, reference, record)
+    await _verify_pushed(cast(Services, svc), repository, reference, record, PUSHER)
 
 
 async def test_a_cosign_tag_re_evaluates_the_image_where_its_signatures_are_kept(
@@ -123,3 +128,11 @@ async def test_an_unknown_subject_is_not_queued(svc: FakeServices) -> None:
 async def test_a_plain_image_queues_only_itself(svc: FakeServices) -> None:
     await push(svc, "app/z", "v1", signature("app/z"))
     assert svc.verification.submitted == [("app/z", SIGNATURE)]
+
+
+async def test_every_verification_a_push_queues_is_the_pushers(svc: FakeServices) -> None:
+    """Fairness is per identity: re-evaluations a signature triggers in other repositories
+    count against whoever pushed it, not against the image's owners."""
+    await push(svc, "sigs/app", TAG, signature("sigs/app"))
+    assert len(svc.verification.submitted) == 3  # itself, the image here, the image in app/x
+    assert svc.verification.identities == [PUSHER] * 3

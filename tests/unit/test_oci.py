@@ -105,3 +105,30 @@ def test_a_manifest_nested_deeper_than_the_limit_is_refused() -> None:
         parse_manifest("r", json.dumps(doc).encode(), OCI_MANIFEST)
     assert exc.value.code.code == "MANIFEST_INVALID"
     assert "nested deeper than 64 levels" in exc.value.message
+
+
+@pytest.mark.parametrize(
+    ("doc", "content_type", "key"),
+    [
+        (
+            {"schemaVersion": 2, "config": desc(D1), "layers": [desc(D2)] * 4},
+            OCI_MANIFEST,
+            "layers",
+        ),
+        ({"schemaVersion": 2, "manifests": [desc(D1)] * 4}, OCI_INDEX, "manifests"),
+    ],
+    ids=["layers", "index-children"],
+)
+def test_entries_over_the_setting_are_refused_naming_it(
+    doc: dict[str, Any], content_type: str, key: str
+) -> None:
+    body = json.dumps(doc).encode()
+    assert len(parse_manifest("r", body, content_type, max_descriptors=4).refs) >= 4
+    with pytest.raises(OCIError) as exc:
+        parse_manifest("r", body, content_type, max_descriptors=3)
+    assert exc.value.code.code == "MANIFEST_INVALID"
+    assert exc.value.message == (
+        f"manifest invalid: {key} lists 4 entries, more than the 3 this registry accepts "
+        "(setting max_manifest_layers)"
+    )
+    assert exc.value.detail == {"reason": exc.value.message[18:], "entries": 4, "limit": 3}

@@ -39,6 +39,8 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     [
         ('listen = "nope"', "listen"),
         ("max_manifest_bytes = 1", "max_manifest_bytes"),
+        ("max_manifest_layers = 0", "max_manifest_layers"),
+        ("max_manifest_layers = 10001", "max_manifest_layers"),
         ('database_url = "mysql://x"', "database_url"),
         ('upstream_url = "ftp://x"', "upstream_url"),
         ('tls_cert = "/c.pem"', "(settings)"),

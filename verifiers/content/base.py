@@ -17,7 +17,7 @@ from typing import Any
 from verifiers.base import Finding, Image
 from verifiers.content.hits import LayerHits
 from verifiers.content.rules import rule_for
-from verifiers.layers import LayerReads, LayerScan, LayerScanner
+from verifiers.layers import LayerReads, LayerScan, LayerScanner, distinct_layers
 from verifiers.scan.limits import ScanLimits
 from verifiers.stores import Stores
 
@@ -61,9 +61,10 @@ class LayerContentVerifier:
         self._reads.register(self.scanner)
 
     async def layer_hits(self, image: Image) -> list[LayerHits]:
+        """The hits of each of ``distinct_layers(image.layers)``, in that order."""
         return [
             await self._reads.result(self.scanner, layer.digest, image.blobs)
-            for layer in image.layers
+            for layer in distinct_layers(image.layers)
         ]
 
     def finding(
@@ -81,7 +82,7 @@ class LayerContentVerifier:
         """Every hit as a finding at ``layer:path``, one finding per rule for hits beyond the
         cap, and one INFO finding per layer that says how many files were not scanned."""
         findings: list[Finding] = []
-        for layer, result in zip(image.layers, results, strict=True):
+        for layer, result in zip(distinct_layers(image.layers), results, strict=True):
             at = layer.digest
             findings += (
                 self.finding(h.rule_id, f"{at}:{h.path}", h.evidence, blob=at) for h in result.hits

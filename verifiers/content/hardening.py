@@ -32,7 +32,7 @@ from verifiers.content.base import (
     limits_of,
 )
 from verifiers.content.hits import Hit, LayerHits
-from verifiers.layers import LayerScan
+from verifiers.layers import LayerScan, distinct_layers
 from verifiers.scan.filesystem import Changes, apply_layers
 from verifiers.scan.inventory import merge
 from verifiers.scan.limits import ScanLimits
@@ -175,7 +175,7 @@ class HardeningVerifier(LayerContentVerifier):
         )
         findings += (
             self.finding(rule, layer.digest, f"and {more} more in this layer", blob=layer.digest)
-            for layer, result in zip(image.layers, results, strict=True)
+            for layer, result in zip(distinct_layers(image.layers), results, strict=True)
             for rule, more in sorted(result.overflow.items())
         )
         return findings
@@ -184,7 +184,7 @@ class HardeningVerifier(LayerContentVerifier):
         """Hits on paths still present in the final filesystem."""
         layers = [
             (Changes.of(r.whiteouts, r.opaque, ()), [(layer.digest, hit) for hit in r.hits])
-            for layer, r in zip(image.layers, results, strict=True)
+            for layer, r in zip(distinct_layers(image.layers), results, strict=True)
         ]
         return apply_layers(layers, lambda item: item[1].path)
 
@@ -198,7 +198,7 @@ class HardeningVerifier(LayerContentVerifier):
     async def _ssh_packages(self, image: Image) -> list[Finding]:
         partials = [
             await self._reads.result(self.inventory, layer.digest, image.blobs)
-            for layer in image.layers
+            for layer in distinct_layers(image.layers)
         ]
         return [
             self.finding(

@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from verifiers.base import Finding, Image, Skipped, index_skip
-from verifiers.layers import LayerReads, LayerScan, LayerScanner
+from verifiers.layers import LayerReads, LayerScan, LayerScanner, distinct_layers
 from verifiers.scan.inventory import Collector, layer_inventory, merge
 from verifiers.scan.limits import ScanLimits
 from verifiers.scan.model import LayerInventory, Problem
@@ -96,12 +96,13 @@ class InventoryVerifier:
             log.warning("no inventory store attached: inventory of %s not kept", image.digest)
         return [
             self._finding(layer.digest, problem)
-            for layer, partial in zip(image.layers, partials, strict=True)
+            for layer, partial in zip(distinct_layers(image.layers), partials, strict=True)
             for problem in partial.problems
         ]
 
     async def partials(self, image: Image) -> list[LayerInventory] | Skipped:
-        """Each layer's inventory (from the layer cache when there), or why none applies.
+        """The inventory of each of ``distinct_layers(image.layers)`` (from the layer cache
+        when there), or why none applies.
 
         Also used by the ``vulnerabilities`` and ``hardening`` verifiers, which run
         concurrently in the same pipeline: the shared :class:`LayerReads` of :class:`Stores`
@@ -112,7 +113,7 @@ class InventoryVerifier:
             return skipped
         return [
             await self._reads.result(self.scanner, layer.digest, image.blobs)
-            for layer in image.layers
+            for layer in distinct_layers(image.layers)
         ]
 
     def _finding(self, layer: str, problem: Problem) -> Finding:

@@ -157,3 +157,46 @@ async def test_a_cancelled_caller_does_not_cancel_the_read_for_others(tmp_path: 
     result = await second
     assert isinstance(result, list) and any(f.rule_id == "secret.private-key" for f in result)
     assert sorted(blobs.opened) == ["sha256:app", "sha256:base"]
+
+
+class CountingCache(MemoryCache):
+    """A layer cache that counts look-ups: each one is a database round trip in production."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets = 0
+
+    async def get(self, layer_digest: str, verifier: str, version: str) -> dict[str, Any] | None:
+        self.gets += 1
+        return await super().get(layer_digest, verifier, version)
+
+
+def found(results: list[Any]) -> list[list[tuple[str, str, str, str]]]:
+    """Each verifier's findings, in order, as comparable tuples."""
+    return [
+        [
+            (f.verifier, f.rule_id, f.location, f.evidence)
+            for f in (r.findings if isinstance(r, Versioned) else r)
+        ]
+        for r in results
+    ]
+
+
+async def test_a_layer_listed_many_times_is_looked_up_read_and_reported_once(
+    tmp_path: Path,
+) -> None:
+    blobs, cache = FakeBlobs(), CountingCache()
+    base, app = layers(blobs)
+    repeated = image(blobs, [base, *[app] * 2000, base, app], digest="sha256:repeated")
+    verifiers = all_verifiers(cache, tmp_path)
+    results = await asyncio.gather(*(v.verify(repeated) for v in verifiers))
+    assert sorted(blobs.opened) == ["sha256:app", "sha256:base"]
+    # look-ups bounded by distinct layers x scanners x verifiers, not by the 2,003 entries
+    assert cache.gets <= 2 * 4 * len(verifiers)
+    # the same findings, each once, as the image listing each layer once in its final order
+    fresh = all_verifiers(MemoryCache(), tmp_path)
+    once = await asyncio.gather(*(v.verify(image(blobs, [base, app])) for v in fresh))
+    assert found(results) == found(once)
+    assert any(rule == "secret.private-key" for f in found(results) for _, rule, _, _ in f)
+    for per_verifier in found(results):
+        assert len(per_verifier) == len(set(per_verifier))

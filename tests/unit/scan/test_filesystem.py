@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from verifiers.base import Descriptor
+from verifiers.layers import distinct_layers
 from verifiers.scan.filesystem import Changes, apply_layers
 from verifiers.scan.inventory import merge
 from verifiers.scan.model import LayerInventory, OsRelease, Package
@@ -61,3 +69,49 @@ def test_os_release_and_purls() -> None:
 def test_apply_layers_is_generic() -> None:
     layers = [(Changes(), ["a/x", "b/y"]), (Changes.of(["a"], [], []), ["a/z"])]
     assert apply_layers(layers, lambda s: s) == ["b/y", "a/z"]
+
+
+PATHS = st.sampled_from(["", "a", "a/b", "a/b/c", "a/d", "e", "e/f"])
+LAYER = st.builds(
+    LayerInventory,
+    packages=st.lists(PATHS.filter(bool), max_size=3).map(
+        lambda paths: tuple(pkg(f"p{n}", path) for n, path in enumerate(paths))
+    ),
+    whiteouts=st.lists(PATHS.filter(bool), max_size=2).map(tuple),
+    opaque=st.lists(PATHS, max_size=1).map(tuple),
+    present=st.lists(PATHS.filter(bool), max_size=2).map(tuple),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pool=st.lists(LAYER, min_size=1, max_size=4), picks=st.lists(st.integers(0, 3), max_size=8))
+def test_a_repeated_layer_counts_once_at_its_last_position(
+    pool: list[LayerInventory], picks: list[int]
+) -> None:
+    """``distinct_layers`` keeps each digest's last position only; the final filesystem is the
+    same, both with the rewritten paths of inventories and without them (hardening's hits)."""
+    stack = [Descriptor("tar", f"sha256:{n % len(pool)}", 1) for n in picks]
+    kept = distinct_layers(stack)
+    assert [d.digest for d in kept] == list(dict.fromkeys(d.digest for d in reversed(stack)))[::-1]
+
+    def of(layers: Sequence[Descriptor]) -> list[LayerInventory]:
+        return [
+            replace(
+                pool[int(d.digest.removeprefix("sha256:"))],
+                packages=tuple(
+                    replace(p, layer=d.digest)
+                    for p in pool[int(d.digest.removeprefix("sha256:"))].packages
+                ),
+            )
+            for d in layers
+        ]
+
+    def visible(layers: list[LayerInventory]) -> set[tuple[str, str, str]]:
+        return {(p.name, p.path, p.layer) for p in merge(layers).packages}
+
+    def hits(layers: list[LayerInventory]) -> set[tuple[str, str]]:
+        changes = [(Changes.of(li.whiteouts, li.opaque, ()), li.packages) for li in layers]
+        return {(p.path, p.layer) for p in apply_layers(changes, lambda p: p.path)}
+
+    assert visible(of(stack)) == visible(of(kept))
+    assert hits(of(stack)) == hits(of(kept))

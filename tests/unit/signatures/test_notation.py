@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from tests.support import cosign, notation
 from tests.unit.signatures.fakes import FakeRepository
 from verifiers.base import Finding, Severity, Skipped
+from verifiers.registry_names import RegistryNames
 from verifiers.signatures import SignatureVerifier
 from verifiers.signatures.errors import SignatureConfigError
 
@@ -122,7 +123,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
             {"name": "custom", "repositories": ["custom/*"], "signers": ["custom"]},
         ],
     }
-    return World(acme, stranger, authority, revoked, bot, options, SignatureVerifier(options))
+    return World(acme, stranger, authority, revoked, bot, options, verifier_of(options))
+
+
+def verifier_of(options: dict[str, Any]) -> SignatureVerifier:
+    """The verifier as the gatekeeper builds it: told the registry's names (cosign payloads
+    must name one; the fakes' references use ``HOST``)."""
+    verifier = SignatureVerifier(options)
+    verifier.know_registry(RegistryNames.of([HOST]))
+    return verifier
 
 
 def image(name: str) -> tuple[FakeRepository, str]:
@@ -371,7 +380,7 @@ async def test_a_repository_no_scope_covers_is_not_trusted(tmp_path: Path, world
     options = json.loads(json.dumps(world.options))
     policies = options["notation"]["trust_policy"]["trustPolicies"]
     policies[0]["registryScopes"] = [f"{HOST}/elsewhere/app"]
-    verifier = SignatureVerifier(options)
+    verifier = verifier_of(options)
     repo, digest = image("notary/app")
     sign(world, repo, digest, "JWS")
     found = await verifier.verify(repo.image(digest))

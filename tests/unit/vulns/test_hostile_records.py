@@ -44,7 +44,7 @@ def test_a_bad_field_is_an_error_naming_record_and_field(name: str) -> None:
         (b'{"id": "X-1", "summary": "\\ud800"}', "X-1: a string holds a lone surrogate"),
         (b'{"id": "X-1", "summary": "a\\u0000"}', "X-1: summary: a NUL character cannot be"),
         (b'{"id": "X-1", "details": "\\u0000"}', "X-1: details: a NUL character cannot be"),
-        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested deeper than 64 levels"),
         (json.dumps({"id": "X" * 129}).encode(), "id: String should have at most 128"),
         (b'{"id": "X-1", "modified": 20240101}', "X-1: modified: Input should be a valid string"),
         (b'{"id": "X-1", "aliases": [1]}', "X-1: aliases.0: Input should be a valid string"),
