@@ -27,6 +27,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.policy import Policy, match_policy
+from config.text import visible
 from proxy.auth.http import bypasses_quarantine, may
 from proxy.context import info
 from proxy.errors import Code, OCIError
@@ -52,14 +53,16 @@ def _release_hint(repository: str, digest: str) -> str:
 def _deny(
     repository: str, digest: str, state: str, reasons: list[str], policy: Policy, message: str
 ) -> OCIError:
+    """The DENIED answer. Reasons quote what images hold (file paths of findings): podman and
+    skopeo print the message on a terminal, so control and bidi characters arrive escaped."""
     return OCIError(
         Code.DENIED,
-        message,
+        visible(message),
         {
             "repository": repository,
             "digest": digest,
             "state": state,
-            "reasons": reasons,
+            "reasons": [visible(r) for r in reasons],
             "policy": policy.name,
         },
     )

@@ -45,7 +45,7 @@ from proxy.stored_outcomes import (
     rebuild_outcomes,
     stored_outcome,
 )
-from storage import inventory, jobs, verdicts
+from storage import content, inventory, jobs, verdicts
 from storage.advisories import advisories_for
 from storage.verdicts import (
     Applied,
@@ -302,11 +302,13 @@ async def after_advisory_import(
                 )
                 changes = await _store(session, planned, report, locked)
             await _publish(changes, publish)
+            caches.flagged.update(_newly_flagged(planned, read))
     finally:
         if reading is not None and not reading.done():  # a failed batch: stop reading ahead
             reading.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reading
+    await _sharing(db, caches.flagged, set(ordered), report)
     report.seconds = time.perf_counter() - started
     log.info(
         "%s: %d images re-evaluated in %.2fs (%d changed, %d newly quarantined, %d notified), "
@@ -330,6 +332,40 @@ class _Caches:
         self.changed = changed
         self.parsed: dict[str, Advisory] = {}
         self.memo = assess.Memo()
+        self.flagged: set[str] = set()
+        """Layers the run gave new findings (a vulnerable package whose database is there)."""
+
+
+SHARING_LIMIT = 1000
+"""Most manifests outside an import's scope queued because a layer they list gained findings."""
+
+
+async def _sharing(
+    db: async_sessionmaker[Any], flagged: set[str], scope: set[Key], report: Report
+) -> None:
+    """Manifests that list a layer the run gave new findings, but were not in its scope (their
+    own inventory does not hold the package: a later layer replaced its database), need a full
+    verification to weigh the layer's findings, which follow it everywhere; the pull gate
+    refuses that layer to them meanwhile."""
+    if not flagged:
+        return
+    async with db() as session:
+        found = await content.referencing(session, sorted(flagged), limit=SHARING_LIMIT + 1)
+    others = [key for key in found if key not in scope]
+    if len(others) > SHARING_LIMIT:
+        log.warning("more manifests share layers with new findings; queueing %d", SHARING_LIMIT)
+    report.needs_verification += others[:SHARING_LIMIT]
+
+
+def _newly_flagged(planned: Sequence[_Planned], read: _Read) -> set[str]:
+    """Layers of findings an image did not have before this run (a re-import of unchanged
+    matches flags nothing, so it queues nothing)."""
+    flagged: set[str] = set()
+    for plan in planned:
+        had = read.previous.get((plan.item.repository, plan.item.digest), set())
+        new = plan.item.decision.findings
+        flagged.update(f.blob for f in new if f.blob and f.rule_id not in had)
+    return flagged
 
 
 @dataclass(frozen=True)

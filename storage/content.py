@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -303,29 +304,20 @@ async def accepted(
 
 async def parents(session: AsyncSession, repository: str, digest: str) -> list[str]:
     """Indexes of ``repository`` that list manifest ``digest`` as a child."""
-    rows = await session.scalars(
-        select(Manifest.digest)
-        .join(ManifestRef, ManifestRef.manifest_id == Manifest.id)
-        .where(
-            Manifest.repository == repository,
-            ManifestRef.digest == digest,
-            ManifestRef.kind == "manifest",
-        )
-        .distinct()
-    )
-    return sorted(rows.all())
+    return await _index_links(session, repository, ManifestRef.digest == digest, Manifest.digest)
 
 
 async def children(session: AsyncSession, repository: str, digest: str) -> list[str]:
     """The manifests index ``repository@digest`` lists (none if it is not an index)."""
+    return await _index_links(session, repository, Manifest.digest == digest, ManifestRef.digest)
+
+
+async def _index_links(session: AsyncSession, repository: str, where: Any, pick: Any) -> list[str]:
+    """One side of the index -> child links of ``repository`` that match ``where``."""
     rows = await session.scalars(
-        select(ManifestRef.digest)
+        select(pick)
         .join(Manifest, Manifest.id == ManifestRef.manifest_id)
-        .where(
-            Manifest.repository == repository,
-            Manifest.digest == digest,
-            ManifestRef.kind == "manifest",
-        )
+        .where(Manifest.repository == repository, ManifestRef.kind == "manifest", where)
         .distinct()
     )
     return sorted(rows.all())

@@ -28,6 +28,7 @@ from tests.support.bypass import (
     OCI_INDEX,
     Accounts,
     Image,
+    artifact_doc,
     bypass_gatekeeper,
     clean_layer,
     config_of,
@@ -392,14 +393,7 @@ def test_conditional_get_passes_the_gate_first(world: World) -> None:
 def test_referrers_of_a_quarantined_image(world: World) -> None:
     q = world.quarantined
     sbom = json.dumps({"spdxVersion": "SPDX-2.3", "packages": []}).encode()
-    doc = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": "application/spdx+json",
-        "config": descriptor(EMPTY, EMPTY_BLOB),
-        "layers": [descriptor("application/spdx+json", sbom)],
-        "subject": descriptor(OCI_MANIFEST, json.dumps(q.manifest).encode()),
-    }
+    doc = artifact_doc("application/spdx+json", sbom, q.manifest)
     with world.client(world.accounts.pusher) as pusher:
         for blob in (EMPTY_BLOB, sbom):
             push_blob(pusher, "team/app", blob)
@@ -474,14 +468,7 @@ def test_a_referrer_elsewhere_queues_nothing_on_its_subject(world: World) -> Non
 
     before = jobs()
     note = json.dumps({"note": "about someone else's image"}).encode()
-    doc = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": "application/vnd.in-toto+json",
-        "config": descriptor(EMPTY, EMPTY_BLOB),
-        "layers": [descriptor("application/vnd.in-toto+json", note)],
-        "subject": descriptor(OCI_MANIFEST, json.dumps(g.manifest).encode()),
-    }
+    doc = artifact_doc("application/vnd.in-toto+json", note, g.manifest)
     with world.client(world.accounts.pusher) as pusher:
         for blob in (EMPTY_BLOB, note):
             push_blob(pusher, "other/x", blob)

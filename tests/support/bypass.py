@@ -165,6 +165,22 @@ def pushed(
     return str(resp.headers["Docker-Content-Digest"])
 
 
+def artifact_doc(
+    artifact_type: str, payload: bytes, subject: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """An OCI 1.1 artifact: the empty config, one payload layer of its own type, a subject."""
+    doc: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": descriptor(EMPTY, EMPTY_BLOB),
+        "layers": [descriptor(artifact_type, payload)],
+    }
+    if subject is not None:
+        doc["subject"] = descriptor(OCI_MANIFEST, json.dumps(subject).encode())
+    return doc
+
+
 def image_doc(config: bytes, layers: list[bytes], **extra: Any) -> dict[str, Any]:
     return {
         "schemaVersion": 2,

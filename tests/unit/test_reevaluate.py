@@ -14,6 +14,7 @@ from proxy.reevaluate import after_advisory_import, after_policy_change
 from proxy.rescan import queue_affected
 from storage import jobs, verdicts
 from storage.inventory import DbInventoryStore
+from storage.manifests import DescriptorRecord, ManifestRecord, record_manifest
 from storage.models import FindingRow, Job
 from storage.verdicts import FindingRecord
 from tests.support.reevaluation import (
@@ -274,3 +275,29 @@ async def test_a_newly_required_verifier_fails_closed_and_queues_a_verification(
     async with db() as session:
         queued = (await session.scalars(select(Job.digest).where(Job.state == "queued"))).all()
     assert queued == [DIGEST]
+
+
+async def test_an_image_sharing_a_layer_that_gains_findings_is_queued_for_verification(
+    db: Any,
+) -> None:
+    """The vulnerable package's database sits in layer ``1...1``: an image that lists that layer
+    but replaced the database in a later one (so its own inventory holds no such package) must
+    weigh the layer's new findings too, which only a verification can do."""
+    await seed(db, DIGEST, inventory(("demo-pkg", "1.0")))
+    layer = "sha256:" + "1" * 64
+    record = ManifestRecord(
+        "other/derived",
+        OTHER,
+        "application/vnd.oci.image.manifest.v1+json",
+        10,
+        refs=(DescriptorRecord("layer", layer, "l", 1),),
+    )
+    async with db() as session, session.begin():
+        await record_manifest(session, record, None)
+    result = await imported(db, osv("DEMO-1", "demo-pkg", "1.5"))
+    report = await after_advisory_import(db, [POLICY], [(REPO, DIGEST)], result.data_version)
+    assert report.needs_verification == [("other/derived", OTHER)]
+    again = await imported(db, osv("DEMO-1", "demo-pkg", "1.5", severity="CRITICAL"))
+    # The same match again: the layer's findings are not new, nothing more to verify.
+    report = await after_advisory_import(db, [POLICY], [(REPO, DIGEST)], again.data_version)
+    assert report.needs_verification == []
