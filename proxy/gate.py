@@ -36,9 +36,8 @@ from storage import content, jobs, verdicts
 from storage.db import DATABASE_ERRORS
 from storage.verdicts import VerdictView
 from verifiers import lifecycle
-from verifiers.base import Finding
 from verifiers.lifecycle import State
-from verifiers.policy import sort
+from verifiers.policy import blocking
 
 log = logging.getLogger("gatekeeper.gate")
 
@@ -220,38 +219,30 @@ async def judge_blob(
         return BlobJudgement(
             True, "pullable", cacheable=not any(s.release_expires for s in released)
         )
-    blocking = await _own_blocking(session, policy, repository, digest)
-    if not blocking:
+    rules = blocking(policy, repository)
+    found = await content.unweighed(
+        session,
+        digest,
+        repository=repository,
+        manifests=[s.digest for s in pullable],
+        severities=rules.severities,
+        waived=rules.waived,
+        unfixed_report=rules.unfixed_report,
+    )
+    if not found:
         return BlobJudgement(True, "pullable")
-    weighed = await content.accepted(session, repository, [s.digest for s in pullable], digest)
-    keys = {(f.verifier, f.rule_id, f.location) for f, _ in blocking}
-    if any(keys <= weighed[s.digest] for s in pullable):
-        return BlobJudgement(True, "pullable")  # decided knowing them (notify, warn, waivers)
-    finding, origin = blocking[0]
-    more = f" and {len(blocking) - 1} more" if len(blocking) > 1 else ""
-    why = f"{finding.rule_id} ({finding.severity.name.lower()}: {finding.title}){more}"
+    first = found[0]
+    finding = first.finding
+    more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+    why = f"{finding.rule_id} ({finding.severity}: {finding.title}){more}"
+    origin = f"{first.repository}@{first.digest}"
     return BlobJudgement(
         False,
         "blocked",
         f"blob {digest} carries findings that block it under policy {policy.name}: {why}, "
-        f"found in {origin}; {_release_hint(*origin.split('@', 1))}",
+        f"found in {origin}; {_release_hint(first.repository, first.digest)}",
         (why,),
     )
-
-
-async def _own_blocking(
-    session: AsyncSession, policy: Policy, repository: str, digest: str
-) -> list[tuple[Finding, str]]:
-    """The blob's own findings (from any image) that block under ``policy`` here, each with
-    the image that found it."""
-    found = await content.blob_findings(session, [digest], at_least=policy.severity_threshold)
-    unique: dict[tuple[str, str, str], tuple[Finding, str]] = {}
-    for item in found:
-        finding = item.finding.finding()
-        key = (finding.verifier, finding.rule_id, finding.location)
-        unique.setdefault(key, (finding, f"{item.repository}@{item.digest}"))
-    chosen = {id(f) for f in sort(policy, repository, [f for f, _ in unique.values()]).blocking}
-    return [(f, origin) for f, origin in unique.values() if id(f) in chosen]
 
 
 async def check_blob(request: web.Request, repository: str, digest: str) -> None:

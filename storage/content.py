@@ -9,19 +9,19 @@ facts block what is decided elsewhere (``verifiers.lifecycle``, ``proxy.gate``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from storage.models import ContentHold, FindingRow, Manifest, ManifestRef, Verdict
 from storage.timeutil import now as utcnow
 from storage.timeutil import utc
 from storage.verdicts import FindingRecord, pullable_clause
-from verifiers.base import Severity
 from verifiers.lifecycle import State
 
 BLOB_KINDS = ("config", "layer")
@@ -75,47 +75,81 @@ async def blob_findings(
     blobs: Sequence[str],
     *,
     besides: tuple[str, str] | None = None,
-    at_least: str | None = None,
 ) -> list[BlobFinding]:
     """The findings images found about these blobs themselves (not inherited ones), except
-    those of image ``besides``; only those of severity ``at_least`` and above if given."""
+    those of image ``besides``."""
     found: list[BlobFinding] = []
-    severities = _at_least(at_least)
     for chunk in _chunks(blobs):
         query = select(FindingRow).where(FindingRow.blob.in_(chunk), FindingRow.origin.is_(None))
-        if severities is not None:
-            query = query.where(FindingRow.severity.in_(severities))
         if besides is not None:
             query = query.where(
                 or_(FindingRow.repository != besides[0], FindingRow.digest != besides[1])
             )
         for row in (await session.scalars(query.order_by(FindingRow.id))).all():
-            found.append(
-                BlobFinding(
-                    row.repository,
-                    row.digest,
-                    FindingRecord(
-                        row.verifier,
-                        row.rule_id,
-                        row.severity,
-                        row.title,
-                        row.location,
-                        row.evidence,
-                        row.fix,
-                        row.blob,
-                    ),
-                )
-            )
+            found.append(BlobFinding(row.repository, row.digest, _record_of(row)))
     return found
 
 
-def _at_least(threshold: str | None) -> list[str] | None:
-    """Stored severity names (``FindingRecord.of`` writes a ``Severity`` name) at or above
-    ``threshold``; None: no filter."""
-    if threshold is None:
-        return None
-    floor = Severity.parse(threshold)
-    return [s.name.lower() for s in Severity if s >= floor]
+async def unweighed(
+    session: AsyncSession,
+    blob: str,
+    *,
+    repository: str,
+    manifests: Sequence[str],
+    severities: Sequence[str],
+    waived: Collection[str],
+    unfixed_report: Collection[str],
+    limit: int = 20,
+) -> list[BlobFinding]:
+    """Findings of ``blob``'s own (from any image) of one of ``severities``, not waived (by
+    rule id or ``verifier:rule``), not an unfixed finding of the ``unfixed_report`` verifiers,
+    that none of ``manifests`` of ``repository`` was decided with (as its own finding or an
+    inherited one). The database does the filtering, so a base layer shared by thousands of
+    images costs an index range, not thousands of rows in Python."""
+    theirs = aliased(FindingRow)
+    weighed = (
+        select(theirs.id)
+        .where(
+            theirs.repository == repository,
+            theirs.digest.in_(list(manifests)),
+            theirs.blob == blob,
+            theirs.verifier == FindingRow.verifier,
+            theirs.rule_id == FindingRow.rule_id,
+            theirs.location == FindingRow.location,
+        )
+        .exists()
+    )
+    query = select(FindingRow).where(
+        FindingRow.blob == blob,
+        FindingRow.severity.in_(list(severities)),
+        FindingRow.origin.is_(None),
+        ~weighed,
+    )
+    if waived:
+        names = sorted(waived)
+        query = query.where(
+            FindingRow.rule_id.not_in(names),
+            (FindingRow.verifier + ":" + FindingRow.rule_id).not_in(names),
+        )
+    if unfixed_report:
+        unfixed = and_(FindingRow.verifier.in_(sorted(unfixed_report)), FindingRow.fix == "")
+        query = query.where(~unfixed)
+    rows = (await session.scalars(query.order_by(FindingRow.id).limit(limit))).all()
+    return [BlobFinding(r.repository, r.digest, _record_of(r)) for r in rows]
+
+
+def _record_of(row: FindingRow) -> FindingRecord:
+    return FindingRecord(
+        row.verifier,
+        row.rule_id,
+        row.severity,
+        row.title,
+        row.location,
+        row.evidence,
+        row.fix,
+        row.blob,
+        row.origin,
+    )
 
 
 async def with_findings(session: AsyncSession, blobs: Sequence[str]) -> set[str]:
@@ -282,24 +316,6 @@ async def serving(session: AsyncSession, repository: str, blob: str) -> list[Ser
         .distinct()
     )
     return [Server(digest, state, utc(expires)) for digest, state, expires in rows.all()]
-
-
-async def accepted(
-    session: AsyncSession, repository: str, digests: Sequence[str], blob: str
-) -> dict[str, set[tuple[str, str, str]]]:
-    """(verifier, rule id, location) of the findings about ``blob`` that each of these images
-    of ``repository`` was decided with (its own, or inherited): findings its verdict already
-    weighed, so they cannot be news to it."""
-    found: dict[str, set[tuple[str, str, str]]] = {d: set() for d in digests}
-    for chunk in _chunks(digests):
-        rows = await session.execute(
-            select(FindingRow.digest, FindingRow.verifier, FindingRow.rule_id, FindingRow.location)
-            .where(FindingRow.repository == repository, FindingRow.digest.in_(chunk))
-            .where(FindingRow.blob == blob)
-        )
-        for digest, verifier, rule_id, location in rows.all():
-            found[digest].add((verifier, rule_id, location))
-    return found
 
 
 async def parents(session: AsyncSession, repository: str, digest: str) -> list[str]:

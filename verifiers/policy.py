@@ -138,6 +138,37 @@ def sort(
     return Sorted(tuple(blocking), tuple(waived), tuple(reported))
 
 
+@dataclass(frozen=True)
+class Blocking:
+    """What blocks under one policy in one repository, as plain values a database filters on
+    (the pull gate asks a blob's findings this, per request): a finding blocks if its severity
+    is one of ``severities``, no waiver covers it, and it is not an unfixed finding of a
+    verifier whose findings without a fix only report."""
+
+    severities: tuple[str, ...]
+    waived: frozenset[str]
+    """Waived rule ids and ``verifier:rule`` ids, in force now for this repository."""
+    unfixed_report: frozenset[str]
+    """Verifiers with ``unfixed = "report"``."""
+
+
+def blocking(policy: Policy, repository: str, now: datetime | None = None) -> Blocking:
+    """The :func:`sort` rules as a filter (same result, for findings at rest)."""
+    moment = now or datetime.now(UTC)
+    threshold = Severity.parse(policy.severity_threshold)
+    waived = frozenset(
+        w.finding
+        for w in policy.waivers
+        if (w.expires is None or _aware(w.expires) > moment)
+        and any(fnmatch.fnmatchcase(repository, p) for p in w.repositories)
+    )
+    return Blocking(
+        tuple(s.name.lower() for s in Severity if s >= threshold),
+        waived,
+        frozenset(name for name, rule in policy.verifiers.items() if rule.unfixed == "report"),
+    )
+
+
 def decide(
     policy: Policy,
     repository: str,

@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from config.policy import DENY_UNMATCHED, Policy, Waiver, match_policy
+from config.policy import DENY_UNMATCHED, Policy, VerifierPolicy, Waiver, match_policy
 from verifiers.base import Finding, Severity
 from verifiers.pipeline import Outcome
-from verifiers.policy import decide
+from verifiers.policy import blocking, decide, sort
 
 
 def policy(**kw: object) -> Policy:
@@ -116,3 +118,40 @@ def test_policy_version_changes_with_content() -> None:
 def test_bad_patterns_are_rejected(pattern: str) -> None:
     with pytest.raises(ValueError):
         policy(repositories=[pattern])
+
+
+@given(
+    findings=st.lists(
+        st.builds(
+            Finding,
+            verifier=st.sampled_from(["scan", "vulnerabilities"]),
+            rule_id=st.sampled_from(["CVE-1", "CVE-2", "R"]),
+            severity=st.sampled_from(list(Severity)),
+            title=st.just("t"),
+            fix=st.sampled_from([None, "", "1.2"]),
+        ),
+        max_size=8,
+    ),
+    threshold=st.sampled_from(["info", "low", "medium", "high", "critical"]),
+    waived=st.sampled_from([[], ["CVE-1"], ["vulnerabilities:CVE-2"]]),
+    report=st.booleans(),
+)
+def test_the_blocking_filter_agrees_with_sort(
+    findings: list[Finding], threshold: str, waived: list[str], report: bool
+) -> None:
+    """The pull gate filters a blob's stored findings in the database with ``blocking``; it
+    must select exactly what ``sort`` calls blocking."""
+    chosen = policy(
+        severity_threshold=threshold,
+        waivers=[Waiver(finding=w, reason="r", author="a") for w in waived],
+        verifiers={"vulnerabilities": VerifierPolicy(unfixed="report")} if report else {},
+    )
+    rules = blocking(chosen, "team/app")
+    filtered = [
+        f
+        for f in findings
+        if f.severity.name.lower() in rules.severities
+        and not {f.rule_id, f.finding_id} & rules.waived
+        and not (f.verifier in rules.unfixed_report and f.fix == "")
+    ]
+    assert filtered == list(sort(chosen, "team/app", findings).blocking)

@@ -32,7 +32,7 @@ def upgrade() -> None:
     with op.batch_alter_table("findings") as batch:
         batch.add_column(sa.Column("blob", sa.String(140)))
         batch.add_column(sa.Column("origin", sa.String(400)))
-        batch.create_index("ix_findings_blob", ["blob"])
+        batch.create_index("ix_findings_blob", ["blob", "severity"])
     with op.batch_alter_table("manifests") as batch:
         batch.add_column(sa.Column("about_digest", sa.String(140)))
         batch.add_column(sa.Column("content_kind", sa.String(16)))
