@@ -59,11 +59,16 @@ CONFIG_SUFFIXES = (
 )  # fmt: skip
 """Files the generic rule reads; anywhere else a ``token = ...`` is too often code."""
 
+_NAME = "[A-Za-z0-9_.-]"
 _ASSIGNMENT = re.compile(
-    r"(?i)([A-Za-z0-9_.-]*(?:password|passwd|secret|token|api[_-]?key|access[_-]?key"
-    r"|private[_-]?key|client[_-]?secret|credential)[A-Za-z0-9_.-]*)[\"']?\s*[:=]\s*[\"']?"
-    r"([^\s\"'<>${}]{16,200})"
+    rf"(?i)(?<!{_NAME})({_NAME}{{0,128}}(?:password|passwd|secret|token|api[_-]?key"
+    rf"|access[_-]?key|private[_-]?key|client[_-]?secret|credential){_NAME}{{0,128}})"
+    r"[\"']?\s*[:=]\s*[\"']?([^\s\"'<>${}]{16,200})"
 )
+"""A secret-like name assigned a value. The name starts where a word starts and has at most 128
+characters either side of its keyword: unbounded, the search backtracked quadratically over
+every long word (7 s for npm's 19 KB ``@sigstore/tuf/seeds.json``, hours for a megabyte of
+``passwordpassword...``), inside one regex call that no read deadline interrupts."""
 _SECRET_NAME = re.compile(
     r"(?i)(password|passwd|secret|token|api_?key|access_?key|private_?key|credentials?)"
 )
