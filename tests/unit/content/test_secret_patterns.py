@@ -108,7 +108,10 @@ def test_registry_credentials() -> None:
     assert rules("home/app/.npmrc", npmrc) == ["secret.registry-credentials"]
     pypirc = f"[pypi]\nusername = __token__\npassword = pypi-{password}\n"
     assert rules("root/.pypirc", pypirc) == ["secret.registry-credentials"]
+    cut_short = docker_config(password)[:-1]  # not JSON: the fields as written
+    assert evidence("root/.docker/config.json", cut_short).startswith("auth … (")
     for path, text in (
+        ("root/.docker/config.json", cut_short),
         ("root/.docker/config.json", docker_config(password)),
         ("home/app/.npmrc", npmrc),
         ("root/.pypirc", pypirc),
