@@ -110,7 +110,12 @@ def test_each_key_at_every_offset_around_a_window_edge_is_found_once() -> None:
 
 def test_memory_is_a_window_a_chunk_and_the_overlap() -> None:
     seen: list[int] = []
-    sink = WindowedSearch(lambda data, binary: seen.append(len(data)) or [], lambda m: None)
+
+    def search(data: bytes, binary: bool) -> list[Match]:
+        seen.append(len(data))
+        return []
+
+    sink = WindowedSearch(search, lambda m: None)
     for _ in range(64):
         sink.feed(b"z" * 300_000)
     sink.close()
