@@ -84,7 +84,7 @@ def hit_counts(results: dict[str, Any]) -> Counter[str]:
                 counts.update(hit.rule_id for hit in value.hits)
                 for rule, more in value.overflow.items():
                     counts[rule] += more
-                for why, n in value.skipped.items():
+                for why, n in value.not_inspected.items():
                     counts[f"{name}: {why}"] += n
     return counts
 

@@ -3,8 +3,10 @@
 Every file is searched: a text file up to ``max_file_bytes`` whole (``secret_patterns``), a
 binary (a NUL byte in the first KiB) by the rules that name a key's or token's format, around
 their anchors, and a larger file as it streams by, in overlapping windows (``secret_windows``).
-A secret in a lower layer that a later layer deletes is still reported: the lower layer is
-still in the image, and anyone who pulls it can read the file.
+What the reader showed no scanner (a path over ``max_path_length``, an entry behind an oversized
+header) and what follows a read that stopped early is one ``secret.not-inspected`` finding per
+layer, blocking by default. A secret in a lower layer that a later layer deletes is still
+reported: the lower layer is still in the image, and anyone who pulls it can read the file.
 
 Skipped paths (``skip_paths``, prefixes) default to documentation, man pages, locales and time
 zones: text written by distribution packages, where a match is an example, never a credential
@@ -23,23 +25,23 @@ from pydantic import Field
 from verifiers.base import Finding, Image, Skipped, index_skip
 from verifiers.content import secret_patterns as patterns
 from verifiers.content.base import (
+    ContentScan,
     LayerContentVerifier,
     fingerprint,
     hits_scanner,
     limits_of,
 )
-from verifiers.content.hits import LayerHits
 from verifiers.content.secret_patterns import Match
 from verifiers.content.secret_windows import Search, WindowedSearch, is_binary, search_bytes
-from verifiers.layers import LayerScan
 from verifiers.scan.limits import MiB, ScanLimits
-from verifiers.scan.reader import ChunkSink, LayerReport
+from verifiers.scan.reader import ChunkSink
 from verifiers.scan.tarstream import Entry
 
 NAME = "secrets"
-SCHEMA = "2"
+SCHEMA = "3"
 """Bumped when the same layer and options could give another result.
-2: binaries and files over ``max_file_bytes`` are searched, not skipped."""
+2: binaries and files over ``max_file_bytes`` are searched, not skipped.
+3: what the reader skipped and reads stopped early are counted as not inspected."""
 
 DEFAULT_SKIP = (
     "usr/share/doc/",
@@ -63,12 +65,12 @@ class SecretsOptions(ScanLimits):
     """Bits per character a value needs for ``secret.generic-high-entropy``."""
 
 
-class SecretScan(LayerScan[LayerHits]):
+class SecretScan(ContentScan):
     """The secret search over one layer read."""
 
     def __init__(self, options: SecretsOptions) -> None:
+        super().__init__()
         self.options = options
-        self.hits = LayerHits()
 
     def wants(self, path: str, entry: Entry) -> bool:
         return not path.startswith(self.options.skip_paths)
@@ -98,9 +100,6 @@ class SecretScan(LayerScan[LayerHits]):
     def _adder(self, path: str) -> Callable[[Match], None]:
         return lambda match: self.hits.add(match.rule_id, path, match.evidence)
 
-    def result(self, report: LayerReport) -> LayerHits:
-        return self.hits
-
 
 class SecretsVerifier(LayerContentVerifier):
     """Secrets in layers (``secret.*`` rules) and in the image config's ``Env`` (``secret.env``)."""
@@ -121,7 +120,7 @@ class SecretsVerifier(LayerContentVerifier):
             return skipped
         results = await self.layer_hits(image)
         return self.env_findings(image) + self.layer_findings(
-            image, results, "secret.skipped-files"
+            image, results, "secret.not-inspected"
         )
 
     def env_findings(self, image: Image) -> list[Finding]:

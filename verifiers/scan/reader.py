@@ -53,6 +53,8 @@ UNREAD_TYPE = "of a tar entry type that is not read, holding data"
 UNREAD_WHITEOUT = "marked as whiteouts, holding data"
 """Why an entry was shown to no visitor (:attr:`LayerReport.unread`); phrased to follow a
 count in a finding's evidence (``2 with a path over max_path_length``)."""
+UNREAD_ENTRIES = frozenset({UNREAD_LONG_PATH, UNREAD_OUTSIDE, UNREAD_HEADER})
+"""The reasons for which not even the entry's metadata was shown (to a part's ``seen``)."""
 R = TypeVar("R")
 
 
