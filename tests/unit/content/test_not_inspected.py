@@ -33,7 +33,7 @@ from verifiers.scan.reader import (
 CHECKS = ("secrets", "malware", "hardening")
 RULE = {name: f"{name.removesuffix('s')}.not-inspected" for name in CHECKS}
 KEYS = f"[default]\naws_access_key_id = {aws_key_id()}\n".encode()
-LONG_PATH = "srv/" + "d" * 200 + "/" + "/".join(["k" * 250] * 16) + "/credentials"
+LONG_PATH = "srv/" + "d" * 246 + "/" + "/".join(["k" * 250] * 16) + "/credentials"
 """4,278 bytes, over the default ``max_path_length`` of 4096, as in the issue."""
 STOPPED = (
     "the read stopped early (layer.truncated: layer ends in the middle of its data), "
@@ -145,6 +145,7 @@ async def test_the_issue_image_is_quarantined_by_a_policy_requiring_secrets(
     tmp_path: Path,
 ) -> None:
     """AWS keys at a 4,278-byte path, nothing else: no longer a pass at the default threshold."""
+    assert len(LONG_PATH.encode()) == 4278
     blobs = FakeBlobs()
     img = image(blobs, [add_layer(blobs, "sha256:l", [entry(LONG_PATH, KEYS)])])
     found = await verified(verifiers(tmp_path)["secrets"], img)
