@@ -39,6 +39,7 @@ Search = Callable[[bytes, bool], list[Match]]
 
 
 def is_binary(head: bytes) -> bool:
+    """Whether a file starting with ``head`` is searched as a binary (no generic rule)."""
     return b"\0" in head[:BINARY_SNIFF]
 
 
