@@ -262,15 +262,16 @@ def test_evidence_is_redacted(pushed: dict[str, Any], made: Secrets) -> None:
 
 
 def test_a_streamed_file_is_counted_as_not_yara_matched(pushed: dict[str, Any]) -> None:
-    """YARA needs a file whole: the big dropper, hashed as a stream, is said to be unmatched."""
+    """YARA needs a file whole: the big dropper, hashed as a stream, is said to be unmatched,
+    and not inspected by YARA is not inspected (high, a finding that blocks)."""
     risky = pushed["layers"][2]
     skipped = [
-        f["evidence"]
+        (f["evidence"], f["severity"])
         for f in findings(pushed)
-        if f["rule_id"] == "malware.skipped-files" and f["location"] == risky
+        if f["rule_id"] == "malware.not-inspected" and f["location"] == risky
     ]
-    expected = ["1 not YARA-matched, larger than max_file_bytes"] if HAVE_YARA else []
-    assert skipped == expected
+    evidence = "1 not inspected: 1 not YARA-matched, larger than max_file_bytes"
+    assert skipped == ([(evidence, "high")] if HAVE_YARA else [])
 
 
 def test_secrets_appear_nowhere_the_gatekeeper_writes(

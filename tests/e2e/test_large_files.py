@@ -3,7 +3,7 @@ Debian's Go is pushed through the gatekeeper with ``max_file_bytes`` of the ``in
 ``malware`` verifiers set below the binary's size. The binary is read once, in chunks: its SBOM
 lists the same Go packages the whole-file parser finds, without a ``layer.file-too-large``
 finding, and its SHA-256 in the malware denylist is found; a file over ``max_hash_bytes`` is
-still only counted as skipped."""
+counted as not inspected."""
 
 from __future__ import annotations
 
@@ -124,5 +124,5 @@ def test_large_denylisted_binary_is_found_and_larger_files_counted(
     hits = [m for m in malware if m[0] == "malware.denylisted-hash"]
     assert len(hits) == 1 and hits[0][1].endswith(":usr/local/bin/app")
     assert hits[0][2] == f"sha256:{digest}"
-    skipped = [m[2] for m in malware if m[0] == "malware.skipped-files"]
-    assert skipped == ["1 larger than max_hash_bytes"]
+    skipped = [m[2] for m in malware if m[0] == "malware.not-inspected"]
+    assert skipped == ["1 not inspected: 1 larger than max_hash_bytes"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import content_bench
 from bench.scan_bench import SYFT, Timings, inventory, ours, read_only, render, syft
 from bench.scan_image import LayerSpec, build_image, load_or_build
 
@@ -83,3 +84,24 @@ def test_report_names_the_ratio_and_what_only_syft_found(tmp_path: Path) -> None
 def test_syft_reads_the_same_image(tmp_path: Path) -> None:
     image = build_image(tmp_path / "img", [OS_LAYER])
     assert syft(image, tmp_path)["deb"] == _installed()
+
+
+def test_content_bench_reads_each_layer_once_for_every_scanner(tmp_path: Path) -> None:
+    image = build_image(tmp_path / "img", [OS_LAYER])
+    denylist = tmp_path / "denylist"
+    denylist.write_text("0" * 64 + "\n")
+    wanted = content_bench.scanners(denylist)[content_bench.CONTENT]
+
+    results = asyncio.run(content_bench.shared_read(image, wanted))  # raises on a second read
+
+    assert sorted(results) == ["hardening", "inventory", "malware", "secrets"]
+    assert all(len(per_layer) == len(image.layers) for per_layer in results.values())
+    timings = Timings()
+    for name in (content_bench.READER, content_bench.INVENTORY, content_bench.CONTENT):
+        timings.add(name, 2.0, 1.0)
+    text = content_bench.render(image, timings, content_bench.hit_counts(results))
+    table = text.split("\n\n")[1].splitlines()[1:]  # the rows under the header
+    rows = {line.split()[0]: line.split()[1:] for line in table}
+    assert list(rows) == ["reader", "inventory", "content"]
+    assert rows["content"][:3] == ["1.00", f"{image.uncompressed_bytes / 1e6:.1f}", "1.00"]
+    assert "content hits of the last round (rule: count):\n  none" in text

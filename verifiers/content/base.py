@@ -1,5 +1,11 @@
 """What the three content verifiers share: options that include the layer-read limits, the
-registration of their per-layer scanner, and the turning of cached hits into findings.
+registration of their per-layer scanner, the accounting of what a scan could not inspect, and
+the turning of cached hits into findings.
+
+What a scanner could not inspect is a finding of its own verifier (``*.not-inspected``, HIGH,
+so blocking at the default threshold): an entry the reader passed over (a path over
+``max_path_length``, behind an oversized header), a file over what the scanner can take, a read
+that stopped early. A secrets scan that did not read a file cannot say it holds no secret.
 
 Their options extend :class:`~verifiers.scan.limits.ScanLimits`: the layer-level limits
 (size, ratio, entries, time) decide which verifiers share a read (give them the same values as
@@ -19,6 +25,8 @@ from verifiers.content.hits import LayerHits
 from verifiers.content.rules import rule_for
 from verifiers.layers import LayerReads, LayerScan, LayerScanner, distinct_layers
 from verifiers.scan.limits import ScanLimits
+from verifiers.scan.reader import LayerReport
+from verifiers.scan.rules import RULES as LAYER_RULES
 from verifiers.stores import Stores
 
 
@@ -31,6 +39,38 @@ def fingerprint(*parts: Any) -> str:
     """Short hash of JSON-able values: a cached result is reused only under the same inputs."""
     canonical = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(canonical).hexdigest()[:12]
+
+
+class ContentScan(LayerScan[LayerHits]):
+    """A content scanner's state over one layer read: its hits, and, once the read is over,
+    what the reader showed it nothing of (:meth:`unseen`) and whether the read stopped early."""
+
+    def __init__(self) -> None:
+        self.hits = LayerHits()
+
+    def unseen(self, report: LayerReport) -> dict[str, int]:
+        """Entries of the layer this scan did not inspect, by reason: by default every one
+        the reader showed no visitor the data of (``LayerReport.unread``)."""
+        return report.unread
+
+    def result(self, report: LayerReport) -> LayerHits:
+        for reason, count in self.unseen(report).items():
+            self.hits.skip(reason, count)
+        self.hits.stopped = report.stopped
+        return self.hits
+
+
+def not_inspected(result: LayerHits) -> str:
+    """The evidence of a ``*.not-inspected`` finding: how many, why, and where a read stopped;
+    ``""`` when the scan inspected everything."""
+    total = sum(result.not_inspected.values())
+    counts = ", ".join(f"{n} {why}" for why, n in sorted(result.not_inspected.items()))
+    parts = [f"{total} not inspected: {counts}"] if total else []
+    if result.stopped:
+        rule = LAYER_RULES.get(result.stopped)
+        what = f"{result.stopped}: {rule.title}" if rule else result.stopped
+        parts.append(f"the read stopped early ({what}), nothing after it was inspected")
+    return "; ".join(parts)
 
 
 def hits_scanner(
@@ -77,10 +117,10 @@ class LayerContentVerifier:
         )
 
     def layer_findings(
-        self, image: Image, results: Sequence[LayerHits], skipped_rule: str
+        self, image: Image, results: Sequence[LayerHits], not_inspected_rule: str
     ) -> list[Finding]:
         """Every hit as a finding at ``layer:path``, one finding per rule for hits beyond the
-        cap, and one INFO finding per layer that says how many files were not scanned."""
+        cap, and :meth:`not_inspected_findings`."""
         findings: list[Finding] = []
         for layer, result in zip(distinct_layers(image.layers), results, strict=True):
             at = layer.digest
@@ -91,7 +131,18 @@ class LayerContentVerifier:
                 self.finding(rule, at, f"and {more} more in this layer", blob=at)
                 for rule, more in sorted(result.overflow.items())
             )
-            if result.skipped:
-                counts = ", ".join(f"{n} {why}" for why, n in sorted(result.skipped.items()))
-                findings.append(self.finding(skipped_rule, at, counts, blob=at))
+        return findings + self.not_inspected_findings(image, results, not_inspected_rule)
+
+    def not_inspected_findings(
+        self, image: Image, results: Sequence[LayerHits], rule_id: str
+    ) -> list[Finding]:
+        """One ``rule_id`` finding per layer the scan did not wholly inspect. It is about this
+        manifest's use of the blob, not about what the blob holds (``blob`` None): a blob that
+        is not a tar at all (an artifact's ``{}``) listed as a layer reads as unreadable, and
+        must not be marked wherever else it is used."""
+        findings: list[Finding] = []
+        for layer, result in zip(distinct_layers(image.layers), results, strict=True):
+            evidence = not_inspected(result)
+            if evidence:
+                findings.append(self.finding(rule_id, layer.digest, evidence, blob=None))
         return findings

@@ -8,11 +8,13 @@ binary), ``hardening.setuid`` / ``hardening.setgid`` (outside ``setuid_allowlist
 
 The layer scan only notes mode bits (no file is read), and the allowlists are applied to the
 cached per-layer notes when an image is verified, so changing an allowlist re-reads no layer.
-Deleted files (whiteouts, opaque directories of later layers) no longer count: unlike a secret,
-a setuid file that is gone from the final filesystem cannot be run. A file *re-written* by a
-later layer with safer bits (``chmod u-s`` in a later step) is still reported from the lower
-layer; waive it by rule id. The ``openssh-server`` package comes from the inventory scanner's
-per-layer results, which the shared read produces anyway.
+Entries whose modes it never saw (the reader passed over their path or header) and what follows
+a read that stopped early are one ``hardening.not-inspected`` finding per layer, blocking by
+default. Deleted files (whiteouts, opaque directories of later layers) no longer count: unlike
+a secret, a setuid file that is gone from the final filesystem cannot be run. A file
+*re-written* by a later layer with safer bits (``chmod u-s`` in a later step) is still reported
+from the lower layer; waive it by rule id. The ``openssh-server`` package comes from the
+inventory scanner's per-layer results, which the shared read produces anyway.
 """
 
 from __future__ import annotations
@@ -26,23 +28,26 @@ from pydantic import Field
 from verifiers.base import Finding, Image, Skipped, index_skip
 from verifiers.classify import is_image_config
 from verifiers.content.base import (
+    ContentScan,
     LayerContentVerifier,
     fingerprint,
     hits_scanner,
     limits_of,
 )
 from verifiers.content.hits import Hit, LayerHits
-from verifiers.layers import LayerScan, distinct_layers
+from verifiers.layers import distinct_layers
 from verifiers.scan.filesystem import Changes, apply_layers
 from verifiers.scan.inventory import merge
 from verifiers.scan.limits import ScanLimits
-from verifiers.scan.reader import LayerReport
+from verifiers.scan.reader import UNREAD_ENTRIES, LayerReport
 from verifiers.scan.tarstream import Entry, Kind
 from verifiers.scan.verifier import inventory_scanner
 from verifiers.stores import Stores
 
 NAME = "hardening"
-SCHEMA = "1"
+SCHEMA = "2"
+"""Bumped when the same layer and options could give another result.
+2: entries the reader skipped and reads stopped early are counted as not inspected."""
 
 DEFAULT_SETUID_ALLOWLIST = (
     *(
@@ -93,13 +98,10 @@ class HardeningOptions(ScanLimits):
     """Do not report an image that runs as root (e.g. a base image meant to be extended)."""
 
 
-class HardeningScan(LayerScan[LayerHits]):
+class HardeningScan(ContentScan):
     """Mode bits of every entry of one layer read; no file data."""
 
     sees_entries = True
-
-    def __init__(self) -> None:
-        self.hits = LayerHits()
 
     def seen(self, path: str, entry: Entry) -> None:
         if entry.kind is Kind.FILE:
@@ -113,10 +115,15 @@ class HardeningScan(LayerScan[LayerHits]):
         if entry.kind in (Kind.FILE, Kind.DIR) and entry.mode & 0o002 and not sticky_dir:
             self.hits.add("hardening.world-writable", path, _mode(entry))
 
+    def unseen(self, report: LayerReport) -> dict[str, int]:
+        """Only entries shown to nobody: an entry of a type that is not read, or a whiteout
+        holding data, still had its modes seen."""
+        return {why: n for why, n in report.unread.items() if why in UNREAD_ENTRIES}
+
     def result(self, report: LayerReport) -> LayerHits:
         self.hits.whiteouts = list(report.whiteouts)
         self.hits.opaque = list(report.opaque)
-        return self.hits
+        return super().result(report)
 
 
 def _mode(entry: Entry) -> str:
@@ -178,7 +185,7 @@ class HardeningVerifier(LayerContentVerifier):
             for layer, result in zip(distinct_layers(image.layers), results, strict=True)
             for rule, more in sorted(result.overflow.items())
         )
-        return findings
+        return findings + self.not_inspected_findings(image, results, "hardening.not-inspected")
 
     def _visible(self, image: Image, results: Sequence[LayerHits]) -> list[tuple[str, Hit]]:
         """Hits on paths still present in the final filesystem."""

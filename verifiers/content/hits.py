@@ -1,5 +1,6 @@
-"""What a content scanner keeps of one layer: hits (rule, path, redacted evidence), counts of
-files it did not look at, and the layer's whiteouts, cached as JSON by layer digest.
+"""What a content scanner keeps of one layer: hits (rule, path, redacted evidence), what it
+could not inspect (counts by reason, and whether the read stopped early), and the layer's
+whiteouts, cached as JSON by layer digest.
 
 Hits are capped per rule and layer (:data:`MAX_HITS`); the rest are counted, so a layer of a
 hundred thousand world-writable files is a handful of findings and a count, not a verdict too
@@ -33,8 +34,12 @@ class LayerHits:
     hits: list[Hit] = field(default_factory=list)
     overflow: dict[str, int] = field(default_factory=dict)
     """Hits per rule beyond :data:`MAX_HITS`, not recorded one by one."""
-    skipped: dict[str, int] = field(default_factory=dict)
-    """Files not scanned, by reason (``binary``, ``too-large``)."""
+    not_inspected: dict[str, int] = field(default_factory=dict)
+    """Files (or entries) the scanner could not inspect, by reason (``larger than
+    max_hash_bytes``, the reader's ``UNREAD_*``): never a clean result for them."""
+    stopped: str = ""
+    """Rule id of the layer problem that ended the read early (``layer.truncated``), or
+    ``""``: whatever followed it was not inspected, and not even counted."""
     whiteouts: list[str] = field(default_factory=list)
     opaque: list[str] = field(default_factory=list)
     _per_rule: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
@@ -47,14 +52,16 @@ class LayerHits:
         else:
             self.overflow[rule_id] = seen - MAX_HITS
 
-    def skip(self, reason: str) -> None:
-        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+    def skip(self, reason: str, count: int = 1) -> None:
+        """Count ``count`` files not inspected for ``reason``."""
+        self.not_inspected[reason] = self.not_inspected.get(reason, 0) + count
 
     def to_json(self) -> dict[str, Any]:
         return {
             "hits": [[h.rule_id, h.path, h.evidence] for h in self.hits],
             "overflow": self.overflow,
-            "skipped": self.skipped,
+            "not_inspected": self.not_inspected,
+            "stopped": self.stopped,
             "whiteouts": self.whiteouts,
             "opaque": self.opaque,
         }
@@ -64,7 +71,8 @@ class LayerHits:
         return cls(
             hits=[Hit(str(r), str(p), str(e)) for r, p, e in data["hits"]],
             overflow={str(k): int(v) for k, v in data.get("overflow", {}).items()},
-            skipped={str(k): int(v) for k, v in data.get("skipped", {}).items()},
+            not_inspected={str(k): int(v) for k, v in data.get("not_inspected", {}).items()},
+            stopped=str(data.get("stopped", "")),
             whiteouts=[str(w) for w in data.get("whiteouts", [])],
             opaque=[str(o) for o in data.get("opaque", [])],
         )

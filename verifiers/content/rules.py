@@ -37,11 +37,12 @@ RULES: dict[str, Rule] = {
         Severity.MEDIUM, "high-entropy value assigned to a secret-like name in a config file"
     ),
     "secret.env": Rule(Severity.HIGH, "secret in the image config's environment"),
-    "secret.skipped-files": Rule(Severity.INFO, "files not searched for secrets"),
+    # what a check could not look at is not clean: HIGH, so the default threshold blocks it
+    "secret.not-inspected": Rule(Severity.HIGH, "files in a layer not searched for secrets"),
     # malware
     "malware.denylisted-hash": Rule(Severity.CRITICAL, "file whose SHA-256 is denylisted"),
     YARA_PREFIX: Rule(Severity.HIGH, "file matches a YARA rule"),
-    "malware.skipped-files": Rule(Severity.INFO, "files not checked for malware"),
+    "malware.not-inspected": Rule(Severity.HIGH, "files in a layer not checked for malware"),
     # hardened configuration
     "hardening.runs-as-root": Rule(Severity.MEDIUM, "image runs as root"),
     "hardening.ssh-server": Rule(Severity.MEDIUM, "image contains an SSH server"),
@@ -49,6 +50,9 @@ RULES: dict[str, Rule] = {
     "hardening.setgid": Rule(Severity.LOW, "setgid file outside the allowlist"),
     "hardening.world-writable": Rule(
         Severity.MEDIUM, "world-writable file or directory outside temporary directories"
+    ),
+    "hardening.not-inspected": Rule(
+        Severity.HIGH, "entries in a layer whose modes were not checked"
     ),
 }
 

@@ -5,7 +5,8 @@ Specific formats first (a key whose format says what it is); the generic rule on
 assignments to secret-like names in config files, and only at values that look random, since
 ``password = changeme`` in a sample config is noise, while 30 random characters are not.
 Every match is returned with redacted evidence (``redact``); the value itself leaves no
-function of this module.
+function of this module. Binaries and files too large to hold are searched with the same
+patterns by ``secret_windows``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ class Match:
 
     rule_id: str
     evidence: str
+    end: int = 0
+    """Offset in the searched text just past the match (past the whole text for the rules that
+    read a JSON document): a search in overlapping windows reports each match once, from the
+    window that saw the most after it."""
 
 
 ANCHORS = re.compile(
@@ -33,7 +38,15 @@ ANCHORS = re.compile(
     rb"|gl(?:pat|dt|rt|ptt|ft|cbt)-|xox[abposr]-|hooks\.slack\.com"
 )
 """Cheap first pass over raw bytes: a file without any of these cannot match a specific rule,
-so the (slower) specific patterns run only on the few files that have one."""
+so the (slower) specific patterns run only on the few files that have one. Every specific match
+but the service account's JSON holds its anchor, at most :data:`REACH_BEFORE` characters from
+its start; :data:`REACH_AFTER` characters after the anchor hold the rest of it."""
+REACH_BEFORE = 64
+"""Room before an anchor: ``-----BEGIN ENCRYPTED `` before ``PRIVATE KEY``, ``https://``
+before ``hooks.slack.com``, and the character a look-behind checks."""
+REACH_AFTER = 1024
+"""Room after an anchor: a 255-character token, or a PEM header and the 600 characters of its
+body that :func:`_pem` checks."""
 
 _PEM = re.compile(r"-----BEGIN ((?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?)-----")
 _PEM_HEADER_LINE = re.compile(r"^[A-Za-z-]+:[^\n]*$", re.MULTILINE)
@@ -58,12 +71,21 @@ CONFIG_SUFFIXES = (
     ".json", ".xml", ".netrc", ".credentials",
 )  # fmt: skip
 """Files the generic rule reads; anywhere else a ``token = ...`` is too often code."""
+_DOCKER_CONFIGS = (".docker/config.json", "containers/auth.json")
+_AUTH_FIELDS = ("auth", "identitytoken", "password", "registrytoken")
+_AUTH_FIELD = re.compile(r'"(auth|identitytoken|password|registrytoken)"\s*:\s*"([^"\\]+)"')
+"""A credential field of a client config as written, for one that does not parse as JSON."""
 
+_NAME = "[A-Za-z0-9_.-]"
 _ASSIGNMENT = re.compile(
-    r"(?i)([A-Za-z0-9_.-]*(?:password|passwd|secret|token|api[_-]?key|access[_-]?key"
-    r"|private[_-]?key|client[_-]?secret|credential)[A-Za-z0-9_.-]*)[\"']?\s*[:=]\s*[\"']?"
-    r"([^\s\"'<>${}]{16,200})"
+    rf"(?i)(?<!{_NAME})({_NAME}{{0,128}}(?:password|passwd|secret|token|api[_-]?key"
+    rf"|access[_-]?key|private[_-]?key|client[_-]?secret|credential){_NAME}{{0,128}})"
+    r"[\"']?\s*[:=]\s*[\"']?([^\s\"'<>${}]{16,200})"
 )
+"""A secret-like name assigned a value. The name starts where a word starts and has at most 128
+characters either side of its keyword: unbounded, the search backtracked quadratically over
+every long word (7 s for npm's 19 KB ``@sigstore/tuf/seeds.json``, hours for a megabyte of
+``passwordpassword...``), inside one regex call that no read deadline interrupts."""
 _SECRET_NAME = re.compile(
     r"(?i)(password|passwd|secret|token|api_?key|access_?key|private_?key|credentials?)"
 )
@@ -92,7 +114,7 @@ def _pem(text: str) -> Iterator[Match]:
         compact = "".join(body.split())
         # a key has a base64 body; a library's "-----BEGIN ... PRIVATE KEY-----" constant not
         if re.match(r"[A-Za-z0-9+/=]{64}", compact):
-            yield Match("secret.private-key", f"{found.group(1)} block")
+            yield Match("secret.private-key", f"{found.group(1)} block", found.end())
 
 
 def _gcp(path: str, text: str) -> Iterator[Match]:
@@ -107,38 +129,55 @@ def _gcp(path: str, text: str) -> Iterator[Match]:
         if isinstance(key, str) and "PRIVATE KEY" in key:
             project = document.get("project_id")
             where = f" of project {project}" if isinstance(project, str) else ""
-            yield Match("secret.gcp-service-account", f"service-account key{where}")
+            yield Match("secret.gcp-service-account", f"service-account key{where}", len(text))
 
 
 def _aws(text: str) -> Iterator[Match]:
     for found in _AWS_KEY_ID.finditer(text):
         key_id = found.group(1)
         if not key_id.endswith("EXAMPLE"):  # AWS's documentation key
-            yield Match("secret.aws-access-key", f"key id {redacted(key_id, key_id[:4])}")
+            evidence = f"key id {redacted(key_id, key_id[:4])}"
+            yield Match("secret.aws-access-key", evidence, found.end())
     for found in _AWS_SECRET.finditer(text):
         if "EXAMPLE" not in found.group(1):
-            yield Match("secret.aws-access-key", f"secret access key {redacted(found.group(1))}")
+            evidence = f"secret access key {redacted(found.group(1))}"
+            yield Match("secret.aws-access-key", evidence, found.end())
 
 
 def _tokens(text: str) -> Iterator[Match]:
     for rule_id, pattern in _TOKENS:
         for found in pattern.finditer(text):
             token = found.group(1)
-            yield Match(rule_id, redacted(token, _format_prefix(token)))
+            yield Match(rule_id, redacted(token, _format_prefix(token)), found.end())
+
+
+def keys_and_tokens(text: str, *, pem: bool = True) -> list[Match]:
+    """Matches of the rules whose match holds an anchor: private keys (unless ``pem`` is
+    False), AWS keys, and the GitHub, GitLab and Slack tokens."""
+    return [*(_pem(text) if pem else ()), *_aws(text), *_tokens(text)]
 
 
 def specific(path: str, text: str) -> list[Match]:
     """Matches of the format-specific rules (keys and tokens) in ``text``."""
     found = list(_gcp(path, text))
-    if not found:  # the service account's key is reported once, as that
-        found += _pem(text)
-    return found + list(_aws(text)) + list(_tokens(text))
+    # the service account's key is reported once, as that
+    return found + keys_and_tokens(text, pem=not found)
+
+
+def is_config(path: str) -> bool:
+    """Whether the generic rule reads the file at ``path`` (:data:`CONFIG_SUFFIXES`)."""
+    base = path.rpartition("/")[2].lower()
+    return base.endswith(CONFIG_SUFFIXES) or base.startswith(".env") or base == "credentials"
+
+
+def is_client_config(path: str) -> bool:
+    """Whether :func:`registry_credentials` reads the file at ``path``."""
+    return path.endswith(_DOCKER_CONFIGS) or path.rpartition("/")[2] in (".npmrc", ".pypirc")
 
 
 def generic(path: str, text: str, min_entropy: float) -> list[Match]:
     """High-entropy values assigned to secret-like names, in config files only."""
-    base = path.rpartition("/")[2].lower()
-    if not (base.endswith(CONFIG_SUFFIXES) or base.startswith(".env") or base == "credentials"):
+    if not is_config(path):
         return []
     matches: list[Match] = []
     for found in _ASSIGNMENT.finditer(text):
@@ -147,24 +186,31 @@ def generic(path: str, text: str, min_entropy: float) -> list[Match]:
             continue
         if not (re.search(r"[A-Za-z]", value) and re.search(r"[0-9]", value)):
             continue  # words and version strings, not keys
-        matches.append(Match("secret.generic-high-entropy", f"{name} = {redacted(value)}"))
+        evidence = f"{name} = {redacted(value)}"
+        matches.append(Match("secret.generic-high-entropy", evidence, found.end()))
     return matches
 
 
 def registry_credentials(path: str, text: str) -> list[Match]:
     """Credentials in the well-known client config files (docker, npm, PyPI)."""
     base = path.rpartition("/")[2]
-    if path.endswith((".docker/config.json", "containers/auth.json")):
+    if path.endswith(_DOCKER_CONFIGS):
         return _docker_auths(text)
     if base == ".npmrc":
         return [
-            Match("secret.registry-credentials", f".npmrc {m.group(1)} {redacted(m.group(2))}")
+            Match(
+                "secret.registry-credentials",
+                f".npmrc {m.group(1)} {redacted(m.group(2))}",
+                m.end(),
+            )
             for m in re.finditer(r"(?m)(_authToken|_auth|_password)\s*=\s*(\S+)", text)
             if not m.group(2).startswith("${")
         ]
     if base == ".pypirc":
         return [
-            Match("secret.registry-credentials", f".pypirc password {redacted(m.group(1))}")
+            Match(
+                "secret.registry-credentials", f".pypirc password {redacted(m.group(1))}", m.end()
+            )
             for m in re.finditer(r"(?m)^\s*password\s*[:=]\s*(\S.*?)\s*$", text)
             if not m.group(1).startswith("${")
         ]
@@ -174,16 +220,23 @@ def registry_credentials(path: str, text: str) -> list[Match]:
 def _docker_auths(text: str) -> list[Match]:
     try:
         document = json.loads(text)
-    except ValueError:
-        return []
+    except ValueError:  # a NUL before it, a window of a large file: the fields as written
+        return [
+            Match("secret.registry-credentials", f"{m.group(1)} {redacted(m.group(2))}", m.end())
+            for m in _AUTH_FIELD.finditer(text)
+        ]
     auths = document.get("auths") if isinstance(document, dict) else None
     if not isinstance(auths, dict):
         return []
     return [
-        Match("secret.registry-credentials", f"{host}: {field} {redacted(entry[field])}")
+        Match(
+            "secret.registry-credentials",
+            f"{host}: {field} {redacted(entry[field])}",
+            len(text),
+        )
         for host, entry in auths.items()
         if isinstance(entry, dict)
-        for field in ("auth", "identitytoken", "password", "registrytoken")
+        for field in _AUTH_FIELDS
         if isinstance(entry.get(field), str) and entry[field]
     ]
 

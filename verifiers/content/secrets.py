@@ -1,9 +1,12 @@
 """The ``secrets`` verifier: keys, tokens and credentials in layers and in the config's ``Env``.
 
-Every text file up to ``max_file_bytes`` is searched (``secret_patterns``); binary files (a NUL
-byte in the first KiB) and larger files are skipped and counted, and the counts are one INFO
-finding per layer. A secret in a lower layer that a later layer deletes is still reported: the
-lower layer is still in the image, and anyone who pulls it can read the file.
+Every file is searched: a text file up to ``max_file_bytes`` whole (``secret_patterns``), a
+binary (a NUL byte in the first KiB) by the rules that name a key's or token's format, around
+their anchors, and a larger file as it streams by, in overlapping windows (``secret_windows``).
+What the reader showed no scanner (a path over ``max_path_length``, an entry behind an oversized
+header) and what follows a read that stopped early is one ``secret.not-inspected`` finding per
+layer, blocking by default. A secret in a lower layer that a later layer deletes is still
+reported: the lower layer is still in the image, and anyone who pulls it can read the file.
 
 Skipped paths (``skip_paths``, prefixes) default to documentation, man pages, locales and time
 zones: text written by distribution packages, where a match is an example, never a credential
@@ -14,6 +17,7 @@ own ``tests/`` that holds a real key; waive a known test key by rule id and repo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import Field
@@ -21,21 +25,23 @@ from pydantic import Field
 from verifiers.base import Finding, Image, Skipped, index_skip
 from verifiers.content import secret_patterns as patterns
 from verifiers.content.base import (
+    ContentScan,
     LayerContentVerifier,
     fingerprint,
     hits_scanner,
     limits_of,
 )
-from verifiers.content.hits import LayerHits
-from verifiers.layers import LayerScan
+from verifiers.content.secret_patterns import Match
+from verifiers.content.secret_windows import Search, WindowedSearch, is_binary, search_bytes
 from verifiers.scan.limits import MiB, ScanLimits
-from verifiers.scan.reader import LayerReport
+from verifiers.scan.reader import ChunkSink
 from verifiers.scan.tarstream import Entry
 
 NAME = "secrets"
-SCHEMA = "1"
-BINARY_SNIFF = 1024
-"""Bytes looked at for a NUL to call a file binary (as git and grep do)."""
+SCHEMA = "3"
+"""Bumped when the same layer and options could give another result.
+2: binaries and files over ``max_file_bytes`` are searched, not skipped.
+3: what the reader skipped and reads stopped early are counted as not inspected."""
 
 DEFAULT_SKIP = (
     "usr/share/doc/",
@@ -52,37 +58,47 @@ class SecretsOptions(ScanLimits):
     """Options of ``[verifiers.secrets.options]`` (plus the read limits of ``ScanLimits``)."""
 
     max_file_bytes: int = Field(default=1 * MiB, ge=1)
-    """Largest text file searched; larger ones are skipped and counted."""
+    """Largest file searched whole; larger ones are searched in windows as they stream by."""
     skip_paths: tuple[str, ...] = DEFAULT_SKIP
     """Path prefixes (relative to the root) not searched."""
     min_entropy: float = Field(default=3.5, gt=0, le=8)
     """Bits per character a value needs for ``secret.generic-high-entropy``."""
 
 
-class SecretScan(LayerScan[LayerHits]):
+class SecretScan(ContentScan):
     """The secret search over one layer read."""
 
     def __init__(self, options: SecretsOptions) -> None:
+        super().__init__()
         self.options = options
-        self.hits = LayerHits()
 
     def wants(self, path: str, entry: Entry) -> bool:
         return not path.startswith(self.options.skip_paths)
 
-    def too_large(self, path: str, entry: Entry, report: LayerReport) -> None:
-        self.hits.skip("larger than max_file_bytes")
+    def stream(self, path: str, entry: Entry) -> ChunkSink:
+        return WindowedSearch(self._searcher(path), self._adder(path))
 
     def visit(self, path: str, data: bytes) -> None:
-        if b"\0" in data[:BINARY_SNIFF]:
-            self.hits.skip("binary")
-            return
-        text = data.decode("utf-8", "replace")
-        anchored = patterns.ANCHORS.search(data) is not None
-        for match in patterns.find(path, text, self.options.min_entropy, anchored):
-            self.hits.add(match.rule_id, path, match.evidence)
+        if is_binary(data):
+            matches = self._searcher(path)(data, True)
+        elif patterns.ANCHORS.search(data) is not None:
+            text = data.decode("utf-8", "replace")
+            matches = patterns.find(path, text, self.options.min_entropy)
+        elif patterns.is_config(path) or patterns.is_client_config(path):
+            text = data.decode("utf-8", "replace")
+            matches = patterns.find(path, text, self.options.min_entropy, anchored=False)
+        else:
+            return  # no rule can match: not worth decoding
+        add = self._adder(path)
+        for match in matches:
+            add(match)
 
-    def result(self, report: LayerReport) -> LayerHits:
-        return self.hits
+    def _searcher(self, path: str) -> Search:
+        entropy = self.options.min_entropy
+        return lambda data, binary: search_bytes(path, data, entropy, binary=binary)
+
+    def _adder(self, path: str) -> Callable[[Match], None]:
+        return lambda match: self.hits.add(match.rule_id, path, match.evidence)
 
 
 class SecretsVerifier(LayerContentVerifier):
@@ -104,7 +120,7 @@ class SecretsVerifier(LayerContentVerifier):
             return skipped
         results = await self.layer_hits(image)
         return self.env_findings(image) + self.layer_findings(
-            image, results, "secret.skipped-files"
+            image, results, "secret.not-inspected"
         )
 
     def env_findings(self, image: Image) -> list[Finding]:

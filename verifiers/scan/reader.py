@@ -6,7 +6,9 @@ Nothing is extracted and nothing but the files a visitor asks for (each bounded 
 bounded chunks (:class:`ChunkSink`). Hostile input is a :class:`Problem`, never an exception:
 ``..`` and absolute paths, device files, hard links to files that are not earlier in the layer,
 over-long paths and headers are recorded and the entry skipped; exceeded limits, truncation and
-corruption are recorded and end the read (see ``rules``).
+corruption are recorded and end the read (see ``rules``). What no visitor was shown is counted
+too (:attr:`LayerReport.unread`, :attr:`LayerReport.stopped`): a scanner that did not see a file
+must not say it found nothing in it.
 
 Several scanners share one read (:func:`read_parts`, one :class:`Part` each); the blocking part
 (:func:`read_tar`, :func:`read_parts`) runs in a worker thread fed by ``bridge.ChunkSource``; it is
@@ -43,6 +45,16 @@ WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 STREAM_CHUNK = SKIP_CHUNK
 """Largest piece of a streamed file handed to a sink at once."""
+
+UNREAD_LONG_PATH = "with a path over max_path_length"
+UNREAD_OUTSIDE = "with a path outside the layer root"
+UNREAD_HEADER = "behind a tar header over max_header_bytes"
+UNREAD_TYPE = "of a tar entry type that is not read, holding data"
+UNREAD_WHITEOUT = "marked as whiteouts, holding data"
+"""Why an entry was shown to no visitor (:attr:`LayerReport.unread`); phrased to follow a
+count in a finding's evidence (``2 with a path over max_path_length``)."""
+UNREAD_ENTRIES = frozenset({UNREAD_LONG_PATH, UNREAD_OUTSIDE, UNREAD_HEADER})
+"""The reasons for which not even the entry's metadata was shown (to a part's ``seen``)."""
 R = TypeVar("R")
 
 
@@ -123,7 +135,19 @@ class LayerReport:
     whiteouts: list[str] = field(default_factory=list)
     opaque: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    unread: dict[str, int] = field(default_factory=dict)
+    """Entries shown to no visitor although they may hold what a scanner looks for, by reason
+    (``UNREAD_*``), every one counted (``problems`` records only the first few): an entry
+    skipped for its path, behind a header too large to read, of a type that is not read but
+    has data, or a whiteout that has data. Content checks report them as not inspected."""
+    stopped: str = ""
+    """Rule id of the problem that ended the read before the end of the layer (a limit,
+    truncation, corruption), or ``""``: every entry after it went unseen and uncounted."""
     _counts: dict[str, int] = field(default_factory=dict)
+
+    def unseen(self, reason: str) -> None:
+        """Count one entry shown to no visitor (see :attr:`unread`)."""
+        self.unread[reason] = self.unread.get(reason, 0) + 1
 
     def problem(self, rule_id: str, detail: str, path: str = "") -> None:
         seen = self._counts.get(rule_id, 0) + 1
@@ -162,10 +186,12 @@ class _Checker:
         report = self.report
         if len(entry.name.encode("utf-8", "surrogateescape")) > self.limits.max_path_length:
             report.problem("layer.path-too-long", f"{len(entry.name)} characters", entry.name[:200])
+            report.unseen(UNREAD_LONG_PATH)
             return None
         path, rule = normalise(entry.name)
         if rule:
             report.problem(rule, f"entry {entry.name!r}", entry.name[:200])
+            report.unseen(UNREAD_OUTSIDE)
             return None
         parent, _, base = path.rpartition("/")
         if base.startswith(WHITEOUT):
@@ -173,8 +199,12 @@ class _Checker:
                 report.opaque.append(parent)
             else:
                 report.whiteouts.append(f"{parent}/{base[4:]}" if parent else base[4:])
+            if entry.size:  # a runtime makes it a whiteout; ``tar -x`` writes the data out
+                report.unseen(UNREAD_WHITEOUT)
             return None
-        if entry.kind is Kind.DEVICE:
+        if entry.kind is Kind.OTHER and entry.size:  # GNU tar extracts these as files
+            report.unseen(UNREAD_TYPE)
+        elif entry.kind is Kind.DEVICE:
             report.problem("layer.device-file", f"device file {path!r}", path)
         elif entry.kind is Kind.HARDLINK:
             target, bad = normalise(entry.link)
@@ -284,6 +314,7 @@ def read_parts(
     report = LayerReport()
     checker = _Checker(limits, report)
     meter: Meter | None = None
+    stream: TarStream | None = None
     try:
         report.format, inner = open_decompressed(source)
         meter = Meter(inner, source, limits, deadline)
@@ -295,12 +326,15 @@ def read_parts(
             path = checker.accept(entry)
             if path is not None:
                 _offer(parts, path, entry, stream, report)
-        for _ in range(stream.oversized_headers):
-            report.problem("layer.oversized-header", f"over {limits.max_header_bytes} bytes")
         while meter.read(SKIP_CHUNK):  # to the end, so a truncated or corrupt tail is seen
             pass
     except (LimitExceeded, CorruptStream, TarError) as exc:
         report.problem(exc.rule_id, str(exc))
+        report.stopped = exc.rule_id
+    for _ in range(stream.oversized_headers if stream is not None else 0):
+        # the entry after it is read under the header's fallback name and size, if at all
+        report.problem("layer.oversized-header", f"over {limits.max_header_bytes} bytes")
+        report.unseen(UNREAD_HEADER)
     report.decompressed_bytes = meter.total if meter is not None else 0
     report.finish()
     return report

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import time
 
 import pytest
 
@@ -105,7 +108,10 @@ def test_registry_credentials() -> None:
     assert rules("home/app/.npmrc", npmrc) == ["secret.registry-credentials"]
     pypirc = f"[pypi]\nusername = __token__\npassword = pypi-{password}\n"
     assert rules("root/.pypirc", pypirc) == ["secret.registry-credentials"]
+    cut_short = docker_config(password)[:-1]  # not JSON: the fields as written
+    assert evidence("root/.docker/config.json", cut_short).startswith("auth … (")
     for path, text in (
+        ("root/.docker/config.json", cut_short),
         ("root/.docker/config.json", docker_config(password)),
         ("home/app/.npmrc", npmrc),
         ("root/.pypirc", pypirc),
@@ -128,6 +134,18 @@ def test_generic_high_entropy_only_in_config_files_and_only_random_values() -> N
     assert rules("etc/app/app.ini", "password = changeme-please-now\n") == []  # no digits
     assert rules("etc/app/app.ini", "password = aaaaaaaaaaaaaaaa1\n") == []  # low entropy
     assert rules("etc/app/app.ini", "token_url = https://example.com/oauth/token1\n") == []
+
+
+def test_generic_rule_names_may_be_long_but_words_cost_linear_time() -> None:
+    value = random_text(ALNUM, 32)
+    name = "spring.datasource.hikari.data-source-properties." + "x" * 70 + ".password"
+    assert rules("etc/app/app.properties", f"{name} = {value}\n") == ["secret.generic-high-entropy"]
+    # Each word took the unbounded pattern hours (quadratic backtracking); CPU time, so a
+    # loaded machine does not fail it, with a wide margin over the ~10 ms it takes.
+    for word in ("password" * 130_000, base64.b64encode(os.urandom(800_000)).decode()):
+        started = time.process_time()
+        assert rules("app/seeds.json", f'{{"keyid": "{word}"}}') == []
+        assert time.process_time() - started < 5
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,15 @@ import zstandard
 from tests.support.tars import gzip_bomb, many_entries
 from tests.unit.scan.conftest import FakeBlobs, files, special, tar_bytes
 from verifiers.scan.limits import ScanLimits
-from verifiers.scan.reader import LayerReport, read_layer
+from verifiers.scan.reader import (
+    UNREAD_HEADER,
+    UNREAD_LONG_PATH,
+    UNREAD_OUTSIDE,
+    UNREAD_TYPE,
+    UNREAD_WHITEOUT,
+    LayerReport,
+    read_layer,
+)
 from verifiers.scan.tarstream import Entry
 
 METADATA = b"Metadata-Version: 2.1\nName: Demo_Pkg\nVersion: 1.2.3\n\nLong description\n"
@@ -56,6 +64,7 @@ def rules(report: LayerReport) -> set[str]:
 async def test_formats_by_magic(compress, fmt) -> None:
     report, visitor = await read(compress(LAYER))
     assert report.format == fmt and report.problems == []
+    assert report.unread == {} and report.stopped == ""
     assert visitor.got == {"usr/lib/python3/site/demo_pkg-1.2.3.dist-info/METADATA": METADATA}
 
 
@@ -68,7 +77,7 @@ async def test_long_names_and_dot_slash_prefixes() -> None:
 async def test_truncated_gzip_is_a_finding() -> None:
     data = gzip.compress(LAYER + tar_bytes(files({"big": bytes(range(256)) * 4000})))
     report, _ = await read(data[: len(data) // 2])
-    assert rules(report) == {"layer.truncated"}
+    assert rules(report) == {"layer.truncated"} and report.stopped == "layer.truncated"
 
 
 async def test_garbage_is_corrupt_not_a_crash() -> None:
@@ -102,6 +111,7 @@ async def test_gzip_bomb_is_stopped_early() -> None:
     limits = ScanLimits()
     report = await read_layer(blobs, "sha256:bomb", limits, Wanted())
     assert rules(report) == {"layer.compression-bomb"}
+    assert report.stopped == "layer.compression-bomb"
     # Stopped once the ratio was judged (after the grace bytes), not at the 16 GiB end.
     assert not stream.exhausted
     assert report.decompressed_bytes < limits.ratio_grace_bytes + 2 * 64 * 1024**2
@@ -135,16 +145,46 @@ async def test_traversal_absolute_device_and_hardlinks() -> None:
         "layer.device-file": ["dev/sda", "dev/null"],
         "layer.hardlink-outside": ["ok/missing", "ok/escape"],
     }
+    assert report.unread == {UNREAD_OUTSIDE: 2}  # devices and links hold no data
 
 
 async def test_path_and_header_limits() -> None:
     long_name = "a/" * 3000 + "f"
     report, _ = await read(tar_bytes(files({long_name: b"x", "fine": b"y"})))
     assert rules(report) == {"layer.path-too-long"}
+    assert report.unread == {UNREAD_LONG_PATH: 1}
     report, _ = await read(
         tar_bytes(files({long_name: b"x", "fine": b"y"})), ScanLimits(max_header_bytes=1024)
     )
     assert rules(report) == {"layer.oversized-header"}
+    assert report.unread == {UNREAD_HEADER: 1}
+
+
+async def test_every_unread_entry_is_counted_past_the_recorded_problems() -> None:
+    members = [(tarfile.TarInfo("a/" * 2100 + f"{n}"), b"k") for n in range(8)]
+    report, _ = await read(tar_bytes(members))
+    assert report.unread == {UNREAD_LONG_PATH: 8}
+    assert sum(p.count for p in report.problems) == 8 and len(report.problems) == 6
+
+
+async def test_whiteouts_and_unknown_entry_types_holding_data_are_unread() -> None:
+    strange = tarfile.TarInfo("opt/volume")
+    strange.type = b"V"  # GNU volume header: not a file to the reader, a file to ``tar -x``
+    members = [
+        (tarfile.TarInfo("etc/.wh.passwd"), b""),  # a plain whiteout: nothing to read
+        (tarfile.TarInfo("etc/.wh.shadow"), b"AKIA data a runtime never shows"),
+        (strange, b"data"),
+    ]
+    report, _ = await read(tar_bytes(members))
+    assert report.unread == {UNREAD_WHITEOUT: 1, UNREAD_TYPE: 1}
+    assert report.whiteouts == ["etc/passwd", "etc/shadow"]
+
+
+async def test_oversized_headers_before_a_fatal_problem_are_still_counted() -> None:
+    layer = tar_bytes(files({"a/" * 3000 + "f": b"x", "big": bytes(range(256)) * 4000}))
+    report, _ = await read(layer[: len(layer) // 2], ScanLimits(max_header_bytes=1024))
+    assert rules(report) == {"layer.oversized-header", "layer.truncated"}
+    assert report.unread == {UNREAD_HEADER: 1} and report.stopped == "layer.truncated"
 
 
 async def test_wanted_file_over_the_memory_limit_is_skipped_and_recorded() -> None:
