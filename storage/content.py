@@ -332,6 +332,7 @@ async def _index_links(session: AsyncSession, repository: str, where: Any, pick:
     """One side of the index -> child links of ``repository`` that match ``where``."""
     rows = await session.scalars(
         select(pick)
+        .select_from(ManifestRef)
         .join(Manifest, Manifest.id == ManifestRef.manifest_id)
         .where(Manifest.repository == repository, ManifestRef.kind == "manifest", where)
         .distinct()

@@ -1,5 +1,6 @@
 """Properties of the gate, through the real registry: whatever a pusher writes around them, a
-quarantined layer and a layer with a newly planted secret never reach a pull-only identity.
+quarantined layer and a layer with a newly planted secret (readable, or at a path too long for
+the scanner to read) never reach a pull-only identity.
 
 Hypothesis draws manifests and indexes (OCI and Docker formats, any media types, an
 ``artifactType``, a ``subject``, annotations, configs that are real, empty, foreign or
@@ -26,6 +27,7 @@ from tests.support.bypass import (
     DOCKER_MANIFEST,
     EMPTY,
     EMPTY_BLOB,
+    HIDDEN,
     OCI_INDEX,
     Accounts,
     Image,
@@ -116,7 +118,8 @@ class Shape:
     config_type: str
     layers: tuple[tuple[str, str], ...]
     """(which layer, its media type): ``leak`` (the quarantined one), ``fresh`` (a new layer
-    with a newly planted key), ``base`` (the clean shared base)."""
+    with a newly planted key), ``hidden`` (a new layer with a key at a path too long to read),
+    ``base`` (the clean shared base)."""
     artifact_type: str | None
     subject: str | None
     """``clean``, ``quarantined``, ``nowhere``, or None."""
@@ -131,7 +134,9 @@ shapes = st.builds(
     config=st.sampled_from(["quarantined", "empty", "foreign", "array", "not-json", "real"]),
     config_type=st.sampled_from(CONFIG_TYPES),
     layers=st.lists(
-        st.tuples(st.sampled_from(["leak", "fresh", "base"]), st.sampled_from(LAYER_TYPES)),
+        st.tuples(
+            st.sampled_from(["leak", "fresh", "hidden", "base"]), st.sampled_from(LAYER_TYPES)
+        ),
         min_size=1,
         max_size=3,
     )
@@ -156,6 +161,8 @@ def build(
             data = world.quarantined.layers[1]
         elif which == "fresh":
             data, _ = leaking_layer()
+        elif which == "hidden":
+            data, _ = leaking_layer(path=HIDDEN)
         else:
             data = world.quarantined.layers[0]
         push_blob(http, REPO, data)

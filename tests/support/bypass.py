@@ -116,11 +116,15 @@ def tar_layer(files: dict[str, bytes]) -> tuple[bytes, str]:
     return result
 
 
-def leaking_layer(key: str | None = None) -> tuple[bytes, str]:
-    """A layer whose only fault is an AWS access key in a credentials file."""
+HIDDEN = "/".join(["d" * 200] * 21) + "/credentials"
+"""A 4,2xx-byte path: over the tar reader's limit, so the file is never read."""
+
+
+def leaking_layer(key: str | None = None, path: str = "root/.aws/credentials") -> tuple[bytes, str]:
+    """A layer whose only fault is an AWS access key in a credentials file at ``path``."""
     body = f"[default]\naws_access_key_id = {key or aws_key()}\n".encode()
     # Random bytes beside it, so the layer is larger than any error answer.
-    return tar_layer({"root/.aws/credentials": body, "app/run.bin": secrets.token_bytes(8192)})
+    return tar_layer({path: body, "app/run.bin": secrets.token_bytes(8192)})
 
 
 def clean_layer(name: str = "app/data.txt") -> tuple[bytes, str]:

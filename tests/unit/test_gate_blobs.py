@@ -144,3 +144,16 @@ async def test_a_hold_covers_the_blob_everywhere(db: Any) -> None:
     async with db() as session, session.begin():
         assert sorted(await content.lift_holds(session, "a/held", digest(3))) == [BASE, CONFIG]
     assert (await judge(db, "c/rewrap", BASE)).allowed
+
+
+async def test_index_links_both_ways(db: Any) -> None:
+    """What an index lists and which indexes list a manifest: the dependency lookups."""
+    child, other, index = digest(1), digest(2), digest(9)
+    refs = tuple(DescriptorRecord("manifest", d, "m", 1) for d in (child, other))
+    async with db() as session, session.begin():
+        await record_manifest(session, ManifestRecord("a/x", index, "i", 10, refs=refs), None)
+    async with db() as session:
+        assert await content.children(session, "a/x", index) == sorted([child, other])
+        assert await content.parents(session, "a/x", child) == [index]
+        assert await content.parents(session, "b/x", child) == []
+        assert await content.dependents(session, "a/x", other) == [index]
