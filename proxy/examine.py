@@ -53,6 +53,7 @@ from verifiers.pipeline import Outcome
 VERSION = "1"
 """Of the content examination; changes when the same content could be judged otherwise."""
 
+INDEX = Classification(Kind.INDEX, None, "an index: each platform image is verified")
 Submit = Callable[[str, str, str], Awaitable[None]]
 """Queue a verification of (repository, digest) for a reason."""
 
@@ -113,7 +114,7 @@ class Examiner:
     async def examine(self, fetched: Fetched, policy: Policy) -> Examined:
         record = fetched.record
         if record.config_digest is None:
-            found = Examined(classify(**_index_args(policy)))
+            found = Examined(INDEX)
         else:
             found = await self._image_like(fetched, policy)
         found = await self._holds(fetched, found)
@@ -253,18 +254,6 @@ class Examiner:
 
 def _with(found: Examined, **changes: Any) -> Examined:
     return replace(found, **changes)
-
-
-def _index_args(policy: Policy) -> dict[str, Any]:
-    return {
-        "is_index": True,
-        "declared": None,
-        "archives": {},
-        "image_config": False,
-        "seen": (),
-        "allowed": policy.artifact_types,
-        "policy": policy.name,
-    }
 
 
 def _platform(platform: dict[str, Any]) -> str:
