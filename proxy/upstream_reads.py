@@ -2,6 +2,8 @@
 
 Every read is checked (digests of manifests, size limits) and streamed: a verifier never gets a
 whole blob, and a pusher's manifest cannot make the gatekeeper buffer more than its limits.
+Blob reads follow the upstream's redirects to object storage (``proxy.redirects``: streamed,
+with the same timeouts, never with the upstream's credentials).
 These implement the read interfaces of ``verifiers.base`` (``BlobOpener``, ``ManifestFetcher``,
 ``RepositoryOpener``) over the one upstream connection.
 """
@@ -12,11 +14,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from aiohttp import ClientResponse
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from proxy.forward import read_at_most
 from proxy.names import MAX_NAME_LENGTH, NAME_RE
 from proxy.oci import MANIFEST_TYPES, sha256_digest
+from proxy.redirects import from_store, read
 from proxy.upstream import Upstream, v2_path
 from storage import manifests
 from verifiers.base import Descriptor, FetchedManifest, RepositoryView, VerifierError
@@ -34,30 +38,34 @@ class UpstreamBlobs:
 
     @contextlib.asynccontextmanager
     async def open(self, digest: str) -> AsyncIterator[AsyncIterator[bytes]]:
-        path = v2_path(self._repository, "blobs", digest)
-        resp = await self._upstream.request(
-            "GET", path, scopes=(f"repository:{self._repository}:pull",)
-        )
+        resp = await read(self._upstream, "GET", self._path(digest), scopes=self._scopes)
         try:
             if resp.status != 200:
-                raise VerifierError(f"blob {digest}: upstream answered {resp.status}")
+                raise VerifierError(f"blob {digest}: {self._who(resp)} answered {resp.status}")
             yield resp.content.iter_chunked(CHUNK)
         finally:
             resp.release()
 
     async def head(self, digest: str, size: int) -> bytes:
-        """The first ``size`` bytes of a blob (a ``Range`` request; a registry that ignores it
-        is read only that far)."""
-        path = v2_path(self._repository, "blobs", digest)
-        async with await self._upstream.request(
-            "GET",
-            path,
-            scopes=(f"repository:{self._repository}:pull",),
-            headers={"Range": f"bytes=0-{size - 1}"},
+        """The first ``size`` bytes of a blob (a ``Range`` request; a registry or store that
+        ignores it is read only that far)."""
+        headers = {"Range": f"bytes=0-{size - 1}"}
+        async with await read(
+            self._upstream, "GET", self._path(digest), scopes=self._scopes, headers=headers
         ) as resp:
             if resp.status not in (200, 206):
-                raise VerifierError(f"blob {digest}: upstream answered {resp.status}")
+                raise VerifierError(f"blob {digest}: {self._who(resp)} answered {resp.status}")
             return await read_at_most(resp.content, size)
+
+    def _path(self, digest: str) -> str:
+        return v2_path(self._repository, "blobs", digest)
+
+    @property
+    def _scopes(self) -> tuple[str, ...]:
+        return (f"repository:{self._repository}:pull",)
+
+    def _who(self, resp: ClientResponse) -> str:
+        return "object storage" if from_store(self._upstream.base, resp) else "upstream"
 
     async def read(self, digest: str, limit: int) -> bytes | None:
         """A whole blob of at most ``limit`` bytes, or None if it is larger."""
