@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -34,7 +35,7 @@ from verifiers.base import Descriptor, Finding, Image, Verifier
 from verifiers.classify import CONTENT, MAX_CONFIG_BYTES, Kind, parse_config
 from verifiers.lifecycle import State
 from verifiers.pipeline import Outcome, applies, run_pipeline
-from verifiers.policy import Decision, decide
+from verifiers.policy import Decision, decide, incomplete
 
 log = logging.getLogger("gatekeeper.verification")
 
@@ -42,6 +43,20 @@ GK = "gatekeeper"
 """The actor of verdict changes the gatekeeper makes itself."""
 SPREAD_LIMIT = 1000
 """Most manifests one verification queues again because a blob they share gained findings."""
+ABANDONED_SWEEP_SECONDS = 30.0
+"""How often the sweeper looks for pending images whose verification was dead-lettered where
+:meth:`VerificationService._failed` did not see it (a job whose workers kept dying, a crash
+between burying the job and deciding, images left pending by an older version)."""
+INCOMPLETE_RULE = "verification.incomplete"
+"""The finding of a verification that could not complete (``verifiers.policy.incomplete``)."""
+
+
+def _failure_text(exc: Exception) -> str:
+    """Why an attempt failed, as the job (and a verdict that gives up on it) records it: an
+    OCI error's own message is written for people; anything else is named by its class."""
+    if isinstance(exc, OCIError):
+        return exc.message
+    return f"{exc.__class__.__name__}: {exc}"
 
 
 class ImageGone(Exception):
@@ -74,8 +89,13 @@ class VerificationService:
         upstream: Upstream,
         verifiers: list[Verifier],
         bus: EventBus,
+        *,
+        on_incomplete: Callable[[], None] | None = None,
     ) -> None:
+        """``on_incomplete`` is called for each image a dead-lettered verification leaves
+        with a failure verdict (the metrics count them)."""
         self.settings = settings
+        self._on_incomplete = on_incomplete
         self.db = db
         self.upstream = upstream
         self.verifiers = verifiers
@@ -272,13 +292,61 @@ class VerificationService:
                 session,
                 job.id,
                 self.owner,
-                f"{exc.__class__.__name__}: {exc}",
+                _failure_text(exc),
                 job.attempts,
                 cfg.max_attempts,
                 cfg.retry_base_seconds,
             )
         if state == "dead":
             log.error("job %s dead-lettered after %s attempts", job.id, job.attempts)
+            await self.settle_abandoned(job.repository, job.digest)
+
+    async def settle_abandoned(self, repository: str, digest: str) -> bool:
+        """Decide an image whose latest verification was dead-lettered while it was still
+        ``pending``: a failure that says why (``verifiers.policy.incomplete``), so it is
+        never "still being verified" for ever. Only a pending verdict is touched: a decided
+        image keeps its decision (a failed re-scan says nothing new of the content), and an
+        admin's release or hold stays (``lifecycle.settle``). A later verification that
+        completes replaces it. True if it was decided here."""
+        policy = match_policy(self.settings.policies, repository)
+        async with self.db() as session, session.begin():
+            found = await jobs.abandoned(session, limit=1, image=(repository, digest))
+            if not found:
+                return False
+            dead = found[0]
+            why = (
+                f"{dead.error[:500]} (after {dead.attempts} attempts; `gatekeeper quarantine "
+                f"rescan {repository}@{digest}` verifies it again)"
+            )
+            decision = incomplete(policy, repository, why)
+            reason = decision.reasons[0]
+            finding = FindingRecord(GK, INCOMPLETE_RULE, "critical", reason, "verification")
+            record = DecisionRecord(
+                state=decision.state,
+                reasons=decision.reasons,
+                policy=decision.policy,
+                policy_version=decision.policy_version,
+                data_versions={},
+                outcomes=(),
+                findings=(finding,),
+            )
+            old, new = await verdicts.record_decision(session, repository, digest, record)
+            stored = await verdicts.get(session, repository, digest)
+        assert stored is not None
+        log.error("%s@%s: %s", repository, digest, reason)
+        if self._on_incomplete is not None:
+            self._on_incomplete()
+        await self._announce(stored, old, new, decision, set(), [], policy.name)
+        return True
+
+    async def settle_all_abandoned(self) -> int:
+        """:meth:`settle_abandoned` for every pending image whose latest job is dead."""
+        async with self.db() as session:
+            found = await jobs.abandoned(session, limit=100)
+        settled = 0
+        for dead in found:
+            settled += await self.settle_abandoned(dead.repository, dead.digest)
+        return settled
 
     async def refuse(self, repository: str, digest: str, why: str) -> None:
         """Quarantine an image whose manifest the gatekeeper does not accept (more entries
@@ -317,8 +385,16 @@ class VerificationService:
                     await jobs.extend_lease(session, job_id, self.owner, self._lease)
 
     async def _sweeper(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_abandoned = loop.time()
         while True:
             await asyncio.sleep(1.0)
+            if loop.time() >= next_abandoned:
+                next_abandoned = loop.time() + ABANDONED_SWEEP_SECONDS
+                try:
+                    await self.settle_all_abandoned()
+                except DATABASE_ERRORS as exc:
+                    log.error("sweep of dead-lettered verifications failed: %s", exc)
             try:
                 async with self.db() as session, session.begin():
                     expired = await verdicts.expire_releases(session)
