@@ -188,7 +188,8 @@ class Settings(BaseSettings):
     Clients never see them and never send their own upstream."""
     upstream_storage_root: Path | None = None
     """The registry's ``storage.filesystem.rootdirectory`` mounted read-only, so blob GETs that
-    pass the gate are served by sendfile instead of being copied through Python."""
+    pass the gate are served by sendfile instead of being copied through Python. Empty means
+    unset (a compose override cannot remove a variable): with object storage, leave it so."""
     blob_redirects: Literal["client", "proxy"] = "client"
     """A blob GET or HEAD that passed the gate, when the upstream answers it with a redirect to
     object storage (a registry on S3 with ``redirect`` on): ``client`` passes the redirect on,
@@ -242,6 +243,11 @@ class Settings(BaseSettings):
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError("must be host:port, for example 127.0.0.1:5000")
         return value
+
+    @field_validator("upstream_storage_root", mode="before")
+    @classmethod
+    def _empty_root_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("public_aliases")
     @classmethod
