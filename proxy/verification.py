@@ -31,7 +31,14 @@ from proxy.upstream_reads import ACCEPT, UpstreamBlobs, UpstreamManifests, Upstr
 from storage import content, jobs, manifests, verdicts
 from storage.db import DATABASE_ERRORS
 from storage.verdicts import DecisionRecord, FindingRecord, VerdictView
-from verifiers.base import Descriptor, Finding, Image, Verifier
+from verifiers.base import (
+    Descriptor,
+    Finding,
+    Image,
+    SourceUnavailable,
+    Verifier,
+    VerifierError,
+)
 from verifiers.classify import CONTENT, MAX_CONFIG_BYTES, Kind, parse_config
 from verifiers.lifecycle import State
 from verifiers.pipeline import Outcome, applies, run_pipeline
@@ -56,7 +63,17 @@ def _failure_text(exc: Exception) -> str:
     OCI error's own message is written for people; anything else is named by its class."""
     if isinstance(exc, OCIError):
         return exc.message
+    if isinstance(exc, VerifierError):  # raised on purpose, with a message for people
+        return str(exc)
     return f"{exc.__class__.__name__}: {exc}"
+
+
+def _readable(outcomes: list[Outcome]) -> None:
+    """Raise when a verifier could not read the image (the registry or its object storage
+    failed): no decision is made on a partial reading; the job is retried."""
+    unread = [o for o in outcomes if o.unavailable]
+    if unread:
+        raise SourceUnavailable("; ".join(f"{o.verifier}: {o.detail}" for o in unread)[:1000])
 
 
 class ImageGone(Exception):
@@ -431,6 +448,7 @@ class VerificationService:
         if examined.kind in (Kind.IMAGE, Kind.INDEX):
             image = await self._image(fetched, policy, examined.config, examined.config_problem)
             outcomes += await run_pipeline(image, self.verifiers, self._timeouts, 120.0)
+            _readable(outcomes)
             expected = (
                 frozenset(v.name for v in self.verifiers if applies(v, image))
                 if examined.kind == Kind.INDEX

@@ -28,6 +28,10 @@ class FakeStore:
     seen: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     status: int | None = None
     loop: bool = False
+    failing: set[str] = field(default_factory=set)
+    """Digests answered ``503`` (a store in trouble for some objects)."""
+    dying: set[str] = field(default_factory=set)
+    """Digests whose transfer breaks off after a few bytes."""
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -40,9 +44,19 @@ class FakeStore:
             return web.Response(status=307, headers={"Location": request.path_qs})
         if self.status is not None:
             return web.Response(status=self.status, body=b"<Error>AccessDenied</Error>")
-        data = self.blobs.get(request.match_info["digest"])
+        digest = request.match_info["digest"]
+        data = self.blobs.get(digest)
         if data is None:
             raise web.HTTPNotFound()
+        if digest in self.failing:
+            return web.Response(status=503, body=b"<Error>SlowDown</Error>")
+        if digest in self.dying:
+            resp = web.StreamResponse(headers={"Content-Length": str(len(data))})
+            await resp.prepare(request)
+            await resp.write(data[:10])
+            assert request.transport is not None
+            request.transport.close()
+            return resp
         wanted = _RANGE.fullmatch(request.headers.get("Range", ""))
         headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes"}
         if wanted is None:

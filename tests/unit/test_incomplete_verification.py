@@ -40,6 +40,7 @@ REPO = "team/app"
 
 
 def policies(mode: str = "enforce") -> str:
+    """One policy for every repository, requiring config-sanity."""
     return json.dumps(
         [{"name": "strict", "repositories": ["*"], "require": ["config-sanity"], "mode": mode}]
     )
@@ -49,6 +50,7 @@ def policies(mode: str = "enforce") -> str:
 class Rig:
     service: VerificationService
     registry: RedirectingRegistry
+    store: FakeStore
     store_url: str
     db: Any
     changes: list[VerdictChange] = field(default_factory=list)
@@ -78,16 +80,17 @@ async def rig(fresh_db: Database, request: pytest.FixtureRequest) -> AsyncIterat
     registry.manifests[DIGEST] = (OCI_MANIFEST, MANIFEST)
     registry_server = TestServer(registry.app())
     await registry_server.start_server()
-    mode = getattr(request, "param", "enforce")
+    extra: dict[str, str] = getattr(request, "param", {})
     settings = load_settings(
         env={
             "GATEKEEPER_UPSTREAM_URL": str(registry_server.make_url("/")),
             "GATEKEEPER_DATABASE_URL": fresh_db.url,
             "GATEKEEPER_UPSTREAM_USERNAME": USERNAME,
             "GATEKEEPER_UPSTREAM_PASSWORD": PASSWORD,
-            "GATEKEEPER_POLICIES": policies(mode),
+            "GATEKEEPER_POLICIES": policies(),
             "GATEKEEPER_VERIFICATION__MAX_ATTEMPTS": "2",
             "GATEKEEPER_VERIFICATION__RETRY_BASE_SECONDS": "0.05",
+            **extra,
         }
     )
     engine = create_engine(settings.database_url)
@@ -105,7 +108,9 @@ async def rig(fresh_db: Database, request: pytest.FixtureRequest) -> AsyncIterat
         bus,
         on_incomplete=lambda: incomplete.append(None),
     )
-    built = Rig(service, registry, str(store_server.make_url("/")), db, incomplete=incomplete)
+    built = Rig(
+        service, registry, store, str(store_server.make_url("/")), db, incomplete=incomplete
+    )
 
     async def listen(change: VerdictChange) -> None:
         built.changes.append(change)
@@ -152,13 +157,37 @@ async def test_an_unreachable_store_ends_in_a_failure_that_says_why_and_a_rescan
         assert await verdicts.findings(session, REPO, DIGEST) == []
 
 
-@pytest.mark.parametrize("rig", ["warn"], indirect=True)
+@pytest.mark.parametrize("rig", [{"GATEKEEPER_POLICIES": policies("warn")}], indirect=True)
 async def test_warn_mode_reports_it_and_does_not_block(rig: Rig) -> None:
     await rig.service.submit(REPO, DIGEST, "pushed", identity="paul")
     assert await rig.settle() == State.PASSED
     found = await rig.service.verdict(REPO, DIGEST)
     assert found is not None and found.reasons[0].startswith("verification could not complete")
     assert [c.event for c in rig.changes] == ["warned", State.PASSED]
+
+
+@pytest.mark.parametrize(
+    "rig",
+    [{"GATEKEEPER_VERIFIERS": json.dumps({"config-sanity": {}, "secrets": {}})}],
+    indirect=True,
+)
+async def test_a_layer_the_store_cannot_serve_is_retried_not_decided(rig: Rig) -> None:
+    """The config reads, the layer does not (the store answers 503): the secrets verifier could
+    not read the image, which is no result about it. The job is retried, not decided on a
+    partial reading; after the last attempt the failure says what could not be read."""
+    rig.store_comes_back()
+    rig.store.failing.add(digest_of(LAYER))
+    await rig.service.submit(REPO, DIGEST, "pushed", identity="paul")
+    assert await rig.settle() == State.QUARANTINED
+    found = await rig.service.verdict(REPO, DIGEST)
+    assert found is not None
+    why = found.reasons[0]
+    assert why.startswith("verification could not complete: secrets: could not read the image:")
+    assert f"blob {digest_of(LAYER)}: object storage answered 503" in why
+    assert "after 2 attempts" in why
+    rig.store.failing.clear()
+    await rig.service.submit(REPO, DIGEST, "rescan", identity=jobs.admin("ops"))
+    assert await rig.settle() == State.PASSED
 
 
 async def test_a_decided_image_keeps_its_verdict_when_a_rescan_cannot_complete(rig: Rig) -> None:

@@ -12,7 +12,6 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from config.settings import load_settings
-from proxy.errors import OCIError
 from proxy.upstream import Upstream, make_client_session, make_token_client
 from proxy.upstream_reads import UpstreamBlobs
 from tests.support.database import Database
@@ -26,7 +25,7 @@ from tests.unit.objectstore_fakes import (
     FakeStore,
     RedirectingRegistry,
 )
-from verifiers.base import VerifierError
+from verifiers.base import SourceUnavailable, VerifierError
 
 DATA = bytes(range(256)) * 64
 DIGEST = digest_of(DATA)
@@ -116,9 +115,24 @@ async def test_a_store_refusal_fails_the_read_and_names_the_store(rig: Rig) -> N
         await rig.blobs.head(DIGEST, 10)
 
 
+async def test_a_store_in_trouble_is_unavailable_and_a_missing_blob_is_not(rig: Rig) -> None:
+    """A server error, a broken-off transfer or no answer says nothing of the blob: the
+    verification is retried (``SourceUnavailable``); a missing blob is an answer about it."""
+    rig.store.failing.add(DIGEST)
+    with pytest.raises(SourceUnavailable, match="object storage answered 503"):
+        await read_all(rig.blobs, DIGEST)
+    rig.store.failing.clear()
+    rig.store.dying.add(DIGEST)
+    with pytest.raises(SourceUnavailable, match="reading it failed"):
+        await read_all(rig.blobs, DIGEST)
+    with pytest.raises(VerifierError, match="object storage answered 404") as missing:
+        await read_all(rig.blobs, digest_of(b"never pushed"))
+    assert not isinstance(missing.value, SourceUnavailable)
+
+
 async def test_a_redirect_loop_is_cut_short(rig: Rig) -> None:
     rig.store.loop = True
-    with pytest.raises(OCIError, match="redirected more than 5 times"):
+    with pytest.raises(SourceUnavailable, match="redirected more than 5 times"):
         await read_all(rig.blobs, DIGEST)
     assert len(rig.store.seen) == 5
 
@@ -137,7 +151,7 @@ async def test_an_unreachable_store_is_named_as_such(fresh_db: Database) -> None
     session, tokens = make_client_session(settings), make_token_client(settings)
     try:
         blobs = UpstreamBlobs(Upstream(settings, session, tokens), "r/x")
-        with pytest.raises(OCIError, match="the registry's object storage is unreachable"):
+        with pytest.raises(SourceUnavailable, match="the registry's object storage is unreachable"):
             await read_all(blobs, DIGEST)
     finally:
         await tokens.aclose()
