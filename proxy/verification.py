@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.policy import Policy, match_policy
 from config.settings import Settings
+from proxy import incomplete
 from proxy.errors import Code, OCIError
 from proxy.events import EventBus, VerdictChange
 from proxy.examine import Examined, Examiner, Fetched, inherited_outcome
@@ -35,14 +36,12 @@ from verifiers.base import (
     Descriptor,
     Finding,
     Image,
-    SourceUnavailable,
     Verifier,
-    VerifierError,
 )
 from verifiers.classify import CONTENT, MAX_CONFIG_BYTES, Kind, parse_config
 from verifiers.lifecycle import State
 from verifiers.pipeline import Outcome, applies, run_pipeline
-from verifiers.policy import Decision, decide, incomplete
+from verifiers.policy import Decision, decide
 
 log = logging.getLogger("gatekeeper.verification")
 
@@ -50,30 +49,6 @@ GK = "gatekeeper"
 """The actor of verdict changes the gatekeeper makes itself."""
 SPREAD_LIMIT = 1000
 """Most manifests one verification queues again because a blob they share gained findings."""
-ABANDONED_SWEEP_SECONDS = 30.0
-"""How often the sweeper looks for pending images whose verification was dead-lettered where
-:meth:`VerificationService._failed` did not see it (a job whose workers kept dying, a crash
-between burying the job and deciding, images left pending by an older version)."""
-INCOMPLETE_RULE = "verification.incomplete"
-"""The finding of a verification that could not complete (``verifiers.policy.incomplete``)."""
-
-
-def _failure_text(exc: Exception) -> str:
-    """Why an attempt failed, as the job (and a verdict that gives up on it) records it: an
-    OCI error's own message is written for people; anything else is named by its class."""
-    if isinstance(exc, OCIError):
-        return exc.message
-    if isinstance(exc, VerifierError):  # raised on purpose, with a message for people
-        return str(exc)
-    return f"{exc.__class__.__name__}: {exc}"
-
-
-def _readable(outcomes: list[Outcome]) -> None:
-    """Raise when a verifier could not read the image (the registry or its object storage
-    failed): no decision is made on a partial reading; the job is retried."""
-    unread = [o for o in outcomes if o.unavailable]
-    if unread:
-        raise SourceUnavailable("; ".join(f"{o.verifier}: {o.detail}" for o in unread)[:1000])
 
 
 class ImageGone(Exception):
@@ -309,7 +284,7 @@ class VerificationService:
                 session,
                 job.id,
                 self.owner,
-                _failure_text(exc),
+                incomplete.failure_text(exc),
                 job.attempts,
                 cfg.max_attempts,
                 cfg.retry_base_seconds,
@@ -320,7 +295,7 @@ class VerificationService:
 
     async def settle_abandoned(self, repository: str, digest: str) -> bool:
         """Decide an image whose latest verification was dead-lettered while it was still
-        ``pending``: a failure that says why (``verifiers.policy.incomplete``), so it is
+        ``pending``: a failure that says why (``proxy.incomplete``), so it is
         never "still being verified" for ever. Only a pending verdict is touched: a decided
         image keeps its decision (a failed re-scan says nothing new of the content), and an
         admin's release or hold stays (``lifecycle.settle``). A later verification that
@@ -330,27 +305,11 @@ class VerificationService:
             found = await jobs.abandoned(session, limit=1, image=(repository, digest))
             if not found:
                 return False
-            dead = found[0]
-            why = (
-                f"{dead.error[:500]} (after {dead.attempts} attempts; `gatekeeper quarantine "
-                f"rescan {repository}@{digest}` verifies it again)"
-            )
-            decision = incomplete(policy, repository, why)
-            reason = decision.reasons[0]
-            finding = FindingRecord(GK, INCOMPLETE_RULE, "critical", reason, "verification")
-            record = DecisionRecord(
-                state=decision.state,
-                reasons=decision.reasons,
-                policy=decision.policy,
-                policy_version=decision.policy_version,
-                data_versions={},
-                outcomes=(),
-                findings=(finding,),
-            )
+            decision, record = incomplete.decision_for(policy, found[0])
             old, new = await verdicts.record_decision(session, repository, digest, record)
             stored = await verdicts.get(session, repository, digest)
         assert stored is not None
-        log.error("%s@%s: %s", repository, digest, reason)
+        log.error("%s@%s: %s", repository, digest, decision.reasons[0])
         if self._on_incomplete is not None:
             self._on_incomplete()
         await self._announce(stored, old, new, decision, set(), [], policy.name)
@@ -407,7 +366,7 @@ class VerificationService:
         while True:
             await asyncio.sleep(1.0)
             if loop.time() >= next_abandoned:
-                next_abandoned = loop.time() + ABANDONED_SWEEP_SECONDS
+                next_abandoned = loop.time() + incomplete.SWEEP_SECONDS
                 try:
                     await self.settle_all_abandoned()
                 except DATABASE_ERRORS as exc:
@@ -448,7 +407,7 @@ class VerificationService:
         if examined.kind in (Kind.IMAGE, Kind.INDEX):
             image = await self._image(fetched, policy, examined.config, examined.config_problem)
             outcomes += await run_pipeline(image, self.verifiers, self._timeouts, 120.0)
-            _readable(outcomes)
+            incomplete.require_readable(outcomes)
             expected = (
                 frozenset(v.name for v in self.verifiers if applies(v, image))
                 if examined.kind == Kind.INDEX

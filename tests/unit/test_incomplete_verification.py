@@ -18,8 +18,9 @@ from sqlalchemy import update
 
 from config.settings import load_settings
 from proxy.events import EventBus, VerdictChange
+from proxy.incomplete import RULE as INCOMPLETE_RULE
 from proxy.upstream import Upstream, make_client_session, make_token_client
-from proxy.verification import INCOMPLETE_RULE, VerificationService
+from proxy.verification import VerificationService
 from storage import jobs, verdicts
 from storage.db import create_engine, sessionmaker, upgrade
 from storage.layer_cache import DbLayerCache
