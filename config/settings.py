@@ -15,7 +15,7 @@ import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import (
     AnyHttpUrl,
@@ -188,9 +188,18 @@ class Settings(BaseSettings):
     Clients never see them and never send their own upstream."""
     upstream_storage_root: Path | None = None
     """The registry's ``storage.filesystem.rootdirectory`` mounted read-only, so blob GETs that
-    pass the gate are served by sendfile instead of being copied through Python."""
+    pass the gate are served by sendfile instead of being copied through Python. Empty means
+    unset (a compose override cannot remove a variable): with object storage, leave it so."""
+    blob_redirects: Literal["client", "proxy"] = "client"
+    """A blob GET or HEAD that passed the gate, when the upstream answers it with a redirect to
+    object storage (a registry on S3 with ``redirect`` on): ``client`` passes the redirect on,
+    so the bytes go from the object store to the client, which must reach it; ``proxy`` makes
+    the gatekeeper follow it and stream the bytes (Range requests too), for networks where
+    clients cannot reach the store. Verification reads always follow redirects."""
     upstream_timeout_seconds: float = Field(default=30.0, gt=0)
-    """Connect and header timeout for upstream requests; bodies are streamed without a limit."""
+    """Connect and header timeout for upstream requests, and for the object storage its
+    redirects point at; bodies are streamed without a total limit (a read that stalls for
+    longer than this, at least 60 s, fails)."""
     client_body_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
     """Longest a client may leave an upload body idle (no byte arriving) before the request is
     answered 408 and the upstream request aborted; bounds slowloris-style uploads, not their
@@ -234,6 +243,11 @@ class Settings(BaseSettings):
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError("must be host:port, for example 127.0.0.1:5000")
         return value
+
+    @field_validator("upstream_storage_root", mode="before")
+    @classmethod
+    def _empty_root_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("public_aliases")
     @classmethod

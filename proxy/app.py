@@ -182,7 +182,14 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             DbAdvisoryStore(db),
             registry=RegistryNames.of(public_hosts(settings)),
         )
-        verification = VerificationService(settings, db, upstream, verifiers, bus)
+        verification = VerificationService(
+            settings,
+            db,
+            upstream,
+            verifiers,
+            bus,
+            on_incomplete=metrics.verifications_incomplete.inc,
+        )
         app[SERVICES] = Services(
             settings=settings,
             engine=engine,

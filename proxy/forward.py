@@ -178,17 +178,20 @@ async def relay(
     resp: aiohttp.ClientResponse,
     upstream: URL,
     public: URL,
+    *,
+    extra: Mapping[str, str] | None = None,
 ) -> web.StreamResponse:
-    """Stream an upstream response to the client, headers filtered, body untouched.
+    """Stream an upstream response to the client, headers filtered (plus ``extra``, which the
+    gatekeeper vouches for), body untouched.
 
     If the upstream fails mid-body the client connection is aborted, so the client sees a
     truncated transfer as an error rather than a short success.
     """
     record = info(request)
     record.upstream_status = resp.status
-    out = web.StreamResponse(
-        status=resp.status, headers=response_headers(resp.headers, upstream, public)
-    )
+    headers = response_headers(resp.headers, upstream, public)
+    headers.update(extra or {})
+    out = web.StreamResponse(status=resp.status, headers=headers)
     length = resp.headers.get("Content-Length")
     if length is not None and length.isdigit():
         out.content_length = int(length)

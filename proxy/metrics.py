@@ -82,6 +82,12 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self.verifications_incomplete = Counter(
+            "gatekeeper_verifications_incomplete",
+            "Images whose verification could not complete (dead-lettered after every attempt) "
+            "and that got a failure verdict saying why, by this replica",
+            registry=self.registry,
+        )
         self.rescan_queued = Counter(
             "gatekeeper_rescan_images_queued",
             "Images queued for verification by re-verification runs of this replica",

@@ -201,8 +201,8 @@ class Upstream:
             {"upstream_status": 401},
         )
 
-    def _send(self, method: str, url: URL, *, headers: Mapping[str, str], data: Any) -> _Guarded:
-        return _Guarded(
+    def _send(self, method: str, url: URL, *, headers: Mapping[str, str], data: Any) -> Guarded:
+        return Guarded(
             self.session.request(
                 method,
                 url,
@@ -214,11 +214,13 @@ class Upstream:
         )
 
 
-class _Guarded:
-    """Await or ``async with`` an aiohttp request, turning transport failures into OCI errors."""
+class Guarded:
+    """Await or ``async with`` an aiohttp request, turning transport failures into OCI errors
+    that name ``what`` failed (the upstream registry, or the object storage it redirects to)."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: Any, what: str = "the upstream registry") -> None:
         self._ctx = ctx
+        self._what = what
         self._resp: aiohttp.ClientResponse | None = None
 
     def __await__(self) -> Generator[Any, None, aiohttp.ClientResponse]:
@@ -231,17 +233,17 @@ class _Guarded:
         except (aiohttp.ClientConnectorError, ConnectionRefusedError) as exc:
             raise OCIError(
                 Code.UPSTREAM_UNAVAILABLE,
-                "the upstream registry is unreachable; try again shortly",
+                f"{self._what} is unreachable; try again shortly",
                 {"error": exc.__class__.__name__},
             ) from exc
         except TimeoutError as exc:
             raise OCIError(
-                Code.UPSTREAM_UNAVAILABLE, "the upstream registry did not answer in time"
+                Code.UPSTREAM_UNAVAILABLE, f"{self._what} did not answer in time"
             ) from exc
         except aiohttp.ClientError as exc:
             raise OCIError(
                 Code.UPSTREAM_BAD_GATEWAY,
-                "the upstream registry failed",
+                f"{self._what} failed",
                 {"error": exc.__class__.__name__},
             ) from exc
 

@@ -2,6 +2,8 @@
 
 Every read is checked (digests of manifests, size limits) and streamed: a verifier never gets a
 whole blob, and a pusher's manifest cannot make the gatekeeper buffer more than its limits.
+Blob reads follow the upstream's redirects to object storage (``proxy.redirects``: streamed,
+with the same timeouts, never with the upstream's credentials).
 These implement the read interfaces of ``verifiers.base`` (``BlobOpener``, ``ManifestFetcher``,
 ``RepositoryOpener``) over the one upstream connection.
 """
@@ -12,14 +14,24 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
+from aiohttp import ClientResponse
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from proxy.errors import OCIError
 from proxy.forward import read_at_most
 from proxy.names import MAX_NAME_LENGTH, NAME_RE
 from proxy.oci import MANIFEST_TYPES, sha256_digest
+from proxy.redirects import from_store, read
 from proxy.upstream import Upstream, v2_path
 from storage import manifests
-from verifiers.base import Descriptor, FetchedManifest, RepositoryView, VerifierError
+from verifiers.base import (
+    Descriptor,
+    FetchedManifest,
+    RepositoryView,
+    SourceUnavailable,
+    VerifierError,
+)
 
 CHUNK = 256 * 1024
 ACCEPT = ", ".join(sorted(MANIFEST_TYPES))
@@ -34,30 +46,45 @@ class UpstreamBlobs:
 
     @contextlib.asynccontextmanager
     async def open(self, digest: str) -> AsyncIterator[AsyncIterator[bytes]]:
-        path = v2_path(self._repository, "blobs", digest)
-        resp = await self._upstream.request(
-            "GET", path, scopes=(f"repository:{self._repository}:pull",)
-        )
+        resp = await self._get(digest, {})
         try:
             if resp.status != 200:
-                raise VerifierError(f"blob {digest}: upstream answered {resp.status}")
-            yield resp.content.iter_chunked(CHUNK)
+                raise self._refused(digest, resp)
+            yield _chunks(digest, resp)
         finally:
             resp.release()
 
     async def head(self, digest: str, size: int) -> bytes:
-        """The first ``size`` bytes of a blob (a ``Range`` request; a registry that ignores it
-        is read only that far)."""
-        path = v2_path(self._repository, "blobs", digest)
-        async with await self._upstream.request(
-            "GET",
-            path,
-            scopes=(f"repository:{self._repository}:pull",),
-            headers={"Range": f"bytes=0-{size - 1}"},
-        ) as resp:
+        """The first ``size`` bytes of a blob (a ``Range`` request; a registry or store that
+        ignores it is read only that far)."""
+        resp = await self._get(digest, {"Range": f"bytes=0-{size - 1}"})
+        try:
             if resp.status not in (200, 206):
-                raise VerifierError(f"blob {digest}: upstream answered {resp.status}")
+                raise self._refused(digest, resp)
             return await read_at_most(resp.content, size)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise SourceUnavailable(f"blob {digest}: reading it failed ({_name(exc)})") from exc
+        finally:
+            resp.release()
+
+    async def _get(self, digest: str, headers: dict[str, str]) -> ClientResponse:
+        """The blob's answer, redirects to object storage followed; failing to get one at all
+        says nothing of the blob (``SourceUnavailable``)."""
+        path = v2_path(self._repository, "blobs", digest)
+        scopes = (f"repository:{self._repository}:pull",)
+        try:
+            return await read(self._upstream, "GET", path, scopes=scopes, headers=headers)
+        except OCIError as exc:
+            raise SourceUnavailable(f"blob {digest}: {exc.message}") from exc
+
+    def _refused(self, digest: str, resp: ClientResponse) -> VerifierError:
+        """A server error or throttling is the source's trouble; anything else (not found,
+        forbidden) is an answer about this blob."""
+        who = "object storage" if from_store(self._upstream.base, resp) else "upstream"
+        text = f"blob {digest}: {who} answered {resp.status}"
+        if resp.status >= 500 or resp.status == 429:
+            return SourceUnavailable(text)
+        return VerifierError(text)
 
     async def read(self, digest: str, limit: int) -> bytes | None:
         """A whole blob of at most ``limit`` bytes, or None if it is larger."""
@@ -70,6 +97,19 @@ class UpstreamBlobs:
                     return None
                 parts.append(chunk)
         return b"".join(parts)
+
+
+async def _chunks(digest: str, resp: ClientResponse) -> AsyncIterator[bytes]:
+    """The body in chunks; a transfer that breaks off is the source's failure."""
+    try:
+        async for chunk in resp.content.iter_chunked(CHUNK):
+            yield chunk
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise SourceUnavailable(f"blob {digest}: reading it failed ({_name(exc)})") from exc
+
+
+def _name(exc: BaseException) -> str:
+    return exc.__class__.__name__
 
 
 class UpstreamManifests:

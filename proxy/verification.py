@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.policy import Policy, match_policy
 from config.settings import Settings
+from proxy import incomplete
 from proxy.errors import Code, OCIError
 from proxy.events import EventBus, VerdictChange
 from proxy.examine import Examined, Examiner, Fetched, inherited_outcome
@@ -30,7 +32,12 @@ from proxy.upstream_reads import ACCEPT, UpstreamBlobs, UpstreamManifests, Upstr
 from storage import content, jobs, manifests, verdicts
 from storage.db import DATABASE_ERRORS
 from storage.verdicts import DecisionRecord, FindingRecord, VerdictView
-from verifiers.base import Descriptor, Finding, Image, Verifier
+from verifiers.base import (
+    Descriptor,
+    Finding,
+    Image,
+    Verifier,
+)
 from verifiers.classify import CONTENT, MAX_CONFIG_BYTES, Kind, parse_config
 from verifiers.lifecycle import State
 from verifiers.pipeline import Outcome, applies, run_pipeline
@@ -74,8 +81,13 @@ class VerificationService:
         upstream: Upstream,
         verifiers: list[Verifier],
         bus: EventBus,
+        *,
+        on_incomplete: Callable[[], None] | None = None,
     ) -> None:
+        """``on_incomplete`` is called for each image a dead-lettered verification leaves
+        with a failure verdict (the metrics count them)."""
         self.settings = settings
+        self._on_incomplete = on_incomplete
         self.db = db
         self.upstream = upstream
         self.verifiers = verifiers
@@ -272,13 +284,45 @@ class VerificationService:
                 session,
                 job.id,
                 self.owner,
-                f"{exc.__class__.__name__}: {exc}",
+                incomplete.failure_text(exc),
                 job.attempts,
                 cfg.max_attempts,
                 cfg.retry_base_seconds,
             )
         if state == "dead":
             log.error("job %s dead-lettered after %s attempts", job.id, job.attempts)
+            await self.settle_abandoned(job.repository, job.digest)
+
+    async def settle_abandoned(self, repository: str, digest: str) -> bool:
+        """Decide an image whose latest verification was dead-lettered while it was still
+        ``pending``: a failure that says why (``proxy.incomplete``), so it is
+        never "still being verified" for ever. Only a pending verdict is touched: a decided
+        image keeps its decision (a failed re-scan says nothing new of the content), and an
+        admin's release or hold stays (``lifecycle.settle``). A later verification that
+        completes replaces it. True if it was decided here."""
+        policy = match_policy(self.settings.policies, repository)
+        async with self.db() as session, session.begin():
+            found = await jobs.abandoned(session, limit=1, image=(repository, digest))
+            if not found:
+                return False
+            decision, record = incomplete.decision_for(policy, found[0])
+            old, new = await verdicts.record_decision(session, repository, digest, record)
+            stored = await verdicts.get(session, repository, digest)
+        assert stored is not None
+        log.error("%s@%s: %s", repository, digest, decision.reasons[0])
+        if self._on_incomplete is not None:
+            self._on_incomplete()
+        await self._announce(stored, old, new, decision, set(), [], policy.name)
+        return True
+
+    async def settle_all_abandoned(self) -> int:
+        """:meth:`settle_abandoned` for every pending image whose latest job is dead."""
+        async with self.db() as session:
+            found = await jobs.abandoned(session, limit=100)
+        settled = 0
+        for dead in found:
+            settled += await self.settle_abandoned(dead.repository, dead.digest)
+        return settled
 
     async def refuse(self, repository: str, digest: str, why: str) -> None:
         """Quarantine an image whose manifest the gatekeeper does not accept (more entries
@@ -317,8 +361,16 @@ class VerificationService:
                     await jobs.extend_lease(session, job_id, self.owner, self._lease)
 
     async def _sweeper(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_abandoned = loop.time()
         while True:
             await asyncio.sleep(1.0)
+            if loop.time() >= next_abandoned:
+                next_abandoned = loop.time() + incomplete.SWEEP_SECONDS
+                try:
+                    await self.settle_all_abandoned()
+                except DATABASE_ERRORS as exc:
+                    log.error("sweep of dead-lettered verifications failed: %s", exc)
             try:
                 async with self.db() as session, session.begin():
                     expired = await verdicts.expire_releases(session)
@@ -355,6 +407,7 @@ class VerificationService:
         if examined.kind in (Kind.IMAGE, Kind.INDEX):
             image = await self._image(fetched, policy, examined.config, examined.config_problem)
             outcomes += await run_pipeline(image, self.verifiers, self._timeouts, 120.0)
+            incomplete.require_readable(outcomes)
             expected = (
                 frozenset(v.name for v in self.verifiers if applies(v, image))
                 if examined.kind == Kind.INDEX

@@ -17,13 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, func, or_, select, union_all, update
+from sqlalchemy import and_, case, exists, func, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from storage.db import upsert
-from storage.models import Job, JobTurn
+from storage.models import Job, JobTurn, Verdict
 from storage.timeutil import now as utcnow
+from verifiers.lifecycle import State
 
 # Bulk UPDATEs here never touch objects loaded in the same session in a way that matters,
 # and the ORM's in-Python re-evaluation cannot compare SQLite's zone-less timestamps.
@@ -329,6 +330,47 @@ async def extend_lease(session: AsyncSession, job_id: int, owner: str, lease: ti
         .values(lease_until=utcnow() + lease)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Abandoned:
+    """An image still ``pending`` whose latest verification job was dead-lettered: nothing
+    will decide it unless something is done about it."""
+
+    repository: str
+    digest: str
+    error: str
+    """The dead job's last error (why its attempts failed)."""
+    attempts: int
+
+
+async def abandoned(
+    session: AsyncSession, *, limit: int = 100, image: tuple[str, str] | None = None
+) -> list[Abandoned]:
+    """Pending verdicts whose latest ``verify`` job is dead (of one ``image`` if given). Read
+    from the dead jobs (``ix_jobs_claim``; few unless something is wrong), each checked
+    against its verdict by primary key and against any later job of the same image."""
+    later = aliased(Job)
+    newer = exists().where(
+        later.kind == Job.kind,
+        later.repository == Job.repository,
+        later.digest == Job.digest,
+        later.id > Job.id,
+    )
+    query = (
+        select(Job.repository, Job.digest, Job.last_error, Job.attempts)
+        .join(Verdict, and_(Verdict.repository == Job.repository, Verdict.digest == Job.digest))
+        .where(Job.state == "dead", Job.kind == "verify", Verdict.state == State.PENDING, ~newer)
+        .order_by(Job.id)
+        .limit(limit)
+    )
+    if image is not None:
+        query = query.where(Job.repository == image[0], Job.digest == image[1])
+    rows = await session.execute(query)
+    return [
+        Abandoned(repository, digest, error or "no error recorded", int(attempts))
+        for repository, digest, error, attempts in rows.all()
+    ]
 
 
 async def counts(session: AsyncSession) -> dict[str, int]:

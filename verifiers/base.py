@@ -232,3 +232,12 @@ def index_skip(image: Image) -> Skipped | None:
 
 class VerifierError(Exception):
     """Base for errors a verifier raises deliberately (bad configuration, unreadable input)."""
+
+
+class SourceUnavailable(VerifierError):
+    """The registry, or the object storage it redirects to, could not be read: unreachable,
+    too slow to answer, failed mid-stream, or answered with a server error. Nothing was learnt
+    about the content, so this is no verifier's result: the pipeline marks the outcome
+    ``unavailable`` and the verification service retries the job instead of deciding (after
+    its last attempt the image gets a failure verdict saying the verification could not
+    complete). Raise it only for such failures, never for what the content is."""

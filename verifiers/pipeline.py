@@ -2,6 +2,8 @@
 
 Every verifier that applies yields exactly one :class:`Outcome`; an exception or a timeout
 becomes an ``error`` outcome with the reason, never a missing result and never "no findings".
+An image that could not be read (``SourceUnavailable``) is an ``error`` marked ``unavailable``,
+which the verification service retries instead of deciding on.
 Which verifiers apply is decided here, once: all of them to an image, to an index only those
 that check indexes themselves (``checks_indexes``: signatures over the index digest); an index's
 other checks are its platform images' own.
@@ -16,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from verifiers.base import Finding, Image, Skipped, Verifier, Versioned
+from verifiers.base import Finding, Image, Skipped, SourceUnavailable, Verifier, Versioned
 
 log = logging.getLogger("gatekeeper.verifiers")
 
@@ -36,6 +38,9 @@ class Outcome:
     duration_ms: float = 0.0
     exempt: bool = False
     """A skip that the verifier's own settings grant (``Skipped.exempt``): counts as passed."""
+    unavailable: bool = False
+    """An ``error`` because the image could not be read (``SourceUnavailable``), not because
+    of anything about it: the verification is retried rather than decided on it."""
 
 
 async def run_one(verifier: Verifier, image: Image, timeout: float) -> Outcome:
@@ -47,10 +52,13 @@ async def run_one(verifier: Verifier, image: Image, timeout: float) -> Outcome:
         detail: str = "",
         version: str | None = None,
         exempt: bool = False,
+        unavailable: bool = False,
     ) -> Outcome:
         elapsed = round((time.perf_counter() - started) * 1000, 3)
         used = version if version is not None else verifier.version
-        return Outcome(verifier.name, used, status, tuple(findings), detail, elapsed, exempt)
+        return Outcome(
+            verifier.name, used, status, tuple(findings), detail, elapsed, exempt, unavailable
+        )
 
     try:
         result = await asyncio.wait_for(verifier.verify(image), timeout)
@@ -59,6 +67,9 @@ async def run_one(verifier: Verifier, image: Image, timeout: float) -> Outcome:
         return done("error", detail=f"timed out after {timeout:g}s")
     except asyncio.CancelledError:
         raise
+    except SourceUnavailable as exc:
+        log.warning("verifier %s could not read %s: %s", verifier.name, image.digest, exc)
+        return done("error", detail=f"could not read the image: {exc}"[:500], unavailable=True)
     except Exception as exc:
         log.exception("verifier %s crashed on %s@%s", verifier.name, image.repository, image.digest)
         return done("error", detail=f"crashed: {exc.__class__.__name__}: {exc}"[:500])

@@ -220,6 +220,32 @@ def decide(
     )
 
 
+INCOMPLETE = "verification could not complete"
+"""The first words of the reason of a verification that could not complete (:func:`incomplete`)."""
+
+
+def incomplete(policy: Policy, repository: str, why: str, now: datetime | None = None) -> Decision:
+    """The decision on an image whose verification could not complete: every attempt failed
+    (the upstream, or the object storage it redirects to, stayed unreachable; the worker
+    died) and the job was dead-lettered.
+
+    Nothing is known of the content, so it is a failure, never a pass nor "still pending":
+    quarantined under an enforcing policy (the reason says what went wrong), reported but let
+    through in warn mode like any other failure. No verifier outcome is invented, so no
+    re-decision from stored data can turn it into a pass; only a verification that completes
+    (a rescan) replaces it."""
+    inputs = Inputs(policy, repository, (), now or datetime.now(UTC), None)
+    reasons = [f"{INCOMPLETE}: {why}", *policy_allows(inputs)]
+    warned = policy.mode == "warn" and not policy.deny_all
+    return Decision(
+        state=State.PASSED if warned else State.QUARANTINED,
+        reasons=tuple(reasons),
+        policy=policy.name,
+        policy_version=policy.version,
+        warned=warned,
+    )
+
+
 _DEFAULT_RULE = VerifierPolicy()
 
 

@@ -3,8 +3,11 @@
 "The gate decides, the kernel moves the bytes": when the registry's filesystem storage is
 mounted (``upstream_storage_root``), a blob GET is answered with sendfile from the registry's
 own data file, after the upstream has confirmed (by HEAD) that the blob belongs to this
-repository and has the size the file has. A redirect to object storage goes to the client as it
-is. Only when neither is possible are the bytes streamed through the gatekeeper.
+repository and has the size the file has. A redirect to object storage (a registry on S3) goes
+to the client as it is, so the bytes go from the store to the client; with ``blob_redirects =
+"proxy"`` the gatekeeper follows it and streams them instead (``proxy.redirects``: without the
+upstream's credentials, the client's ``Range`` passed on). Otherwise the bytes are streamed
+through the gatekeeper. Whatever the path, the gate has decided before the upstream is asked.
 """
 
 from __future__ import annotations
@@ -13,15 +16,17 @@ import logging
 import os
 from pathlib import Path
 
-from aiohttp import web
+from aiohttp import ClientResponse, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.web_request import BaseRequest
 from multidict import CIMultiDict
 
 from proxy import gate
 from proxy.context import info
-from proxy.forward import response_headers
+from proxy.errors import Code, OCIError
+from proxy.forward import relay, request_headers, response_headers
 from proxy.handlers.common import digest_param, forward, public, repository, scopes
+from proxy.redirects import REDIRECTS, follow
 from proxy.state import services
 from proxy.upstream import v2_path
 
@@ -45,25 +50,73 @@ async def get(request: web.Request) -> web.StreamResponse:
     name = repository(request)
     digest = digest_param(request)
     await gate.check_blob(request, name, digest)
-    svc = services(request)
-    root = svc.settings.upstream_storage_root
-    path = v2_path(name, "blobs", digest)
+    root = services(request).settings.upstream_storage_root
     if root is not None:
-        async with await svc.upstream.request("HEAD", path, scopes=scopes(name, "pull")) as head:
-            record.upstream_status = head.status
-            headers = response_headers(head.headers, svc.upstream.base, public(request))
-        if head.status in (301, 302, 303, 307, 308):
-            record.decision = f"{record.decision}:redirect"
-            record.bytes_out = 0
-            return web.Response(status=head.status, headers=headers)
-        if head.status != 200:
-            # Not found or not ours: let the upstream phrase the error (a GET gives its body).
-            return await forward(request, path, scope=scopes(name, "pull"))
-        served = _sendfile(blob_data_path(root, digest), headers)
+        served = await _from_storage(request, name, digest, root)
         if served is not None:
-            record.decision = f"{record.decision}:sendfile"
             return served
-    return await forward(request, path, scope=scopes(name, "pull"))
+    return await _relay(request, name, digest)
+
+
+async def _from_storage(
+    request: web.Request, name: str, digest: str, root: Path
+) -> web.StreamResponse | None:
+    """The sendfile path, or None to go the usual way (the file is missing or differs, or the
+    registry redirects: then its storage is not this filesystem)."""
+    svc = services(request)
+    record = info(request)
+    path = v2_path(name, "blobs", digest)
+    async with await svc.upstream.request("HEAD", path, scopes=scopes(name, "pull")) as head:
+        record.upstream_status = head.status
+        headers = response_headers(head.headers, svc.upstream.base, public(request))
+    if head.status != 200:
+        # A redirect is for HEAD only (a presigned URL names its method); not found or not
+        # ours: the GET of the usual way gives the registry's own answer.
+        return None
+    served = _sendfile(blob_data_path(root, digest), headers)
+    if served is not None:
+        record.decision = f"{record.decision}:sendfile"
+    return served
+
+
+async def _relay(request: web.Request, name: str, digest: str) -> web.StreamResponse:
+    """GET or HEAD the blob upstream and relay the answer; a redirect to object storage is
+    passed on or followed as ``blob_redirects`` says."""
+    svc = services(request)
+    record = info(request)
+    headers = request_headers(request)
+    headers.popall("Content-Length", None)
+    resp = await svc.upstream.request(
+        request.method, v2_path(name, "blobs", digest), scopes=scopes(name, "pull"), headers=headers
+    )
+    extra: dict[str, str] = {}
+    if resp.status in REDIRECTS:
+        if svc.settings.blob_redirects == "client":
+            record.decision = f"{record.decision}:redirect"
+        else:
+            record.decision = f"{record.decision}:followed"
+            resp = await follow(svc.upstream.session, resp, method=request.method, headers=headers)
+            _check_store(resp)
+            # The registry confirmed the blob by redirecting; the store does not say its digest.
+            extra = {"Docker-Content-Digest": digest}
+    try:
+        return await relay(request, resp, svc.upstream.base, public(request), extra=extra)
+    finally:
+        resp.release()
+
+
+def _check_store(resp: ClientResponse) -> None:
+    """A store's own errors (an expired signature, an outage) are not the client's to parse:
+    they become a bad gateway. A range the client asked beyond the end stays 416."""
+    if resp.status in (200, 206, 416):
+        return
+    status = resp.status
+    resp.release()
+    raise OCIError(
+        Code.UPSTREAM_BAD_GATEWAY,
+        f"the registry's object storage answered {status} for the redirected blob",
+        {"upstream_status": status},
+    )
 
 
 class KernelFileResponse(web.FileResponse):
@@ -99,7 +152,7 @@ async def head(request: web.Request) -> web.StreamResponse:
     name = repository(request)
     digest = digest_param(request)
     await gate.check_blob_exists(request, name, digest)
-    return await forward(request, v2_path(name, "blobs", digest), scope=scopes(name, "pull"))
+    return await _relay(request, name, digest)
 
 
 async def delete(request: web.Request) -> web.StreamResponse:

@@ -139,6 +139,42 @@ def test_compose_file_is_valid_and_only_the_balancer_is_exposed() -> None:
     assert services["migrate"]["command"] == ["db", "upgrade"]
 
 
+def test_the_s3_override_keeps_the_gate_in_front() -> None:
+    """docker-compose.s3.yml (docs/deployment.md, "The registry on object storage"): the
+    registry on S3 with redirects on and a way out to the store, the replicas without a
+    sendfile root, and still only the balancer published."""
+    docker_compose = shutil.which("docker-compose")
+    if docker_compose is None:
+        pytest.skip("docker-compose is not installed (scripts/test installs it)")
+    done = subprocess.run(
+        [docker_compose, "-f", "docker-compose.yml", "-f", "docker-compose.s3.yml", "config"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "S3_BUCKET": "registry",
+            "S3_ACCESS_KEY": "key",
+            "S3_SECRET_KEY": "secret",
+        },
+    )
+    assert done.returncode == 0, done.stderr
+    yaml = pytest.importorskip("yaml")
+    services = yaml.safe_load(done.stdout)["services"]
+    assert {name for name, s in services.items() if s.get("ports")} == {"lb"}
+    registry = services["registry"]
+    assert registry["environment"]["REGISTRY_STORAGE"] == "s3"
+    assert registry["environment"]["REGISTRY_STORAGE_REDIRECT_DISABLE"] == "false"
+    assert set(registry["networks"]) == {"internal", "objects"}
+    assert set(services["postgres"]["networks"]) == {"internal"}
+    for name in ("gatekeeper-1", "gatekeeper-2"):
+        env = services[name]["environment"]
+        assert env["GATEKEEPER_UPSTREAM_STORAGE_ROOT"] == ""
+        assert env["GATEKEEPER_BLOB_REDIRECTS"] == "client"
+        assert env["GATEKEEPER_DATABASE_URL"].startswith("postgresql")
+
+
 def test_push_and_pull_through_the_load_balancer(
     replicas: list[Gatekeeper], balancer: tuple[str, Path]
 ) -> None:

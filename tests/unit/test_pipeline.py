@@ -130,3 +130,32 @@ async def test_a_versioned_result_records_its_own_version() -> None:
 
     (outcome,) = await run_pipeline(image({}), [DataDependent()], {}, 5.0)
     assert (outcome.status, outcome.version) == ("ok", "1.data-42")
+
+
+class Unreadable:
+    """A verifier whose image could not be read (the registry or its store failed)."""
+
+    version = "1"
+    name = "reader"
+
+    async def verify(self, image: Image) -> list[Finding] | Skipped:
+        from verifiers.base import SourceUnavailable
+
+        raise SourceUnavailable("blob x: object storage answered 503")
+
+
+class Broken:
+    version = "1"
+    name = "broken"
+
+    async def verify(self, image: Image) -> list[Finding] | Skipped:
+        from verifiers.base import VerifierError
+
+        raise VerifierError("blob x: upstream answered 404")
+
+
+async def test_an_unreadable_image_is_an_unavailable_error_not_a_crash() -> None:
+    unread, broken = await run_pipeline(image({}), [Unreadable(), Broken()], {}, 5)
+    assert unread.status == "error" and unread.unavailable
+    assert unread.detail == "could not read the image: blob x: object storage answered 503"
+    assert broken.status == "error" and not broken.unavailable  # a crash is decided on

@@ -155,3 +155,15 @@ def test_the_blocking_filter_agrees_with_sort(
         and not (f.verifier in rules.unfixed_report and f.fix == "")
     ]
     assert filtered == list(sort(chosen, "team/app", findings).blocking)
+
+
+def test_a_verification_that_could_not_complete_is_a_failure() -> None:
+    from verifiers.policy import incomplete
+
+    decision = incomplete(policy(), "r", "the store is down")
+    assert decision.state == "quarantined" and not decision.warned
+    assert decision.reasons == ("verification could not complete: the store is down",)
+    warned = incomplete(policy(mode="warn"), "r", "the store is down")
+    assert warned.state == "passed" and warned.warned
+    denied = incomplete(DENY_UNMATCHED, "r", "the store is down")
+    assert denied.state == "quarantined" and "no policy allows repository r" in denied.reasons

@@ -95,3 +95,12 @@ def test_advisory_read_caps_are_typed_and_documented(tmp_path: Path) -> None:
         load_settings(env={"GATEKEEPER_ADVISORIES__DOWNLOAD_DEADLINE": "off"})
     with pytest.raises(ConfigError, match="max_record_bytes"):
         load_settings(env={"GATEKEEPER_ADVISORIES__MAX_RECORD_BYTES": "10"})
+
+
+def test_an_empty_storage_root_is_unset() -> None:
+    """docker-compose.s3.yml empties it: an override file cannot remove a variable."""
+    settings = load_settings(env={"GATEKEEPER_UPSTREAM_STORAGE_ROOT": ""})
+    assert settings.upstream_storage_root is None
+    assert load_settings(env={"GATEKEEPER_BLOB_REDIRECTS": "proxy"}).blob_redirects == "proxy"
+    with pytest.raises(ConfigError, match="blob_redirects"):
+        load_settings(env={"GATEKEEPER_BLOB_REDIRECTS": "follow"})

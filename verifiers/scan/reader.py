@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from verifiers.base import BlobOpener, VerifierError
+from verifiers.base import BlobOpener, SourceUnavailable, VerifierError
 from verifiers.scan.bridge import ChunkSource, UpstreamFailed
 from verifiers.scan.decompress import (
     CorruptStream,
@@ -364,6 +364,8 @@ async def read_layer_parts(
         try:
             report = await asyncio.to_thread(read_parts, source, limits, parts, deadline)
         except UpstreamFailed as exc:
+            if isinstance(exc.__cause__, SourceUnavailable):
+                raise SourceUnavailable(f"layer {digest}: {exc.__cause__}") from exc
             raise VerifierError(f"layer {digest}: {exc}") from exc
         finally:
             stop.set()
