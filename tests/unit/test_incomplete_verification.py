@@ -27,14 +27,14 @@ from storage.layer_cache import DbLayerCache
 from storage.models import Job
 from storage.timeutil import now
 from tests.support.database import Database
-from tests.support.ocihttp import OCI_MANIFEST, digest_of, image_config, image_manifest
+from tests.support.ocihttp import OCI_MANIFEST, digest_of, image_config, image_manifest, tar_layer
 from tests.support.procs import free_port
 from tests.unit.objectstore_fakes import PASSWORD, USERNAME, FakeStore, RedirectingRegistry
 from verifiers.lifecycle import State
 from verifiers.registry import build_verifiers
 
 CONFIG = image_config(layers=1)
-LAYER = b"a layer the config-sanity check never reads"
+LAYER, _ = tar_layer({"etc/motd": b"a layer the secrets check reads whole\n"})
 MANIFEST = image_manifest(CONFIG, [LAYER])
 DIGEST = digest_of(MANIFEST)
 REPO = "team/app"
