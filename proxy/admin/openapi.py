@@ -37,11 +37,13 @@ def _errors(*names: str) -> dict[str, Schema]:
     status = {
         "BadRequest": "400",
         "Unauthorized": "401",
+        "Forbidden": "403",
         "NotFound": "404",
         "Conflict": "409",
         "Unprocessable": "422",
     }
-    return {status[n]: {"$ref": f"#/components/responses/{n}"} for n in ("Unauthorized", *names)}
+    every = ("Unauthorized", "Forbidden", *names)
+    return {status[n]: {"$ref": f"#/components/responses/{n}"} for n in every}
 
 
 TEXT: Schema = {"type": "string"}
@@ -367,7 +369,8 @@ def _image_paths() -> dict[str, Any]:
         P + "/images": {
             "get": {
                 "operationId": "listImages",
-                "summary": "List verdicts, most recently changed first.",
+                "summary": "List verdicts, most recently changed first, of the repositories the "
+                "caller may read.",
                 "parameters": [
                     _query("state", STATE, "Only verdicts in this state."),
                     _query("repository", TEXT, "Only this repository."),
@@ -452,7 +455,8 @@ def _other_paths() -> dict[str, Any]:
         P + "/rescan": {
             "post": {
                 "operationId": "rescanAll",
-                "summary": "Queue a verification of every known image, or of one repository's.",
+                "summary": "Queue a verification of one repository's images (an admin of it) or "
+                "of every known image (a global admin).",
                 "requestBody": {
                     "required": False,
                     "content": {"application/json": {"schema": _ref("RescanAllRequest")}},
@@ -529,7 +533,8 @@ def _other_paths() -> dict[str, Any]:
         P + "/audit": {
             "get": {
                 "operationId": "queryAudit",
-                "summary": "Access-log rows, oldest first (the newest `limit` of them).",
+                "summary": "Access-log rows, oldest first (the newest `limit` of them); a reader "
+                "of some repositories sees only the rows about them.",
                 "parameters": [
                     _query("repository", TEXT, "Only this repository."),
                     _query("identity", TEXT, "Only this identity (e.g. `admin-token:alice`)."),
@@ -586,24 +591,41 @@ def build() -> dict[str, Any]:
             "description": "List and inspect verdicts, release and re-quarantine images, "
             "rescan, dry-run and re-apply policies, export SBOMs and read the access log. "
             "Every action is written to the "
-            "access log with its actor and reason.",
+            "access log with its actor and reason. An `admin` grant on a repository pattern "
+            "acts on the repositories it matches; reading needs `admin`, `auditor` or "
+            "`quarantine-reader` there; policy dry-runs and re-evaluation, a rescan of every "
+            "image and this document need the global admin (a grant on `*`, or the admin "
+            "token). Outside its scope a caller gets 403 naming what it may administer.",
         },
         "servers": [{"url": "/"}],
-        "security": [{"adminToken": []}],
+        "security": [{"adminToken": []}, {"login": []}],
         "paths": {**_image_paths(), **_other_paths()},
         "components": {
             "securitySchemes": {
                 "adminToken": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "The `admin_token` from settings. Unset: the API is disabled "
-                    "and every request is 401.",
-                }
+                    "description": "The break-glass `admin_token` from settings (a global "
+                    "admin), or a token from the gatekeeper's `/auth/token` endpoint (the "
+                    "identity's roles apply). With neither a token configured nor client "
+                    "authentication on, the API is disabled and every request is 401.",
+                },
+                "login": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "A user's or robot's credentials. `admin` on a repository "
+                    "pattern acts there (on `*`: settings-wide actions too); `auditor` and "
+                    "`quarantine-reader` read there; anything else is 403.",
+                },
             },
             "responses": {
                 "BadRequest": _error_response("Malformed request: JSON, path or query."),
                 "Unauthorized": _error_response(
                     "No token, a wrong token, or the admin API is disabled."
+                ),
+                "Forbidden": _error_response(
+                    "The identity may not do this here: the message names what it may "
+                    "administer and read."
                 ),
                 "NotFound": _error_response("No such image verdict (or inventory, for an SBOM)."),
                 "Conflict": _error_response("The image is not in a state the action applies to."),
