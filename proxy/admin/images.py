@@ -13,7 +13,6 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from config.policy import match_policy
 from proxy.admin.access import require, require_everything, rights
 from proxy.admin.bodies import ReasonBody, ReleaseBody, RescanAllBody, RescanBody
 from proxy.admin.common import (
@@ -71,7 +70,7 @@ async def show(request: web.Request) -> web.StreamResponse:
             raise AdminError(AdminCode.NOT_FOUND, _no_verdict(repository, digest))
         findings = await verdicts.findings(session, repository, digest)
         history = await verdicts.history(session, repository, digest)
-    applies = match_policy(svc.settings.policies, repository)
+    applies = svc.policies.match(repository)
     return ok(
         {
             **verdict_json(verdict),
@@ -101,7 +100,7 @@ async def release(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, ReleaseBody)
     who = actor(request, body.actor, body.reason)
     svc = services(request)
-    policy = match_policy(svc.settings.policies, repository)
+    policy = svc.policies.match(repository)
     if policy.deny_all:
         raise AdminError(
             AdminCode.CONFLICT,
@@ -180,7 +179,7 @@ async def requarantine(request: web.Request) -> web.StreamResponse:
         others = [k for k in await content.referencing(session, held) if k != (repository, digest)]
         changed = await verdicts.hold_inherited(session, others, who, why)
         stored = await verdicts.get(session, repository, digest)
-    policy = match_policy(svc.settings.policies, repository)
+    policy = svc.policies.match(repository)
     await svc.bus.publish(
         VerdictChange(
             "requarantined", repository, digest, old, new, who, body.reason, policy=policy.name

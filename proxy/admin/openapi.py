@@ -14,76 +14,27 @@ from typing import Any
 from aiohttp import web
 
 from config.policy import Policy
-from proxy.admin.common import MAX_LIMIT, STATES, ok
-from proxy.admin.releases import MAX_RELEASE, MAX_RELEASE_SECONDS
-
-P = "/admin/api/v1"
-Schema = dict[str, Any]
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _nullable(schema: Schema) -> Schema:
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-def _json(schema: Schema, description: str) -> Schema:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _errors(*names: str) -> dict[str, Schema]:
-    status = {
-        "BadRequest": "400",
-        "Unauthorized": "401",
-        "Forbidden": "403",
-        "NotFound": "404",
-        "Conflict": "409",
-        "Unprocessable": "422",
-    }
-    every = ("Unauthorized", "Forbidden", *names)
-    return {status[n]: {"$ref": f"#/components/responses/{n}"} for n in every}
-
-
-TEXT: Schema = {"type": "string"}
-STRING_OR_NULL = _nullable(TEXT)
-TIME: Schema = {"type": "string", "format": "date-time"}
-TIME_OR_NULL = _nullable(TIME)
-STATE: Schema = {"type": "string", "enum": list(STATES)}
-PLAIN = "No control or bidirectional-control characters (refused with 422)."
-ACTOR: Schema = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": 100,
-    "description": f"Who is acting; recorded as `admin-token:<actor>`. {PLAIN}",
-}
-REASON: Schema = {"type": "string", "minLength": 1, "maxLength": 2000, "description": PLAIN}
-
-REFERENCE = {
-    "name": "reference",
-    "in": "path",
-    "required": True,
-    "description": "`REPOSITORY@DIGEST`; the repository may contain `/` (sent unescaped).",
-    "schema": {"type": "string", "examples": ["team/app@sha256:" + "0" * 64]},
-}
-
-
-def _query(name: str, schema: Schema, description: str) -> Schema:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema,
-    }
-
-
-LIMIT = _query(
-    "limit",
-    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100},
-    "At most this many.",
+from proxy.admin.common import ok
+from proxy.admin.openapi_parts import (
+    ACTOR,
+    LIMIT,
+    REASON,
+    REFERENCE,
+    STATE,
+    STRING_OR_NULL,
+    TEXT,
+    TIME,
+    TIME_OR_NULL,
+    P,
+    Schema,
+    _errors,
+    _json,
+    _nullable,
+    _query,
+    _ref,
 )
+from proxy.admin.openapi_waivers import waiver_paths, waiver_schemas
+from proxy.admin.releases import MAX_RELEASE, MAX_RELEASE_SECONDS
 
 
 def _schemas() -> dict[str, Schema]:
@@ -589,7 +540,8 @@ def build() -> dict[str, Any]:
             "title": "registry-gatekeeper admin API",
             "version": "1",
             "description": "List and inspect verdicts, release and re-quarantine images, "
-            "rescan, dry-run and re-apply policies, export SBOMs and read the access log. "
+            "rescan, waive findings, dry-run and re-apply policies, export SBOMs and read the "
+            "access log. "
             "Every action is written to the "
             "access log with its actor and reason. An `admin` grant on a repository pattern "
             "acts on the repositories it matches; reading needs `admin`, `auditor` or "
@@ -599,7 +551,7 @@ def build() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": [{"adminToken": []}, {"login": []}],
-        "paths": {**_image_paths(), **_other_paths()},
+        "paths": {**_image_paths(), **waiver_paths(), **_other_paths()},
         "components": {
             "securitySchemes": {
                 "adminToken": {
@@ -627,11 +579,13 @@ def build() -> dict[str, Any]:
                     "The identity may not do this here: the message names what it may "
                     "administer and read."
                 ),
-                "NotFound": _error_response("No such image verdict (or inventory, for an SBOM)."),
+                "NotFound": _error_response(
+                    "No such image verdict (or inventory, for an SBOM; or stored waiver)."
+                ),
                 "Conflict": _error_response("The image is not in a state the action applies to."),
                 "Unprocessable": _error_response("A body field is invalid; `details` names each."),
             },
-            "schemas": {**_schemas(), **_policy_schemas()},
+            "schemas": {**_schemas(), **waiver_schemas(), **_policy_schemas()},
         },
     }
 

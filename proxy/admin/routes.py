@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from proxy.admin import audit, images, openapi, policy, sbom
+from proxy.admin import audit, images, openapi, policy, sbom, waivers
 from proxy.admin.access import Need
 from proxy.admin.auth import build_auth_middleware
 from proxy.admin.errors import error_middleware
@@ -24,6 +24,7 @@ from proxy.errors import Handler
 PREFIX = "/admin/api/v1"
 IMAGE = "/images/{reference:.+}"
 SBOM = "/repositories/{name:.+}/manifests/{digest}/sbom"
+WAIVER = r"/waivers/{id:\d+}"
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,10 @@ ROUTES: tuple[Route, ...] = (
         "admin.policy-reevaluate",
         Need.SETTINGS,
     ),
+    Route("GET", "/policies", policy.effective_policies, "admin.policies", Need.READ),
+    Route("GET", "/waivers", waivers.list_waivers, "admin.waivers", Need.READ),
+    Route("POST", "/waivers", waivers.waive, "admin.waive", Need.ACT),
+    Route("POST", WAIVER + "/withdraw", waivers.withdraw, "admin.waiver-withdraw", Need.ACT),
     Route("GET", SBOM, sbom.sbom, "admin.sbom", Need.READ),
     Route("GET", "/audit", audit.query, "admin.audit", Need.READ),
     Route("GET", "/openapi.json", openapi.document, "admin.openapi", Need.SETTINGS),

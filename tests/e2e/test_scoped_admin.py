@@ -1,7 +1,9 @@
-"""Scoped administration end to end, through a real gatekeeper in front of the real registry
-(with a wiretap on the upstream side): a team admin (``team/*=admin``) sees and releases only
-``team/`` images, an auditor reads and never acts, over the admin API and the CLI, and every
-action is an access-log row with the identity and reason."""
+"""Scoped administration and waivers end to end, through a real gatekeeper in front of the
+real registry (with a wiretap on the upstream side): a team admin (``team/*=admin``) sees and
+releases only ``team/`` images, an auditor reads and never acts, a waiver made over the API
+lets a quarantined image out without a single upstream request (no layer is read) and its
+withdrawal quarantines it again, and nobody waives outside their scope. Over the admin API and
+the CLI; every action is an access-log row with the identity and reason."""
 
 from __future__ import annotations
 
@@ -230,3 +232,93 @@ def test_an_auditor_reads_and_cannot_release(gk: Gatekeeper, secrets: dict[str, 
     assert elsewhere.status_code == 403
     (row,) = audit_rows(gk, 1, action="admin.release", digest=digest)
     assert row["identity"] == "audrey" and row["status"] == 403
+
+
+def upstream_requests(tap: Tap, repository: str) -> list[str]:
+    """Every request the gatekeeper made upstream about ``repository``."""
+    return [f"{e.method} {e.target}" for e in tap.exchanges() if f"/{repository}/" in e.target]
+
+
+def test_a_waiver_lets_an_image_out_without_reading_a_layer_until_it_is_withdrawn(
+    tapped: tuple[Gatekeeper, Tap], secrets: dict[str, str]
+) -> None:
+    gk, tap = tapped
+    digest, layer = quarantined(gk, secrets, "team/waived")
+    env = {"GATEKEEPER_ADMIN_URL": gk.url}
+    env["GATEKEEPER_ADMIN_TOKEN"] = user_token(gk, "tina", secrets["tina"])
+    why = "CVE-2099-0001 is not reachable: the parser is never called"
+    tap.clear()
+
+    made = run(
+        gk,
+        "quarantine",
+        "waive",
+        "labels:CVE-2099-0001",
+        "--scope",
+        "team/waived",
+        "--reason",
+        why,
+        "--expires-in",
+        "1d",
+        "--json",
+        env=env,
+    )
+    assert made.returncode == 0, made.stderr
+    result = json.loads(made.stdout)
+    waiver_id = result["waiver"]["id"]
+    assert result["waiver"]["author"] == "tina" and result["reevaluation"]["changed"] == 1
+    assert upstream_requests(tap, "team/waived") == []  # decided from stored findings only
+    assert pulls(gk, secrets["ci"], "team/waived", digest, layer) == [200, 200]
+
+    listed = run(gk, "quarantine", "waivers", "list", "--repository", "team/waived", env=env)
+    assert listed.returncode == 0, listed.stderr
+    (row,) = listed.stdout.splitlines()[1:]
+    assert row.split()[:4] == [str(waiver_id), "labels:CVE-2099-0001", "team/waived", "active"]
+
+    tap.clear()
+    gone = run(
+        gk, "quarantine", "waivers", "withdraw", str(waiver_id), "--reason", "reachable", env=env
+    )
+    assert gone.returncode == 0, gone.stderr
+    assert "1 changed, 1 newly quarantined" in gone.stdout
+    assert upstream_requests(tap, "team/waived") == []
+    assert pulls(gk, secrets["ci"], "team/waived", digest, layer) == [403, 403]
+
+    (waived,) = audit_rows(gk, 1, action="admin.waive", repository="team/waived")
+    assert (waived["identity"], waived["reason"], waived["status"]) == ("tina", why, 201)
+    (withdrawn,) = audit_rows(gk, 1, action="admin.waiver-withdraw", repository="team/waived")
+    assert (withdrawn["identity"], withdrawn["reason"]) == ("tina", "reachable")
+    changes = audit_rows(gk, 2, digest=digest, identity="gatekeeper")
+    events = [(r["action"], r["reason"].split(" (policy ")[0]) for r in changes][-2:]
+    assert events == [
+        ("verdict.passed", f"waiver {waiver_id} of labels:CVE-2099-0001 made by tina"),
+        ("verdict.quarantined", f"waiver {waiver_id} of labels:CVE-2099-0001 withdrawn by tina"),
+    ]
+
+
+def test_nobody_waives_outside_their_scope(gk: Gatekeeper, secrets: dict[str, str]) -> None:
+    digest, layer = quarantined(gk, secrets, "other/unwaived")
+    tina = basic("tina", secrets["tina"])
+    for scope in ("*", "other/*", "other/unwaived", "t*"):
+        body = {"finding": "CVE-2099-0001", "scope": scope, "reason": "mine now"}
+        refused = httpx.post(f"{gk.url}{API}/waivers", json=body, headers=tina)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["message"] == (
+            f"{scope} is outside what you may administer: tina may administer team/*"
+        )
+    body = {"finding": "CVE-2099-0001", "scope": "team/*", "reason": "I only read"}
+    audrey = httpx.post(
+        f"{gk.url}{API}/waivers", json=body, headers=basic("audrey", secrets["audrey"])
+    )
+    assert audrey.status_code == 403
+    env = {"GATEKEEPER_ADMIN_URL": gk.url}
+    env["GATEKEEPER_ADMIN_TOKEN"] = user_token(gk, "tina", secrets["tina"])
+    cli = run(gk, "quarantine", "waive", "CVE-2099-0001", "-s", "*", "--reason", "r", env=env)
+    assert cli.returncode == 1 and "tina may administer team/*" in cli.stderr
+    assert pulls(gk, secrets["ci"], "other/unwaived", digest, layer) == [403, 403]
+    everything = httpx.get(
+        f"{gk.url}{API}/waivers",
+        params={"all": "true"},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    assert all(w["scope"].startswith("team/") for w in everything.json()["waivers"])
