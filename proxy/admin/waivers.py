@@ -121,9 +121,9 @@ async def waive(request: web.Request) -> web.StreamResponse:
     """POST /waivers : make a waiver in the caller's scope and decide again, from stored
     findings, every verdict it touches."""
     body = await read_body(request, WaiverBody)
+    info(request).repository = body.scope  # the row says where, as for an image action
     require_pattern(request, body.scope)
     who = actor(request, body.actor, body.reason)
-    info(request).repository = body.scope  # the row says where, as for an image action
     svc = services(request)
     async with svc.db() as session, session.begin():
         made = await waivers.add(

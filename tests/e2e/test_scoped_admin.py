@@ -316,6 +316,8 @@ def test_nobody_waives_outside_their_scope(gk: Gatekeeper, secrets: dict[str, st
     cli = run(gk, "quarantine", "waive", "CVE-2099-0001", "-s", "*", "--reason", "r", env=env)
     assert cli.returncode == 1 and "tina may administer team/*" in cli.stderr
     assert pulls(gk, secrets["ci"], "other/unwaived", digest, layer) == [403, 403]
+    (row,) = audit_rows(gk, 1, action="admin.waive", repository="other/*")
+    assert row["identity"] == "tina" and row["status"] == 403
     everything = httpx.get(
         f"{gk.url}{API}/waivers",
         params={"all": "true"},
