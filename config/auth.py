@@ -7,7 +7,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-Action = Literal["pull", "push", "delete", "admin", "quarantine-reader"]
+Action = Literal["pull", "push", "delete", "admin", "auditor", "quarantine-reader"]
+"""Repository actions, and the roles ``admin`` (acts in the admin API on the repositories its
+pattern matches; on ``*``, settings-wide too), ``auditor`` (reads the admin API there, never
+acts) and ``quarantine-reader`` (pulls quarantined images there for forensics, and reads the
+admin API like an auditor). See ``proxy.auth.rights``."""
 
 
 class StaticBinding(BaseModel):

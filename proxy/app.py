@@ -23,6 +23,7 @@ from proxy.auth.service import AuthService
 from proxy.clientaddr import build_forwarded_middleware
 from proxy.errors import Code, OCIError, envelope, error_middleware
 from proxy.events import EventBus
+from proxy.live_policies import LivePolicies
 from proxy.metrics import Metrics
 from proxy.mirror import make_mirror_client
 from proxy.names import check_raw_path
@@ -182,12 +183,15 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             DbAdvisoryStore(db),
             registry=RegistryNames.of(public_hosts(settings)),
         )
+        policies = LivePolicies(settings.policies, db, bus.publish)
+        await policies.refresh()
         verification = VerificationService(
             settings,
             db,
             upstream,
             verifiers,
             bus,
+            policies,
             on_incomplete=metrics.verifications_incomplete.inc,
         )
         app[SERVICES] = Services(
@@ -199,6 +203,7 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             metrics=metrics,
             bus=bus,
             verification=verification,
+            policies=policies,
         )
         if settings.auth.enabled:
             app[AUTH] = await AuthService.create(settings.auth, db)
@@ -212,10 +217,12 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
         scheduler = build_scheduler(
             settings, engine, db, metrics, mirror_client, owner=verification.owner, bus=bus
         )
-        # Verdicts decided under another version of their policy are decided again from
-        # stored findings (no layer is read) before the first pull is gated.
+        # Verdicts decided under another version of their policy (the settings file's, with
+        # the stored waivers) are decided again from stored findings (no layer is read)
+        # before the first pull is gated.
         await after_policy_change(db, settings.policies, publish=bus.publish)
         verification.start()
+        policies.start()
         webhooks.start()
         scheduler.start()
         log.info(
@@ -230,6 +237,7 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             yield
         finally:
             await scheduler.close()
+            await policies.close()
             if mirror_client is not None:
                 await mirror_client.aclose()
             await verification.close()

@@ -22,6 +22,7 @@ from proxy.cli_sbom import add_sbom_command
 from proxy.cli_signatures import add_signature_commands
 from proxy.cli_users import UsageError
 from proxy.cli_users import add_commands as add_user_commands
+from proxy.cli_waivers import add_waiver_commands
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -238,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--json", action="store_true", help="one JSON object per line")
     audit.set_defaults(func=cmd_audit)
 
-    add_admin_commands(sub)
+    add_waiver_commands(add_admin_commands(sub))
     add_signature_commands(sub)
     add_sbom_command(sub)
     add_sync_command(add_advisories_command(sub))

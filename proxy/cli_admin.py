@@ -244,18 +244,22 @@ def cmd_show(client: AdminClient, args: argparse.Namespace) -> None:
     )
 
 
-def cmd_release(client: AdminClient, args: argparse.Namespace) -> None:
-    body: dict[str, Any] = {"reason": args.reason, "actor": args.actor}
-    try:  # the server checks too; checking here names the option the operator typed
+def expiry_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """``--expires-in`` / ``--expires-at`` as the API's fields, held to the release cap here
+    too (the server checks as well; checking here names the option the operator typed)."""
+    try:
         end = release_end(datetime.now(UTC), seconds=args.expires_in, at=args.expires_at)
     except ReleaseTermError as exc:
         option = "--expires-in" if args.expires_in is not None else "--expires-at"
         raise CommandError(f"{option} {exc}", 2) from exc
     if args.expires_in is not None:
-        body["expires_in_seconds"] = args.expires_in
-    elif end is not None:
-        body["expires_at"] = end.isoformat()
-    v = client.call("POST", image_path(args.image, "release"), body=_drop_none(body))
+        return {"expires_in_seconds": args.expires_in}
+    return {"expires_at": end.isoformat()} if end is not None else {}
+
+
+def cmd_release(client: AdminClient, args: argparse.Namespace) -> None:
+    body: dict[str, Any] = {"reason": args.reason, "actor": args.actor, **expiry_fields(args)}
+    v = client.call("POST", image_path(args.image, "release"), body=drop_none(body))
     if args.json:
         return print_json(v)
     until = f" until {v['release_expires']}" if v["release_expires"] else ""
@@ -263,7 +267,7 @@ def cmd_release(client: AdminClient, args: argparse.Namespace) -> None:
 
 
 def cmd_requarantine(client: AdminClient, args: argparse.Namespace) -> None:
-    body = _drop_none({"reason": args.reason, "actor": args.actor})
+    body = drop_none({"reason": args.reason, "actor": args.actor})
     v = client.call("POST", image_path(args.image, "requarantine"), body=body)
     if args.json:
         return print_json(v)
@@ -271,7 +275,7 @@ def cmd_requarantine(client: AdminClient, args: argparse.Namespace) -> None:
 
 
 def cmd_rescan(client: AdminClient, args: argparse.Namespace) -> None:
-    body = _drop_none({"reason": args.reason, "actor": args.actor})
+    body = drop_none({"reason": args.reason, "actor": args.actor})
     if args.image:
         result = client.call("POST", image_path(args.image, "rescan"), body=body)
     else:
@@ -313,7 +317,7 @@ def cmd_policy_test(client: AdminClient, args: argparse.Namespace) -> None:
 
 
 def cmd_policy_reevaluate(client: AdminClient, args: argparse.Namespace) -> None:
-    body = _drop_none({"repository": args.repository, "reason": args.reason, "actor": args.actor})
+    body = drop_none({"repository": args.repository, "reason": args.reason, "actor": args.actor})
     result = client.call("POST", "/policy/reevaluate", body=body)
     if args.json:
         return print_json(result)
@@ -347,7 +351,7 @@ def _iso(value: object) -> str:
     raise TypeError(f"cannot send {type(value).__name__} as JSON")
 
 
-def _drop_none(body: dict[str, Any]) -> dict[str, Any]:
+def drop_none(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if v is not None}
 
 
@@ -377,11 +381,11 @@ def run_command(
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
+def run_admin(args: argparse.Namespace) -> int:
     return run_command(args.admin_command, args, os.environ)
 
 
-def _common() -> argparse.ArgumentParser:
+def common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--url", help=f"gatekeeper URL (default $GATEKEEPER_ADMIN_URL or {DEFAULT_URL})"
@@ -391,7 +395,7 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-def _acting(parser: argparse.ArgumentParser, reason_required: bool) -> None:
+def acting_options(parser: argparse.ArgumentParser, reason_required: bool) -> None:
     parser.add_argument(
         "--reason", type=plain_text, required=reason_required, help="why (recorded in the log)"
     )
@@ -400,26 +404,9 @@ def _acting(parser: argparse.ArgumentParser, reason_required: bool) -> None:
     )
 
 
-def add_admin_commands(sub: Any) -> None:
-    """Add ``quarantine`` and ``policy`` to the ``gatekeeper`` command."""
-    common = _common()
-    quarantine = sub.add_parser("quarantine", help="inspect and override image verdicts")
-    q = quarantine.add_subparsers(dest="quarantine_command", required=True)
-
-    p = q.add_parser("list", parents=[common], help="list verdicts")
-    p.add_argument("--state", choices=[s.value for s in State])
-    p.add_argument("--repository", "-r")
-    p.add_argument("--limit", "-n", type=int, default=100)
-    p.set_defaults(func=_run, admin_command=cmd_list)
-
-    p = q.add_parser("show", parents=[common], help="one verdict: findings and history")
-    p.add_argument("image", metavar="REPO@DIGEST")
-    p.set_defaults(func=_run, admin_command=cmd_show)
-
-    p = q.add_parser("release", parents=[common], help="let a quarantined image be pulled")
-    p.add_argument("image", metavar="REPO@DIGEST")
-    _acting(p, reason_required=True)
-    until = p.add_mutually_exclusive_group()
+def expiry_options(parser: argparse.ArgumentParser) -> None:
+    """``--expires-in`` or ``--expires-at`` (a release, a waiver), read by :func:`expiry_fields`."""
+    until = parser.add_mutually_exclusive_group()
     until.add_argument(
         "--expires-in",
         type=parse_duration,
@@ -430,12 +417,35 @@ def add_admin_commands(sub: Any) -> None:
         type=parse_moment,
         help="an ISO 8601 time with its offset, e.g. 2030-01-31T12:00:00Z",
     )
-    p.set_defaults(func=_run, admin_command=cmd_release)
+
+
+def add_admin_commands(sub: Any) -> Any:
+    """Add ``quarantine`` and ``policy`` to the ``gatekeeper`` command; returns the
+    ``quarantine`` subcommands, for the waiver commands (``proxy.cli_waivers``)."""
+    common = common_options()
+    quarantine = sub.add_parser("quarantine", help="inspect and override image verdicts")
+    q = quarantine.add_subparsers(dest="quarantine_command", required=True)
+
+    p = q.add_parser("list", parents=[common], help="list verdicts")
+    p.add_argument("--state", choices=[s.value for s in State])
+    p.add_argument("--repository", "-r")
+    p.add_argument("--limit", "-n", type=int, default=100)
+    p.set_defaults(func=run_admin, admin_command=cmd_list)
+
+    p = q.add_parser("show", parents=[common], help="one verdict: findings and history")
+    p.add_argument("image", metavar="REPO@DIGEST")
+    p.set_defaults(func=run_admin, admin_command=cmd_show)
+
+    p = q.add_parser("release", parents=[common], help="let a quarantined image be pulled")
+    p.add_argument("image", metavar="REPO@DIGEST")
+    acting_options(p, reason_required=True)
+    expiry_options(p)
+    p.set_defaults(func=run_admin, admin_command=cmd_release)
 
     p = q.add_parser("requarantine", parents=[common], help="withdraw a release or a pass")
     p.add_argument("image", metavar="REPO@DIGEST")
-    _acting(p, reason_required=True)
-    p.set_defaults(func=_run, admin_command=cmd_requarantine)
+    acting_options(p, reason_required=True)
+    p.set_defaults(func=run_admin, admin_command=cmd_requarantine)
 
     p = q.add_parser(
         "rescan",
@@ -449,14 +459,14 @@ def add_admin_commands(sub: Any) -> None:
     target.add_argument("image", nargs="?", metavar="REPO@DIGEST")
     target.add_argument("--repository", "-r", help="every image of one repository, at once")
     target.add_argument("--all", action="store_true", help="every known image, at once")
-    _acting(p, reason_required=False)
-    p.set_defaults(func=_run, admin_command=cmd_rescan)
+    acting_options(p, reason_required=False)
+    p.set_defaults(func=run_admin, admin_command=cmd_rescan)
 
     policy = sub.add_parser("policy", help="policy tools")
     pol = policy.add_subparsers(dest="policy_command", required=True)
     p = pol.add_parser("test", parents=[common], help="dry-run: which verdicts would change")
     p.add_argument("--file", "-f", help="TOML with [[policies]] (default: the configured ones)")
-    p.set_defaults(func=_run, admin_command=cmd_policy_test)
+    p.set_defaults(func=run_admin, admin_command=cmd_policy_test)
     p = pol.add_parser(
         "reevaluate",
         parents=[common],
@@ -466,5 +476,6 @@ def add_admin_commands(sub: Any) -> None:
         "also does this at start-up. Preview with `gatekeeper policy test`.",
     )
     p.add_argument("--repository", "-r", help="only this repository's verdicts")
-    _acting(p, reason_required=False)
-    p.set_defaults(func=_run, admin_command=cmd_policy_reevaluate)
+    acting_options(p, reason_required=False)
+    p.set_defaults(func=run_admin, admin_command=cmd_policy_reevaluate)
+    return q

@@ -21,7 +21,7 @@ from typing import Any
 from config.settings import Settings, load_settings
 from config.text import check_plain, visible
 
-ACTIONS = {"pull", "push", "delete", "admin", "quarantine-reader"}
+ACTIONS = {"pull", "push", "delete", "admin", "auditor", "quarantine-reader"}
 _DURATION = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -319,7 +319,9 @@ def add_commands(sub: Any) -> None:
         create.add_argument("--grant", action="append", metavar="PATTERN=ACTIONS")
         create.add_argument("--group", action="append")
         create.add_argument("--expires-in", metavar="DURATION", help="e.g. 90d (robots mostly)")
-        create.add_argument("--admin", action="store_true", help="may use the admin API")
+        create.add_argument(
+            "--admin", action="store_true", help="global admin (the same as --grant '*=admin')"
+        )
         if kind == "user":
             create.add_argument("--password-stdin", action="store_true")
         listing = command("list", cmd_list, f"list {plural}")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from config.policy import Policy, match_policy
+from config.policy import Policy
 from config.text import visible
 from proxy.auth.http import bypasses_quarantine, may
 from proxy.context import info
@@ -91,7 +91,7 @@ async def check_manifest(request: web.Request, repository: str, digest: str) -> 
     """Allow the pull of manifest ``digest`` or raise DENIED. Unknown images are verified now
     (first pull) and pending ones are held as long as the policy allows."""
     svc = services(request)
-    policy = match_policy(svc.settings.policies, repository)
+    policy = svc.policies.match(repository)
     if policy.deny_all:
         message = (
             f"{digest} cannot be pulled: no policy allows repository {repository} "
@@ -160,7 +160,7 @@ async def check_referrers(request: web.Request, repository: str, subject: str) -
     while it may be pulled. A subject the gatekeeper has no verdict for is not verified here
     (a referrers query must not queue work); each listed referrer is gated when pulled."""
     svc = services(request)
-    policy = match_policy(svc.settings.policies, repository)
+    policy = svc.policies.match(repository)
     try:
         verdict = await svc.verification.verdict(repository, subject, cached=True)
     except DATABASE_ERRORS as exc:
@@ -275,7 +275,7 @@ async def _judgement(request: web.Request, repository: str, digest: str) -> Blob
     svc = services(request)
     if svc.verification.blob_allowed(repository, digest):
         return BlobJudgement(True, "pullable")
-    policy = match_policy(svc.settings.policies, repository)
+    policy = svc.policies.match(repository)
     try:
         async with svc.db() as session:
             judgement = await judge_blob(session, policy, repository, digest)
@@ -289,7 +289,7 @@ async def _judgement(request: web.Request, repository: str, digest: str) -> Blob
 def _refuse_blob(
     request: web.Request, repository: str, digest: str, judgement: BlobJudgement
 ) -> None:
-    policy = match_policy(services(request).settings.policies, repository)
+    policy = services(request).policies.match(repository)
     if policy.mode == "warn" and not policy.deny_all:
         _record(request, "warn", f"{judgement.state}; warn mode does not block")
         return
@@ -315,7 +315,7 @@ async def check_reuse(request: web.Request, repository: str, digest: str) -> Non
     if not others:
         return
     first = others[0]
-    policy = match_policy(svc.settings.policies, repository)
+    policy = svc.policies.match(repository)
     message = (
         f"{digest} is quarantined in {first.repository} and cannot be pushed elsewhere: "
         f"{'; '.join(first.reasons[:2]) or 'verification failed'}; "

@@ -10,7 +10,8 @@ Two triggers, one shape (batches of images, a few queries per batch, one transac
    from (never inventoried, still pending, its vulnerability check errored) is handed back so
    the caller queues a full verification for it.
 2. A policy change (:func:`after_policy_change`): verdicts decided under another version of the
-   policy that now matches their repository are decided again from their stored findings.
+   policy that now matches their repository are decided again from their stored findings. A
+   waiver an admin makes or withdraws (``proxy.policybook``) is such a change where it applies.
 
 Either way the rules of ``storage.verdicts`` hold: an unexpired admin release stays released, an
 admin's hold stays quarantined. Each verdict records its trigger (``advisory-import (data
@@ -33,8 +34,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from config.policy import Policy, match_policy
+from config.policy import Policy
 from proxy.events import VerdictChange
+from proxy.policybook import PolicyBook, load_book
 from proxy.stored_outcomes import (
     StoredDataError,
     decide_stored,
@@ -96,17 +98,18 @@ class Report:
 
 
 class Policies:
-    """The configured policies, with the match and the version per repository worked out once
-    per run (a policy's version is a hash of its whole content)."""
+    """The policies in force (the settings file's with the stored waivers, read once per run),
+    with the match and the version per repository worked out once per run (a policy's version
+    is a hash of its whole content)."""
 
-    def __init__(self, policies: Sequence[Policy]) -> None:
-        self._policies = list(policies)
+    def __init__(self, book: PolicyBook) -> None:
+        self._book = book
         self._matched: dict[str, tuple[Policy, str]] = {}
 
     def for_repository(self, repository: str) -> tuple[Policy, str]:
         found = self._matched.get(repository)
         if found is None:
-            policy = match_policy(self._policies, repository)
+            policy = self._book.match(repository)
             found = self._matched[repository] = (policy, policy.version)
         return found
 
@@ -283,7 +286,7 @@ async def after_advisory_import(
     report = Report()
     trigger = f"advisory-import (data version {data_version})"
     version = assess.version_for(data_version)
-    resolver = Policies(policies)
+    resolver = Policies(await load_book(db, policies))
     caches = _Caches(changed)
     ordered = sorted(set(images))
     batches = [ordered[n : n + batch] for n in range(0, len(ordered), batch)]
@@ -475,8 +478,9 @@ def _known_before_import(
 # -- policy changes ----------------------------------------------------------------------------
 
 
-def policy_trigger(policy: Policy, version: str) -> str:
-    return f"policy-change (policy {policy.name} version {version})"
+def policy_trigger(policy: Policy, version: str, cause: str | None = None) -> str:
+    where = f"policy {policy.name} version {version}"
+    return f"{cause} ({where})" if cause else f"policy-change ({where})"
 
 
 async def after_policy_change(
@@ -486,16 +490,20 @@ async def after_policy_change(
     repository: str | None = None,
     publish: Publish | None = None,
     batch: int = BATCH,
+    cause: str | None = None,
 ) -> Report:
     """Decide again, from stored findings, every verdict whose recorded policy version differs
-    from the policy that now matches its repository (of one repository, or all).
+    from the policy that now matches its repository (of one repository, or all). The policies
+    are ``policies`` with the stored waivers active now (``proxy.policybook``), so a waiver
+    made, withdrawn or expired is a policy change where it applies. ``cause`` names it in each
+    verdict's trigger (``waiver 3 made by tina``; default ``policy-change``).
 
     A policy that now requires a verifier with no stored outcome cannot be answered from stored
     data: the decision fails closed ("did not run") and a full verification is queued, so the
     image is decided on real results as soon as a worker gets to it."""
     started = time.perf_counter()
     report = Report()
-    resolver = Policies(policies)
+    resolver = Policies(await load_book(db, policies))
     parsed: dict[FindingRecord, Finding] = {}
     after: Key | None = None
     queued = 0
@@ -530,7 +538,7 @@ async def after_policy_change(
                         verdict,
                         resolver,
                         outcomes,
-                        policy_trigger(policy, version),
+                        policy_trigger(policy, version, cause),
                         replace=None,
                         known=known,
                     )

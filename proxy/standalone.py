@@ -10,6 +10,7 @@ from typing import Any
 
 from config.settings import Settings
 from proxy.events import EventBus
+from proxy.policybook import load_book
 from proxy.upstream import Upstream, make_client_session, make_token_client
 from proxy.verification import VerificationService
 from storage.db import create_engine, sessionmaker, upgrade
@@ -28,7 +29,8 @@ async def verification_service(
         await upgrade(engine)
         db = sessionmaker(engine)
         upstream = Upstream(settings, session, tokens)
-        yield VerificationService(settings, db, upstream, make_verifiers(db), EventBus())
+        policies = await load_book(db, settings.policies)
+        yield VerificationService(settings, db, upstream, make_verifiers(db), EventBus(), policies)
     finally:
         await tokens.aclose()
         await session.close()

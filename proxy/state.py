@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from config.settings import Settings
 from proxy.audit import AuditWriter
 from proxy.events import EventBus
+from proxy.live_policies import LivePolicies
 from proxy.metrics import Metrics
 from proxy.upstream import Upstream
 from proxy.verification import VerificationService
@@ -28,6 +29,9 @@ class Services:
     metrics: Metrics
     bus: EventBus
     verification: VerificationService
+    policies: LivePolicies
+    """The policies in force: ``match(repository)``, never ``settings.policies`` directly (that
+    would miss the waivers admins made at run time)."""
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

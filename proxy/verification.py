@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from config.policy import Policy, match_policy
+from config.policy import Policy
 from config.settings import Settings
 from proxy import incomplete
 from proxy.errors import Code, OCIError
@@ -27,6 +27,8 @@ from proxy.events import EventBus, VerdictChange
 from proxy.examine import Examined, Examiner, Fetched, inherited_outcome
 from proxy.forward import read_at_most
 from proxy.oci import parse_manifest, sha256_digest
+from proxy.policybook import PolicySource
+from proxy.reevaluate import after_policy_change
 from proxy.upstream import Upstream, v2_path
 from proxy.upstream_reads import ACCEPT, UpstreamBlobs, UpstreamManifests, UpstreamRepositories
 from storage import content, jobs, manifests, verdicts
@@ -81,12 +83,15 @@ class VerificationService:
         upstream: Upstream,
         verifiers: list[Verifier],
         bus: EventBus,
+        policies: PolicySource,
         *,
         on_incomplete: Callable[[], None] | None = None,
     ) -> None:
         """``on_incomplete`` is called for each image a dead-lettered verification leaves
         with a failure verdict (the metrics count them)."""
         self.settings = settings
+        self.policies = policies
+        """Which policy applies (with the stored waivers), never ``settings.policies``."""
         self._on_incomplete = on_incomplete
         self.db = db
         self.upstream = upstream
@@ -300,7 +305,7 @@ class VerificationService:
         image keeps its decision (a failed re-scan says nothing new of the content), and an
         admin's release or hold stays (``lifecycle.settle``). A later verification that
         completes replaces it. True if it was decided here."""
-        policy = match_policy(self.settings.policies, repository)
+        policy = self.policies.match(repository)
         async with self.db() as session, session.begin():
             found = await jobs.abandoned(session, limit=1, image=(repository, digest))
             if not found:
@@ -331,7 +336,7 @@ class VerificationService:
         pending would tell pullers it is still being verified. No verifier ran, so nothing of
         the policy (fail-open verifiers, waivers) can let it through; an admin can release it.
         """
-        policy = match_policy(self.settings.policies, repository)
+        policy = self.policies.match(repository)
         finding = FindingRecord("gatekeeper", "manifest.refused", "critical", why, "manifest")
         record = DecisionRecord(
             state=State.QUARANTINED,
@@ -399,7 +404,7 @@ class VerificationService:
         run, never the labels the pusher wrote. Images and indexes go through the pipeline;
         artifacts of an allowed type do not; everything is decided by the policy together with
         what the examination found (holds, dependencies, inherited findings)."""
-        policy = match_policy(self.settings.policies, repository)
+        policy = self.policies.match(repository)
         fetched = await self.fetch(repository, digest)
         examined = await self.examiner.examine(fetched, policy)
         outcomes = [examined.outcome()]
@@ -453,7 +458,25 @@ class VerificationService:
         assert stored is not None
         await self._announce(stored, old, new, decision, known, outcomes, policy.name)
         await self._spread(repository, digest, own, examined)
-        return stored
+        return await self._current_policy(stored)
+
+    async def _current_policy(self, stored: VerdictView) -> VerdictView:
+        """A waiver made or withdrawn while this image was being verified changed its policy
+        after the decision began: decide it again at once from what was just stored (the
+        re-evaluation that followed the waiver may have passed it already)."""
+        repository, digest = stored.repository, stored.digest
+        if stored.policy_version in (None, self.policies.match(repository).version):
+            return stored
+        await after_policy_change(
+            self.db,
+            self.settings.policies,
+            repository=repository,
+            publish=self.bus.publish,
+            cause="waivers changed during verification",
+        )
+        async with self.db() as session:
+            again = await verdicts.get(session, repository, digest)
+        return again or stored
 
     async def _announce(
         self,
@@ -590,7 +613,7 @@ class VerificationService:
 
     async def load_image(self, repository: str, digest: str) -> Image:
         """The manifest as verifiers see it, config read (``gatekeeper verify``)."""
-        policy = match_policy(self.settings.policies, repository)
+        policy = self.policies.match(repository)
         fetched = await self.fetch(repository, digest)
         config, problem = None, None
         if fetched.record.config_digest is not None:

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import globs
 from storage.models import AccessLog
 
 
@@ -70,8 +71,11 @@ def _storable(record: AccessRecord) -> dict[str, Any]:
     }
 
 
-async def query_records(session: AsyncSession, query: AuditQuery) -> list[AccessRecord]:
-    """Matching rows, oldest first (the newest ``limit`` of them)."""
+async def query_records(
+    session: AsyncSession, query: AuditQuery, *, patterns: Sequence[str] | None = None
+) -> list[AccessRecord]:
+    """Matching rows, oldest first (the newest ``limit`` of them); with ``patterns``, only
+    rows about a repository they match (a scoped reader's view: ``limit`` counts those)."""
     stmt = select(AccessLog)
     for column, value in (
         (AccessLog.repository, query.repository),
@@ -86,6 +90,19 @@ async def query_records(session: AsyncSession, query: AuditQuery) -> list[Access
         stmt = stmt.where(AccessLog.time >= query.since)
     if query.until is not None:
         stmt = stmt.where(AccessLog.time < query.until)
-    rows = (await session.scalars(stmt.order_by(AccessLog.id.desc()).limit(query.limit))).all()
+    if patterns is not None and not globs.everything(patterns):
+        stmt = stmt.where(globs.prefilter(AccessLog.repository, patterns))
+    else:
+        patterns = None
+    kept: list[AccessLog] = []
+    while True:
+        rows = (await session.scalars(stmt.order_by(AccessLog.id.desc()).limit(query.limit))).all()
+        kept += [r for r in rows if patterns is None or globs.matches(r.repository, patterns)]
+        if len(rows) < query.limit or len(kept) >= query.limit:
+            break
+        stmt = stmt.where(AccessLog.id < rows[-1].id)  # the filter dropped some: read on
     fields = AccessRecord.__dataclass_fields__
-    return [AccessRecord(**{name: getattr(row, name) for name in fields}) for row in reversed(rows)]
+    return [
+        AccessRecord(**{name: getattr(row, name) for name in fields})
+        for row in reversed(kept[: query.limit])
+    ]

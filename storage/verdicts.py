@@ -12,6 +12,7 @@ from typing import Any, cast
 from sqlalchemy import Table, and_, delete, exists, insert, or_, select, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import globs
 from storage.keys import images_clause
 from storage.models import Base, FindingRow, Manifest, ManifestRef, Verdict, VerdictEvent
 from storage.timeutil import now as utcnow
@@ -555,14 +556,32 @@ async def list_verdicts(
     state: str | None = None,
     repository: str | None = None,
     limit: int = 100,
+    *,
+    patterns: Sequence[str] | None = None,
 ) -> list[VerdictView]:
+    """The most recently changed verdicts; with ``patterns``, only of repositories they match
+    (a scoped reader's listing: ``limit`` counts matching verdicts)."""
     query = select(Verdict)
     if state is not None:
         query = query.where(Verdict.state == state)
     if repository is not None:
         query = query.where(Verdict.repository == repository)
-    rows = (await session.scalars(query.order_by(Verdict.updated_at.desc()).limit(limit))).all()
-    return [_view(r) for r in rows]
+    if patterns is not None and not globs.everything(patterns):
+        query = query.where(globs.prefilter(Verdict.repository, patterns))
+    else:
+        patterns = None
+    order = (Verdict.updated_at.desc(), Verdict.repository.desc(), Verdict.digest.desc())
+    found: list[VerdictView] = []
+    while True:
+        rows = (await session.scalars(query.order_by(*order).limit(limit))).all()
+        found += [
+            _view(r) for r in rows if patterns is None or globs.matches(r.repository, patterns)
+        ]
+        if len(rows) < limit or len(found) >= limit:
+            return found[:limit]
+        last = rows[-1]  # the filter dropped some: read on past the last row seen
+        key = tuple_(Verdict.updated_at, Verdict.repository, Verdict.digest)
+        query = query.where(key < tuple_(last.updated_at, last.repository, last.digest))
 
 
 def pullable_clause(moment: datetime):  # type: ignore[no-untyped-def]

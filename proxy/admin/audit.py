@@ -1,10 +1,14 @@
 """``/audit``: read the access log back, filtered like ``gatekeeper audit`` but over HTTP, so
-an operator needs no database credentials to see who pulled, pushed or released what."""
+an operator needs no database credentials to see who pulled, pushed or released what.
+
+A reader of some repositories (a team's admin or auditor) sees the rows about those
+repositories only; rows about no repository (logins, the catalog) are for global readers."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from proxy.admin.access import require, rights
 from proxy.admin.common import ok, query_int, query_limit, query_str, query_time, services
 from storage.audit import AuditQuery, query_records
 
@@ -22,6 +26,9 @@ async def query(request: web.Request) -> web.StreamResponse:
         until=query_time(request, "until"),
         limit=query_limit(request),
     )
+    if filters.repository is not None:
+        require(request, filters.repository)
+    readable = rights(request).reads.patterns
     async with services(request).db() as session:
-        records = await query_records(session, filters)
+        records = await query_records(session, filters, patterns=readable)
     return ok({"records": [r.as_json() for r in records]})

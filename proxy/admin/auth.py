@@ -1,6 +1,7 @@
-"""Who may use the admin API: an identity holding the ``admin`` role (Basic credentials or a
-token from the gatekeeper's token endpoint), or whoever presents the break-glass admin token
-from settings.
+"""Who may use the admin API: an identity holding the ``admin``, ``auditor`` or
+``quarantine-reader`` role on some repositories (Basic credentials or a token from the
+gatekeeper's token endpoint; what each role allows where is ``proxy.auth.rights``), or whoever
+presents the break-glass admin token from settings, which is a global admin.
 
 The token is compared in constant time (``hmac.compare_digest``) so response timing reveals
 nothing about how much of a guess was right. An unset or empty token disables the admin API
@@ -11,16 +12,21 @@ reachable without credentials. The token itself never reaches a log, an audit ro
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from pydantic import SecretStr
 
+from proxy.admin.access import NEED, RIGHTS, Need, admit
 from proxy.admin.common import services
 from proxy.admin.errors import AdminCode, AdminError
 from proxy.auth.http import AUTH
+from proxy.auth.rights import Rights
 from proxy.auth.service import AuthError
 from proxy.context import info
-from proxy.errors import Handler
+from proxy.errors import Handler, OCIError
+from proxy.names import check_digest, check_name
 
 TOKEN_PRINCIPAL = "admin-token"
 """The identity recorded for requests authenticated by the admin token."""
@@ -49,12 +55,14 @@ def bearer_token(request: web.Request) -> str | None:
     return credential.strip() or None
 
 
-async def authenticate(request: web.Request) -> str:
-    """The principal making the request, or AdminError saying what is missing."""
+async def authenticate(request: web.Request) -> Rights:
+    """The principal making the request and its rights, or AdminError saying what is
+    missing. Whether the rights suffice for the route is :func:`proxy.admin.access.admit`'s
+    question, asked by the middleware."""
     expected = services(request).settings.admin_token
     presented = bearer_token(request)
     if presented is not None and token_matches(presented, expected):
-        return TOKEN_PRINCIPAL
+        return Rights.unlimited(TOKEN_PRINCIPAL)
     auth = request.config_dict.get(AUTH)
     header = request.headers.get("Authorization")
     token_configured = expected is not None and bool(expected.get_secret_value())
@@ -65,9 +73,9 @@ async def authenticate(request: web.Request) -> str:
             if exc.throttled:
                 raise AdminError(AdminCode.TOO_MANY_REQUESTS, exc.reason) from exc
             raise AdminError(AdminCode.UNAUTHORIZED, exc.reason, headers=CHALLENGE) from exc
-        if who.anonymous or not auth.has_role(who, "admin"):
-            raise AdminError(AdminCode.FORBIDDEN, f"{who.name} does not hold the admin role")
-        return who.name
+        if who.anonymous:
+            raise AdminError(AdminCode.FORBIDDEN, "an anonymous token may not use the admin API")
+        return Rights.from_bindings(who.name, who.bindings)
     if not token_configured and auth is None:
         raise AdminError(
             AdminCode.ADMIN_API_DISABLED,
@@ -85,11 +93,38 @@ async def authenticate(request: web.Request) -> str:
     raise AdminError(AdminCode.UNAUTHORIZED, "the admin token is not valid", headers=CHALLENGE)
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Authenticate before routing errors are shown, so unknown paths tell a stranger nothing.
-    Each request's access-log row names the admin action, attempted or done."""
+def build_auth_middleware(needs: Mapping[str, Need]) -> Middleware:
+    """``needs`` maps each route name to what it needs (``proxy.admin.routes``)."""
+
+    @web.middleware
+    async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Authenticate before routing errors are shown, so unknown paths tell a stranger
+        nothing. Each request's access-log row names the admin action, attempted or done."""
+        record = info(request)
+        record.action = request.match_info.route.name or "admin.unknown"
+        who = await authenticate(request)
+        record.identity = who.principal
+        need = needs.get(record.action, Need.READ)
+        try:
+            admit(who, need, record.action)
+        except AdminError:
+            _note_target(request)
+            raise
+        request[RIGHTS], request[NEED] = who, need
+        return await handler(request)
+
+    return auth_middleware
+
+
+def _note_target(request: web.Request) -> None:
+    """Put the image a refused request named on its access-log row (when the path names one
+    validly), so a refusal is found by digest like the action it stopped."""
+    info_ = request.match_info
+    repository, _, digest = info_.get("reference", "").rpartition("@")
+    repository, digest = info_.get("name", repository), info_.get("digest", digest)
+    try:
+        checked = check_name(repository), check_digest(digest)
+    except OCIError:
+        return
     record = info(request)
-    record.action = request.match_info.route.name or "admin.unknown"
-    record.identity = await authenticate(request)
-    return await handler(request)
+    record.repository, record.digest = checked

@@ -76,3 +76,13 @@ class PolicyTestBody(BaseModel):
 class PolicyReevaluateBody(RescanAllBody):
     """Apply the configured policies now to every verdict (or one repository's) decided under
     another policy version; who asked and why go to the access log."""
+
+
+class WaiverBody(ReleaseBody):
+    """A waiver: ``finding`` (a rule id, or ``verifier:rule``) stops blocking in the
+    repositories ``scope`` matches, for ``reason``, until an optional end held to the release
+    cap. The author is whoever makes the request; the scope must lie within what they
+    administer."""
+
+    finding: PlainText = Field(min_length=1, max_length=255, pattern=r"^\S+$")
+    scope: PlainText = Field(min_length=1, max_length=255, pattern=r"^\S+$")

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from proxy.admin.access import require
 from proxy.admin.errors import AdminCode, AdminError
 from proxy.context import info
 from proxy.errors import OCIError
@@ -53,7 +54,8 @@ def iso(moment: datetime | None) -> str | None:
 
 def image_ref(request: web.Request) -> tuple[str, str]:
     """``REPOSITORY@DIGEST`` from the path (the repository may contain slashes), validated with
-    the registry's own grammar and recorded for the access log."""
+    the registry's own grammar, recorded for the access log, and checked against the caller's
+    scope for this route before anything is looked up (403 outside it)."""
     try:
         # Dot segments are normalised away before routing; refuse them so the action lands
         # on the repository the operator actually typed.
@@ -77,6 +79,7 @@ def image_ref(request: web.Request) -> tuple[str, str]:
         raise AdminError(code, exc.message) from exc
     record = info(request)
     record.repository, record.digest = repository, digest
+    require(request, repository)
     return repository, digest
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from config.policy import match_policy
+from proxy.admin.access import require, require_everything, rights
 from proxy.admin.bodies import ReasonBody, ReleaseBody, RescanAllBody, RescanBody
 from proxy.admin.common import (
     actor,
@@ -49,10 +49,14 @@ def _no_verdict(repository: str, digest: str) -> str:
 
 
 async def list_images(request: web.Request) -> web.StreamResponse:
-    """GET /images?state=&repository=&limit= : the most recently changed first."""
+    """GET /images?state=&repository=&limit= : the most recently changed first, of the
+    repositories the caller may read."""
     state, repository, limit = query_state(request), query_repository(request), query_limit(request)
+    if repository is not None:
+        require(request, repository)
+    readable = rights(request).reads.patterns
     async with services(request).db() as session:
-        found = await verdicts.list_verdicts(session, state, repository, limit)
+        found = await verdicts.list_verdicts(session, state, repository, limit, patterns=readable)
     return ok({"images": [verdict_json(v) for v in found]})
 
 
@@ -66,7 +70,7 @@ async def show(request: web.Request) -> web.StreamResponse:
             raise AdminError(AdminCode.NOT_FOUND, _no_verdict(repository, digest))
         findings = await verdicts.findings(session, repository, digest)
         history = await verdicts.history(session, repository, digest)
-    applies = match_policy(svc.settings.policies, repository)
+    applies = svc.policies.match(repository)
     return ok(
         {
             **verdict_json(verdict),
@@ -96,7 +100,7 @@ async def release(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, ReleaseBody)
     who = actor(request, body.actor, body.reason)
     svc = services(request)
-    policy = match_policy(svc.settings.policies, repository)
+    policy = svc.policies.match(repository)
     if policy.deny_all:
         raise AdminError(
             AdminCode.CONFLICT,
@@ -175,7 +179,7 @@ async def requarantine(request: web.Request) -> web.StreamResponse:
         others = [k for k in await content.referencing(session, held) if k != (repository, digest)]
         changed = await verdicts.hold_inherited(session, others, who, why)
         stored = await verdicts.get(session, repository, digest)
-    policy = match_policy(svc.settings.policies, repository)
+    policy = svc.policies.match(repository)
     await svc.bus.publish(
         VerdictChange(
             "requarantined", repository, digest, old, new, who, body.reason, policy=policy.name
@@ -229,13 +233,17 @@ async def rescan(request: web.Request) -> web.StreamResponse:
 
 
 async def rescan_all(request: web.Request) -> web.StreamResponse:
-    """POST /rescan : queue a rescan of every known image, or of one repository's."""
+    """POST /rescan : queue a rescan of one repository's images (an admin of it), or of every
+    known image (a global admin)."""
     body = await read_body(request, RescanAllBody)
     if body.repository is not None:
         try:
             info(request).repository = check_name(body.repository)
         except OCIError as exc:
             raise AdminError(AdminCode.INVALID_FIELD, f"repository: {exc.message}") from exc
+        require(request, body.repository)
+    else:
+        require_everything(request, "a rescan without a repository")
     scope = body.repository or "every repository"
     who = actor(request, body.actor, body.reason or f"rescan {scope}")
     svc = services(request)

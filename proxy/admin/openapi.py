@@ -14,74 +14,27 @@ from typing import Any
 from aiohttp import web
 
 from config.policy import Policy
-from proxy.admin.common import MAX_LIMIT, STATES, ok
-from proxy.admin.releases import MAX_RELEASE, MAX_RELEASE_SECONDS
-
-P = "/admin/api/v1"
-Schema = dict[str, Any]
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _nullable(schema: Schema) -> Schema:
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-def _json(schema: Schema, description: str) -> Schema:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _errors(*names: str) -> dict[str, Schema]:
-    status = {
-        "BadRequest": "400",
-        "Unauthorized": "401",
-        "NotFound": "404",
-        "Conflict": "409",
-        "Unprocessable": "422",
-    }
-    return {status[n]: {"$ref": f"#/components/responses/{n}"} for n in ("Unauthorized", *names)}
-
-
-TEXT: Schema = {"type": "string"}
-STRING_OR_NULL = _nullable(TEXT)
-TIME: Schema = {"type": "string", "format": "date-time"}
-TIME_OR_NULL = _nullable(TIME)
-STATE: Schema = {"type": "string", "enum": list(STATES)}
-PLAIN = "No control or bidirectional-control characters (refused with 422)."
-ACTOR: Schema = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": 100,
-    "description": f"Who is acting; recorded as `admin-token:<actor>`. {PLAIN}",
-}
-REASON: Schema = {"type": "string", "minLength": 1, "maxLength": 2000, "description": PLAIN}
-
-REFERENCE = {
-    "name": "reference",
-    "in": "path",
-    "required": True,
-    "description": "`REPOSITORY@DIGEST`; the repository may contain `/` (sent unescaped).",
-    "schema": {"type": "string", "examples": ["team/app@sha256:" + "0" * 64]},
-}
-
-
-def _query(name: str, schema: Schema, description: str) -> Schema:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema,
-    }
-
-
-LIMIT = _query(
-    "limit",
-    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100},
-    "At most this many.",
+from proxy.admin.common import ok
+from proxy.admin.openapi_parts import (
+    ACTOR,
+    LIMIT,
+    REASON,
+    REFERENCE,
+    STATE,
+    STRING_OR_NULL,
+    TEXT,
+    TIME,
+    TIME_OR_NULL,
+    P,
+    Schema,
+    _errors,
+    _json,
+    _nullable,
+    _query,
+    _ref,
 )
+from proxy.admin.openapi_waivers import waiver_paths, waiver_schemas
+from proxy.admin.releases import MAX_RELEASE, MAX_RELEASE_SECONDS
 
 
 def _schemas() -> dict[str, Schema]:
@@ -367,7 +320,8 @@ def _image_paths() -> dict[str, Any]:
         P + "/images": {
             "get": {
                 "operationId": "listImages",
-                "summary": "List verdicts, most recently changed first.",
+                "summary": "List verdicts, most recently changed first, of the repositories the "
+                "caller may read.",
                 "parameters": [
                     _query("state", STATE, "Only verdicts in this state."),
                     _query("repository", TEXT, "Only this repository."),
@@ -452,7 +406,8 @@ def _other_paths() -> dict[str, Any]:
         P + "/rescan": {
             "post": {
                 "operationId": "rescanAll",
-                "summary": "Queue a verification of every known image, or of one repository's.",
+                "summary": "Queue a verification of one repository's images (an admin of it) or "
+                "of every known image (a global admin).",
                 "requestBody": {
                     "required": False,
                     "content": {"application/json": {"schema": _ref("RescanAllRequest")}},
@@ -529,7 +484,8 @@ def _other_paths() -> dict[str, Any]:
         P + "/audit": {
             "get": {
                 "operationId": "queryAudit",
-                "summary": "Access-log rows, oldest first (the newest `limit` of them).",
+                "summary": "Access-log rows, oldest first (the newest `limit` of them); a reader "
+                "of some repositories sees only the rows about them.",
                 "parameters": [
                     _query("repository", TEXT, "Only this repository."),
                     _query("identity", TEXT, "Only this identity (e.g. `admin-token:alice`)."),
@@ -584,32 +540,52 @@ def build() -> dict[str, Any]:
             "title": "registry-gatekeeper admin API",
             "version": "1",
             "description": "List and inspect verdicts, release and re-quarantine images, "
-            "rescan, dry-run and re-apply policies, export SBOMs and read the access log. "
+            "rescan, waive findings, dry-run and re-apply policies, export SBOMs and read the "
+            "access log. "
             "Every action is written to the "
-            "access log with its actor and reason.",
+            "access log with its actor and reason. An `admin` grant on a repository pattern "
+            "acts on the repositories it matches; reading needs `admin`, `auditor` or "
+            "`quarantine-reader` there; policy dry-runs and re-evaluation, a rescan of every "
+            "image and this document need the global admin (a grant on `*`, or the admin "
+            "token). Outside its scope a caller gets 403 naming what it may administer.",
         },
         "servers": [{"url": "/"}],
-        "security": [{"adminToken": []}],
-        "paths": {**_image_paths(), **_other_paths()},
+        "security": [{"adminToken": []}, {"login": []}],
+        "paths": {**_image_paths(), **waiver_paths(), **_other_paths()},
         "components": {
             "securitySchemes": {
                 "adminToken": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "The `admin_token` from settings. Unset: the API is disabled "
-                    "and every request is 401.",
-                }
+                    "description": "The break-glass `admin_token` from settings (a global "
+                    "admin), or a token from the gatekeeper's `/auth/token` endpoint (the "
+                    "identity's roles apply). With neither a token configured nor client "
+                    "authentication on, the API is disabled and every request is 401.",
+                },
+                "login": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "A user's or robot's credentials. `admin` on a repository "
+                    "pattern acts there (on `*`: settings-wide actions too); `auditor` and "
+                    "`quarantine-reader` read there; anything else is 403.",
+                },
             },
             "responses": {
                 "BadRequest": _error_response("Malformed request: JSON, path or query."),
                 "Unauthorized": _error_response(
                     "No token, a wrong token, or the admin API is disabled."
                 ),
-                "NotFound": _error_response("No such image verdict (or inventory, for an SBOM)."),
+                "Forbidden": _error_response(
+                    "The identity may not do this here: the message names what it may "
+                    "administer and read."
+                ),
+                "NotFound": _error_response(
+                    "No such image verdict (or inventory, for an SBOM; or stored waiver)."
+                ),
                 "Conflict": _error_response("The image is not in a state the action applies to."),
                 "Unprocessable": _error_response("A body field is invalid; `details` names each."),
             },
-            "schemas": {**_schemas(), **_policy_schemas()},
+            "schemas": {**_schemas(), **waiver_schemas(), **_policy_schemas()},
         },
     }
 

@@ -1,4 +1,5 @@
-"""``/policy/test``: what would change if these policies were applied, changing nothing; and
+"""``/policies``: the policy in force for a repository (with the stored waivers in it);
+``/policy/test``: what would change if these policies were applied, changing nothing; and
 ``/policy/reevaluate``: apply the configured policies to verdicts decided under other versions.
 
 Each stored verdict is decided again by ``verifiers.policy.decide`` from the outcomes and findings
@@ -14,13 +15,22 @@ from typing import Any
 
 from aiohttp import web
 
-from config.policy import Policy, match_policy
+from config.policy import Policy
+from proxy.admin.access import require, require_everything
 from proxy.admin.bodies import PolicyReevaluateBody, PolicyTestBody
-from proxy.admin.common import actor, ok, read_body, services, verdict_pages
+from proxy.admin.common import (
+    actor,
+    ok,
+    query_repository,
+    read_body,
+    services,
+    verdict_pages,
+)
 from proxy.admin.errors import AdminCode, AdminError
 from proxy.context import info
 from proxy.errors import OCIError
 from proxy.names import check_name
+from proxy.policybook import PolicySource, load_book
 from proxy.reevaluate import after_policy_change
 from proxy.stored_outcomes import StoredDataError, decide_stored, held_in, rebuild_outcomes
 from storage import verdicts
@@ -33,11 +43,11 @@ log = logging.getLogger("gatekeeper.admin")
 
 
 def would_be(
-    verdict: VerdictView, policies: list[Policy], outcomes: list[Outcome]
+    verdict: VerdictView, policies: PolicySource, outcomes: list[Outcome]
 ) -> tuple[str, Policy, tuple[str, ...]]:
     """The state a new decision would leave: an unexpired release survives a failing decision,
     as it does when the verification service stores one."""
-    policy = match_policy(policies, verdict.repository)
+    policy = policies.match(verdict.repository)
     current = verdict.effective_state()
     decision = decide_stored(policy, verdict, outcomes)
     held = (verdict.held_by is not None and current == State.QUARANTINED) or held_in(outcomes)
@@ -46,10 +56,12 @@ def would_be(
 
 
 async def test_policies(request: web.Request) -> web.StreamResponse:
-    """POST /policy/test : the verdicts these policies would change, and how."""
+    """POST /policy/test : the verdicts these policies would change, and how. The stored
+    waivers apply with them, as they do with the configured policies."""
     body = await read_body(request, PolicyTestBody)
     svc = services(request)
-    policies = body.policies if body.policies is not None else svc.settings.policies
+    configured = body.policies if body.policies is not None else svc.settings.policies
+    policies = await load_book(svc.db, configured)
     changes: list[dict[str, Any]] = []
     examined = pending = unreadable = 0
     async for batch in verdict_pages(svc, None):
@@ -115,5 +127,26 @@ async def reevaluate_policies(request: web.Request) -> web.StreamResponse:
             "skipped_unreadable": report.skipped,
             "queued": len(report.needs_verification),
             "seconds": round(report.seconds, 3),
+        }
+    )
+
+
+async def effective_policies(request: web.Request) -> web.StreamResponse:
+    """GET /policies?repository= : the policy in force for one repository (the settings
+    file's, with the stored waivers that apply there), for a reader of that repository;
+    without one, the settings file's policies, for a reader of every repository."""
+    repository = query_repository(request)
+    svc = services(request)
+    if repository is None:
+        require_everything(request, "the list of every policy")
+        listed = [p.model_dump(mode="json") for p in svc.settings.policies]
+        return ok({"policies": listed})
+    require(request, repository)
+    policy = svc.policies.match(repository)
+    return ok(
+        {
+            "repository": repository,
+            "policy": policy.model_dump(mode="json"),
+            "version": policy.version,
         }
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from proxy.admin.access import require
 from proxy.admin.common import services
 from proxy.admin.errors import AdminCode, AdminError
 from proxy.context import info
@@ -21,7 +22,8 @@ MEDIA_TYPE = "application/vnd.cyclonedx+json"
 
 
 def _target(request: web.Request) -> tuple[str, str]:
-    """Repository and digest from the path, validated with the registry's own grammar."""
+    """Repository and digest from the path, validated with the registry's own grammar and
+    within what the caller may read."""
     try:
         check_raw_path(request.raw_path)
         repository = check_name(request.match_info["name"])
@@ -33,6 +35,7 @@ def _target(request: web.Request) -> tuple[str, str]:
         raise AdminError(AdminCode.DIGEST_INVALID, exc.message) from exc
     record = info(request)
     record.repository, record.digest = repository, digest
+    require(request, repository)
     return repository, digest
 
 

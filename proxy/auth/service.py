@@ -172,8 +172,8 @@ class AuthService:
         return actions
 
     def has_role(self, caller: Caller, role: str, repository: str = "*") -> bool:
-        """Roles (``admin``, ``quarantine-reader``) come from bindings, never from a token's
-        grants: a token only carries repository actions."""
+        """Roles (``admin``, ``auditor``, ``quarantine-reader``) come from bindings, never from
+        a token's grants: a token only carries repository actions."""
         return role in self.allowed_by_bindings(caller, repository)
 
     def grants_for(self, caller: Caller, scopes: list[str]) -> list[Grant]:

@@ -378,6 +378,7 @@ def test_openapi_document_is_valid() -> None:
         ("RescanRequest", bodies.RescanBody),
         ("RescanAllRequest", bodies.RescanAllBody),
         ("PolicyTestRequest", bodies.PolicyTestBody),
+        ("WaiverRequest", bodies.WaiverBody),
     ],
 )
 def test_openapi_request_bodies_match_the_models(schema: str, model: type[Any]) -> None:

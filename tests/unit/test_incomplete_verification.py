@@ -19,6 +19,7 @@ from sqlalchemy import update
 from config.settings import load_settings
 from proxy.events import EventBus, VerdictChange
 from proxy.incomplete import RULE as INCOMPLETE_RULE
+from proxy.policybook import load_book
 from proxy.upstream import Upstream, make_client_session, make_token_client
 from proxy.verification import VerificationService
 from storage import jobs, verdicts
@@ -107,6 +108,7 @@ async def rig(fresh_db: Database, request: pytest.FixtureRequest) -> AsyncIterat
         Upstream(settings, session, tokens),
         verifiers,
         bus,
+        await load_book(db, settings.policies),
         on_incomplete=lambda: incomplete.append(None),
     )
     built = Rig(
