@@ -30,7 +30,7 @@ from config.policy import Policy
 from proxy.stored_outcomes import HELD, HISTORY
 from proxy.upstream import Upstream, v2_path
 from proxy.upstream_reads import ACCEPT, UpstreamBlobs
-from storage import content, manifests
+from storage import content, jobs, manifests
 from storage.content import BlobFinding
 from storage.manifests import ManifestRecord
 from verifiers import lifecycle
@@ -225,6 +225,7 @@ class Examiner:
         async with self._db() as session:
             known = await content.states(session, record.repository, [digest])
             indexed = await manifests.get_manifest(session, record.repository, digest)
+            again = await jobs.active(session, record.repository, digest)
         state = known.get(digest)
         if state is None:
             if indexed is None and not await self._present(record.repository, digest):
@@ -237,6 +238,10 @@ class Examiner:
         effective = lifecycle.effective(current, expires)
         if effective == State.PENDING:
             waiting.append(f"{label} is still being verified")
+        elif effective not in lifecycle.PULLABLE and again:
+            # A signature pushed for it is being checked (it may pass): wait for that rather
+            # than refuse, so a client pulling this right after it sees a hold, not a 403.
+            waiting.append(f"{label} is {effective} and being verified again")
         elif effective not in lifecycle.PULLABLE:
             why = "; ".join(reasons[:2]) or "verification failed"
             title = f"{label} is {effective}: {why}"

@@ -272,6 +272,9 @@ class VerificationService:
         async with self.db() as session, session.begin():
             if not await jobs.finish(session, job.id, self.owner):
                 log.warning("job %s finished after its lease was taken over", job.id)
+        # Dependents verified while this job ran waited for it (``proxy.examine``): now it is
+        # done, whatever it came to, they are decided again.
+        await self._waiting_dependents(job.repository, job.digest)
 
     async def _failed(self, job: jobs.ClaimedJob, exc: Exception) -> None:
         """An attempt that could not verify (upstream down...): retry later, or dead-letter."""
@@ -459,6 +462,18 @@ class VerificationService:
         await self._announce(stored, old, new, decision, known, outcomes, policy.name)
         await self._spread(repository, digest, own, examined)
         return await self._current_policy(stored)
+
+    async def _waiting_dependents(self, repository: str, digest: str) -> None:
+        """Manifests left pending while this one was being verified are decided again now,
+        whatever it came to (its change of state, if any, reached them through
+        :meth:`on_change` while its job still ran)."""
+        async with self.db() as session:
+            found = await content.dependents(session, repository, digest)
+            states = await content.states(session, repository, found)
+        for other in found:
+            if other in states and states[other][0] == State.PENDING:
+                why = f"{digest} it depends on was verified again"
+                await self.submit(repository, other, why, identity=jobs.DEPENDENCY)
 
     async def _current_policy(self, stored: VerdictView) -> VerdictView:
         """A waiver made or withdrawn while this image was being verified changed its policy

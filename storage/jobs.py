@@ -121,6 +121,20 @@ async def enqueue(
     return job.id
 
 
+async def active(session: AsyncSession, repository: str, digest: str) -> bool:
+    """A verification of this image is queued or running."""
+    found = await session.scalar(
+        select(Job.id)
+        .where(
+            Job.repository == repository,
+            Job.digest == digest,
+            Job.state.in_(("queued", "running")),
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
 async def expedite(session: AsyncSession, repository: str, digest: str) -> bool:
     """A pull waits for this image's verdict: its queued job goes first (see :func:`claim`).
     False when none is queued (already running, or done)."""
