@@ -22,16 +22,16 @@ from tests.support.layers import config_for, layer
 from tests.support.ocihttp import OCI_MANIFEST, push_image
 from tests.support.registry import Registry
 from tests.support.tap import Tap, layer_reads
+from tests.support.testdata import OSV_PYPI
 
 DIST = Path("/usr/lib/python3/dist-packages/cryptography-38.0.4.dist-info")
-RECORDS = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "osv" / "pypi"
+RECORDS = OSV_PYPI
 ADVISORY = "PYSEC-2023-254"  # cryptography >= 3.1, < 41.0.6; CVSS 7.5 (HIGH)
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        not DIST.exists() or not RECORDS.exists(), reason="needs Debian 12's python3-cryptography"
-    ),
+    pytest.mark.testdata,
+    pytest.mark.skipif(not DIST.exists(), reason="needs Debian 12's python3-cryptography"),
 ]
 
 

@@ -10,10 +10,13 @@ import pytest
 
 from storage.advisories import DbAdvisoryStore
 from storage.inventory import DbInventoryStore
-from tests.unit.vulns.conftest import OSV, record
+from tests.support.testdata import GO_VULNDB
+from tests.unit.vulns.conftest import record
 from verifiers.scan.model import ImageInventory, OsRelease, Package
 from verifiers.vulns.load import read_path
 from verifiers.vulns.osv import Advisory
+
+pytestmark = pytest.mark.testdata
 
 
 async def test_reimport_does_not_duplicate_and_newer_replaces(db: Any) -> None:
@@ -56,7 +59,7 @@ async def test_images_found_by_package_without_reading_layers(db: Any) -> None:
 
 @pytest.mark.slow
 async def test_bulk_import_of_the_go_database(db: Any) -> None:
-    records = [r for r in read_path(OSV / "go-vulndb-all") if isinstance(r, Advisory)]
+    records = [r for r in read_path(GO_VULNDB) if isinstance(r, Advisory)]
     store = DbAdvisoryStore(db)
     started = time.monotonic()
     result = await store.import_advisories(records, "go-vulndb-all")
