@@ -17,6 +17,7 @@ from config.text import VisibleFormatter, visible
 from proxy.cli_admin import add_admin_commands
 from proxy.cli_advisories import add_advisories_command
 from proxy.cli_config import add_config, config_path, settings_for
+from proxy.cli_doctor import add_doctor_command
 from proxy.cli_login import add_login_commands
 from proxy.cli_rescan import add_rescan_command, add_sync_command
 from proxy.cli_sbom import add_sbom_command
@@ -273,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_admin_commands(sub)
     add_login_commands(sub)
+    add_doctor_command(sub)
     add_signature_commands(sub)
     add_sbom_command(sub)
     add_sync_command(add_advisories_command(sub))

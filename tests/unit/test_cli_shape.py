@@ -33,7 +33,7 @@ def test_every_command_takes_config() -> None:
         if not any("--config" in a.option_strings for a in parser._actions)
     ]
     assert missing == []
-    assert {"login", "logout"} <= {words[0] for words, _ in found}
+    assert {"login", "logout", "doctor"} <= {words[0] for words, _ in found}
 
 
 def test_the_option_wins_over_the_variable(tmp_path: Path) -> None:
