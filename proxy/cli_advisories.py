@@ -40,6 +40,12 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"gatekeeper: cannot import {path}: {exc}; nothing imported", file=sys.stderr)
         return 1
     result = imported.result
+    if not result.new_version:
+        print(
+            f"nothing new: advisory data version {result.data_version} stays in force "
+            f"({result.unchanged} unchanged, {imported.rejected} rejected)"
+        )
+        return 0
     print(
         f"advisory data version {result.data_version}: {result.added} added, "
         f"{result.updated} updated, {result.unchanged} unchanged, {imported.rejected} rejected; "

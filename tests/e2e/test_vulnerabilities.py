@@ -119,5 +119,8 @@ def test_import_quarantines_without_reading_layers(tapped: tuple[Gatekeeper, Tap
         text=True,
         timeout=120,
     )
-    assert "0 added, 0 updated, 10 unchanged" in again.stdout, again.stdout
-    assert "0 images queued" in again.stdout
+    # Issue 16: re-importing unchanged records makes no new data version.
+    expected = "nothing new: advisory data version 1 stays in force (10 unchanged, 0 rejected)"
+    assert again.returncode == 0 and expected in again.stdout, again.stdout
+    versions = gk.database.fetch("SELECT version FROM advisory_data_versions")
+    assert [row["version"] for row in versions] == [1]

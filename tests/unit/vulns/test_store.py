@@ -25,13 +25,16 @@ async def test_reimport_does_not_duplicate_and_newer_replaces(db: Any) -> None:
     first = await store.import_advisories([urllib3], "t")
     again = await store.import_advisories([urllib3], "t")
     assert (first.added, again.added, again.unchanged) == (1, 0, 1)
-    assert again.data_version == first.data_version + 1  # every import is a new version
+    # Issue 16: an import that changes nothing makes no data version; the one in force stays.
+    assert (first.new_version, again.new_version) == (True, False)
+    assert again.data_version == first.data_version == await store.data_version()
     assert again.packages == frozenset()
     assert len(await store.for_package("PyPI", "urllib3")) == 1
 
     newer = Advisory.from_json({**urllib3.raw, "modified": "2030-01-01T00:00:00Z", "affected": []})
     result = await store.import_advisories([newer], "t")
     assert (result.added, result.updated) == (0, 1)
+    assert result.new_version and result.data_version == first.data_version + 1
     assert await store.for_package("PyPI", "urllib3") == []
     assert await store.data_version() == result.data_version
 
