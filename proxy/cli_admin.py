@@ -406,12 +406,21 @@ def endpoint(
     assert path is not None
     settings = settings_for(args, env)
     if getattr(args, "actor", None) is None:  # the person, after the admin-token principal
-        args.actor = getpass.getuser()
+        args.actor = _login_name()
     try:
         with local_admin_api(settings, str(path)) as local:
             yield local
     except LocalApiError as exc:
         raise CommandError(f"cannot open the database of {path}: {exc}", 3) from exc
+
+
+def _login_name() -> str:
+    """This machine's name for the person running the command (``local`` when it has none,
+    as in a container without a passwd entry)."""
+    try:
+        return check_plain(getpass.getuser())
+    except (OSError, KeyError, ValueError):
+        return "local"
 
 
 def run_command(
