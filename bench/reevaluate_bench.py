@@ -6,7 +6,7 @@ verified images, each with an inventory of ``--min-packages`` to ``--max-package
 drawn from one shared pool (Debian 12 binaries with their source packages, PyPI, npm and Go
 modules; every image has ``libc6`` from source ``glibc``, as real Debian images do), a passed
 verdict with the outcomes and findings a verification stores, and as the existing advisory data
-the whole real Go vulnerability database (4,291 records, ``../shared/testdata/osv``), so the
+the whole real Go vulnerability database (4,291 records, ``tests/data/osv``), so the
 store is not trivially small. Then it imports ``--advisories`` new OSV records, one of them on
 ``glibc`` so that *every* image is affected, and times ``after_advisory_import``: the whole
 re-evaluation, database writes included. A policy change (every verdict decided again from its
@@ -44,7 +44,7 @@ from verifiers.vulns.load import read_path
 from verifiers.vulns.osv import Advisory
 
 ROOT = Path(__file__).resolve().parents[1]
-GO_DB = ROOT.parent / "shared" / "testdata" / "osv" / "go-vulndb-all"
+GO_DB = ROOT / "tests" / "data" / "osv" / "go-vulndb-all.zip"
 GOAL_SECONDS = 10.0
 GOAL_IMAGES = 10_000
 DEBIAN = OsRelease("debian", "12", "bookworm", "Debian GNU/Linux 12 (bookworm)")

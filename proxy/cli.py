@@ -10,13 +10,15 @@ import logging
 import ssl
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from config.settings import ConfigError, Settings, load_settings
+from config.settings import ConfigError, Settings
 from config.text import VisibleFormatter, visible
 from proxy.cli_admin import add_admin_commands
 from proxy.cli_advisories import add_advisories_command
+from proxy.cli_config import add_config, config_path, settings_for
+from proxy.cli_doctor import add_doctor_command
+from proxy.cli_login import add_login_commands
 from proxy.cli_rescan import add_rescan_command, add_sync_command
 from proxy.cli_sbom import add_sbom_command
 from proxy.cli_signatures import add_signature_commands
@@ -26,7 +28,7 @@ from proxy.cli_waivers import add_waiver_commands
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(Path(args.config) if args.config else None)
+    return settings_for(args)
 
 
 def _configure_logging(level: str) -> None:
@@ -47,6 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _configure_logging(settings.log_level)
+    _warn_about(settings)
     ssl_context = None
     if settings.tls_cert and settings.tls_key:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -71,14 +74,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_about(settings: Settings) -> None:
+    """What ``check-config`` warns about, in the start-up log: a required verifier that cannot
+    block anything must not look like protection."""
+    from verifiers.advice import settings_advice
+
+    for item in settings_advice(settings):
+        logging.getLogger("gatekeeper").warning("settings: %s: %s", item.key, item.message)
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
-    settings = load_settings(Path(args.file))
-    print(f"{args.file}: OK")
+    """Validate the settings and print them (secrets masked), then warn about what is valid but
+    does not do what it seems to (``verifiers/advice.py``): on stderr, exit 0, or 1 with
+    ``--strict`` (for CI)."""
+    from verifiers.advice import settings_advice
+
+    if args.file:
+        if args.config and args.config != args.file:
+            raise UsageError("give the settings file once: FILE or --config FILE")
+        args.config = args.file
+    path = config_path(args)
+    settings = settings_for(args)
+    print(f"{path if path else '(no settings file: the defaults and the environment)'}: OK")
     for name, value in settings.model_dump(mode="json").items():
         if name in {"upstream_password"} and value is not None:
             value = "**********"
         print(f"  {name} = {json.dumps(value)}")
-    return 0
+    advice = settings_advice(settings)
+    for item in advice:
+        print(f"warning: {visible(item.key)}: {visible(item.message)}", file=sys.stderr)
+    return 1 if advice and args.strict else 0
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -213,21 +238,30 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the gatekeeper")
-    serve.add_argument("--config", help="TOML settings file (environment overrides it)")
+    add_config(serve)
     serve.set_defaults(func=cmd_serve)
 
-    check = sub.add_parser("check-config", help="validate a settings file")
-    check.add_argument("file")
+    check = sub.add_parser(
+        "check-config",
+        help="validate settings; warn about what does not do what it seems to",
+        description="Validate the settings (FILE, --config or $GATEKEEPER_CONFIG, plus the "
+        "environment) and print them with secrets masked. Warnings on stderr: a policy that "
+        "requires a verifier that cannot block anything under it, a signature rule whose key "
+        "signers need a transparency log.",
+    )
+    check.add_argument("file", nargs="?", metavar="FILE", help="the settings file to check")
+    add_config(check)
+    check.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
     check.set_defaults(func=cmd_check_config)
 
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_up = db_sub.add_parser("upgrade", help="apply schema migrations")
-    db_up.add_argument("--config")
+    add_config(db_up)
     db_up.set_defaults(func=cmd_db_upgrade)
 
     audit = sub.add_parser("audit", help="query the access log")
-    audit.add_argument("--config")
+    add_config(audit)
     audit.add_argument("--repository", "-r")
     audit.add_argument("--identity", "-i")
     audit.add_argument("--action", "-a")
@@ -240,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.set_defaults(func=cmd_audit)
 
     add_waiver_commands(add_admin_commands(sub))
+    add_login_commands(sub)
+    add_doctor_command(sub)
     add_signature_commands(sub)
     add_sbom_command(sub)
     add_sync_command(add_advisories_command(sub))
@@ -249,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     enroll = sub.add_parser(
         "enroll", help="queue verification of every image already in the upstream registry"
     )
-    enroll.add_argument("--config")
+    add_config(enroll)
     enroll.add_argument("--repository", help="only this repository")
     enroll.add_argument(
         "--verify-now", action="store_true", help="run the queued verifications in this process"

@@ -1,10 +1,17 @@
 """``gatekeeper quarantine ...`` and ``gatekeeper policy test|reevaluate``: the admin API from a
 terminal.
 
-These commands speak HTTP to a running gatekeeper, never to its database, so they work against
-any replica and go through the same authentication and access log as every other admin tool.
-``--url`` defaults to ``$GATEKEEPER_ADMIN_URL`` (else http://127.0.0.1:5000) and ``--token`` to
-``$GATEKEEPER_ADMIN_TOKEN`` (prefer the variable: a command line is visible to other users).
+These commands always speak the admin API, so the same checks, refusals, access-log rows and
+webhooks follow whichever way they reach it (:func:`endpoint` decides, first match wins):
+
+1. ``--config FILE``: the API served inside the command over that settings file's database
+   (``proxy/cli_local.py``), for an admin on the gatekeeper's machine;
+2. ``--url`` / ``--token``, or ``$GATEKEEPER_ADMIN_URL`` / ``$GATEKEEPER_ADMIN_TOKEN``: a running
+   gatekeeper (any replica) at that URL (default http://127.0.0.1:5000); the token is the
+   admin token, or the one ``gatekeeper login`` stored for that URL (prefer the variable to
+   ``--token``: a command line is visible to other users);
+3. ``$GATEKEEPER_CONFIG``: as 1, with that file;
+4. the login ``gatekeeper login`` stored (``proxy/cli_login.py``).
 
 Tables for people, ``--json`` for scripts. Exit status: 0 done, 1 the gatekeeper refused (its
 message says why), 2 bad usage, 3 the gatekeeper could not be reached.
@@ -13,12 +20,14 @@ message says why), 2 bad usage, 3 the gatekeeper could not be reached.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import getpass
 import json
 import os
 import re
 import sys
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -28,9 +37,11 @@ import httpx
 
 from config.text import check_plain, visible
 from proxy.admin.releases import MAX_RELEASE, ReleaseTermError, release_end
+from proxy.cli_config import CONFIG_ENV, config_path, settings_for
+from proxy.cli_local import Endpoint, LocalApiError, local_admin_api
+from proxy.cli_login import ADMIN_URL_ENV, DEFAULT_URL, load_login
 from verifiers.lifecycle import State
 
-DEFAULT_URL = "http://127.0.0.1:5000"
 API = "/admin/api/v1"
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -54,8 +65,11 @@ class AdminClient:
         *,
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
+        label: str = "",
     ) -> None:
         self.url = url.rstrip("/")
+        self.label = label or self.url
+        """How messages name the gatekeeper: its URL, or the settings file."""
         self._http = httpx.Client(
             base_url=self.url + API,
             headers={"Authorization": f"Bearer {token}"},
@@ -81,9 +95,9 @@ class AdminClient:
         try:
             resp = self._http.request(method, path, json=body, params=query)
         except httpx.TimeoutException as exc:
-            raise CommandError(f"{self.url} did not answer in time ({exc})", 3) from exc
+            raise CommandError(f"{self.label} did not answer in time ({exc})", 3) from exc
         except httpx.HTTPError as exc:
-            raise CommandError(f"cannot reach the gatekeeper at {self.url}: {exc}", 3) from exc
+            raise CommandError(f"cannot reach the gatekeeper at {self.label}: {exc}", 3) from exc
         try:
             data = resp.json()
         except ValueError:
@@ -98,7 +112,7 @@ def _describe_failure(resp: httpx.Response, data: Any) -> str:
     if isinstance(error, dict) and "message" in error:
         hint = ""
         if resp.status_code == 401 and error.get("code") == "UNAUTHORIZED":
-            hint = " (check --token or GATEKEEPER_ADMIN_TOKEN)"
+            hint = " (check --token or GATEKEEPER_ADMIN_TOKEN, or run `gatekeeper login`)"
         return f"{error['message']}{hint} [HTTP {resp.status_code} {error.get('code', '')}]"
     return (
         f"unexpected answer from {resp.request.url}: HTTP {resp.status_code} "
@@ -358,6 +372,59 @@ def drop_none(body: dict[str, Any]) -> dict[str, Any]:
 # -- wiring --------------------------------------------------------------------------------
 
 Command = Callable[[AdminClient, argparse.Namespace], None]
+NOWHERE = (
+    "no gatekeeper to act on: log in as an admin with `gatekeeper login` (its admin API), "
+    "or pass --config FILE (or set GATEKEEPER_CONFIG) to act on that settings file's "
+    "database, or --url with GATEKEEPER_ADMIN_TOKEN (or --token)"
+)
+
+
+@contextlib.contextmanager
+def endpoint(
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    transport: httpx.BaseTransport | None = None,
+) -> Iterator[Endpoint]:
+    """Where this command reaches the admin API, open for the duration of the block (the
+    order is the module docstring's)."""
+    if args.config and (args.url or args.token):
+        raise CommandError("give a settings file (--config) or a gatekeeper (--url), not both", 2)
+    url = args.url or env.get(ADMIN_URL_ENV)
+    token = args.token or env.get("GATEKEEPER_ADMIN_TOKEN")
+    stored = load_login(env)
+    if not args.config and (url or token or not env.get(CONFIG_ENV)):
+        url = (url or (stored.url if stored else None) or DEFAULT_URL).rstrip("/")
+        if not token and stored is not None and stored.url == url:
+            if stored.expired():
+                raise CommandError(
+                    f"the login to {url} as {stored.user} expired at {stored.expires_at[:19]} "
+                    "UTC: run `gatekeeper login` again",
+                    2,
+                )
+            token = stored.token
+        if not token:
+            raise CommandError(NOWHERE, 2)
+        yield Endpoint(url, token, transport, url)
+        return
+    path = config_path(args, env)
+    assert path is not None
+    settings = settings_for(args, env)
+    if getattr(args, "actor", None) is None:  # the person, after the admin-token principal
+        args.actor = _login_name()
+    try:
+        with local_admin_api(settings, str(path)) as local:
+            yield local
+    except LocalApiError as exc:
+        raise CommandError(f"cannot open the database of {path}: {exc}", 3) from exc
+
+
+def _login_name() -> str:
+    """This machine's name for the person running the command (``local`` when it has none,
+    as in a container without a passwd entry)."""
+    try:
+        return check_plain(getpass.getuser())
+    except (OSError, KeyError, ValueError):
+        return "local"
 
 
 def run_command(
@@ -368,12 +435,13 @@ def run_command(
 ) -> int:
     """Run one command and map its failure to a message and an exit status; ``env`` and
     ``transport`` are injectable so tests touch neither the environment nor the network."""
-    token = args.token or env.get("GATEKEEPER_ADMIN_TOKEN")
-    url = args.url or env.get("GATEKEEPER_ADMIN_URL") or DEFAULT_URL
     try:
-        if not token:
-            raise CommandError("no admin token: set GATEKEEPER_ADMIN_TOKEN or pass --token", 2)
-        with AdminClient(url, token, transport=transport) as client:
+        with (
+            endpoint(args, env, transport) as where,
+            AdminClient(
+                where.url, where.token, transport=where.transport, label=where.label
+            ) as client,
+        ):
             command(client, args)
     except CommandError as exc:
         print(f"gatekeeper: {visible(exc)}", file=sys.stderr)
@@ -388,9 +456,18 @@ def run_admin(args: argparse.Namespace) -> int:
 def common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--url", help=f"gatekeeper URL (default $GATEKEEPER_ADMIN_URL or {DEFAULT_URL})"
+        "--url",
+        help=f"gatekeeper URL (default $GATEKEEPER_ADMIN_URL, the stored login, or {DEFAULT_URL})",
     )
-    common.add_argument("--token", help="admin token (default $GATEKEEPER_ADMIN_TOKEN)")
+    common.add_argument(
+        "--token", help="admin token (default $GATEKEEPER_ADMIN_TOKEN, or the stored login)"
+    )
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"act on this settings file's database instead of a running gatekeeper's API "
+        f"(default ${CONFIG_ENV} when no URL or token is given)",
+    )
     common.add_argument("--json", action="store_true", help="JSON output for scripts")
     return common
 
@@ -400,7 +477,10 @@ def acting_options(parser: argparse.ArgumentParser, reason_required: bool) -> No
         "--reason", type=plain_text, required=reason_required, help="why (recorded in the log)"
     )
     parser.add_argument(
-        "--actor", type=plain_text, help="who you are (recorded as admin-token:ACTOR)"
+        "--actor",
+        type=plain_text,
+        help="who you are, recorded after the principal (USER:ACTOR, admin-token:ACTOR); with "
+        "--config, default your login name",
     )
 
 

@@ -22,14 +22,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from config.settings import Settings, load_settings
+from config.settings import Settings
 from config.text import visible
+from proxy.cli_config import add_config, settings_for
 
 
 def cmd_import(args: argparse.Namespace) -> int:
     from verifiers.vulns.load import LoadError
 
-    settings = load_settings(Path(args.config) if args.config else None)
+    settings = settings_for(args)
     path = Path(args.path)
     if not path.exists():
         raise LookupError(f"{path}: no such file or directory")
@@ -39,6 +40,12 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"gatekeeper: cannot import {path}: {exc}; nothing imported", file=sys.stderr)
         return 1
     result = imported.result
+    if not result.new_version:
+        print(
+            f"nothing new: advisory data version {result.data_version} stays in force "
+            f"({result.unchanged} unchanged, {imported.rejected} rejected)"
+        )
+        return 0
     print(
         f"advisory data version {result.data_version}: {result.added} added, "
         f"{result.updated} updated, {result.unchanged} unchanged, {imported.rejected} rejected; "
@@ -101,6 +108,6 @@ def add_advisories_command(sub: Any) -> Any:
         "import", help="import OSV records (file, directory or zip) and re-evaluate images"
     )
     imp.add_argument("path")
-    imp.add_argument("--config")
+    add_config(imp)
     imp.set_defaults(func=cmd_import)
     return commands

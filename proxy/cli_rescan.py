@@ -23,14 +23,14 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TextIO
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.scheduling import seconds
-from config.settings import Settings, load_settings
+from config.settings import Settings
 from config.text import check_plain, visible
+from proxy.cli_config import add_config, settings_for
 from proxy.cli_users import UsageError
 from storage.schedules import RunView
 
@@ -226,7 +226,7 @@ def _spread(text: str) -> float:
 
 
 def cmd_rescan(args: argparse.Namespace) -> int:
-    settings = load_settings(Path(args.config) if args.config else None)
+    settings = settings_for(args)
     if (args.status or args.cancel) and (args.repository or args.spread is not None):
         raise UsageError("--repository and --spread only apply when starting a run")
     if args.actor is not None:
@@ -321,7 +321,7 @@ def _emit(args: argparse.Namespace, out: TextIO, snap: Snapshot, text: str) -> N
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    settings = load_settings(Path(args.config) if args.config else None)
+    settings = settings_for(args)
     if not settings.advisories.urls:
         raise UsageError("no advisory mirror configured: set [advisories] mirror_url")
     results = asyncio.run(_sync(settings, args.force, args.lock_timeout))
@@ -380,7 +380,7 @@ def add_rescan_command(sub: Any) -> None:
         help="re-verify every stored image (spread, resumable, once cluster-wide)",
         description=DESCRIPTION,
     )
-    p.add_argument("--config", help="TOML settings file (environment overrides it)")
+    add_config(p)
     action = p.add_mutually_exclusive_group()
     action.add_argument("--status", action="store_true", help="show the current or last run")
     action.add_argument("--cancel", action="store_true", help="cancel the running run")
@@ -402,7 +402,7 @@ def add_rescan_command(sub: Any) -> None:
 def add_sync_command(advisories: Any) -> None:
     """Add ``sync`` to the ``gatekeeper advisories`` subcommands."""
     p = advisories.add_parser("sync", help="download changed OSV archives from the mirror now")
-    p.add_argument("--config")
+    add_config(p)
     p.add_argument(
         "--force", action="store_true", help="download even if the mirror says unchanged"
     )

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from pathlib import Path
 from typing import Any
 
-from config.settings import load_settings
+from proxy.cli_config import add_config, settings_for
 
 
 def _reference(value: str) -> tuple[str, str]:
@@ -26,7 +25,7 @@ def cmd_sbom(args: argparse.Namespace) -> int:
     from storage.inventory import DbInventoryStore
     from verifiers.scan.cyclonedx import to_cyclonedx
 
-    settings = load_settings(Path(args.config) if args.config else None)
+    settings = settings_for(args)
     repository, digest = args.image
 
     async def run() -> Any:
@@ -49,5 +48,5 @@ def cmd_sbom(args: argparse.Namespace) -> int:
 def add_sbom_command(sub: Any) -> None:
     sbom = sub.add_parser("sbom", help="print an image's package inventory as CycloneDX JSON")
     sbom.add_argument("image", type=_reference, metavar="REPOSITORY@DIGEST")
-    sbom.add_argument("--config")
+    add_config(sbom)
     sbom.set_defaults(func=cmd_sbom)

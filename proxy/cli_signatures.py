@@ -13,11 +13,11 @@ import argparse
 import asyncio
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from config.settings import Settings, load_settings
+from config.settings import Settings
 from config.text import visible
+from proxy.cli_config import add_config, settings_for
 from verifiers.base import Skipped
 
 if TYPE_CHECKING:  # imported when a command runs: `gatekeeper serve` must not load sigstore
@@ -215,7 +215,7 @@ async def _examine(
 
 
 def _load(args: argparse.Namespace) -> Settings:
-    return load_settings(Path(args.config) if args.config else None)
+    return settings_for(args)
 
 
 def _run(func: Any) -> Any:
@@ -238,7 +238,7 @@ def _run(func: Any) -> Any:
 def add_signature_commands(sub: Any) -> None:
     """Register ``keys`` and ``verify`` on the main parser's subcommands."""
     keys = sub.add_parser("keys", help="show the signers trusted for a repository (or all rules)")
-    keys.add_argument("--config", help="TOML settings file (environment overrides it)")
+    add_config(keys)
     keys.add_argument("--repository", "-r", help="show only the rule that applies to it")
     keys.add_argument("--json", action="store_true")
     keys.set_defaults(func=_run(cmd_keys))
@@ -247,6 +247,6 @@ def add_signature_commands(sub: Any) -> None:
         "verify", help="check one image's signatures now, printing each step (no verdict stored)"
     )
     verify.add_argument("image", help="REPOSITORY@sha256:<hex>")
-    verify.add_argument("--config", help="TOML settings file (environment overrides it)")
+    add_config(verify)
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(func=_run(cmd_verify))

@@ -18,8 +18,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from config.settings import Settings, load_settings
+from config.settings import Settings
 from config.text import check_plain, visible
+from proxy.cli_config import add_config, settings_for
 
 ACTIONS = {"pull", "push", "delete", "admin", "auditor", "quarantine-reader"}
 _DURATION = re.compile(r"(\d+)([smhd])")
@@ -77,7 +78,7 @@ def _read_secret(args: argparse.Namespace, kind: str) -> tuple[str, bool]:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(Path(args.config) if args.config else None)
+    return settings_for(args)
 
 
 def _run(args: argparse.Namespace, work: Callable[[Any], Awaitable[int]]) -> int:
@@ -310,7 +311,7 @@ def add_commands(sub: Any) -> None:
             kind: str = kind,
         ) -> Any:
             cmd = inner.add_parser(name, help=help_)
-            cmd.add_argument("--config")
+            add_config(cmd)
             cmd.set_defaults(func=func, kind=kind)
             return cmd
 

@@ -52,6 +52,8 @@ async def reevaluate_import(
     """:func:`queue_affected` with the full report. The import is marked settled only at the
     end: if this process dies first, :func:`settle_unfinished` does it again later."""
     store = DbAdvisoryStore(db)
+    if not result.new_version:
+        return Report()  # nothing changed: no version of its own to settle
     if not result.packages:
         await store.settled(result.data_version)
         return Report()

@@ -2,7 +2,9 @@
 
 Rows only; whether an image is affected is decided by ``verifiers.vulns.match``. An import is
 idempotent: a record already stored with the same or a newer ``modified`` is left alone, a newer
-one replaces it. Every import is a new advisory-data version, which verdicts record. Records
+one replaces it. An import that adds or updates a record is a new advisory-data version, which
+verdicts record; one that changes nothing leaves the version in force (so verdicts matched
+against it, and the vulnerabilities verifier's version, stay as they are). Records
 are written in batches as they arrive (bulk INSERTs, no ORM objects kept), so an import's
 memory does not grow with the archive.
 """
@@ -40,6 +42,9 @@ class ImportResult:
     """(OSV ecosystem, name) of every added or updated record: what re-evaluation looks up."""
     advisories: frozenset[str] = frozenset()
     """Ids of the added or updated records: findings of other advisories cannot have changed."""
+    new_version: bool = True
+    """False when the import added and updated nothing: it made no data version, and
+    ``data_version`` is the one already in force (0 before any)."""
 
 
 class DbAdvisoryStore:
@@ -49,7 +54,7 @@ class DbAdvisoryStore:
         self._db = db
 
     async def import_advisories(self, advisories: Iterable[Advisory], source: str) -> ImportResult:
-        """Store ``advisories`` in one transaction under a new data version."""
+        """Store ``advisories`` in one transaction, under a new data version if any is new."""
 
         async def batches() -> AsyncIterator[Sequence[Advisory]]:
             batch: list[Advisory] = []
@@ -65,18 +70,19 @@ class DbAdvisoryStore:
     async def import_batches(
         self, batches: AsyncIterable[Sequence[Advisory]], source: str
     ) -> ImportResult:
-        """Store records as they come, a batch at a time, in one transaction under a new data
-        version: an import is all or nothing, yet holds one batch in memory, not the archive
-        (plus each record's id, so a record listed twice is counted once)."""
+        """Store records as they come, a batch at a time, in one transaction: an import is all
+        or nothing, yet holds one batch in memory, not the archive (plus each record's id, so a
+        record listed twice is counted once). The data version is made when the first record
+        is written, so an import that changes nothing makes none."""
         async with self._db() as session, session.begin():
-            version = AdvisoryDataVersion(source=source, imported_at=now(), added=0, updated=0)
-            session.add(version)
-            await session.flush()
-            tally = _Tally(version.version)
+            tally = _Tally(source)
             async for batch in batches:
                 for start in range(0, len(batch), CHUNK):
                     await _store(session, batch[start : start + CHUNK], tally)
-            version.added, version.updated = tally.count("added"), tally.count("updated")
+            if tally.row is not None:
+                tally.row.added, tally.row.updated = tally.count("added"), tally.count("updated")
+            else:
+                tally.current = await session.scalar(select(func.max(AdvisoryDataVersion.version)))
         return tally.result()
 
     async def settled(self, version: int) -> None:
@@ -229,11 +235,25 @@ class _Tally:
     """What an import did to each record id (the id's first fate, upgraded when a later copy
     of it in the same import is newer), and the packages of every record written."""
 
-    def __init__(self, version: int) -> None:
-        self.version = version
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.row: AdvisoryDataVersion | None = None
+        """The import's data version, made by :meth:`version` when a record is first written."""
+        self.current: int | None = None
+        """The version in force, when this import made none."""
         self.fates: dict[str, str] = {}
         """Record id -> ``added``, ``updated`` or ``unchanged``."""
         self.packages: set[tuple[str, str]] = set()
+
+    async def version(self, session: AsyncSession) -> int:
+        """This import's data version, made now if no record was written before."""
+        if self.row is None:
+            self.row = AdvisoryDataVersion(
+                source=self.source, imported_at=now(), added=0, updated=0
+            )
+            session.add(self.row)
+            await session.flush()
+        return int(self.row.version)
 
     def note(self, advisory_id: str, *, written: bool, existed: bool) -> None:
         fate = self.fates.get(advisory_id)
@@ -250,12 +270,13 @@ class _Tally:
     def result(self) -> ImportResult:
         changed = frozenset(i for i, f in self.fates.items() if f != "unchanged")
         return ImportResult(
-            self.version,
+            int(self.row.version) if self.row is not None else int(self.current or 0),
             self.count("added"),
             self.count("updated"),
             self.count("unchanged"),
             frozenset(self.packages),
             changed,
+            new_version=self.row is not None,
         )
 
 
@@ -287,7 +308,8 @@ async def _store(session: AsyncSession, batch: Sequence[Advisory], tally: _Tally
         await session.execute(delete(AdvisoryRow).where(AdvisoryRow.id.in_(replaced)))
     if not fresh:
         return
-    await session.execute(insert(AdvisoryRow), [_row(a, tally.version) for a in fresh])
+    version = await tally.version(session)
+    await session.execute(insert(AdvisoryRow), [_row(a, version) for a in fresh])
     index: list[dict[str, str]] = []
     for advisory in fresh:
         keys = _keys(advisory)

@@ -23,6 +23,7 @@ from verifiers.base import Finding, Severity
 from verifiers.classify import CONTENT
 from verifiers.lifecycle import PULLABLE, State
 from verifiers.pipeline import Outcome
+from verifiers.vulns.assess import package_of
 
 
 @dataclass(frozen=True)
@@ -271,13 +272,32 @@ def _aware(moment: datetime) -> datetime:
 
 
 def _summarise(findings: Sequence[Finding]) -> str:
-    by_severity: dict[Severity, list[str]] = {}
+    """What a person counts, per severity: distinct rules (advisories), then where they were
+    found: ``7 critical (CVE-1, CVE-2, CVE-3, ...) in 11 packages``, ``2 high
+    (hardening.setuid, hardening.ssh-server) in 3 places``."""
+    by_severity: dict[Severity, list[Finding]] = {}
     for finding in findings:
-        by_severity.setdefault(finding.severity, []).append(finding.rule_id)
+        by_severity.setdefault(finding.severity, []).append(finding)
     parts = []
     for severity in sorted(by_severity, reverse=True):
-        ids = sorted(set(by_severity[severity]))
+        group = by_severity[severity]
+        ids = sorted({f.rule_id for f in group})
         shown = ", ".join(ids[:3]) + (", ..." if len(ids) > 3 else "")
-        count = len(by_severity[severity])
-        parts.append(f"{count} {severity.name.lower()} ({shown})")
+        parts.append(f"{len(ids)} {severity.name.lower()} ({shown}){_where(group)}")
     return "; ".join(parts)
+
+
+def _where(group: Sequence[Finding]) -> str:
+    """`` in N packages`` for findings about package versions (``fix`` is set); `` in N
+    places`` for others, when a rule was found in more than one place."""
+    packages = {package_of(f) for f in group if f.fix is not None}
+    others = [f for f in group if f.fix is None]
+    places = {(f.rule_id, f.location) for f in others}
+    said = [_count(len(packages), "package")] if packages else []
+    if len(places) > len({f.rule_id for f in others}):
+        said.append(_count(len(places), "place"))
+    return f" in {' and '.join(said)}" if said else ""
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"

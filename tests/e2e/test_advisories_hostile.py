@@ -36,7 +36,6 @@ from tests.support.ocihttp import OCI_MANIFEST, image_config, push_image
 from tests.support.osvdata import (
     BAD_FIELDS,
     BAD_RECORDS,
-    OSV,
     MiB,
     add_bomb,
     huge_record,
@@ -47,10 +46,11 @@ from tests.support.osvdata import (
 from tests.support.osvmirror import OsvMirror
 from tests.support.peak_memory import peak_rss, reported
 from tests.support.registry import Registry
+from tests.support.testdata import OSV
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(not OSV.exists(), reason="needs ../shared/testdata/osv"),
+    pytest.mark.testdata,
 ]
 
 DIST = Path("/usr/lib/python3/dist-packages/cryptography-38.0.4.dist-info")

@@ -45,10 +45,10 @@ from tests.support.ocihttp import (
     push_image,
 )
 from tests.support.registry import Registry, make_registry
+from tests.support.testdata import GO_VULNDB, zip_members
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")
-OSV_GO = Path(__file__).resolve().parents[3] / "shared/testdata/osv/go-vulndb-all"
 BLOCK_PENDING = json.dumps(
     [{"name": "all", "repositories": ["*"], "require": ["config-sanity"], "pending": "block"}]
 )
@@ -341,11 +341,12 @@ def test_sigkill_during_manifest_put_leaves_nothing_pullable_without_a_verdict(
         gk.stop()
 
 
+@pytest.mark.testdata
 def test_sigkill_during_advisory_import_is_all_or_nothing(tmp_path: Path) -> None:
     """Kill ``gatekeeper advisories import`` of 4,291 OSV records while its transaction is open
     (SQLite has started spilling it into the WAL) and at fixed times: afterwards the store holds
     either the whole import under one data version or nothing of it."""
-    expected = len(list(OSV_GO.glob("*.json")))
+    expected = len(zip_members(GO_VULNDB))
     outcomes: list[int] = []
     # None: as soon as the transaction spills into the WAL; else after that many seconds.
     triggers: tuple[float | None, ...] = (None, 1.0, 2.5)
@@ -356,7 +357,7 @@ def test_sigkill_during_advisory_import_is_all_or_nothing(tmp_path: Path) -> Non
         wal = Path(f"{database.path}-wal")
         baseline = wal.stat().st_size if wal.exists() else 0
         proc = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "advisories", "import", str(OSV_GO)],
+            [sys.executable, "-m", "proxy", "advisories", "import", str(GO_VULNDB)],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -381,7 +382,7 @@ def test_sigkill_during_advisory_import_is_all_or_nothing(tmp_path: Path) -> Non
     assert 0 in outcomes, "no kill landed inside the import's transaction"
     # And an import after the crash completes.
     done = subprocess.run(
-        [sys.executable, "-m", "proxy", "advisories", "import", str(OSV_GO)],
+        [sys.executable, "-m", "proxy", "advisories", "import", str(GO_VULNDB)],
         env=_cli_env(sqlite_database(tmp_path / "import0").url),
         capture_output=True,
         text=True,

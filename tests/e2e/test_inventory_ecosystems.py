@@ -35,8 +35,9 @@ from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, sbom, wait_sta
 from tests.support.layers import config_for, layer, oci_layout
 from tests.support.ocihttp import OCI_MANIFEST, push_image
 from tests.support.registry import Registry
+from tests.support.testdata import OSV_GO
 
-GO_RECORDS = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "osv" / "go"
+GO_RECORDS = OSV_GO
 NESTED = [JAVA / "aopalliance-1.0.jar", JAVA / "commons-io.jar"]
 """One nested jar named only by its file name and manifest, one with pom.properties."""
 
@@ -181,6 +182,7 @@ def test_inventory_finds_what_syft_finds(
     assert loose <= versions_at, loose - versions_at
 
 
+@pytest.mark.testdata
 def test_go_advisories_quarantine_the_image(
     gk: Gatekeeper, pushed: tuple[str, dict[str, Any]]
 ) -> None:

@@ -28,11 +28,12 @@ from tests.support.database import Database
 from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
 from tests.support.ocihttp import image_config, push_image
 from tests.support.registry import Registry
+from tests.support.testdata import OSV_PYPI
 
 pytestmark = pytest.mark.e2e
 
 FAKES = "tests.fakes.verifiers"
-OSV = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "osv" / "pypi"
+OSV = OSV_PYPI
 POLICIES = [{"name": "all", "repositories": ["*"], "mode": "warn", "require": ["config-sanity"]}]
 
 
@@ -331,6 +332,7 @@ class MirrorServer:
         self.server.server_close()
 
 
+@pytest.mark.testdata
 def test_mirror_sync_imports_once_then_gets_304(registry: Registry, tmp_path: Path) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:

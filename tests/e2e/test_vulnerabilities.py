@@ -22,16 +22,16 @@ from tests.support.layers import config_for, layer
 from tests.support.ocihttp import OCI_MANIFEST, push_image
 from tests.support.registry import Registry
 from tests.support.tap import Tap, layer_reads
+from tests.support.testdata import OSV_PYPI
 
 DIST = Path("/usr/lib/python3/dist-packages/cryptography-38.0.4.dist-info")
-RECORDS = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "osv" / "pypi"
+RECORDS = OSV_PYPI
 ADVISORY = "PYSEC-2023-254"  # cryptography >= 3.1, < 41.0.6; CVSS 7.5 (HIGH)
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        not DIST.exists() or not RECORDS.exists(), reason="needs Debian 12's python3-cryptography"
-    ),
+    pytest.mark.testdata,
+    pytest.mark.skipif(not DIST.exists(), reason="needs Debian 12's python3-cryptography"),
 ]
 
 
@@ -119,5 +119,8 @@ def test_import_quarantines_without_reading_layers(tapped: tuple[Gatekeeper, Tap
         text=True,
         timeout=120,
     )
-    assert "0 added, 0 updated, 10 unchanged" in again.stdout, again.stdout
-    assert "0 images queued" in again.stdout
+    # Issue 16: re-importing unchanged records makes no new data version.
+    expected = "nothing new: advisory data version 1 stays in force (10 unchanged, 0 rejected)"
+    assert again.returncode == 0 and expected in again.stdout, again.stdout
+    versions = gk.database.fetch("SELECT version FROM advisory_data_versions")
+    assert [row["version"] for row in versions] == [1]

@@ -1,4 +1,4 @@
-"""OSV sources for the advisory tests: real records (../shared/testdata/osv), records that are
+"""OSV sources for the advisory tests: real records (``tests/data/osv``), records that are
 wrong in one field each, and archives built to cost memory (a zip bomb, a huge record).
 
 Shared by the unit tests (small sizes) and the end-to-end tests (the sizes from issue 22).
@@ -11,7 +11,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-OSV = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "osv"
+from tests.support.testdata import OSV
+
 MiB = 1024 * 1024
 
 BAD_RECORDS: dict[str, dict[str, Any]] = {

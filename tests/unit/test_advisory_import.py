@@ -11,11 +11,11 @@ import pytest
 from proxy import advisory_import
 from proxy.advisory_import import import_path
 from storage.advisories import DbAdvisoryStore
-from tests.support.osvdata import BAD_RECORDS, OSV, real, write_bad_records
+from tests.support.osvdata import BAD_RECORDS, real, write_bad_records
 from verifiers.vulns.load import Loaded, LoadError, ReadLimits, Rejected
 from verifiers.vulns.osv import Advisory
 
-pytestmark = pytest.mark.skipif(not OSV.exists(), reason="needs ../shared/testdata/osv")
+pytestmark = pytest.mark.testdata
 
 
 async def test_bad_records_are_reported_and_the_rest_stored(db: Any, tmp_path: Path) -> None:

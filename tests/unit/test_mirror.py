@@ -11,7 +11,6 @@ import time
 import zipfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,8 +26,11 @@ from storage import schedules
 from storage.advisories import DbAdvisoryStore, ImportResult
 from storage.locks import LeaseLock
 from storage.timeutil import now as utcnow
+from tests.support.testdata import OSV_PYPI
 
-OSV = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "osv" / "pypi"
+pytestmark = pytest.mark.testdata
+
+OSV = OSV_PYPI
 LAST_MODIFIED = "Mon, 30 Nov 2026 10:00:00 GMT"
 
 

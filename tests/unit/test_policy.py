@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -167,3 +168,40 @@ def test_a_verification_that_could_not_complete_is_a_failure() -> None:
     assert warned.state == "passed" and warned.warned
     denied = incomplete(DENY_UNMATCHED, "r", "the store is down")
     assert denied.state == "quarantined" and "no policy allows repository r" in denied.reasons
+
+
+def test_the_summary_counts_advisories_then_packages() -> None:
+    """Issue 16: a Debian image with 7 CVEs of one source package reported "11 critical", one
+    per binary package the source builds (and per advisory). A person counts advisories, then
+    where they are."""
+    from verifiers.scan.model import Package
+    from verifiers.vulns.assess import finding
+    from verifiers.vulns.ecosystems import Query
+    from verifiers.vulns.match import Match
+    from verifiers.vulns.osv import Advisory
+
+    def advisory(n: int) -> Advisory:
+        affected = [{"package": {"ecosystem": "Debian:12", "name": "openssl"}}]
+        return Advisory.from_json({"id": f"CVE-2024-{n}", "affected": affected})
+
+    binaries = ["libssl3", "openssl", "libcrypto3"]
+    found = []
+    for n in range(7):
+        owner = advisory(n)
+        # CVE-2024-0 and -1 hit all three binaries, the five others the library: 2 * 3 + 5 = 11
+        for name in binaries if n < 2 else binaries[:1]:
+            package = Package("deb", name, "1:3.0.11-1", "var/lib/dpkg/status", "sha256:l")
+            query = Query("Debian:12", "openssl", "1:3.0.11-1")
+            found.append(finding(package, query, Match(owner, owner.affected[0], "1:3.0.13-1")))
+    critical = [replace(f, severity=Severity.CRITICAL) for f in found]
+    assert len(critical) == 11
+    decision = decide(policy(), "r", [ok(*critical)])
+    assert decision.reasons == (
+        "7 critical (CVE-2024-0, CVE-2024-1, CVE-2024-2, ...) in 3 packages",
+    )
+    setuid = [
+        Finding("scan", "hardening.setuid", Severity.HIGH, "setuid", f"sha256:l:bin/{tool}")
+        for tool in ("a", "b")
+    ]
+    mixed = decide(policy(), "r", [ok(CRIT, *setuid)])
+    assert mixed.reasons == ("1 critical (CVE-1); 1 high (hardening.setuid) in 2 places",)

@@ -43,10 +43,14 @@ RULES: dict[str, Rule] = {
     "malware.denylisted-hash": Rule(Severity.CRITICAL, "file whose SHA-256 is denylisted"),
     YARA_PREFIX: Rule(Severity.HIGH, "file matches a YARA rule"),
     "malware.not-inspected": Rule(Severity.HIGH, "files in a layer not checked for malware"),
-    # hardened configuration
+    # hardened configuration: HIGH for what hands an attacker a way in or up (a login service
+    # listening in the container, a setuid program nobody vetted); MEDIUM for what is common
+    # and only risky in combination (most base images run as root, and the runtime can
+    # override the user; a world-writable path); LOW for setgid (group rights only). So the
+    # default threshold (high) blocks sshd and unexpected setuid programs and reports the rest.
     "hardening.runs-as-root": Rule(Severity.MEDIUM, "image runs as root"),
-    "hardening.ssh-server": Rule(Severity.MEDIUM, "image contains an SSH server"),
-    "hardening.setuid": Rule(Severity.MEDIUM, "setuid file outside the allowlist"),
+    "hardening.ssh-server": Rule(Severity.HIGH, "image contains an SSH server"),
+    "hardening.setuid": Rule(Severity.HIGH, "setuid file outside the allowlist"),
     "hardening.setgid": Rule(Severity.LOW, "setgid file outside the allowlist"),
     "hardening.world-writable": Rule(
         Severity.MEDIUM, "world-writable file or directory outside temporary directories"

@@ -32,7 +32,9 @@ RULES: dict[str, Rule] = {
     "layer.hardlink-outside": Rule(
         Severity.HIGH, "hard link to a file outside the layer", held=True
     ),
-    "layer.device-file": Rule(Severity.MEDIUM, "device file in a layer", held=True),
+    # A device node is made by the runtime, never shipped: one in a layer opens the host's
+    # device (a disk, /dev/mem) wherever the container may use devices.
+    "layer.device-file": Rule(Severity.HIGH, "device file in a layer", held=True),
     "layer.path-too-long": Rule(Severity.MEDIUM, "tar entry path longer than the limit"),
     "layer.oversized-header": Rule(Severity.MEDIUM, "tar extended header larger than the limit"),
     "layer.file-too-large": Rule(Severity.INFO, "package database too large to read; skipped"),

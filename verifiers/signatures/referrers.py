@@ -74,8 +74,9 @@ async def discover(
                 where = f"referrer {at}{descriptor.digest[:19]}… (Notation signature)"
                 found.append(NotationSignature(where, _json(manifest.body)))
     if not bundles:
+        # Where nothing was found, never "no signature": one may be under the cosign tag.
         where = f" in {store.name}" if elsewhere else ""
-        notes.append(f"no signature, Sigstore bundle or Notation referrers{where}")
+        notes.append(f"no referrer of a signature type{where} (Sigstore bundle, cosign, Notation)")
     return found[:limit], notes
 
 

@@ -47,14 +47,30 @@ class Report:
     waived: frozenset[str] = frozenset()
     """Notation signers whose trust policy is level ``skip`` here: they count unverified."""
 
+    def found(self) -> list[str]:
+        """Each signature examined and what it came to (its signer, or the rule it failed),
+        so a rule-level finding says what was found, not only what was missing."""
+        return [
+            f"{c.source}: "
+            + (
+                f"signed by {c.signer}"
+                if c.signer
+                else c.failure.rule
+                if c.failure
+                else "no signer"
+            )
+            for c in self.checked
+        ]
+
     @property
     def signed_by(self) -> frozenset[str]:
         return frozenset(c.signer for c in self.checked if c.signer) | self.waived
 
     def findings(self, verifier: str) -> list[Finding]:
         where = f"{self.repository}@{self.digest}"
+        evidence = "; ".join([*self.found(), *self.notes])
         found = [
-            Finding(verifier, rule, Severity.CRITICAL, title, where, "; ".join(self.notes))
+            Finding(verifier, rule, Severity.CRITICAL, title, where, evidence)
             for rule, title in self.failures
         ]
         severity = Severity.LOW if self.passed else Severity.HIGH

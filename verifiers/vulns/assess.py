@@ -90,6 +90,14 @@ def assess(
     return findings
 
 
+def package_of(finding: Finding) -> str:
+    """The installed package a finding of :func:`finding` is about (where it was found, and the
+    ``name version`` its title starts with): one advisory found in the eleven binary packages
+    of one Debian source is one advisory in eleven packages, not eleven advisories."""
+    name, _, rest = finding.title.partition(" ")
+    return f"{finding.location}\0{name}\0{rest.partition(': ')[0]}"
+
+
 def finding(package: Package, query: Query, match: Match) -> Finding:
     """The finding for one match; ``fix`` carries the fixed version ("" when none is known)."""
     advisory = match.advisory

@@ -7,11 +7,15 @@ from typing import Any
 
 import pytest
 
+from config.policy import Policy
 from config.settings import VerifierSettings
 from tests.unit.content.conftest import add_layer, entry, image
 from tests.unit.scan.conftest import FakeBlobs, MemoryCache
 from verifiers.base import Finding, Severity
 from verifiers.content.hardening import runs_as_root
+from verifiers.lifecycle import State
+from verifiers.pipeline import Outcome
+from verifiers.policy import decide
 from verifiers.registry import build_verifiers
 
 SSH_STATUS = (
@@ -105,7 +109,7 @@ async def test_ssh_server_package_and_binary() -> None:
     assert isinstance(result, list)
     ssh = [f for f in result if f.rule_id == "hardening.ssh-server"]
     assert {f.location for f in ssh} == {"sha256:s:var/lib/dpkg/status", "sha256:s:usr/sbin/sshd"}
-    assert all(f.severity is Severity.MEDIUM for f in ssh)
+    assert all(f.severity is Severity.HIGH for f in ssh)
     assert blobs.opened == [layer]  # inventory and mode scan in one read
 
 
@@ -136,3 +140,38 @@ async def test_root_config_is_a_finding_unless_allowed() -> None:
         ("hardening.runs-as-root", "config:User", "User='0'")
     ]
     assert await hardening({"allow_root": True}).verify(image(blobs, [layer], config)) == []
+
+
+async def test_the_default_threshold_blocks_sshd_and_setuid_and_reports_the_rest() -> None:
+    """Issue 16: with ``hardening`` required and the default threshold (high), an image that
+    runs sshd as root with a setuid helper is quarantined; running as root alone, or a
+    world-writable file, is reported without blocking (README "Secrets, malware, hardened
+    configuration")."""
+    blobs = FakeBlobs()
+    risky = add_layer(
+        blobs,
+        "sha256:r",
+        [
+            entry("var/lib/dpkg/status", SSH_STATUS),
+            entry("usr/sbin/sshd", b"elf", 0o755),
+            entry("usr/local/bin/helper", b"elf", 0o4755),
+        ],
+    )
+    plain = add_layer(blobs, "sha256:p", [entry("app/data.json", b"{}", 0o666)])
+    policy = Policy(name="default", repositories=["*"], require=["hardening"])
+    assert policy.severity_threshold == "high"
+
+    async def decided(layer: str) -> tuple[State, set[str], set[str]]:
+        result = await hardening().verify(image(blobs, [layer], {"os": "linux"}))
+        assert isinstance(result, list)
+        outcome = Outcome("hardening", "1", "ok", tuple(result))
+        decision = decide(policy, "team/app", [outcome])
+        return decision.state, {f.rule_id for f in decision.blocking}, {f.rule_id for f in result}
+
+    state, blocking, found = await decided(risky)
+    assert state is State.QUARANTINED
+    assert blocking == {"hardening.ssh-server", "hardening.setuid"}
+    assert "hardening.runs-as-root" in found - blocking
+    state, blocking, found = await decided(plain)
+    assert (state, blocking) == (State.PASSED, set())
+    assert found == {"hardening.runs-as-root", "hardening.world-writable"}

@@ -10,13 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.testdata import SIGSTORE_BUNDLES
 from verifiers.signatures.bundle import Artifact, verify_bundle
 from verifiers.signatures.errors import StepFailed
 from verifiers.signatures.keyless import identity_of
 from verifiers.signatures.keys import KeyFormatError, PublicKey
 from verifiers.signatures.trust import PUBLIC_GOOD, TrustRoot, TrustRootError
 
-CASES = Path(__file__).resolve().parents[4] / "shared" / "testdata" / "sigstore-bundle-verify"
+pytestmark = pytest.mark.testdata
+
+CASES = SIGSTORE_BUNDLES
 IDENTITY = (
     "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/"
     ".github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main"

@@ -120,6 +120,13 @@ async def test_untrusted_key(world: World) -> None:
     assert isinstance(found, list)
     assert found[1].severity is Severity.HIGH
     assert "step 'the signature verifies with a trusted key' failed" in found[1].title
+    # Issue 16: it says what was found, never "no signature", when a signature was found.
+    assert found[0].title.endswith(
+        "1 signature found, none valid from a trusted signer of rule keys"
+    )
+    assert found[0].evidence.startswith("cosign tag sha256-")
+    assert ", layer 1: signature.untrusted-key; " in found[0].evidence
+    assert "no signature" not in found[0].evidence
 
 
 def _tamper(layer: cosign.SigLayer, payload: bytes) -> cosign.SigLayer:

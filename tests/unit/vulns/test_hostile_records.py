@@ -15,7 +15,6 @@ import pytest
 from tests.support.osvdata import (
     BAD_FIELDS,
     BAD_RECORDS,
-    OSV,
     MiB,
     add_bomb,
     real,
@@ -25,7 +24,7 @@ from tests.support.osvdata import (
 from verifiers.vulns.load import Loaded, LoadError, ReadLimits, Rejected, read_path, read_records
 from verifiers.vulns.osv import Advisory, OsvError
 
-pytestmark = pytest.mark.skipif(not OSV.exists(), reason="needs ../shared/testdata/osv")
+pytestmark = pytest.mark.testdata
 SMALL = ReadLimits(max_record_bytes=64 * 1024, max_uncompressed_bytes=8 * MiB)
 
 

@@ -8,6 +8,8 @@ from tests.unit.vulns.conftest import record
 from verifiers.vulns.match import fixed_version, is_affected, matches
 from verifiers.vulns.osv import Advisory, Affected, Event, Range
 
+pytestmark = pytest.mark.testdata
+
 
 @pytest.mark.parametrize(
     ("version", "affected", "fix"),

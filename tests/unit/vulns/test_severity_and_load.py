@@ -6,11 +6,16 @@ import json
 import zipfile
 from pathlib import Path
 
-from tests.unit.vulns.conftest import OSV, record
+import pytest
+
+from tests.support.testdata import GO_VULNDB, OSV
+from tests.unit.vulns.conftest import record
 from verifiers.base import Severity
 from verifiers.vulns.load import Rejected, read_path
 from verifiers.vulns.osv import Advisory
 from verifiers.vulns.severity import score
+
+pytestmark = pytest.mark.testdata
 
 
 def test_cvss_vector_is_scored() -> None:
@@ -56,6 +61,6 @@ def test_zip_archive_like_osv_publishes(tmp_path: Path) -> None:
 
 
 def test_whole_go_database_reads_without_rejects() -> None:
-    out = list(read_path(OSV / "go-vulndb-all"))
+    out = list(read_path(GO_VULNDB))
     assert len([r for r in out if isinstance(r, Advisory)]) == 4291
     assert not [r for r in out if isinstance(r, Rejected)]

@@ -10,10 +10,13 @@ import pytest
 
 from storage.advisories import DbAdvisoryStore
 from storage.inventory import DbInventoryStore
-from tests.unit.vulns.conftest import OSV, record
+from tests.support.testdata import GO_VULNDB
+from tests.unit.vulns.conftest import record
 from verifiers.scan.model import ImageInventory, OsRelease, Package
 from verifiers.vulns.load import read_path
 from verifiers.vulns.osv import Advisory
+
+pytestmark = pytest.mark.testdata
 
 
 async def test_reimport_does_not_duplicate_and_newer_replaces(db: Any) -> None:
@@ -22,13 +25,16 @@ async def test_reimport_does_not_duplicate_and_newer_replaces(db: Any) -> None:
     first = await store.import_advisories([urllib3], "t")
     again = await store.import_advisories([urllib3], "t")
     assert (first.added, again.added, again.unchanged) == (1, 0, 1)
-    assert again.data_version == first.data_version + 1  # every import is a new version
+    # Issue 16: an import that changes nothing makes no data version; the one in force stays.
+    assert (first.new_version, again.new_version) == (True, False)
+    assert again.data_version == first.data_version == await store.data_version()
     assert again.packages == frozenset()
     assert len(await store.for_package("PyPI", "urllib3")) == 1
 
     newer = Advisory.from_json({**urllib3.raw, "modified": "2030-01-01T00:00:00Z", "affected": []})
     result = await store.import_advisories([newer], "t")
     assert (result.added, result.updated) == (0, 1)
+    assert result.new_version and result.data_version == first.data_version + 1
     assert await store.for_package("PyPI", "urllib3") == []
     assert await store.data_version() == result.data_version
 
@@ -56,7 +62,7 @@ async def test_images_found_by_package_without_reading_layers(db: Any) -> None:
 
 @pytest.mark.slow
 async def test_bulk_import_of_the_go_database(db: Any) -> None:
-    records = [r for r in read_path(OSV / "go-vulndb-all") if isinstance(r, Advisory)]
+    records = [r for r in read_path(GO_VULNDB) if isinstance(r, Advisory)]
     store = DbAdvisoryStore(db)
     started = time.monotonic()
     result = await store.import_advisories(records, "go-vulndb-all")

@@ -19,6 +19,8 @@ from verifiers.vulns.verifier import VulnerabilityVerifier
 METADATA = b"Metadata-Version: 2.1\nName: urllib3\nVersion: 1.26.12\n"
 DIST = "usr/lib/python3/dist-packages/urllib3-1.26.12.dist-info/METADATA"
 
+pytestmark = pytest.mark.testdata
+
 
 async def test_finding_per_advisory_and_layers_read_once() -> None:
     blobs = FakeBlobs()
