@@ -48,6 +48,7 @@ class Code(enum.Enum):
     MANIFEST_BODY_TIMEOUT = ("MANIFEST_INVALID", 408, "the manifest body arrived too slowly")
     TOO_MANY_REQUESTS = ("TOOMANYREQUESTS", 429, "too many requests")
     RANGE_INVALID = ("RANGE_INVALID", 416, "invalid content range")
+    RANGE_NOT_SATISFIABLE = ("RANGE_INVALID", 416, "requested range not satisfiable")
     PAGINATION_INVALID = ("PAGINATION_NUMBER_INVALID", 400, "invalid number of results requested")
     REFERENCE_INVALID = ("TAG_INVALID", 400, "manifest reference invalid")
     UPSTREAM_UNAVAILABLE = ("UNAVAILABLE", 503, "upstream registry unavailable")

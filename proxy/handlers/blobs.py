@@ -5,6 +5,9 @@ mounted (``upstream_storage_root``), a blob GET is answered with sendfile from t
 own data file, after the upstream has confirmed (by HEAD) that the blob belongs to this
 repository and has the size the file has. A redirect to object storage goes to the client as it
 is. Only when neither is possible are the bytes streamed through the gatekeeper.
+
+A ``Range`` the blob cannot satisfy is answered here, 416 with ``Content-Range: bytes */<size>``,
+on both paths alike (``proxy/ranges.py``): the registry's own 416 is malformed.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.web_request import BaseRequest
 from multidict import CIMultiDict
 
-from proxy import gate
+from proxy import gate, ranges
 from proxy.context import info
+from proxy.errors import Code, OCIError
 from proxy.forward import response_headers
 from proxy.handlers.common import digest_param, forward, public, repository, scopes
 from proxy.state import services
@@ -48,17 +52,28 @@ async def get(request: web.Request) -> web.StreamResponse:
     svc = services(request)
     root = svc.settings.upstream_storage_root
     path = v2_path(name, "blobs", digest)
-    if root is not None:
-        async with await svc.upstream.request("HEAD", path, scopes=scopes(name, "pull")) as head:
-            record.upstream_status = head.status
-            headers = response_headers(head.headers, svc.upstream.base, public(request))
-        if head.status in (301, 302, 303, 307, 308):
-            record.decision = f"{record.decision}:redirect"
-            record.bytes_out = 0
-            return web.Response(status=head.status, headers=headers)
-        if head.status != 200:
-            # Not found or not ours: let the upstream phrase the error (a GET gives its body).
-            return await forward(request, path, scope=scopes(name, "pull"))
+    wanted = request.headers.get("Range")
+    if root is None and wanted is None:
+        return await forward(request, path, scope=scopes(name, "pull"))
+    async with await svc.upstream.request("HEAD", path, scopes=scopes(name, "pull")) as head:
+        record.upstream_status = head.status
+        headers = response_headers(head.headers, svc.upstream.base, public(request))
+    if head.status in (301, 302, 303, 307, 308):
+        record.decision = f"{record.decision}:redirect"
+        record.bytes_out = 0
+        return web.Response(status=head.status, headers=headers)
+    if head.status != 200:
+        # Not found or not ours: let the upstream phrase the error (a GET gives its body).
+        return await forward(request, path, scope=scopes(name, "pull"))
+    size = headers.get("Content-Length", "")
+    if wanted is not None and size.isdigit() and not ranges.satisfiable(wanted, int(size)):
+        raise OCIError(
+            Code.RANGE_NOT_SATISFIABLE,
+            f"the range {wanted[:60]!r} names no byte of this {size}-byte blob",
+            {"range": wanted[:60], "size": int(size)},
+            headers={"Content-Range": f"bytes */{size}"},
+        )
+    if root is not None and (wanted is None or ranges.single(wanted)):
         served = _sendfile(blob_data_path(root, digest), headers)
         if served is not None:
             record.decision = f"{record.decision}:sendfile"

@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from proxy import gate
+from proxy import gate, upload_offset
 from proxy.auth.http import may
 from proxy.context import info
 from proxy.errors import Code, OCIError
@@ -185,12 +185,13 @@ _SESSION_OVER = frozenset({("blob.push", 201), ("upload.cancel", 204)})
 
 
 async def _check_chunk_start(request: web.Request) -> None:
-    """A chunk's ``Content-Range`` must start where the upload ends (the spec's 416).
+    """A chunk's ``Content-Range`` must start where the upload ends (the spec's 416), on a
+    PATCH and on the closing PUT alike.
 
     The registry does not check this itself: it appends an overlapping or out-of-order chunk
-    and reports the sum as the upload's range, so the session no longer holds what the client
-    believes it sent. One status request upstream tells where the upload ends. Its ``Range`` is
-    ``0-0`` both for an empty upload and for one byte, so that offset accepts 0 or 1.
+    and reports the sum as the upload's range (or, on the closing PUT, fails the digest with a
+    400), so the session no longer holds what the client believes it sent. One status request
+    upstream tells where the upload ends (``proxy/upload_offset.py``).
     """
     raw = request.headers.get("Content-Range")
     if raw is None:
@@ -212,18 +213,17 @@ async def _check_chunk_start(request: web.Request) -> None:
         params=_params(request),
     )
     try:
-        held = CONTENT_RANGE_RE.fullmatch(resp.headers.get("Range", ""))
-        if resp.status != 204 or held is None:
-            return  # the PATCH itself will relay the registry's answer (unknown session, ...)
-        end = int(held[2])
-        allowed = (0, 1) if end == 0 else (end + 1,)
+        if resp.status != 204:
+            return  # the request itself will relay the registry's answer (unknown session, ...)
+        held = resp.headers.get("Range", "")
+        allowed = upload_offset.next_bytes(resp.headers.get("Location"), held)
     finally:
         resp.release()
-    if start not in allowed:
+    if allowed is not None and start not in allowed:
         raise OCIError(
             Code.RANGE_INVALID,
-            f"chunk starts at byte {start}, but the next byte of the upload is {allowed[-1]}",
-            {"content_range": raw[:60], "upload_range": f"0-{end}"},
+            f"chunk starts at byte {start}, but the next byte of the upload is {allowed[0]}",
+            {"content_range": raw[:60], "upload_range": held[:60], "next_byte": allowed[0]},
         )
 
 
@@ -234,6 +234,8 @@ async def patch(request: web.Request) -> web.StreamResponse:
 
 
 async def put(request: web.Request) -> web.StreamResponse:
+    info(request).action = "blob.push"
+    await _check_chunk_start(request)
     return await _session_call(request, "blob.push", body=True)
 
 
