@@ -74,7 +74,8 @@ class UploadSettings(BaseModel):
     """Open upload sessions one identity may hold (anonymous clients: one per client IP);
     the next ``POST /v2/<name>/blobs/uploads/`` is answered 429 TOOMANYREQUESTS."""
     session_idle_seconds: float = Field(default=900.0, gt=0, le=7 * 24 * 3600)
-    """A session with no request for this long no longer counts against the limit."""
+    """A session with no request for this long no longer counts against the limit, and is
+    forgotten: only its owner may use a session, so a forgotten one is unknown to everyone."""
 
 
 class VerifierSettings(BaseModel):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from yarl import URL
 
@@ -46,8 +47,13 @@ async def forward(
     params: Mapping[str, str] | None = None,
     stream_body: bool = False,
     extra_headers: Mapping[str, str] | None = None,
+    before_relay: Callable[[aiohttp.ClientResponse], Awaitable[None]] | None = None,
 ) -> web.StreamResponse:
-    """Send the request upstream (streaming its body if asked) and relay the answer."""
+    """Send the request upstream (streaming its body if asked) and relay the answer.
+
+    ``before_relay`` sees the upstream's answer before the client does (and may refuse it by
+    raising): what must be recorded before the client can act on the answer is recorded there.
+    """
     svc = services(request)
     headers = request_headers(request)
     headers.update(extra_headers or {})
@@ -72,6 +78,8 @@ async def forward(
             raise
         raise failure from exc
     try:
+        if before_relay is not None:
+            await before_relay(resp)
         return await relay(request, resp, svc.upstream.base, public(request))
     finally:
         resp.release()

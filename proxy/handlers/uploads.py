@@ -4,22 +4,22 @@ chunks, PUT to close, GET status, DELETE to cancel. Bodies stream straight to th
 The upstream's opaque upload state (``_state``) travels in the query string of the ``Location``
 it returns; it is passed back untouched, since only the upstream can read (and verify) it.
 
-Each identity may hold ``uploads.max_sessions_per_identity`` open sessions (anonymous clients
-one set per client IP); the count lives in the database (``storage.uploads``) so the cap holds
-across replicas. A POST reserves a slot before the upstream is asked, a completed, cancelled or
-unknown session frees it, and a session idle for ``uploads.session_idle_seconds`` stops counting.
+A session belongs to whoever opened it, in the repository it was opened in; anyone else using
+its URL gets ``BLOB_UPLOAD_UNKNOWN``. Each identity may hold ``uploads.max_sessions_per_identity``
+open sessions. Both live in the database, so they hold across replicas
+(``proxy/upload_sessions.py``).
 """
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import re
-from collections.abc import Awaitable, Callable
-from datetime import timedelta
 
+import aiohttp
 from aiohttp import web
 
 from proxy import gate, upload_offset
+from proxy import upload_sessions as sessions
 from proxy.auth.http import may
 from proxy.context import info
 from proxy.errors import Code, OCIError
@@ -28,9 +28,6 @@ from proxy.names import check_digest, check_name
 from proxy.state import services
 from proxy.upstream import v2_path
 from storage import uploads
-from storage.db import DATABASE_ERRORS
-
-log = logging.getLogger("gatekeeper.uploads")
 
 SESSION_RE = re.compile(r"[A-Za-z0-9_.=-]{1,128}")
 # The spec's "<start>-<end>"; also the HTTP form "bytes <start>-<end>/<total>" some clients send.
@@ -86,7 +83,16 @@ async def start(request: web.Request) -> web.StreamResponse:
             record.action = "blob.push"
     if mount is None and digest is None:
         record.action = "upload.start"
-    reservation = await _reserve(request, name)
+    reservation = await sessions.reserve(request, name)
+    opened: list[str] = []
+
+    async def bind(resp: aiohttp.ClientResponse) -> None:
+        # Before the client sees the 202: its next request must find the session its own.
+        upstream_session = resp.headers.get("Docker-Upload-UUID")
+        if resp.status == 202 and upstream_session:
+            await sessions.bind(request, reservation, upstream_session)
+            opened.append(upstream_session)
+
     try:
         response = await forward(
             request,
@@ -94,62 +100,15 @@ async def start(request: web.Request) -> web.StreamResponse:
             scope=scope,
             params=params,
             stream_body=True,
+            before_relay=bind,
         )
     except BaseException:
-        await _bookkeep(request, uploads.release, reservation)
+        if not opened:
+            await sessions.bookkeep(request, uploads.release, reservation)
         raise
-    upstream_session = response.headers.get("Docker-Upload-UUID")
-    if response.status == 202 and upstream_session:
-        await _bookkeep(request, uploads.bind, reservation, upstream_session)
-    else:  # a monolithic upload or a mount ends with the POST; a refusal never started
-        await _bookkeep(request, uploads.release, reservation)
+    if not opened:  # a monolithic upload or a mount ends with the POST; a refusal never started
+        await sessions.bookkeep(request, uploads.release, reservation)
     return response
-
-
-def _owner(request: web.Request) -> str:
-    """Whom the session cap counts: the identity, or the client IP for anonymous clients."""
-    identity = info(request).identity
-    return f"anonymous@{request.remote}" if identity == "anonymous" else identity
-
-
-async def _reserve(request: web.Request, name: str) -> int:
-    """A slot for one more session, or 429: the upstream is never asked beyond the cap."""
-    svc = services(request)
-    limits = svc.settings.uploads
-    owner = _owner(request)
-    idle = timedelta(seconds=limits.session_idle_seconds)
-    # A read first: a client hammering at its limit is refused without taking the write lock
-    # (a stale count can only refuse early, never admit beyond the limit).
-    async with svc.db() as session:
-        full = await uploads.live_count(session, owner, idle) >= limits.max_sessions_per_identity
-    reservation = None
-    if not full:
-        async with svc.db() as session, session.begin():
-            reservation = await uploads.reserve(
-                session, owner, name, limit=limits.max_sessions_per_identity, idle=idle
-            )
-    if reservation is None:
-        raise OCIError(
-            Code.TOO_MANY_REQUESTS,
-            f"{owner} already has {limits.max_sessions_per_identity} open upload sessions; "
-            "finish or cancel one (DELETE its upload URL) before starting another",
-            {"limit": limits.max_sessions_per_identity},
-            headers={"Retry-After": "10"},
-        )
-    return reservation
-
-
-async def _bookkeep(
-    request: web.Request, step: Callable[..., Awaitable[None]], *args: object
-) -> None:
-    """Update the session table after the upstream answered. The client already has that
-    answer, so a database failure here is logged, not raised: at worst a slot stays taken
-    until it goes idle and expires."""
-    try:
-        async with services(request).db() as session, session.begin():
-            await step(session, *args)
-    except DATABASE_ERRORS as exc:
-        log.warning("upload session bookkeeping (%s) failed: %s", step.__name__, exc)
 
 
 def _params(request: web.Request) -> dict[str, str]:
@@ -164,19 +123,23 @@ async def _session_call(request: web.Request, action: str, body: bool) -> web.St
         _digest_query(request)
         if "digest" not in request.query:
             raise OCIError(Code.DIGEST_INVALID, "closing an upload needs ?digest=")
-    if body:  # a long chunk is activity from its start, not only once it is done
-        await _bookkeep(request, uploads.touch, name, session)
-    response = await forward(
-        request,
-        v2_path(name, "blobs", "uploads", session),
-        scope=scopes(name, "pull", "push"),
-        params=_params(request),
-        stream_body=body,
-    )
+    await sessions.require_owner(request, name, session)
+    if body:
+        await _check_chunk_start(request, name, session)
+    # A long chunk is activity from its start to its end, not only once it is done.
+    alive = sessions.kept_alive(request, name, session) if body else contextlib.nullcontext()
+    async with alive:
+        response = await forward(
+            request,
+            v2_path(name, "blobs", "uploads", session),
+            scope=scopes(name, "pull", "push"),
+            params=_params(request),
+            stream_body=body,
+        )
     if response.status == 404 or (action, response.status) in _SESSION_OVER:
-        await _bookkeep(request, uploads.finish, name, session)
+        await sessions.bookkeep(request, uploads.finish, name, session)
     elif response.status < 300:
-        await _bookkeep(request, uploads.touch, name, session)
+        await sessions.bookkeep(request, uploads.touch, name, session)
     return response
 
 
@@ -184,7 +147,7 @@ async def _session_call(request: web.Request, action: str, body: bool) -> web.St
 _SESSION_OVER = frozenset({("blob.push", 201), ("upload.cancel", 204)})
 
 
-async def _check_chunk_start(request: web.Request) -> None:
+async def _check_chunk_start(request: web.Request, name: str, session: str) -> None:
     """A chunk's ``Content-Range`` must start where the upload ends (the spec's 416), on a
     PATCH and on the closing PUT alike.
 
@@ -205,7 +168,6 @@ async def _check_chunk_start(request: web.Request) -> None:
             {"content_range": raw[:60]},
         )
     start = int(match[1])
-    name, session = repository(request), _session(request)
     resp = await services(request).upstream.request(
         "GET",
         v2_path(name, "blobs", "uploads", session),
@@ -228,14 +190,10 @@ async def _check_chunk_start(request: web.Request) -> None:
 
 
 async def patch(request: web.Request) -> web.StreamResponse:
-    info(request).action = "upload.chunk"
-    await _check_chunk_start(request)
     return await _session_call(request, "upload.chunk", body=True)
 
 
 async def put(request: web.Request) -> web.StreamResponse:
-    info(request).action = "blob.push"
-    await _check_chunk_start(request)
     return await _session_call(request, "blob.push", body=True)
 
 

@@ -1,0 +1,184 @@
+"""The edges of issue 13, tried as an attacker through a real gatekeeper and registry.
+
+Each case is a test below; :data:`CATALOGUE` lists them all with what the attacker tries, and
+:func:`test_the_catalogue_names_a_test_for_every_case` keeps the list and the tests in step.
+Every refusal is an OCI error envelope and has its access-log row.
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.ocihttp import digest_of
+from tests.support.registry import Registry
+
+pytestmark = pytest.mark.e2e
+
+CATALOGUE: list[tuple[str, str]] = [
+    (
+        "another identity appends to, closes, reads or cancels an upload session it did not "
+        "open, given its Location",
+        "test_an_upload_session_belongs_to_the_identity_that_opened_it",
+    ),
+    (
+        "another anonymous client address uses an anonymous upload session",
+        "test_an_anonymous_upload_session_belongs_to_its_address",
+    ),
+]
+
+
+def test_the_catalogue_names_a_test_for_every_case() -> None:
+    tests = {name for name, value in globals().items() if name.startswith("test_")}
+    named = [test for _, test in CATALOGUE]
+    assert len(named) == len(set(named))
+    assert set(named) <= tests, set(named) - tests
+    assert tests - set(named) == {"test_the_catalogue_names_a_test_for_every_case"}
+
+
+def basic(name: str, secret: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{name}:{secret}".encode()).decode()}
+
+
+def create_user(gk: Gatekeeper, name: str, *grants: str) -> dict[str, str]:
+    args = [arg for grant in grants for arg in ("--grant", grant)]
+    done = subprocess.run(
+        [sys.executable, "-m", "proxy", "users", "create", name, *args],
+        capture_output=True,
+        text=True,
+        env=gk.env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return basic(name, done.stdout.strip().splitlines()[-1].rsplit(" ", 1)[1])
+
+
+@dataclass(frozen=True)
+class Site:
+    gk: Gatekeeper
+    alice: dict[str, str]
+    """May pull and push ``edges/*``."""
+    bob: dict[str, str]
+    """May pull and push ``edges/*`` too: push rights do not make another's session his."""
+    rita: dict[str, str]
+    """May only pull ``edges/*``."""
+
+    def client(self, who: dict[str, str], **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.gk.url, headers=who, timeout=30, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def site(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    gk = make_gatekeeper(
+        tmp_path_factory.mktemp("edges"),
+        registry.url,
+        extra_env={"GATEKEEPER_AUTH__ENABLED": "true"},
+    )
+    try:
+        alice = create_user(gk, "alice", "edges/*=pull,push")
+        bob = create_user(gk, "bob", "edges/*=pull,push")
+        rita = create_user(gk, "rita", "edges/*=pull")
+        yield Site(gk, alice, bob, rita)
+    finally:
+        gk.stop()
+
+
+def envelope(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    assert resp.headers["Content-Type"].startswith("application/json")
+    (error,) = resp.json()["errors"]
+    assert error["code"] == code, error
+    return dict(error)
+
+
+def row_of(gk: Gatekeeper, resp: httpx.Response) -> dict[str, Any]:
+    (row,) = gk.wait_audit(1, "request_id = :id", {"id": resp.headers["X-Request-Id"]})
+    return row
+
+
+def _sep(location: str) -> str:
+    return "&" if "?" in location else "?"
+
+
+# -- upload sessions ---------------------------------------------------------------------------
+
+
+def _hijack_attempts(http: httpx.Client, location: str, data: bytes) -> list[httpx.Response]:
+    """Everything one can do with someone else's upload URL."""
+    closing = f"{location}{_sep(location)}digest={digest_of(data)}"
+    octets = {"Content-Type": "application/octet-stream"}
+    return [
+        http.patch(location, content=data, headers=octets),
+        http.patch(location, content=data, headers={**octets, "Content-Range": "0-5"}),
+        http.put(closing, content=data, headers=octets),
+        http.get(location),
+        http.delete(location),
+    ]
+
+
+def test_an_upload_session_belongs_to_the_identity_that_opened_it(site: Site) -> None:
+    mine, theirs = b"alice's layer", b"bob's layer!"
+    with site.client(site.alice) as alice:
+        start = alice.post("/v2/edges/hijack/blobs/uploads/")
+        assert start.status_code == 202, start.text
+        location = start.headers["Location"]
+        first = alice.patch(location, content=mine[:5], headers={"Content-Range": "0-4"})
+        assert first.status_code == 202, first.text
+        location = first.headers["Location"]
+    session = location.split("?")[0].rsplit("/", 1)[1]
+    for who in (site.bob, site.rita):
+        with site.client(who) as other:
+            for resp in _hijack_attempts(other, location, theirs):
+                if resp.status_code == 403:  # rita may not push: refused before the session
+                    envelope(resp, 403, "DENIED")
+                    continue
+                error = envelope(resp, 404, "BLOB_UPLOAD_UNKNOWN")
+                assert error["detail"] == {"session": session}
+                assert "alice" not in resp.text
+                row = row_of(site.gk, resp)
+                assert (row["identity"], row["status"], row["decision"]) == ("bob", 404, "deny")
+                assert "alice's" in row["reason"] and row["upstream_status"] is None
+    # Nothing of bob's reached the session: alice finishes it with exactly her bytes.
+    with site.client(site.alice) as alice:
+        status = alice.get(location)
+        assert status.status_code == 204 and status.headers["Range"] == "0-4"
+        done = alice.put(
+            f"{location}{_sep(location)}digest={digest_of(mine)}",
+            content=mine[5:],
+            headers={"Content-Range": f"5-{len(mine) - 1}"},
+        )
+        assert done.status_code == 201, done.text
+        assert alice.get(f"/v2/edges/hijack/blobs/{digest_of(mine)}").content == mine
+
+
+def test_an_anonymous_upload_session_belongs_to_its_address(
+    registry: Registry, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    gk = make_gatekeeper(tmp_path_factory.mktemp("anonymous"), registry.url)
+    data = b"anonymous layer"
+    try:
+        with httpx.Client(base_url=gk.url, timeout=30) as here:
+            location = here.post("/v2/edges/anon/blobs/uploads/").headers["Location"]
+        there = httpx.HTTPTransport(local_address="127.0.0.2")
+        with httpx.Client(base_url=gk.url, timeout=30, transport=there) as other:
+            for resp in _hijack_attempts(other, location, b"not yours"):
+                envelope(resp, 404, "BLOB_UPLOAD_UNKNOWN")
+                row = row_of(gk, resp)
+                assert (row["client_addr"], row["decision"]) == ("127.0.0.2", "deny")
+                assert "anonymous@127.0.0.1's" in row["reason"]
+        with httpx.Client(base_url=gk.url, timeout=30) as here:
+            # Nor in another repository, from the right address.
+            moved = location.replace("/edges/anon/", "/edges/elsewhere/")
+            envelope(here.get(moved), 404, "BLOB_UPLOAD_UNKNOWN")
+            done = here.put(f"{location}{_sep(location)}digest={digest_of(data)}", content=data)
+            assert done.status_code == 201, done.text
+    finally:
+        gk.stop()
