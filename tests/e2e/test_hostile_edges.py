@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
-from tests.support.ocihttp import digest_of
+from tests.support.ocihttp import digest_of, push_image
 from tests.support.registry import Registry
 
 pytestmark = pytest.mark.e2e
@@ -32,6 +32,11 @@ CATALOGUE: list[tuple[str, str]] = [
     (
         "another anonymous client address uses an anonymous upload session",
         "test_an_anonymous_upload_session_belongs_to_its_address",
+    ),
+    (
+        "the catalog's Link header names a repository the caller may not see "
+        "(_catalog?n=1 as a user who may see nothing)",
+        "test_catalog_pages_and_links_name_only_visible_repositories",
     ),
 ]
 
@@ -182,3 +187,57 @@ def test_an_anonymous_upload_session_belongs_to_its_address(
             assert done.status_code == 201, done.text
     finally:
         gk.stop()
+
+
+# -- listings ----------------------------------------------------------------------------------
+
+
+def _pages(http: httpx.Client, first: str) -> Iterator[httpx.Response]:
+    url: str | None = first
+    while url:
+        resp = http.get(url)
+        assert resp.status_code == 200, resp.text
+        yield resp
+        link = resp.headers.get("Link")
+        url = link[1 : link.index(">")] if link else None
+
+
+def test_catalog_pages_and_links_name_only_visible_repositories(
+    site: Site, registry: Registry
+) -> None:
+    hidden = ["aaa/secret", "edgez/secret", "zzz/secret"]
+    with httpx.Client(base_url=registry.url, timeout=30) as direct:  # around the gatekeeper
+        for name in hidden:
+            push_image(direct, name, "v1", [name.encode()])
+    with site.client(site.alice) as alice:
+        for name in ("edges/cat-a", "edges/cat-b", "edges/cat-c"):
+            push_image(alice, name, "v1", [name.encode()])
+            push_image(alice, name, "v2", [name.encode() + b"2"])
+    nobody = create_user(site.gk, "nobody")
+    with site.client(nobody) as http:
+        resp = http.get("/v2/_catalog?n=1")
+        assert resp.json() == {"repositories": []}
+        assert "Link" not in resp.headers
+        assert not any(name in str(resp.headers) + resp.text for name in hidden)
+        assert http.get("/v2/_catalog").json() == {"repositories": []}
+    with site.client(site.rita) as http:
+        seen: list[str] = []
+        for resp in _pages(http, "/v2/_catalog?n=1"):
+            names = resp.json()["repositories"]
+            assert len(names) == 1
+            seen += names
+            assert not any(name in str(resp.headers) + resp.text for name in hidden)
+            link = resp.headers.get("Link")
+            if link:
+                assert link.startswith(f"<{site.gk.url}/v2/_catalog?")
+                assert f"last={names[-1].replace('/', '%2F')}" in link
+        visible = [name for name in seen if name.startswith("edges/")]
+        assert seen == visible and {"edges/cat-a", "edges/cat-b", "edges/cat-c"} <= set(seen)
+        everything = http.get("/v2/_catalog")
+        assert everything.json()["repositories"] == seen and "Link" not in everything.headers
+        # Tags: the Link names the last tag of the page, from the gatekeeper's own list.
+        tags = list(_pages(http, "/v2/edges/cat-a/tags/list?n=1"))
+        assert [r.json()["tags"] for r in tags] == [["v1"], ["v2"]]
+        assert "last=v1" in tags[0].headers["Link"] and "Link" not in tags[1].headers
+    rows = site.gk.audit_rows("action = 'catalog.list' AND identity = 'rita'")
+    assert rows and {row["status"] for row in rows} == {200}
