@@ -173,8 +173,9 @@ class Settings(BaseSettings):
     listen: str = "127.0.0.1:5000"
     """``host:port`` the gatekeeper binds to."""
     public_url: AnyHttpUrl | None = None
-    """URL clients use to reach the gatekeeper; ``Location`` and ``Link`` headers are rewritten to
-    it. Unset: derived from each request's ``Host`` and scheme."""
+    """URL clients use to reach the gatekeeper; ``Location`` and ``Link`` headers and the token
+    realm are written on it. Unset: derived from each request's ``Host`` (refused unless it is
+    ``host[:port]``) and scheme, with a start-up warning off loopback."""
     public_aliases: list[str] = Field(default_factory=list)
     """Other ``host`` or ``host:port`` names clients reach the gatekeeper by (a DNS alias, the
     load balancer's name). With ``public_url`` (or, unset, the listen address and loopback

@@ -23,6 +23,7 @@ from proxy.auth.service import AuthService
 from proxy.clientaddr import build_forwarded_middleware
 from proxy.errors import Code, OCIError, envelope, error_middleware
 from proxy.events import EventBus
+from proxy.hostheader import host_middleware, warn_if_host_derived
 from proxy.metrics import Metrics
 from proxy.mirror import make_mirror_client
 from proxy.names import check_raw_path
@@ -132,12 +133,16 @@ async def version_middleware(request: web.Request, handler):  # type: ignore[no-
 
 
 def create_app(settings: Settings) -> web.Application:
+    # Without public_url, the Host header decides the URLs handed out: refuse a bad one first.
+    hosts = [] if settings.public_url is not None else [host_middleware]
+    warn_if_host_derived(settings)
     app = web.Application(
         middlewares=[
             build_forwarded_middleware(settings.trusted_proxies),
             build_middleware(_emit, UNAUDITED_PATHS, _admit, _emit_refused),
             error_middleware,
             version_middleware,
+            *hosts,
             path_middleware,
             build_auth_middleware(ACCESS, ACTIONS),
         ],

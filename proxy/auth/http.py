@@ -20,6 +20,7 @@ from proxy.auth.service import ANONYMOUS, AuthError, AuthService, Caller
 from proxy.context import RequestInfo, info
 from proxy.errors import Code, Handler, OCIError
 from proxy.forward import public_base
+from proxy.hostheader import quoted
 from proxy.names import check_name
 
 log = logging.getLogger("gatekeeper.auth")
@@ -46,13 +47,14 @@ def _public(request: web.Request) -> str:
 
 
 def _challenge(request: web.Request, scope: str | None, error: str | None = None) -> str:
-    service = request.app[AUTH].settings.service
-    value = f'Bearer realm="{_public(request)}/auth/token",service="{service}"'
-    if scope:
-        value += f',scope="{scope}"'
-    if error:
-        value += f',error="{error}"'
-    return value
+    """The Bearer challenge; every value an escaped quoted-string, whatever it holds."""
+    params = {
+        "realm": f"{_public(request)}/auth/token",
+        "service": request.app[AUTH].settings.service,
+        "scope": scope,
+        "error": error,
+    }
+    return "Bearer " + ",".join(f'{k}="{quoted(v)}"' for k, v in params.items() if v)
 
 
 def _scope(name: str | None, need: tuple[str, ...]) -> str | None:

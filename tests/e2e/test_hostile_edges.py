@@ -8,8 +8,11 @@ Every refusal is an OCI error envelope and has its access-log row.
 from __future__ import annotations
 
 import base64
+import http.client
+import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.fixtures import RawResponse
 from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
 from tests.support.ocihttp import digest_of, push_image
 from tests.support.registry import Registry
@@ -32,6 +36,20 @@ CATALOGUE: list[tuple[str, str]] = [
     (
         "another anonymous client address uses an anonymous upload session",
         "test_an_anonymous_upload_session_belongs_to_its_address",
+    ),
+    (
+        'Host: evil.example"/,x="y (and other hosts that are not host[:port]) is copied into '
+        "the WWW-Authenticate realm and into Location headers",
+        "test_a_host_that_is_not_host_port_is_refused",
+    ),
+    (
+        "a valid Host is what the challenge realm and Location use, escaped; with public_url "
+        "set the Host is not used at all",
+        "test_a_valid_host_or_public_url_names_the_urls_handed_out",
+    ),
+    (
+        "the gatekeeper listens beyond loopback without public_url: start-up says so",
+        "test_start_up_warns_when_public_url_is_unset_off_loopback",
     ),
     (
         "the catalog's Link header names a repository the caller may not see "
@@ -241,3 +259,102 @@ def test_catalog_pages_and_links_name_only_visible_repositories(
         assert "last=v1" in tags[0].headers["Link"] and "Link" not in tags[1].headers
     rows = site.gk.audit_rows("action = 'catalog.list' AND identity = 'rita'")
     assert rows and {row["status"] for row in rows} == {200}
+
+
+# -- Host --------------------------------------------------------------------------------------
+
+BAD_HOSTS: list[bytes] = [
+    b'evil.example"/,x="y',
+    b"evil.example/path",
+    b"evil.example?x=1",
+    b"evil.example#frag",
+    b"user@evil.example",
+    b"evil example",
+    b"evil.example:99999",
+    b"evil.example:0",
+    b"evil.example:80:80",
+    b"evil.example:",
+    b"[::1",
+    b"[not-an-ip]:80",
+    b"-evil.example",
+    b"evil..example",
+    "bäd.example".encode(),
+    b"",
+]
+
+
+def with_host(port: int, method: str, path: str, host: bytes, auth: str = "") -> RawResponse:
+    """One request whose ``Host`` is ``host``, byte for byte."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", host)
+        if auth:
+            conn.putheader("Authorization", auth)
+        conn.putheader("Content-Length", "0")
+        conn.endheaders()
+        resp = conn.getresponse()
+        return RawResponse(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("host", BAD_HOSTS)
+def test_a_host_that_is_not_host_port_is_refused(site: Site, host: bytes) -> None:
+    raw = host
+    for method, path in (("GET", "/v2/"), ("POST", "/v2/edges/host/blobs/uploads/")):
+        resp = with_host(site.gk.port, method, path, raw)
+        assert resp.status == 400, resp.body
+        (error,) = json.loads(resp.body)["errors"]
+        assert (error["code"], error["detail"]) == ("UNSUPPORTED", {"reason": "Host"})
+        assert "www-authenticate" not in resp.headers and "location" not in resp.headers
+        assert raw not in resp.body or not raw
+        (row,) = site.gk.wait_audit(1, "request_id = :id", {"id": resp.headers["x-request-id"]})
+        assert (row["status"], row["error_code"], row["method"]) == (400, "UNSUPPORTED", method)
+
+
+def test_a_valid_host_or_public_url_names_the_urls_handed_out(
+    site: Site, registry: Registry, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    alice = site.alice["Authorization"]
+    challenged = with_host(site.gk.port, "GET", "/v2/", b"Registry.Example:5000")
+    assert challenged.status == 401
+    assert challenged.headers["www-authenticate"].startswith(
+        'Bearer realm="http://registry.example:5000/auth/token",service="registry-gatekeeper"'
+    )
+    started = with_host(site.gk.port, "POST", "/v2/edges/host/blobs/uploads/", b"[::1]:8443", alice)
+    assert started.status == 202, started.body
+    assert started.headers["location"].startswith("http://[::1]:8443/v2/edges/host/blobs/uploads/")
+    public = make_gatekeeper(
+        tmp_path_factory.mktemp("public"),
+        registry.url,
+        extra_env={"GATEKEEPER_PUBLIC_URL": "https://registry.example.com"},
+    )
+    try:
+        bad = b'evil.example"/,x="y'
+        served = with_host(public.port, "POST", "/v2/edges/host/blobs/uploads/", bad)
+        assert served.status == 202, served.body
+        assert served.headers["location"].startswith("https://registry.example.com/v2/edges/")
+    finally:
+        public.stop()
+
+
+def test_start_up_warns_when_public_url_is_unset_off_loopback(
+    registry: Registry, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    warning = "public_url is not set and the gatekeeper listens on"
+    loopback = make_gatekeeper(tmp_path_factory.mktemp("loopback"), registry.url)
+    loopback.stop()
+    assert warning not in loopback.log_path.read_text()
+    wide = make_gatekeeper(tmp_path_factory.mktemp("wide"), registry.url, start=False)
+    wide.env["GATEKEEPER_LISTEN"] = f"0.0.0.0:{wide.port}"
+    wide.start()
+    try:
+        deadline = time.monotonic() + 10
+        while warning not in wide.log_path.read_text():
+            assert time.monotonic() < deadline, wide.log_path.read_text()[-2000:]
+            time.sleep(0.1)
+        with httpx.Client(base_url=wide.url, timeout=30) as http:
+            assert http.get("/v2/").status_code == 200
+    finally:
+        wide.stop()
