@@ -28,7 +28,7 @@ from proxy.metrics import Metrics
 from proxy.mirror import make_mirror_client
 from proxy.names import check_raw_path
 from proxy.reevaluate import after_policy_change
-from proxy.routes import ACCESS, ACTIONS, UNAUDITED_PATHS, add_routes
+from proxy.routes import ACCESS, ACTIONS, EXTRA_SCOPES, UNAUDITED_PATHS, add_routes
 from proxy.scheduler import build_scheduler
 from proxy.server import OnUnparsed
 from proxy.state import SERVICES, Services, services
@@ -144,7 +144,7 @@ def create_app(settings: Settings) -> web.Application:
             version_middleware,
             *hosts,
             path_middleware,
-            build_auth_middleware(ACCESS, ACTIONS),
+            build_auth_middleware(ACCESS, ACTIONS, EXTRA_SCOPES),
         ],
         # Manifest bodies are capped by their handler; blob bodies are streamed, never buffered.
         client_max_size=settings.max_manifest_bytes + 1024,

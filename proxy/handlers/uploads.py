@@ -20,11 +20,11 @@ from aiohttp import web
 
 from proxy import gate, upload_offset
 from proxy import upload_sessions as sessions
-from proxy.auth.http import may
+from proxy.auth.http import caller, insufficient_scope, may, pullable_by_caller
 from proxy.context import info
 from proxy.errors import Code, OCIError
 from proxy.handlers.common import forward, repository, scopes
-from proxy.names import check_digest, check_name
+from proxy.names import MAX_NAME_LENGTH, NAME_RE, check_digest, check_name
 from proxy.state import services
 from proxy.upstream import v2_path
 from storage import uploads
@@ -62,13 +62,24 @@ async def start(request: web.Request) -> web.StreamResponse:
     scope = scopes(name, "pull", "push")
     mount = _digest_query(request, "mount")
     source = request.query.get("from")
+    if mount is not None:
+        record.action = "upload.mount"
     if mount is not None and source is not None and not may(request, check_name(source), "pull"):
+        if caller(request).token is not None and pullable_by_caller(request, source):
+            # The identity may read the source, its token does not say so: a client that only
+            # follows challenges learns here to ask for both scopes (then it can mount).
+            raise insufficient_scope(
+                request,
+                f"mounting from {source} needs a token that may also pull {source}",
+                " ".join((*scope, *mount_source_scopes(request))),
+                {"repository": source, "needed": ["pull"]},
+            )
         # Like the registry: a mount the caller may not read from becomes a plain upload,
         # which tells nothing about the source repository.
+        record.action = "upload.start"
         record.reason = f"mount from {source} not permitted; started a plain upload"
         mount = None
     if mount is not None:
-        record.action = "upload.mount"
         params["mount"] = mount
         if source is not None:
             params["from"] = check_name(source)
@@ -109,6 +120,17 @@ async def start(request: web.Request) -> web.StreamResponse:
     if not opened:  # a monolithic upload or a mount ends with the POST; a refusal never started
         await sessions.bookkeep(request, uploads.release, reservation)
     return response
+
+
+def mount_source_scopes(request: web.Request) -> tuple[str, ...]:
+    """The source repository's pull scope, for a POST that asks to mount from one (its
+    challenge names it beside the target's ``pull,push``)."""
+    source = request.query.get("from")
+    if "mount" not in request.query or source is None:
+        return ()
+    if len(source) > MAX_NAME_LENGTH or not NAME_RE.fullmatch(source):
+        return ()  # the handler refuses the name (NAME_INVALID); the challenge leaves it out
+    return (f"repository:{source}:pull",)
 
 
 def _params(request: web.Request) -> dict[str, str]:

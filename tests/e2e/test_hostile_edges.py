@@ -20,9 +20,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.clients import Skopeo
 from tests.support.fixtures import RawResponse
 from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
-from tests.support.ocihttp import digest_of, push_image
+from tests.support.images import OciLayout, build_image
+from tests.support.ocihttp import digest_of, push_blob, push_image
 from tests.support.registry import Registry
 
 pytestmark = pytest.mark.e2e
@@ -52,6 +54,21 @@ CATALOGUE: list[tuple[str, str]] = [
         "test_start_up_warns_when_public_url_is_unset_off_loopback",
     ),
     (
+        "the 401 challenge for a cross-repository mount names only the target's scope, so a "
+        "client that follows challenges never gets a token that may pull the source",
+        "test_a_mount_challenge_names_both_scopes_and_a_challenge_follower_mounts",
+    ),
+    (
+        "a token lacking pull on the source: 401 insufficient_scope naming both scopes when "
+        "the identity may pull it, else a plain upload that tells nothing about the source",
+        "test_a_mount_with_a_token_lacking_the_source_scope",
+    ),
+    (
+        "skopeo copy between two repositories of the gatekeeper under token auth uploads "
+        "every layer again instead of mounting it",
+        "test_skopeo_copy_between_repositories_mounts_under_token_auth",
+    ),
+    (
         "the catalog's Link header names a repository the caller may not see "
         "(_catalog?n=1 as a user who may see nothing)",
         "test_catalog_pages_and_links_name_only_visible_repositories",
@@ -71,7 +88,9 @@ def basic(name: str, secret: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{name}:{secret}".encode()).decode()}
 
 
-def create_user(gk: Gatekeeper, name: str, *grants: str) -> dict[str, str]:
+def create_user(
+    gk: Gatekeeper, name: str, *grants: str, secrets: dict[str, str] | None = None
+) -> dict[str, str]:
     args = [arg for grant in grants for arg in ("--grant", grant)]
     done = subprocess.run(
         [sys.executable, "-m", "proxy", "users", "create", name, *args],
@@ -81,7 +100,20 @@ def create_user(gk: Gatekeeper, name: str, *grants: str) -> dict[str, str]:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    return basic(name, done.stdout.strip().splitlines()[-1].rsplit(" ", 1)[1])
+    secret = done.stdout.strip().splitlines()[-1].rsplit(" ", 1)[1]
+    if secrets is not None:
+        secrets[name] = secret
+    return basic(name, secret)
+
+
+# Everything is verified; edges/mount/* is enforced (its pulls and mounts are gated), the rest
+# only warns, so the protocol cases are about the protocol.
+POLICIES = json.dumps(
+    [
+        {"name": "warn", "repositories": ["*"], "mode": "warn", "require": ["config-sanity"]},
+        {"name": "mount", "repositories": ["edges/mount/*"], "require": ["config-sanity"]},
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -93,6 +125,8 @@ class Site:
     """May pull and push ``edges/*`` too: push rights do not make another's session his."""
     rita: dict[str, str]
     """May only pull ``edges/*``."""
+    secrets: dict[str, str]
+    """Each user's secret, for clients that log in themselves."""
 
     def client(self, who: dict[str, str], **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.gk.url, headers=who, timeout=30, **kwargs)
@@ -103,13 +137,14 @@ def site(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     gk = make_gatekeeper(
         tmp_path_factory.mktemp("edges"),
         registry.url,
-        extra_env={"GATEKEEPER_AUTH__ENABLED": "true"},
+        extra_env={"GATEKEEPER_AUTH__ENABLED": "true", "GATEKEEPER_POLICIES": POLICIES},
     )
+    secrets: dict[str, str] = {}
     try:
-        alice = create_user(gk, "alice", "edges/*=pull,push")
-        bob = create_user(gk, "bob", "edges/*=pull,push")
-        rita = create_user(gk, "rita", "edges/*=pull")
-        yield Site(gk, alice, bob, rita)
+        alice = create_user(gk, "alice", "edges/*=pull,push", secrets=secrets)
+        bob = create_user(gk, "bob", "edges/*=pull,push", secrets=secrets)
+        rita = create_user(gk, "rita", "edges/*=pull", secrets=secrets)
+        yield Site(gk, alice, bob, rita, secrets)
     finally:
         gk.stop()
 
@@ -358,3 +393,109 @@ def test_start_up_warns_when_public_url_is_unset_off_loopback(
             assert http.get("/v2/").status_code == 200
     finally:
         wide.stop()
+
+
+# -- cross-repository mounts -------------------------------------------------------------------
+
+SERVICE = "registry-gatekeeper"
+
+
+def challenge_scopes(resp: httpx.Response) -> list[str]:
+    """The scopes a Bearer challenge names, as a client splits them."""
+    header = resp.headers["WWW-Authenticate"]
+    assert header.startswith("Bearer ")
+    params = dict(part.split("=", 1) for part in header[len("Bearer ") :].split('",'))
+    return params["scope"].strip('"').split(" ")
+
+
+def token_for(site: Site, user: str, scopes: list[str]) -> dict[str, str]:
+    resp = httpx.get(
+        f"{site.gk.url}/auth/token",
+        params=[("service", SERVICE), *(("scope", scope) for scope in scopes)],
+        auth=(user, site.secrets[user]),
+    )
+    assert resp.status_code == 200, resp.text
+    return {"Authorization": f"Bearer {resp.json()['token']}"}
+
+
+def test_a_mount_challenge_names_both_scopes_and_a_challenge_follower_mounts(
+    site: Site,
+) -> None:
+    layer = b"mounted by a client that only follows challenges"
+    with site.client(site.alice) as alice:
+        digest = push_blob(alice, "edges/mount-src", layer)
+    path = f"/v2/edges/mount-dst/blobs/uploads/?mount={digest}&from=edges/mount-src"
+    with httpx.Client(base_url=site.gk.url, timeout=30) as http:
+        challenged = http.post(path)
+        assert challenged.status_code == 401
+        envelope(challenged, 401, "UNAUTHORIZED")
+        scopes = challenge_scopes(challenged)
+        assert scopes == [
+            "repository:edges/mount-dst:pull,push",
+            "repository:edges/mount-src:pull",
+        ]
+        mounted = http.post(path, headers=token_for(site, "alice", scopes))
+        assert mounted.status_code == 201, mounted.text
+        assert mounted.headers["Location"].startswith(f"{site.gk.url}/v2/edges/mount-dst/blobs/")
+    row = row_of(site.gk, mounted)
+    assert (row["action"], row["status"], row["identity"]) == ("upload.mount", 201, "alice")
+    refused = row_of(site.gk, challenged)  # refused before the handler: the route's action
+    assert (refused["status"], refused["path"]) == (401, "/v2/edges/mount-dst/blobs/uploads/")
+
+
+def test_a_mount_with_a_token_lacking_the_source_scope(site: Site) -> None:
+    layer = b"the source scope is asked for"
+    with site.client(site.alice) as alice:
+        digest = push_blob(alice, "edges/mount-src", layer)
+    path = f"/v2/edges/mount-dst2/blobs/uploads/?mount={digest}&from=edges/mount-src"
+    narrow = token_for(site, "alice", ["repository:edges/mount-dst2:pull,push"])
+    with httpx.Client(base_url=site.gk.url, timeout=30) as http:
+        asked = http.post(path, headers=narrow)
+        error = envelope(asked, 401, "DENIED")
+        assert error["detail"] == {"repository": "edges/mount-src", "needed": ["pull"]}
+        assert 'error="insufficient_scope"' in asked.headers["WWW-Authenticate"]
+        assert challenge_scopes(asked) == [
+            "repository:edges/mount-dst2:pull,push",
+            "repository:edges/mount-src:pull",
+        ]
+        # The same with a source the identity may not pull: a plain upload, nothing said.
+        hidden = f"/v2/edges/mount-dst2/blobs/uploads/?mount={digest}&from=other/secret"
+        plain = http.post(hidden, headers=narrow)
+        assert plain.status_code == 202, plain.text
+        assert "other/secret" not in plain.text + str(plain.headers)
+    row = row_of(site.gk, asked)
+    assert (row["action"], row["status"], row["identity"]) == ("upload.mount", 401, "alice")
+    plain_row = row_of(site.gk, plain)
+    assert plain_row["action"] == "upload.start" and "not permitted" in plain_row["reason"]
+
+
+def test_skopeo_copy_between_repositories_mounts_under_token_auth(
+    site: Site, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    workdir = tmp_path_factory.mktemp("skopeo")
+    layout = OciLayout(workdir / "layout")
+    image = build_image(layout, "v1", [40_000, 60_000])
+    skopeo = Skopeo(workdir / "client", [site.gk.host])
+    skopeo.login(site.gk.host, "alice", site.secrets["alice"])
+    source = f"docker://{site.gk.host}/edges/mount/src:v1"
+    skopeo.copy(f"oci:{layout.root}:v1", source)
+    deadline = time.monotonic() + 60
+    while (
+        site.gk.database.fetch(
+            "SELECT 1 FROM verdicts WHERE digest = :d AND state = 'passed'",
+            {"d": image.manifest.digest},
+        )
+        == []
+    ):
+        assert time.monotonic() < deadline, "the source image was not verified"
+        time.sleep(0.2)
+    copied = skopeo.copy(source, f"docker://{site.gk.host}/edges/mount/dst:v1")
+    assert "mount OK" in copied.stderr
+    layers = {layer.descriptor.digest for layer in image.layers}
+    rows = site.gk.audit_rows(
+        "repository = 'edges/mount/dst' AND action = 'upload.mount' AND status = 201"
+    )
+    assert {row["digest"] for row in rows} == layers
+    assert all(row["identity"] == "alice" for row in rows)
+    uploaded = site.gk.audit_rows("repository = 'edges/mount/dst' AND action = 'blob.push'")
+    assert layers.isdisjoint(row["digest"] for row in uploaded)
