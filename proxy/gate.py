@@ -11,7 +11,19 @@ one is judged on content, never on the labels of the request:
   blob itself is not held by an admin and carries no finding of its own that blocks under the
   repository's policy, unless the manifest it leaves with was decided knowing that finding (a
   ``notify`` policy, an admin's release);
+- a **fresh upload** (a blob no manifest of the repository lists yet) may be read back by an
+  identity that may push to the repository (clients verify what they uploaded before pushing
+  the manifest), never by a pull-only one, and never while any image, in any repository, that
+  lists it is quarantined, pending or unverified, nor while it is held or blocked by findings
+  of its own;
 - **referrers** of a manifest are listed only while it is pullable.
+
+A blob the gate refuses and the repository does not hold at all is answered 404
+``BLOB_UNKNOWN``, as the registry would: only then is the registry asked, so a 404 tells the
+caller (who may pull the repository) that the repository does not hold that digest, and
+nothing more: not whether the digest is quarantined, held or blocked elsewhere, which a 403
+for a blob the repository does not even hold would have revealed. That a repository holds a
+digest is not quarantined content: a 403 says so, with why the blob may not leave.
 
 Whatever cannot be decided (the database is down, the verdict is still pending after the hold)
 is denied: the gate fails closed. A denial is ``DENIED`` with a message a person at a terminal
@@ -21,6 +33,7 @@ can act on and a machine-readable ``detail``, identical for tag, digest, HEAD an
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -193,24 +206,31 @@ class BlobJudgement:
     """False when the answer rests on a release that may expire."""
 
 
+def _held(digest: str, hold: content.Hold) -> BlobJudgement:
+    why = lifecycle.inherited_hold_reason(hold.holder, hold.actor, hold.reason)
+    return BlobJudgement(False, "held", f"blob {digest} is {why}", (why,))
+
+
+def _not_pullable(repository: str, digest: str) -> BlobJudgement:
+    return BlobJudgement(
+        False,
+        "not-pullable",
+        f"blob {digest} is not part of any verified image of {repository} (it belongs only "
+        "to quarantined or pending images, or to none)",
+    )
+
+
 async def judge_blob(
     session: AsyncSession, policy: Policy, repository: str, digest: str
 ) -> BlobJudgement:
     """The blob rule of the module docstring, for ``digest`` in ``repository``."""
     holds = await content.holds_on(session, [digest])
     if holds:
-        hold = holds[0]
-        why = lifecycle.inherited_hold_reason(hold.holder, hold.actor, hold.reason)
-        return BlobJudgement(False, "held", f"blob {digest} is {why}", (why,))
+        return _held(digest, holds[0])
     servers = await content.serving(session, repository, digest)
     pullable = [s for s in servers if s.state and lifecycle.pullable(s.state, s.release_expires)]
     if not pullable:
-        return BlobJudgement(
-            False,
-            "not-pullable",
-            f"blob {digest} is not part of any verified image of {repository} (it belongs only "
-            "to quarantined or pending images, or to none)",
-        )
+        return _not_pullable(repository, digest)
     released = [s for s in pullable if s.state == State.RELEASED]
     if released:
         # An admin let an image holding it out: the blob leaves as part of that image.
@@ -224,6 +244,10 @@ async def judge_blob(
     keys = {(f.verifier, f.rule_id, f.location) for f, _ in blocking}
     if any(keys <= weighed[s.digest] for s in pullable):
         return BlobJudgement(True, "pullable")  # decided knowing them (notify, warn, waivers)
+    return _blocked(policy, digest, blocking)
+
+
+def _blocked(policy: Policy, digest: str, blocking: list[tuple[Finding, str]]) -> BlobJudgement:
     finding, origin = blocking[0]
     more = f" and {len(blocking) - 1} more" if len(blocking) > 1 else ""
     why = f"{finding.rule_id} ({finding.severity.name.lower()}: {finding.title}){more}"
@@ -233,6 +257,36 @@ async def judge_blob(
         f"blob {digest} carries findings that block it under policy {policy.name}: {why}, "
         f"found in {origin}; {_release_hint(*origin.split('@', 1))}",
         (why,),
+    )
+
+
+async def judge_read_back(
+    session: AsyncSession, policy: Policy, repository: str, digest: str
+) -> BlobJudgement:
+    """The read-back rule of the module docstring, for ``digest`` in ``repository``. Whether
+    the caller may push is the caller's to check: the answer is never cached."""
+    holds = await content.holds_on(session, [digest])
+    if holds:
+        return _held(digest, holds[0])
+    if await content.serving(session, repository, digest):
+        return _not_pullable(repository, digest)  # listed here: the blob rule alone decides
+    other = await content.unpullable_with(session, digest)
+    if other is not None:
+        state = other[2] or "not verified yet"
+        return BlobJudgement(
+            False,
+            "not-pullable",
+            f"blob {digest} is part of an image that is {state} (in this or another "
+            "repository): a blob of an image that may not be pulled is never read back",
+        )
+    blocking = await _own_blocking(session, policy, repository, digest)
+    if blocking:
+        return _blocked(policy, digest, blocking)
+    return BlobJudgement(
+        True,
+        "read-back",
+        f"read-back of a blob no manifest of {repository} lists, by an identity that may push",
+        cacheable=False,
     )
 
 
@@ -251,17 +305,30 @@ async def _own_blocking(
     return [(f, origin) for f, origin in unique.values() if id(f) in chosen]
 
 
-async def check_blob(request: web.Request, repository: str, digest: str) -> None:
+Presence = Callable[[], Awaitable[bool | None]]
+"""Whether the registry holds the blob in the repository: True, False, or None (it could not
+say). Asked only once the gate refuses, to tell 404 from 403."""
+
+
+async def check_blob(
+    request: web.Request, repository: str, digest: str, *, present: Presence
+) -> None:
     """A blob leaves only as part of a pullable image of this repository, and only if it is
-    neither held nor blocked by findings of its own (see :func:`judge_blob`)."""
+    neither held nor blocked by findings of its own (see :func:`judge_blob`); or, to an
+    identity that may push here, as the read-back of a fresh upload (:func:`judge_read_back`)."""
     judgement = await _judgement(request, repository, digest)
+    fresh = not judgement.allowed and judgement.state == "not-pullable"
+    if fresh and may(request, repository, "push"):
+        judgement = await _read_back(request, repository, digest)
     if judgement.allowed:
-        _record(request, "allow")
+        _record(request, "allow", judgement.message or None)
         return
-    _refuse_blob(request, repository, digest, judgement)
+    await _refuse_blob(request, repository, digest, judgement, present)
 
 
-async def check_blob_exists(request: web.Request, repository: str, digest: str) -> None:
+async def check_blob_exists(
+    request: web.Request, repository: str, digest: str, *, present: Presence
+) -> None:
     """Blob HEAD: clients ask before uploading, so an identity that may push to the repository
     learns whether a blob is there; anyone else is judged as for GET (a pull-only identity
     must not learn the size of a quarantined layer)."""
@@ -274,7 +341,7 @@ async def check_blob_exists(request: web.Request, repository: str, digest: str) 
             request, "allow", f"existence check by an identity that may push: {judgement.state}"
         )
         return
-    _refuse_blob(request, repository, digest, judgement)
+    await _refuse_blob(request, repository, digest, judgement, present)
 
 
 async def _judgement(request: web.Request, repository: str, digest: str) -> BlobJudgement:
@@ -292,8 +359,22 @@ async def _judgement(request: web.Request, repository: str, digest: str) -> Blob
     return judgement
 
 
-def _refuse_blob(
-    request: web.Request, repository: str, digest: str, judgement: BlobJudgement
+async def _read_back(request: web.Request, repository: str, digest: str) -> BlobJudgement:
+    svc = services(request)
+    policy = match_policy(svc.settings.policies, repository)
+    try:
+        async with svc.db() as session:
+            return await judge_read_back(session, policy, repository, digest)
+    except DATABASE_ERRORS as exc:
+        raise _unavailable(repository, digest, exc) from exc
+
+
+async def _refuse_blob(
+    request: web.Request,
+    repository: str,
+    digest: str,
+    judgement: BlobJudgement,
+    present: Presence,
 ) -> None:
     policy = match_policy(services(request).settings.policies, repository)
     if policy.mode == "warn" and not policy.deny_all:
@@ -302,6 +383,10 @@ def _refuse_blob(
     if bypasses_quarantine(request, repository):
         _record(request, "bypass", f"quarantine-reader pulled a {judgement.state} blob")
         return
+    if await present() is False:
+        message = f"blob {digest} is not in repository {repository}"
+        _record(request, "deny", f"{message} ({judgement.state})")
+        raise OCIError(Code.BLOB_UNKNOWN, message, {"repository": repository, "digest": digest})
     _record(request, "deny", judgement.message)
     raise _deny(
         repository, digest, judgement.state, list(judgement.reasons), policy, judgement.message

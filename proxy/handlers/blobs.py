@@ -25,7 +25,14 @@ from proxy import gate, ranges
 from proxy.context import info
 from proxy.errors import Code, OCIError
 from proxy.forward import response_headers
-from proxy.handlers.common import digest_param, forward, public, repository, scopes
+from proxy.handlers.common import (
+    digest_param,
+    forward,
+    public,
+    repository,
+    scopes,
+    upstream_has,
+)
 from proxy.state import services
 from proxy.upstream import v2_path
 
@@ -48,7 +55,7 @@ async def get(request: web.Request) -> web.StreamResponse:
     record.action = "blob.pull"
     name = repository(request)
     digest = digest_param(request)
-    await gate.check_blob(request, name, digest)
+    await gate.check_blob(request, name, digest, present=upstream_has(request, name, digest))
     svc = services(request)
     root = svc.settings.upstream_storage_root
     path = v2_path(name, "blobs", digest)
@@ -113,7 +120,7 @@ async def head(request: web.Request) -> web.StreamResponse:
     info(request).action = "blob.head"
     name = repository(request)
     digest = digest_param(request)
-    await gate.check_blob_exists(request, name, digest)
+    await gate.check_blob_exists(request, name, digest, present=upstream_has(request, name, digest))
     return await forward(request, v2_path(name, "blobs", digest), scope=scopes(name, "pull"))
 
 

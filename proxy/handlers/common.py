@@ -12,8 +12,10 @@ from yarl import URL
 from proxy.context import info
 from proxy.errors import OCIError
 from proxy.forward import body_failure, counted_body, public_base, relay, request_headers
+from proxy.gate import Presence
 from proxy.names import check_digest, check_name
 from proxy.state import services
+from proxy.upstream import v2_path
 
 
 def repository(request: web.Request) -> str:
@@ -83,3 +85,23 @@ async def forward(
         return await relay(request, resp, svc.upstream.base, public(request))
     finally:
         resp.release()
+
+
+def upstream_has(request: web.Request, name: str, digest: str) -> Presence:
+    """Whether the registry holds blob ``digest`` in repository ``name`` (asked with the
+    gatekeeper's own credentials, so only when the gate needs to know: see ``proxy.gate``)."""
+
+    async def present() -> bool | None:
+        upstream = services(request).upstream
+        try:
+            async with await upstream.request(
+                "HEAD", v2_path(name, "blobs", digest), scopes=scopes(name, "pull")
+            ) as resp:
+                status = resp.status
+        except OCIError:
+            return None
+        if status == 404:
+            return False
+        return True if 200 <= status < 400 else None
+
+    return present

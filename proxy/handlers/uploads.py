@@ -23,7 +23,7 @@ from proxy import upload_sessions as sessions
 from proxy.auth.http import caller, insufficient_scope, may, pullable_by_caller
 from proxy.context import info
 from proxy.errors import Code, OCIError
-from proxy.handlers.common import forward, repository, scopes
+from proxy.handlers.common import forward, repository, scopes, upstream_has
 from proxy.names import MAX_NAME_LENGTH, NAME_RE, check_digest, check_name
 from proxy.state import services
 from proxy.upstream import v2_path
@@ -79,14 +79,26 @@ async def start(request: web.Request) -> web.StreamResponse:
         record.action = "upload.start"
         record.reason = f"mount from {source} not permitted; started a plain upload"
         mount = None
+    if mount is not None and source is not None:
+        record.reference = f"from:{source}"
+        # Mounting is pulling from the source repository: the same gate applies.
+        try:
+            await gate.check_blob(
+                request, source, mount, present=upstream_has(request, source, mount)
+            )
+        except OCIError as exc:
+            if exc.code != Code.BLOB_UNKNOWN:
+                raise
+            # Like the registry: a blob the source does not hold cannot be mounted, and the
+            # client gets a plain upload to send it.
+            record.action = "upload.start"
+            record.decision, record.reason = None, f"{exc.message}; started a plain upload"
+            mount = None
     if mount is not None:
         params["mount"] = mount
         if source is not None:
             params["from"] = check_name(source)
-            record.reference = f"from:{source}"
             scope = (*scope, f"repository:{source}:pull")
-            # Mounting is pulling from the source repository: the same gate applies.
-            await gate.check_blob(request, source, mount)
     digest = _digest_query(request)
     if digest is not None:
         params["digest"] = digest
