@@ -21,6 +21,7 @@ from proxy.audit import AuditWriter, access_log, add_request_id, audit_listener,
 from proxy.auth.http import AUTH, build_auth_middleware
 from proxy.auth.service import AuthService
 from proxy.clientaddr import build_forwarded_middleware
+from proxy.connections import CONNECTIONS, ConnectionLimits, OnRefused, limit_label
 from proxy.errors import Code, OCIError, envelope, error_middleware
 from proxy.events import EventBus
 from proxy.hostheader import host_middleware, warn_if_host_derived
@@ -73,39 +74,61 @@ def _record_refused(svc: Services, record: AccessRecord) -> None:
     access_log.warning(json.dumps({"unrecorded": record.as_json()}, separators=(",", ":")))
 
 
-def record_unparsed(app: web.Application) -> OnUnparsed:
-    """Access-log rows for requests aiohttp refused before any middleware saw them.
+def _unread(
+    svc: Services, address: str | None, failure: OCIError, request_id: str, action: str
+) -> None:
+    """The access-log row of a request no middleware saw. Nothing of it is known but its
+    peer, so method and path are placeholders and the identity is anonymous."""
+    row = AccessRecord(
+        time=datetime.now(UTC),
+        request_id=request_id,
+        client_addr=address,
+        identity="anonymous",
+        method="UNKNOWN",
+        path="(unparsed)",
+        action=action,
+        repository=None,
+        reference=None,
+        digest=None,
+        status=failure.code.status,
+        bytes_in=0,
+        bytes_out=len(envelope([failure])),
+        duration_ms=0.0,
+        upstream_status=None,
+        decision=None,
+        reason=failure.message,
+        error_code=failure.code.code,
+    )
+    if svc.audit.full:
+        _record_refused(svc, row)
+    else:
+        _record(svc, row)
 
-    Nothing of such a request is known but its peer: the parser gave up on its request line or
-    headers, so method and path are placeholders and the identity is anonymous.
-    """
+
+def record_unparsed(app: web.Application) -> OnUnparsed:
+    """Access-log rows for requests aiohttp refused before any middleware saw them: the parser
+    gave up on their request line or headers (``request.unparsed``), or they did not arrive in
+    time (``request.timeout``, counted in ``/metrics``)."""
 
     def record(request: web.BaseRequest, failure: OCIError, request_id: str) -> None:
         svc = app[SERVICES]
-        row = AccessRecord(
-            time=datetime.now(UTC),
-            request_id=request_id,
-            client_addr=request.remote,
-            identity="anonymous",
-            method="UNKNOWN",
-            path="(unparsed)",
-            action="request.unparsed",
-            repository=None,
-            reference=None,
-            digest=None,
-            status=failure.code.status,
-            bytes_in=0,
-            bytes_out=len(envelope([failure])),
-            duration_ms=0.0,
-            upstream_status=None,
-            decision=None,
-            reason=failure.message,
-            error_code=failure.code.code,
-        )
-        if svc.audit.full:
-            _record_refused(svc, row)
-        else:
-            _record(svc, row)
+        action = "request.unparsed"
+        if failure.code is Code.HEADERS_TIMEOUT:
+            action = "request.timeout"
+            svc.metrics.header_timeouts.inc()
+        _unread(svc, request.remote, failure, request_id, action)
+
+    return record
+
+
+def record_refused_connection(app: web.Application) -> OnRefused:
+    """The access-log row (``connection.refused``) and the count of each connection refused
+    by the connection caps (``proxy/connections.py``)."""
+
+    def record(address: str | None, failure: OCIError, request_id: str) -> None:
+        svc = app[SERVICES]
+        svc.metrics.connections_refused.labels(limit_label(failure)).inc()
+        _unread(svc, address, failure, request_id, "connection.refused")
 
     return record
 
@@ -149,6 +172,7 @@ def create_app(settings: Settings) -> web.Application:
         # Manifest bodies are capped by their handler; blob bodies are streamed, never buffered.
         client_max_size=settings.max_manifest_bytes + 1024,
     )
+    app[CONNECTIONS] = ConnectionLimits(settings.connections, settings.trusted_proxies)
     add_routes(app)
     add_admin(app)
     app.on_response_prepare.append(add_request_id)
@@ -169,6 +193,7 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
         metrics = Metrics()
         writer = AuditWriter(db, settings.audit, metrics.audit_backlog_failures.inc)
         metrics.watch_audit(lambda: writer.backlog, settings.audit.max_buffered)
+        metrics.watch_connections(lambda: app[CONNECTIONS].open)
         writer.start()
         session = make_client_session(settings)
         token_client = make_token_client(settings)

@@ -40,8 +40,9 @@ def _configure_logging(level: str) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from proxy.app import create_app, record_unparsed
-    from proxy.server import serve
+    from proxy.app import create_app, record_refused_connection, record_unparsed
+    from proxy.connections import CONNECTIONS
+    from proxy.server import Guard, serve
     from storage.db import DATABASE_ERRORS
 
     settings = _settings(args)
@@ -51,6 +52,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
     app = create_app(settings)
+    guard = Guard(
+        limits=app[CONNECTIONS],
+        on_refused=record_refused_connection(app),
+        header_timeout=settings.connections.request_header_timeout_seconds,
+    )
     try:
         asyncio.run(
             serve(
@@ -59,6 +65,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 port=settings.port,
                 ssl_context=ssl_context,
                 on_unparsed=record_unparsed(app),
+                guard=guard,
+                keepalive_timeout=settings.connections.keepalive_timeout_seconds,
                 shutdown_timeout=30,
             )
         )

@@ -60,6 +60,8 @@ class Code(enum.Enum):
     GATEWAY_TIMEOUT = ("UNAVAILABLE", 504, "the request timed out")
     REQUEST_MALFORMED = ("UNSUPPORTED", 400, "the request is not valid HTTP")
     HEADERS_TOO_LARGE = ("UNSUPPORTED", 431, "request header fields too large")
+    HEADERS_TIMEOUT = ("UNSUPPORTED", 408, "the request headers arrived too slowly")
+    CONNECTIONS_EXHAUSTED = ("UNAVAILABLE", 503, "too many connections")
 
     def __init__(self, code: str, status: int, default_message: str) -> None:
         self.code = code

@@ -8,8 +8,11 @@ Every refusal is an OCI error envelope and has its access-log row.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
+import re
+import socket
 import subprocess
 import sys
 import time
@@ -67,6 +70,19 @@ CATALOGUE: list[tuple[str, str]] = [
         "skopeo copy between two repositories of the gatekeeper under token auth uploads "
         "every layer again instead of mounting it",
         "test_skopeo_copy_between_repositories_mounts_under_token_auth",
+    ),
+    (
+        "connections that send half a request line (or nothing, or half of a kept-alive "
+        "connection's next request) and stop stay open indefinitely",
+        "test_slow_request_headers_time_out_while_others_are_served",
+    ),
+    (
+        "one address opens more connections than its share",
+        "test_connections_beyond_the_per_address_cap_are_refused",
+    ),
+    (
+        "addresses together open more connections than the gatekeeper holds",
+        "test_connections_beyond_the_total_cap_are_refused_until_some_close",
     ),
     (
         "the catalog's Link header names a repository the caller may not see "
@@ -499,3 +515,142 @@ def test_skopeo_copy_between_repositories_mounts_under_token_auth(
     assert all(row["identity"] == "alice" for row in rows)
     uploaded = site.gk.audit_rows("repository = 'edges/mount/dst' AND action = 'blob.push'")
     assert layers.isdisjoint(row["digest"] for row in uploaded)
+
+
+# -- slow clients and connection caps ----------------------------------------------------------
+
+HEADER_TIMEOUT = 2.0
+PER_ADDRESS = 4
+TOTAL = 12
+
+
+@pytest.fixture(scope="module")
+def guarded(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gatekeeper]:
+    gk = make_gatekeeper(
+        tmp_path_factory.mktemp("slow"),
+        registry.url,
+        extra_env={
+            "GATEKEEPER_CONNECTIONS__REQUEST_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
+            "GATEKEEPER_CONNECTIONS__MAX_PER_ADDRESS": str(PER_ADDRESS),
+            "GATEKEEPER_CONNECTIONS__MAX_TOTAL": str(TOTAL),
+        },
+    )
+    yield gk
+    gk.stop()
+
+
+def connect(gk: Gatekeeper, source: str, first: bytes = b"") -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", gk.port), timeout=15, source_address=(source, 0))
+    if first:
+        sock.sendall(first)
+    return sock
+
+
+def read_to_close(sock: socket.socket) -> bytes:
+    """Everything the gatekeeper sends until it closes the connection."""
+    chunks = []
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    sock.close()
+    return b"".join(chunks)
+
+
+def answer_of(raw: bytes) -> tuple[int, dict[str, str], dict[str, Any]]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    (error,) = json.loads(body)["errors"]
+    return int(lines[0].split()[1]), headers, error
+
+
+def metric(gk: Gatekeeper, name: str) -> float:
+    text = httpx.get(f"{gk.url}/metrics", timeout=30).text
+    found = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.MULTILINE)
+    return float(found[1]) if found else 0.0
+
+
+def served(gk: Gatekeeper) -> int:
+    with httpx.Client(base_url=gk.url, timeout=30) as http:
+        return http.get("/v2/").status_code
+
+
+def test_slow_request_headers_time_out_while_others_are_served(guarded: Gatekeeper) -> None:
+    before = metric(guarded, "gatekeeper_request_header_timeouts_total")
+    started = time.monotonic()
+    slow = [
+        connect(guarded, "127.0.0.2", b"GET /v2/ HT"),  # half a request line
+        connect(guarded, "127.0.0.2", b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-A: "),  # headers
+        connect(guarded, "127.0.0.2"),  # nothing at all
+    ]
+    kept = connect(guarded, "127.0.0.2", b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    first = kept.recv(65536)
+    assert first.startswith(b"HTTP/1.1 200"), first[:200]
+    time.sleep(HEADER_TIMEOUT / 2)  # idle on keep-alive: not the header clock yet
+    kept.sendall(b"GET /v2/ HTTP/1.1\r\nHo")
+    slow.append(kept)
+    # Meanwhile everyone else is served, again and again.
+    while time.monotonic() - started < HEADER_TIMEOUT * 0.8:
+        assert served(guarded) == 200
+    for sock in slow:
+        status, headers, error = answer_of(read_to_close(sock))
+        assert status == 408 and error["code"] == "UNSUPPORTED", error
+        assert error["detail"] == {"reason": "RequestHeaderTimeout"}
+        (row,) = guarded.wait_audit(1, "request_id = :id", {"id": headers["x-request-id"]})
+        assert (row["action"], row["status"], row["client_addr"]) == (
+            "request.timeout",
+            408,
+            "127.0.0.2",
+        )
+    elapsed = time.monotonic() - started
+    assert HEADER_TIMEOUT <= elapsed < HEADER_TIMEOUT * 1.5 + 5, elapsed
+    assert metric(guarded, "gatekeeper_request_header_timeouts_total") == before + len(slow)
+    assert served(guarded) == 200
+
+
+def test_connections_beyond_the_per_address_cap_are_refused(guarded: Gatekeeper) -> None:
+    before = metric(guarded, 'gatekeeper_connections_refused_total{limit="per-address"}')
+    held = [connect(guarded, "127.0.0.3") for _ in range(PER_ADDRESS)]
+    try:
+        time.sleep(0.2)  # all of them accepted
+        refused = connect(guarded, "127.0.0.3", b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, headers, error = answer_of(read_to_close(refused))
+        assert (status, error["code"]) == (429, "TOOMANYREQUESTS")
+        assert error["detail"] == {"limit": PER_ADDRESS} and headers["retry-after"] == "1"
+        (row,) = guarded.wait_audit(1, "request_id = :id", {"id": headers["x-request-id"]})
+        assert (row["action"], row["status"], row["client_addr"]) == (
+            "connection.refused",
+            429,
+            "127.0.0.3",
+        )
+        assert served(guarded) == 200  # another address is served meanwhile
+        assert (
+            metric(guarded, 'gatekeeper_connections_refused_total{limit="per-address"}')
+            == before + 1
+        )
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.2)
+    again = connect(guarded, "127.0.0.3", b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert again.recv(65536).startswith(b"HTTP/1.1 200")
+    again.close()
+
+
+def test_connections_beyond_the_total_cap_are_refused_until_some_close(
+    guarded: Gatekeeper,
+) -> None:
+    time.sleep(0.3)  # the previous tests' connections are closed
+    held = [connect(guarded, f"127.0.1.{n % 4 + 1}") for n in range(TOTAL)]
+    time.sleep(0.2)
+    assert metric(guarded, "gatekeeper_open_connections") <= TOTAL  # the scrape itself waits
+    refused = connect(guarded, "127.0.0.1", b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, headers, error = answer_of(read_to_close(refused))
+    assert (status, error["code"], error["detail"]) == (503, "UNAVAILABLE", {"limit": TOTAL})
+    (row,) = guarded.wait_audit(1, "request_id = :id", {"id": headers["x-request-id"]})
+    assert (row["action"], row["status"]) == ("connection.refused", 503)
+    # The idle ones time out after the header timeout; then the gatekeeper serves again.
+    for sock in held:
+        assert answer_of(read_to_close(sock))[0] == 408
+    assert served(guarded) == 200
+    assert metric(guarded, 'gatekeeper_connections_refused_total{limit="total"}') >= 1
