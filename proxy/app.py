@@ -188,8 +188,15 @@ def _event_source(settings: Settings) -> str:
 def _resources(settings: Settings):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
-        await upgrade(engine)
-        db = sessionmaker(engine)
+        try:
+            await upgrade(engine)
+            db = sessionmaker(engine)
+            # First: a key source that is missing or unsafe stops the start before anything
+            # else is running (proxy/auth/keystore.py).
+            auth = await AuthService.create(settings.auth, db) if settings.auth.enabled else None
+        except BaseException:
+            await engine.dispose()
+            raise
         metrics = Metrics()
         writer = AuditWriter(db, settings.audit, metrics.audit_backlog_failures.inc)
         metrics.watch_audit(lambda: writer.backlog, settings.audit.max_buffered)
@@ -223,8 +230,8 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             bus=bus,
             verification=verification,
         )
-        if settings.auth.enabled:
-            app[AUTH] = await AuthService.create(settings.auth, db)
+        if auth is not None:
+            app[AUTH] = auth
         else:
             log.warning(
                 "authentication is disabled: anyone who reaches the gatekeeper can push and pull"

@@ -20,6 +20,7 @@ from proxy.cli_advisories import add_advisories_command
 from proxy.cli_rescan import add_rescan_command, add_sync_command
 from proxy.cli_sbom import add_sbom_command
 from proxy.cli_signatures import add_signature_commands
+from proxy.cli_token_keys import add_token_key_command
 from proxy.cli_users import UsageError
 from proxy.cli_users import add_commands as add_user_commands
 
@@ -251,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sbom_command(sub)
     add_sync_command(add_advisories_command(sub))
     add_rescan_command(sub)
+    add_token_key_command(sub)
     add_user_commands(sub)
 
     enroll = sub.add_parser(

@@ -213,6 +213,7 @@ async def token_endpoint(request: web.Request) -> web.StreamResponse:
     record.identity = who.name
     grants = service.grants_for(who, scopes[:20])
     identity = who.identity
+    await service.fresh_keys()
     token, ttl = service.issuer.issue(
         who.name,
         identity.id if identity else None,
