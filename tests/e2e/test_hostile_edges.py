@@ -1,6 +1,9 @@
 """The edges of issue 13, tried as an attacker through a real gatekeeper and registry.
 
-Each case is a test below; :data:`CATALOGUE` lists them all with what the attacker tries, and
+:data:`CATALOGUE` lists every case of the issue with what the attacker (or a conformance test)
+tries and the test that shows the answer: most are below, the spec corners are in
+``test_spec_corners.py``, the ways out of the gate in ``test_bypass.py`` (with the quarantine
+bypass catalogue), the token key at rest in ``test_token_keys.py``.
 :func:`test_the_catalogue_names_a_test_for_every_case` keeps the list and the tests in step.
 Every refusal is an OCI error envelope and has its access-log row.
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
+import importlib
 import json
 import re
 import socket
@@ -86,18 +90,82 @@ CATALOGUE: list[tuple[str, str]] = [
     ),
     (
         "the catalog's Link header names a repository the caller may not see "
-        "(_catalog?n=1 as a user who may see nothing)",
+        "(_catalog?n=1 as a user who may see nothing); tag pages likewise",
         "test_catalog_pages_and_links_name_only_visible_repositories",
+    ),
+    (
+        "an upload session used in another repository than the one it was opened in",
+        "test_hostile.py::test_upload_session_from_another_repository_is_refused",
+    ),
+    (
+        "a chunk streaming longer than the idle timeout loses the session it belongs to",
+        "test_hostile_more.py::test_a_chunk_streaming_past_the_idle_timeout_keeps_its_session",
+    ),
+    (
+        "the token signing key read from the database file, its WAL or a pg_dump "
+        "(and rotated: both keys searched)",
+        "test_token_keys.py::test_the_stored_key_is_sealed_and_the_database_holds_no_private_key",
+    ),
+    ("the same, from a pg_dump", "test_token_keys.py::test_a_pg_dump_holds_no_private_key"),
+    (
+        "replicas share the key; a rotation keeps earlier tokens valid until they expire",
+        "test_token_keys.py::test_replicas_share_the_key_and_a_rotation_overlaps",
+    ),
+    (
+        "the key kept unsafely: no key-encryption key (no plaintext fallback), a key file or a "
+        "key-encryption-key file others may read, another replica's key-encryption key",
+        "test_token_keys.py::test_no_plaintext_fallback_and_unsafe_key_files_are_refused",
+    ),
+    (
+        "forged tokens: no kid, an unknown kid, another key under the gatekeeper's kid",
+        "test_auth.py::test_forged_tokens_are_rejected",
+    ),
+    (
+        "the referrers list's Content-Type carries '; charset=utf-8'",
+        "test_spec_corners.py::test_referrers_answer_with_the_bare_index_media_type",
+    ),
+    (
+        "an out-of-order final chunk on the closing PUT reaches the registry (400, not 416)",
+        "test_spec_corners.py::test_an_out_of_order_final_chunk_on_the_closing_put_is_a_416",
+    ),
+    (
+        "the 416 of an empty upload says the next byte is 1",
+        "test_spec_corners.py::test_the_416_of_an_empty_upload_names_byte_zero",
+    ),
+    (
+        "an unsatisfiable Range on the streamed blob path (500-0, 5000-10000 of 2048 bytes) "
+        "becomes the registry's broken 416 and a 502",
+        "test_spec_corners.py::test_an_unsatisfiable_range_is_a_clean_416_on_both_paths",
+    ),
+    (
+        "a blob GET of a digest the repository does not hold is 403 (and, for a digest held "
+        "elsewhere, tells that it is quarantined) instead of 404 BLOB_UNKNOWN",
+        "test_bypass.py::test_a_digest_the_repository_does_not_hold_is_blob_unknown",
+    ),
+    (
+        "a pusher reads back a blob it just uploaded (before its manifest): 403; a pull-only "
+        "identity reads it",
+        "test_bypass.py::test_a_fresh_upload_is_read_back_by_a_pusher_only",
+    ),
+    (
+        "read-back as a way out: a quarantined layer uploaded again into a fresh repository, "
+        "a held layer copied",
+        "test_bypass.py::test_read_back_never_returns_a_quarantined_or_held_layer",
     ),
 ]
 
 
 def test_the_catalogue_names_a_test_for_every_case() -> None:
-    tests = {name for name, value in globals().items() if name.startswith("test_")}
+    here = {name for name in globals() if name.startswith("test_")}
     named = [test for _, test in CATALOGUE]
     assert len(named) == len(set(named))
-    assert set(named) <= tests, set(named) - tests
-    assert tests - set(named) == {"test_the_catalogue_names_a_test_for_every_case"}
+    for entry in named:
+        module, _, test = entry.rpartition("::")
+        found = importlib.import_module(f"tests.e2e.{module[:-3]}") if module else None
+        assert test.startswith("test_") and (
+            test in here if found is None else hasattr(found, test)
+        ), entry
+    assert here - set(named) == {"test_the_catalogue_names_a_test_for_every_case"}
 
 
 def basic(name: str, secret: str) -> dict[str, str]:
