@@ -11,9 +11,11 @@ one is judged on content, never on the labels of the request:
   blob itself is not held by an admin and carries no finding of its own that blocks under the
   repository's policy, unless the manifest it leaves with was decided knowing that finding (a
   ``notify`` policy, an admin's release);
-- a **fresh upload** (a blob no manifest of the repository lists yet) may be read back by an
-  identity that may push to the repository (clients verify what they uploaded before pushing
-  the manifest), never by a pull-only one, and never while any image, in any repository, that
+- a **fresh upload** (a blob uploaded into the repository through the gatekeeper lately, which
+  no manifest of it lists yet) may be read back by an identity that may push to the
+  repository (clients verify what they uploaded before pushing the manifest), never by a
+  pull-only one, never a blob that reached the registry another way (nobody verified it),
+  and never while any image, in any repository, that
   lists it is quarantined, pending or unverified, nor while it is held or blocked by findings
   of its own;
 - **referrers** of a manifest are listed only while it is pullable.
@@ -44,7 +46,7 @@ from proxy.auth.http import bypasses_quarantine, may
 from proxy.context import info
 from proxy.errors import Code, OCIError
 from proxy.state import Services, services
-from storage import content, jobs, verdicts
+from storage import content, fresh_uploads, jobs, verdicts
 from storage.db import DATABASE_ERRORS
 from storage.verdicts import VerdictView
 from verifiers import lifecycle
@@ -270,6 +272,13 @@ async def judge_read_back(
         return _held(digest, holds[0])
     if await content.serving(session, repository, digest):
         return _not_pullable(repository, digest)  # listed here: the blob rule alone decides
+    if not await fresh_uploads.fresh(session, repository, digest):
+        return BlobJudgement(
+            False,
+            "not-pullable",
+            f"blob {digest} is not part of any verified image of {repository}, and was not "
+            "uploaded into it through the gatekeeper lately (only such a blob is read back)",
+        )
     other = await content.unpullable_with(session, digest)
     if other is not None:
         state = other[2] or "not verified yet"

@@ -27,7 +27,7 @@ from proxy.handlers.common import forward, repository, scopes, upstream_has
 from proxy.names import MAX_NAME_LENGTH, NAME_RE, check_digest, check_name
 from proxy.state import services
 from proxy.upstream import v2_path
-from storage import uploads
+from storage import fresh_uploads, uploads
 
 SESSION_RE = re.compile(r"[A-Za-z0-9_.=-]{1,128}")
 # The spec's "<start>-<end>"; also the HTTP form "bytes <start>-<end>/<total>" some clients send.
@@ -110,11 +110,14 @@ async def start(request: web.Request) -> web.StreamResponse:
     opened: list[str] = []
 
     async def bind(resp: aiohttp.ClientResponse) -> None:
-        # Before the client sees the 202: its next request must find the session its own.
+        # Before the client sees the answer: its next request must find the session its own,
+        # and a blob it uploaded (or mounted) at once, fresh for reading back.
         upstream_session = resp.headers.get("Docker-Upload-UUID")
         if resp.status == 202 and upstream_session:
             await sessions.bind(request, reservation, upstream_session)
             opened.append(upstream_session)
+        elif resp.status == 201 and (mount or digest):
+            await sessions.bookkeep(request, fresh_uploads.remember, name, mount or digest)
 
     try:
         response = await forward(
@@ -160,6 +163,13 @@ async def _session_call(request: web.Request, action: str, body: bool) -> web.St
     await sessions.require_owner(request, name, session)
     if body:
         await _check_chunk_start(request, name, session)
+    closing = request.query.get("digest") if action == "blob.push" else None
+
+    async def completed(resp: aiohttp.ClientResponse) -> None:
+        # Before the client hears the upload is complete: it may read the blob back at once.
+        if closing is not None and resp.status == 201:
+            await sessions.bookkeep(request, fresh_uploads.remember, name, closing)
+
     # A long chunk is activity from its start to its end, not only once it is done.
     alive = sessions.kept_alive(request, name, session) if body else contextlib.nullcontext()
     async with alive:
@@ -169,6 +179,7 @@ async def _session_call(request: web.Request, action: str, body: bool) -> web.St
             scope=scopes(name, "pull", "push"),
             params=_params(request),
             stream_body=body,
+            before_relay=completed,
         )
     if response.status == 404 or (action, response.status) in _SESSION_OVER:
         await sessions.bookkeep(request, uploads.finish, name, session)

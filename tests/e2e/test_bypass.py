@@ -515,8 +515,10 @@ def test_a_release_lets_the_image_and_its_layers_out_until_it_expires(world: Wor
 # -- fresh uploads and digests the repository does not hold (issue 13) ------------------------
 
 
-def test_a_fresh_upload_is_read_back_by_a_pusher_only(world: World) -> None:
-    """crane and conformance tools read a blob back before pushing its manifest."""
+def test_a_fresh_upload_is_read_back_by_a_pusher_only(world: World, registry: Registry) -> None:
+    """crane and conformance tools read a blob back before pushing its manifest. Only what was
+    uploaded through the gatekeeper is fresh: a blob that reached the registry around it is
+    unverified content."""
     fresh, _ = clean_layer()
     path = f"/v2/team/fresh/blobs/{digest_of(fresh)}"
     with world.client(world.accounts.pusher) as pusher:
@@ -534,6 +536,13 @@ def test_a_fresh_upload_is_read_back_by_a_pusher_only(world: World) -> None:
         head = reader.head(path)
         assert head.status_code == 403 and head.headers.get("Content-Length") != str(len(fresh))
     denied_row(world, path)
+    around, _ = clean_layer()
+    with httpx.Client(base_url=registry.url, timeout=60) as direct:
+        push_blob(direct, "team/fresh", around)
+    with world.client(world.accounts.pusher) as pusher:
+        refused = pusher.get(f"/v2/team/fresh/blobs/{digest_of(around)}")
+        assert "uploaded into it through the gatekeeper" in denied(refused)
+        no_layer_bytes(refused, around)
 
 
 def test_read_back_never_returns_a_quarantined_or_held_layer(world: World) -> None:

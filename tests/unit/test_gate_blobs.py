@@ -11,7 +11,7 @@ import pytest
 
 from config.policy import Policy, Waiver
 from proxy.gate import judge_blob, judge_read_back
-from storage import content, verdicts
+from storage import content, fresh_uploads, verdicts
 from storage.db import create_engine, sessionmaker, upgrade
 from storage.manifests import DescriptorRecord, ManifestRecord, record_manifest
 from storage.verdicts import DecisionRecord, FindingRecord
@@ -146,7 +146,14 @@ async def test_a_hold_covers_the_blob_everywhere(db: Any) -> None:
     assert (await judge(db, "c/rewrap", BASE)).allowed
 
 
-async def read_back(db: Any, repository: str, blob: str, policy: Policy = POLICY) -> Any:
+async def read_back(
+    db: Any, repository: str, blob: str, policy: Policy = POLICY, uploaded: bool = True
+) -> Any:
+    """The read-back judgement of ``blob``, uploaded into ``repository`` just now (unless
+    ``uploaded`` is False: it reached the registry some other way)."""
+    if uploaded:
+        async with db() as session, session.begin():
+            await fresh_uploads.remember(session, repository, blob)
     async with db() as session:
         return await judge_read_back(session, policy, repository, blob)
 
@@ -172,6 +179,15 @@ async def test_a_blob_of_an_image_that_may_not_be_pulled_is_never_read_back(db: 
     # Listed by a pullable image elsewhere too: still a blob of one that may not be pulled.
     await image(db, "c/good", digest(20), State.PASSED, [digest(100)])
     assert not (await read_back(db, "b/fresh", digest(100))).allowed
+
+
+async def test_only_a_blob_uploaded_through_the_gatekeeper_is_read_back(db: Any) -> None:
+    """One that reached the registry around it (before it, say) is content nobody verified."""
+    found = await read_back(db, "a/x", FRESH, uploaded=False)
+    assert not found.allowed and "uploaded into it through the gatekeeper" in found.message
+    assert not (await read_back(db, "b/elsewhere", digest(7), uploaded=False)).allowed
+    assert (await read_back(db, "a/x", FRESH)).allowed
+    assert not (await read_back(db, "c/other", FRESH, uploaded=False)).allowed  # per repository
 
 
 async def test_a_blob_of_a_pullable_image_elsewhere_may_be_read_back(db: Any) -> None:

@@ -1,6 +1,9 @@
-"""Token signing keys that are never stored in plaintext: the public half in the clear, the
-private half sealed under a key-encryption key that lives outside the database, several keys
-at once so a rotation can overlap.
+"""Token signing keys that are never stored in plaintext, and the blobs just uploaded (issue 13).
+
+``token_signing_keys``: the public half in the clear, the private half sealed under a
+key-encryption key that lives outside the database, several keys at once so a rotation can
+overlap. ``fresh_uploads``: blobs uploaded through the gatekeeper, which identities that may
+push read back before a manifest lists them (``proxy/gate.py``).
 
 The plaintext key of ``signing_keys`` is erased, not converted (the migration has no
 key-encryption key to seal it with): on SQLite with ``secure_delete`` on, so its bytes are
@@ -36,6 +39,13 @@ def upgrade() -> None:
         sa.Column("retired_at", TS, nullable=True),
         sa.Column("verify_until", TS, nullable=True),
     )
+    op.create_table(
+        "fresh_uploads",
+        sa.Column("repository", sa.String(255), primary_key=True),
+        sa.Column("digest", sa.String(140), primary_key=True),
+        sa.Column("uploaded_at", TS, nullable=False),
+    )
+    op.create_index("ix_fresh_uploads_uploaded_at", "fresh_uploads", ["uploaded_at"])
     bind = op.get_bind()
     if bind.dialect.name == "sqlite":
         op.execute("PRAGMA secure_delete = ON")
@@ -51,4 +61,5 @@ def downgrade() -> None:
         sa.Column("private_pem", sa.String(4096), nullable=False),
         sa.Column("created_at", TS, nullable=False),
     )
+    op.drop_table("fresh_uploads")
     op.drop_table("token_signing_keys")
