@@ -13,11 +13,11 @@ one is judged on content, never on the labels of the request:
   ``notify`` policy, an admin's release);
 - a **fresh upload** (a blob uploaded into the repository through the gatekeeper lately, which
   no manifest of it lists yet) may be read back by an identity that may push to the
-  repository (clients verify what they uploaded before pushing the manifest), never by a
+  repository (clients verify what they uploaded before pushing the manifest); never by a
   pull-only one, never a blob that reached the registry another way (nobody verified it),
-  and never while any image, in any repository, that
-  lists it is quarantined, pending or unverified, nor while it is held or blocked by findings
-  of its own;
+  never in a repository no policy matches, and never while any image, in any repository,
+  that lists it is quarantined, pending or unverified, nor while it is held or blocked by
+  findings of its own;
 - **referrers** of a manifest are listed only while it is pullable.
 
 A blob the gate refuses and the repository does not hold at all is answered 404
@@ -267,6 +267,10 @@ async def judge_read_back(
 ) -> BlobJudgement:
     """The read-back rule of the module docstring, for ``digest`` in ``repository``. Whether
     the caller may push is the caller's to check: the answer is never cached."""
+    if policy.deny_all:
+        return BlobJudgement(
+            False, "no-policy", f"blob {digest} is not read back: no policy allows {repository}"
+        )
     holds = await content.holds_on(session, [digest])
     if holds:
         return _held(digest, holds[0])
@@ -326,8 +330,8 @@ async def check_blob(
     neither held nor blocked by findings of its own (see :func:`judge_blob`); or, to an
     identity that may push here, as the read-back of a fresh upload (:func:`judge_read_back`)."""
     judgement = await _judgement(request, repository, digest)
-    fresh = not judgement.allowed and judgement.state == "not-pullable"
-    if fresh and may(request, repository, "push"):
+    unlisted = not judgement.allowed and judgement.state == "not-pullable"
+    if unlisted and may(request, repository, "push"):
         judgement = await _read_back(request, repository, digest)
     if judgement.allowed:
         _record(request, "allow", judgement.message or None)

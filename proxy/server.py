@@ -15,7 +15,9 @@ holds its connection until the keep-alive timeout, which does not count while by
 Here a request's line and headers must be complete within
 ``connections.request_header_timeout_seconds`` of the connection (or, on a kept-alive
 connection, of the request's first byte); otherwise the client gets 408 with the envelope, the
-request its access-log row (action ``request.timeout``), and the connection is closed. The
+request its access-log row (action ``request.timeout``), and the connection is closed. (Bytes
+of a next request pipelined while one is being answered are bounded by the keep-alive timeout
+instead, ``connections.keepalive_timeout_seconds``.) The
 per-address and total connection caps sit in front of the handler (``proxy/connections.py``).
 
 aiohttp has no public hook for any of this: the handler class is fixed in ``web.Server.__call__``

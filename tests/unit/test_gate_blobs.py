@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from config.policy import Policy, Waiver
+from config.policy import Policy, Waiver, match_policy
 from proxy.gate import judge_blob, judge_read_back
 from storage import content, fresh_uploads, verdicts
 from storage.db import create_engine, sessionmaker, upgrade
@@ -188,6 +188,12 @@ async def test_only_a_blob_uploaded_through_the_gatekeeper_is_read_back(db: Any)
     assert not (await read_back(db, "b/elsewhere", digest(7), uploaded=False)).allowed
     assert (await read_back(db, "a/x", FRESH)).allowed
     assert not (await read_back(db, "c/other", FRESH, uploaded=False)).allowed  # per repository
+
+
+async def test_no_read_back_where_no_policy_applies(db: Any) -> None:
+    unmatched = Policy(name="none", repositories=["other/*"], require=["secrets"])
+    found = await read_back(db, "a/x", FRESH, match_policy([unmatched], "a/x"))
+    assert not found.allowed and found.state == "no-policy"
 
 
 async def test_a_blob_of_a_pullable_image_elsewhere_may_be_read_back(db: Any) -> None:
