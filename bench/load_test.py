@@ -157,7 +157,8 @@ def run(options: Options, progress: Progress) -> Outcome:
         registry = make_registry(workdir / "registry")
         stack.callback(registry.stop)
         images = seed(registry.url, options.images, options.blob_kib << 10)
-        env = dict(GATEKEEPER_ENV)
+        # Every simulated client connects from 127.0.0.1: one address stands for hundreds.
+        env = {**GATEKEEPER_ENV, "GATEKEEPER_CONNECTIONS__MAX_PER_ADDRESS": "100000"}
         if options.database == "postgres":
             cluster = postgres.start_postgres(workdir / "pg")
             stack.callback(cluster.stop)

@@ -74,7 +74,30 @@ class UploadSettings(BaseModel):
     """Open upload sessions one identity may hold (anonymous clients: one per client IP);
     the next ``POST /v2/<name>/blobs/uploads/`` is answered 429 TOOMANYREQUESTS."""
     session_idle_seconds: float = Field(default=900.0, gt=0, le=7 * 24 * 3600)
-    """A session with no request for this long no longer counts against the limit."""
+    """A session with no request for this long no longer counts against the limit, and is
+    forgotten: only its owner may use a session, so a forgotten one is unknown to everyone."""
+
+
+class ConnectionSettings(BaseModel):
+    """Limits on client connections, so clients that are slow or many cannot take every
+    connection the gatekeeper can hold while others wait (slowloris)."""
+
+    model_config = {"extra": "forbid"}
+
+    request_header_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """Longest a client may take to send a request line and its headers, counted from the
+    connection (or, on a kept-alive connection, from the request's first byte); then it gets
+    408 and the connection is closed (like nginx's ``client_header_timeout``)."""
+    keepalive_timeout_seconds: float = Field(default=75.0, gt=0, le=3600)
+    """A kept-alive connection with no request for this long is closed."""
+    max_per_address: int = Field(default=128, ge=1, le=1_000_000)
+    """Open connections one client address may hold; the next one is answered 429
+    ``TOOMANYREQUESTS`` and closed. Connections from ``trusted_proxies`` carry many clients and
+    count only against ``max_total``."""
+    max_total: int = Field(default=1024, ge=1, le=1_000_000)
+    """Open client connections in all; the next one is answered 503 ``UNAVAILABLE`` and
+    closed. Keep it under the process's file limit (``ulimit -n``), which upstream and database
+    connections share."""
 
 
 class VerifierSettings(BaseModel):
@@ -172,8 +195,9 @@ class Settings(BaseSettings):
     listen: str = "127.0.0.1:5000"
     """``host:port`` the gatekeeper binds to."""
     public_url: AnyHttpUrl | None = None
-    """URL clients use to reach the gatekeeper; ``Location`` and ``Link`` headers are rewritten to
-    it. Unset: derived from each request's ``Host`` and scheme."""
+    """URL clients use to reach the gatekeeper; ``Location`` and ``Link`` headers and the token
+    realm are written on it. Unset: derived from each request's ``Host`` (refused unless it is
+    ``host[:port]``) and scheme, with a start-up warning off loopback."""
     public_aliases: list[str] = Field(default_factory=list)
     """Other ``host`` or ``host:port`` names clients reach the gatekeeper by (a DNS alias, the
     load balancer's name). With ``public_url`` (or, unset, the listen address and loopback
@@ -204,6 +228,9 @@ class Settings(BaseSettings):
     """Longest a client may leave an upload body idle (no byte arriving) before the request is
     answered 408 and the upstream request aborted; bounds slowloris-style uploads, not their
     total duration (like nginx's ``client_body_timeout``)."""
+
+    connections: ConnectionSettings = ConnectionSettings()
+    """Request-header timeout, keep-alive timeout and connection caps (``proxy/connections.py``)."""
 
     trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
     """Load balancers whose ``X-Forwarded-For`` is believed (``["10.0.0.0/8"]``): requests

@@ -21,14 +21,16 @@ from proxy.audit import AuditWriter, access_log, add_request_id, audit_listener,
 from proxy.auth.http import AUTH, build_auth_middleware
 from proxy.auth.service import AuthService
 from proxy.clientaddr import build_forwarded_middleware
+from proxy.connections import CONNECTIONS, ConnectionLimits, OnRefused, limit_label
 from proxy.errors import Code, OCIError, envelope, error_middleware
 from proxy.events import EventBus
+from proxy.hostheader import host_middleware, warn_if_host_derived
 from proxy.live_policies import LivePolicies
 from proxy.metrics import Metrics
 from proxy.mirror import make_mirror_client
 from proxy.names import check_raw_path
 from proxy.reevaluate import after_policy_change
-from proxy.routes import ACCESS, ACTIONS, UNAUDITED_PATHS, add_routes
+from proxy.routes import ACCESS, ACTIONS, EXTRA_SCOPES, UNAUDITED_PATHS, add_routes
 from proxy.scheduler import build_scheduler
 from proxy.server import OnUnparsed
 from proxy.state import SERVICES, Services, services
@@ -73,39 +75,61 @@ def _record_refused(svc: Services, record: AccessRecord) -> None:
     access_log.warning(json.dumps({"unrecorded": record.as_json()}, separators=(",", ":")))
 
 
-def record_unparsed(app: web.Application) -> OnUnparsed:
-    """Access-log rows for requests aiohttp refused before any middleware saw them.
+def _unread(
+    svc: Services, address: str | None, failure: OCIError, request_id: str, action: str
+) -> None:
+    """The access-log row of a request no middleware saw. Nothing of it is known but its
+    peer, so method and path are placeholders and the identity is anonymous."""
+    row = AccessRecord(
+        time=datetime.now(UTC),
+        request_id=request_id,
+        client_addr=address,
+        identity="anonymous",
+        method="UNKNOWN",
+        path="(unparsed)",
+        action=action,
+        repository=None,
+        reference=None,
+        digest=None,
+        status=failure.code.status,
+        bytes_in=0,
+        bytes_out=len(envelope([failure])),
+        duration_ms=0.0,
+        upstream_status=None,
+        decision=None,
+        reason=failure.message,
+        error_code=failure.code.code,
+    )
+    if svc.audit.full:
+        _record_refused(svc, row)
+    else:
+        _record(svc, row)
 
-    Nothing of such a request is known but its peer: the parser gave up on its request line or
-    headers, so method and path are placeholders and the identity is anonymous.
-    """
+
+def record_unparsed(app: web.Application) -> OnUnparsed:
+    """Access-log rows for requests aiohttp refused before any middleware saw them: the parser
+    gave up on their request line or headers (``request.unparsed``), or they did not arrive in
+    time (``request.timeout``, counted in ``/metrics``)."""
 
     def record(request: web.BaseRequest, failure: OCIError, request_id: str) -> None:
         svc = app[SERVICES]
-        row = AccessRecord(
-            time=datetime.now(UTC),
-            request_id=request_id,
-            client_addr=request.remote,
-            identity="anonymous",
-            method="UNKNOWN",
-            path="(unparsed)",
-            action="request.unparsed",
-            repository=None,
-            reference=None,
-            digest=None,
-            status=failure.code.status,
-            bytes_in=0,
-            bytes_out=len(envelope([failure])),
-            duration_ms=0.0,
-            upstream_status=None,
-            decision=None,
-            reason=failure.message,
-            error_code=failure.code.code,
-        )
-        if svc.audit.full:
-            _record_refused(svc, row)
-        else:
-            _record(svc, row)
+        action = "request.unparsed"
+        if failure.code is Code.HEADERS_TIMEOUT:
+            action = "request.timeout"
+            svc.metrics.header_timeouts.inc()
+        _unread(svc, request.remote, failure, request_id, action)
+
+    return record
+
+
+def record_refused_connection(app: web.Application) -> OnRefused:
+    """The access-log row (``connection.refused``) and the count of each connection refused
+    by the connection caps (``proxy/connections.py``)."""
+
+    def record(address: str | None, failure: OCIError, request_id: str) -> None:
+        svc = app[SERVICES]
+        svc.metrics.connections_refused.labels(limit_label(failure)).inc()
+        _unread(svc, address, failure, request_id, "connection.refused")
 
     return record
 
@@ -133,18 +157,23 @@ async def version_middleware(request: web.Request, handler):  # type: ignore[no-
 
 
 def create_app(settings: Settings) -> web.Application:
+    # Without public_url, the Host header decides the URLs handed out: refuse a bad one first.
+    hosts = [] if settings.public_url is not None else [host_middleware]
+    warn_if_host_derived(settings)
     app = web.Application(
         middlewares=[
             build_forwarded_middleware(settings.trusted_proxies),
             build_middleware(_emit, UNAUDITED_PATHS, _admit, _emit_refused),
             error_middleware,
             version_middleware,
+            *hosts,
             path_middleware,
-            build_auth_middleware(ACCESS, ACTIONS),
+            build_auth_middleware(ACCESS, ACTIONS, EXTRA_SCOPES),
         ],
         # Manifest bodies are capped by their handler; blob bodies are streamed, never buffered.
         client_max_size=settings.max_manifest_bytes + 1024,
     )
+    app[CONNECTIONS] = ConnectionLimits(settings.connections, settings.trusted_proxies)
     add_routes(app)
     add_admin(app)
     app.on_response_prepare.append(add_request_id)
@@ -160,11 +189,19 @@ def _event_source(settings: Settings) -> str:
 def _resources(settings: Settings):  # type: ignore[no-untyped-def]
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
-        await upgrade(engine)
-        db = sessionmaker(engine)
+        try:
+            await upgrade(engine)
+            db = sessionmaker(engine)
+            # First: a key source that is missing or unsafe stops the start before anything
+            # else is running (proxy/auth/keystore.py).
+            auth = await AuthService.create(settings.auth, db) if settings.auth.enabled else None
+        except BaseException:
+            await engine.dispose()
+            raise
         metrics = Metrics()
         writer = AuditWriter(db, settings.audit, metrics.audit_backlog_failures.inc)
         metrics.watch_audit(lambda: writer.backlog, settings.audit.max_buffered)
+        metrics.watch_connections(lambda: app[CONNECTIONS].open)
         writer.start()
         session = make_client_session(settings)
         token_client = make_token_client(settings)
@@ -205,8 +242,8 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             verification=verification,
             policies=policies,
         )
-        if settings.auth.enabled:
-            app[AUTH] = await AuthService.create(settings.auth, db)
+        if auth is not None:
+            app[AUTH] = auth
         else:
             log.warning(
                 "authentication is disabled: anyone who reaches the gatekeeper can push and pull"

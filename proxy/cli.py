@@ -22,6 +22,7 @@ from proxy.cli_login import add_login_commands
 from proxy.cli_rescan import add_rescan_command, add_sync_command
 from proxy.cli_sbom import add_sbom_command
 from proxy.cli_signatures import add_signature_commands
+from proxy.cli_token_keys import add_token_key_command
 from proxy.cli_users import UsageError
 from proxy.cli_users import add_commands as add_user_commands
 from proxy.cli_waivers import add_waiver_commands
@@ -43,8 +44,9 @@ def _configure_logging(level: str) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from proxy.app import create_app, record_unparsed
-    from proxy.server import serve
+    from proxy.app import create_app, record_refused_connection, record_unparsed
+    from proxy.connections import CONNECTIONS
+    from proxy.server import Guard, serve
     from storage.db import DATABASE_ERRORS
 
     settings = _settings(args)
@@ -55,6 +57,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
     app = create_app(settings)
+    guard = Guard(
+        limits=app[CONNECTIONS],
+        on_refused=record_refused_connection(app),
+        header_timeout=settings.connections.request_header_timeout_seconds,
+    )
     try:
         asyncio.run(
             serve(
@@ -63,6 +70,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 port=settings.port,
                 ssl_context=ssl_context,
                 on_unparsed=record_unparsed(app),
+                guard=guard,
+                keepalive_timeout=settings.connections.keepalive_timeout_seconds,
                 shutdown_timeout=30,
             )
         )
@@ -280,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sbom_command(sub)
     add_sync_command(add_advisories_command(sub))
     add_rescan_command(sub)
+    add_token_key_command(sub)
     add_user_commands(sub)
 
     enroll = sub.add_parser(

@@ -20,7 +20,8 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _trusted(address: str | None, networks: Sequence[Network]) -> bool:
+def trusted(address: str | None, networks: Sequence[Network]) -> bool:
+    """Whether ``address`` is one of the ``trusted_proxies`` networks."""
     if not address:
         return False
     try:
@@ -34,7 +35,7 @@ def client_address(
     peer: str | None, forwarded: list[str], networks: Sequence[Network]
 ) -> str | None:
     """The client's address given the connection's peer and the ``X-Forwarded-For`` values."""
-    if not networks or not forwarded or not _trusted(peer, networks):
+    if not networks or not forwarded or not trusted(peer, networks):
         return peer
     chain = [part.strip() for value in forwarded for part in value.split(",")]
     for candidate in reversed(chain):
@@ -42,7 +43,7 @@ def client_address(
             ipaddress.ip_address(candidate)
         except ValueError:
             return peer  # a malformed chain proves nothing: keep the proxy's own address
-        if not _trusted(candidate, networks):
+        if not trusted(candidate, networks):
             return candidate
     return chain[0] if chain else peer
 

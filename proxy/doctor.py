@@ -241,8 +241,10 @@ async def check_clock(facts: Facts) -> Check:
 
 
 async def check_token_key(facts: Facts) -> Check:
-    from proxy.auth.tokens import TokenIssuer
-    from storage import identities
+    from config.settings import ConfigError
+    from proxy.auth import keystore
+    from proxy.auth.keyring import KeyFormatError
+    from proxy.auth.sealing import SealError
     from storage.db import sessionmaker
 
     auth = facts.settings.auth
@@ -253,37 +255,40 @@ async def check_token_key(facts: Facts) -> Check:
             "authentication is off: anyone who reaches the gatekeeper may push and pull",
             "set [auth] enabled = true (the default) and create users",
         )
-    if auth.signing_key_file is not None:
-        try:
-            pem, where = auth.signing_key_file.read_text(), str(auth.signing_key_file)
-        except OSError as exc:
-            return Check(
-                "token key",
-                Status.FAIL,
-                f"cannot read {auth.signing_key_file}: {exc.strerror}",
-                "fix auth.signing_key_file, or unset it to keep a generated key in the database",
-            )
-    elif facts.engine is None:
-        return Check("token key", Status.WARN, "not checked: no database")
-    else:
-        async with sessionmaker(facts.engine)() as session:
-            stored = await identities.signing_key(session)
-        if stored is None:
-            return Check(
-                "token key", Status.OK, "none yet: generated and kept in the database at start"
-            )
-        pem, where = stored, "the database (shared by every replica)"
     try:
-        TokenIssuer(pem, service=auth.service, issuer=auth.issuer, ttl=auth.token_ttl_seconds)
-    except (ValueError, TypeError) as exc:
+        if auth.signing_key_file is not None:
+            keyring = await keystore.FileKeys(auth).load()
+            return Check("token key", Status.OK, f"{keyring.signing_kid}, from a key file")
+    except (ConfigError, KeyFormatError, OSError) as exc:
         return Check(
             "token key",
             Status.FAIL,
-            f"the key in {where} is unusable: {exc}",
-            "give an EC P-256 private key in PEM "
-            "(openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256)",
+            str(exc),
+            "give an EC P-256 private key in PEM, mode 0600 (openssl genpkey -algorithm EC "
+            "-pkeyopt ec_paramgen_curve:P-256), or unset auth.signing_key_file and set a "
+            "key-encryption key (docs/deployment.md)",
         )
-    return Check("token key", Status.OK, f"an EC P-256 key, from {where}")
+    fix = (
+        "set a key-encryption key (GATEKEEPER_AUTH__KEY_ENCRYPTION_KEY: base64 of 32 random "
+        "bytes, or auth.key_encryption_key_file) or auth.signing_key_file; see "
+        "docs/deployment.md (the token signing key)"
+    )
+    try:
+        kek = keystore.key_encryption_key(auth)
+        if kek is None:
+            why = "no key-encryption key and no auth.signing_key_file: serve refuses to start"
+            return Check("token key", Status.FAIL, why, fix)
+        if facts.engine is None:
+            return Check("token key", Status.WARN, "not checked: no database")
+        keys = keystore.DatabaseKeys(
+            sessionmaker(facts.engine), kek, overlap_seconds=auth.token_ttl_seconds
+        )
+        kid = await keys.inspect()
+    except (ConfigError, KeyFormatError, SealError, OSError) as exc:
+        return Check("token key", Status.FAIL, str(exc), fix)
+    if kid is None:
+        return Check("token key", Status.OK, "none yet: generated and sealed at the first start")
+    return Check("token key", Status.OK, f"{kid}, sealed in the database (every replica's)")
 
 
 async def check_advisories(facts: Facts) -> Check:

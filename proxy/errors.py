@@ -48,6 +48,7 @@ class Code(enum.Enum):
     MANIFEST_BODY_TIMEOUT = ("MANIFEST_INVALID", 408, "the manifest body arrived too slowly")
     TOO_MANY_REQUESTS = ("TOOMANYREQUESTS", 429, "too many requests")
     RANGE_INVALID = ("RANGE_INVALID", 416, "invalid content range")
+    RANGE_NOT_SATISFIABLE = ("RANGE_INVALID", 416, "requested range not satisfiable")
     PAGINATION_INVALID = ("PAGINATION_NUMBER_INVALID", 400, "invalid number of results requested")
     REFERENCE_INVALID = ("TAG_INVALID", 400, "manifest reference invalid")
     UPSTREAM_UNAVAILABLE = ("UNAVAILABLE", 503, "upstream registry unavailable")
@@ -59,6 +60,8 @@ class Code(enum.Enum):
     GATEWAY_TIMEOUT = ("UNAVAILABLE", 504, "the request timed out")
     REQUEST_MALFORMED = ("UNSUPPORTED", 400, "the request is not valid HTTP")
     HEADERS_TOO_LARGE = ("UNSUPPORTED", 431, "request header fields too large")
+    HEADERS_TIMEOUT = ("UNSUPPORTED", 408, "the request headers arrived too slowly")
+    CONNECTIONS_EXHAUSTED = ("UNAVAILABLE", 503, "too many connections")
 
     def __init__(self, code: str, status: int, default_message: str) -> None:
         self.code = code

@@ -19,6 +19,7 @@ from yarl import URL
 
 from proxy.context import info
 from proxy.errors import Code, OCIError
+from proxy.hostheader import checked_host
 
 log = logging.getLogger("gatekeeper.forward")
 
@@ -61,10 +62,11 @@ BODY_TIMED_OUT: web.RequestKey[float] = web.RequestKey("gatekeeper_body_timed_ou
 
 
 def public_base(request: web.Request, configured: str | None) -> URL:
-    """Where clients reach the gatekeeper: the configured public URL, else the request's own."""
+    """Where clients reach the gatekeeper: the configured public URL, else the request's own
+    (its ``Host`` checked to be ``host[:port]``: it becomes part of URLs handed out)."""
     if configured:
         return URL(configured).with_path("")
-    return URL.build(scheme=request.scheme, authority=request.host)
+    return URL.build(scheme=request.scheme, authority=checked_host(request))
 
 
 def request_headers(request: web.Request) -> CIMultiDict[str]:

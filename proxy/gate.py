@@ -11,7 +11,21 @@ one is judged on content, never on the labels of the request:
   blob itself is not held by an admin and carries no finding of its own that blocks under the
   repository's policy, unless the manifest it leaves with was decided knowing that finding (a
   ``notify`` policy, an admin's release);
+- a **fresh upload** (a blob uploaded into the repository through the gatekeeper lately, which
+  no manifest of it lists yet) may be read back by an identity that may push to the
+  repository (clients verify what they uploaded before pushing the manifest); never by a
+  pull-only one, never a blob that reached the registry another way (nobody verified it),
+  never in a repository no policy matches, and never while any image, in any repository,
+  that lists it is quarantined, pending or unverified, nor while it is held or blocked by
+  findings of its own;
 - **referrers** of a manifest are listed only while it is pullable.
+
+A blob the gate refuses and the repository does not hold at all is answered 404
+``BLOB_UNKNOWN``, as the registry would: only then is the registry asked, so a 404 tells the
+caller (who may pull the repository) that the repository does not hold that digest, and
+nothing more: not whether the digest is quarantined, held or blocked elsewhere, which a 403
+for a blob the repository does not even hold would have revealed. That a repository holds a
+digest is not quarantined content: a 403 says so, with why the blob may not leave.
 
 Whatever cannot be decided (the database is down, the verdict is still pending after the hold)
 is denied: the gate fails closed. A denial is ``DENIED`` with a message a person at a terminal
@@ -21,6 +35,7 @@ can act on and a machine-readable ``detail``, identical for tag, digest, HEAD an
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -32,7 +47,7 @@ from proxy.auth.http import bypasses_quarantine, may
 from proxy.context import info
 from proxy.errors import Code, OCIError
 from proxy.state import Services, services
-from storage import content, jobs, verdicts
+from storage import content, fresh_uploads, jobs, verdicts
 from storage.db import DATABASE_ERRORS
 from storage.verdicts import VerdictView
 from verifiers import lifecycle
@@ -195,24 +210,31 @@ class BlobJudgement:
     """False when the answer rests on a release that may expire."""
 
 
+def _held(digest: str, hold: content.Hold) -> BlobJudgement:
+    why = lifecycle.inherited_hold_reason(hold.holder, hold.actor, hold.reason)
+    return BlobJudgement(False, "held", f"blob {digest} is {why}", (why,))
+
+
+def _not_pullable(repository: str, digest: str) -> BlobJudgement:
+    return BlobJudgement(
+        False,
+        "not-pullable",
+        f"blob {digest} is not part of any verified image of {repository} (it belongs only "
+        "to quarantined or pending images, or to none)",
+    )
+
+
 async def judge_blob(
     session: AsyncSession, policy: Policy, repository: str, digest: str
 ) -> BlobJudgement:
     """The blob rule of the module docstring, for ``digest`` in ``repository``."""
     holds = await content.holds_on(session, [digest])
     if holds:
-        hold = holds[0]
-        why = lifecycle.inherited_hold_reason(hold.holder, hold.actor, hold.reason)
-        return BlobJudgement(False, "held", f"blob {digest} is {why}", (why,))
+        return _held(digest, holds[0])
     servers = await content.serving(session, repository, digest)
     pullable = [s for s in servers if s.state and lifecycle.pullable(s.state, s.release_expires)]
     if not pullable:
-        return BlobJudgement(
-            False,
-            "not-pullable",
-            f"blob {digest} is not part of any verified image of {repository} (it belongs only "
-            "to quarantined or pending images, or to none)",
-        )
+        return _not_pullable(repository, digest)
     released = [s for s in pullable if s.state == State.RELEASED]
     if released:
         # An admin let an image holding it out: the blob leaves as part of that image.
@@ -231,6 +253,11 @@ async def judge_blob(
     )
     if not found:
         return BlobJudgement(True, "pullable")
+    return _blocked(policy, digest, found)
+
+
+def _blocked(policy: Policy, digest: str, found: list[content.BlobFinding]) -> BlobJudgement:
+    """The refusal of a blob whose own findings block it (``found``: the first few)."""
     first = found[0]
     finding = first.finding
     more = f" and {len(found) - 1} more" if len(found) > 1 else ""
@@ -245,17 +272,80 @@ async def judge_blob(
     )
 
 
-async def check_blob(request: web.Request, repository: str, digest: str) -> None:
+async def judge_read_back(
+    session: AsyncSession, policy: Policy, repository: str, digest: str
+) -> BlobJudgement:
+    """The read-back rule of the module docstring, for ``digest`` in ``repository``. Whether
+    the caller may push is the caller's to check: the answer is never cached."""
+    if policy.deny_all:
+        return BlobJudgement(
+            False, "no-policy", f"blob {digest} is not read back: no policy allows {repository}"
+        )
+    holds = await content.holds_on(session, [digest])
+    if holds:
+        return _held(digest, holds[0])
+    if await content.serving(session, repository, digest):
+        return _not_pullable(repository, digest)  # listed here: the blob rule alone decides
+    if not await fresh_uploads.fresh(session, repository, digest):
+        return BlobJudgement(
+            False,
+            "not-pullable",
+            f"blob {digest} is not part of any verified image of {repository}, and was not "
+            "uploaded into it through the gatekeeper lately (only such a blob is read back)",
+        )
+    other = await content.unpullable_with(session, digest)
+    if other is not None:
+        state = other[2] or "not verified yet"
+        return BlobJudgement(
+            False,
+            "not-pullable",
+            f"blob {digest} is part of an image that is {state} (in this or another "
+            "repository): a blob of an image that may not be pulled is never read back",
+        )
+    rules = blocking(policy, repository)
+    found = await content.unweighed(
+        session,
+        digest,
+        repository=repository,
+        manifests=[],
+        severities=rules.severities,
+        waived=rules.waived,
+        unfixed_report=rules.unfixed_report,
+    )
+    if found:
+        return _blocked(policy, digest, found)
+    return BlobJudgement(
+        True,
+        "read-back",
+        f"read-back of a blob no manifest of {repository} lists, by an identity that may push",
+        cacheable=False,
+    )
+
+
+Presence = Callable[[], Awaitable[bool | None]]
+"""Whether the registry holds the blob in the repository: True, False, or None (it could not
+say). Asked only once the gate refuses, to tell 404 from 403."""
+
+
+async def check_blob(
+    request: web.Request, repository: str, digest: str, *, present: Presence
+) -> None:
     """A blob leaves only as part of a pullable image of this repository, and only if it is
-    neither held nor blocked by findings of its own (see :func:`judge_blob`)."""
+    neither held nor blocked by findings of its own (see :func:`judge_blob`); or, to an
+    identity that may push here, as the read-back of a fresh upload (:func:`judge_read_back`)."""
     judgement = await _judgement(request, repository, digest)
+    unlisted = not judgement.allowed and judgement.state == "not-pullable"
+    if unlisted and may(request, repository, "push"):
+        judgement = await _read_back(request, repository, digest)
     if judgement.allowed:
-        _record(request, "allow")
+        _record(request, "allow", judgement.message or None)
         return
-    _refuse_blob(request, repository, digest, judgement)
+    await _refuse_blob(request, repository, digest, judgement, present)
 
 
-async def check_blob_exists(request: web.Request, repository: str, digest: str) -> None:
+async def check_blob_exists(
+    request: web.Request, repository: str, digest: str, *, present: Presence
+) -> None:
     """Blob HEAD: clients ask before uploading, so an identity that may push to the repository
     learns whether a blob is there; anyone else is judged as for GET (a pull-only identity
     must not learn the size of a quarantined layer)."""
@@ -268,7 +358,7 @@ async def check_blob_exists(request: web.Request, repository: str, digest: str) 
             request, "allow", f"existence check by an identity that may push: {judgement.state}"
         )
         return
-    _refuse_blob(request, repository, digest, judgement)
+    await _refuse_blob(request, repository, digest, judgement, present)
 
 
 async def _judgement(request: web.Request, repository: str, digest: str) -> BlobJudgement:
@@ -286,8 +376,22 @@ async def _judgement(request: web.Request, repository: str, digest: str) -> Blob
     return judgement
 
 
-def _refuse_blob(
-    request: web.Request, repository: str, digest: str, judgement: BlobJudgement
+async def _read_back(request: web.Request, repository: str, digest: str) -> BlobJudgement:
+    svc = services(request)
+    policy = svc.policies.match(repository)
+    try:
+        async with svc.db() as session:
+            return await judge_read_back(session, policy, repository, digest)
+    except DATABASE_ERRORS as exc:
+        raise _unavailable(repository, digest, exc) from exc
+
+
+async def _refuse_blob(
+    request: web.Request,
+    repository: str,
+    digest: str,
+    judgement: BlobJudgement,
+    present: Presence,
 ) -> None:
     policy = services(request).policies.match(repository)
     if policy.mode == "warn" and not policy.deny_all:
@@ -296,6 +400,10 @@ def _refuse_blob(
     if bypasses_quarantine(request, repository):
         _record(request, "bypass", f"quarantine-reader pulled a {judgement.state} blob")
         return
+    if await present() is False:
+        message = f"blob {digest} is not in repository {repository}"
+        _record(request, "deny", f"{message} ({judgement.state})")
+        raise OCIError(Code.BLOB_UNKNOWN, message, {"repository": repository, "digest": digest})
     _record(request, "deny", judgement.message)
     raise _deny(
         repository, digest, judgement.state, list(judgement.reasons), policy, judgement.message

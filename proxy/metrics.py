@@ -94,6 +94,27 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.connections_refused = Counter(
+            "gatekeeper_connections_refused",
+            "Client connections refused at once, by the limit reached (per-address, total)",
+            ["limit"],
+            registry=self.registry,
+        )
+        self.header_timeouts = Counter(
+            "gatekeeper_request_header_timeouts",
+            "Requests whose line and headers did not arrive within the request-header timeout",
+            registry=self.registry,
+        )
+        self.open_connections = Gauge(
+            "gatekeeper_open_connections",
+            "Client connections open now (counted against connections.max_total)",
+            registry=self.registry,
+        )
+
+    def watch_connections(self, open_connections: Callable[[], int]) -> None:
+        """Report the open client connections, read when metrics are scraped."""
+        self.open_connections.set_function(open_connections)
+
     def watch_audit(self, backlog: Callable[[], int], limit: int) -> None:
         """Report the access-log buffer's fill, read when metrics are scraped."""
         self.audit_buffered.set_function(backlog)

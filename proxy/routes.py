@@ -48,6 +48,11 @@ ROUTES: list[tuple[str, str, Handler, Need, str]] = [
     ("GET", "/readyz", health.readyz, OPEN, "health"),
     ("GET", "/metrics", health.metrics, OPEN, "metrics"),
 ]
+# Scopes a token challenge names beyond the path's repository: a cross-repository mount also
+# reads the source repository, so the client must be told to ask for both (as Distribution does).
+EXTRA_SCOPES: dict[Handler, Callable[[web.Request], tuple[str, ...]]] = {
+    uploads.start: uploads.mount_source_scopes,
+}
 ACCESS: dict[Handler, Need] = {handler: need for _, _, handler, need, _ in ROUTES}
 ACTIONS: dict[tuple[str, Handler], str] = {
     (method, handler): action for method, _, handler, _, action in ROUTES

@@ -10,14 +10,26 @@ log. Every such request gets the envelope and its row; the one exception is a TL
 connection's first bytes (skopeo and podman try https first, on every command): the envelope but
 no row, since no HTTP request was made.
 
-aiohttp has no public hook for that answer: the handler class is fixed in ``web.Server.__call__``
+aiohttp also has no request-header timeout: a client that sends half a request line and stops
+holds its connection until the keep-alive timeout, which does not count while bytes trickle in.
+Here a request's line and headers must be complete within
+``connections.request_header_timeout_seconds`` of the connection (or, on a kept-alive
+connection, of the request's first byte); otherwise the client gets 408 with the envelope, the
+request its access-log row (action ``request.timeout``), and the connection is closed. (Bytes
+of a next request pipelined while one is being answered are bounded by the keep-alive timeout
+instead, ``connections.keepalive_timeout_seconds``.) The
+per-address and total connection caps sit in front of the handler (``proxy/connections.py``).
+
+aiohttp has no public hook for any of this: the handler class is fixed in ``web.Server.__call__``
 and the server is built inside ``AppRunner._make_server``. So this module relies on non-public
-details, kept here and nowhere else: ``RequestHandler.handle_error``'s signature and
-``_request_count``, ``web.Server``'s ``_loop`` and ``_kwargs``, ``AppRunner._make_server``, and
-the message both of aiohttp's parsers give a TLS handshake (:data:`TLS_ON_PLAIN_PORT`).
-pyproject.toml pins aiohttp to the minor release this was checked against, and
-tests/unit/test_server.py and tests/e2e/test_hostile_more.py fail if any of them stops working
-(a plain-text answer, or no access-log row).
+details, kept here and nowhere else: ``RequestHandler.handle_error``'s signature,
+``_request_count``, ``_messages``, ``_waiter``, ``_force_close``, ``_close`` and the
+``_ErrInfo`` message a parse error becomes, ``web.Server``'s ``_loop`` and ``_kwargs``,
+``AppRunner._make_server``, and the message both of aiohttp's parsers give a TLS handshake
+(:data:`TLS_ON_PLAIN_PORT`). pyproject.toml pins aiohttp to the minor release this was checked
+against, and tests/unit/test_server.py and tests/e2e/test_hostile_more.py and
+tests/e2e/test_hostile_edges.py fail if any of them stops working (a plain-text answer, no
+access-log row, a connection that stays open).
 """
 
 from __future__ import annotations
@@ -28,12 +40,15 @@ import signal
 import ssl
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.streams import EMPTY_PAYLOAD
+from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
+from proxy.connections import ConnectionLimits, GuardedProtocol, OnRefused
 from proxy.errors import Code, OCIError, error_response
 
 log = logging.getLogger("gatekeeper.server")
@@ -44,6 +59,14 @@ OnUnparsed = Callable[[web.BaseRequest, OCIError, str], None]
 TLS_ON_PLAIN_PORT = "Received HTTPS traffic on an HTTP port"
 """aiohttp's message (C and Python parser alike) for a request line starting with a TLS record
 header: the one refusal that is not an HTTP request."""
+
+
+class RequestHeaderTimeout(HttpProcessingError):
+    """The request line and headers did not arrive in time (raised by no parser: the handler
+    feeds it to aiohttp's error path itself, as a parse error)."""
+
+    code = 408
+    message = "request headers timed out"
 
 
 def is_tls_handshake(exc: BaseException | None) -> bool:
@@ -67,6 +90,12 @@ def parse_failure(status: int, exc: BaseException | None) -> OCIError:
             "too many headers",
             {"reason": type(exc).__name__, "limit": limit},
         )
+    if isinstance(exc, RequestHeaderTimeout):
+        return OCIError(
+            Code.HEADERS_TIMEOUT,
+            "the request line and headers did not arrive in time; the connection is closed",
+            {"reason": type(exc).__name__},
+        )
     if isinstance(exc, BadHttpMethod) and not is_tls_handshake(exc):
         return OCIError(
             Code.REQUEST_MALFORMED,
@@ -86,13 +115,63 @@ def parse_failure(status: int, exc: BaseException | None) -> OCIError:
 
 
 class _EnvelopeRequestHandler(RequestHandler):
-    """aiohttp's connection handler, answering its own errors with an OCI envelope."""
+    """aiohttp's connection handler, answering its own errors with an OCI envelope and giving
+    up on a request whose headers do not arrive in time."""
 
-    __slots__ = ("_on_unparsed",)
+    __slots__ = ("_header_handle", "_header_timeout", "_on_unparsed")
 
-    def __init__(self, manager: web.Server, *, on_unparsed: OnUnparsed, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        manager: web.Server,
+        *,
+        on_unparsed: OnUnparsed,
+        header_timeout: float | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(manager, **kwargs)
         self._on_unparsed = on_unparsed
+        self._header_timeout = header_timeout
+        self._header_handle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._arm_header_timer()  # the first request's headers are due from the connection
+
+    def data_received(self, data: bytes) -> None:
+        # Between requests the handler waits for the next one: its first byte starts the clock.
+        idle = self._waiter is not None and not self._waiter.done() and not self._messages
+        parsed = self._request_count
+        super().data_received(data)
+        if self._request_count != parsed:
+            self._cancel_header_timer()
+        elif idle and data and self._header_handle is None:
+            self._arm_header_timer()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        if self._header_timeout is not None:
+            loop = asyncio.get_running_loop()
+            self._header_handle = loop.call_later(self._header_timeout, self._headers_timed_out)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_handle is not None:
+            self._header_handle.cancel()
+            self._header_handle = None
+
+    def _headers_timed_out(self) -> None:
+        """Hand aiohttp's request loop the timeout as if the parser had failed, so it answers
+        through :meth:`handle_error` (envelope, access-log row) and closes the connection."""
+        self._header_handle = None
+        waiter = self._waiter
+        if self._force_close or self._close or waiter is None or waiter.done() or self._messages:
+            return  # a request is being handled, or the connection is closing anyway
+        exc = RequestHeaderTimeout(message=RequestHeaderTimeout.message)
+        self._messages.append((_ErrInfo(status=408, exc=exc, message=exc.message), EMPTY_PAYLOAD))
+        self._request_count += 1
+        waiter.set_result(None)
 
     def handle_error(
         self,
@@ -113,6 +192,8 @@ class _EnvelopeRequestHandler(RequestHandler):
             # that are not a request, are recorded like every other refusal.
             log.debug("a connection from %s began with a TLS handshake", request.remote)
             unparsed = False
+        elif isinstance(exc, RequestHeaderTimeout):
+            log.warning("request headers from %s did not arrive in time", request.remote)
         elif unparsed:
             # Expected from scanners and attackers: one line, no traceback to flood the log.
             log.warning(
@@ -135,25 +216,56 @@ class _EnvelopeRequestHandler(RequestHandler):
         return response
 
 
-class _EnvelopeServer(web.Server):
-    """``web.Server`` building the handler above for each connection."""
+@dataclass(frozen=True)
+class Guard:
+    """What stands between a connection and the app: the connection caps (and whom to tell
+    of a refusal), and the request-header timeout."""
 
-    def __init__(self, *args: Any, on_unparsed: OnUnparsed, **kwargs: Any) -> None:
+    limits: ConnectionLimits | None = None
+    on_refused: OnRefused | None = None
+    header_timeout: float | None = None
+
+
+class _EnvelopeServer(web.Server):
+    """``web.Server`` building the handler above for each connection, behind the caps."""
+
+    def __init__(self, *args: Any, on_unparsed: OnUnparsed, guard: Guard, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._on_unparsed = on_unparsed
+        self._guard = guard
 
-    def __call__(self) -> RequestHandler:
+    def _handler(self) -> RequestHandler:
         return _EnvelopeRequestHandler(
-            self, loop=self._loop, on_unparsed=self._on_unparsed, **self._kwargs
+            self,
+            loop=self._loop,
+            on_unparsed=self._on_unparsed,
+            header_timeout=self._guard.header_timeout,
+            **self._kwargs,
         )
+
+    # The protocol factory may build another protocol than aiohttp's: it only has to be one.
+    def __call__(self) -> asyncio.Protocol:  # type: ignore[override]
+        limits, on_refused = self._guard.limits, self._guard.on_refused
+        if limits is None or on_refused is None:
+            return self._handler()
+        return GuardedProtocol(self._handler, limits, on_refused)
 
 
 class GatekeeperRunner(web.AppRunner):
-    """``AppRunner`` whose server answers parse errors with an envelope and reports them."""
+    """``AppRunner`` whose server answers parse errors with an envelope and reports them, and
+    holds connections to ``guard``."""
 
-    def __init__(self, app: web.Application, *, on_unparsed: OnUnparsed, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        app: web.Application,
+        *,
+        on_unparsed: OnUnparsed,
+        guard: Guard | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(app, **kwargs)
         self._on_unparsed = on_unparsed
+        self._guard = guard or Guard()
 
     async def _make_server(self) -> web.Server:
         # The app's own server carries the handler, request factory and handler arguments
@@ -165,6 +277,7 @@ class GatekeeperRunner(web.AppRunner):
             handler_cancellation=built.handler_cancellation,
             loop=asyncio.get_running_loop(),
             on_unparsed=self._on_unparsed,
+            guard=self._guard,
             **built._kwargs,
         )
 
@@ -176,6 +289,8 @@ async def serve(
     port: int,
     ssl_context: ssl.SSLContext | None,
     on_unparsed: OnUnparsed,
+    guard: Guard | None = None,
+    keepalive_timeout: float = 75.0,
     shutdown_timeout: float = 30.0,
 ) -> None:
     """Serve until SIGINT or SIGTERM, then stop cleanly (the access log is drained by the app's
@@ -185,7 +300,12 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     runner = GatekeeperRunner(
-        app, on_unparsed=on_unparsed, access_log=None, shutdown_timeout=shutdown_timeout
+        app,
+        on_unparsed=on_unparsed,
+        guard=guard,
+        access_log=None,
+        keepalive_timeout=keepalive_timeout,
+        shutdown_timeout=shutdown_timeout,
     )
     try:
         await runner.setup()  # inside: a start-up that fails half way still cleans up

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, delete, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -316,6 +316,27 @@ async def serving(session: AsyncSession, repository: str, blob: str) -> list[Ser
         .distinct()
     )
     return [Server(digest, state, utc(expires)) for digest, state, expires in rows.all()]
+
+
+async def unpullable_with(session: AsyncSession, blob: str) -> tuple[str, str, str | None] | None:
+    """One image, in any repository, that lists ``blob`` as config or layer and may not be
+    pulled now (quarantined, pending, never verified, or a release that ran out), as
+    (repository, digest, state); None when there is none."""
+    row = (
+        await session.execute(
+            select(Manifest.repository, Manifest.digest, Verdict.state)
+            .join(ManifestRef, ManifestRef.manifest_id == Manifest.id)
+            .outerjoin(
+                Verdict,
+                and_(Verdict.repository == Manifest.repository, Verdict.digest == Manifest.digest),
+            )
+            .where(ManifestRef.digest == blob, ManifestRef.kind.in_(BLOB_KINDS))
+            .where(or_(Verdict.digest.is_(None), not_(pullable_clause(utcnow()))))
+            .order_by(Manifest.repository, Manifest.digest)
+            .limit(1)
+        )
+    ).first()
+    return None if row is None else (row[0], row[1], row[2])
 
 
 async def parents(session: AsyncSession, repository: str, digest: str) -> list[str]:

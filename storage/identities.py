@@ -50,16 +50,6 @@ class BindingRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-class SigningKeyRow(Base):
-    """The token-signing key generated on first start when settings name none."""
-
-    __tablename__ = "signing_keys"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    private_pem: Mapped[str] = mapped_column(String(4096))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
 @dataclass(frozen=True)
 class Identity:
     """What the authorizer needs to know about the caller."""
@@ -208,18 +198,3 @@ async def bindings_for(session: AsyncSession, subjects: list[str]) -> list[Bindi
 async def all_bindings(session: AsyncSession) -> list[Binding]:
     rows = (await session.scalars(select(BindingRow).order_by(BindingRow.id))).all()
     return [Binding(r.subject, r.pattern, tuple(r.actions or ())) for r in rows]
-
-
-async def signing_key(session: AsyncSession) -> str | None:
-    row = await session.get(SigningKeyRow, 1)
-    return row.private_pem if row else None
-
-
-async def store_signing_key(session: AsyncSession, pem: str) -> str:
-    """Store ``pem`` unless another process stored one first; returns the key in force."""
-    existing = await session.get(SigningKeyRow, 1)
-    if existing is not None:
-        return existing.private_pem
-    session.add(SigningKeyRow(id=1, private_pem=pem, created_at=now()))
-    await session.flush()
-    return pem

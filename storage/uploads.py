@@ -140,3 +140,14 @@ async def live_count(session: AsyncSession, owner: str, idle: timedelta) -> int:
         .where(UploadSession.owner == owner, UploadSession.last_seen >= now() - idle)
     )
     return int(held or 0)
+
+
+async def holder(session: AsyncSession, repository: str, upstream_session: str) -> str | None:
+    """Who opened upstream session ``upstream_session`` in ``repository`` (None: nobody, as far
+    as the table knows: never opened there, finished, or forgotten after going idle)."""
+    owner = await session.scalar(
+        select(UploadSession.owner)
+        .where(UploadSession.repository == repository, UploadSession.session == upstream_session)
+        .limit(1)
+    )
+    return None if owner is None else str(owner)

@@ -11,6 +11,7 @@ for Basic callers without permission, 429 for throttled logins.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from proxy.auth.service import ANONYMOUS, AuthError, AuthService, Caller
 from proxy.context import RequestInfo, info
 from proxy.errors import Code, Handler, OCIError
 from proxy.forward import public_base
+from proxy.hostheader import quoted
 from proxy.names import check_name
 
 log = logging.getLogger("gatekeeper.auth")
@@ -46,13 +48,14 @@ def _public(request: web.Request) -> str:
 
 
 def _challenge(request: web.Request, scope: str | None, error: str | None = None) -> str:
-    service = request.app[AUTH].settings.service
-    value = f'Bearer realm="{_public(request)}/auth/token",service="{service}"'
-    if scope:
-        value += f',scope="{scope}"'
-    if error:
-        value += f',error="{error}"'
-    return value
+    """The Bearer challenge; every value an escaped quoted-string, whatever it holds."""
+    params = {
+        "realm": f"{_public(request)}/auth/token",
+        "service": request.app[AUTH].settings.service,
+        "scope": scope,
+        "error": error,
+    }
+    return "Bearer " + ",".join(f'{k}="{quoted(v)}"' for k, v in params.items() if v)
 
 
 def _scope(name: str | None, need: tuple[str, ...]) -> str | None:
@@ -87,9 +90,20 @@ def unauthorized(
     )
 
 
-def build_auth_middleware(access: dict[Any, Any], actions: dict[Any, str]) -> Any:
+def build_auth_middleware(
+    access: dict[Any, Any],
+    actions: dict[Any, str],
+    extra_scopes: dict[Any, Callable[[web.Request], tuple[str, ...]]] | None = None,
+) -> Any:
     """``access`` maps each route handler to what it needs, ``actions`` (method, handler) to
-    the access-log action of a refused request (see ``proxy.routes``)."""
+    the access-log action of a refused request, ``extra_scopes`` a handler to the scopes its
+    challenge names beside the path's repository (see ``proxy.routes``)."""
+    extra_scopes = extra_scopes or {}
+
+    def scope_of(request: web.Request, name: str | None, wanted: tuple[str, ...]) -> str | None:
+        extra = extra_scopes.get(request.match_info.handler)
+        more = extra(request) if extra is not None else ()
+        return " ".join(s for s in (_scope(name, wanted), *more) if s) or None
 
     @web.middleware
     async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -109,7 +123,7 @@ def build_auth_middleware(access: dict[Any, Any], actions: dict[Any, str]) -> An
         except AuthError as exc:
             refuse_login(record, exc)
             error = "invalid_token" if "token" in exc.reason else None
-            raise unauthorized(request, exc.reason, _scope(name, wanted), error) from exc
+            raise unauthorized(request, exc.reason, scope_of(request, name, wanted), error) from exc
         request[CALLER] = who
         record.identity = who.name
         header = request.headers.get("Authorization", "")
@@ -129,7 +143,7 @@ def build_auth_middleware(access: dict[Any, Any], actions: dict[Any, str]) -> An
             return await handler(request)
         record.decision = "deny"
         record.reason = f"{who.name} may not {'/'.join(wanted)} {name}"
-        scope = _scope(name, wanted)
+        scope = scope_of(request, name, wanted)
         if who.anonymous and who.token is None:
             raise unauthorized(request, "authentication required", scope)
         message = f"requested access to the resource is denied: {who.name} may not "
@@ -137,15 +151,24 @@ def build_auth_middleware(access: dict[Any, Any], actions: dict[Any, str]) -> An
         if header.lower().startswith("bearer"):
             # As Distribution does: 401 + insufficient_scope, so clients ask the token endpoint
             # for the scope, and report the denial when the new token still lacks it.
-            raise OCIError(
-                Code.DENIED_INSUFFICIENT_SCOPE,
-                message,
-                {"repository": name, "needed": list(wanted)},
-                headers={"WWW-Authenticate": _challenge(request, scope, "insufficient_scope")},
+            raise insufficient_scope(
+                request, message, scope, {"repository": name, "needed": list(wanted)}
             )
         raise OCIError(Code.DENIED, message, {"repository": name, "needed": list(wanted)})
 
     return auth_middleware
+
+
+def insufficient_scope(
+    request: web.Request, message: str, scope: str | None, detail: Any
+) -> OCIError:
+    """401 ``insufficient_scope``: the bearer token lacks ``scope``, which a new one may carry."""
+    return OCIError(
+        Code.DENIED_INSUFFICIENT_SCOPE,
+        message,
+        detail,
+        headers={"WWW-Authenticate": _challenge(request, scope, "insufficient_scope")},
+    )
 
 
 async def token_endpoint(request: web.Request) -> web.StreamResponse:
@@ -190,6 +213,7 @@ async def token_endpoint(request: web.Request) -> web.StreamResponse:
     record.identity = who.name
     grants = service.grants_for(who, scopes[:20])
     identity = who.identity
+    await service.fresh_keys()
     token, ttl = service.issuer.issue(
         who.name,
         identity.id if identity else None,

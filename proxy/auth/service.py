@@ -18,9 +18,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.auth import AuthSettings
+from proxy.auth.keystore import KeySource, key_source
 from proxy.auth.passwords import DUMMY_HASH, verify_secret
 from proxy.auth.ratelimit import LoginThrottle
-from proxy.auth.tokens import Grant, TokenClaims, TokenError, TokenIssuer, generate_key_pem
+from proxy.auth.tokens import Grant, TokenClaims, TokenError, TokenIssuer
 from storage import identities
 from storage.identities import Binding, Identity
 
@@ -71,21 +72,32 @@ class AuthService:
         self.settings = settings
         self.db = db
         self.issuer = issuer
+        self.keys: KeySource | None = None
         self.throttle = LoginThrottle(settings, db)
 
     @classmethod
     async def create(cls, settings: AuthSettings, db: async_sessionmaker[Any]) -> AuthService:
-        if settings.signing_key_file is not None:
-            pem = settings.signing_key_file.read_text()
-        else:
-            async with db() as session, session.begin():
-                pem = await identities.signing_key(session) or await identities.store_signing_key(
-                    session, generate_key_pem()
-                )
+        """Load the signing keys (``proxy/auth/keystore.py``); a missing or unsafe key source
+        stops the start with a ``ConfigError`` naming the setting."""
+        keys = key_source(settings, db)
         issuer = TokenIssuer(
-            pem, service=settings.service, issuer=settings.issuer, ttl=settings.token_ttl_seconds
+            await keys.load(),
+            service=settings.service,
+            issuer=settings.issuer,
+            ttl=settings.token_ttl_seconds,
         )
-        return cls(settings, db, issuer)
+        service = cls(settings, db, issuer)
+        service.keys = keys
+        return service
+
+    async def fresh_keys(self, *, unknown_kid: bool = False) -> None:
+        """Read the keys again when due (a rotation on another replica), or at once (rate
+        limited) when a token names a key not known here."""
+        if self.keys is None:
+            return
+        keyring = await self.keys.refresh(unknown_kid=unknown_kid)
+        if keyring is not None:
+            self.issuer.use(keyring)
 
     # -- authentication ---------------------------------------------------------------------
 
@@ -126,6 +138,8 @@ class AuthService:
         raise AuthError(f"unsupported authorization scheme {scheme[:20]!r}")
 
     async def from_token(self, token: str) -> Caller:
+        if not self.issuer.knows(token):
+            await self.fresh_keys(unknown_kid=True)
         try:
             claims = self.issuer.verify(token)
         except TokenError as exc:

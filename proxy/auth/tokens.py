@@ -3,7 +3,9 @@
 The algorithm is fixed (``algorithms=["ES256"]``) so ``alg: none`` and HMAC-with-the-public-key
 confusion are impossible; audience, issuer and expiry are required claims. Each token names the
 identity and the ``token_version`` it was issued at, which is checked on every request, so
-revoking, rotating or disabling an identity invalidates its tokens at once.
+revoking, rotating or disabling an identity invalidates its tokens at once. The header's ``kid``
+names the signing key (``proxy/auth/keyring.py``): a token is verified with that key only, and
+one naming no key the registry accepts is refused before any signature check.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+
+from proxy.auth.keyring import Keyring
 
 
 class TokenError(Exception):
@@ -46,27 +48,23 @@ class TokenClaims:
         return found
 
 
-def generate_key_pem() -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-
-
 class TokenIssuer:
-    """Signs and verifies tokens with one EC P-256 key."""
+    """Signs tokens with the keyring's signing key (named in the ``kid`` header) and verifies
+    them with the key their ``kid`` names, among every key the keyring still accepts."""
 
-    def __init__(self, private_pem: str, *, service: str, issuer: str, ttl: int) -> None:
-        key = serialization.load_pem_private_key(private_pem.encode(), password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
-            raise ValueError("the token signing key must be an EC P-256 private key")
-        self._private = key
-        self._public = key.public_key()
+    def __init__(self, keys: Keyring, *, service: str, issuer: str, ttl: int) -> None:
+        self.keys = keys
         self.service = service
         self.issuer = issuer
         self.ttl = ttl
+
+    def use(self, keys: Keyring) -> None:
+        """Sign and verify with ``keys`` from now on (a rotation was read)."""
+        self.keys = keys
+
+    def knows(self, token: str) -> bool:
+        """Whether the key the token names is one this issuer accepts."""
+        return _kid(token) in self.keys.verifying
 
     def issue(
         self, subject: str, identity_id: int | None, version: int, grants: list[Grant]
@@ -86,13 +84,20 @@ class TokenIssuer:
             "gk_id": identity_id,
             "gk_ver": version,
         }
-        return jwt.encode(claims, self._private, algorithm="ES256"), self.ttl
+        keys = self.keys
+        token = jwt.encode(
+            claims, keys.signing, algorithm="ES256", headers={"kid": keys.signing_kid}
+        )
+        return token, self.ttl
 
     def verify(self, token: str) -> TokenClaims:
+        public = self.keys.verifying.get(_kid(token) or "")
+        if public is None:
+            raise TokenError("token signed by a key this registry does not accept")
         try:
             claims = jwt.decode(
                 token,
-                self._public,
+                public,
                 algorithms=["ES256"],
                 audience=self.service,
                 issuer=self.issuer,
@@ -121,3 +126,12 @@ class TokenIssuer:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise TokenError("token claims malformed") from exc
+
+
+def _kid(token: str) -> str | None:
+    """The ``kid`` of a token's header (unverified: it only picks the key to verify with)."""
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError:
+        return None
+    return kid if isinstance(kid, str) else None

@@ -8,6 +8,10 @@ to the client as it is, so the bytes go from the store to the client; with ``blo
 "proxy"`` the gatekeeper follows it and streams them instead (``proxy.redirects``: without the
 upstream's credentials, the client's ``Range`` passed on). Otherwise the bytes are streamed
 through the gatekeeper. Whatever the path, the gate has decided before the upstream is asked.
+
+A ``Range`` the blob cannot satisfy is answered here, 416 with ``Content-Range: bytes */<size>``,
+on both the sendfile and the streamed path (``proxy/ranges.py``): the registry's own 416 is
+malformed.
 """
 
 from __future__ import annotations
@@ -21,11 +25,18 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.web_request import BaseRequest
 from multidict import CIMultiDict
 
-from proxy import gate
+from proxy import gate, ranges
 from proxy.context import info
 from proxy.errors import Code, OCIError
 from proxy.forward import relay, request_headers, response_headers
-from proxy.handlers.common import digest_param, forward, public, repository, scopes
+from proxy.handlers.common import (
+    digest_param,
+    forward,
+    public,
+    repository,
+    scopes,
+    upstream_has,
+)
 from proxy.redirects import REDIRECTS, follow
 from proxy.state import services
 from proxy.upstream import v2_path
@@ -49,19 +60,22 @@ async def get(request: web.Request) -> web.StreamResponse:
     record.action = "blob.pull"
     name = repository(request)
     digest = digest_param(request)
-    await gate.check_blob(request, name, digest)
+    await gate.check_blob(request, name, digest, present=upstream_has(request, name, digest))
     root = services(request).settings.upstream_storage_root
-    if root is not None:
-        served = await _from_storage(request, name, digest, root)
+    wanted = request.headers.get("Range")
+    if root is not None or wanted is not None:
+        served = await _from_storage(request, name, digest, root, wanted)
         if served is not None:
             return served
     return await _relay(request, name, digest)
 
 
 async def _from_storage(
-    request: web.Request, name: str, digest: str, root: Path
+    request: web.Request, name: str, digest: str, root: Path | None, wanted: str | None
 ) -> web.StreamResponse | None:
-    """The sendfile path, or None to go the usual way (the file is missing or differs, or the
+    """What a HEAD of the blob lets the gatekeeper answer itself: a ``Range`` it cannot
+    satisfy (a clean 416), or the whole file or one range with sendfile when the registry's
+    storage is mounted. None to go the usual way (the file is missing or differs, or the
     registry redirects: then its storage is not this filesystem)."""
     svc = services(request)
     record = info(request)
@@ -72,6 +86,16 @@ async def _from_storage(
     if head.status != 200:
         # A redirect is for HEAD only (a presigned URL names its method); not found or not
         # ours: the GET of the usual way gives the registry's own answer.
+        return None
+    size = headers.get("Content-Length", "")
+    if wanted is not None and size.isdigit() and not ranges.satisfiable(wanted, int(size)):
+        raise OCIError(
+            Code.RANGE_NOT_SATISFIABLE,
+            f"the range {wanted[:60]!r} names no byte of this {size}-byte blob",
+            {"range": wanted[:60], "size": int(size)},
+            headers={"Content-Range": f"bytes */{size}"},
+        )
+    if root is None or (wanted is not None and not ranges.single(wanted)):
         return None
     served = _sendfile(blob_data_path(root, digest), headers)
     if served is not None:
@@ -151,7 +175,7 @@ async def head(request: web.Request) -> web.StreamResponse:
     info(request).action = "blob.head"
     name = repository(request)
     digest = digest_param(request)
-    await gate.check_blob_exists(request, name, digest)
+    await gate.check_blob_exists(request, name, digest, present=upstream_has(request, name, digest))
     return await _relay(request, name, digest)
 
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from yarl import URL
 
 from proxy.context import info
 from proxy.errors import OCIError
 from proxy.forward import body_failure, counted_body, public_base, relay, request_headers
+from proxy.gate import Presence
 from proxy.names import check_digest, check_name
 from proxy.state import services
+from proxy.upstream import v2_path
 
 
 def repository(request: web.Request) -> str:
@@ -46,8 +49,13 @@ async def forward(
     params: Mapping[str, str] | None = None,
     stream_body: bool = False,
     extra_headers: Mapping[str, str] | None = None,
+    before_relay: Callable[[aiohttp.ClientResponse], Awaitable[None]] | None = None,
 ) -> web.StreamResponse:
-    """Send the request upstream (streaming its body if asked) and relay the answer."""
+    """Send the request upstream (streaming its body if asked) and relay the answer.
+
+    ``before_relay`` sees the upstream's answer before the client does (and may refuse it by
+    raising): what must be recorded before the client can act on the answer is recorded there.
+    """
     svc = services(request)
     headers = request_headers(request)
     headers.update(extra_headers or {})
@@ -72,6 +80,28 @@ async def forward(
             raise
         raise failure from exc
     try:
+        if before_relay is not None:
+            await before_relay(resp)
         return await relay(request, resp, svc.upstream.base, public(request))
     finally:
         resp.release()
+
+
+def upstream_has(request: web.Request, name: str, digest: str) -> Presence:
+    """Whether the registry holds blob ``digest`` in repository ``name`` (asked with the
+    gatekeeper's own credentials, so only when the gate needs to know: see ``proxy.gate``)."""
+
+    async def present() -> bool | None:
+        upstream = services(request).upstream
+        try:
+            async with await upstream.request(
+                "HEAD", v2_path(name, "blobs", digest), scopes=scopes(name, "pull")
+            ) as resp:
+                status = resp.status
+        except OCIError:
+            return None
+        if status == 404:
+            return False
+        return True if 200 <= status < 400 else None
+
+    return present

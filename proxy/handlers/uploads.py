@@ -4,33 +4,30 @@ chunks, PUT to close, GET status, DELETE to cancel. Bodies stream straight to th
 The upstream's opaque upload state (``_state``) travels in the query string of the ``Location``
 it returns; it is passed back untouched, since only the upstream can read (and verify) it.
 
-Each identity may hold ``uploads.max_sessions_per_identity`` open sessions (anonymous clients
-one set per client IP); the count lives in the database (``storage.uploads``) so the cap holds
-across replicas. A POST reserves a slot before the upstream is asked, a completed, cancelled or
-unknown session frees it, and a session idle for ``uploads.session_idle_seconds`` stops counting.
+A session belongs to whoever opened it, in the repository it was opened in; anyone else using
+its URL gets ``BLOB_UPLOAD_UNKNOWN``. Each identity may hold ``uploads.max_sessions_per_identity``
+open sessions. Both live in the database, so they hold across replicas
+(``proxy/upload_sessions.py``).
 """
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import re
-from collections.abc import Awaitable, Callable
-from datetime import timedelta
 
+import aiohttp
 from aiohttp import web
 
-from proxy import gate
-from proxy.auth.http import may
+from proxy import gate, upload_offset
+from proxy import upload_sessions as sessions
+from proxy.auth.http import caller, insufficient_scope, may, pullable_by_caller
 from proxy.context import info
 from proxy.errors import Code, OCIError
-from proxy.handlers.common import forward, repository, scopes
-from proxy.names import check_digest, check_name
+from proxy.handlers.common import forward, repository, scopes, upstream_has
+from proxy.names import MAX_NAME_LENGTH, NAME_RE, check_digest, check_name
 from proxy.state import services
 from proxy.upstream import v2_path
-from storage import uploads
-from storage.db import DATABASE_ERRORS
-
-log = logging.getLogger("gatekeeper.uploads")
+from storage import fresh_uploads, uploads
 
 SESSION_RE = re.compile(r"[A-Za-z0-9_.=-]{1,128}")
 # The spec's "<start>-<end>"; also the HTTP form "bytes <start>-<end>/<total>" some clients send.
@@ -65,20 +62,43 @@ async def start(request: web.Request) -> web.StreamResponse:
     scope = scopes(name, "pull", "push")
     mount = _digest_query(request, "mount")
     source = request.query.get("from")
-    if mount is not None and source is not None and not may(request, check_name(source), "pull"):
-        # Like the registry: a mount the caller may not read from becomes a plain upload,
-        # which tells nothing about the source repository.
-        record.reason = f"mount from {source} not permitted; started a plain upload"
-        mount = None
     if mount is not None:
         record.action = "upload.mount"
+    if mount is not None and source is not None and not may(request, check_name(source), "pull"):
+        if caller(request).token is not None and pullable_by_caller(request, source):
+            # The identity may read the source, its token does not say so: a client that only
+            # follows challenges learns here to ask for both scopes (then it can mount).
+            raise insufficient_scope(
+                request,
+                f"mounting from {source} needs a token that may also pull {source}",
+                " ".join((*scope, *mount_source_scopes(request))),
+                {"repository": source, "needed": ["pull"]},
+            )
+        # Like the registry: a mount the caller may not read from becomes a plain upload,
+        # which tells nothing about the source repository.
+        record.action = "upload.start"
+        record.reason = f"mount from {source} not permitted; started a plain upload"
+        mount = None
+    if mount is not None and source is not None:
+        record.reference = f"from:{source}"
+        # Mounting is pulling from the source repository: the same gate applies.
+        try:
+            await gate.check_blob(
+                request, source, mount, present=upstream_has(request, source, mount)
+            )
+        except OCIError as exc:
+            if exc.code != Code.BLOB_UNKNOWN:
+                raise
+            # Like the registry: a blob the source does not hold cannot be mounted, and the
+            # client gets a plain upload to send it.
+            record.action = "upload.start"
+            record.decision, record.reason = None, f"{exc.message}; started a plain upload"
+            mount = None
+    if mount is not None:
         params["mount"] = mount
         if source is not None:
             params["from"] = check_name(source)
-            record.reference = f"from:{source}"
             scope = (*scope, f"repository:{source}:pull")
-            # Mounting is pulling from the source repository: the same gate applies.
-            await gate.check_blob(request, source, mount)
     digest = _digest_query(request)
     if digest is not None:
         params["digest"] = digest
@@ -86,7 +106,19 @@ async def start(request: web.Request) -> web.StreamResponse:
             record.action = "blob.push"
     if mount is None and digest is None:
         record.action = "upload.start"
-    reservation = await _reserve(request, name)
+    reservation = await sessions.reserve(request, name)
+    opened: list[str] = []
+
+    async def bind(resp: aiohttp.ClientResponse) -> None:
+        # Before the client sees the answer: its next request must find the session its own,
+        # and a blob it uploaded (or mounted) at once, fresh for reading back.
+        upstream_session = resp.headers.get("Docker-Upload-UUID")
+        if resp.status == 202 and upstream_session:
+            await sessions.bind(request, reservation, upstream_session)
+            opened.append(upstream_session)
+        elif resp.status == 201 and (mount or digest):
+            await sessions.bookkeep(request, fresh_uploads.remember, name, mount or digest)
+
     try:
         response = await forward(
             request,
@@ -94,62 +126,26 @@ async def start(request: web.Request) -> web.StreamResponse:
             scope=scope,
             params=params,
             stream_body=True,
+            before_relay=bind,
         )
     except BaseException:
-        await _bookkeep(request, uploads.release, reservation)
+        if not opened:
+            await sessions.bookkeep(request, uploads.release, reservation)
         raise
-    upstream_session = response.headers.get("Docker-Upload-UUID")
-    if response.status == 202 and upstream_session:
-        await _bookkeep(request, uploads.bind, reservation, upstream_session)
-    else:  # a monolithic upload or a mount ends with the POST; a refusal never started
-        await _bookkeep(request, uploads.release, reservation)
+    if not opened:  # a monolithic upload or a mount ends with the POST; a refusal never started
+        await sessions.bookkeep(request, uploads.release, reservation)
     return response
 
 
-def _owner(request: web.Request) -> str:
-    """Whom the session cap counts: the identity, or the client IP for anonymous clients."""
-    identity = info(request).identity
-    return f"anonymous@{request.remote}" if identity == "anonymous" else identity
-
-
-async def _reserve(request: web.Request, name: str) -> int:
-    """A slot for one more session, or 429: the upstream is never asked beyond the cap."""
-    svc = services(request)
-    limits = svc.settings.uploads
-    owner = _owner(request)
-    idle = timedelta(seconds=limits.session_idle_seconds)
-    # A read first: a client hammering at its limit is refused without taking the write lock
-    # (a stale count can only refuse early, never admit beyond the limit).
-    async with svc.db() as session:
-        full = await uploads.live_count(session, owner, idle) >= limits.max_sessions_per_identity
-    reservation = None
-    if not full:
-        async with svc.db() as session, session.begin():
-            reservation = await uploads.reserve(
-                session, owner, name, limit=limits.max_sessions_per_identity, idle=idle
-            )
-    if reservation is None:
-        raise OCIError(
-            Code.TOO_MANY_REQUESTS,
-            f"{owner} already has {limits.max_sessions_per_identity} open upload sessions; "
-            "finish or cancel one (DELETE its upload URL) before starting another",
-            {"limit": limits.max_sessions_per_identity},
-            headers={"Retry-After": "10"},
-        )
-    return reservation
-
-
-async def _bookkeep(
-    request: web.Request, step: Callable[..., Awaitable[None]], *args: object
-) -> None:
-    """Update the session table after the upstream answered. The client already has that
-    answer, so a database failure here is logged, not raised: at worst a slot stays taken
-    until it goes idle and expires."""
-    try:
-        async with services(request).db() as session, session.begin():
-            await step(session, *args)
-    except DATABASE_ERRORS as exc:
-        log.warning("upload session bookkeeping (%s) failed: %s", step.__name__, exc)
+def mount_source_scopes(request: web.Request) -> tuple[str, ...]:
+    """The source repository's pull scope, for a POST that asks to mount from one (its
+    challenge names it beside the target's ``pull,push``)."""
+    source = request.query.get("from")
+    if "mount" not in request.query or source is None:
+        return ()
+    if len(source) > MAX_NAME_LENGTH or not NAME_RE.fullmatch(source):
+        return ()  # the handler refuses the name (NAME_INVALID); the challenge leaves it out
+    return (f"repository:{source}:pull",)
 
 
 def _params(request: web.Request) -> dict[str, str]:
@@ -164,19 +160,31 @@ async def _session_call(request: web.Request, action: str, body: bool) -> web.St
         _digest_query(request)
         if "digest" not in request.query:
             raise OCIError(Code.DIGEST_INVALID, "closing an upload needs ?digest=")
-    if body:  # a long chunk is activity from its start, not only once it is done
-        await _bookkeep(request, uploads.touch, name, session)
-    response = await forward(
-        request,
-        v2_path(name, "blobs", "uploads", session),
-        scope=scopes(name, "pull", "push"),
-        params=_params(request),
-        stream_body=body,
-    )
+    await sessions.require_owner(request, name, session)
+    if body:
+        await _check_chunk_start(request, name, session)
+    closing = request.query.get("digest") if action == "blob.push" else None
+
+    async def completed(resp: aiohttp.ClientResponse) -> None:
+        # Before the client hears the upload is complete: it may read the blob back at once.
+        if closing is not None and resp.status == 201:
+            await sessions.bookkeep(request, fresh_uploads.remember, name, closing)
+
+    # A long chunk is activity from its start to its end, not only once it is done.
+    alive = sessions.kept_alive(request, name, session) if body else contextlib.nullcontext()
+    async with alive:
+        response = await forward(
+            request,
+            v2_path(name, "blobs", "uploads", session),
+            scope=scopes(name, "pull", "push"),
+            params=_params(request),
+            stream_body=body,
+            before_relay=completed,
+        )
     if response.status == 404 or (action, response.status) in _SESSION_OVER:
-        await _bookkeep(request, uploads.finish, name, session)
+        await sessions.bookkeep(request, uploads.finish, name, session)
     elif response.status < 300:
-        await _bookkeep(request, uploads.touch, name, session)
+        await sessions.bookkeep(request, uploads.touch, name, session)
     return response
 
 
@@ -184,13 +192,14 @@ async def _session_call(request: web.Request, action: str, body: bool) -> web.St
 _SESSION_OVER = frozenset({("blob.push", 201), ("upload.cancel", 204)})
 
 
-async def _check_chunk_start(request: web.Request) -> None:
-    """A chunk's ``Content-Range`` must start where the upload ends (the spec's 416).
+async def _check_chunk_start(request: web.Request, name: str, session: str) -> None:
+    """A chunk's ``Content-Range`` must start where the upload ends (the spec's 416), on a
+    PATCH and on the closing PUT alike.
 
     The registry does not check this itself: it appends an overlapping or out-of-order chunk
-    and reports the sum as the upload's range, so the session no longer holds what the client
-    believes it sent. One status request upstream tells where the upload ends. Its ``Range`` is
-    ``0-0`` both for an empty upload and for one byte, so that offset accepts 0 or 1.
+    and reports the sum as the upload's range (or, on the closing PUT, fails the digest with a
+    400), so the session no longer holds what the client believes it sent. One status request
+    upstream tells where the upload ends (``proxy/upload_offset.py``).
     """
     raw = request.headers.get("Content-Range")
     if raw is None:
@@ -204,7 +213,6 @@ async def _check_chunk_start(request: web.Request) -> None:
             {"content_range": raw[:60]},
         )
     start = int(match[1])
-    name, session = repository(request), _session(request)
     resp = await services(request).upstream.request(
         "GET",
         v2_path(name, "blobs", "uploads", session),
@@ -212,24 +220,21 @@ async def _check_chunk_start(request: web.Request) -> None:
         params=_params(request),
     )
     try:
-        held = CONTENT_RANGE_RE.fullmatch(resp.headers.get("Range", ""))
-        if resp.status != 204 or held is None:
-            return  # the PATCH itself will relay the registry's answer (unknown session, ...)
-        end = int(held[2])
-        allowed = (0, 1) if end == 0 else (end + 1,)
+        if resp.status != 204:
+            return  # the request itself will relay the registry's answer (unknown session, ...)
+        held = resp.headers.get("Range", "")
+        allowed = upload_offset.next_bytes(resp.headers.get("Location"), held)
     finally:
         resp.release()
-    if start not in allowed:
+    if allowed is not None and start not in allowed:
         raise OCIError(
             Code.RANGE_INVALID,
-            f"chunk starts at byte {start}, but the next byte of the upload is {allowed[-1]}",
-            {"content_range": raw[:60], "upload_range": f"0-{end}"},
+            f"chunk starts at byte {start}, but the next byte of the upload is {allowed[0]}",
+            {"content_range": raw[:60], "upload_range": held[:60], "next_byte": allowed[0]},
         )
 
 
 async def patch(request: web.Request) -> web.StreamResponse:
-    info(request).action = "upload.chunk"
-    await _check_chunk_start(request)
     return await _session_call(request, "upload.chunk", body=True)
 
 

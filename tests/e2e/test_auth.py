@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -57,15 +58,31 @@ def secret_of(output: str) -> str:
 
 @pytest.fixture(scope="module")
 def gk(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gatekeeper]:
+    """Signing with a key file (mode 0600) rather than a key sealed in the database, so the
+    forgeries below can use the gatekeeper's own key."""
+    workdir = tmp_path_factory.mktemp("auth")
+    key_file = workdir / "token-key.pem"
+    key_file.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_file.chmod(0o600)
     gatekeeper = make_gatekeeper(
-        tmp_path_factory.mktemp("auth"),
+        workdir,
         registry.url,
         extra_env={
             "GATEKEEPER_AUTH__ENABLED": "true",
             "GATEKEEPER_AUTH__ANONYMOUS_PULL": '["public/*"]',
             "GATEKEEPER_POLICIES": POLICIES,
         },
+        start=False,
     )
+    gatekeeper.env.pop("GATEKEEPER_AUTH__KEY_ENCRYPTION_KEY")
+    gatekeeper.env["GATEKEEPER_AUTH__SIGNING_KEY_FILE"] = str(key_file)
+    gatekeeper.start()
     yield gatekeeper
     gatekeeper.stop()
 
@@ -303,9 +320,8 @@ def _hs256_with_public_key(gk: Gatekeeper, claims: dict[str, Any]) -> str:
     import hashlib
     import hmac
 
-    pem = gk.database.fetch("SELECT private_pem FROM signing_keys")[0]["private_pem"]
     public = (
-        serialization.load_pem_private_key(pem.encode(), None)
+        _own_key(gk)
         .public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
@@ -314,7 +330,7 @@ def _hs256_with_public_key(gk: Gatekeeper, claims: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
     signing_input = (
-        b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": _kid(gk)}).encode())
         + "."
         + b64(json.dumps(claims).encode())
     )
@@ -329,6 +345,9 @@ FORGERIES = [
     "wrong-audience",
     "wrong-issuer",
     "other-key",
+    "other-key-own-kid",
+    "no-kid",
+    "unknown-kid",
     "garbage",
 ]
 
@@ -337,13 +356,17 @@ FORGERIES = [
 def test_forged_tokens_are_rejected(gk: Gatekeeper, accounts: dict[str, str], forgery: str) -> None:
     accounts  # noqa: B018  (alice must exist so only the forgery can be the reason)
     other_key = ec.generate_private_key(ec.SECP256R1())
+    own = {"kid": _kid(gk)}
     makers: dict[str, Callable[[], str]] = {
         "alg-none": lambda: _alg_none(_claims()),
         "hs256-public-key": lambda: _hs256_with_public_key(gk, _claims()),
-        "expired": lambda: _forge(_claims(exp=int(time.time()) - 60), _own_key(gk), "ES256"),
-        "wrong-audience": lambda: _forge(_claims(aud="other-service"), _own_key(gk), "ES256"),
-        "wrong-issuer": lambda: _forge(_claims(iss="someone-else"), _own_key(gk), "ES256"),
+        "expired": lambda: _forge(_claims(exp=int(time.time()) - 60), _own_key(gk), "ES256", own),
+        "wrong-audience": lambda: _forge(_claims(aud="other-service"), _own_key(gk), "ES256", own),
+        "wrong-issuer": lambda: _forge(_claims(iss="someone-else"), _own_key(gk), "ES256", own),
         "other-key": lambda: _forge(_claims(), other_key, "ES256"),
+        "other-key-own-kid": lambda: _forge(_claims(), other_key, "ES256", own),
+        "no-kid": lambda: _forge(_claims(), _own_key(gk), "ES256"),
+        "unknown-kid": lambda: _forge(_claims(), _own_key(gk), "ES256", {"kid": "x" * 43}),
         "garbage": lambda: "not.a.token",
     }
     forged = makers[forgery]()
@@ -352,9 +375,9 @@ def test_forged_tokens_are_rejected(gk: Gatekeeper, accounts: dict[str, str], fo
     )
     assert resp.status_code == 401, resp.text
     assert resp.json()["errors"][0]["code"] == "UNAUTHORIZED"
-    if forgery in ("expired", "wrong-audience", "wrong-issuer"):
+    if forgery in ("expired", "wrong-audience", "wrong-issuer", "no-kid", "unknown-kid"):
         # The same claims, correctly formed, would have worked: the check is the rejection.
-        good = _forge(_claims(), _own_key(gk), "ES256")
+        good = _forge(_claims(), _own_key(gk), "ES256", own)
         ok = httpx.get(
             f"{gk.url}/v2/team/app/tags/list", headers={"Authorization": f"Bearer {good}"}
         )
@@ -362,8 +385,25 @@ def test_forged_tokens_are_rejected(gk: Gatekeeper, accounts: dict[str, str], fo
 
 
 def _own_key(gk: Gatekeeper) -> Any:
-    pem = gk.database.fetch("SELECT private_pem FROM signing_keys")[0]["private_pem"]
-    return serialization.load_pem_private_key(pem.encode(), None)
+    pem = Path(gk.env["GATEKEEPER_AUTH__SIGNING_KEY_FILE"]).read_bytes()
+    return serialization.load_pem_private_key(pem, None)
+
+
+def _kid(gk: Gatekeeper) -> str:
+    """The RFC 7638 thumbprint of the gatekeeper's key, which names it in token headers."""
+    numbers = _own_key(gk).public_key().public_numbers()
+
+    def b64(value: int) -> str:
+        return base64.urlsafe_b64encode(value.to_bytes(32, "big")).rstrip(b"=").decode()
+
+    jwk = {"crv": "P-256", "kty": "EC", "x": b64(numbers.x), "y": b64(numbers.y)}
+    digest = hashlib.sha256(json.dumps(jwk, separators=(",", ":")).encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def test_tokens_name_their_signing_key(gk: Gatekeeper, accounts: dict[str, str]) -> None:
+    issued = token(gk, "rita", accounts["reader"], "repository:team/app:pull")
+    assert jwt.get_unverified_header(issued) == {"alg": "ES256", "typ": "JWT", "kid": _kid(gk)}
 
 
 def test_revocation_takes_effect_at_the_next_request(gk: Gatekeeper) -> None:

@@ -497,3 +497,92 @@ def test_a_release_lets_the_image_and_its_layers_out_until_it_expires(world: Wor
         blob = reader.get(leak)
         denied(blob)
         no_layer_bytes(blob, image.layers[0])
+
+
+# -- fresh uploads and digests the repository does not hold (issue 13) ------------------------
+
+
+def test_a_fresh_upload_is_read_back_by_a_pusher_only(world: World, registry: Registry) -> None:
+    """crane and conformance tools read a blob back before pushing its manifest. Only what was
+    uploaded through the gatekeeper is fresh: a blob that reached the registry around it is
+    unverified content."""
+    fresh, _ = clean_layer()
+    path = f"/v2/team/fresh/blobs/{digest_of(fresh)}"
+    with world.client(world.accounts.pusher) as pusher:
+        push_blob(pusher, "team/fresh", fresh)
+        back = pusher.get(path)
+        assert back.status_code == 200 and back.content == fresh
+        ranged = pusher.get(path, headers={"Range": "bytes=0-99"})
+        assert ranged.status_code == 206 and ranged.content == fresh[:100]
+    row = last_row(world.gk, "pia", path)
+    assert row["decision"] == "allow" and "read-back" in row["reason"]
+    with world.client(world.accounts.reader) as reader:
+        refused = reader.get(path)
+        assert "not part of any verified image" in denied(refused)
+        no_layer_bytes(refused, fresh)
+        head = reader.head(path)
+        assert head.status_code == 403 and head.headers.get("Content-Length") != str(len(fresh))
+    denied_row(world, path)
+    around, _ = clean_layer()
+    with httpx.Client(base_url=registry.url, timeout=60) as direct:
+        push_blob(direct, "team/fresh", around)
+    with world.client(world.accounts.pusher) as pusher:
+        refused = pusher.get(f"/v2/team/fresh/blobs/{digest_of(around)}")
+        assert "uploaded into it through the gatekeeper" in denied(refused)
+        no_layer_bytes(refused, around)
+
+
+def test_read_back_never_returns_a_quarantined_or_held_layer(world: World) -> None:
+    """The pusher of a quarantined image uploads its layer again into a fresh repository, as a
+    blob no manifest lists, and asks for it back."""
+    leak = digest_of(world.leak)
+    with world.client(world.accounts.pusher) as pusher:
+        push_blob(pusher, "team/readback", world.leak)
+        refused = pusher.get(f"/v2/team/readback/blobs/{leak}")
+        message = denied(refused)
+        assert "part of an image that is quarantined" in message, message
+        no_layer_bytes(refused, world.leak)
+        held = push_image(pusher, "team/rb-held", "v1", [clean_layer()])
+    assert state_of(world.gk, "team/rb-held", held.digest) == "passed"
+    with world.client(ADMIN) as admin:
+        url = f"/admin/api/v1/images/team/rb-held@{held.digest}/requarantine"
+        assert admin.post(url, json={"reason": "hold for read-back"}).status_code == 200
+    layer = held.layers[0]
+    with world.client(world.accounts.pusher) as pusher:
+        push_blob(pusher, "team/rb-held-copy", layer)
+        refused = pusher.get(f"/v2/team/rb-held-copy/blobs/{digest_of(layer)}")
+        assert "held in quarantine" in denied(refused)
+        no_layer_bytes(refused, layer)
+    last = last_row(world.gk, "pia", f"/v2/team/rb-held-copy/blobs/{digest_of(layer)}")
+    assert last["decision"] == "deny"
+
+
+def test_a_digest_the_repository_does_not_hold_is_blob_unknown(world: World) -> None:
+    """404, as the registry says it, to an identity that may pull: and it tells nothing about
+    the quarantined layer that other repository holds."""
+    missing = "sha256:" + "0" * 64
+    leak = digest_of(world.leak)
+    with world.client(world.accounts.reader) as reader:
+        for path in (f"/v2/team/app/blobs/{missing}", f"/v2/team/nothing-here/blobs/{leak}"):
+            resp = reader.get(path)
+            assert resp.status_code == 404, resp.text
+            (error,) = resp.json()["errors"]
+            assert error["code"] == "BLOB_UNKNOWN"
+            assert "quarantine" not in resp.text and "secret" not in resp.text
+            row = last_row(world.gk, "rob", path)
+            assert (row["status"], row["error_code"], row["decision"]) == (
+                404,
+                "BLOB_UNKNOWN",
+                "deny",
+            )
+            assert reader.head(path).status_code == 404
+        # The repository that holds it still says why it may not leave.
+        message = denied(reader.get(f"/v2/team/app/blobs/{leak}"))
+        assert "secret.aws-access-key" in message or "not part of any verified image" in message
+    # A mount from a repository that does not hold it is a plain upload, as with the registry.
+    with world.client(world.accounts.pusher) as pusher:
+        plain = pusher.post(f"/v2/team/mount-none/blobs/uploads/?mount={leak}&from=team/empty")
+        assert plain.status_code == 202, plain.text
+        assert "quarantine" not in plain.text
+    row = last_row(world.gk, "pia", "/v2/team/mount-none/blobs/uploads/")
+    assert row["action"] == "upload.start" and "not in repository team/empty" in row["reason"]

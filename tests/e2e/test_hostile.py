@@ -2,7 +2,9 @@
 envelope, and afterwards the registry holds exactly what it held before.
 
 The baseline is one image tagged ``hostile/base:v1``; every manifest case tries to overwrite
-that tag, and :func:`snapshot` (tag target, tag list, catalog) must not move.
+that tag, and :func:`snapshot` (tag target, tag list, catalog) must not move. Hostile Host
+headers, slow clients, upload hijacking, hidden names in listings, the token key at rest and
+the spec corners (issue 13) are catalogued in ``test_hostile_edges.py``.
 """
 
 from __future__ import annotations

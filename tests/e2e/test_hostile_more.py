@@ -189,6 +189,38 @@ def test_idle_upload_sessions_expire(tmp_path: Path) -> None:
         reg.stop()
 
 
+def test_a_chunk_streaming_past_the_idle_timeout_keeps_its_session(tmp_path: Path) -> None:
+    """Sessions belong to their owner only while the gatekeeper remembers them, and an idle
+    one is forgotten; a chunk still streaming is not idle, even when it takes longer than the
+    timeout and the owner starts other uploads meanwhile (which forget the owner's idle ones)."""
+    reg = make_registry(tmp_path / "reg")
+    gk = make_gatekeeper(
+        tmp_path / "gk", reg.url, extra_env={"GATEKEEPER_UPLOADS__SESSION_IDLE_SECONDS": "2"}
+    )
+    data = b"z" * 50
+
+    def trickle() -> Iterator[bytes]:
+        for i in range(0, len(data), 10):
+            time.sleep(1.0)
+            yield data[i : i + 10]
+            if i == 30:  # past the idle timeout: another upload forgets idle sessions
+                with httpx.Client(base_url=gk.url, timeout=30) as other:
+                    assert other.post("/v2/long/other/blobs/uploads/").status_code == 202
+
+    try:
+        with httpx.Client(base_url=gk.url, timeout=30) as http:
+            location = http.post("/v2/long/app/blobs/uploads/").headers["Location"]
+            chunk = http.patch(location, content=trickle())
+            assert chunk.status_code == 202, chunk.text
+            location = chunk.headers["Location"]
+            sep = "&" if "?" in location else "?"
+            done = http.put(f"{location}{sep}digest={digest_of(data)}")
+            assert done.status_code == 201, done.text
+    finally:
+        gk.stop()
+        reg.stop()
+
+
 def test_anonymous_addresses_gone_idle_are_forgotten(tmp_path: Path) -> None:
     """Each anonymous client address is an identity with an owner row: once idle, later
     reservations forget them (a batch each), so a spray of addresses does not stay."""

@@ -18,6 +18,7 @@ import bcrypt
 import httpx
 import pytest
 
+from tests.support.database import Database
 from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
 from tests.support.ocihttp import OCI_MANIFEST, digest_of, push_image
 from tests.support.registry import Registry, make_registry
@@ -108,19 +109,26 @@ def bearer_registry(
 def gatekeepers(
     tmp_path_factory: pytest.TempPathFactory, basic_registry: Registry, bearer_registry: Registry
 ) -> Iterator[Gatekeepers]:
-    def wire(name: str, registry: Registry, password: str) -> Wired:
+    def wire(
+        name: str, registry: Registry, password: str, database: Database | None = None
+    ) -> Wired:
         tap = Tap(registry.port)
         env = {
             "GATEKEEPER_UPSTREAM_USERNAME": USERNAME,
             "GATEKEEPER_UPSTREAM_PASSWORD": password,
         }
         workdir = tmp_path_factory.mktemp(name)
-        gk = make_gatekeeper(workdir, tap.url, extra_env=env, start=False)
+        gk = make_gatekeeper(workdir, tap.url, extra_env=env, start=False, database=database)
         return Wired(gk, tap)
 
+    basic = wire("gk-basic", basic_registry, PASSWORD)
     every = Gatekeepers(
-        basic=wire("gk-basic", basic_registry, PASSWORD),
-        basic_wrong=wire("gk-basic-wrong", basic_registry, WRONG_PASSWORD),
+        basic=basic,
+        # A replica of basic (one database): an upload session belongs to whoever opened it,
+        # as the gatekeepers' shared database says, so one opened on basic continues here.
+        basic_wrong=wire(
+            "gk-basic-wrong", basic_registry, WRONG_PASSWORD, basic.gatekeeper.database
+        ),
         bearer=wire("gk-bearer", bearer_registry, PASSWORD),
         bearer_wrong=wire("gk-bearer-wrong", bearer_registry, WRONG_PASSWORD),
         bearer_fresh=wire("gk-bearer-fresh", bearer_registry, PASSWORD),
@@ -128,7 +136,13 @@ def gatekeepers(
     wired = list(vars(every).values())
     with ThreadPoolExecutor(len(wired)) as pool:
         try:
-            list(pool.map(lambda w: w.gatekeeper.start(), wired))
+            # The replica second, once its database has its schema.
+            list(
+                pool.map(
+                    lambda w: w.gatekeeper.start(), [w for w in wired if w is not every.basic_wrong]
+                )
+            )
+            every.basic_wrong.gatekeeper.start()
             yield every
         finally:
             list(pool.map(lambda w: w.gatekeeper.stop(), wired))

@@ -7,6 +7,7 @@ the environment, never through process globals of the test runner.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -35,6 +36,12 @@ WARN_EVERYTHING = json.dumps(
         }
     ]
 )
+
+
+TEST_KEY_ENCRYPTION_KEY = base64.b64encode(b"gatekeeper e2e key-encryption k.").decode()
+"""Seals the token signing key in every test gatekeeper's database (32 bytes, base64). A
+constant: tests that look for the key's bytes at rest open it with this
+(tests/e2e/test_token_keys.py)."""
 
 
 @dataclass
@@ -151,6 +158,7 @@ def make_gatekeeper(
         "GATEKEEPER_POLICIES": WARN_EVERYTHING,
         # Likewise client authentication: tests/e2e/test_auth.py turns it on.
         "GATEKEEPER_AUTH__ENABLED": "false",
+        "GATEKEEPER_AUTH__KEY_ENCRYPTION_KEY": TEST_KEY_ENCRYPTION_KEY,
         "GATEKEEPER_VERIFICATION__POLL_SECONDS": "0.1",
     }
     if storage_root is not None:

@@ -15,6 +15,7 @@ import pytest
 
 from config.policy import Policy
 from config.settings import VerifierSettings, load_settings
+from tests.support.gatekeeper import TEST_KEY_ENCRYPTION_KEY
 from verifiers import advice
 from verifiers.advice import policy_advice, settings_advice, signature_advice
 from verifiers.base import Severity
@@ -154,6 +155,7 @@ def test_serve_logs_the_warnings_at_start_up(tmp_path: Path) -> None:
                 "GATEKEEPER_LISTEN": f"127.0.0.1:{held.getsockname()[1]}",
                 "GATEKEEPER_VERIFIERS": json.dumps({"hardening": {}}),
                 "GATEKEEPER_POLICIES": json.dumps(policies),
+                "GATEKEEPER_AUTH__KEY_ENCRYPTION_KEY": TEST_KEY_ENCRYPTION_KEY,
             },
             capture_output=True,
             text=True,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.gatekeeper import TEST_KEY_ENCRYPTION_KEY
 from tests.support.procs import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,6 +24,8 @@ def _serve(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
             **os.environ,
             "PYTHONPATH": str(ROOT),
             "GATEKEEPER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'gk.db'}",
+            # Authentication is on: the token key needs its home (issue 13), or that is the error.
+            "GATEKEEPER_AUTH__KEY_ENCRYPTION_KEY": TEST_KEY_ENCRYPTION_KEY,
             **env,
         },
         capture_output=True,

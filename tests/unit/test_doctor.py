@@ -25,6 +25,7 @@ from proxy.doctor import (
 from storage.advisories import DbAdvisoryStore
 from storage.db import create_engine, head_revision, sessionmaker, upgrade
 from tests.support.database import Database
+from tests.support.gatekeeper import TEST_KEY_ENCRYPTION_KEY
 from tests.support.testdata import OSV_PYPI
 from verifiers.vulns.osv import Advisory
 
@@ -74,7 +75,9 @@ async def test_a_token_key_file_that_is_no_key_fails(tmp_path: Path) -> None:
     check = await check_token_key(facts(auth__signing_key_file=str(key)))
     assert check.status is Status.FAIL and "openssl genpkey" in check.fix
     missing = await check_token_key(facts(auth__signing_key_file=str(tmp_path / "none")))
-    assert missing.status is Status.FAIL and "cannot read" in missing.detail
+    assert missing.status is Status.FAIL and "none" in missing.detail
+    homeless = await check_token_key(facts())  # neither a key file nor a key-encryption key
+    assert homeless.status is Status.FAIL and "KEY_ENCRYPTION_KEY" in homeless.fix
     off = await check_token_key(facts(auth__enabled="false"))
     assert off.status is Status.WARN and "anyone" in off.detail
 
@@ -93,7 +96,11 @@ async def test_migrations_token_key_and_advisory_age(fresh_db: Database) -> None
     engine = create_engine(fresh_db.url)
     try:
         await upgrade(engine, "0009")
-        found = facts(database_url=fresh_db.url, verifiers='{"vulnerabilities": {}}')
+        found = facts(
+            database_url=fresh_db.url,
+            verifiers='{"vulnerabilities": {}}',
+            auth__key_encryption_key=TEST_KEY_ENCRYPTION_KEY,
+        )
         assert (await check_database(found)).status is Status.OK
         behind = await check_migrations(found)
         assert behind.status is Status.WARN and "db upgrade" in behind.fix

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from config.policy import Policy, Waiver
-from proxy.gate import judge_blob
-from storage import content, verdicts
+from config.policy import Policy, Waiver, match_policy
+from proxy.gate import judge_blob, judge_read_back
+from storage import content, fresh_uploads, verdicts
 from storage.db import create_engine, sessionmaker, upgrade
 from storage.manifests import DescriptorRecord, ManifestRecord, record_manifest
 from storage.verdicts import DecisionRecord, FindingRecord
@@ -157,3 +157,70 @@ async def test_index_links_both_ways(db: Any) -> None:
         assert await content.parents(session, "a/x", child) == [index]
         assert await content.parents(session, "b/x", child) == []
         assert await content.dependents(session, "a/x", other) == [index]
+
+
+async def read_back(
+    db: Any, repository: str, blob: str, policy: Policy = POLICY, uploaded: bool = True
+) -> Any:
+    """The read-back judgement of ``blob``, uploaded into ``repository`` just now (unless
+    ``uploaded`` is False: it reached the registry some other way)."""
+    if uploaded:
+        async with db() as session, session.begin():
+            await fresh_uploads.remember(session, repository, blob)
+    async with db() as session:
+        return await judge_read_back(session, policy, repository, blob)
+
+
+FRESH = "sha256:" + "f" * 64
+
+
+async def test_a_fresh_upload_may_be_read_back_but_is_never_cached(db: Any) -> None:
+    """No manifest anywhere lists it: a pusher may read it back (the caller checks who)."""
+    assert (await judge(db, "a/x", FRESH)).state == "not-pullable"  # the blob rule says no
+    found = await read_back(db, "a/x", FRESH)
+    assert found.allowed and found.state == "read-back" and not found.cacheable
+
+
+async def test_a_blob_of_an_image_that_may_not_be_pulled_is_never_read_back(db: Any) -> None:
+    for n, state in enumerate((State.QUARANTINED, State.PENDING)):
+        layer = digest(100 + n)
+        await image(db, "a/x", digest(10 + n), state, [layer])
+        assert not (await read_back(db, "a/x", layer)).allowed  # listed here: the blob rule
+        found = await read_back(db, "b/fresh", layer)  # uploaded again elsewhere
+        assert not found.allowed and found.state == "not-pullable"
+        assert str(state) in found.message and "a/x" not in found.message
+    # Listed by a pullable image elsewhere too: still a blob of one that may not be pulled.
+    await image(db, "c/good", digest(20), State.PASSED, [digest(100)])
+    assert not (await read_back(db, "b/fresh", digest(100))).allowed
+
+
+async def test_only_a_blob_uploaded_through_the_gatekeeper_is_read_back(db: Any) -> None:
+    """One that reached the registry around it (before it, say) is content nobody verified."""
+    found = await read_back(db, "a/x", FRESH, uploaded=False)
+    assert not found.allowed and "uploaded into it through the gatekeeper" in found.message
+    assert not (await read_back(db, "b/elsewhere", digest(7), uploaded=False)).allowed
+    assert (await read_back(db, "a/x", FRESH)).allowed
+    assert not (await read_back(db, "c/other", FRESH, uploaded=False)).allowed  # per repository
+
+
+async def test_no_read_back_where_no_policy_applies(db: Any) -> None:
+    unmatched = Policy(name="none", repositories=["other/*"], require=["secrets"])
+    found = await read_back(db, "a/x", FRESH, match_policy([unmatched], "a/x"))
+    assert not found.allowed and found.state == "no-policy"
+
+
+async def test_a_blob_of_a_pullable_image_elsewhere_may_be_read_back(db: Any) -> None:
+    await image(db, "a/x", digest(1), State.PASSED, [BASE])
+    assert (await read_back(db, "b/fresh", BASE)).allowed
+
+
+async def test_a_held_or_blocked_blob_is_never_read_back(db: Any) -> None:
+    await image(db, "a/held", digest(1), State.PASSED, [BASE])
+    async with db() as session, session.begin():
+        await content.hold_content(session, "a/held", digest(1), "admin", "backdoor")
+    assert (await read_back(db, "b/fresh", BASE)).state == "held"
+    await image(db, "a/x", digest(2), State.QUARANTINED, [LAYER], SECRET)
+    async with db() as session, session.begin():
+        await verdicts.release(session, "a/x", digest(2), "admin", "accepted", None)
+    found = await read_back(db, "b/fresh", LAYER)  # its image is released, the blob is not
+    assert found.state == "blocked" and "secret.aws-access-key" in found.message

@@ -15,8 +15,16 @@ import pytest
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, InvalidHeader, LineTooLong
 
+from config.settings import ConnectionSettings
+from proxy.connections import ConnectionLimits
 from proxy.errors import Code, Handler, OCIError
-from proxy.server import TLS_ON_PLAIN_PORT, GatekeeperRunner, is_tls_handshake, parse_failure
+from proxy.server import (
+    TLS_ON_PLAIN_PORT,
+    GatekeeperRunner,
+    Guard,
+    is_tls_handshake,
+    parse_failure,
+)
 
 
 @dataclass
@@ -31,6 +39,9 @@ class Refusals:
 class Site:
     port: int
     refusals: Refusals
+    refused: list[tuple[str | None, int]] = field(default_factory=list)
+    """Connections the caps refused: (address, status)."""
+    limits: ConnectionLimits | None = None
 
 
 async def _ok(request: web.Request) -> web.Response:
@@ -207,3 +218,67 @@ def test_parse_failures_map_to_one_code_each(
     failure = parse_failure(status, exc)
     assert failure.code is code
     assert "xxx" not in failure.message and "boom" not in failure.message
+
+
+@pytest.fixture
+async def guarded_site() -> AsyncIterator[Site]:
+    """The same app behind a short request-header timeout and tight connection caps."""
+    app = web.Application()
+    app.router.add_get("/v2/", _ok)
+    refusals = Refusals()
+    refused: list[tuple[str | None, int]] = []
+    limits = ConnectionLimits(ConnectionSettings(max_per_address=2, max_total=10), [])
+    guard = Guard(
+        limits=limits,
+        on_refused=lambda address, failure, _: refused.append((address, failure.code.status)),
+        header_timeout=0.3,
+    )
+    runner = GatekeeperRunner(app, on_unparsed=refusals, guard=guard, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield Site(runner.addresses[0][1], refusals, refused, limits)
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    "partial",
+    [b"", b"GET /v2/ HT", b"GET /v2/ HTTP/1.1\r\nHost: x\r\n"],
+    ids=["nothing", "half-a-line", "headers-unfinished"],
+)
+async def test_headers_that_do_not_arrive_in_time_get_a_408_envelope(
+    guarded_site: Site, partial: bytes
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", guarded_site.port)
+    try:
+        writer.write(partial)
+        answer = await asyncio.wait_for(reader.read(), 5)  # to EOF: closed after the answer
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == b"408", answer
+    (error,) = json.loads(body)["errors"]
+    assert (error["code"], error["detail"]) == ("UNSUPPORTED", {"reason": "RequestHeaderTimeout"})
+    assert [status for _, status, _ in guarded_site.refusals.seen] == [408]
+
+
+async def test_a_request_in_time_is_served_and_the_caps_refuse_the_next_connection(
+    guarded_site: Site,
+) -> None:
+    status, _, body = await _exchange(
+        guarded_site.port, b"GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    assert (status, json.loads(body)) == (200, {"ok": True})
+    held = [await asyncio.open_connection("127.0.0.1", guarded_site.port) for _ in range(2)]
+    await asyncio.sleep(0.05)
+    assert guarded_site.limits is not None and guarded_site.limits.open == 2
+    status, _, body = await _exchange(guarded_site.port, b"GET /v2/ HTTP/1.1\r\n\r\n")
+    assert status == 429 and json.loads(body)["errors"][0]["code"] == "TOOMANYREQUESTS"
+    assert guarded_site.refused == [("127.0.0.1", 429)]
+    for _, writer in held:
+        writer.close()
+    await asyncio.sleep(0.05)
+    assert guarded_site.limits.open == 0
+    assert guarded_site.refusals.seen == []

@@ -137,3 +137,21 @@ async def test_pruning_is_bounded_per_reservation(
     assert await reserve(db, owner="carol", idle=idle) is not None
     owners, holders = await _rows(db)
     assert owners == holders == {"bob", "carol"}
+
+
+async def test_holder_names_who_opened_a_session_in_its_repository(
+    db: async_sessionmaker[Any],
+) -> None:
+    reservation = await reserve(db, owner="alice")
+    assert reservation is not None
+    async with db() as session, session.begin():
+        assert await uploads.holder(session, "repo/a", "uuid-1") is None  # not bound yet
+        await uploads.bind(session, reservation, "uuid-1")
+    async with db() as session:
+        assert await uploads.holder(session, "repo/a", "uuid-1") == "alice"
+        assert await uploads.holder(session, "repo/b", "uuid-1") is None
+        assert await uploads.holder(session, "repo/a", "uuid-2") is None
+    async with db() as session, session.begin():
+        await uploads.finish(session, "repo/a", "uuid-1")
+    async with db() as session:
+        assert await uploads.holder(session, "repo/a", "uuid-1") is None

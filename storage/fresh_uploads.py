@@ -1,0 +1,72 @@
+"""Blobs uploaded through the gatekeeper lately, per repository.
+
+A client reads a blob back after uploading it and before pushing the manifest that lists it;
+the gate lets identities that may push do that (``proxy/gate.py``), but only for what was
+uploaded here: a blob that reached the registry some other way (before the gatekeeper, around
+it) is content nobody has verified, and no upload makes it fresh. Rows are written before the
+client hears that its upload is complete, and are forgotten after :data:`KEEP`, a batch at a
+time, by later uploads.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Index, String, delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from storage.db import upsert
+from storage.models import Base
+from storage.timeutil import UTCDateTime, now
+
+KEEP = timedelta(hours=24)
+"""How long an upload counts as fresh."""
+PRUNE_BATCH = 100
+
+
+class FreshUpload(Base):
+    """A blob uploaded (or mounted) into a repository through the gatekeeper."""
+
+    __tablename__ = "fresh_uploads"
+    __table_args__ = (Index("ix_fresh_uploads_uploaded_at", "uploaded_at"),)
+
+    repository: Mapped[str] = mapped_column(String(255), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(140), primary_key=True)
+    uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+async def remember(session: AsyncSession, repository: str, digest: str) -> None:
+    """``digest`` was just uploaded into ``repository``; forget a batch of stale uploads."""
+    moment = now()
+    await upsert(
+        session,
+        FreshUpload,
+        ["repository", "digest"],
+        repository=repository,
+        digest=digest,
+        uploaded_at=moment,
+    )
+    stale = (
+        select(FreshUpload.repository, FreshUpload.digest)
+        .where(FreshUpload.uploaded_at < moment - KEEP)
+        .limit(PRUNE_BATCH)
+    )
+    for stale_repository, stale_digest in (await session.execute(stale)).all():
+        await session.execute(
+            delete(FreshUpload).where(
+                FreshUpload.repository == stale_repository, FreshUpload.digest == stale_digest
+            )
+        )
+
+
+async def fresh(session: AsyncSession, repository: str, digest: str) -> bool:
+    """Whether ``digest`` was uploaded into ``repository`` through the gatekeeper lately."""
+    found = await session.scalar(
+        select(FreshUpload.uploaded_at).where(
+            FreshUpload.repository == repository,
+            FreshUpload.digest == digest,
+            FreshUpload.uploaded_at >= now() - KEEP,
+        )
+    )
+    return found is not None
