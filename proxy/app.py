@@ -16,6 +16,7 @@ from aiohttp import HttpVersion10, web
 
 from config.public_names import public_hosts
 from config.settings import Settings
+from proxy import origins
 from proxy.admin.routes import add_admin
 from proxy.audit import AuditWriter, access_log, add_request_id, audit_listener, build_middleware
 from proxy.auth.http import AUTH, build_auth_middleware
@@ -218,8 +219,9 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             settings, engine, db, metrics, mirror_client, owner=verification.owner, bus=bus
         )
         # Verdicts decided under another version of their policy (the settings file's, with
-        # the stored waivers) are decided again from stored findings (no layer is read)
-        # before the first pull is gated.
+        # the stored waivers, for their origin as the settings now give it) are decided again
+        # from stored findings (no layer is read) before the first pull is gated.
+        await origins.reconcile(db, settings.remotes)
         await after_policy_change(db, settings.policies, publish=bus.publish)
         verification.start()
         policies.start()

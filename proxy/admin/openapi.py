@@ -63,6 +63,12 @@ def _schemas() -> dict[str, Schema]:
             "`advisory-import (data version N)` or `policy-change (policy P version V)` for a "
             "re-evaluation from stored data.",
         },
+        "origin": {
+            **TEXT,
+            "description": "Where the image comes from, which chooses its policy: `local` "
+            "(pushed here, or in a repository no remote serves) or the name of the remote "
+            "the registry fetched it from.",
+        },
     }
     return {
         "Error": {

@@ -205,9 +205,10 @@ async def put(request: web.Request) -> web.StreamResponse:
 async def _verify_pushed(
     svc: Services, name: str, reference: str, manifest: ManifestRecord, pusher: str
 ) -> None:
-    """A pushed manifest starts pending; a signature, SBOM or attestation re-evaluates the
-    image it is about (OCI ``subject``, or cosign's ``sha256-<hex>.sig`` tag scheme)."""
-    await svc.verification.submit(name, manifest.digest, "pushed", identity=pusher)
+    """A pushed manifest starts pending, and comes from here (``config.remotes``); a
+    signature, SBOM or attestation re-evaluates the image it is about (OCI ``subject``, or
+    cosign's ``sha256-<hex>.sig`` tag scheme)."""
+    await svc.verification.submit(name, manifest.digest, "pushed", identity=pusher, pushed=True)
     if manifest.subject_digest:
         await _reevaluate(svc, name, manifest.subject_digest, "a referrer was pushed", pusher)
     cosign = COSIGN_TAG.fullmatch(reference)
