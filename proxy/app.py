@@ -29,6 +29,7 @@ from proxy.metrics import Metrics
 from proxy.mirror import make_mirror_client
 from proxy.names import check_raw_path
 from proxy.reevaluate import after_policy_change
+from proxy.remote_status import RemoteStatus, make_remote_client
 from proxy.routes import ACCESS, ACTIONS, UNAUDITED_PATHS, add_routes
 from proxy.scheduler import build_scheduler
 from proxy.server import OnUnparsed
@@ -195,6 +196,7 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             policies,
             on_incomplete=metrics.verifications_incomplete.inc,
         )
+        remote_client = make_remote_client()
         app[SERVICES] = Services(
             settings=settings,
             engine=engine,
@@ -205,6 +207,7 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             bus=bus,
             verification=verification,
             policies=policies,
+            remotes=RemoteStatus(settings.remotes, remote_client),
         )
         if settings.auth.enabled:
             app[AUTH] = await AuthService.create(settings.auth, db)
@@ -245,6 +248,7 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             await verification.close()
             await webhooks.close()
             await webhook_client.aclose()
+            await remote_client.aclose()
             await token_client.aclose()
             await session.close()
             await writer.close()

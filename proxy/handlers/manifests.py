@@ -17,7 +17,7 @@ from dataclasses import replace
 from aiohttp import web
 from multidict import CIMultiDict
 
-from proxy import gate
+from proxy import gate, remote_failures
 from proxy.context import info
 from proxy.errors import Code, OCIError
 from proxy.forward import read_at_most, request_headers, response_headers
@@ -95,6 +95,8 @@ async def get(request: web.Request) -> web.StreamResponse:
     if len(body) > limit:
         raise OCIError(Code.UPSTREAM_BAD_GATEWAY, "upstream manifest exceeds the size limit")
     digest = headers.get("Docker-Content-Digest")
+    if resp.status != 200:
+        await remote_failures.check_fetch(request, name, "manifests", reference, resp.status)
     if resp.status == 200:
         if not head:
             actual = sha256_digest(body)
