@@ -11,6 +11,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from functools import partial
 
 from aiohttp import HttpVersion10, web
 
@@ -28,6 +29,7 @@ from proxy.live_policies import LivePolicies
 from proxy.metrics import Metrics
 from proxy.mirror import make_mirror_client
 from proxy.names import check_raw_path
+from proxy.prefetch import Prefetcher, warm_up
 from proxy.reevaluate import after_policy_change
 from proxy.remote_status import RemoteStatus, make_remote_client
 from proxy.routes import ACCESS, ACTIONS, UNAUDITED_PATHS, add_routes
@@ -218,8 +220,21 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
         mirror_client = (
             make_mirror_client(settings.advisories) if settings.advisories.urls else None
         )
+        prefetcher = Prefetcher(
+            upstream,
+            verification,
+            app[SERVICES].remotes,
+            on_result=lambda result: metrics.prefetched.labels(result).inc(),
+        )
         scheduler = build_scheduler(
-            settings, engine, db, metrics, mirror_client, owner=verification.owner, bus=bus
+            settings,
+            engine,
+            db,
+            metrics,
+            mirror_client,
+            owner=verification.owner,
+            bus=bus,
+            warm=partial(warm_up, prefetcher, settings.prefetch.images),
         )
         # Verdicts decided under another version of their policy (the settings file's, with
         # the stored waivers, for their origin as the settings now give it) are decided again

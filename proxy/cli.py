@@ -17,6 +17,7 @@ from config.settings import ConfigError, Settings, load_settings
 from config.text import VisibleFormatter, visible
 from proxy.cli_admin import add_admin_commands
 from proxy.cli_advisories import add_advisories_command
+from proxy.cli_prefetch import add_prefetch_command
 from proxy.cli_rescan import add_rescan_command, add_sync_command
 from proxy.cli_sbom import add_sbom_command
 from proxy.cli_signatures import add_signature_commands
@@ -244,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sbom_command(sub)
     add_sync_command(add_advisories_command(sub))
     add_rescan_command(sub)
+    add_prefetch_command(sub)
     add_user_commands(sub)
 
     enroll = sub.add_parser(

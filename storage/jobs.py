@@ -43,6 +43,8 @@ POLICY_CHANGE = "gatekeeper:policy-change"
 """Images a changed policy could not re-decide from stored data."""
 ENROLL = "gatekeeper:enroll"
 """``gatekeeper enroll``: the images already in the registry."""
+PREFETCH = "gatekeeper:prefetch"
+"""The scheduler keeping the settings' ``[prefetch] images`` warm."""
 DEPENDENCY = "gatekeeper:dependency"
 """Manifests decided again because what they depend on changed (an index's platform image, an
 artifact's subject), or found present while another was verified."""
