@@ -77,7 +77,10 @@ class Remote(BaseModel):
     hold_seconds: float = Field(default=300.0, ge=0, le=600)
     """How long a pull of an image from this remote that is still being verified is held
     waiting for the verdict before it is told to try again (a first pull of a large image:
-    the registry fetches its layers from the remote while the gatekeeper scans them)."""
+    the registry fetches its layers from the remote while the gatekeeper scans them). The
+    policy's hold still applies when longer; ``verification.first_pull_hold_seconds`` does
+    not (it is for images pushed around the gatekeeper). Keep it under the read timeout of
+    any proxy in front of the gatekeeper (nginx: ``proxy_read_timeout``)."""
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     """Connect and answer timeout of the gatekeeper's own questions to ``url``."""
 

@@ -19,10 +19,10 @@ can act on and a machine-readable ``detail``, identical for tag, digest, HEAD an
 
 The policy that applies is the one for the image's repository and origin (``config.remotes``:
 pushed here, or fetched from a named remote). A pull of an image still being verified is held
-for the policy's ``hold_seconds``; an image never seen (a first pull) at least
-``verification.first_pull_hold_seconds``, and one from a remote at least that remote's
-``hold_seconds``, however many pulls of it wait: they all wait on the one verification. When
-the hold runs out the pull is told roughly when to come back (``proxy.eta``).
+for the policy's ``hold_seconds``; one from a remote at least that remote's ``hold_seconds``,
+however many pulls of it wait (they all wait on the one verification), and any other image
+never seen (a first pull) at least ``verification.first_pull_hold_seconds``. When the hold
+runs out the pull is told roughly when to come back (``proxy.eta``).
 """
 
 from __future__ import annotations
@@ -237,15 +237,16 @@ async def _current_verdict(
 
 
 def hold_seconds(svc: Services, policy: Policy, origin: str, *, first_pull: bool) -> float:
-    """How long a pull of a pending image waits for its verdict: the policy's hold, at least
-    the first-pull hold for an image never seen, and at least its remote's hold for an image
-    fetched from a remote (each of its pulls: they wait on the same verification)."""
+    """How long a pull of a pending image waits for its verdict: the policy's hold (``pending
+    = "hold"``); for an image from a remote at least that remote's hold, for each of its pulls
+    (the registry fetches it while it is verified, and they all wait on that one
+    verification); for any other image never seen, at least the first-pull hold."""
     hold = policy.hold_seconds if policy.pending == "hold" else 0.0
-    if first_pull:
-        hold = max(hold, svc.settings.verification.first_pull_hold_seconds)
     remote = svc.verification.remote(origin)
     if remote is not None:
-        hold = max(hold, remote.hold_seconds)
+        return max(hold, remote.hold_seconds)
+    if first_pull:
+        hold = max(hold, svc.settings.verification.first_pull_hold_seconds)
     return hold
 
 

@@ -10,9 +10,12 @@ remote confirms (no such image) is passed on as the registry gave it.
 
 from __future__ import annotations
 
+import json
+
 from aiohttp import web
 
 from config.remotes import Remote
+from config.text import visible
 from proxy.context import info
 from proxy.errors import Code, OCIError
 from proxy.remote_status import Diagnosis, Status
@@ -20,10 +23,15 @@ from proxy.state import services
 
 
 async def check_fetch(
-    request: web.Request, repository: str, kind: str, reference: str, status: int
+    request: web.Request,
+    repository: str,
+    kind: str,
+    reference: str,
+    status: int,
+    body: bytes = b"",
 ) -> None:
-    """After the registry answered ``status`` for ``repository``'s manifest or blob
-    (``kind``) ``reference``: raise the error naming the remote, or return to pass the
+    """After the registry answered ``status`` (and ``body``) for ``repository``'s manifest
+    or blob (``kind``) ``reference``: raise the error naming the remote, or return to pass the
     registry's answer on (no remote serves the repository, or the remote has no such image)."""
     if status != 404 and status < 500:
         return
@@ -32,7 +40,7 @@ async def check_fetch(
     if remote is None:
         return
     diagnosis = await svc.remotes.diagnose(remote, repository, kind, reference)
-    error = explain(diagnosis, what(repository, kind, reference), status)
+    error = explain(diagnosis, what(repository, kind, reference), status, registry_said(body))
     if error is None:
         return
     svc.metrics.remote_failures.labels(remote.name, diagnosis.status.value).inc()
@@ -47,10 +55,12 @@ def what(repository: str, kind: str, reference: str) -> str:
     return f"{repository}{'@' if ':' in reference else ':'}{reference}"
 
 
-def explain(diagnosis: Diagnosis, image: str, status: int) -> OCIError | None:
+def explain(
+    diagnosis: Diagnosis, image: str, status: int, said: str | None = None
+) -> OCIError | None:
     """The error for a fetch the registry answered ``status`` for, given what the remote said;
     None when the registry's own answer is the right one (a 404 for what the remote does not
-    have, or cannot be asked about)."""
+    have, or cannot be asked about). ``said``: the registry's own error message, if any."""
     remote, state = diagnosis.remote, diagnosis.status
     name = _named(remote)
     cached = "images already fetched and verified are still served"
@@ -74,9 +84,10 @@ def explain(diagnosis: Diagnosis, image: str, status: int) -> OCIError | None:
             status,
         )
     if state == Status.HAS_IT:
+        quoted = f" (the registry said: {said})" if said else ""
         return _error(
             Code.UPSTREAM_BAD_GATEWAY,
-            f"the registry could not fetch {image} from {name}, which has it: see the "
+            f"the registry could not fetch {image} from {name}, which has it{quoted}: see the "
             f"registry's log (its proxy settings, its credentials for {remote.name}, or a pull "
             "limit on the registry's own account)",
             diagnosis,
@@ -113,3 +124,22 @@ def _error(code: Code, message: str, diagnosis: Diagnosis, status: int) -> OCIEr
     if diagnosis.retry_after is not None:
         headers["Retry-After"] = str(diagnosis.retry_after)
     return OCIError(code, message, detail, headers=headers)
+
+
+def registry_said(body: bytes) -> str | None:
+    """The innermost ``message`` of the registry's error envelope (Distribution wraps what its
+    remote said in the ``detail`` of an ``UNKNOWN``), at most 300 characters."""
+    try:
+        doc = json.loads(body[:65536]) if body else None
+    except ValueError:
+        return None
+    found: str | None = None
+    for _ in range(4):  # envelopes in envelopes, a few deep at most
+        errors = doc.get("errors") if isinstance(doc, dict) else None
+        if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
+            break
+        message = errors[0].get("message")
+        if isinstance(message, str) and message:
+            found = message
+        doc = errors[0].get("detail")
+    return visible(found[:300]) if found else None

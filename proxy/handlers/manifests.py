@@ -96,7 +96,7 @@ async def get(request: web.Request) -> web.StreamResponse:
         raise OCIError(Code.UPSTREAM_BAD_GATEWAY, "upstream manifest exceeds the size limit")
     digest = headers.get("Docker-Content-Digest")
     if resp.status != 200:
-        await remote_failures.check_fetch(request, name, "manifests", reference, resp.status)
+        await remote_failures.check_fetch(request, name, "manifests", reference, resp.status, body)
     if resp.status == 200:
         if not head:
             actual = sha256_digest(body)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import Callable
 
 import httpx
@@ -14,8 +15,8 @@ import pytest
 
 from config.remotes import Remote
 from proxy.errors import Code
-from proxy.remote_failures import explain, what
-from proxy.remote_status import TTL, RemoteStatus, Status
+from proxy.remote_failures import explain, registry_said, what
+from proxy.remote_status import TTL, Diagnosis, RemoteStatus, Status
 
 HUB = Remote.model_validate({"name": "docker-hub", "url": "https://hub.example"})
 REALM = "https://auth.example/token"
@@ -156,3 +157,23 @@ async def test_a_remote_without_url_is_never_asked() -> None:
     assert explain(found, "library/alpine:3.20", 404) is None
     error = explain(found, "library/alpine:3.20", 502)
     assert error is not None and "remote mirror" in error.message
+
+
+def test_what_the_registry_said_is_quoted_from_inside_its_envelopes() -> None:
+    inner = "OCI manifest found, but accept header does not support OCI manifests"
+    body = {
+        "errors": [
+            {
+                "code": "UNKNOWN",
+                "message": "unknown error",
+                "detail": {"errors": [{"code": "MANIFEST_UNKNOWN", "message": inner}]},
+            }
+        ]
+    }
+    assert registry_said(json.dumps(body).encode()) == inner
+    assert registry_said(b"not json") is None and registry_said(b"") is None
+    hostile = {"errors": [{"message": "\x1b[2Jgone"}]}
+    assert registry_said(json.dumps(hostile).encode()) == "\\x1b[2Jgone"
+    found = Diagnosis(HUB, Status.HAS_IT, "it has the image")
+    error = explain(found, "library/alpine:3.20", 500, inner)
+    assert error is not None and f"(the registry said: {inner})" in error.message
