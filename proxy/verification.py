@@ -341,12 +341,17 @@ class VerificationService:
             job.attempts,
             exc,
         )
+        why = incomplete.failure_text(exc)
+        remote = self.serving_remote(job.repository)
+        if remote is not None:
+            # The registry fetches what it has not kept from the remote: say which one.
+            why = f"{why} (the registry fetches {job.repository} from remote {remote.name})"
         async with self.db() as session, session.begin():
             state = await jobs.retry_or_bury(
                 session,
                 job.id,
                 self.owner,
-                incomplete.failure_text(exc),
+                why,
                 job.attempts,
                 cfg.max_attempts,
                 cfg.retry_base_seconds,

@@ -100,6 +100,8 @@ def gated(
         "GATEKEEPER_RESCAN__TICK": "0.5",
         "GATEKEEPER_ADMIN_TOKEN": TOKEN,
         "GATEKEEPER_VERIFICATION__WORKERS": "4",
+        "GATEKEEPER_VERIFICATION__MAX_ATTEMPTS": "2",
+        "GATEKEEPER_VERIFICATION__RETRY_BASE_SECONDS": "0.5",
     }
     gk = make_gatekeeper(tmp_path_factory.mktemp("gk"), tap.url, extra_env=env)
     if RECORDS.exists():
@@ -344,6 +346,31 @@ def test_the_remote_down_keeps_cached_verified_images_and_names_itself_for_other
             assert head.status_code == 503
     with httpx.Client(base_url=gk.url, timeout=120) as http:
         assert manifest_of(http, never).status_code == 200  # back: fetched and verified
+
+
+def test_a_remote_lost_during_a_verification_fails_it_and_says_where_from(
+    gated: tuple[Gatekeeper, Tap], registries: Registries
+) -> None:
+    """The registry kept the manifest (a client asked it directly) but not the layers, and
+    the remote goes down: the verification cannot read them, and rather than leave the image
+    pending for ever the pull gets a failure verdict that names the remote."""
+    gk, _ = gated
+    image = publish(registries.public, "library/halfway", "1.0", {"etc/motd": b"halfway\n"})
+    with httpx.Client(base_url=registries.cache.url, timeout=60) as direct:
+        assert manifest_of(direct, image).status_code == 200  # the registry keeps the manifest
+    with registries.front.down(), httpx.Client(base_url=gk.url, timeout=120) as http:
+        resp = manifest_of(http, image)
+    assert resp.status_code == 403, resp.text
+    message = resp.json()["errors"][0]["message"]
+    assert "is quarantined: verification could not complete" in message
+    assert "(the registry fetches library/halfway from remote hub)" in message
+    with httpx.Client(base_url=gk.url, timeout=120) as http:
+        done = run_cli(gk, "quarantine", "rescan", f"library/halfway@{image.digest}", env=admin(gk))
+        assert done.returncode == 0, done.stderr
+        deadline = time.monotonic() + 60
+        while manifest_of(http, image).status_code != 200:
+            assert time.monotonic() < deadline, "the rescan did not replace the failure verdict"
+            time.sleep(0.5)
 
 
 def test_a_rate_limiting_remote_is_named_with_its_retry_after(
