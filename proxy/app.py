@@ -253,6 +253,13 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
         )
         if not settings.policies:
             log.warning("no policies configured: every pull will be denied (fail closed)")
+        for remote in settings.remotes:
+            log.info(
+                "remote %s serves %s%s",
+                remote.name,
+                ", ".join(remote.repositories),
+                "" if remote.url else " (no url: a failed fetch is not asked about)",
+            )
         try:
             yield
         finally:
