@@ -149,6 +149,9 @@ class RemoteStatus:
             return Diagnosis(remote, Status.DOWN, f"no answer within {timeout:g} s")
         except httpx.HTTPError as exc:
             return Diagnosis(remote, Status.DOWN, _transport(exc))
+        except Exception:  # a question that went wrong must not turn a pull into a 500
+            log.exception("asking remote %s about %s failed", remote.name, repository)
+            return Diagnosis(remote, Status.UNKNOWN, "the gatekeeper could not ask it")
         return _about_image(remote, answer)
 
     async def _authorize(

@@ -177,3 +177,12 @@ def test_what_the_registry_said_is_quoted_from_inside_its_envelopes() -> None:
     found = Diagnosis(HUB, Status.HAS_IT, "it has the image")
     error = explain(found, "library/alpine:3.20", 500, inner)
     assert error is not None and f"(the registry said: {inner})" in error.message
+
+
+async def test_a_question_that_goes_wrong_is_unknown_not_an_error() -> None:
+    def broken(request: httpx.Request) -> httpx.Response:
+        raise ValueError("a bug somewhere")
+
+    found = await status(FakeRemote(broken, bearer=False)).diagnose(HUB, *IMAGE)
+    assert found.status == Status.UNKNOWN
+    assert explain(found, "library/alpine:3.20", 404) is None  # the registry's 404 stands
