@@ -1,7 +1,9 @@
-"""The policy schema: which checks an image must pass, per repository pattern.
+"""The policy schema: which checks an image must pass, per repository pattern and origin.
 
 Policies are data, validated at start-up like every other setting. Matching is by repository
-glob, most specific pattern first (fewest wildcards, then longest); a repository no policy
+glob, most specific pattern first (fewest wildcards, then longest), among the policies that
+admit the image's origin (``config.remotes``: pushed here, or fetched from a named remote); a
+policy that names the origin wins over one that admits every origin. A repository no policy
 matches is denied, so forgetting a policy can never mean "allow".
 """
 
@@ -15,6 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from config.remotes import LOCAL, check_origin_name, check_patterns, specificity
 from config.text import PlainText
 
 
@@ -83,6 +86,10 @@ class Policy(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     repositories: list[str] = Field(min_length=1)
     """Glob patterns (``team/*``, ``*``) matched against the full repository name."""
+    origins: list[str] = Field(default_factory=list)
+    """Where the images it applies to come from: ``local`` (pushed here) and the names of
+    ``[[remotes]]``; empty, every origin. A policy naming an image's origin wins over any that
+    does not, whatever their repository patterns."""
     mode: Literal["enforce", "warn"] = "enforce"
     """``warn``: findings are logged and reported, the image is never blocked."""
     require: list[str] = Field(default_factory=list)
@@ -116,34 +123,47 @@ class Policy(BaseModel):
     @field_validator("repositories")
     @classmethod
     def _check_patterns(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            if not pattern or len(pattern) > 255 or any(c in pattern for c in " \t\r\n"):
-                raise ValueError(f"invalid repository pattern {pattern!r}")
+        return check_patterns(value)
+
+    @field_validator("origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        for name in value:
+            check_origin_name(name)
+        if len(set(value)) != len(value):
+            raise ValueError("each origin may appear only once")
         return value
 
     @property
     def version(self) -> str:
-        """A short content hash: verdicts record which version of a policy decided them."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        """A short content hash: verdicts record which version of a policy decided them.
+        ``origins`` counts only when set, so policies written before origins existed keep
+        their version (and their verdicts are not all decided again on the upgrade)."""
+        content = self.model_dump(mode="json")
+        if not content["origins"]:
+            del content["origins"]
+        canonical = json.dumps(content, sort_keys=True).encode()
         return hashlib.sha256(canonical).hexdigest()[:16]
+
+    def admits(self, origin: str) -> bool:
+        """Whether it may apply to an image of ``origin``."""
+        return not self.origins or origin in self.origins
 
 
 DENY_UNMATCHED = Policy(name="(no matching policy)", repositories=["*"], deny_all=True)
 
 
-def _specificity(pattern: str) -> tuple[int, int]:
-    wildcards = sum(pattern.count(c) for c in "*?[")
-    return (-wildcards, len(pattern))
-
-
-def match_policy(policies: list[Policy], repository: str) -> Policy:
-    """The most specific policy whose pattern matches; DENY_UNMATCHED when none does."""
-    best: tuple[tuple[int, int], int, Policy] | None = None
+def match_policy(policies: list[Policy], repository: str, origin: str = LOCAL) -> Policy:
+    """The policy for an image of ``repository`` from ``origin``: among the policies admitting
+    the origin, one naming it first, then the most specific matching pattern, then the earlier
+    in the file; DENY_UNMATCHED when none matches."""
+    best: tuple[bool, tuple[int, int], int, Policy] | None = None
     for index, policy in enumerate(policies):
+        if not policy.admits(origin):
+            continue
         for pattern in policy.repositories:
             if fnmatch.fnmatchcase(repository, pattern):
-                # Earlier policies win ties, so the file's order is the tie-breaker.
-                key = (_specificity(pattern), -index, policy)
-                if best is None or key[:2] > best[:2]:
+                key = (bool(policy.origins), specificity(pattern), -index, policy)
+                if best is None or key[:3] > best[:3]:
                     best = key
-    return best[2] if best else DENY_UNMATCHED
+    return best[3] if best else DENY_UNMATCHED

@@ -36,6 +36,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 
 from config.auth import AuthSettings
 from config.policy import Policy
+from config.remotes import LOCAL, PrefetchSettings, Remote
 from config.scheduling import AdvisoriesSettings, RescanSettings
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/gatekeeper.db"
@@ -262,6 +263,12 @@ class Settings(BaseSettings):
     """Periodic full re-verification, run once cluster-wide (``proxy/scheduler.py``)."""
     advisories: AdvisoriesSettings = AdvisoriesSettings()
     """Scheduled OSV mirror sync (``proxy/mirror.py``)."""
+    remotes: list[Remote] = Field(default_factory=list)
+    """Registries the upstream registry fetches images from on demand (a pull-through cache):
+    the origin policies can be chosen by, and whom to name when a fetch fails
+    (``config/remotes.py``)."""
+    prefetch: PrefetchSettings = PrefetchSettings()
+    """Images fetched and verified before the first pull, kept warm by the scheduler."""
 
     @field_validator("listen")
     @classmethod
@@ -310,6 +317,26 @@ class Settings(BaseSettings):
         if len(set(urls)) != len(urls):
             raise ValueError("each webhook url may appear only once")
         return value
+
+    @field_validator("remotes")
+    @classmethod
+    def _check_remote_names(cls, value: list[Remote]) -> list[Remote]:
+        names = [remote.name for remote in value]
+        if len(set(names)) != len(names):
+            raise ValueError("each remote name may appear only once")
+        return value
+
+    @model_validator(mode="after")
+    def _check_origins(self) -> Self:
+        known = [LOCAL, *(remote.name for remote in self.remotes)]
+        for index, policy in enumerate(self.policies):
+            unknown = [name for name in policy.origins if name not in known]
+            if unknown:
+                raise ValueError(
+                    f"policies.{index}.origins: unknown origin {unknown[0]!r} (known: "
+                    f"{', '.join(known)}; a remote is named in [[remotes]])"
+                )
+        return self
 
     @model_validator(mode="after")
     def _check_tls_pair(self) -> Self:

@@ -11,11 +11,13 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from functools import partial
 
 from aiohttp import HttpVersion10, web
 
 from config.public_names import public_hosts
 from config.settings import Settings
+from proxy import origins
 from proxy.admin.routes import add_admin
 from proxy.audit import AuditWriter, access_log, add_request_id, audit_listener, build_middleware
 from proxy.auth.http import AUTH, build_auth_middleware
@@ -29,7 +31,9 @@ from proxy.live_policies import LivePolicies
 from proxy.metrics import Metrics
 from proxy.mirror import make_mirror_client
 from proxy.names import check_raw_path
+from proxy.prefetch import Prefetcher, warm_up
 from proxy.reevaluate import after_policy_change
+from proxy.remote_status import RemoteStatus, make_remote_client
 from proxy.routes import ACCESS, ACTIONS, EXTRA_SCOPES, UNAUDITED_PATHS, add_routes
 from proxy.scheduler import build_scheduler
 from proxy.server import OnUnparsed
@@ -231,6 +235,7 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             policies,
             on_incomplete=metrics.verifications_incomplete.inc,
         )
+        remote_client = make_remote_client()
         app[SERVICES] = Services(
             settings=settings,
             engine=engine,
@@ -241,6 +246,7 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             bus=bus,
             verification=verification,
             policies=policies,
+            remotes=RemoteStatus(settings.remotes, remote_client),
         )
         if auth is not None:
             app[AUTH] = auth
@@ -251,12 +257,26 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
         mirror_client = (
             make_mirror_client(settings.advisories) if settings.advisories.urls else None
         )
+        prefetcher = Prefetcher(
+            upstream,
+            verification,
+            app[SERVICES].remotes,
+            on_result=lambda result: metrics.prefetched.labels(result).inc(),
+        )
         scheduler = build_scheduler(
-            settings, engine, db, metrics, mirror_client, owner=verification.owner, bus=bus
+            settings,
+            engine,
+            db,
+            metrics,
+            mirror_client,
+            owner=verification.owner,
+            bus=bus,
+            warm=partial(warm_up, prefetcher, settings.prefetch.images),
         )
         # Verdicts decided under another version of their policy (the settings file's, with
-        # the stored waivers) are decided again from stored findings (no layer is read)
-        # before the first pull is gated.
+        # the stored waivers, for their origin as the settings now give it) are decided again
+        # from stored findings (no layer is read) before the first pull is gated.
+        await origins.reconcile(db, settings.remotes)
         await after_policy_change(db, settings.policies, publish=bus.publish)
         verification.start()
         policies.start()
@@ -270,6 +290,13 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
         )
         if not settings.policies:
             log.warning("no policies configured: every pull will be denied (fail closed)")
+        for remote in settings.remotes:
+            log.info(
+                "remote %s serves %s%s",
+                remote.name,
+                ", ".join(remote.repositories),
+                "" if remote.url else " (no url: a failed fetch is not asked about)",
+            )
         try:
             yield
         finally:
@@ -280,6 +307,7 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             await verification.close()
             await webhooks.close()
             await webhook_client.aclose()
+            await remote_client.aclose()
             await token_client.aclose()
             await session.close()
             await writer.close()

@@ -19,6 +19,7 @@ from proxy.cli_advisories import add_advisories_command
 from proxy.cli_config import add_config, config_path, settings_for
 from proxy.cli_doctor import add_doctor_command
 from proxy.cli_login import add_login_commands
+from proxy.cli_prefetch import add_prefetch_command
 from proxy.cli_rescan import add_rescan_command, add_sync_command
 from proxy.cli_sbom import add_sbom_command
 from proxy.cli_signatures import add_signature_commands
@@ -290,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sync_command(add_advisories_command(sub))
     add_rescan_command(sub)
     add_token_key_command(sub)
+    add_prefetch_command(sub)
     add_user_commands(sub)
 
     enroll = sub.add_parser(

@@ -218,7 +218,8 @@ def cmd_show(client: AdminClient, args: argparse.Namespace) -> None:
     print(f"image:    {visible(_ref(v))}")
     print(f"state:    {v['effective_state']}{'' if v['pullable'] else ' (cannot be pulled)'}")
     print(f"decided:  {_when(v['decided_at'])} by policy {visible(v['policy'] or '-')}")
-    print(f"applies:  policy {visible(v['applicable_policy']['name'])}")
+    origin = f" (images from {visible(v['origin'])})" if v.get("origin") else ""
+    print(f"applies:  policy {visible(v['applicable_policy']['name'])}{origin}")
     if v["state"] == "released":
         until = f" until {_when(v['release_expires'])}" if v["release_expires"] else ""
         print(f"released: by {visible(v['released_by'])}{until}: {visible(v['release_reason'])}")

@@ -77,6 +77,7 @@ def _resources(settings: Settings) -> Any:
         from proxy.events import EventBus
         from proxy.live_policies import LivePolicies
         from proxy.metrics import Metrics
+        from proxy.remote_status import RemoteStatus, make_remote_client
         from proxy.state import SERVICES, Services
         from proxy.upstream import Upstream, make_client_session, make_token_client
         from proxy.verification import VerificationService
@@ -100,6 +101,8 @@ def _resources(settings: Settings) -> Any:
             bus.subscribe(audit_listener(writer))
             client = make_webhook_client()
             stack.push_async_callback(client.aclose)
+            remote_client = make_remote_client()
+            stack.push_async_callback(remote_client.aclose)
             # Not started: its listener records deliveries, the serving gatekeeper sends them.
             hooks = WebhookDispatcher(settings.webhooks, db, client, source=event_source(settings))
             stack.push_async_callback(hooks.close)
@@ -121,6 +124,7 @@ def _resources(settings: Settings) -> Any:
                 bus=bus,
                 verification=verification,
                 policies=policies,
+                remotes=RemoteStatus(settings.remotes, remote_client),
             )
             yield
 

@@ -30,24 +30,34 @@ digest is not quarantined content: a 403 says so, with why the blob may not leav
 Whatever cannot be decided (the database is down, the verdict is still pending after the hold)
 is denied: the gate fails closed. A denial is ``DENIED`` with a message a person at a terminal
 can act on and a machine-readable ``detail``, identical for tag, digest, HEAD and GET.
+
+The policy that applies is the one for the image's repository and origin (``config.remotes``:
+pushed here, or fetched from a named remote). A pull of an image still being verified is held
+for the policy's ``hold_seconds``; one from a remote at least that remote's ``hold_seconds``,
+however many pulls of it wait (they all wait on the one verification), and any other image
+never seen (a first pull) at least ``verification.first_pull_hold_seconds``. When the hold
+runs out the pull is told roughly when to come back (``proxy.eta``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.policy import Policy
+from config.remotes import LOCAL
 from config.text import visible
+from proxy import eta
 from proxy.auth.http import bypasses_quarantine, may
 from proxy.context import info
 from proxy.errors import Code, OCIError
 from proxy.state import Services, services
 from storage import content, fresh_uploads, jobs, verdicts
+from storage.content import BlobFinding
 from storage.db import DATABASE_ERRORS
 from storage.verdicts import VerdictView
 from verifiers import lifecycle
@@ -65,21 +75,31 @@ def _release_hint(repository: str, digest: str) -> str:
 
 
 def _deny(
-    repository: str, digest: str, state: str, reasons: list[str], policy: Policy, message: str
+    repository: str,
+    digest: str,
+    state: str,
+    reasons: list[str],
+    policy: Policy,
+    message: str,
+    *,
+    retry_after: int | None = None,
 ) -> OCIError:
     """The DENIED answer. Reasons quote what images hold (file paths of findings): podman and
-    skopeo print the message on a terminal, so control and bidi characters arrive escaped."""
-    return OCIError(
-        Code.DENIED,
-        visible(message),
-        {
-            "repository": repository,
-            "digest": digest,
-            "state": state,
-            "reasons": [visible(r) for r in reasons],
-            "policy": policy.name,
-        },
-    )
+    skopeo print the message on a terminal, so control and bidi characters arrive escaped.
+    ``retry_after``: seconds until trying again is worth it (an image still being verified),
+    also sent as ``Retry-After``."""
+    detail: dict[str, object] = {
+        "repository": repository,
+        "digest": digest,
+        "state": state,
+        "reasons": [visible(r) for r in reasons],
+        "policy": policy.name,
+    }
+    if retry_after is None:
+        return OCIError(Code.DENIED, visible(message), detail)
+    detail["retry_after_seconds"] = retry_after
+    headers = {"Retry-After": str(retry_after)}
+    return OCIError(Code.DENIED, visible(message), detail, headers=headers)
 
 
 def _unavailable(repository: str, digest: str, exc: Exception) -> OCIError:
@@ -106,16 +126,27 @@ async def check_manifest(request: web.Request, repository: str, digest: str) -> 
     """Allow the pull of manifest ``digest`` or raise DENIED. Unknown images are verified now
     (first pull) and pending ones are held as long as the policy allows."""
     svc = services(request)
-    policy = svc.policies.match(repository)
-    if policy.deny_all:
+    unmatched = _unmatched(svc, repository)
+    if unmatched is not None:
         message = (
             f"{digest} cannot be pulled: no policy allows repository {repository} "
             "(an unmatched repository is denied; add a policy for it)"
         )
         _record(request, "deny", message)
-        raise _deny(repository, digest, "no-policy", [], policy, message)
+        raise _deny(repository, digest, "no-policy", [], unmatched, message)
     try:
-        verdict = await _current_verdict(svc, policy, repository, digest)
+        verdict = await svc.verification.verdict(repository, digest, cached=True)
+        origin = svc.verification.origin(repository, verdict)
+        policy = svc.policies.match(repository, origin)
+        if policy.deny_all:
+            message = (
+                f"{digest} cannot be pulled: no policy allows images of repository "
+                f"{repository} from {_from(origin)} (an unmatched image is denied; add a "
+                "policy for it)"
+            )
+            _record(request, "deny", message)
+            raise _deny(repository, digest, "no-policy", [], policy, message)
+        verdict = await _current_verdict(svc, policy, origin, repository, digest, verdict)
     except DATABASE_ERRORS as exc:
         raise _unavailable(repository, digest, exc) from exc
     state = verdict.effective_state() if verdict else State.PENDING
@@ -132,9 +163,50 @@ async def check_manifest(request: web.Request, repository: str, digest: str) -> 
             "%s bypassed the gate for %s@%s (%s)", info(request).identity, repository, digest, state
         )
         return
+    if state == State.PENDING:
+        await _still_pending(request, repository, digest, origin, reasons, policy)
     message = _manifest_message(repository, digest, state, reasons, policy)
     _record(request, "deny", message)
     raise _deny(repository, digest, state, reasons, policy, message)
+
+
+def _unmatched(svc: Services, repository: str) -> Policy | None:
+    """The deny-all policy when no policy matches ``repository`` for any origin one of its
+    images can have (``local``, or the remote serving it): denied without a database read, and
+    without queueing any verification."""
+    derived = svc.verification.origin(repository, None)
+    policies = [svc.policies.match(repository, origin) for origin in {LOCAL, derived}]
+    return policies[0] if all(p.deny_all for p in policies) else None
+
+
+def _from(origin: str) -> str:
+    return "this registry (pushed here)" if origin == LOCAL else f"remote {origin}"
+
+
+async def _still_pending(
+    request: web.Request,
+    repository: str,
+    digest: str,
+    origin: str,
+    reasons: list[str],
+    policy: Policy,
+) -> None:
+    """The hold ran out with the image still pending: DENIED, with roughly when to come back
+    (``Retry-After``) and what is happening meanwhile."""
+    svc = services(request)
+    try:
+        guess = await svc.verification.estimate(repository, digest)
+    except DATABASE_ERRORS as exc:
+        raise _unavailable(repository, digest, exc) from exc
+    where = "" if origin == LOCAL else f", fetched from {origin}"
+    message = (
+        f"{digest} is still being verified (policy {policy.name}{where}; {guess.status}); "
+        f"try again in about {eta.span(guess.seconds)}"
+    )
+    _record(request, "deny", message)
+    raise _deny(
+        repository, digest, State.PENDING, reasons, policy, message, retry_after=guess.seconds
+    )
 
 
 def _manifest_message(
@@ -147,27 +219,49 @@ def _manifest_message(
 
 
 async def _current_verdict(
-    svc: Services, policy: Policy, repository: str, digest: str
+    svc: Services,
+    policy: Policy,
+    origin: str,
+    repository: str,
+    digest: str,
+    verdict: VerdictView | None,
 ) -> VerdictView | None:
+    """The verdict to decide the pull on: an image never seen is queued for verification
+    (once, however many pulls race for it), and a pending one is held (:func:`hold_seconds`)."""
     verification = svc.verification
-    verdict = await verification.verdict(repository, digest, cached=True)
     first_pull = verdict is None
     if first_pull:
         await verification.submit(
-            repository, digest, "first pull of an image not seen before", identity=jobs.FIRST_PULL
+            repository,
+            digest,
+            "first pull of an image not seen before",
+            identity=jobs.FIRST_PULL,
+            first_sight=True,
         )
         verdict = await verification.verdict(repository, digest)
     if verdict is None or verdict.state != State.PENDING:
         return verdict
     if policy.mode == "warn":
         return verdict
-    hold = policy.hold_seconds if policy.pending == "hold" else 0.0
-    if first_pull:
-        hold = max(hold, svc.settings.verification.first_pull_hold_seconds)
+    hold = hold_seconds(svc, policy, origin, first_pull=first_pull)
     if hold <= 0:
         return verdict
     await verification.expedite(repository, digest)
     return await verification.wait_for_verdict(repository, digest, hold)
+
+
+def hold_seconds(svc: Services, policy: Policy, origin: str, *, first_pull: bool) -> float:
+    """How long a pull of a pending image waits for its verdict: the policy's hold (``pending
+    = "hold"``); for an image from a remote at least that remote's hold, for each of its pulls
+    (the registry fetches it while it is verified, and they all wait on that one
+    verification); for any other image never seen, at least the first-pull hold."""
+    hold = policy.hold_seconds if policy.pending == "hold" else 0.0
+    remote = svc.verification.remote(origin)
+    if remote is not None:
+        return max(hold, remote.hold_seconds)
+    if first_pull:
+        hold = max(hold, svc.settings.verification.first_pull_hold_seconds)
+    return hold
 
 
 async def check_referrers(request: web.Request, repository: str, subject: str) -> None:
@@ -175,11 +269,11 @@ async def check_referrers(request: web.Request, repository: str, subject: str) -
     while it may be pulled. A subject the gatekeeper has no verdict for is not verified here
     (a referrers query must not queue work); each listed referrer is gated when pulled."""
     svc = services(request)
-    policy = svc.policies.match(repository)
     try:
         verdict = await svc.verification.verdict(repository, subject, cached=True)
     except DATABASE_ERRORS as exc:
         raise _unavailable(repository, subject, exc) from exc
+    policy = svc.policies.match(repository, svc.verification.origin(repository, verdict))
     if verdict is None or verdict.pullable() or policy.mode == "warn":
         _record(request, "allow")
         return
@@ -208,6 +302,12 @@ class BlobJudgement:
     reasons: tuple[str, ...] = ()
     cacheable: bool = True
     """False when the answer rests on a release that may expire."""
+    policy: Policy | None = None
+    """The policy it was judged under (that of the images it would leave with), when one was."""
+
+
+PolicyFor = Callable[[str], Policy]
+"""The policy of the repository for images of an origin."""
 
 
 def _held(digest: str, hold: content.Hold) -> BlobJudgement:
@@ -225,38 +325,56 @@ def _not_pullable(repository: str, digest: str) -> BlobJudgement:
 
 
 async def judge_blob(
-    session: AsyncSession, policy: Policy, repository: str, digest: str
+    session: AsyncSession,
+    policy: Policy,
+    repository: str,
+    digest: str,
+    *,
+    policy_for: PolicyFor | None = None,
 ) -> BlobJudgement:
-    """The blob rule of the module docstring, for ``digest`` in ``repository``."""
+    """The blob rule of the module docstring, for ``digest`` in ``repository``. ``policy``
+    applies to every image unless ``policy_for`` says which applies to images of each origin:
+    the blob then leaves if it may leave with the pullable images of any one origin, each
+    judged under its own policy."""
     holds = await content.holds_on(session, [digest])
     if holds:
         return _held(digest, holds[0])
     servers = await content.serving(session, repository, digest)
     pullable = [s for s in servers if s.state and lifecycle.pullable(s.state, s.release_expires)]
     if not pullable:
-        return _not_pullable(repository, digest)
+        first = policy_for(servers[0].origin) if policy_for and servers else policy
+        return replace(_not_pullable(repository, digest), policy=first)
     released = [s for s in pullable if s.state == State.RELEASED]
     if released:
         # An admin let an image holding it out: the blob leaves as part of that image.
         return BlobJudgement(
             True, "pullable", cacheable=not any(s.release_expires for s in released)
         )
-    rules = blocking(policy, repository)
-    found = await content.unweighed(
-        session,
-        digest,
-        repository=repository,
-        manifests=[s.digest for s in pullable],
-        severities=rules.severities,
-        waived=rules.waived,
-        unfixed_report=rules.unfixed_report,
-    )
-    if not found:
-        return BlobJudgement(True, "pullable")
-    return _blocked(policy, digest, found)
+    by_origin: dict[str, list[str]] = {}
+    for server in pullable:
+        by_origin.setdefault(server.origin, []).append(server.digest)
+    refused: tuple[list[BlobFinding], Policy] | None = None
+    for origin, manifests in by_origin.items():
+        applies = policy_for(origin) if policy_for is not None else policy
+        rules = blocking(applies, repository)
+        found = await content.unweighed(
+            session,
+            digest,
+            repository=repository,
+            manifests=manifests,
+            severities=rules.severities,
+            waived=rules.waived,
+            unfixed_report=rules.unfixed_report,
+        )
+        if not found:
+            return BlobJudgement(True, "pullable", policy=applies)
+        refused = refused or (found, applies)
+    assert refused is not None
+    found, applies = refused
+    return _blocked(applies, digest, found)
 
 
-def _blocked(policy: Policy, digest: str, found: list[content.BlobFinding]) -> BlobJudgement:
+def _blocked(policy: Policy, digest: str, found: list[BlobFinding]) -> BlobJudgement:
     """The refusal of a blob whose own findings block it (``found``: the first few)."""
     first = found[0]
     finding = first.finding
@@ -269,6 +387,7 @@ def _blocked(policy: Policy, digest: str, found: list[content.BlobFinding]) -> B
         f"blob {digest} carries findings that block it under policy {policy.name}: {why}, "
         f"found in {origin}; {_release_hint(first.repository, first.digest)}",
         (why,),
+        policy=policy,
     )
 
 
@@ -365,10 +484,14 @@ async def _judgement(request: web.Request, repository: str, digest: str) -> Blob
     svc = services(request)
     if svc.verification.blob_allowed(repository, digest):
         return BlobJudgement(True, "pullable")
-    policy = svc.policies.match(repository)
+    policy = svc.policies.match(repository, svc.verification.origin(repository, None))
+
+    def policy_for(origin: str) -> Policy:
+        return svc.policies.match(repository, origin)
+
     try:
         async with svc.db() as session:
-            judgement = await judge_blob(session, policy, repository, digest)
+            judgement = await judge_blob(session, policy, repository, digest, policy_for=policy_for)
     except DATABASE_ERRORS as exc:
         raise _unavailable(repository, digest, exc) from exc
     if judgement.allowed and judgement.cacheable:
@@ -378,7 +501,7 @@ async def _judgement(request: web.Request, repository: str, digest: str) -> Blob
 
 async def _read_back(request: web.Request, repository: str, digest: str) -> BlobJudgement:
     svc = services(request)
-    policy = svc.policies.match(repository)
+    policy = svc.policies.match(repository)  # what a pusher uploads here is local content
     try:
         async with svc.db() as session:
             return await judge_read_back(session, policy, repository, digest)
@@ -393,7 +516,10 @@ async def _refuse_blob(
     judgement: BlobJudgement,
     present: Presence,
 ) -> None:
-    policy = services(request).policies.match(repository)
+    svc = services(request)
+    policy = judgement.policy or svc.policies.match(
+        repository, svc.verification.origin(repository, None)
+    )
     if policy.mode == "warn" and not policy.deny_all:
         _record(request, "warn", f"{judgement.state}; warn mode does not block")
         return
@@ -423,7 +549,7 @@ async def check_reuse(request: web.Request, repository: str, digest: str) -> Non
     if not others:
         return
     first = others[0]
-    policy = svc.policies.match(repository)
+    policy = svc.policies.match(repository, LOCAL)  # a push: what it would be pushed under
     message = (
         f"{digest} is quarantined in {first.repository} and cannot be pushed elsewhere: "
         f"{'; '.join(first.reasons[:2]) or 'verification failed'}; "

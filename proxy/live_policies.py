@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.policy import Policy
+from config.remotes import LOCAL
 from proxy.policybook import PolicyBook, load_book
 from proxy.reevaluate import Publish, Report, after_policy_change
 from storage.db import DATABASE_ERRORS
@@ -48,8 +49,8 @@ class LivePolicies:
         self._applying = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
-    def match(self, repository: str) -> Policy:
-        return self.book.match(repository)
+    def match(self, repository: str, origin: str = LOCAL) -> Policy:
+        return self.book.match(repository, origin)
 
     async def refresh(self) -> bool:
         """Take a new snapshot; True when the active waivers changed."""

@@ -93,6 +93,19 @@ class Metrics:
             "Images queued for verification by re-verification runs of this replica",
             registry=self.registry,
         )
+        self.remote_failures = Counter(
+            "gatekeeper_remote_fetch_failures",
+            "Pulls the registry could not serve because the remote serving the repository "
+            "could not (down, rate-limited, failing), by remote and what it said",
+            ["remote", "status"],
+            registry=self.registry,
+        )
+        self.prefetched = Counter(
+            "gatekeeper_prefetched_images",
+            "Images fetched and queued for verification ahead of any pull (prefetch), by result",
+            ["result"],
+            registry=self.registry,
+        )
 
         self.connections_refused = Counter(
             "gatekeeper_connections_refused",

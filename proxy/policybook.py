@@ -1,9 +1,11 @@
 """The policies in force: the settings file's, with the waivers admins made at run time.
 
 One seam for every decision (a verification, the pull gate's blob check, a re-evaluation, the
-policy dry-run): whoever asks "which policy applies to this repository" gets the settings
-file's policy with the active stored waivers whose scope matches the repository appended to
-its own. ``verifiers.policy`` then applies both kinds alike.
+policy dry-run): whoever asks "which policy applies to an image of this repository from this
+origin" gets the settings file's policy (``config.policy.match_policy``; an image's origin is
+``config.remotes.origin_of``, stored with its verdict) with the active stored waivers whose
+scope matches the repository appended to its own. ``verifiers.policy`` then applies both kinds
+alike.
 
 A stored waiver joins the policy only for the repositories its scope matches, so the policy's
 version (a hash of its content, recorded on every verdict) changes only there: re-evaluation
@@ -24,6 +26,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.policy import Policy, Waiver, match_policy
+from config.remotes import LOCAL
 from storage import waivers
 from storage.waivers import StoredWaiver
 
@@ -34,9 +37,9 @@ CACHE_LIMIT = 10_000
 
 
 class PolicySource(Protocol):
-    """Anything that answers which policy applies to a repository."""
+    """Anything that answers which policy applies to an image of a repository and origin."""
 
-    def match(self, repository: str) -> Policy: ...
+    def match(self, repository: str, origin: str = LOCAL) -> Policy: ...
 
 
 def as_waiver(stored: StoredWaiver) -> Waiver:
@@ -71,21 +74,21 @@ class PolicyBook:
                 self._waivers.append((item.scope, as_waiver(item)))
             except ValidationError as exc:  # written around the API: skipped, never fatal
                 log.error("stored waiver %s is ignored: %s", item.id, exc)
-        self._memo: dict[str, Policy] = {}
+        self._memo: dict[tuple[str, str], Policy] = {}
 
     @property
     def key(self) -> tuple[Any, ...]:
         """What the snapshot's decisions depend on: two books with equal keys decide alike."""
         return tuple((w.id, w.finding, w.scope, w.expires_at) for w in self.stored)
 
-    def match(self, repository: str) -> Policy:
-        found = self._memo.get(repository)
+    def match(self, repository: str, origin: str = LOCAL) -> Policy:
+        found = self._memo.get((repository, origin))
         if found is None:
             extra = [w for scope, w in self._waivers if fnmatch.fnmatchcase(repository, scope)]
-            found = merge(match_policy(self.policies, repository), extra)
+            found = merge(match_policy(self.policies, repository, origin), extra)
             if len(self._memo) >= CACHE_LIMIT:
                 self._memo.clear()
-            self._memo[repository] = found
+            self._memo[(repository, origin)] = found
         return found
 
 

@@ -104,13 +104,15 @@ class Policies:
 
     def __init__(self, book: PolicyBook) -> None:
         self._book = book
-        self._matched: dict[str, tuple[Policy, str]] = {}
+        self._matched: dict[tuple[str, str], tuple[Policy, str]] = {}
 
-    def for_repository(self, repository: str) -> tuple[Policy, str]:
-        found = self._matched.get(repository)
+    def for_image(self, verdict: VerdictView) -> tuple[Policy, str]:
+        """The policy for the image's repository and origin, and its version."""
+        key = (verdict.repository, verdict.origin)
+        found = self._matched.get(key)
         if found is None:
-            policy = self._book.match(repository)
-            found = self._matched[repository] = (policy, policy.version)
+            policy = self._book.match(*key)
+            found = self._matched[key] = (policy, policy.version)
         return found
 
 
@@ -157,7 +159,7 @@ def _plan(
 ) -> _Planned:
     """The new decision for ``verdict``, with ``replace`` standing in for the stored outcome of
     its verifier and ``delta`` turning that verifier's stored findings into the new ones."""
-    policy, _ = policies.for_repository(verdict.repository)
+    policy, _ = policies.for_image(verdict)
     decision = decide_stored(policy, verdict, outcomes)
     data_versions = dict(verdict.data_versions)
     if replace is not None:
@@ -526,7 +528,7 @@ async def after_policy_change(
                     log.warning("policy re-evaluation skips %s@%s: %s", *key, exc)
                     report.skipped += 1
                     continue
-                policy, version = resolver.for_repository(verdict.repository)
+                policy, version = resolver.for_image(verdict)
                 expected = expected_of(verdict)
                 ran = {o.verifier for o in outcomes}
                 wanted = set(policy.require) if expected is None else set(policy.require) & expected
@@ -583,7 +585,7 @@ def _stale(verdict: VerdictView, policies: Policies) -> bool:
     """Decided (not pending, with outcomes) under another policy version than applies now."""
     if verdict.state == State.PENDING or not verdict.outcomes:
         return False
-    return verdict.policy_version != policies.for_repository(verdict.repository)[1]
+    return verdict.policy_version != policies.for_image(verdict)[1]
 
 
 def _announced(verdict: VerdictView, findings: Sequence[FindingRecord]) -> frozenset[str]:

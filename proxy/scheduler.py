@@ -11,7 +11,12 @@ many replicas share the database. A tick:
    task of its own that the tick does not wait for: a download may take up to
    ``download_deadline``, and the runs and batches of the next ticks must not wait that long.
    The sync holds a cluster-wide lock of its own (``advisory-sync``) while it runs, so it
-   happens once however many replicas (and ``gatekeeper advisories sync``) want it.
+   happens once however many replicas (and ``gatekeeper advisories sync``) want it;
+4. starts the warm-up of the ``[prefetch] images`` when it is due (``[prefetch] interval``, at
+   once on the first tick of a deployment), also as a task of its own: it resolves each tag
+   through the registry and queues a verification of each image (``proxy.prefetch``). Its next
+   due time is set when it starts, under the tick's lock, so it runs once cluster-wide; a
+   replica that dies during one leaves the rest to the next interval.
 
 Runs are persisted with a cursor (``storage/schedules.py``): after a restart or a crash the
 next tick, on whichever replica holds the lock, continues where the last committed batch ended.
@@ -49,6 +54,7 @@ log = logging.getLogger("gatekeeper.scheduler")
 
 RESCAN = "rescan"
 SYNC = "advisory-sync"
+PREFETCH = "prefetch"
 STOP_GRACE = 5.0
 """Seconds a stop waits for the tick in progress before cancelling it."""
 _PATTERN = re.compile(r"[a-z0-9._/*?-]{1,255}")
@@ -109,6 +115,7 @@ class Scheduler:
         sync_lock: ClusterLock | None = None,
         on_queued: Callable[[int], None] | None = None,
         settle: Callable[[datetime], Awaitable[int]] | None = None,
+        warm: Callable[[], Awaitable[object]] | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
@@ -121,6 +128,9 @@ class Scheduler:
         self._settle = settle
         """Re-evaluation owed by imports whose importer died (``rescan.settle_unfinished``)."""
         self._on_queued = on_queued or (lambda n: None)
+        self._warm = warm
+        """Keeps the ``[prefetch] images`` warm (``proxy.prefetch.warm_up``)."""
+        self._warm_task: asyncio.Task[None] | None = None
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -139,6 +149,13 @@ class Scheduler:
             log.info("advisory mirror sync is off (no [advisories] mirror_url)")
         elif not self.settings.advisories.sync_interval:
             log.info("scheduled advisory sync is off ([advisories] sync_interval)")
+        prefetch = self.settings.prefetch
+        if self._warm is not None and prefetch.images and prefetch.interval:
+            log.info(
+                "%d prefetch images kept warm every %ss", len(prefetch.images), prefetch.interval
+            )
+        elif prefetch.images:
+            log.info("prefetch images are not kept warm ([prefetch] interval is off)")
         self._task = asyncio.create_task(self._loop(), name="scheduler")
 
     async def close(self) -> None:
@@ -147,6 +164,7 @@ class Scheduler:
         still busy after ``STOP_GRACE`` seconds is cancelled. A running mirror sync is
         cancelled at once (its import rolls back, it stays due for the next start)."""
         await self._stop_sync()
+        await self._stop_warm()
         if self._task is None:
             return
         self._stopping.set()
@@ -168,6 +186,15 @@ class Scheduler:
         done, _ = await asyncio.wait([task], timeout=STOP_GRACE)
         if not done:
             log.error("the advisory sync did not stop; leaving it behind")
+
+    async def _stop_warm(self) -> None:
+        task, self._warm_task = self._warm_task, None
+        if task is None or task.done():
+            return
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=STOP_GRACE)
+        if not done:
+            log.error("the prefetch warm-up did not stop; leaving it behind")
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -194,6 +221,7 @@ class Scheduler:
             if self._settle is not None:
                 await self._settle(self._clock())
             await self.sync_mirror(self._clock())
+            await self.warm_prefetch(self._clock())
             return True
 
     async def schedule_run(self, moment: datetime) -> RunView | None:
@@ -263,6 +291,37 @@ class Scheduler:
             return False
         self._sync_task = asyncio.create_task(self._sync(), name="advisory-sync")
         return True
+
+    async def warm_prefetch(self, moment: datetime) -> bool:
+        """Start the warm-up of the ``[prefetch] images`` if it is due and none is running
+        here; True if one started. Returns at once (see :meth:`wait_warm`)."""
+        prefetch = self.settings.prefetch
+        if self._warm is None or not prefetch.images or not prefetch.interval:
+            return False
+        if self._warm_task is not None and not self._warm_task.done():
+            return False
+        async with self.db() as session, session.begin():
+            due = await schedules.due_at(session, PREFETCH)
+            if due is not None and due > moment:
+                return False
+            await schedules.set_due(
+                session, PREFETCH, moment + timedelta(seconds=prefetch.interval)
+            )
+        self._warm_task = asyncio.create_task(self._run_warm(self._warm), name="prefetch-warm")
+        return True
+
+    async def wait_warm(self) -> None:
+        """Wait for the warm-up started by :meth:`warm_prefetch`, if one is running."""
+        if self._warm_task is not None:
+            await asyncio.wait([self._warm_task])
+
+    async def _run_warm(self, warm: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await warm()
+        except DATABASE_ERRORS as exc:
+            log.error("prefetch warm-up: database unavailable, next at the next due time: %s", exc)
+        except Exception:
+            log.exception("prefetch warm-up failed; next at the next due time")
 
     async def wait_sync(self) -> None:
         """Wait for the sync started by :meth:`sync_mirror`, if one is running."""
@@ -334,11 +393,13 @@ def build_scheduler(
     *,
     owner: str,
     bus: EventBus,
+    warm: Callable[[], Awaitable[object]] | None = None,
 ) -> Scheduler:
     """The scheduler a serving gatekeeper runs, with the right lock for its database and the
     mirror sync when mirror URLs are configured (``mirror_client`` given). After a sync the
     affected images are re-evaluated with this gatekeeper's policies, and verdict changes go
-    out on its event bus (webhooks, audit), as after any advisory import."""
+    out on its event bus (webhooks, audit), as after any advisory import. ``warm`` keeps the
+    ``[prefetch] images`` warm (``proxy.prefetch.warm_up``)."""
     from proxy.mirror import SYNC_LOCK, MirrorSync
     from proxy.rescan import queue_affected, settle_unfinished
 
@@ -368,4 +429,5 @@ def build_scheduler(
         sync_lock=cluster_lock(engine, db, owner, lease, name=SYNC_LOCK),
         on_queued=metrics.rescan_queued.inc,
         settle=settle,
+        warm=warm,
     )

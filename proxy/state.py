@@ -13,6 +13,7 @@ from proxy.audit import AuditWriter
 from proxy.events import EventBus
 from proxy.live_policies import LivePolicies
 from proxy.metrics import Metrics
+from proxy.remote_status import RemoteStatus
 from proxy.upstream import Upstream
 from proxy.verification import VerificationService
 
@@ -30,8 +31,10 @@ class Services:
     bus: EventBus
     verification: VerificationService
     policies: LivePolicies
-    """The policies in force: ``match(repository)``, never ``settings.policies`` directly (that
-    would miss the waivers admins made at run time)."""
+    """The policies in force: ``match(repository, origin)``, never ``settings.policies``
+    directly (that would miss the waivers admins made at run time)."""
+    remotes: RemoteStatus
+    """Asks a remote why the registry could not fetch from it (``proxy.remote_status``)."""
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -20,9 +21,11 @@ from typing import Any
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.policy import Policy
+from config.remotes import Remote, origin_of, remote_for
 from config.settings import Settings
 from proxy import incomplete
 from proxy.errors import Code, OCIError
+from proxy.eta import Estimate, Throughput, estimate
 from proxy.events import EventBus, VerdictChange
 from proxy.examine import Examined, Examiner, Fetched, inherited_outcome
 from proxy.forward import read_at_most
@@ -33,6 +36,7 @@ from proxy.upstream import Upstream, v2_path
 from proxy.upstream_reads import ACCEPT, UpstreamBlobs, UpstreamManifests, UpstreamRepositories
 from storage import content, jobs, manifests, verdicts
 from storage.db import DATABASE_ERRORS
+from storage.timeutil import now as utcnow
 from storage.verdicts import DecisionRecord, FindingRecord, VerdictView
 from verifiers.base import (
     Descriptor,
@@ -110,17 +114,70 @@ class VerificationService:
         self._timeouts = {
             name: v.timeout_seconds for name, v in settings.verifiers.items() if v.enabled
         }
+        self.throughput = Throughput()
+        """How fast this process verifies, for the wait a pull told to come back is given."""
+
+    # -- where images come from -------------------------------------------------------------
+
+    def origin(self, repository: str, verdict: VerdictView | None) -> str:
+        """The image's origin: its verdict's, or for an image never seen the one it gets when
+        it is first seen (``config.remotes``)."""
+        if verdict is not None:
+            return verdict.origin
+        return origin_of(self.settings.remotes, repository, pushed=False)
+
+    def remote(self, origin: str) -> Remote | None:
+        """The remote of that name (None for ``local`` or a remote no longer configured)."""
+        return next((r for r in self.settings.remotes if r.name == origin), None)
+
+    def serving_remote(self, repository: str) -> Remote | None:
+        """The remote the registry fetches ``repository`` from, if any."""
+        return remote_for(self.settings.remotes, repository)
+
+    async def policy_of(self, repository: str, digest: str) -> Policy:
+        """The policy for an image by its stored origin (workers, admin actions)."""
+        async with self.db() as session:
+            found = await verdicts.get(session, repository, digest)
+        return self.policies.match(repository, self.origin(repository, found))
+
+    async def estimate(self, repository: str, digest: str) -> Estimate:
+        """How long the pending image still needs, roughly (``proxy.eta``)."""
+        async with self.db() as session:
+            progress = await jobs.progress(session, repository, digest)
+            size = await manifests.content_size(session, repository, digest)
+        workers = self.settings.verification.workers
+        return estimate(progress, size, self.throughput, workers, utcnow())
 
     # -- requests ---------------------------------------------------------------------------
 
-    async def submit(self, repository: str, digest: str, reason: str, *, identity: str) -> None:
+    async def submit(
+        self,
+        repository: str,
+        digest: str,
+        reason: str,
+        *,
+        identity: str,
+        pushed: bool = False,
+        first_sight: bool = False,
+    ) -> bool:
         """Mark the image pending (if it has no verdict yet) and queue a verification caused by
         ``identity`` (the pusher, or a named cause in ``storage.jobs``): workers are shared
-        fairly between identities, so whoever floods the queue waits for their own jobs."""
+        fairly between identities, so whoever floods the queue waits for their own jobs.
+
+        ``pushed``: it was pushed through the gatekeeper, so it comes from here whatever
+        remote serves the repository. ``first_sight``: queue only if this call made the
+        verdict (a first pull: of several pulls racing for an image never seen, one queues its
+        verification and the others wait for that one). True if a verification was queued."""
+        origin = origin_of(self.settings.remotes, repository, pushed=pushed)
         async with self.db() as session, session.begin():
-            await verdicts.ensure_pending(session, repository, digest, "gatekeeper", reason)
+            created = await verdicts.ensure_pending(
+                session, repository, digest, GK, reason, origin=origin, pushed=pushed
+            )
+            if first_sight and not created:
+                return False
             await jobs.enqueue(session, "verify", repository, digest, reason, identity=identity)
         self._wake.set()
+        return True
 
     async def expedite(self, repository: str, digest: str) -> None:
         """A pull is about to wait for this image's verdict: its queued job is claimed before
@@ -287,12 +344,17 @@ class VerificationService:
             job.attempts,
             exc,
         )
+        why = incomplete.failure_text(exc)
+        remote = self.serving_remote(job.repository)
+        if remote is not None:
+            # The registry fetches what it has not kept from the remote: say which one.
+            why = f"{why} (the registry fetches {job.repository} from remote {remote.name})"
         async with self.db() as session, session.begin():
             state = await jobs.retry_or_bury(
                 session,
                 job.id,
                 self.owner,
-                incomplete.failure_text(exc),
+                why,
                 job.attempts,
                 cfg.max_attempts,
                 cfg.retry_base_seconds,
@@ -308,7 +370,7 @@ class VerificationService:
         image keeps its decision (a failed re-scan says nothing new of the content), and an
         admin's release or hold stays (``lifecycle.settle``). A later verification that
         completes replaces it. True if it was decided here."""
-        policy = self.policies.match(repository)
+        policy = await self.policy_of(repository, digest)
         async with self.db() as session, session.begin():
             found = await jobs.abandoned(session, limit=1, image=(repository, digest))
             if not found:
@@ -339,7 +401,7 @@ class VerificationService:
         pending would tell pullers it is still being verified. No verifier ran, so nothing of
         the policy (fail-open verifiers, waivers) can let it through; an admin can release it.
         """
-        policy = self.policies.match(repository)
+        policy = await self.policy_of(repository, digest)
         finding = FindingRecord("gatekeeper", "manifest.refused", "critical", why, "manifest")
         record = DecisionRecord(
             state=State.QUARANTINED,
@@ -407,7 +469,8 @@ class VerificationService:
         run, never the labels the pusher wrote. Images and indexes go through the pipeline;
         artifacts of an allowed type do not; everything is decided by the policy together with
         what the examination found (holds, dependencies, inherited findings)."""
-        policy = self.policies.match(repository)
+        started = time.monotonic()
+        policy = await self.policy_of(repository, digest)
         fetched = await self.fetch(repository, digest)
         examined = await self.examiner.examine(fetched, policy)
         outcomes = [examined.outcome()]
@@ -461,6 +524,8 @@ class VerificationService:
         assert stored is not None
         await self._announce(stored, old, new, decision, known, outcomes, policy.name)
         await self._spread(repository, digest, own, examined)
+        blobs = [r.size for r in fetched.record.refs if r.kind in ("config", "layer")]
+        self.throughput.observe(sum(blobs) if blobs else None, time.monotonic() - started)
         return await self._current_policy(stored)
 
     async def _waiting_dependents(self, repository: str, digest: str) -> None:
@@ -480,7 +545,8 @@ class VerificationService:
         after the decision began: decide it again at once from what was just stored (the
         re-evaluation that followed the waiver may have passed it already)."""
         repository, digest = stored.repository, stored.digest
-        if stored.policy_version in (None, self.policies.match(repository).version):
+        applies = self.policies.match(repository, stored.origin)
+        if stored.policy_version in (None, applies.version):
             return stored
         await after_policy_change(
             self.db,
@@ -628,7 +694,7 @@ class VerificationService:
 
     async def load_image(self, repository: str, digest: str) -> Image:
         """The manifest as verifiers see it, config read (``gatekeeper verify``)."""
-        policy = self.policies.match(repository)
+        policy = await self.policy_of(repository, digest)
         fetched = await self.fetch(repository, digest)
         config, problem = None, None
         if fetched.record.config_digest is not None:

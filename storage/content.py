@@ -63,6 +63,8 @@ class Server:
     state: str | None
     """None: no verdict yet."""
     release_expires: datetime | None
+    origin: str = "local"
+    """Where the image comes from (``Verdict.origin``): its policy depends on it."""
 
 
 def _chunks(values: Sequence[str]) -> list[list[str]]:
@@ -302,7 +304,7 @@ async def serving(session: AsyncSession, repository: str, blob: str) -> list[Ser
     """The manifests of ``repository`` that reference ``blob`` as config or layer, each with
     its verdict (the candidates a blob pull could be part of)."""
     rows = await session.execute(
-        select(Manifest.digest, Verdict.state, Verdict.release_expires)
+        select(Manifest.digest, Verdict.state, Verdict.release_expires, Verdict.origin)
         .join(ManifestRef, ManifestRef.manifest_id == Manifest.id)
         .outerjoin(
             Verdict,
@@ -315,7 +317,10 @@ async def serving(session: AsyncSession, repository: str, blob: str) -> list[Ser
         )
         .distinct()
     )
-    return [Server(digest, state, utc(expires)) for digest, state, expires in rows.all()]
+    return [
+        Server(digest, state, utc(expires), origin or "local")
+        for digest, state, expires, origin in rows.all()
+    ]
 
 
 async def unpullable_with(session: AsyncSession, blob: str) -> tuple[str, str, str | None] | None:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import aliased
 from storage.db import upsert
 from storage.models import Job, JobTurn, Verdict
 from storage.timeutil import now as utcnow
+from storage.timeutil import utc
 from verifiers.lifecycle import State
 
 # Bulk UPDATEs here never touch objects loaded in the same session in a way that matters,
@@ -42,6 +43,8 @@ POLICY_CHANGE = "gatekeeper:policy-change"
 """Images a changed policy could not re-decide from stored data."""
 ENROLL = "gatekeeper:enroll"
 """``gatekeeper enroll``: the images already in the registry."""
+PREFETCH = "gatekeeper:prefetch"
+"""The scheduler keeping the settings' ``[prefetch] images`` warm."""
 DEPENDENCY = "gatekeeper:dependency"
 """Manifests decided again because what they depend on changed (an index's platform image, an
 artifact's subject), or found present while another was verified."""
@@ -390,3 +393,39 @@ async def abandoned(
 async def counts(session: AsyncSession) -> dict[str, int]:
     rows = await session.execute(select(Job.state, func.count()).group_by(Job.state))
     return {state: int(n) for state, n in rows.all()}
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where the latest verification of one image stands (for a pull told to come back)."""
+
+    state: str
+    """``queued``, ``running``, ``done`` or ``dead``."""
+    since: datetime
+    """When it was queued (``queued``) or claimed (``running``)."""
+    ahead: int
+    """Queued verifications older than it (``queued`` only): roughly what a worker takes
+    first, though the fair claim may reorder them."""
+
+
+async def progress(session: AsyncSession, repository: str, digest: str) -> Progress | None:
+    """The latest ``verify`` job of the image (``ix_jobs_image``), or None."""
+    row = (
+        await session.execute(
+            select(Job.id, Job.state, Job.created_at, Job.updated_at)
+            .where(Job.repository == repository, Job.digest == digest, Job.kind == "verify")
+            .order_by(Job.id.desc())
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        return None
+    job_id, state, created_at, updated_at = row
+    ahead = 0
+    if state == "queued":
+        ahead = int(
+            await session.scalar(select(func.count()).where(Job.state == "queued", Job.id < job_id))
+            or 0
+        )
+    since = updated_at if state == "running" else created_at
+    return Progress(str(state), utc(since) or utcnow(), ahead)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Manifest, ManifestRef, Tag
@@ -137,3 +137,34 @@ async def get_manifest(session: AsyncSession, repository: str, digest: str) -> M
     return await session.scalar(
         select(Manifest).where(Manifest.repository == repository, Manifest.digest == digest)
     )
+
+
+async def content_size(session: AsyncSession, repository: str, digest: str) -> int | None:
+    """Bytes of the blobs an image lists (config and layers), or for an index those of the
+    platform images of it that are indexed; None when the manifest is not indexed yet. What a
+    verification of it reads, roughly (``proxy.eta``)."""
+    row = await get_manifest(session, repository, digest)
+    if row is None:
+        return None
+    refs = (
+        await session.execute(
+            select(ManifestRef.kind, ManifestRef.digest, ManifestRef.size).where(
+                ManifestRef.manifest_id == row.id
+            )
+        )
+    ).all()
+    if row.config_digest is not None:
+        return sum(int(size) for kind, _, size in refs if kind in ("config", "layer"))
+    children = [child for kind, child, _ in refs if kind == "manifest"]
+    if not children:
+        return 0
+    total = await session.scalar(
+        select(func.coalesce(func.sum(ManifestRef.size), 0))
+        .join(Manifest, Manifest.id == ManifestRef.manifest_id)
+        .where(
+            Manifest.repository == repository,
+            Manifest.digest.in_(children[:1000]),
+            ManifestRef.kind.in_(("config", "layer")),
+        )
+    )
+    return int(total or 0)

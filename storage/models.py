@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Float,
     ForeignKey,
     Index,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -149,6 +151,13 @@ class Verdict(Base):
     trigger: Mapped[str | None] = mapped_column(Text)
     """What made the latest decision: None for a verification, ``advisory-import (data version
     N)`` or ``policy-change (...)`` for a re-evaluation from stored data."""
+    origin: Mapped[str] = mapped_column(String(64), server_default="local")
+    """Where the image comes from, for the choice of its policy: ``local``, or the name of the
+    remote the registry fetched it from (``config.remotes.origin_of``, kept current with the
+    settings at each start)."""
+    pushed: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    """It was pushed through the gatekeeper (so its origin is ``local``, whatever remote
+    serves its repository)."""
 
 
 class VerdictEvent(Base):

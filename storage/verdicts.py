@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, delete, exists, insert, or_, select, true, tuple_
+from sqlalchemy import Table, and_, delete, exists, insert, or_, select, true, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import globs
@@ -42,6 +43,10 @@ class VerdictView:
 
     held_by: str | None = None
     """The admin whose hold keeps it quarantined until a release (see ``lifecycle``)."""
+    origin: str = "local"
+    """Where the image comes from (``Verdict.origin``): which policy applies depends on it."""
+    pushed: bool = False
+    """It was pushed through the gatekeeper (``Verdict.pushed``)."""
 
     def effective_state(self, moment: datetime | None = None) -> State:
         """A release past its expiry counts as quarantined even before the sweep rewrites it."""
@@ -173,6 +178,8 @@ def _view(row: Verdict) -> VerdictView:
         updated_at=utc(row.updated_at) or utcnow(),
         trigger=row.trigger,
         held_by=row.held_by,
+        origin=row.origin or "local",
+        pushed=bool(row.pushed),
     )
 
 
@@ -206,28 +213,78 @@ def _event(
 
 
 async def ensure_pending(
-    session: AsyncSession, repository: str, digest: str, actor: str, reason: str
+    session: AsyncSession,
+    repository: str,
+    digest: str,
+    actor: str,
+    reason: str,
+    *,
+    origin: str = "local",
+    pushed: bool = False,
 ) -> bool:
-    """Create a ``pending`` verdict if the image has none; True if created."""
+    """Create a ``pending`` verdict if the image has none; True if created (by this call:
+    of two transactions racing, exactly one creates it, the other finds it). An image pushed
+    through the gatekeeper is marked ``pushed`` even when it had a verdict already; its
+    ``origin`` is set only here, at creation, and by :func:`set_origins`."""
     if await session.get(Verdict, (repository, digest)) is not None:
+        if pushed:
+            await _mark_pushed(session, repository, digest, origin)
         return False
     moment = utcnow()
-    session.add(
-        Verdict(
-            repository=repository,
-            digest=digest,
-            state=State.PENDING,
-            reasons=[reason],
-            policy=None,
-            policy_version=None,
-            data_versions={},
-            outcomes=[],
-            updated_at=moment,
-        )
+    values: dict[str, Any] = {
+        "repository": repository,
+        "digest": digest,
+        "state": State.PENDING.value,
+        "reasons": [reason],
+        "policy": None,
+        "policy_version": None,
+        "data_versions": {},
+        "outcomes": [],
+        "updated_at": moment,
+        "origin": origin,
+        "pushed": pushed,
+    }
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert_into = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    created = await session.scalar(
+        insert_into(Verdict).values(**values).on_conflict_do_nothing().returning(Verdict.digest)
     )
+    if created is None:  # another transaction created it since the look-up
+        if pushed:
+            await _mark_pushed(session, repository, digest, origin)
+        return False
     _event(session, repository, digest, "pending", None, State.PENDING, actor, reason)
     await session.flush()
     return True
+
+
+async def _mark_pushed(session: AsyncSession, repository: str, digest: str, origin: str) -> None:
+    await session.execute(
+        update(Verdict)
+        .execution_options(synchronize_session=False)
+        .where(Verdict.repository == repository, Verdict.digest == digest, ~Verdict.pushed)
+        .values(pushed=True, origin=origin)
+    )
+
+
+async def origins_in_use(session: AsyncSession) -> list[tuple[str, str]]:
+    """Each (repository, origin) of verdicts not pushed through the gatekeeper, once."""
+    rows = await session.execute(
+        select(Verdict.repository, Verdict.origin).where(~Verdict.pushed).distinct()
+    )
+    return [(repository, origin) for repository, origin in rows.all()]
+
+
+async def set_origins(session: AsyncSession, repository: str, origin: str) -> int:
+    """Give every verdict of ``repository`` not pushed through the gatekeeper ``origin``;
+    how many changed."""
+    result = await session.execute(
+        update(Verdict)
+        .execution_options(synchronize_session=False)
+        .where(Verdict.repository == repository, ~Verdict.pushed, Verdict.origin != origin)
+        .values(origin=origin)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def record_decision(

@@ -86,3 +86,13 @@ class WaiverBody(ReleaseBody):
 
     finding: PlainText = Field(min_length=1, max_length=255, pattern=r"^\S+$")
     scope: PlainText = Field(min_length=1, max_length=255, pattern=r"^\S+$")
+
+
+class PrefetchBody(_Body):
+    """Fetch images through the registry and verify them before anyone pulls them."""
+
+    images: list[str] = Field(min_length=1, max_length=100)
+    """``REPOSITORY:TAG`` or ``REPOSITORY@sha256:...`` (``library/alpine:3.20``)."""
+    again: bool = False
+    """Verify again an image that already has a verdict (default: leave it as it is)."""
+    reason: PlainText | None = Field(default=None, min_length=1, max_length=2000)

@@ -209,6 +209,7 @@ def verdict_json(verdict: VerdictView) -> dict[str, Any]:
         "updated_at": iso(verdict.updated_at),
         "trigger": verdict.trigger,
         "held_by": verdict.held_by,
+        "origin": verdict.origin,
     }
 
 

@@ -70,7 +70,7 @@ async def show(request: web.Request) -> web.StreamResponse:
             raise AdminError(AdminCode.NOT_FOUND, _no_verdict(repository, digest))
         findings = await verdicts.findings(session, repository, digest)
         history = await verdicts.history(session, repository, digest)
-    applies = svc.policies.match(repository)
+    applies = svc.policies.match(repository, verdict.origin)
     return ok(
         {
             **verdict_json(verdict),
@@ -100,12 +100,12 @@ async def release(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, ReleaseBody)
     who = actor(request, body.actor, body.reason)
     svc = services(request)
-    policy = svc.policies.match(repository)
+    policy = await svc.verification.policy_of(repository, digest)
     if policy.deny_all:
         raise AdminError(
             AdminCode.CONFLICT,
-            f"no policy matches repository {repository}, so nothing in it can be pulled and a "
-            "release would change nothing; add a policy for it",
+            f"no policy matches {repository}@{digest} (its repository and origin), so it "
+            "cannot be pulled and a release would change nothing; add a policy for it",
         )
     expires = body.expiry(utcnow())
     async with svc.db() as session, session.begin():
@@ -179,7 +179,8 @@ async def requarantine(request: web.Request) -> web.StreamResponse:
         others = [k for k in await content.referencing(session, held) if k != (repository, digest)]
         changed = await verdicts.hold_inherited(session, others, who, why)
         stored = await verdicts.get(session, repository, digest)
-    policy = svc.policies.match(repository)
+    assert stored is not None
+    policy = svc.policies.match(repository, stored.origin)
     await svc.bus.publish(
         VerdictChange(
             "requarantined", repository, digest, old, new, who, body.reason, policy=policy.name

@@ -33,6 +33,7 @@ from proxy.admin.openapi_parts import (
     _query,
     _ref,
 )
+from proxy.admin.openapi_prefetch import prefetch_paths, prefetch_schemas
 from proxy.admin.openapi_waivers import waiver_paths, waiver_schemas
 from proxy.admin.releases import MAX_RELEASE, MAX_RELEASE_SECONDS
 
@@ -62,6 +63,12 @@ def _schemas() -> dict[str, Schema]:
             "description": "What made the latest decision: null for a verification, "
             "`advisory-import (data version N)` or `policy-change (policy P version V)` for a "
             "re-evaluation from stored data.",
+        },
+        "origin": {
+            **TEXT,
+            "description": "Where the image comes from, which chooses its policy: `local` "
+            "(pushed here, or in a repository no remote serves) or the name of the remote "
+            "the registry fetched it from.",
         },
     }
     return {
@@ -540,8 +547,8 @@ def build() -> dict[str, Any]:
             "title": "registry-gatekeeper admin API",
             "version": "1",
             "description": "List and inspect verdicts, release and re-quarantine images, "
-            "rescan, waive findings, dry-run and re-apply policies, export SBOMs and read the "
-            "access log. "
+            "rescan, prefetch, waive findings, dry-run and re-apply policies, export SBOMs and "
+            "read the access log. "
             "Every action is written to the "
             "access log with its actor and reason. An `admin` grant on a repository pattern "
             "acts on the repositories it matches; reading needs `admin`, `auditor` or "
@@ -551,7 +558,7 @@ def build() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": [{"adminToken": []}, {"login": []}],
-        "paths": {**_image_paths(), **waiver_paths(), **_other_paths()},
+        "paths": {**_image_paths(), **waiver_paths(), **prefetch_paths(), **_other_paths()},
         "components": {
             "securitySchemes": {
                 "adminToken": {
@@ -585,7 +592,12 @@ def build() -> dict[str, Any]:
                 "Conflict": _error_response("The image is not in a state the action applies to."),
                 "Unprocessable": _error_response("A body field is invalid; `details` names each."),
             },
-            "schemas": {**_schemas(), **waiver_schemas(), **_policy_schemas()},
+            "schemas": {
+                **_schemas(),
+                **waiver_schemas(),
+                **prefetch_schemas(),
+                **_policy_schemas(),
+            },
         },
     }
 

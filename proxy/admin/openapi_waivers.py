@@ -103,16 +103,26 @@ def _policies_path() -> dict[str, Any]:
     return {
         "get": {
             "operationId": "effectivePolicies",
-            "summary": "The policy in force for one repository (the settings file's, with the "
-            "stored waivers that apply there) and its version; without `repository`, the "
-            "settings file's policies (a reader of every repository).",
-            "parameters": [_query("repository", TEXT, "The repository.")],
+            "summary": "The policy in force for images of one repository from one origin "
+            "(the settings file's, with the stored waivers that apply there) and its version; "
+            "without `repository`, the settings file's policies (a reader of every "
+            "repository).",
+            "parameters": [
+                _query("repository", TEXT, "The repository."),
+                _query(
+                    "origin",
+                    TEXT,
+                    "`local` (pushed here) or a remote's name; default: the origin of the "
+                    "repository's images that were not pushed here.",
+                ),
+            ],
             "responses": {
                 "200": _json(
                     {
                         "type": "object",
                         "properties": {
                             "repository": TEXT,
+                            "origin": TEXT,
                             "policy": _ref("Policy"),
                             "version": TEXT,
                             "policies": {"type": "array", "items": _ref("Policy")},

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from config.policy import Policy
+from config.remotes import LOCAL
 from proxy.admin.access import require, require_everything
 from proxy.admin.bodies import PolicyReevaluateBody, PolicyTestBody
 from proxy.admin.common import (
@@ -32,6 +33,7 @@ from proxy.errors import OCIError
 from proxy.names import check_name
 from proxy.policybook import PolicySource, load_book
 from proxy.reevaluate import after_policy_change
+from proxy.state import Services
 from proxy.stored_outcomes import StoredDataError, decide_stored, held_in, rebuild_outcomes
 from storage import verdicts
 from storage.verdicts import VerdictView
@@ -47,7 +49,7 @@ def would_be(
 ) -> tuple[str, Policy, tuple[str, ...]]:
     """The state a new decision would leave: an unexpired release survives a failing decision,
     as it does when the verification service stores one."""
-    policy = policies.match(verdict.repository)
+    policy = policies.match(verdict.repository, verdict.origin)
     current = verdict.effective_state()
     decision = decide_stored(policy, verdict, outcomes)
     held = (verdict.held_by is not None and current == State.QUARANTINED) or held_in(outcomes)
@@ -132,9 +134,11 @@ async def reevaluate_policies(request: web.Request) -> web.StreamResponse:
 
 
 async def effective_policies(request: web.Request) -> web.StreamResponse:
-    """GET /policies?repository= : the policy in force for one repository (the settings
-    file's, with the stored waivers that apply there), for a reader of that repository;
-    without one, the settings file's policies, for a reader of every repository."""
+    """GET /policies?repository=&origin= : the policy in force for images of one repository
+    from one origin (the settings file's, with the stored waivers that apply there), for a
+    reader of that repository; the origin defaults to the one its images get when they are not
+    pushed here (its remote's, or ``local``). Without a repository, the settings file's
+    policies, for a reader of every repository."""
     repository = query_repository(request)
     svc = services(request)
     if repository is None:
@@ -142,11 +146,25 @@ async def effective_policies(request: web.Request) -> web.StreamResponse:
         listed = [p.model_dump(mode="json") for p in svc.settings.policies]
         return ok({"policies": listed})
     require(request, repository)
-    policy = svc.policies.match(repository)
+    origin = _query_origin(request, svc) or svc.verification.origin(repository, None)
+    policy = svc.policies.match(repository, origin)
     return ok(
         {
             "repository": repository,
+            "origin": origin,
             "policy": policy.model_dump(mode="json"),
             "version": policy.version,
         }
     )
+
+
+def _query_origin(request: web.Request, svc: Services) -> str | None:
+    origin = request.query.get("origin")
+    if origin is None:
+        return None
+    known = [LOCAL, *(remote.name for remote in svc.settings.remotes)]
+    if origin not in known:
+        raise AdminError(
+            AdminCode.BAD_REQUEST, f"origin: one of {', '.join(known)} (not {origin[:100]!r})"
+        )
+    return origin

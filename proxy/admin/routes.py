@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from proxy.admin import audit, images, openapi, policy, sbom, waivers
+from proxy.admin import audit, images, openapi, policy, prefetch, sbom, waivers
 from proxy.admin.access import Need
 from proxy.admin.auth import build_auth_middleware
 from proxy.admin.errors import error_middleware
@@ -52,6 +52,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", IMAGE + "/requarantine", images.requarantine, "admin.requarantine", Need.ACT),
     Route("POST", IMAGE + "/rescan", images.rescan, "admin.rescan", Need.ACT),
     Route("POST", "/rescan", images.rescan_all, "admin.rescan-all", Need.ACT),
+    Route("POST", "/prefetch", prefetch.prefetch, "admin.prefetch", Need.ACT),
     Route("POST", "/policy/test", policy.test_policies, "admin.policy-test", Need.SETTINGS),
     Route(
         "POST",

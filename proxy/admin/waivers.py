@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from config.policy import Policy, Waiver, match_policy
+from config.remotes import LOCAL
 from proxy.admin.access import require, require_pattern, rights
 from proxy.admin.bodies import ReasonBody, WaiverBody
 from proxy.admin.common import actor, iso, ok, query_repository, read_body, services
@@ -106,7 +107,10 @@ async def list_waivers(request: web.Request) -> web.StreamResponse:
         stored = await waivers.listed(session, include_inactive=include_inactive)
     if repository is not None:
         chosen = [w for w in stored if Scope((w.scope,)).covers(repository)]
-        configured = [match_policy(svc.settings.policies, repository)]
+        # Its images pushed here, and those fetched from the remote serving it, if any.
+        origins = dict.fromkeys([svc.verification.origin(repository, None), LOCAL])
+        matched = [match_policy(svc.settings.policies, repository, o) for o in origins]
+        configured = list({policy.name: policy for policy in matched}.values())
     else:
         chosen = [w for w in stored if scope.everything or scope.touches(w.scope)]
         configured = list(svc.settings.policies)

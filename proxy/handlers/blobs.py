@@ -25,7 +25,7 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.web_request import BaseRequest
 from multidict import CIMultiDict
 
-from proxy import gate, ranges
+from proxy import gate, ranges, remote_failures
 from proxy.context import info
 from proxy.errors import Code, OCIError
 from proxy.forward import relay, request_headers, response_headers
@@ -113,6 +113,11 @@ async def _relay(request: web.Request, name: str, digest: str) -> web.StreamResp
     resp = await svc.upstream.request(
         request.method, v2_path(name, "blobs", digest), scopes=scopes(name, "pull"), headers=headers
     )
+    if resp.status >= 500 and svc.verification.serving_remote(name) is not None:
+        # Not in the registry's cache, and its remote could not give it: say which and why.
+        record.upstream_status = resp.status
+        resp.release()
+        await remote_failures.check_fetch(request, name, "blobs", digest, resp.status)
     extra: dict[str, str] = {}
     if resp.status in REDIRECTS:
         if svc.settings.blob_redirects == "client":

@@ -17,7 +17,7 @@ from dataclasses import replace
 from aiohttp import web
 from multidict import CIMultiDict
 
-from proxy import gate
+from proxy import gate, remote_failures
 from proxy.context import info
 from proxy.errors import Code, OCIError
 from proxy.forward import read_at_most, request_headers, response_headers
@@ -95,6 +95,8 @@ async def get(request: web.Request) -> web.StreamResponse:
     if len(body) > limit:
         raise OCIError(Code.UPSTREAM_BAD_GATEWAY, "upstream manifest exceeds the size limit")
     digest = headers.get("Docker-Content-Digest")
+    if resp.status != 200:
+        await remote_failures.check_fetch(request, name, "manifests", reference, resp.status, body)
     if resp.status == 200:
         if not head:
             actual = sha256_digest(body)
@@ -205,9 +207,10 @@ async def put(request: web.Request) -> web.StreamResponse:
 async def _verify_pushed(
     svc: Services, name: str, reference: str, manifest: ManifestRecord, pusher: str
 ) -> None:
-    """A pushed manifest starts pending; a signature, SBOM or attestation re-evaluates the
-    image it is about (OCI ``subject``, or cosign's ``sha256-<hex>.sig`` tag scheme)."""
-    await svc.verification.submit(name, manifest.digest, "pushed", identity=pusher)
+    """A pushed manifest starts pending, and comes from here (``config.remotes``); a
+    signature, SBOM or attestation re-evaluates the image it is about (OCI ``subject``, or
+    cosign's ``sha256-<hex>.sig`` tag scheme)."""
+    await svc.verification.submit(name, manifest.digest, "pushed", identity=pusher, pushed=True)
     if manifest.subject_digest:
         await _reevaluate(svc, name, manifest.subject_digest, "a referrer was pushed", pusher)
     cosign = COSIGN_TAG.fullmatch(reference)

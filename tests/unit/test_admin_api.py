@@ -379,6 +379,7 @@ def test_openapi_document_is_valid() -> None:
         ("RescanAllRequest", bodies.RescanAllBody),
         ("PolicyTestRequest", bodies.PolicyTestBody),
         ("WaiverRequest", bodies.WaiverBody),
+        ("PrefetchRequest", bodies.PrefetchBody),
     ],
 )
 def test_openapi_request_bodies_match_the_models(schema: str, model: type[Any]) -> None:

@@ -194,3 +194,25 @@ async def test_the_access_log_is_filtered_to_the_readers_scope(admin: Client) ->
     assert {r["repository"] for r in (await resp.json())["records"]} == {"team/app"}
     resp = await admin.get(f"{PREFIX}/audit?repository=other/app", headers=as_user("audrey"))
     await error(resp, 403)
+
+
+async def test_prefetch_needs_the_admin_role_on_every_repository_named(
+    admin: Client, fake_upstream: tuple[FakeUpstream, TestServer]
+) -> None:
+    """Prefetching spends the remote's pull limit and the workers: an admin action, refused
+    before anything is asked of the registry."""
+    fake, _ = fake_upstream
+    tina = as_user("tina")
+    body = {"images": ["team/app:1.0", "other/app:1.0"]}
+    message = await error(await admin.post(f"{PREFIX}/prefetch", json=body, headers=tina), 403)
+    assert message == "other/app is outside what you may administer: tina may administer team/*"
+    resp = await admin.post(f"{PREFIX}/prefetch", json=body, headers=as_user("audrey"))
+    await error(resp, 403)
+    assert not [seen for seen in fake.seen if "/manifests/" in seen[1]]
+    resp = await admin.post(f"{PREFIX}/prefetch", json={"images": ["team/app:1.0"]}, headers=tina)
+    assert resp.status == 202, await resp.text()
+    (item,) = (await resp.json())["images"]
+    assert item["error"] == "team/app:1.0: the registry has no such image" and not item["queued"]
+    bad = {"images": ["docker.io/library/alpine:3.20"]}
+    message = await error(await admin.post(f"{PREFIX}/prefetch", json=bad, headers=tina), 422)
+    assert message.startswith("images.0: ") and "reads as a registry host" in message

@@ -43,6 +43,7 @@ async def image(
     layers: list[str],
     *findings: FindingRecord,
     origin: bool = False,
+    source: str = "local",
 ) -> None:
     refs = (
         DescriptorRecord("config", CONFIG, "c", 2),
@@ -51,6 +52,7 @@ async def image(
     record = ManifestRecord(repository, digest, "m", 10, refs=refs, config_digest=CONFIG)
     async with db() as session, session.begin():
         await record_manifest(session, record, None)
+        await verdicts.ensure_pending(session, repository, digest, "test", "r", origin=source)
         stored = tuple(
             FindingRecord(**{**f.__dict__, "origin": "x@y" if origin else None}) for f in findings
         )
@@ -125,6 +127,34 @@ async def test_the_policy_of_the_repository_decides_what_blocks(db: Any) -> None
     )
     assert not (await judge(db, "b/x", LAYER, lenient)).allowed  # critical >= critical
     assert (await judge(db, "b/x", LAYER, waived)).allowed
+
+
+async def test_the_blob_leaves_under_the_policy_of_the_images_it_leaves_with(db: Any) -> None:
+    """Images of one repository from two origins: the blob may leave with those of one origin
+    when that origin's policy lets its finding through, never under another's."""
+    await image(db, "a/x", digest(1), State.QUARANTINED, [LAYER], SECRET)
+    await image(db, "mix/app", digest(2), State.PASSED, [LAYER], source="local")
+    lenient = Policy(
+        name="hub", repositories=["*"], require=["secrets"], severity_threshold="critical"
+    )
+    lenient = lenient.model_copy(
+        update={"waivers": [Waiver(finding="secret.aws-access-key", reason="r", author="a")]}
+    )
+    policies = {"local": POLICY, "hub": lenient}
+    found = await judge_by_origin(db, "mix/app", LAYER, policies)
+    assert found.state == "blocked" and "under policy p" in found.message  # only local images
+    await image(db, "mix/app", digest(3), State.PASSED, [LAYER], source="hub")
+    found = await judge_by_origin(db, "mix/app", LAYER, policies)
+    assert found.allowed and found.policy is lenient  # with the image from hub, under its policy
+    strict_everywhere = {"local": POLICY, "hub": POLICY}
+    assert not (await judge_by_origin(db, "mix/app", LAYER, strict_everywhere)).allowed
+
+
+async def judge_by_origin(db: Any, repository: str, blob: str, policies: dict[str, Policy]) -> Any:
+    async with db() as session:
+        return await judge_blob(
+            session, POLICY, repository, blob, policy_for=lambda origin: policies[origin]
+        )
 
 
 async def test_a_hold_covers_the_blob_everywhere(db: Any) -> None:

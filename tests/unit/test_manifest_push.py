@@ -31,10 +31,17 @@ class RecordingVerification:
     kept: dict[str, str] = field(default_factory=lambda: {"app/x": "sigs/app"})
     """Repository -> where its signature rule keeps its signatures."""
     identities: list[str] = field(default_factory=list)
+    pushed: list[tuple[str, str]] = field(default_factory=list)
+    """What was submitted as pushed here (so of origin ``local``)."""
 
-    async def submit(self, repository: str, digest: str, reason: str, *, identity: str) -> None:
+    async def submit(
+        self, repository: str, digest: str, reason: str, *, identity: str, pushed: bool = False
+    ) -> bool:
         self.submitted.append((repository, digest))
         self.identities.append(identity)
+        if pushed:
+            self.pushed.append((repository, digest))
+        return True
 
     def signature_repositories(self, repository: str) -> set[str]:
         return {repository, self.kept.get(repository, repository)}
@@ -136,3 +143,9 @@ async def test_every_verification_a_push_queues_is_the_pushers(svc: FakeServices
     await push(svc, "sigs/app", TAG, signature("sigs/app"))
     assert len(svc.verification.submitted) == 3  # itself, the image here, the image in app/x
     assert svc.verification.identities == [PUSHER] * 3
+
+
+async def test_only_the_pushed_manifest_is_marked_pushed_here(svc: FakeServices) -> None:
+    """The image a signature re-evaluates was not pushed by this push: its origin stays."""
+    await push(svc, "sigs/app", TAG, signature("sigs/app"))
+    assert svc.verification.pushed == [("sigs/app", SIGNATURE)]

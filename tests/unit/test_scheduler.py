@@ -357,3 +357,76 @@ def test_lock_keys_are_stable_and_distinct() -> None:
     assert lock_key("scheduler") == lock_key("scheduler")
     assert lock_key("scheduler") != lock_key("other")
     assert -(2**63) <= lock_key("scheduler") < 2**63
+
+
+def prefetching(**prefetch: Any) -> Settings:
+    values = {"images": '["library/alpine:3.20"]', "interval": "6h", **prefetch}
+    env = {f"GATEKEEPER_PREFETCH__{k.upper()}": str(v) for k, v in values.items()}
+    return load_settings(env={**env, "GATEKEEPER_RESCAN__INTERVAL": "off"})
+
+
+async def test_the_prefetch_list_is_warmed_at_once_then_every_interval(db: Any) -> None:
+    clock, warmed = Clock(), []
+
+    async def warm() -> None:
+        warmed.append(clock.now)
+
+    scheduler = Scheduler(prefetching(), db, NoLock(), warm=warm, clock=clock)
+    assert await scheduler.tick()
+    await scheduler.wait_warm()
+    assert warmed == [T0]  # a fresh deployment has nothing warm yet
+    clock.advance(3600)
+    await scheduler.tick()
+    await scheduler.wait_warm()
+    assert warmed == [T0]
+    clock.advance(5 * 3600)
+    await scheduler.tick()
+    await scheduler.wait_warm()
+    assert len(warmed) == 2
+
+
+async def test_replicas_warm_the_prefetch_list_once(db: Any, engine: Any) -> None:
+    warmed: list[str] = []
+
+    def warm(name: str) -> Any:
+        async def run() -> None:
+            warmed.append(name)
+
+        return run
+
+    cfg = prefetching()
+    replicas = [
+        Scheduler(cfg, db, cluster_lock(engine, db, f"replica-{n}", 60), warm=warm(f"r{n}"))
+        for n in range(3)
+    ]
+    await asyncio.gather(*(r.tick() for r in replicas))
+    await asyncio.gather(*(r.wait_warm() for r in replicas))
+    assert len(warmed) == 1
+
+
+async def test_a_failed_warm_up_waits_for_the_next_interval(db: Any) -> None:
+    clock, calls = Clock(), []
+
+    async def warm() -> None:
+        calls.append(clock.now)
+        raise RuntimeError("the registry is down")
+
+    scheduler = Scheduler(prefetching(), db, NoLock(), warm=warm, clock=clock)
+    await scheduler.tick()
+    await scheduler.wait_warm()
+    clock.advance(60)
+    await scheduler.tick()
+    await scheduler.wait_warm()
+    assert calls == [T0]  # not retried at every tick
+
+
+async def test_no_images_or_interval_off_warms_nothing(db: Any) -> None:
+    calls: list[int] = []
+
+    async def warm() -> None:
+        calls.append(1)
+
+    for cfg in (prefetching(images="[]"), prefetching(interval="off")):
+        scheduler = Scheduler(cfg, db, NoLock(), warm=warm, clock=Clock())
+        assert not await scheduler.warm_prefetch(T0)
+    assert calls == []

@@ -104,3 +104,17 @@ def test_an_empty_storage_root_is_unset() -> None:
     assert load_settings(env={"GATEKEEPER_BLOB_REDIRECTS": "proxy"}).blob_redirects == "proxy"
     with pytest.raises(ConfigError, match="blob_redirects"):
         load_settings(env={"GATEKEEPER_BLOB_REDIRECTS": "follow"})
+
+
+def test_the_remotes_example_is_what_the_settings_take(tmp_path: Path) -> None:
+    """The commented [[remotes]] block of the example, uncommented, loads with the defaults."""
+    text = EXAMPLE.read_text()
+    block = text[text.index("# [[remotes]]") : text.index("# Images fetched and verified")]
+    lines = [line.removeprefix("# ").split("  #", 1)[0] for line in block.splitlines()]
+    path = tmp_path / "remotes.toml"
+    path.write_text("\n".join(line for line in lines if line.strip() and line[0] != "#"))
+    (remote,) = load_settings(path, env={}).remotes
+    assert (remote.name, remote.repositories) == ("docker-hub", ["*"])
+    assert (remote.hold_seconds, remote.timeout_seconds) == (300.0, 10.0)
+    assert str(remote.url) == "https://registry-1.docker.io/"
+    assert remote.password is not None and "access token" not in repr(remote)
