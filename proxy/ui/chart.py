@@ -85,7 +85,7 @@ def svg(days: Sequence[Day], title: str) -> Markup:
                 f'width="{bar:.1f}" height="{h:.1f}"><title>{day.day.isoformat()}: {value} '
                 f"{kind}</title></rect>"
             )
-        if n % 7 == 0 or n == len(days) - 1:
+        if (len(days) - 1 - n) % 7 == 0:  # a week apart, ending today
             parts.append(
                 f'<text class="axis" x="{x + bar:.1f}" y="{HEIGHT - 10}" text-anchor="middle">'
                 f"{day.day.strftime('%m-%d')}</text>"

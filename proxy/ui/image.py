@@ -53,11 +53,13 @@ def _rank(severity: str) -> int:
 def layer_names(blobs: list[Blob]) -> dict[str, str]:
     """``sha256:...`` -> ``layer 2`` / ``config``, by the manifest's own order."""
     names: dict[str, str] = {}
-    for blob in blobs:
+    number = 0
+    for blob in sorted(blobs, key=lambda b: b.position):
         if blob.kind == "config":
             names.setdefault(blob.digest, "config")
         elif blob.kind == "layer":
-            names.setdefault(blob.digest, f"layer {blob.position + 1}")
+            number += 1
+            names.setdefault(blob.digest, f"layer {number}")
     return names
 
 
@@ -109,7 +111,11 @@ async def page_view(request: web.Request) -> web.StreamResponse:
             "finding_count": len(findings),
             "history": list(reversed(history)),
             "facts": facts,
-            "layers": [b for b in facts.blobs if b.kind in ("config", "layer")],
+            "layers": [
+                (names.get(b.digest, b.kind), b)
+                for b in sorted(facts.blobs, key=lambda b: b.position)
+                if b.kind in ("config", "layer")
+            ],
             "outcomes": outcomes,
             "signature_outcome": next(
                 (o for o in outcomes if o.get("verifier") == SIGNATURE_VERIFIER), None

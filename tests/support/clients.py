@@ -167,6 +167,13 @@ class Skopeo(_IsolatedClient):
             flags.append("--all")
         return self._skopeo("copy", *flags, source, dest)
 
+    def login(self, host: str, user: str, secret: str) -> ClientRun:
+        """``skopeo login`` with the secret on stdin (never on the command line)."""
+        return self._run(
+            ["skopeo", "login", "--tls-verify=false", "-u", user, "--password-stdin", host],
+            stdin=secret,
+        )
+
     def inspect_raw(self, ref: str) -> ClientRun:
         """``skopeo inspect --raw``: the manifest or index bytes exactly as the registry serves."""
         return self._skopeo("inspect", "--tls-verify=false", "--raw", ref)
