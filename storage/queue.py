@@ -143,14 +143,6 @@ async def severity_counts(
     return counts
 
 
-async def verifier_names(session: AsyncSession) -> list[str]:
-    """The verifiers that have stored findings, for the filter's choices."""
-    rows = await session.scalars(
-        select(FindingRow.verifier).distinct().order_by(FindingRow.verifier)
-    )
-    return list(rows.all())
-
-
 def age_window(age: str, moment: datetime) -> tuple[datetime | None, datetime | None]:
     """``(changed_after, changed_before)`` for an age choice: ``<1d`` changed within a day,
     ``>7d`` unchanged for over a week; ``""`` no bound."""

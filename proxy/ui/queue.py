@@ -72,7 +72,7 @@ async def page_view(request: web.Request) -> web.StreamResponse:
         )
         keys = [(v.repository, v.digest) for v in found.rows]
         counts = await queue.severity_counts(session, keys)
-        verifiers = await queue.verifier_names(session)
+    verifiers = sorted(services(request).settings.verifiers)
     following = None
     if found.more and found.rows:
         key = queue.cursor_of(found.rows[-1], chosen.order)

@@ -133,3 +133,24 @@ async def test_sign_out_ends_the_session_for_whoever_kept_the_cookie(
     thief = browser()
     thief.http.cookie_jar.update_cookies(kept, console.make_url("/ui/"))
     assert (await thief.get("/ui/")).status == 303
+
+
+async def test_the_console_can_be_turned_off_and_ui_without_slash_leads_in(
+    fake_upstream: tuple[object, object], gatekeeper_client: Callable[..., object]
+) -> None:
+    from aiohttp.test_utils import TestServer
+
+    _, server = fake_upstream
+    assert isinstance(server, TestServer)
+    on = await gatekeeper_client(  # type: ignore[misc]
+        str(server.make_url("")), auth__enabled="true", verification__workers="0"
+    )
+    resp = await on.get("/ui", allow_redirects=False)
+    assert resp.status == 308 and resp.headers["Location"] == "/ui/"
+    off = await gatekeeper_client(  # type: ignore[misc]
+        str(server.make_url("")),
+        auth__enabled="true",
+        verification__workers="0",
+        console__enabled="false",
+    )
+    assert (await off.get("/ui/login")).status == 404
