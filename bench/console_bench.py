@@ -339,9 +339,10 @@ def _stats(server_ms: list[float], client_ms: list[float], rows: int) -> dict[st
 async def run(args: argparse.Namespace, workdir: Path, url: str) -> dict[str, Any]:
     started = time.monotonic()
     engine = create_engine(url)
+    seeded = args.sqlite_file is not None and args.sqlite_file.exists()
     await upgrade(engine)
-    db = sessionmaker(engine)
-    await seed(db, args, started)
+    if not seeded:
+        await seed(sessionmaker(engine), args, started)
     await engine.dispose()
     say(started, "seeded; measuring")
     pages = await measure(url, args)
@@ -379,6 +380,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument(
+        "--sqlite-file",
+        type=Path,
+        help="keep the SQLite database here; an existing file is measured without seeding",
+    )
     parser.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
     with ExitStack() as stack:
@@ -388,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
             stack.callback(cluster.stop)
             url = cluster.url
         else:
-            url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+            url = f"sqlite+aiosqlite:///{args.sqlite_file or workdir / 'bench.db'}"
         data = asyncio.run(run(args, workdir, url))
     print_report(data)
     args.results_dir.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from markupsafe import Markup
 from config.text import visible
 from proxy.admin.access import NEED, RIGHTS
 from proxy.ui import urls
+from proxy.ui.guard import SESSION
 from storage.timeutil import utc
 
 
@@ -83,8 +84,6 @@ def setup(app: web.Application) -> None:
 
 def base_context(request: web.Request) -> dict[str, Any]:
     """What the layout needs: who is signed in, what they may do, the form token."""
-    from proxy.ui.guard import SESSION  # guard imports urls too; keep the graph acyclic
-
     who = request.get(RIGHTS)
     found = request.get(SESSION)
     return {
