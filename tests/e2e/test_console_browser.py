@@ -25,6 +25,9 @@ import httpx
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.support.browser import Screenshots, check_accessibility, chromium, require_chromium
 from tests.support.clients import Skopeo
@@ -124,7 +127,13 @@ def sign_in(driver: webdriver.Chrome, gk: Gatekeeper, name: str, password: str) 
     assert "/ui/login" in driver.current_url  # not signed in: sent to the sign-in page
     driver.find_element(By.ID, "username").send_keys(name)
     driver.find_element(By.ID, "password").send_keys(password)
-    driver.find_element(By.CSS_SELECTOR, "form.stack button[type=submit]").click()
+    follow(driver, driver.find_element(By.CSS_SELECTOR, "form.stack button[type=submit]"))
+
+
+def follow(driver: webdriver.Chrome, element: WebElement) -> None:
+    """Click a link or a submit button and wait until the next page has replaced this one."""
+    element.click()
+    WebDriverWait(driver, 30).until(staleness_of(element))
 
 
 def visit(driver: webdriver.Chrome, shots: Screenshots, name: str) -> str:
@@ -153,10 +162,10 @@ def test_review_release_and_pull_with_javascript_off(
         assert driver.find_element(By.TAG_NAME, "h1").text == "Overview"
         visit(driver, shots, "overview")
 
-        driver.find_element(By.LINK_TEXT, "Quarantine queue").click()
+        follow(driver, driver.find_element(By.LINK_TEXT, "Quarantine queue"))
         queue = visit(driver, shots, "queue")
         assert f"{REPOSITORY}@{digest[:19]}" in queue
-        driver.find_element(By.PARTIAL_LINK_TEXT, f"{REPOSITORY}@{digest[:19]}").click()
+        follow(driver, driver.find_element(By.PARTIAL_LINK_TEXT, f"{REPOSITORY}@{digest[:19]}"))
 
         assert driver.find_element(By.ID, "state").text == "quarantined"
         page = visit(driver, shots, "image")
@@ -166,7 +175,7 @@ def test_review_release_and_pull_with_javascript_off(
         assert "app/deploy.sh" in leak and "ghp_… (40 chars)" in leak and "layer 2" in leak
         assert TOKEN not in page and TOKEN[4:] not in page
 
-        driver.find_element(By.PARTIAL_LINK_TEXT, "Waive").click()
+        follow(driver, driver.find_element(By.PARTIAL_LINK_TEXT, "Waive"))
         visit(driver, shots, "waive")
         assert driver.find_element(By.ID, "waive-finding").get_attribute("value") == (
             "secrets:secret.github-token"
@@ -176,7 +185,7 @@ def test_review_release_and_pull_with_javascript_off(
         reason = "token revoked upstream; reviewed by rita"
         driver.find_element(By.ID, "release-reason").send_keys(reason)
         driver.find_element(By.ID, "release-days").send_keys("7")
-        driver.find_element(By.XPATH, "//button[text()='Release']").click()
+        follow(driver, driver.find_element(By.XPATH, "//button[text()='Release']"))
         assert driver.find_element(By.CSS_SELECTOR, ".done").text == "Released."
         assert driver.find_element(By.ID, "state").text == "released"
         visit(driver, shots, "image-released")
