@@ -101,6 +101,20 @@ class ConnectionSettings(BaseModel):
     connections share."""
 
 
+class ConsoleSettings(BaseModel):
+    """The web console under ``/ui/`` (``proxy/ui``): who signs in is the gatekeeper's own users
+    with an admin, auditor or quarantine-reader grant; these bound how long a sign-in lasts."""
+
+    model_config = {"extra": "forbid"}
+
+    enabled: bool = True
+    """Serve the console (it needs ``auth.enabled``: its users are the gatekeeper's)."""
+    idle_timeout_seconds: float = Field(default=1800.0, ge=30, le=7 * 24 * 3600)
+    """A session unused for this long ends; the next request signs in again."""
+    absolute_timeout_seconds: float = Field(default=12 * 3600.0, ge=60, le=30 * 24 * 3600)
+    """A session ends this long after sign-in however busy it is."""
+
+
 class VerifierSettings(BaseModel):
     """One verifier: whether it runs, how long it may take, and its own options."""
 
@@ -269,6 +283,8 @@ class Settings(BaseSettings):
     (``config/remotes.py``)."""
     prefetch: PrefetchSettings = PrefetchSettings()
     """Images fetched and verified before the first pull, kept warm by the scheduler."""
+    console: ConsoleSettings = ConsoleSettings()
+    """The web console (``/ui/``)."""
 
     @field_validator("listen")
     @classmethod

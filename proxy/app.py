@@ -38,6 +38,7 @@ from proxy.routes import ACCESS, ACTIONS, EXTRA_SCOPES, UNAUDITED_PATHS, add_rou
 from proxy.scheduler import build_scheduler
 from proxy.server import OnUnparsed
 from proxy.state import SERVICES, Services, services
+from proxy.ui.app import add_console
 from proxy.upstream import Upstream, make_client_session, make_token_client
 from proxy.verification import VerificationService
 from proxy.webhooks import WebhookDispatcher, make_webhook_client
@@ -180,6 +181,8 @@ def create_app(settings: Settings) -> web.Application:
     app[CONNECTIONS] = ConnectionLimits(settings.connections, settings.trusted_proxies)
     add_routes(app)
     add_admin(app)
+    if settings.console.enabled:
+        add_console(app)
     app.on_response_prepare.append(add_request_id)
     app.cleanup_ctx.append(_resources(settings))
     return app

@@ -102,6 +102,10 @@ class AccessLog(Base):
         Index("ix_access_log_time", "time"),
         Index("ix_access_log_repository", "repository", "time"),
         Index("ix_access_log_identity", "identity", "time"),
+        # The console's access-log search (migration 0018).
+        Index("ix_access_log_action", "action", "time"),
+        Index("ix_access_log_decision", "decision", "time"),
+        Index("ix_access_log_digest", "digest", "time"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -130,7 +134,12 @@ class Verdict(Base):
     it: a re-scan in progress never flips a served image back to pending."""
 
     __tablename__ = "verdicts"
-    __table_args__ = (Index("ix_verdicts_digest", "digest"),)
+    __table_args__ = (
+        Index("ix_verdicts_digest", "digest"),
+        # The console's quarantine queue (migration 0018).
+        Index("ix_verdicts_state_updated", "state", "updated_at"),
+        Index("ix_verdicts_updated", "updated_at"),
+    )
 
     repository: Mapped[str] = mapped_column(String(255), primary_key=True)
     digest: Mapped[str] = mapped_column(String(140), primary_key=True)
@@ -164,7 +173,10 @@ class VerdictEvent(Base):
     """Append-only history of verdict changes and admin actions on one image."""
 
     __tablename__ = "verdict_events"
-    __table_args__ = (Index("ix_verdict_events_image", "repository", "digest", "id"),)
+    __table_args__ = (
+        Index("ix_verdict_events_image", "repository", "digest", "id"),
+        Index("ix_verdict_events_time", "time"),  # the console's chart (migration 0018)
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     time: Mapped[datetime] = mapped_column(UTCDateTime())

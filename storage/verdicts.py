@@ -183,6 +183,11 @@ def _view(row: Verdict) -> VerdictView:
     )
 
 
+def as_view(row: Verdict) -> VerdictView:
+    """A verdict row as the rest of the gatekeeper reads it (for queries of other modules)."""
+    return _view(row)
+
+
 async def get(session: AsyncSession, repository: str, digest: str) -> VerdictView | None:
     row = await session.get(Verdict, (repository, digest))
     return _view(row) if row else None

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from proxy.admin import actions
 from proxy.admin.access import require, require_everything, rights
 from proxy.admin.bodies import ReasonBody, ReleaseBody, RescanAllBody, RescanBody
 from proxy.admin.common import (
@@ -31,21 +31,10 @@ from proxy.admin.common import (
 from proxy.admin.errors import AdminCode, AdminError
 from proxy.context import info
 from proxy.errors import OCIError
-from proxy.events import VerdictChange
 from proxy.names import check_name
-from proxy.state import Services
-from storage import content, jobs, verdicts
+from storage import verdicts
 from storage.timeutil import now as utcnow
 from storage.verdicts import VerdictView
-from verifiers import lifecycle
-from verifiers.lifecycle import State
-
-
-def _no_verdict(repository: str, digest: str) -> str:
-    return (
-        f"the gatekeeper has no verdict for {repository}@{digest}: it has never seen it pushed "
-        "or pulled through the gatekeeper (a pull verifies it)"
-    )
 
 
 async def list_images(request: web.Request) -> web.StreamResponse:
@@ -67,7 +56,7 @@ async def show(request: web.Request) -> web.StreamResponse:
     async with svc.db() as session:
         verdict = await verdicts.get(session, repository, digest)
         if verdict is None:
-            raise AdminError(AdminCode.NOT_FOUND, _no_verdict(repository, digest))
+            raise AdminError(AdminCode.NOT_FOUND, actions.no_verdict(repository, digest))
         findings = await verdicts.findings(session, repository, digest)
         history = await verdicts.history(session, repository, digest)
     applies = svc.policies.match(repository, verdict.origin)
@@ -94,130 +83,26 @@ async def show(request: web.Request) -> web.StreamResponse:
 
 async def release(request: web.Request) -> web.StreamResponse:
     """POST /images/{repository}@{digest}/release : let a quarantined (or pending) image out,
-    until an optional expiry, after which the sweeper quarantines it again. Its hold on content
-    is lifted too, so the manifests that inherited it are verified again."""
+    until an optional expiry (``proxy.admin.actions.release_image``)."""
     repository, digest = image_ref(request)
     body = await read_body(request, ReleaseBody)
     who = actor(request, body.actor, body.reason)
-    svc = services(request)
-    policy = await svc.verification.policy_of(repository, digest)
-    if policy.deny_all:
-        raise AdminError(
-            AdminCode.CONFLICT,
-            f"no policy matches {repository}@{digest} (its repository and origin), so it "
-            "cannot be pulled and a release would change nothing; add a policy for it",
-        )
-    expires = body.expiry(utcnow())
-    async with svc.db() as session, session.begin():
-        current = await verdicts.get(session, repository, digest)
-        if current is None:
-            raise AdminError(AdminCode.CONFLICT, _no_verdict(repository, digest))
-        if current.effective_state() == State.PASSED:
-            raise AdminError(
-                AdminCode.CONFLICT,
-                f"{repository}@{digest} passed verification; there is nothing to release",
-            )
-        await _refuse_inherited_hold(session, repository, digest)
-        old, new = await verdicts.release(session, repository, digest, who, body.reason, expires)
-        freed = await content.lift_holds(session, repository, digest)
-        inherited = await content.referencing(session, freed) if freed else []
-        stored = await verdicts.get(session, repository, digest)
-    until = f" (until {expires.isoformat()})" if expires else ""
-    await svc.bus.publish(
-        VerdictChange(
-            "released", repository, digest, old, new, who, body.reason + until, policy=policy.name
-        )
+    stored = await actions.release_image(
+        services(request), repository, digest, who, body.reason, body.expiry(utcnow())
     )
-    for other_repository, other in inherited:
-        if (other_repository, other) != (repository, digest):
-            why = f"the hold of {repository}@{digest} on content it holds was lifted by {who}"
-            await svc.verification.submit(other_repository, other, why, identity=jobs.admin(who))
-    assert stored is not None
     return ok(verdict_json(stored))
-
-
-async def _refuse_inherited_hold(session: AsyncSession, repository: str, digest: str) -> None:
-    """An image that holds content an admin holds with another image is released by
-    releasing that image (hold > release): a re-wrap must not free held bytes."""
-    blobs = [blob for _, blob in await content.image_blobs(session, repository, digest)]
-    holds = [
-        h
-        for h in await content.holds_on(session, blobs)
-        if (h.repository, h.digest) != (repository, digest)
-    ]
-    if holds:
-        first = holds[0]
-        raise AdminError(
-            AdminCode.CONFLICT,
-            f"{repository}@{digest} holds content ({first.blob}) that {first.actor} holds in "
-            f"quarantine with {first.holder}: release {first.holder} to let it out",
-        )
 
 
 async def requarantine(request: web.Request) -> web.StreamResponse:
-    """POST /images/{repository}@{digest}/requarantine : withdraw a release or a pass. The hold
-    covers the image's content: its config, and each layer no other pullable image has, in
-    every manifest that lists them, until an admin releases this image."""
+    """POST /images/{repository}@{digest}/requarantine : withdraw a release or a pass; the
+    hold covers the image's content (``proxy.admin.actions.requarantine_image``)."""
     repository, digest = image_ref(request)
     body = await read_body(request, ReasonBody)
     who = actor(request, body.actor, body.reason)
-    svc = services(request)
-    async with svc.db() as session, session.begin():
-        current = await verdicts.get(session, repository, digest)
-        if current is None:
-            raise AdminError(AdminCode.CONFLICT, _no_verdict(repository, digest))
-        if current.state in (State.QUARANTINED, State.PENDING):
-            raise AdminError(
-                AdminCode.CONFLICT,
-                f"{repository}@{digest} is {current.state} and cannot be pulled; there is "
-                "nothing to re-quarantine",
-            )
-        held = await content.hold_content(session, repository, digest, who, body.reason)
-        old, new = await verdicts.requarantine(session, repository, digest, who, body.reason)
-        holder = f"{repository}@{digest}"
-        why = lifecycle.inherited_hold_reason(holder, who, body.reason)
-        others = [k for k in await content.referencing(session, held) if k != (repository, digest)]
-        changed = await verdicts.hold_inherited(session, others, who, why)
-        stored = await verdicts.get(session, repository, digest)
-    assert stored is not None
-    policy = svc.policies.match(repository, stored.origin)
-    await svc.bus.publish(
-        VerdictChange(
-            "requarantined", repository, digest, old, new, who, body.reason, policy=policy.name
-        )
+    stored = await actions.requarantine_image(
+        services(request), repository, digest, who, body.reason
     )
-    for other_repository, other, before in changed:
-        await svc.bus.publish(
-            VerdictChange(
-                "requarantined", other_repository, other, before, State.QUARANTINED, who, why
-            )
-        )
-    for other_repository, other in others:
-        why = f"content held with {holder}"
-        await svc.verification.submit(other_repository, other, why, identity=jobs.admin(who))
-    assert stored is not None
     return ok(verdict_json(stored))
-
-
-async def _queue(svc: Services, verdict: VerdictView, who: str, why: str | None) -> None:
-    """Queue one rescan. ``submit`` leaves an existing verdict alone (last known good): the
-    image stays as pullable as it was until the new result lands."""
-    reason = f"rescan requested by {who}" + (f": {why}" if why else "")
-    await svc.verification.submit(
-        verdict.repository, verdict.digest, reason, identity=jobs.admin(who)
-    )
-    await svc.bus.publish(
-        VerdictChange(
-            "rescan-requested",
-            verdict.repository,
-            verdict.digest,
-            verdict.state,
-            verdict.state,
-            who,
-            reason,
-            policy=verdict.policy,
-        )
-    )
 
 
 async def rescan(request: web.Request) -> web.StreamResponse:
@@ -225,11 +110,7 @@ async def rescan(request: web.Request) -> web.StreamResponse:
     repository, digest = image_ref(request)
     body = await read_body(request, RescanBody)
     who = actor(request, body.actor, body.reason or "rescan")
-    svc = services(request)
-    current = await svc.verification.verdict(repository, digest)
-    if current is None:
-        raise AdminError(AdminCode.CONFLICT, _no_verdict(repository, digest))
-    await _queue(svc, current, who, body.reason)
+    current = await actions.rescan_image(services(request), repository, digest, who, body.reason)
     return ok({"queued": 1, "images": [_key(current)]}, status=202)
 
 
@@ -251,7 +132,7 @@ async def rescan_all(request: web.Request) -> web.StreamResponse:
     count = 0
     async for batch in verdict_pages(svc, body.repository):
         for verdict in batch:
-            await _queue(svc, verdict, who, body.reason)
+            await actions.queue_rescan(svc, verdict, who, body.reason)
             count += 1
     return ok({"queued": count, "repository": body.repository}, status=202)
 

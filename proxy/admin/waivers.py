@@ -18,6 +18,7 @@ from aiohttp import web
 
 from config.policy import Policy, Waiver, match_policy
 from config.remotes import LOCAL
+from proxy.admin import actions
 from proxy.admin.access import require, require_pattern, rights
 from proxy.admin.bodies import ReasonBody, WaiverBody
 from proxy.admin.common import actor, iso, ok, query_repository, read_body, services
@@ -128,19 +129,17 @@ async def waive(request: web.Request) -> web.StreamResponse:
     info(request).repository = body.scope  # the row says where, as for an image action
     require_pattern(request, body.scope)
     who = actor(request, body.actor, body.reason)
-    svc = services(request)
-    async with svc.db() as session, session.begin():
-        made = await waivers.add(
-            session,
-            finding=body.finding,
-            scope=body.scope,
-            reason=body.reason,
-            author=who,
-            expires_at=body.expiry(utcnow()),
-        )
-    report = await svc.policies.apply(f"waiver {made.id} of {made.finding} made by {who}")
+    done = await actions.make_waiver(
+        services(request),
+        finding=body.finding,
+        scope=body.scope,
+        reason=body.reason,
+        who=who,
+        expires=body.expiry(utcnow()),
+    )
     return ok(
-        {"waiver": stored_json(made, utcnow()), "reevaluation": report_json(report)}, status=201
+        {"waiver": stored_json(done.waiver, utcnow()), "reevaluation": report_json(done.report)},
+        status=201,
     )
 
 

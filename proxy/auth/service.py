@@ -155,6 +155,17 @@ class AuthService:
         caller = await self._caller(identity)
         return Caller(caller.name, identity, claims, caller.bindings)
 
+    async def from_session(self, identity_id: int, token_version: int) -> Caller:
+        """The caller behind a console session (``proxy.ui``): refused, like a token, once the
+        identity is disabled, expired, revoked, or its credentials were rotated since."""
+        async with self.db() as session:
+            identity = await identities.get_by_id(session, identity_id)
+        if identity is None or not identity.usable():
+            raise AuthError("identity revoked, disabled or expired")
+        if identity.token_version != token_version:
+            raise AuthError("session ended: the identity's credentials were rotated")
+        return await self._caller(identity)
+
     async def _caller(self, identity: Identity) -> Caller:
         subjects = [identity.subject, *(f"group:{g}" for g in identity.groups)]
         async with self.db() as session:
