@@ -12,7 +12,7 @@ from config.settings import load_settings
 from proxy.app import create_app
 from storage.db import create_engine, sessionmaker, upgrade
 from tests.support.database import Database
-from tests.support.gatekeeper import WARN_EVERYTHING
+from tests.support.gatekeeper import TEST_KEY_ENCRYPTION_KEY, WARN_EVERYTHING
 from tests.unit.fakes import FakeUpstream
 
 GatekeeperFactory = Callable[..., Any]
@@ -50,6 +50,8 @@ async def gatekeeper_client(
             "GATEKEEPER_AUDIT__FLUSH_INTERVAL_SECONDS": "0.05",
             "GATEKEEPER_POLICIES": WARN_EVERYTHING,
             "GATEKEEPER_AUTH__ENABLED": "false",
+            # Where the token signing key is sealed, as every deployment with auth on needs.
+            "GATEKEEPER_AUTH__KEY_ENCRYPTION_KEY": TEST_KEY_ENCRYPTION_KEY,
             **{f"GATEKEEPER_{k.upper()}": v for k, v in env.items()},
         }
         client: TestClient[Any, Any] = TestClient(TestServer(create_app(load_settings(env=values))))

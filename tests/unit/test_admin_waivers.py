@@ -18,7 +18,6 @@ from proxy.events import VerdictChange
 from proxy.state import SERVICES, Services
 from storage import identities, verdicts
 from storage.verdicts import DecisionRecord, FindingRecord
-from tests.support.gatekeeper import TEST_KEY_ENCRYPTION_KEY
 from tests.unit.fakes import FakeUpstream
 from verifiers.lifecycle import State
 
@@ -82,7 +81,6 @@ async def admin(
         str(server.make_url("")),
         admin_token=TOKEN,
         auth__enabled="true",
-        auth__key_encryption_key=TEST_KEY_ENCRYPTION_KEY,
         verification__workers="0",
         policies=json.dumps(POLICIES),
     )
