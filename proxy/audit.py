@@ -205,13 +205,29 @@ def build_middleware(
                 await response.prepare(request)
                 await response.write_eof()
             return response
-        except (ConnectionError, asyncio.CancelledError):
+        except ConnectionError:
+            # The client hung up (``proxy.errors``): a 499 row with the bytes it was sent.
+            # Not re-raised: aiohttp would log a request that failed before sending anything
+            # as an ERROR. The connection is closed, so nothing more goes out on it.
+            record.client_aborted = True
+            if request.transport is not None:
+                request.transport.abort()
+            return _gone()
+        except asyncio.CancelledError:
             record.client_aborted = True
             raise
         finally:
             emit(request, _record(request, record, response, started))
 
     return audit_middleware
+
+
+def _gone() -> web.StreamResponse:
+    """What the middleware hands aiohttp for a client that is gone: never sent (the
+    connection is closed), so aiohttp's own attempt ends quietly."""
+    gone = web.Response(status=499)
+    gone.force_close()
+    return gone
 
 
 async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
