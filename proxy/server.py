@@ -35,6 +35,7 @@ from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooL
 from aiohttp.web_protocol import RequestHandler
 
 from proxy.errors import Code, OCIError, error_response
+from proxy.listen import bind
 
 log = logging.getLogger("gatekeeper.server")
 
@@ -179,7 +180,9 @@ async def serve(
     shutdown_timeout: float = 30.0,
 ) -> None:
     """Serve until SIGINT or SIGTERM, then stop cleanly (the access log is drained by the app's
-    cleanup, inside ``shutdown_timeout``)."""
+    cleanup, inside ``shutdown_timeout``). The port is bound before the app is set up
+    (``proxy.listen``): a busy port ends the start before the database is touched."""
+    sockets = bind(host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -189,8 +192,10 @@ async def serve(
     )
     try:
         await runner.setup()  # inside: a start-up that fails half way still cleans up
-        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
-        await site.start()
+        for sock in sockets:
+            await web.SockSite(runner, sock, ssl_context=ssl_context).start()
         await stop.wait()
     finally:
         await runner.cleanup()
+        for sock in sockets:
+            sock.close()
