@@ -77,6 +77,17 @@ class UploadSettings(BaseModel):
     """A session with no request for this long no longer counts against the limit."""
 
 
+class ReplicaSettings(BaseModel):
+    """How a replica tells the others it is running (``proxy/presence.py``)."""
+
+    model_config = {"extra": "forbid"}
+
+    heartbeat_seconds: float = Field(default=5.0, gt=0, le=60)
+    """How often this replica records that it is alive. One silent for three beats is gone:
+    the upload sessions it served stop counting against their owners' caps (a clean stop
+    lets them go at once)."""
+
+
 class VerifierSettings(BaseModel):
     """One verifier: whether it runs, how long it may take, and its own options."""
 
@@ -96,8 +107,10 @@ class VerificationSettings(BaseModel):
 
     workers: int = Field(default=2, ge=0, le=64)
     """Concurrent jobs per gatekeeper process (0: this replica only serves, never verifies)."""
-    lease_seconds: float = Field(default=120.0, ge=1)
-    """A job whose worker has not renewed its lease for this long is taken over by another."""
+    lease_seconds: float = Field(default=15.0, ge=1, le=3600)
+    """A job's lease: its worker renews it every third of this while the job runs, so a job
+    whose replica crashed is taken over by another within this long (a clean stop hands its
+    jobs back at once). Longer only where the database may be out of reach for longer."""
     max_attempts: int = Field(default=5, ge=1, le=100)
     retry_base_seconds: float = Field(default=2.0, gt=0)
     poll_seconds: float = Field(default=0.5, gt=0, le=60)
@@ -222,6 +235,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     audit: AuditSettings = AuditSettings()
     uploads: UploadSettings = UploadSettings()
+    replicas: ReplicaSettings = ReplicaSettings()
     verifiers: dict[str, VerifierSettings] = Field(default_factory=_default_verifiers)
     policies: list[Policy] = Field(default_factory=list)
     """Empty means every repository is unmatched, and an unmatched repository is denied."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import HttpVersion10, web
@@ -27,9 +28,10 @@ from proxy.live_policies import LivePolicies
 from proxy.metrics import Metrics
 from proxy.mirror import make_mirror_client
 from proxy.names import check_raw_path
+from proxy.presence import Presence
 from proxy.reevaluate import after_policy_change
 from proxy.routes import ACCESS, ACTIONS, UNAUDITED_PATHS, add_routes
-from proxy.scheduler import build_scheduler
+from proxy.scheduler import Scheduler, build_scheduler
 from proxy.server import OnUnparsed
 from proxy.state import SERVICES, Services, services
 from proxy.upstream import Upstream, make_client_session, make_token_client
@@ -149,12 +151,40 @@ def create_app(settings: Settings) -> web.Application:
     add_admin(app)
     app.on_response_prepare.append(add_request_id)
     app.cleanup_ctx.append(_resources(settings))
+    app.on_shutdown.append(_stop_background)
     return app
 
 
 def _event_source(settings: Settings) -> str:
     """CloudEvents ``source``: the public URL when one is set."""
     return str(settings.public_url).rstrip("/") if settings.public_url else "registry-gatekeeper"
+
+
+@dataclass(frozen=True)
+class _Background:
+    """This replica's background work, stopped first when the process stops."""
+
+    verification: VerificationService
+    scheduler: Scheduler
+    presence: Presence
+
+    async def stop(self) -> None:
+        await self.verification.close()
+        await self.scheduler.close()
+        await self.presence.close()
+
+
+BACKGROUND: web.AppKey[_Background] = web.AppKey("background", _Background)
+"""Set by the resources once the background work runs."""
+
+
+async def _stop_background(app: web.Application) -> None:
+    """``on_shutdown``: the moment a stop begins, before in-flight requests are waited for
+    (up to the shutdown timeout), this replica hands its verification jobs and its scheduler
+    lease back and leaves the replicas, so the others take its work over at once."""
+    background = app.get(BACKGROUND)
+    if background is not None:
+        await background.stop()
 
 
 def _resources(settings: Settings):  # type: ignore[no-untyped-def]
@@ -194,6 +224,8 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             policies,
             on_incomplete=metrics.verifications_incomplete.inc,
         )
+        presence = Presence(db, verification.owner, settings.replicas)
+        await presence.start()
         app[SERVICES] = Services(
             settings=settings,
             engine=engine,
@@ -204,6 +236,7 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             bus=bus,
             verification=verification,
             policies=policies,
+            presence=presence,
         )
         if settings.auth.enabled:
             app[AUTH] = await AuthService.create(settings.auth, db)
@@ -225,6 +258,7 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
         policies.start()
         webhooks.start()
         scheduler.start()
+        app[BACKGROUND] = _Background(verification, scheduler, presence)
         log.info(
             "gatekeeper ready: upstream %s, verifiers %s, %d policies",
             settings.upstream_url,
@@ -241,6 +275,7 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             if mirror_client is not None:
                 await mirror_client.aclose()
             await verification.close()
+            await presence.close()
             await webhooks.close()
             await webhook_client.aclose()
             await token_client.aclose()

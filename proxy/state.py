@@ -13,6 +13,7 @@ from proxy.audit import AuditWriter
 from proxy.events import EventBus
 from proxy.live_policies import LivePolicies
 from proxy.metrics import Metrics
+from proxy.presence import Presence
 from proxy.upstream import Upstream
 from proxy.verification import VerificationService
 
@@ -32,6 +33,9 @@ class Services:
     policies: LivePolicies
     """The policies in force: ``match(repository)``, never ``settings.policies`` directly (that
     would miss the waivers admins made at run time)."""
+    presence: Presence
+    """This replica among the others: what it holds (upload sessions) is let go when it is
+    gone."""
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

@@ -7,7 +7,8 @@ it returns; it is passed back untouched, since only the upstream can read (and v
 Each identity may hold ``uploads.max_sessions_per_identity`` open sessions (anonymous clients
 one set per client IP); the count lives in the database (``storage.uploads``) so the cap holds
 across replicas. A POST reserves a slot before the upstream is asked, a completed, cancelled or
-unknown session frees it, and a session idle for ``uploads.session_idle_seconds`` stops counting.
+unknown session frees it, and a session idle for ``uploads.session_idle_seconds`` stops counting,
+as does one whose replica has stopped or crashed (``storage.replicas``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from proxy.state import services
 from proxy.upstream import v2_path
 from storage import uploads
 from storage.db import DATABASE_ERRORS
+from storage.replicas import Holder
 
 log = logging.getLogger("gatekeeper.uploads")
 
@@ -100,10 +102,15 @@ async def start(request: web.Request) -> web.StreamResponse:
         raise
     upstream_session = response.headers.get("Docker-Upload-UUID")
     if response.status == 202 and upstream_session:
-        await _bookkeep(request, uploads.bind, reservation, upstream_session)
+        await _bookkeep(request, uploads.bind, reservation, upstream_session, _holder(request))
     else:  # a monolithic upload or a mount ends with the POST; a refusal never started
         await _bookkeep(request, uploads.release, reservation)
     return response
+
+
+def _holder(request: web.Request) -> Holder:
+    """This replica, as the holder of the sessions it serves (``storage.replicas``)."""
+    return services(request).presence.holder
 
 
 def _owner(request: web.Request) -> str:
@@ -121,12 +128,18 @@ async def _reserve(request: web.Request, name: str) -> int:
     # A read first: a client hammering at its limit is refused without taking the write lock
     # (a stale count can only refuse early, never admit beyond the limit).
     async with svc.db() as session:
-        full = await uploads.live_count(session, owner, idle) >= limits.max_sessions_per_identity
+        held = await uploads.live_count(session, owner, idle, svc.presence.holder)
+    full = held >= limits.max_sessions_per_identity
     reservation = None
     if not full:
         async with svc.db() as session, session.begin():
             reservation = await uploads.reserve(
-                session, owner, name, limit=limits.max_sessions_per_identity, idle=idle
+                session,
+                owner,
+                name,
+                limit=limits.max_sessions_per_identity,
+                idle=idle,
+                holder=svc.presence.holder,
             )
     if reservation is None:
         raise OCIError(
@@ -165,7 +178,7 @@ async def _session_call(request: web.Request, action: str, body: bool) -> web.St
         if "digest" not in request.query:
             raise OCIError(Code.DIGEST_INVALID, "closing an upload needs ?digest=")
     if body:  # a long chunk is activity from its start, not only once it is done
-        await _bookkeep(request, uploads.touch, name, session)
+        await _bookkeep(request, uploads.touch, name, session, _holder(request))
     response = await forward(
         request,
         v2_path(name, "blobs", "uploads", session),
@@ -176,7 +189,7 @@ async def _session_call(request: web.Request, action: str, body: bool) -> web.St
     if response.status == 404 or (action, response.status) in _SESSION_OVER:
         await _bookkeep(request, uploads.finish, name, session)
     elif response.status < 300:
-        await _bookkeep(request, uploads.touch, name, session)
+        await _bookkeep(request, uploads.touch, name, session, _holder(request))
     return response
 
 
