@@ -58,11 +58,22 @@ class AuditSettings(BaseModel):
     batch_size: int = Field(default=500, ge=1, le=100_000)
     """Rows written in one transaction at most."""
     json_log: bool = True
-    """Also emit each row as one JSON line on the ``gatekeeper.access`` logger."""
+    """Also emit each row as one JSON line on the ``gatekeeper.access`` logger (every line of
+    it: requests, verdict changes, refused requests); off: that logger prints nothing."""
     max_buffered: int = Field(default=100_000, ge=1, le=10_000_000)
     """Rows held in memory while the database cannot take them. When this many are waiting,
     new requests are refused with 503 until the database is back: a request is never served
     without its row (rows of requests already in flight are still kept, never dropped)."""
+    spool_dir: Path = Path("./var/audit-spool")
+    """Where each row is appended before it waits for its batch, and a response's provisional
+    row before its first byte is sent: a crash loses no row, and the next start writes what
+    the database did not get. Local to the replica (each process has its own files in it, so
+    a shared directory works too); it holds only rows not yet committed."""
+    spool_sync_seconds: float = Field(default=1.0, ge=0, le=60)
+    """How often the spool is flushed to disk (fsync). A crashed process loses no row whatever
+    this is (its writes are in the kernel already); a machine that loses power may lose the
+    rows of this last stretch. 0: each row is synced before its response is sent (every
+    request then waits for the disk)."""
 
 
 class UploadSettings(BaseModel):

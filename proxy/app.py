@@ -18,7 +18,15 @@ from aiohttp import HttpVersion10, web
 from config.public_names import public_hosts
 from config.settings import Settings
 from proxy.admin.routes import add_admin
-from proxy.audit import AuditWriter, access_log, add_request_id, audit_listener, build_middleware
+from proxy.audit import (
+    AuditWriter,
+    access_log,
+    add_request_id,
+    audit_listener,
+    begin_on_prepare,
+    build_middleware,
+)
+from proxy.audit_spool import Spool, directory_for, replay
 from proxy.auth.http import AUTH, build_auth_middleware
 from proxy.auth.service import AuthService
 from proxy.clientaddr import build_forwarded_middleware
@@ -72,7 +80,12 @@ def _record_refused(svc: Services, record: AccessRecord) -> None:
     queued (that would grow the very buffer that is full)."""
     svc.metrics.observe(record)
     svc.metrics.audit_refused.inc()
-    access_log.warning(json.dumps({"unrecorded": record.as_json()}, separators=(",", ":")))
+    if svc.settings.audit.json_log:
+        access_log.warning(json.dumps({"unrecorded": record.as_json()}, separators=(",", ":")))
+
+
+def _begin(request: web.Request, record: AccessRecord) -> None:
+    services(request).audit.begin(record)
 
 
 def record_unparsed(app: web.Application) -> OnUnparsed:
@@ -150,6 +163,7 @@ def create_app(settings: Settings) -> web.Application:
     add_routes(app)
     add_admin(app)
     app.on_response_prepare.append(add_request_id)
+    app.on_response_prepare.append(begin_on_prepare(_begin))
     app.cleanup_ctx.append(_resources(settings))
     app.on_shutdown.append(_stop_background)
     return app
@@ -193,14 +207,22 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
         await upgrade(engine)
         db = sessionmaker(engine)
         metrics = Metrics()
-        writer = AuditWriter(db, settings.audit, metrics.audit_backlog_failures.inc)
+        # Rows a gatekeeper that did not stop cleanly left in its spool are written before
+        # this one serves (``proxy.audit_spool``).
+        spool = Spool(
+            directory_for(settings.audit.spool_dir, settings.database_url),
+            settings.audit.spool_sync_seconds,
+        )
+        spool.open()
+        await replay(spool.directory, spool.name, db, settings.audit.batch_size)
+        writer = AuditWriter(db, settings.audit, metrics.audit_backlog_failures.inc, spool)
         metrics.watch_audit(lambda: writer.backlog, settings.audit.max_buffered)
         writer.start()
         session = make_client_session(settings)
         token_client = make_token_client(settings)
         upstream = Upstream(settings, session, token_client)
         bus = EventBus()
-        bus.subscribe(audit_listener(writer))
+        bus.subscribe(audit_listener(writer, json_log=settings.audit.json_log))
         webhook_client = make_webhook_client()
         webhooks = WebhookDispatcher(
             settings.webhooks, db, webhook_client, source=_event_source(settings)

@@ -42,6 +42,7 @@ def _configure_logging(level: str) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from proxy.app import create_app, record_unparsed
+    from proxy.audit_spool import SpoolError
     from proxy.listen import ListenError
     from proxy.server import serve
     from storage.db import DATABASE_ERRORS
@@ -53,7 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
     app = create_app(settings)
-    start_errors: tuple[type[Exception], ...] = (ListenError, *DATABASE_ERRORS)
+    start_errors: tuple[type[Exception], ...] = (ListenError, SpoolError, *DATABASE_ERRORS)
     try:
         asyncio.run(
             serve(
@@ -66,7 +67,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             )
         )
     except start_errors as exc:
-        # At start-up: the port is taken (checked first), or the database is unreachable.
+        # At start-up: the port is taken (checked first), the database is unreachable, or the
+        # access-log spool cannot be written.
         # One line that says so, for the operator; the traceback would only bury it.
         logging.getLogger("gatekeeper").error("cannot start: %s: %s", type(exc).__name__, exc)
         return 1
