@@ -424,9 +424,10 @@ class VerificationService:
         """Verify one manifest now and store the verdict (used by workers and the CLI).
 
         The content is examined first (``proxy.examine``): what it is decides which verifiers
-        run, never the labels the pusher wrote. Images and indexes go through the pipeline;
-        artifacts of an allowed type do not; everything is decided by the policy together with
-        what the examination found (holds, dependencies, inherited findings)."""
+        run, never the labels the pusher wrote, and of those only the ones the repository's
+        policy requires (``verifiers.pipeline.applies``). Images and indexes go through the
+        pipeline; artifacts of an allowed type do not; everything is decided by the policy
+        together with what the examination found (holds, dependencies, inherited findings)."""
         policy = self.policies.match(repository)
         fetched = await self.fetch(repository, digest)
         examined = await self.examiner.examine(fetched, policy)
@@ -434,10 +435,13 @@ class VerificationService:
         expected: frozenset[str] | None = frozenset()
         if examined.kind in (Kind.IMAGE, Kind.INDEX):
             image = await self._image(fetched, policy, examined.config, examined.config_problem)
-            outcomes += await run_pipeline(image, self.verifiers, self._timeouts, 120.0)
+            required = frozenset(policy.require)
+            outcomes += await run_pipeline(
+                image, self.verifiers, self._timeouts, 120.0, required=required
+            )
             incomplete.require_readable(outcomes)
             expected = (
-                frozenset(v.name for v in self.verifiers if applies(v, image))
+                frozenset(v.name for v in self.verifiers if applies(v, image, required))
                 if examined.kind == Kind.INDEX
                 else None
             )

@@ -33,7 +33,10 @@ pytestmark = pytest.mark.e2e
 
 FAKES = "tests.fakes.verifiers"
 OSV = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "osv" / "pypi"
-POLICIES = [{"name": "all", "repositories": ["*"], "mode": "warn", "require": ["config-sanity"]}]
+# slow runs only because it is required (it passes at once unless labelled to take time).
+POLICIES = [
+    {"name": "all", "repositories": ["*"], "mode": "warn", "require": ["config-sanity", "slow"]}
+]
 
 
 def scheduler_env(started: Path, **extra: str) -> dict[str, str]:

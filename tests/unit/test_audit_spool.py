@@ -139,6 +139,7 @@ async def test_a_spool_that_cannot_be_written_refuses_requests_until_it_can(
     spool = Spool(tmp, sync_seconds=1.0)
     spool.open()
     writer = AuditWriter(FlakyDatabase(failures=0), AuditSettings(), spool=spool)  # type: ignore[arg-type]
+
     def full(fd: int, data: Any) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
