@@ -234,7 +234,11 @@ class Settings(BaseSettings):
     from them are logged, throttled and capped under the client's address, not theirs."""
 
     tls_cert: Path | None = None
+    """PEM certificate chain: with ``tls_key``, the port speaks HTTPS (plain HTTP sent to it
+    is answered 400). Blobs then leave the storage path in pieces, not by sendfile: for the
+    most throughput terminate TLS at the load balancer (docs/deployment.md)."""
     tls_key: Path | None = None
+    """PEM private key of ``tls_cert``."""
 
     max_manifest_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     """Largest manifest body accepted on PUT (the spec suggests registries cap at 4 MiB)."""

@@ -42,6 +42,7 @@ from proxy.routes import ACCESS, ACTIONS, UNAUDITED_PATHS, add_routes
 from proxy.scheduler import Scheduler, build_scheduler
 from proxy.server import OnUnparsed
 from proxy.state import SERVICES, Services, services
+from proxy.tls_port import OnPlain
 from proxy.upstream import Upstream, make_client_session, make_token_client
 from proxy.verification import VerificationService
 from proxy.webhooks import WebhookDispatcher, make_webhook_client
@@ -88,39 +89,58 @@ def _begin(request: web.Request, record: AccessRecord) -> None:
     services(request).audit.begin(record)
 
 
-def record_unparsed(app: web.Application) -> OnUnparsed:
-    """Access-log rows for requests aiohttp refused before any middleware saw them.
+def _refused_row(
+    peer: str | None, path: str, action: str, failure: OCIError, request_id: str
+) -> AccessRecord:
+    """The row of a request refused before HTTP was parsed: only its peer is known, so the
+    method and path are placeholders and the identity is anonymous."""
+    return AccessRecord(
+        time=datetime.now(UTC),
+        request_id=request_id,
+        client_addr=peer,
+        identity="anonymous",
+        method="UNKNOWN",
+        path=path,
+        action=action,
+        repository=None,
+        reference=None,
+        digest=None,
+        status=failure.code.status,
+        bytes_in=0,
+        bytes_out=len(envelope([failure])),
+        duration_ms=0.0,
+        upstream_status=None,
+        decision=None,
+        reason=failure.message,
+        error_code=failure.code.code,
+    )
 
-    Nothing of such a request is known but its peer: the parser gave up on its request line or
-    headers, so method and path are placeholders and the identity is anonymous.
-    """
+
+def _record_or_refuse(svc: Services, row: AccessRecord) -> None:
+    if svc.audit.full:
+        _record_refused(svc, row)
+    else:
+        _record(svc, row)
+
+
+def record_unparsed(app: web.Application) -> OnUnparsed:
+    """Access-log rows for requests aiohttp refused before any middleware saw them (the
+    parser gave up on their request line or headers)."""
 
     def record(request: web.BaseRequest, failure: OCIError, request_id: str) -> None:
-        svc = app[SERVICES]
-        row = AccessRecord(
-            time=datetime.now(UTC),
-            request_id=request_id,
-            client_addr=request.remote,
-            identity="anonymous",
-            method="UNKNOWN",
-            path="(unparsed)",
-            action="request.unparsed",
-            repository=None,
-            reference=None,
-            digest=None,
-            status=failure.code.status,
-            bytes_in=0,
-            bytes_out=len(envelope([failure])),
-            duration_ms=0.0,
-            upstream_status=None,
-            decision=None,
-            reason=failure.message,
-            error_code=failure.code.code,
-        )
-        if svc.audit.full:
-            _record_refused(svc, row)
-        else:
-            _record(svc, row)
+        row = _refused_row(request.remote, "(unparsed)", "request.unparsed", failure, request_id)
+        _record_or_refuse(app[SERVICES], row)
+
+    return record
+
+
+def record_plain_http(app: web.Application) -> OnPlain:
+    """Access-log rows for plain-HTTP requests on the TLS port (``proxy.tls_port``)."""
+
+    def record(peer: str | None, failure: OCIError, request_id: str) -> None:
+        path = "(plain HTTP on the TLS port)"
+        row = _refused_row(peer, path, "request.plain-http", failure, request_id)
+        _record_or_refuse(app[SERVICES], row)
 
     return record
 

@@ -41,7 +41,7 @@ def _configure_logging(level: str) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from proxy.app import create_app, record_unparsed
+    from proxy.app import create_app, record_plain_http, record_unparsed
     from proxy.audit_spool import SpoolError
     from proxy.listen import ListenError
     from proxy.server import serve
@@ -63,6 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 port=settings.port,
                 ssl_context=ssl_context,
                 on_unparsed=record_unparsed(app),
+                on_plain_http=record_plain_http(app),
                 shutdown_timeout=30,
             )
         )

@@ -5,6 +5,8 @@ These commands speak HTTP to a running gatekeeper, never to its database, so the
 any replica and go through the same authentication and access log as every other admin tool.
 ``--url`` defaults to ``$GATEKEEPER_ADMIN_URL`` (else http://127.0.0.1:5000) and ``--token`` to
 ``$GATEKEEPER_ADMIN_TOKEN`` (prefer the variable: a command line is visible to other users).
+Over https, ``--ca-file`` (or ``$GATEKEEPER_CA_FILE``) names the PEM file of the CA that signed
+the gatekeeper's certificate, for a private CA; without it the system's trusted CAs are used.
 
 Tables for people, ``--json`` for scripts. Exit status: 0 done, 1 the gatekeeper refused (its
 message says why), 2 bad usage, 3 the gatekeeper could not be reached.
@@ -16,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import ssl
 import sys
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -54,6 +57,7 @@ class AdminClient:
         *,
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self._http = httpx.Client(
@@ -61,6 +65,7 @@ class AdminClient:
             headers={"Authorization": f"Bearer {token}"},
             timeout=timeout,
             transport=transport,
+            verify=trust(ca_file),
         )
 
     def __enter__(self) -> AdminClient:
@@ -91,6 +96,17 @@ class AdminClient:
         if resp.is_success and data is not None:
             return data
         raise CommandError(_describe_failure(resp, data))
+
+
+def trust(ca_file: str | None) -> ssl.SSLContext | bool:
+    """What to verify the gatekeeper's certificate against: the CA in ``ca_file`` (a private
+    CA), else the system's trusted CAs."""
+    if not ca_file:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise CommandError(f"cannot use the CA file {ca_file}: {exc}", 2) from exc
 
 
 def _describe_failure(resp: httpx.Response, data: Any) -> str:
@@ -370,10 +386,11 @@ def run_command(
     ``transport`` are injectable so tests touch neither the environment nor the network."""
     token = args.token or env.get("GATEKEEPER_ADMIN_TOKEN")
     url = args.url or env.get("GATEKEEPER_ADMIN_URL") or DEFAULT_URL
+    ca_file = getattr(args, "ca_file", None) or env.get("GATEKEEPER_CA_FILE")
     try:
         if not token:
             raise CommandError("no admin token: set GATEKEEPER_ADMIN_TOKEN or pass --token", 2)
-        with AdminClient(url, token, transport=transport) as client:
+        with AdminClient(url, token, transport=transport, ca_file=ca_file) as client:
             command(client, args)
     except CommandError as exc:
         print(f"gatekeeper: {visible(exc)}", file=sys.stderr)
@@ -391,6 +408,11 @@ def common_options() -> argparse.ArgumentParser:
         "--url", help=f"gatekeeper URL (default $GATEKEEPER_ADMIN_URL or {DEFAULT_URL})"
     )
     common.add_argument("--token", help="admin token (default $GATEKEEPER_ADMIN_TOKEN)")
+    common.add_argument(
+        "--ca-file",
+        help="PEM file of the CA that signed the gatekeeper's certificate, for https with a "
+        "private CA (default $GATEKEEPER_CA_FILE, else the system's CAs)",
+    )
     common.add_argument("--json", action="store_true", help="JSON output for scripts")
     return common
 
