@@ -6,7 +6,8 @@
   to it). The file is read in large pieces (:data:`TLS_READ_BYTES`) in a worker thread, the
   next one while the previous is encrypted and sent, instead of aiohttp's fallback of 256 KiB
   reads one after the other, which made the sendfile path half as fast as streaming from the
-  registry over TLS. ``bench/proxy_bench.py --tls`` measures both (README, "Benchmarks").
+  registry over TLS. ``bench/proxy_bench.py`` measures both (its ``gatekeeper-tls-*`` targets;
+  figures in ``bench/README.md``).
 
 Either way the bytes actually handed to the connection are recorded (``RequestInfo.bytes_out``)
 when the client hangs up half way, so its access-log row says what it got, not the file size.
