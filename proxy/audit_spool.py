@@ -341,22 +341,24 @@ async def replay(directory: Path, own: str, db: async_sessionmaker[Any], batch: 
     returns the rows replayed. Idempotent: a row already there is not added again. A database
     failure is raised (the start fails) and leaves the files for the next start."""
     total = 0
-    for orphan in orphans(directory, own):
-        try:
+    waiting = orphans(directory, own)
+    try:
+        while waiting:
+            orphan = waiting[0]
             rows, unfinished = orphan.rows()
             for start in range(0, len(rows), batch):
                 async with db() as session, session.begin():
                     await insert_records(session, rows[start : start + batch])
-        except BaseException:
+            waiting.pop(0).remove(directory)
+            total += len(rows)
+            log.warning(
+                "access log: replayed %d rows (%d of answers cut short) from the spool of %s, "
+                "a gatekeeper that did not stop cleanly",
+                len(rows),
+                unfinished,
+                orphan.name,
+            )
+    finally:
+        for orphan in waiting:  # not replayed (the database failed): left for the next start
             orphan.release()
-            raise
-        orphan.remove(directory)
-        total += len(rows)
-        log.warning(
-            "access log: replayed %d rows (%d of answers cut short) from the spool of %s, a "
-            "gatekeeper that did not stop cleanly",
-            len(rows),
-            unfinished,
-            orphan.name,
-        )
     return total

@@ -17,6 +17,7 @@ from proxy import audit_spool
 from proxy.audit import AuditWriter
 from proxy.audit_spool import UNFINISHED, Spool, directory_for, orphans, replay
 from storage.audit import insert_records
+from storage.errors import DatabaseUnavailable
 from storage.models import AccessLog
 from tests.support.audit import FlakyDatabase, record
 
@@ -152,3 +153,16 @@ async def test_a_spool_that_cannot_be_written_refuses_requests_until_it_can(
     spool.retry()
     assert writer.refusal() is None
     spool.close(drained=False)
+
+
+async def test_a_replay_the_database_refuses_leaves_the_spool_for_the_next_start(
+    db: Any, tmp: Path
+) -> None:
+    spool = Spool(tmp, sync_seconds=1.0)
+    spool.open()
+    spool.row(record(1))
+    crash(spool)
+    with pytest.raises(DatabaseUnavailable):
+        await replay(tmp, "me", FlakyDatabase(failures=1), batch=10)  # type: ignore[arg-type]
+    assert await replay(tmp, "me", db, batch=10) == 1
+    assert list(await stored(db)) == ["r1"]
