@@ -28,6 +28,7 @@ ENV PATH=/opt/gatekeeper/bin:$PATH \
     PYTHONUNBUFFERED=1
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/gatekeeper --create-home \
         --shell /usr/sbin/nologin gatekeeper \
+ && install -d -o gatekeeper -g gatekeeper /var/lib/gatekeeper/audit-spool \
  && mkdir -p /etc/gatekeeper \
  && printf '%s\n' \
         '# Container defaults; mount your own file here (see config/gatekeeper.example.toml).' \

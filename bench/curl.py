@@ -48,12 +48,17 @@ def curl_binary() -> str:
     return found
 
 
-def download(url: str) -> Transfer:
-    """GET ``url`` into /dev/null, without following redirects (a redirect bypasses the target)."""
-    return _run(["-o", "/dev/null", url], {}, keep_body=False)
+def download(url: str, cacert: Path | None = None) -> Transfer:
+    """GET ``url`` into /dev/null, without following redirects (a redirect bypasses the target);
+    over https trusting ``cacert``."""
+    return _run([*_trust(cacert), "-o", "/dev/null", url], {}, keep_body=False)
 
 
-def upload_file(url: str, path: Path) -> Transfer:
+def _trust(cacert: Path | None) -> list[str]:
+    return ["--cacert", str(cacert)] if cacert is not None else []
+
+
+def upload_file(url: str, path: Path, cacert: Path | None = None) -> Transfer:
     """PUT ``path`` as the request body with its Content-Length, as one monolithic upload.
 
     ``Expect:`` is cleared so curl does not wait for a ``100 Continue`` before sending; that
@@ -61,7 +66,7 @@ def upload_file(url: str, path: Path) -> Transfer:
     """
     headers = {"Content-Type": "application/octet-stream", "Expect": ""}
     # -T streams from the file; --data-binary @file would read all of it into curl's memory.
-    return _run(["-T", str(path), url], headers, keep_body=True)
+    return _run([*_trust(cacert), "-T", str(path), url], headers, keep_body=True)
 
 
 def _run(args: list[str], headers: dict[str, str], *, keep_body: bool) -> Transfer:

@@ -9,9 +9,11 @@ CPU with the target, which caps the direct baseline the most (see ``bench/README
 from __future__ import annotations
 
 import asyncio
+import ssl
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 
@@ -49,6 +51,8 @@ class LoadSpec:
     concurrency: int
     warmup: int
     """Untimed requests first, so connections are open and caches warm on every target alike."""
+    cacert: Path | None = None
+    """The CA to trust for an https ``url``."""
 
 
 def run_load(spec: LoadSpec) -> LoadResult:
@@ -57,7 +61,8 @@ def run_load(spec: LoadSpec) -> LoadResult:
 
 
 async def _load(spec: LoadSpec) -> LoadResult:
-    connector = aiohttp.TCPConnector(limit=spec.concurrency)
+    trust = ssl.create_default_context(cafile=spec.cacert) if spec.cacert else True
+    connector = aiohttp.TCPConnector(limit=spec.concurrency, ssl=trust)
     async with aiohttp.ClientSession(connector=connector, headers=spec.headers) as session:
         await _drive(session, spec, spec.warmup, [])
         latencies: list[float] = []

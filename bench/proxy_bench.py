@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import ssl
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
@@ -45,6 +47,7 @@ from bench.results import (
 )
 from bench.seeding import REPO, TAG, Progress, Seeded, seed_registry
 from bench.targets import ALL_TARGETS, GATEKEEPER_ENV, Target, TargetSetup, start_target
+from tests.support.tlscert import self_signed
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PHASES = ("pull", "push", "manifests")
@@ -165,11 +168,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(settings: BenchSettings, progress: Progress) -> list[TargetRecord]:
     with ExitStack() as stack:
-        client = stack.enter_context(httpx.Client(timeout=120, trust_env=False))
+        # The TLS targets' certificate, made for the run; the client trusts it (and only
+        # https targets use it).
+        tls = self_signed(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tls-"))))
+        trust = ssl.create_default_context(cafile=str(tls[0]))
+        client = stack.enter_context(httpx.Client(timeout=120, trust_env=False, verify=trust))
         seeded = seed_registry(
             stack, client, settings.size_mib << 20, keep=settings.keep_workdir, progress=progress
         )
-        records, targets = _start_targets(settings, stack, seeded, progress)
+        records, targets = _start_targets(settings, stack, seeded, tls, progress)
         _record_rss(targets, records, START_RSS, current_rss_mib)
         _first_gets(client, seeded, targets, records, progress)
         for phase in _phases(settings, client, seeded):
@@ -247,12 +254,16 @@ def _with_death(reason: str, target: Target) -> str:
 
 
 def _start_targets(
-    settings: BenchSettings, stack: ExitStack, seeded: Seeded, progress: Progress
+    settings: BenchSettings,
+    stack: ExitStack,
+    seeded: Seeded,
+    tls: tuple[Path, Path],
+    progress: Progress,
 ) -> tuple[dict[str, TargetRecord], list[Target]]:
     records = {name: TargetRecord(name) for name in settings.targets}
     targets: list[Target] = []
     gatekeeper_env = {**GATEKEEPER_ENV, **settings.gatekeeper_env}
-    setup = TargetSetup(seeded.workdir, seeded.registry, gatekeeper_env)
+    setup = TargetSetup(seeded.workdir, seeded.registry, gatekeeper_env, tls)
     for name in settings.targets:
         try:
             targets.append(start_target(name, stack, setup))
@@ -270,7 +281,7 @@ def _phases(settings: BenchSettings, client: httpx.Client, seeded: Seeded) -> li
     def pull(target: Target) -> dict[Metric, float]:
         url = f"{target.url}/v2/{REPO}/blobs/{layer.blob.digest}"
         with _ServerCpu(target) as cpu:
-            transfer = curl.download(url)
+            transfer = curl.download(url, target.cacert)
         if transfer.status != 200 or transfer.downloaded != layer.blob.size:
             detail = registry_api.describe_failure(client, url, {})
             raise MeasurementError(f"GET blob got {transfer.downloaded} bytes: {detail}")
@@ -281,7 +292,9 @@ def _phases(settings: BenchSettings, client: httpx.Client, seeded: Seeded) -> li
         with layer.unique_variant() as blob:
             try:
                 with _ServerCpu(target) as cpu:
-                    transfer = registry_api.push_blob_file(client, target.url, REPO, blob)
+                    transfer = registry_api.push_blob_file(
+                        client, target.url, REPO, blob, target.cacert
+                    )
             finally:
                 registry_api.forget_blob(storage_root, REPO, blob.digest)
         return {PUSH: transfer.mb_per_s(blob.size)} | cpu.per(PUSH_CPU, blob.size / 2**30)
@@ -294,6 +307,7 @@ def _phases(settings: BenchSettings, client: httpx.Client, seeded: Seeded) -> li
             count=settings.requests,
             concurrency=settings.concurrency,
             warmup=settings.warmup,
+            cacert=target.cacert,
         )
         with _ServerCpu(target) as cpu:
             result = run_load(spec)

@@ -44,10 +44,17 @@ def upload_url_with_digest(location: str, digest: str) -> str:
     return f"{location}{separator}digest={digest}"
 
 
-def push_blob_file(client: httpx.Client, base_url: str, repo: str, blob: BlobFile) -> curl.Transfer:
-    """Upload ``blob`` monolithically with curl and check the registry accepted it."""
+def push_blob_file(
+    client: httpx.Client,
+    base_url: str,
+    repo: str,
+    blob: BlobFile,
+    cacert: Path | None = None,
+) -> curl.Transfer:
+    """Upload ``blob`` monolithically with curl (over https trusting ``cacert``) and check the
+    registry accepted it."""
     location = start_upload(client, base_url, repo)
-    transfer = curl.upload_file(upload_url_with_digest(location, blob.digest), blob.path)
+    transfer = curl.upload_file(upload_url_with_digest(location, blob.digest), blob.path, cacert)
     if transfer.status != 201 or transfer.uploaded != blob.size:
         raise MeasurementError(
             f"PUT {blob.size} bytes: status {transfer.status}, sent {transfer.uploaded}: "

@@ -5,6 +5,9 @@
 - ``gatekeeper-stream``: the gatekeeper copying blob bodies through Python.
 - ``gatekeeper-sendfile``: the gatekeeper given the registry's storage root, serving blobs that
   pass the gate with sendfile.
+- ``gatekeeper-tls-stream`` and ``gatekeeper-tls-sendfile``: the same two serving HTTPS (a
+  certificate made for the run): what TLS on the gatekeeper's own port costs, and which path
+  the storage root gives a TLS connection (``proxy/sendfile.py``).
 
 Starting a target either yields a running :class:`Target` or raises TargetUnavailable with the
 reason; the benchmark records that as a skip and carries on with the others.
@@ -30,7 +33,19 @@ NGINX = "nginx"
 NGINX_DEFAULT = "nginx-default"
 GATEKEEPER_STREAM = "gatekeeper-stream"
 GATEKEEPER_SENDFILE = "gatekeeper-sendfile"
-ALL_TARGETS = (DIRECT, NGINX, NGINX_DEFAULT, GATEKEEPER_STREAM, GATEKEEPER_SENDFILE)
+GATEKEEPER_TLS_STREAM = "gatekeeper-tls-stream"
+GATEKEEPER_TLS_SENDFILE = "gatekeeper-tls-sendfile"
+ALL_TARGETS = (
+    DIRECT,
+    NGINX,
+    NGINX_DEFAULT,
+    GATEKEEPER_STREAM,
+    GATEKEEPER_SENDFILE,
+    GATEKEEPER_TLS_STREAM,
+    GATEKEEPER_TLS_SENDFILE,
+)
+TLS_TARGETS = frozenset({GATEKEEPER_TLS_STREAM, GATEKEEPER_TLS_SENDFILE})
+SENDFILE_TARGETS = frozenset({GATEKEEPER_SENDFILE, GATEKEEPER_TLS_SENDFILE})
 BENCH_POLICY = {"name": "bench", "repositories": ["bench/*"], "require": ["config-sanity"]}
 """An enforcing policy requiring the built-in, cheap verifier (which the bench image passes): an
 unmatched repository is denied and a policy requiring nothing allows nothing, and enforcing is
@@ -47,6 +62,8 @@ class TargetSetup:
     registry: Registry
     gatekeeper_env: Mapping[str, str]
     """Extra environment for both gatekeepers (``GATEKEEPER_ENV`` plus ``--gatekeeper-env``)."""
+    tls: tuple[Path, Path]
+    """Certificate and key of the TLS targets (the certificate is its own CA)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +77,8 @@ class Target:
     """The server process: its tree's RSS is reported, and its death explains failures."""
     log_path: Path | None
     """Where the server writes its log, quoted when it dies."""
+    cacert: Path | None = None
+    """The CA clients must trust for an https target; None: plain HTTP."""
 
     @property
     def pid(self) -> int | None:
@@ -113,10 +132,15 @@ def _gatekeeper(name: str, stack: ExitStack, setup: TargetSetup) -> Target:
     if entry_point is None:
         raise TargetUnavailable("the proxy has no entry point yet (python -m proxy serve)")
     registry, workdir = setup.registry, setup.workdir / name
-    storage_root = registry.storage_root if name == GATEKEEPER_SENDFILE else None
+    storage_root = registry.storage_root if name in SENDFILE_TARGETS else None
+    tls = setup.tls if name in TLS_TARGETS else None
     try:
         gatekeeper = make_gatekeeper(
-            workdir, registry.url, storage_root=storage_root, extra_env=dict(setup.gatekeeper_env)
+            workdir,
+            registry.url,
+            storage_root=storage_root,
+            extra_env=dict(setup.gatekeeper_env),
+            tls=tls,
         )
     except (RuntimeError, OSError) as exc:
         log = workdir / "gatekeeper.log"
@@ -124,7 +148,8 @@ def _gatekeeper(name: str, stack: ExitStack, setup: TargetSetup) -> Target:
             f"gatekeeper did not start (full log: {log}, kept with --keep-workdir)\n{exc}"
         ) from exc
     stack.callback(gatekeeper.stop)
-    return Target(name, gatekeeper.url, gatekeeper.process, gatekeeper.log_path)
+    cacert = tls[0] if tls else None
+    return Target(name, gatekeeper.url, gatekeeper.process, gatekeeper.log_path, cacert)
 
 
 _STARTERS: dict[str, Callable[[str, ExitStack, TargetSetup], Target]] = {
@@ -133,4 +158,6 @@ _STARTERS: dict[str, Callable[[str, ExitStack, TargetSetup], Target]] = {
     NGINX_DEFAULT: _nginx,
     GATEKEEPER_STREAM: _gatekeeper,
     GATEKEEPER_SENDFILE: _gatekeeper,
+    GATEKEEPER_TLS_STREAM: _gatekeeper,
+    GATEKEEPER_TLS_SENDFILE: _gatekeeper,
 }

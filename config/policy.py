@@ -93,7 +93,8 @@ class Policy(BaseModel):
     mode: Literal["enforce", "warn"] = "enforce"
     """``warn``: findings are logged and reported, the image is never blocked."""
     require: list[str] = Field(default_factory=list)
-    """Verifiers that must run and pass; other enabled verifiers still report findings."""
+    """Verifiers that must run and pass; only these run on the policy's images (an enabled
+    verifier no policy requires is not run there, and adds no findings)."""
     severity_threshold: Literal["info", "low", "medium", "high", "critical"] = "high"
     """Findings at or above this severity block the image."""
     waivers: list[Waiver] = Field(default_factory=list)

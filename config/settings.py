@@ -59,11 +59,22 @@ class AuditSettings(BaseModel):
     batch_size: int = Field(default=500, ge=1, le=100_000)
     """Rows written in one transaction at most."""
     json_log: bool = True
-    """Also emit each row as one JSON line on the ``gatekeeper.access`` logger."""
+    """Also emit each row as one JSON line on the ``gatekeeper.access`` logger (every line of
+    it: requests, verdict changes, refused requests); off: that logger prints nothing."""
     max_buffered: int = Field(default=100_000, ge=1, le=10_000_000)
     """Rows held in memory while the database cannot take them. When this many are waiting,
     new requests are refused with 503 until the database is back: a request is never served
     without its row (rows of requests already in flight are still kept, never dropped)."""
+    spool_dir: Path = Path("./var/audit-spool")
+    """Where each row is appended before it waits for its batch, and a response's provisional
+    row before its first byte is sent: a crash loses no row, and the next start writes what
+    the database did not get. Local to the replica (each process has its own files in it, so
+    a shared directory works too); it holds only rows not yet committed."""
+    spool_sync_seconds: float = Field(default=1.0, ge=0, le=60)
+    """How often the spool is flushed to disk (fsync). A crashed process loses no row whatever
+    this is (its writes are in the kernel already); a machine that loses power may lose the
+    rows of this last stretch. 0: each row is synced before its response is sent (every
+    request then waits for the disk)."""
 
 
 class UploadSettings(BaseModel):
@@ -115,6 +126,17 @@ class ConsoleSettings(BaseModel):
     """A session ends this long after sign-in however busy it is."""
 
 
+class ReplicaSettings(BaseModel):
+    """How a replica tells the others it is running (``proxy/presence.py``)."""
+
+    model_config = {"extra": "forbid"}
+
+    heartbeat_seconds: float = Field(default=5.0, gt=0, le=60)
+    """How often this replica records that it is alive. One silent for three beats is gone:
+    the upload sessions it served stop counting against their owners' caps (a clean stop
+    lets them go at once)."""
+
+
 class VerifierSettings(BaseModel):
     """One verifier: whether it runs, how long it may take, and its own options."""
 
@@ -134,8 +156,10 @@ class VerificationSettings(BaseModel):
 
     workers: int = Field(default=2, ge=0, le=64)
     """Concurrent jobs per gatekeeper process (0: this replica only serves, never verifies)."""
-    lease_seconds: float = Field(default=120.0, ge=1)
-    """A job whose worker has not renewed its lease for this long is taken over by another."""
+    lease_seconds: float = Field(default=15.0, ge=1, le=3600)
+    """A job's lease: its worker renews it every third of this while the job runs, so a job
+    whose replica crashed is taken over by another within this long (a clean stop hands its
+    jobs back at once). Longer only where the database may be out of reach for longer."""
     max_attempts: int = Field(default=5, ge=1, le=100)
     retry_base_seconds: float = Field(default=2.0, gt=0)
     poll_seconds: float = Field(default=0.5, gt=0, le=60)
@@ -252,7 +276,11 @@ class Settings(BaseSettings):
     from them are logged, throttled and capped under the client's address, not theirs."""
 
     tls_cert: Path | None = None
+    """PEM certificate chain: with ``tls_key``, the port speaks HTTPS (plain HTTP sent to it
+    is answered 400). Blobs then leave the storage path in pieces, not by sendfile: for the
+    most throughput terminate TLS at the load balancer (docs/deployment.md)."""
     tls_key: Path | None = None
+    """PEM private key of ``tls_cert``."""
 
     max_manifest_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     """Largest manifest body accepted on PUT (the spec suggests registries cap at 4 MiB)."""
@@ -264,6 +292,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     audit: AuditSettings = AuditSettings()
     uploads: UploadSettings = UploadSettings()
+    replicas: ReplicaSettings = ReplicaSettings()
     verifiers: dict[str, VerifierSettings] = Field(default_factory=_default_verifiers)
     policies: list[Policy] = Field(default_factory=list)
     """Empty means every repository is unmatched, and an unmatched repository is denied."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 
@@ -19,7 +20,15 @@ from config.public_names import public_hosts
 from config.settings import Settings
 from proxy import origins
 from proxy.admin.routes import add_admin
-from proxy.audit import AuditWriter, access_log, add_request_id, audit_listener, build_middleware
+from proxy.audit import (
+    AuditWriter,
+    access_log,
+    add_request_id,
+    audit_listener,
+    begin_on_prepare,
+    build_middleware,
+)
+from proxy.audit_spool import Spool, directory_for, replay
 from proxy.auth.http import AUTH, build_auth_middleware
 from proxy.auth.service import AuthService
 from proxy.clientaddr import build_forwarded_middleware
@@ -32,12 +41,14 @@ from proxy.metrics import Metrics
 from proxy.mirror import make_mirror_client
 from proxy.names import check_raw_path
 from proxy.prefetch import Prefetcher, warm_up
+from proxy.presence import Presence
 from proxy.reevaluate import after_policy_change
 from proxy.remote_status import RemoteStatus, make_remote_client
 from proxy.routes import ACCESS, ACTIONS, EXTRA_SCOPES, UNAUDITED_PATHS, add_routes
-from proxy.scheduler import build_scheduler
+from proxy.scheduler import Scheduler, build_scheduler
 from proxy.server import OnUnparsed
 from proxy.state import SERVICES, Services, services
+from proxy.tls_port import OnPlain
 from proxy.ui.app import add_console
 from proxy.upstream import Upstream, make_client_session, make_token_client
 from proxy.verification import VerificationService
@@ -77,21 +88,26 @@ def _record_refused(svc: Services, record: AccessRecord) -> None:
     queued (that would grow the very buffer that is full)."""
     svc.metrics.observe(record)
     svc.metrics.audit_refused.inc()
-    access_log.warning(json.dumps({"unrecorded": record.as_json()}, separators=(",", ":")))
+    if svc.settings.audit.json_log:
+        access_log.warning(json.dumps({"unrecorded": record.as_json()}, separators=(",", ":")))
 
 
-def _unread(
-    svc: Services, address: str | None, failure: OCIError, request_id: str, action: str
-) -> None:
-    """The access-log row of a request no middleware saw. Nothing of it is known but its
-    peer, so method and path are placeholders and the identity is anonymous."""
-    row = AccessRecord(
+def _begin(request: web.Request, record: AccessRecord) -> None:
+    services(request).audit.begin(record)
+
+
+def _refused_row(
+    peer: str | None, path: str, action: str, failure: OCIError, request_id: str
+) -> AccessRecord:
+    """The row of a request refused before HTTP was parsed: only its peer is known, so the
+    method and path are placeholders and the identity is anonymous."""
+    return AccessRecord(
         time=datetime.now(UTC),
         request_id=request_id,
-        client_addr=address,
+        client_addr=peer,
         identity="anonymous",
         method="UNKNOWN",
-        path="(unparsed)",
+        path=path,
         action=action,
         repository=None,
         reference=None,
@@ -105,6 +121,9 @@ def _unread(
         reason=failure.message,
         error_code=failure.code.code,
     )
+
+
+def _record_or_refuse(svc: Services, row: AccessRecord) -> None:
     if svc.audit.full:
         _record_refused(svc, row)
     else:
@@ -122,7 +141,8 @@ def record_unparsed(app: web.Application) -> OnUnparsed:
         if failure.code is Code.HEADERS_TIMEOUT:
             action = "request.timeout"
             svc.metrics.header_timeouts.inc()
-        _unread(svc, request.remote, failure, request_id, action)
+        row = _refused_row(request.remote, "(unparsed)", action, failure, request_id)
+        _record_or_refuse(svc, row)
 
     return record
 
@@ -134,7 +154,19 @@ def record_refused_connection(app: web.Application) -> OnRefused:
     def record(address: str | None, failure: OCIError, request_id: str) -> None:
         svc = app[SERVICES]
         svc.metrics.connections_refused.labels(limit_label(failure)).inc()
-        _unread(svc, address, failure, request_id, "connection.refused")
+        row = _refused_row(address, "(unparsed)", "connection.refused", failure, request_id)
+        _record_or_refuse(svc, row)
+
+    return record
+
+
+def record_plain_http(app: web.Application) -> OnPlain:
+    """Access-log rows for plain-HTTP requests on the TLS port (``proxy.tls_port``)."""
+
+    def record(peer: str | None, failure: OCIError, request_id: str) -> None:
+        path = "(plain HTTP on the TLS port)"
+        row = _refused_row(peer, path, "request.plain-http", failure, request_id)
+        _record_or_refuse(app[SERVICES], row)
 
     return record
 
@@ -184,13 +216,42 @@ def create_app(settings: Settings) -> web.Application:
     if settings.console.enabled:
         add_console(app)
     app.on_response_prepare.append(add_request_id)
+    app.on_response_prepare.append(begin_on_prepare(_begin))
     app.cleanup_ctx.append(_resources(settings))
+    app.on_shutdown.append(_stop_background)
     return app
 
 
 def _event_source(settings: Settings) -> str:
     """CloudEvents ``source``: the public URL when one is set."""
     return str(settings.public_url).rstrip("/") if settings.public_url else "registry-gatekeeper"
+
+
+@dataclass(frozen=True)
+class _Background:
+    """This replica's background work, stopped first when the process stops."""
+
+    verification: VerificationService
+    scheduler: Scheduler
+    presence: Presence
+
+    async def stop(self) -> None:
+        await self.verification.close()
+        await self.scheduler.close()
+        await self.presence.close()
+
+
+BACKGROUND: web.AppKey[_Background] = web.AppKey("background", _Background)
+"""Set by the resources once the background work runs."""
+
+
+async def _stop_background(app: web.Application) -> None:
+    """``on_shutdown``: the moment a stop begins, before in-flight requests are waited for
+    (up to the shutdown timeout), this replica hands its verification jobs and its scheduler
+    lease back and leaves the replicas, so the others take its work over at once."""
+    background = app.get(BACKGROUND)
+    if background is not None:
+        await background.stop()
 
 
 def _resources(settings: Settings):  # type: ignore[no-untyped-def]
@@ -206,7 +267,15 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             await engine.dispose()
             raise
         metrics = Metrics()
-        writer = AuditWriter(db, settings.audit, metrics.audit_backlog_failures.inc)
+        # Rows a gatekeeper that did not stop cleanly left in its spool are written before
+        # this one serves (``proxy.audit_spool``).
+        spool = Spool(
+            directory_for(settings.audit.spool_dir, settings.database_url),
+            settings.audit.spool_sync_seconds,
+        )
+        spool.open()
+        await replay(spool.directory, spool.name, db, settings.audit.batch_size)
+        writer = AuditWriter(db, settings.audit, metrics.audit_backlog_failures.inc, spool)
         metrics.watch_audit(lambda: writer.backlog, settings.audit.max_buffered)
         metrics.watch_connections(lambda: app[CONNECTIONS].open)
         writer.start()
@@ -214,7 +283,7 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
         token_client = make_token_client(settings)
         upstream = Upstream(settings, session, token_client)
         bus = EventBus()
-        bus.subscribe(audit_listener(writer))
+        bus.subscribe(audit_listener(writer, json_log=settings.audit.json_log))
         webhook_client = make_webhook_client()
         webhooks = WebhookDispatcher(
             settings.webhooks, db, webhook_client, source=_event_source(settings)
@@ -239,6 +308,8 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             on_incomplete=metrics.verifications_incomplete.inc,
         )
         remote_client = make_remote_client()
+        presence = Presence(db, verification.owner, settings.replicas)
+        await presence.start()
         app[SERVICES] = Services(
             settings=settings,
             engine=engine,
@@ -250,6 +321,7 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             verification=verification,
             policies=policies,
             remotes=RemoteStatus(settings.remotes, remote_client),
+            presence=presence,
         )
         if auth is not None:
             app[AUTH] = auth
@@ -285,6 +357,7 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
         policies.start()
         webhooks.start()
         scheduler.start()
+        app[BACKGROUND] = _Background(verification, scheduler, presence)
         log.info(
             "gatekeeper ready: upstream %s, verifiers %s, %d policies",
             settings.upstream_url,
@@ -308,6 +381,7 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             if mirror_client is not None:
                 await mirror_client.aclose()
             await verification.close()
+            await presence.close()
             await webhooks.close()
             await webhook_client.aclose()
             await remote_client.aclose()

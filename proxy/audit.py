@@ -3,12 +3,16 @@
 Rows are queued in memory and written by one background task, so a slow database never slows a
 pull. Nothing is dropped: a failed batch stays queued and is retried with back-off, and on a
 clean stop the writer drains the queue before the database is closed, so every served request
-has its row.
+has its row. Nothing is lost to a crash either: with a spool (``proxy.audit_spool``, what
+``gatekeeper serve`` uses) each row is on the replica's disk before it waits in memory, and a
+response's provisional row before its first byte goes out; the next start replays what the
+database did not get.
 
 The queue is bounded (``audit.max_buffered``): while the database is away it fills, and once it
 is full the middleware refuses new requests with 503 instead of serving them unrecorded. The
 limit is an admission threshold, not a hard cap: requests already in flight when it is reached
-still get their rows, so it can be exceeded by at most the number of concurrent requests.
+still get their rows, so it can be exceeded by at most the number of concurrent requests. A
+spool that cannot be written (its disk full) refuses new requests the same way.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.settings import AuditSettings
+from proxy.audit_spool import Spool
 from proxy.context import RequestInfo, info
 from proxy.errors import OCI_ERROR, Code, Handler, OCIError, error_response
 from proxy.events import VerdictChange
@@ -38,25 +43,35 @@ access_log = logging.getLogger("gatekeeper.access")
 
 
 class AuditWriter:
-    """Batches access records into the database."""
+    """Batches access records into the database, each first appended to the spool if any."""
 
     def __init__(
         self,
         db: async_sessionmaker[Any],
         settings: AuditSettings,
         on_failure: Callable[[], None] | None = None,
+        spool: Spool | None = None,
     ) -> None:
         self._db = db
         self._settings = settings
         self._on_failure = on_failure
-        self._pending: deque[AccessRecord] = deque()
+        self._spool = spool
+        self._pending: deque[tuple[AccessRecord, int | None]] = deque()
+        """Rows not yet written, each with the spool segment holding it."""
         self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self.written = 0
 
+    def begin(self, record: AccessRecord) -> None:
+        """A response is starting: its provisional row goes to the spool (what the row says
+        if the process dies before :meth:`submit`)."""
+        if self._spool is not None:
+            self._spool.begin(record)
+
     def submit(self, record: AccessRecord) -> None:
-        self._pending.append(record)
+        segment = self._spool.row(record) if self._spool is not None else None
+        self._pending.append((record, segment))
         if len(self._pending) >= self._settings.batch_size:
             self._wakeup.set()
 
@@ -67,11 +82,22 @@ class AuditWriter:
     @property
     def full(self) -> bool:
         """No room for the rows of new requests: they must be refused, not served unlogged."""
-        return len(self._pending) >= self._settings.max_buffered
+        return len(self._pending) >= self._settings.max_buffered or (
+            self._spool is not None and self._spool.failed is not None
+        )
 
     def refusal(self) -> OCIError | None:
         """The error a new request gets while the queue is full, else None."""
-        if not self.full:
+        if self._spool is not None and self._spool.failed is not None:
+            return OCIError(
+                Code.UNAVAILABLE,
+                "the gatekeeper cannot write its access-log spool (its disk is full or not "
+                "writable) and will not serve requests it could lose the record of; try again "
+                "shortly",
+                {"audit_spool": "failed"},
+                headers={"Retry-After": "5"},
+            )
+        if len(self._pending) < self._settings.max_buffered:
             return None
         return OCIError(
             Code.UNAVAILABLE,
@@ -82,7 +108,9 @@ class AuditWriter:
         )
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="audit-writer")
+        self._tasks.append(asyncio.create_task(self._run(), name="audit-writer"))
+        if self._spool is not None and self._settings.spool_sync_seconds > 0:
+            self._tasks.append(asyncio.create_task(self._sync(), name="audit-spool-sync"))
 
     async def _run(self) -> None:
         backoff = 0.1
@@ -95,6 +123,8 @@ class AuditWriter:
                         self._wakeup.wait(), self._settings.flush_interval_seconds
                     )
                 self._wakeup.clear()
+            if self._spool is not None:
+                self._spool.retry()
             if not self._pending:
                 if self._closing:
                     return
@@ -105,6 +135,12 @@ class AuditWriter:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
+    async def _sync(self) -> None:
+        assert self._spool is not None
+        while True:
+            await asyncio.sleep(self._settings.spool_sync_seconds)
+            await self._spool.sync()
+
     async def flush_once(self) -> bool:
         """Write up to one batch; on failure the rows stay queued, in order."""
         batch = [
@@ -112,7 +148,7 @@ class AuditWriter:
         ]
         try:
             async with self._db() as session, session.begin():
-                await insert_records(session, batch)
+                await insert_records(session, [record for record, _ in batch])
         except Exception as exc:  # the database's failure must never lose rows
             log.error("access-log write failed (%d rows kept for retry): %s", len(batch), exc)
             if self._on_failure is not None:
@@ -121,27 +157,48 @@ class AuditWriter:
         for _ in batch:
             self._pending.popleft()
         self.written += len(batch)
+        if self._spool is not None:
+            self._spool.committed([segment for _, segment in batch])
         return True
 
     async def close(self, timeout: float = 30.0) -> None:
-        """Drain the queue (retrying failures) for up to ``timeout`` seconds, then stop."""
+        """Drain the queue (retrying failures) for up to ``timeout`` seconds, then stop. Rows
+        the database did not take stay in the spool for the next start."""
         self._closing = True
         self._wakeup.set()
-        if self._task is not None:
+        if self._tasks:
             try:
-                await asyncio.wait_for(self._task, timeout)
+                await asyncio.wait_for(self._tasks[0], timeout)
             except TimeoutError:
                 log.error("access log: %d rows could not be written at shutdown", self.backlog)
-                for record in self._pending:
-                    access_log.error(json.dumps({"unwritten": record.as_json()}))
+                if self._spool is None and self._settings.json_log:
+                    for record, _ in self._pending:
+                        access_log.error(json.dumps({"unwritten": record.as_json()}))
+            for task in self._tasks[1:]:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            self._tasks.clear()
+        if self._spool is not None:
+            drained = not self._pending
+            self._spool.close(drained=drained)
+            if not drained:
+                log.error(
+                    "access log: %d rows stay in the spool %s; the next start writes them",
+                    self.backlog,
+                    self._spool.directory,
+                )
 
 
 Emit = Callable[[web.Request, AccessRecord], None]
 Admit = Callable[[web.Request], OCIError | None]
 
 
-def audit_listener(writer: AuditWriter) -> Callable[[VerdictChange], Awaitable[None]]:
-    """Verdict changes and admin actions become access-log rows, with actor and reason."""
+def audit_listener(
+    writer: AuditWriter, *, json_log: bool
+) -> Callable[[VerdictChange], Awaitable[None]]:
+    """Verdict changes and admin actions become access-log rows, with actor and reason (and,
+    with ``json_log``, JSON lines like every other row)."""
 
     async def listen(change: VerdictChange) -> None:
         record = AccessRecord(
@@ -164,10 +221,34 @@ def audit_listener(writer: AuditWriter) -> Callable[[VerdictChange], Awaitable[N
             reason=change.reason[:2000],
             error_code=None,
         )
-        access_log.info(json.dumps(record.as_json(), separators=(",", ":")))
+        if json_log:
+            access_log.info(json.dumps(record.as_json(), separators=(",", ":")))
         writer.submit(record)
 
     return listen
+
+
+STARTED: web.RequestKey[float] = web.RequestKey("gatekeeper_audit_started", float)
+"""When an admitted, audited request began (its row is being kept)."""
+ROW_STATE: web.RequestKey[str] = web.RequestKey("gatekeeper_audit_row", str)
+"""``begun`` once its provisional row was spooled, ``emitted`` once its row was."""
+
+
+def begin_on_prepare(
+    begin: Emit,
+) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """``on_response_prepare``: the moment an audited request's answer starts, its row as far
+    as it is known goes to ``begin`` (the spool), so a crash before the answer is complete
+    cannot lose it. Once per request, and never after its complete row was emitted."""
+
+    async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+        started = request.get(STARTED)
+        if started is None or ROW_STATE in request:
+            return
+        request[ROW_STATE] = "begun"
+        begin(request, _record(request, info(request), response, started))
+
+    return on_prepare
 
 
 def build_middleware(
@@ -196,6 +277,7 @@ def build_middleware(
             if refused is not None:
                 refused(request, _record(request, record, answer, started))
             return answer
+        request[STARTED] = started
         response: web.StreamResponse | None = None
         try:
             response = await handler(request)
@@ -205,13 +287,30 @@ def build_middleware(
                 await response.prepare(request)
                 await response.write_eof()
             return response
-        except (ConnectionError, asyncio.CancelledError):
+        except ConnectionError:
+            # The client hung up (``proxy.errors``): a 499 row with the bytes it was sent.
+            # Not re-raised: aiohttp would log a request that failed before sending anything
+            # as an ERROR. The connection is closed, so nothing more goes out on it.
+            record.client_aborted = True
+            if request.transport is not None:
+                request.transport.abort()
+            return _gone()
+        except asyncio.CancelledError:
             record.client_aborted = True
             raise
         finally:
+            request[ROW_STATE] = "emitted"
             emit(request, _record(request, record, response, started))
 
     return audit_middleware
+
+
+def _gone() -> web.StreamResponse:
+    """What the middleware hands aiohttp for a client that is gone: never sent (the
+    connection is closed), so aiohttp's own attempt ends quietly."""
+    gone = web.Response(status=499)
+    gone.force_close()
+    return gone
 
 
 async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:

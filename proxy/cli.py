@@ -45,8 +45,10 @@ def _configure_logging(level: str) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from proxy.app import create_app, record_refused_connection, record_unparsed
+    from proxy.app import create_app, record_plain_http, record_refused_connection, record_unparsed
+    from proxy.audit_spool import SpoolError
     from proxy.connections import CONNECTIONS
+    from proxy.listen import ListenError
     from proxy.server import Guard, serve
     from storage.db import DATABASE_ERRORS
 
@@ -63,6 +65,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         on_refused=record_refused_connection(app),
         header_timeout=settings.connections.request_header_timeout_seconds,
     )
+    start_errors: tuple[type[Exception], ...] = (ListenError, SpoolError, *DATABASE_ERRORS)
     try:
         asyncio.run(
             serve(
@@ -73,12 +76,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 on_unparsed=record_unparsed(app),
                 guard=guard,
                 keepalive_timeout=settings.connections.keepalive_timeout_seconds,
+                on_plain_http=record_plain_http(app),
                 shutdown_timeout=30,
             )
         )
-    except DATABASE_ERRORS as exc:
-        # At start-up: the database is unreachable or the port is taken. One line that says
-        # so, for the operator; the traceback would only bury it.
+    except start_errors as exc:
+        # At start-up: the port is taken (checked first), the database is unreachable, or the
+        # access-log spool cannot be written.
+        # One line that says so, for the operator; the traceback would only bury it.
         logging.getLogger("gatekeeper").error("cannot start: %s: %s", type(exc).__name__, exc)
         return 1
     return 0

@@ -13,6 +13,9 @@ webhooks follow whichever way they reach it (:func:`endpoint` decides, first mat
 3. ``$GATEKEEPER_CONFIG``: as 1, with that file;
 4. the login ``gatekeeper login`` stored (``proxy/cli_login.py``).
 
+Over https, ``--ca-file`` (or ``$GATEKEEPER_CA_FILE``) names the PEM file of the CA that signed
+the gatekeeper's certificate, for a private CA; without it the system's trusted CAs are used.
+
 Tables for people, ``--json`` for scripts. Exit status: 0 done, 1 the gatekeeper refused (its
 message says why), 2 bad usage, 3 the gatekeeper could not be reached.
 """
@@ -25,6 +28,7 @@ import getpass
 import json
 import os
 import re
+import ssl
 import sys
 import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -66,6 +70,7 @@ class AdminClient:
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
         label: str = "",
+        ca_file: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.label = label or self.url
@@ -75,6 +80,7 @@ class AdminClient:
             headers={"Authorization": f"Bearer {token}"},
             timeout=timeout,
             transport=transport,
+            verify=trust(ca_file),
         )
 
     def __enter__(self) -> AdminClient:
@@ -105,6 +111,17 @@ class AdminClient:
         if resp.is_success and data is not None:
             return data
         raise CommandError(_describe_failure(resp, data))
+
+
+def trust(ca_file: str | None) -> ssl.SSLContext | bool:
+    """What to verify the gatekeeper's certificate against: the CA in ``ca_file`` (a private
+    CA), else the system's trusted CAs."""
+    if not ca_file:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise CommandError(f"cannot use the CA file {ca_file}: {exc}", 2) from exc
 
 
 def _describe_failure(resp: httpx.Response, data: Any) -> str:
@@ -436,11 +453,16 @@ def run_command(
 ) -> int:
     """Run one command and map its failure to a message and an exit status; ``env`` and
     ``transport`` are injectable so tests touch neither the environment nor the network."""
+    ca_file = getattr(args, "ca_file", None) or env.get("GATEKEEPER_CA_FILE")
     try:
         with (
             endpoint(args, env, transport) as where,
             AdminClient(
-                where.url, where.token, transport=where.transport, label=where.label
+                where.url,
+                where.token,
+                transport=where.transport,
+                label=where.label,
+                ca_file=ca_file,
             ) as client,
         ):
             command(client, args)
@@ -468,6 +490,11 @@ def common_options() -> argparse.ArgumentParser:
         metavar="FILE",
         help=f"act on this settings file's database instead of a running gatekeeper's API "
         f"(default ${CONFIG_ENV} when no URL or token is given)",
+    )
+    common.add_argument(
+        "--ca-file",
+        help="PEM file of the CA that signed the gatekeeper's certificate, for https with a "
+        "private CA (default $GATEKEEPER_CA_FILE, else the system's CAs)",
     )
     common.add_argument("--json", action="store_true", help="JSON output for scripts")
     return common

@@ -84,7 +84,7 @@ async def _import(settings: Settings, path: Path) -> tuple[Any, Any]:
         client = make_webhook_client()
         hooks = WebhookDispatcher(settings.webhooks, db, client, source=event_source(settings))
         bus = EventBus()
-        bus.subscribe(audit_listener(writer))
+        bus.subscribe(audit_listener(writer, json_log=settings.audit.json_log))
         bus.subscribe(hooks.listener)
         try:
             report = await reevaluate_import(

@@ -77,6 +77,7 @@ def _resources(settings: Settings) -> Any:
         from proxy.events import EventBus
         from proxy.live_policies import LivePolicies
         from proxy.metrics import Metrics
+        from proxy.presence import Presence
         from proxy.remote_status import RemoteStatus, make_remote_client
         from proxy.state import SERVICES, Services
         from proxy.upstream import Upstream, make_client_session, make_token_client
@@ -98,7 +99,7 @@ def _resources(settings: Settings) -> Any:
             tokens = make_token_client(settings)
             stack.push_async_callback(tokens.aclose)
             bus = EventBus()
-            bus.subscribe(audit_listener(writer))
+            bus.subscribe(audit_listener(writer, json_log=settings.audit.json_log))
             client = make_webhook_client()
             stack.push_async_callback(client.aclose)
             remote_client = make_remote_client()
@@ -125,6 +126,8 @@ def _resources(settings: Settings) -> Any:
                 verification=verification,
                 policies=policies,
                 remotes=RemoteStatus(settings.remotes, remote_client),
+                # Never started: this command serves no uploads, so it holds no sessions.
+                presence=Presence(db, verification.owner, settings.replicas),
             )
             yield
 

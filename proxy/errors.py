@@ -134,8 +134,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         failure = OCIError(Code.SIZE_INVALID, exc.text or "request body too large")
     except web.HTTPException:
         raise
-    except (ConnectionResetError, BrokenPipeError) as exc:
-        # The client went away (e.g. aborted mid-PATCH); there is nobody to answer.
+    except ConnectionError as exc:
+        # The client went away (aborted mid-PATCH, hung up mid-download: aiohttp raises
+        # ConnectionResetError, BrokenPipeError or a plain ConnectionError("Connection lost"));
+        # there is nobody to answer. Upstream failures arrive as OCIError (proxy.upstream) and
+        # database failures as storage's own errors, so no ConnectionError here is either.
         log.info("client connection lost on %s %s: %s", request.method, request.path, exc)
         raise
     except DATABASE_ERRORS as exc:

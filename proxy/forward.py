@@ -187,7 +187,8 @@ async def relay(
     gatekeeper vouches for), body untouched.
 
     If the upstream fails mid-body the client connection is aborted, so the client sees a
-    truncated transfer as an error rather than a short success.
+    truncated transfer as an error rather than a short success. If the client hangs up
+    mid-body, the bytes handed to the connection until then are recorded (a 499 row).
     """
     record = info(request)
     record.upstream_status = resp.status
@@ -205,6 +206,10 @@ async def relay(
             async for chunk in resp.content.iter_any():
                 await out.write(chunk)
                 sent += len(chunk)
+        except ConnectionError:
+            record.client_aborted = True
+            record.bytes_out = sent
+            raise
         except (aiohttp.ClientError, TimeoutError) as exc:
             record.upstream_aborted = True
             record.bytes_out = sent

@@ -50,6 +50,8 @@ from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
 from proxy.connections import ConnectionLimits, GuardedProtocol, OnRefused
 from proxy.errors import Code, OCIError, error_response
+from proxy.listen import bind
+from proxy.tls_port import OnPlain, TlsOnlySite
 
 log = logging.getLogger("gatekeeper.server")
 
@@ -291,10 +293,14 @@ async def serve(
     on_unparsed: OnUnparsed,
     guard: Guard | None = None,
     keepalive_timeout: float = 75.0,
+    on_plain_http: OnPlain | None = None,
     shutdown_timeout: float = 30.0,
 ) -> None:
     """Serve until SIGINT or SIGTERM, then stop cleanly (the access log is drained by the app's
-    cleanup, inside ``shutdown_timeout``)."""
+    cleanup, inside ``shutdown_timeout``). The port is bound before the app is set up
+    (``proxy.listen``): a busy port ends the start before the database is touched. With TLS,
+    plain HTTP sent to the port gets a 400 saying so (``proxy.tls_port``, ``on_plain_http``)."""
+    sockets = bind(host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -309,8 +315,20 @@ async def serve(
     )
     try:
         await runner.setup()  # inside: a start-up that fails half way still cleans up
-        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
-        await site.start()
+        for sock in sockets:
+            site: web.BaseSite = (
+                web.SockSite(runner, sock)
+                if ssl_context is None
+                else TlsOnlySite(
+                    runner,
+                    sock,
+                    ssl_context=ssl_context,
+                    on_plain=on_plain_http or (lambda peer, failure, request_id: None),
+                )
+            )
+            await site.start()
         await stop.wait()
     finally:
         await runner.cleanup()
+        for sock in sockets:
+            sock.close()

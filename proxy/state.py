@@ -13,6 +13,7 @@ from proxy.audit import AuditWriter
 from proxy.events import EventBus
 from proxy.live_policies import LivePolicies
 from proxy.metrics import Metrics
+from proxy.presence import Presence
 from proxy.remote_status import RemoteStatus
 from proxy.upstream import Upstream
 from proxy.verification import VerificationService
@@ -35,6 +36,9 @@ class Services:
     directly (that would miss the waivers admins made at run time)."""
     remotes: RemoteStatus
     """Asks a remote why the registry could not fetch from it (``proxy.remote_status``)."""
+    presence: Presence
+    """This replica among the others: what it holds (upload sessions) is let go when it is
+    gone."""
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

@@ -31,8 +31,15 @@ from proxy.errors import Code, OCIError
 from proxy.state import services
 from storage import uploads
 from storage.db import DATABASE_ERRORS
+from storage.replicas import Holder
 
 log = logging.getLogger("gatekeeper.uploads")
+
+
+def holder(request: web.Request) -> Holder:
+    """This replica, as the holder of the sessions it serves: a session of a replica that has
+    stopped or crashed stops counting against its owner's cap (``storage.replicas``)."""
+    return services(request).presence.holder
 
 
 def owner(request: web.Request) -> str:
@@ -49,13 +56,19 @@ async def reserve(request: web.Request, name: str) -> int:
     idle = timedelta(seconds=limits.session_idle_seconds)
     # A read first: a client hammering at its limit is refused without taking the write lock
     # (a stale count can only refuse early, never admit beyond the limit).
+    replica = svc.presence.holder
     async with svc.db() as session:
-        full = await uploads.live_count(session, who, idle) >= limits.max_sessions_per_identity
+        held = await uploads.live_count(session, who, idle, replica)
     reservation = None
-    if not full:
+    if held < limits.max_sessions_per_identity:
         async with svc.db() as session, session.begin():
             reservation = await uploads.reserve(
-                session, who, name, limit=limits.max_sessions_per_identity, idle=idle
+                session,
+                who,
+                name,
+                limit=limits.max_sessions_per_identity,
+                idle=idle,
+                holder=replica,
             )
     if reservation is None:
         raise OCIError(
@@ -73,7 +86,7 @@ async def bind(request: web.Request, reservation: int, upstream_session: str) ->
     fail quietly: an unrecorded session belongs to nobody, so its owner could not use it."""
     try:
         async with services(request).db() as session, session.begin():
-            await uploads.bind(session, reservation, upstream_session)
+            await uploads.bind(session, reservation, upstream_session, holder(request))
     except DATABASE_ERRORS as exc:
         log.warning("could not record upload session %s: %s", upstream_session, exc)
         raise OCIError(
@@ -120,12 +133,12 @@ async def kept_alive(request: web.Request, name: str, upstream_session: str) -> 
     """While a chunk streams, touch its session now and then, so a chunk that takes longer than
     the idle timeout does not lose the session it is being written to."""
     idle = services(request).settings.uploads.session_idle_seconds
-    await bookkeep(request, uploads.touch, name, upstream_session)
+    await bookkeep(request, uploads.touch, name, upstream_session, holder(request))
 
     async def keep() -> None:
         while True:
             await asyncio.sleep(idle / 3)
-            await bookkeep(request, uploads.touch, name, upstream_session)
+            await bookkeep(request, uploads.touch, name, upstream_session, holder(request))
 
     task = asyncio.create_task(keep())
     try:

@@ -2,8 +2,10 @@
 
 Request handlers only ``submit`` (mark pending + enqueue) and read verdicts; workers claim jobs
 with leases, load the image from the upstream, run the verifier pipeline, apply the matching
-policy and store the decision. A crash leaves the lease to expire and the job runs again; a
-verifier that fails is an ``error`` outcome the policy fails closed on, not a retry.
+policy and store the decision. A lease is short and renewed while its job runs, so a crash
+leaves it to expire within ``verification.lease_seconds`` and another replica runs the job
+again; a clean stop hands its running jobs back at once (:meth:`VerificationService.close`).
+A verifier that fails is an ``error`` outcome the policy fails closed on, not a retry.
 """
 
 from __future__ import annotations
@@ -263,12 +265,24 @@ class VerificationService:
             self._tasks.append(asyncio.create_task(self._sweeper(), name="release-sweeper"))
 
     async def close(self) -> None:
+        """Stop the workers and hand their jobs back, so another replica runs them now
+        rather than when their leases run out (a rolling restart delays no verdict)."""
+        if not self._tasks:
+            return
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        try:
+            async with self.db() as session, session.begin():
+                handed = await jobs.hand_back(session, self.owner)
+        except DATABASE_ERRORS as exc:
+            log.error("cannot hand back running jobs (their leases expire instead): %s", exc)
+            return
+        if handed:
+            log.info("handed back %d running verification job(s) for another replica", handed)
 
     async def drain(self) -> int:
         """Run queued jobs in this task until none is claimable (``gatekeeper enroll
@@ -423,12 +437,21 @@ class VerificationService:
             )
 
     async def _renew(self, job_id: int) -> None:
+        """The heartbeat of a running job: its lease is renewed every third of its length,
+        so it stays short (a crashed replica's job is taken over within one lease) and a
+        renewal or two may fail (the database briefly away) without losing it."""
         interval = self._lease.total_seconds() / 3
         while True:
             await asyncio.sleep(interval)
-            with contextlib.suppress(*DATABASE_ERRORS):
+            try:
                 async with self.db() as session, session.begin():
-                    await jobs.extend_lease(session, job_id, self.owner, self._lease)
+                    kept = await jobs.extend_lease(session, job_id, self.owner, self._lease)
+            except DATABASE_ERRORS as exc:
+                log.warning("cannot renew the lease of job %s: %s", job_id, exc)
+                continue
+            if not kept:
+                log.warning("job %s: its lease ran out; another replica may run it too", job_id)
+                return
 
     async def _sweeper(self) -> None:
         loop = asyncio.get_running_loop()
@@ -466,9 +489,10 @@ class VerificationService:
         """Verify one manifest now and store the verdict (used by workers and the CLI).
 
         The content is examined first (``proxy.examine``): what it is decides which verifiers
-        run, never the labels the pusher wrote. Images and indexes go through the pipeline;
-        artifacts of an allowed type do not; everything is decided by the policy together with
-        what the examination found (holds, dependencies, inherited findings)."""
+        run, never the labels the pusher wrote, and of those only the ones the repository's
+        policy requires (``verifiers.pipeline.applies``). Images and indexes go through the
+        pipeline; artifacts of an allowed type do not; everything is decided by the policy
+        together with what the examination found (holds, dependencies, inherited findings)."""
         started = time.monotonic()
         policy = await self.policy_of(repository, digest)
         fetched = await self.fetch(repository, digest)
@@ -477,10 +501,13 @@ class VerificationService:
         expected: frozenset[str] | None = frozenset()
         if examined.kind in (Kind.IMAGE, Kind.INDEX):
             image = await self._image(fetched, policy, examined.config, examined.config_problem)
-            outcomes += await run_pipeline(image, self.verifiers, self._timeouts, 120.0)
+            required = frozenset(policy.require)
+            outcomes += await run_pipeline(
+                image, self.verifiers, self._timeouts, 120.0, required=required
+            )
             incomplete.require_readable(outcomes)
             expected = (
-                frozenset(v.name for v in self.verifiers if applies(v, image))
+                frozenset(v.name for v in self.verifiers if applies(v, image, required))
                 if examined.kind == Kind.INDEX
                 else None
             )

@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import globs
@@ -58,7 +59,12 @@ class AuditQuery:
 
 
 async def insert_records(session: AsyncSession, records: Sequence[AccessRecord]) -> None:
-    await session.execute(insert(AccessLog), [_storable(record) for record in records])
+    """Insert rows, skipping any whose request id is already there: a batch retried after a
+    commit whose answer was lost, or a spool replayed after a crash, adds nothing twice."""
+    bind = getattr(session, "bind", None)
+    dialect = postgresql if bind is not None and bind.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(AccessLog).on_conflict_do_nothing(index_elements=["request_id"])
+    await session.execute(statement, [_storable(record) for record in records])
 
 
 def _storable(record: AccessRecord) -> dict[str, Any]:

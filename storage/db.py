@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import Connection, ExceptionContext, make_url
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -22,12 +22,15 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session, SessionTransactionOrigin
 
+from storage.errors import DatabaseUnavailable, StorageError
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
-# What "the database failed" looks like to callers: SQLAlchemy wraps most driver errors, but a
-# refused or dropped connection can surface as a bare OSError (asyncpg's connect, for one).
-DATABASE_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError, OSError)
+# What "the database failed" looks like to callers: our own error for a database that cannot
+# run statements (the engine translates, see ``_translate``), and SQLAlchemy's for the rest
+# (a statement refused on its merits). Never a bare ``OSError``: that is a client hanging up.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (StorageError, SQLAlchemyError)
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -39,8 +42,42 @@ def create_engine(url: str) -> AsyncEngine:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    else:
+        engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    event.listen(engine.sync_engine, "do_connect", _connect)
+    event.listen(engine.sync_engine, "handle_error", _translate)
+    return engine
+
+
+def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+    """Open a connection as the dialect would, with the driver's own ``OSError`` (refused,
+    unreachable, reset; asyncpg raises it bare, past SQLAlchemy's error handling) or timeout
+    translated, as :func:`_translate` does for statements."""
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except (OSError, TimeoutError) as exc:
+        raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _translate(context: ExceptionContext) -> BaseException | None:
+    """The storage boundary: a driver's failure to reach or keep the database (a refused or
+    lost connection, a bare ``OSError`` or timeout from the driver, SQLite locked or full)
+    leaves the engine as :class:`DatabaseUnavailable`, with the driver's message and the
+    original chained. Statements refused on their merits keep SQLAlchemy's error; a pre-ping
+    is left to the pool, which reconnects; cancellation is never touched."""
+    original = context.original_exception
+    if context.is_pre_ping or not isinstance(original, Exception):
+        return None
+    if isinstance(original, StorageError):
+        return None
+    unavailable = (
+        context.is_disconnect
+        or isinstance(context.sqlalchemy_exception, OperationalError | InterfaceError)
+        or (context.sqlalchemy_exception is None and isinstance(original, OSError | TimeoutError))
+    )
+    if not unavailable:
+        return None
+    return DatabaseUnavailable(f"{type(original).__name__}: {original}")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

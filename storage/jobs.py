@@ -3,8 +3,9 @@
 A claim is one guarded UPDATE (``... WHERE id = ? AND <still claimable>``) whose row count says
 whether this worker won, so two processes never run the same job, on SQLite (whose writers are
 serialised) as on PostgreSQL, where candidates are picked with ``FOR UPDATE SKIP LOCKED`` so
-replicas do not queue behind each other's locks. A worker that dies leaves its lease to expire,
-and the job is claimed again.
+replicas do not queue behind each other's locks. Leases are short and renewed while the job
+runs: a worker that dies leaves its lease to expire within seconds, and the job is claimed
+again; a process that stops cleanly hands its jobs back (:func:`hand_back`) at once.
 
 The queue is fair, not first-in first-out: every job names the identity that caused it, and
 a claim picks among the (identity, repository) groups with claimable work (see
@@ -337,6 +338,27 @@ async def _mark_dead(session: AsyncSession, job_id: int, moment: datetime, error
         .where(Job.id == job_id)
         .values(state="dead", lease_until=None, last_error=error[:2000], updated_at=moment)
     )
+
+
+async def hand_back(session: AsyncSession, owner: str) -> int:
+    """A clean stop: ``owner``'s running jobs are queued again at once, for any replica to
+    claim now instead of after their leases run out, and the interrupted attempt does not
+    count against ``max_attempts``. Returns how many."""
+    moment = utcnow()
+    result = await session.execute(
+        update(Job)
+        .execution_options(**NO_SYNC)
+        .where(Job.lease_owner == owner, Job.state == "running")
+        .values(
+            state="queued",
+            lease_owner=None,
+            lease_until=None,
+            run_after=moment,
+            attempts=case((Job.attempts > 0, Job.attempts - 1), else_=0),
+            updated_at=moment,
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def extend_lease(session: AsyncSession, job_id: int, owner: str, lease: timedelta) -> bool:

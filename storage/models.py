@@ -99,6 +99,9 @@ class AccessLog(Base):
 
     __tablename__ = "access_log"
     __table_args__ = (
+        # One row per request id: the spool replayed after a crash, and a batch retried after
+        # a commit whose answer was lost, add nothing twice (``INSERT ... ON CONFLICT``).
+        Index("uq_access_log_request_id", "request_id", unique=True),
         Index("ix_access_log_time", "time"),
         Index("ix_access_log_repository", "repository", "time"),
         Index("ix_access_log_identity", "identity", "time"),
@@ -528,3 +531,18 @@ class UploadSession(Base):
     session: Mapped[str | None] = mapped_column(String(128))
     """The upstream's upload id; None while the upstream has not answered the POST yet."""
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    replica: Mapped[str | None] = mapped_column(String(64))
+    """The replica that served the session's latest request; once it is gone (``Replica``)
+    the session stops counting against its owner's cap. None: made before replicas were
+    tracked, counted until idle."""
+
+
+class Replica(Base):
+    """A running gatekeeper process, as long as it keeps saying so (``proxy.presence``):
+    what it holds (upload sessions) is let go when it stops or falls silent."""
+
+    __tablename__ = "replicas"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -9,26 +9,48 @@ by ``BEGIN IMMEDIATE`` serialises them anyway. So two concurrent POSTs can never
 next reservation of the same identity, so a client that vanishes frees its slots by itself;
 each reservation also forgets a batch of other identities' idle sessions and owner rows, so
 the tables hold only identities seen within the idle timeout.
+
+Each session also names the replica that served its latest request (``storage.replicas``).
+A session of a replica that is gone (stopped, or silent past its heartbeat: crashed) stops
+counting at once: its client lost the connection with that replica and starts over, and must
+not be refused for the idle timeout because of a session nobody will finish. A request on it
+through another replica makes that replica its holder, and it counts again.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import ColumnElement, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import insert_if_absent
 from storage.models import UploadOwner, UploadSession
+from storage.replicas import Holder
 from storage.timeutil import now
 
 NO_SYNC = {"synchronize_session": False}
 
 
+def _live(holder: Holder, idle: timedelta, moment: datetime) -> ColumnElement[bool]:
+    """SQL: a session that counts: used within ``idle``, held by a replica still there (or
+    by none recorded: a session made before replicas were tracked)."""
+    return (UploadSession.last_seen >= moment - idle) & or_(
+        UploadSession.replica.is_(None), holder.alive(UploadSession.replica, moment)
+    )
+
+
 async def reserve(
-    session: AsyncSession, owner: str, repository: str, *, limit: int, idle: timedelta
+    session: AsyncSession,
+    owner: str,
+    repository: str,
+    *,
+    limit: int,
+    idle: timedelta,
+    holder: Holder,
 ) -> int | None:
-    """A new reservation's id, or None if ``owner`` already holds ``limit`` live sessions.
+    """A new reservation's id, held by ``holder``, or None if ``owner`` already holds
+    ``limit`` live sessions.
 
     Must run inside a write transaction (``session.begin()``).
     """
@@ -37,7 +59,7 @@ async def reserve(
     await session.execute(
         delete(UploadSession)
         .execution_options(**NO_SYNC)
-        .where(UploadSession.owner == owner, UploadSession.last_seen < moment - idle)
+        .where(UploadSession.owner == owner, ~_live(holder, idle, moment))
     )
     held = await session.scalar(
         select(func.count()).select_from(UploadSession).where(UploadSession.owner == owner)
@@ -45,7 +67,13 @@ async def reserve(
     await _prune(session, moment - idle)
     if int(held or 0) >= limit:
         return None
-    row = UploadSession(owner=owner, repository=repository, session=None, last_seen=moment)
+    row = UploadSession(
+        owner=owner,
+        repository=repository,
+        session=None,
+        last_seen=moment,
+        replica=holder.replica,
+    )
     session.add(row)
     await session.flush()
     return row.id
@@ -96,13 +124,15 @@ async def _lock_owner(session: AsyncSession, owner: str, moment: datetime) -> No
     )
 
 
-async def bind(session: AsyncSession, reservation: int, upstream_session: str) -> None:
+async def bind(
+    session: AsyncSession, reservation: int, upstream_session: str, holder: Holder
+) -> None:
     """The upstream accepted the POST: remember which of its sessions the slot holds."""
     await session.execute(
         update(UploadSession)
         .execution_options(**NO_SYNC)
         .where(UploadSession.id == reservation)
-        .values(session=upstream_session, last_seen=now())
+        .values(session=upstream_session, last_seen=now(), replica=holder.replica)
     )
 
 
@@ -113,13 +143,15 @@ async def release(session: AsyncSession, reservation: int) -> None:
     )
 
 
-async def touch(session: AsyncSession, repository: str, upstream_session: str) -> None:
-    """A request used the session: it is not idle."""
+async def touch(
+    session: AsyncSession, repository: str, upstream_session: str, holder: Holder
+) -> None:
+    """A request used the session: it is not idle, and ``holder`` serves it now."""
     await session.execute(
         update(UploadSession)
         .execution_options(**NO_SYNC)
         .where(UploadSession.repository == repository, UploadSession.session == upstream_session)
-        .values(last_seen=now())
+        .values(last_seen=now(), replica=holder.replica)
     )
 
 
@@ -132,12 +164,12 @@ async def finish(session: AsyncSession, repository: str, upstream_session: str) 
     )
 
 
-async def live_count(session: AsyncSession, owner: str, idle: timedelta) -> int:
-    """Sessions ``owner`` holds that have not gone idle."""
+async def live_count(session: AsyncSession, owner: str, idle: timedelta, holder: Holder) -> int:
+    """Sessions ``owner`` holds that have not gone idle, of replicas still there."""
     held = await session.scalar(
         select(func.count())
         .select_from(UploadSession)
-        .where(UploadSession.owner == owner, UploadSession.last_seen >= now() - idle)
+        .where(UploadSession.owner == owner, _live(holder, idle, now()))
     )
     return int(held or 0)
 

@@ -4,9 +4,13 @@ Every verifier that applies yields exactly one :class:`Outcome`; an exception or
 becomes an ``error`` outcome with the reason, never a missing result and never "no findings".
 An image that could not be read (``SourceUnavailable``) is an ``error`` marked ``unavailable``,
 which the verification service retries instead of deciding on.
-Which verifiers apply is decided here, once: all of them to an image, to an index only those
-that check indexes themselves (``checks_indexes``: signatures over the index digest); an index's
-other checks are its platform images' own.
+Which verifiers apply is decided here, once: those the image's policy requires (an enabled
+verifier no policy of the repository asks for does not run, and leaves no outcome at all, not a
+"skipped" one: nobody would read it, and its findings would count where nobody asked for
+them); of those, all to an image, to an index only those that check indexes themselves
+(``checks_indexes``: signatures over the index digest); an index's other checks are its
+platform images' own. A required verifier always runs: a skip is not a pass, so leaving one
+out would be a decision the policy did not make.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -80,17 +84,26 @@ async def run_one(verifier: Verifier, image: Image, timeout: float) -> Outcome:
     return done("ok", result)
 
 
-def applies(verifier: Verifier, image: Image) -> bool:
-    """Whether ``verifier`` checks ``image``: every verifier checks an image; an index only
-    by those that declare ``checks_indexes``."""
+def applies(verifier: Verifier, image: Image, required: Collection[str]) -> bool:
+    """Whether ``verifier`` checks ``image`` under a policy requiring ``required``: only a
+    required verifier runs; it checks every image, and an index only if it declares
+    ``checks_indexes``."""
+    if verifier.name not in required:
+        return False
     return not image.is_index or bool(getattr(verifier, "checks_indexes", False))
 
 
 async def run_pipeline(
-    image: Image, verifiers: Sequence[Verifier], timeouts: Mapping[str, float], default: float
+    image: Image,
+    verifiers: Sequence[Verifier],
+    timeouts: Mapping[str, float],
+    default: float,
+    *,
+    required: Collection[str],
 ) -> list[Outcome]:
-    """The verifiers that apply, all at once; outcomes in the order the verifiers were given."""
-    chosen = [v for v in verifiers if applies(v, image)]
+    """The verifiers that apply (:func:`applies`), all at once; outcomes in the order the
+    verifiers were given."""
+    chosen = [v for v in verifiers if applies(v, image, required)]
     return list(
         await asyncio.gather(*(run_one(v, image, timeouts.get(v.name, default)) for v in chosen))
     )

@@ -115,8 +115,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         failure = _translate(request, exc)
     except web.HTTPException:
         raise
-    except OSError:
-        raise  # the client went away; there is nobody to answer
+    except ConnectionError:
+        raise  # the client went away; there is nobody to answer (database failures are
+        # storage's own errors, answered 503 by _translate)
     except Exception as exc:
         failure = _translate(request, exc)
     info(request).reason = failure.message

@@ -21,8 +21,6 @@ import os
 from pathlib import Path
 
 from aiohttp import ClientResponse, web
-from aiohttp.abc import AbstractStreamWriter
-from aiohttp.web_request import BaseRequest
 from multidict import CIMultiDict
 
 from proxy import gate, ranges, remote_failures
@@ -38,6 +36,7 @@ from proxy.handlers.common import (
     upstream_has,
 )
 from proxy.redirects import REDIRECTS, follow
+from proxy.sendfile import KernelFileResponse
 from proxy.state import services
 from proxy.upstream import v2_path
 
@@ -146,16 +145,6 @@ def _check_store(resp: ClientResponse) -> None:
         f"the registry's object storage answered {status} for the redirected blob",
         {"upstream_status": status},
     )
-
-
-class KernelFileResponse(web.FileResponse):
-    """A FileResponse that can be prepared early (by the audit middleware, to count the bytes
-    it sent) and then again by aiohttp without sending the file twice."""
-
-    async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
-        if self.prepared:
-            return None
-        return await super().prepare(request)
 
 
 def _sendfile(data: Path, upstream_headers: CIMultiDict[str]) -> web.FileResponse | None:

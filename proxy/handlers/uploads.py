@@ -6,8 +6,8 @@ it returns; it is passed back untouched, since only the upstream can read (and v
 
 A session belongs to whoever opened it, in the repository it was opened in; anyone else using
 its URL gets ``BLOB_UPLOAD_UNKNOWN``. Each identity may hold ``uploads.max_sessions_per_identity``
-open sessions. Both live in the database, so they hold across replicas
-(``proxy/upload_sessions.py``).
+open sessions; one whose replica has stopped or crashed stops counting (``storage.replicas``).
+Both live in the database, so they hold across replicas (``proxy/upload_sessions.py``).
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ async def _session_call(request: web.Request, action: str, body: bool) -> web.St
     if response.status == 404 or (action, response.status) in _SESSION_OVER:
         await sessions.bookkeep(request, uploads.finish, name, session)
     elif response.status < 300:
-        await sessions.bookkeep(request, uploads.touch, name, session)
+        await sessions.bookkeep(request, uploads.touch, name, session, sessions.holder(request))
     return response
 
 

@@ -34,7 +34,8 @@ POLICIES = [
     {
         "name": "adm",
         "repositories": ["adm/*"],
-        "require": ["config-sanity", "labels"],
+        # slow: a verifier runs only where it is required (it passes unless labelled to wait).
+        "require": ["config-sanity", "labels", "slow"],
         "pending": "hold",
         "hold_seconds": 20,
     }

@@ -136,6 +136,10 @@ def test_compose_file_is_valid_and_only_the_balancer_is_exposed() -> None:
     for replica in replicas:
         assert "registry-data:/var/lib/registry:ro" in replica["volumes"]
         assert replica["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    # Each replica's access-log spool outlives its container, and is its own.
+    spool = replicas[0]["environment"]["GATEKEEPER_AUDIT__SPOOL_DIR"]
+    mounts = [{v.split(":")[0] for v in r["volumes"] if f":{spool}" in v} for r in replicas]
+    assert all(len(m) == 1 for m in mounts) and not mounts[0] & mounts[1], mounts
     assert services["migrate"]["command"] == ["db", "upgrade"]
 
 

@@ -14,25 +14,27 @@ import httpx
 import pytest
 
 from tests.support.fixtures import running_gatekeeper
-from tests.support.gatekeeper import Gatekeeper
+from tests.support.gatekeeper import Gatekeeper, wait_state
 from tests.support.ocihttp import OCI_MANIFEST, digest_of, image_config, push_image
 from tests.support.registry import Registry
 
 pytestmark = pytest.mark.e2e
 
 FAKES = "tests.fakes.verifiers"
+# A verifier runs only where a policy requires it: the broken ones are required where the tests
+# break them (they pass every image without their label).
 POLICIES = [
     {
         "name": "gate",
         "repositories": ["gate/*"],
-        "require": ["config-sanity", "labels"],
+        "require": ["config-sanity", "labels", "raises", "hangs"],
         "pending": "hold",
         "hold_seconds": 20,
     },
     {
         "name": "fail-open",
         "repositories": ["failopen/*"],
-        "require": ["config-sanity"],
+        "require": ["config-sanity", "raises", "hangs"],
         "verifiers": {"raises": {"on_error": "pass"}, "hangs": {"on_error": "pass"}},
         "hold_seconds": 20,
     },
@@ -167,6 +169,18 @@ def test_broken_verifier_set_to_fail_open_passes_and_says_so(gk: Gatekeeper, lab
     verifier = {"test.raise": "raises", "test.hang": "hangs"}[label]
     log = gk.log_path.read_text()
     assert f"failopen/app@{digest} passed although verifier {verifier} failed" in log
+
+
+def test_a_verifier_the_policy_does_not_require_does_not_run(gk: Gatekeeper) -> None:
+    """``raises`` is enabled, but the ``blocking`` policy requires only config-sanity: an image
+    labelled to crash it passes there, and its verdict has no outcome of it, not even a skip."""
+    with httpx.Client(base_url=gk.url, timeout=60) as http:
+        digest, _, _ = push_labelled(http, "blocking/norun", "v1", {"test.raise": "1"})
+    assert wait_state(gk, digest) == "passed"
+    (verdict,) = gk.database.fetch("SELECT outcomes FROM verdicts WHERE digest = :d", {"d": digest})
+    outcomes = verdict["outcomes"]
+    ran = {o["verifier"] for o in (json.loads(outcomes) if isinstance(outcomes, str) else outcomes)}
+    assert "raises" not in ran and "hangs" not in ran and "config-sanity" in ran, ran
 
 
 def test_unmatched_repository_is_denied(gk: Gatekeeper) -> None:

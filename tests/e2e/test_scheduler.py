@@ -34,7 +34,10 @@ pytestmark = pytest.mark.e2e
 
 FAKES = "tests.fakes.verifiers"
 OSV = OSV_PYPI
-POLICIES = [{"name": "all", "repositories": ["*"], "mode": "warn", "require": ["config-sanity"]}]
+# slow runs only because it is required (it passes at once unless labelled to take time).
+POLICIES = [
+    {"name": "all", "repositories": ["*"], "mode": "warn", "require": ["config-sanity", "slow"]}
+]
 
 
 def scheduler_env(started: Path, **extra: str) -> dict[str, str]:

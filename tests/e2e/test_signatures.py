@@ -220,6 +220,31 @@ def test_sigstore_bundle_attached_as_a_referrer(
     assert resp.status_code == 200, resp.text
 
 
+def test_an_offline_key_bundle_counts_where_the_rule_needs_no_log(
+    gk: Gatekeeper, http: httpx.Client, keys: tuple[Keys, Path]
+) -> None:
+    """A v0.3 bundle of a key signature made offline (no transparency-log entry) pushed as a
+    referrer: it passes under the ``keys`` rule (``require_tlog = false``), as the same key's
+    ``.sig`` tag does, and not under ``bundles``, which requires the log."""
+    k, _ = keys
+    offline = build("sig/key/offline-bundle")
+    digest = offline.push(http)
+    assert "signature.none-trusted" in denial(pull(http, offline.repo))
+    bundle = k.sigstore.key_bundle(k.release, digest, logged=False)
+    cosign.push_bundle(http, offline.repo, digest, bundle)
+    resp = wait_pull(http, offline.repo, 200)
+    assert resp.status_code == 200, resp.text
+    strict = build("sig/bundle/offline")
+    strict_digest = strict.push(http)
+    strict_bundle = k.sigstore.key_bundle(k.release, strict_digest, logged=False)
+    cosign.push_bundle(http, strict.repo, strict_digest, strict_bundle)
+    deadline = time.monotonic() + 30  # the referrer's push re-verifies the image
+    while "signature.tlog-missing" not in findings(gk, strict.repo, strict_digest):
+        assert time.monotonic() < deadline, findings(gk, strict.repo, strict_digest)
+        time.sleep(0.2)
+    assert "signature.tlog-missing" in denial(pull(http, strict.repo))
+
+
 def test_two_of_three_signers(gk: Gatekeeper, http: httpx.Client, keys: tuple[Keys, Path]) -> None:
     k, _ = keys
     image = build("sig/quorum/app")

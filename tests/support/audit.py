@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from storage.audit import AccessRecord
+from storage.errors import DatabaseUnavailable
 
 
 def record(n: int) -> AccessRecord:
@@ -55,7 +56,7 @@ class FlakyDatabase:
             async def begin(self) -> Any:
                 if db.failures:
                     db.failures -= 1
-                    raise ConnectionError("database down")
+                    raise DatabaseUnavailable("ConnectionRefusedError: database down")
                 yield
 
             async def execute(self, _stmt: Any, rows: list[dict[str, Any]]) -> None:

@@ -403,9 +403,10 @@ class PrivateSigstore:
             )
         return SigLayer(body, annotations)
 
-    def key_bundle(self, key: PrivateKey, digest: str) -> bytes:
+    def key_bundle(self, key: PrivateKey, digest: str, *, logged: bool = True) -> bytes:
         """A v0.3 bundle: a managed key's message signature over the image manifest (whose
-        SHA-256 is the image digest), logged with inclusion proof, checkpoint and SET."""
+        SHA-256 is the image digest), logged with inclusion proof, checkpoint and SET; or,
+        not ``logged``, made offline: no transparency-log entry at all."""
         sha256 = bytes.fromhex(digest.removeprefix("sha256:"))
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         signature = key.sign(sha256, ec.ECDSA(Prehashed(hashes.SHA256())))
@@ -436,7 +437,7 @@ class PrivateSigstore:
                 "mediaType": BUNDLE_TYPE,
                 "verificationMaterial": {
                     "publicKey": {"hint": _b64(key_id)},
-                    "tlogEntries": [entry],
+                    "tlogEntries": [entry] if logged else [],
                 },
                 "messageSignature": {
                     "messageDigest": {"algorithm": "SHA2_256", "digest": _b64(sha256)},

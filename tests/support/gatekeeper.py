@@ -155,6 +155,9 @@ def make_gatekeeper(
         "GATEKEEPER_LISTEN": f"127.0.0.1:{port}",
         "GATEKEEPER_DATABASE_URL": database.url,
         "GATEKEEPER_AUDIT__FLUSH_INTERVAL_SECONDS": "0.05",
+        # The replica's own disk, as in a deployment: not the checkout's ./var, which every
+        # gatekeeper a test run starts would share.
+        "GATEKEEPER_AUDIT__SPOOL_DIR": str(workdir / "audit-spool"),
         "GATEKEEPER_POLICIES": WARN_EVERYTHING,
         # Likewise client authentication: tests/e2e/test_auth.py turns it on.
         "GATEKEEPER_AUTH__ENABLED": "false",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,7 +39,7 @@ async def fake_upstream() -> AsyncIterator[tuple[FakeUpstream, TestServer]]:
 
 @pytest.fixture
 async def gatekeeper_client(
-    fresh_db: Database,
+    fresh_db: Database, tmp_path: Path
 ) -> AsyncIterator[Callable[..., Any]]:
     """Build an in-process gatekeeper with settings given as environment-style strings."""
     clients: list[TestClient[Any, Any]] = []
@@ -48,6 +49,7 @@ async def gatekeeper_client(
             "GATEKEEPER_UPSTREAM_URL": upstream_url,
             "GATEKEEPER_DATABASE_URL": fresh_db.url,
             "GATEKEEPER_AUDIT__FLUSH_INTERVAL_SECONDS": "0.05",
+            "GATEKEEPER_AUDIT__SPOOL_DIR": str(tmp_path / "audit-spool"),
             "GATEKEEPER_POLICIES": WARN_EVERYTHING,
             "GATEKEEPER_AUTH__ENABLED": "false",
             # Where the token signing key is sealed, as every deployment with auth on needs.

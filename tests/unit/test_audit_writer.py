@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from config.settings import AuditSettings
-from proxy.audit import AuditWriter
+from proxy.audit import AuditWriter, audit_listener
+from proxy.events import VerdictChange
 from tests.support.audit import FlakyDatabase, record
 
 
@@ -30,3 +35,20 @@ async def test_close_with_nothing_queued_returns_promptly() -> None:
     writer.start()
     await writer.close(timeout=2)
     assert db.rows == []
+
+
+@pytest.mark.parametrize("json_log", [True, False])
+async def test_json_log_governs_verdict_lines(
+    json_log: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Verdict changes are rows like requests: printed as JSON only with ``json_log``, and
+    recorded either way."""
+    writer = AuditWriter(FlakyDatabase(failures=0), AuditSettings())  # type: ignore[arg-type]
+    listen = audit_listener(writer, json_log=json_log)
+    with caplog.at_level(logging.INFO, logger="gatekeeper.access"):
+        await listen(
+            VerdictChange("passed", "team/app", "sha256:" + "a" * 64, None, "passed", "gk", "ok")
+        )
+    printed = [r for r in caplog.records if r.name == "gatekeeper.access"]
+    assert len(printed) == (1 if json_log else 0)
+    assert writer.backlog == 1

@@ -52,3 +52,21 @@ def test_a_start_that_fails_is_one_clear_line(tmp_path: Path, cause: str) -> Non
     assert done.returncode == 1, done.stderr[-2000:]
     assert "cannot start:" in done.stderr and expected in done.stderr, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
+
+
+def test_a_busy_port_stops_the_start_before_the_database_or_workers(tmp_path: Path) -> None:
+    """The port is bound first: a second gatekeeper on a taken port neither opens (here:
+    creates) its database, nor starts workers, nor says it is ready."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        done = _serve(
+            tmp_path,
+            GATEKEEPER_LISTEN=f"127.0.0.1:{held.getsockname()[1]}",
+            GATEKEEPER_LOG_LEVEL="DEBUG",
+        )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "address already in use" in done.stderr
+    assert "gatekeeper ready" not in done.stderr, done.stderr[-2000:]
+    assert "worker" not in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "gk.db").exists(), "the database was opened before the port"

@@ -18,7 +18,7 @@ REPOSITORIES = ["team/a", "team/b", "team_x/a", "teamx/a", "other/a", "team/c"]
 def record(repository: str | None, moment: datetime) -> AccessRecord:
     return AccessRecord(
         time=moment,
-        request_id="r",
+        request_id=f"r-{repository}",  # one row per request id (uq_access_log_request_id)
         client_addr=None,
         identity="x",
         method="GET",

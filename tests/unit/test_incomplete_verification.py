@@ -41,11 +41,10 @@ DIGEST = digest_of(MANIFEST)
 REPO = "team/app"
 
 
-def policies(mode: str = "enforce") -> str:
-    """One policy for every repository, requiring config-sanity."""
-    return json.dumps(
-        [{"name": "strict", "repositories": ["*"], "require": ["config-sanity"], "mode": mode}]
-    )
+def policies(mode: str = "enforce", *also: str) -> str:
+    """One policy for every repository, requiring config-sanity (and ``also``)."""
+    require = ["config-sanity", *also]
+    return json.dumps([{"name": "strict", "repositories": ["*"], "require": require, "mode": mode}])
 
 
 @dataclass
@@ -171,7 +170,13 @@ async def test_warn_mode_reports_it_and_does_not_block(rig: Rig) -> None:
 
 @pytest.mark.parametrize(
     "rig",
-    [{"GATEKEEPER_VERIFIERS": json.dumps({"config-sanity": {}, "secrets": {}})}],
+    [
+        {
+            "GATEKEEPER_VERIFIERS": json.dumps({"config-sanity": {}, "secrets": {}}),
+            # A verifier runs only where the policy requires it.
+            "GATEKEEPER_POLICIES": policies("enforce", "secrets"),
+        }
+    ],
     indirect=True,
 )
 async def test_a_layer_the_store_cannot_serve_is_retried_not_decided(rig: Rig) -> None:

@@ -70,3 +70,23 @@ async def test_failures_back_off_then_dead_letter(db: Any) -> None:
     assert state == "dead"
     async with db() as session:
         assert await jobs.counts(session) == {"dead": 1}
+
+
+async def test_a_clean_stop_hands_running_jobs_back_at_once(db: Any) -> None:
+    """A stopping replica's jobs are claimable by another now, not when the lease ends, and
+    the interrupted attempt is not counted; other owners' jobs are left alone."""
+    async with db() as session, session.begin():
+        for digest in ("sha256:d", "sha256:e"):
+            await jobs.enqueue(session, "verify", "r", digest, "pushed", identity="paul")
+    stopping = await claim(db, "stopping", lease=3600)
+    staying = await claim(db, "staying", lease=3600)
+    assert stopping is not None and staying is not None
+    async with db() as session, session.begin():
+        assert await jobs.hand_back(session, "stopping") == 1
+    taken = await claim(db, "other", lease=3600)
+    assert taken is not None and taken.id == stopping.id
+    assert taken.attempts == 1  # the handed-back attempt did not count
+    assert await claim(db, "other") is None  # the staying replica's job is still its own
+    async with db() as session, session.begin():
+        assert await jobs.finish(session, staying.id, "staying")
+        assert not await jobs.finish(session, stopping.id, "stopping")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from verifiers.base import Finding, Image, Severity, Skipped, Versioned
 from verifiers.config_sanity import ConfigSanity
 from verifiers.layers import PerLayer
-from verifiers.pipeline import run_pipeline
+from verifiers.pipeline import applies, run_pipeline
 
 
 class NoBlobs:
@@ -62,6 +63,7 @@ async def test_verifiers_run_concurrently_with_their_own_timeouts() -> None:
         [Sleeper("a", 0.3), Sleeper("b", 0.3), Sleeper("slow", 10), Crasher()],
         {"slow": 0.2},
         5.0,
+        required={"a", "b", "slow", "crasher"},
     )
     assert time.perf_counter() - started < 1.0
     statuses = {o.verifier: (o.status, o.detail) for o in outcomes}
@@ -128,7 +130,9 @@ async def test_a_versioned_result_records_its_own_version() -> None:
         async def verify(self, image: Image) -> Versioned:
             return Versioned([], "1.data-42")
 
-    (outcome,) = await run_pipeline(image({}), [DataDependent()], {}, 5.0)
+    (outcome,) = await run_pipeline(
+        image({}), [DataDependent()], {}, 5.0, required={DataDependent.name}
+    )
     assert (outcome.status, outcome.version) == ("ok", "1.data-42")
 
 
@@ -155,7 +159,48 @@ class Broken:
 
 
 async def test_an_unreadable_image_is_an_unavailable_error_not_a_crash() -> None:
-    unread, broken = await run_pipeline(image({}), [Unreadable(), Broken()], {}, 5)
+    unread, broken = await run_pipeline(
+        image({}), [Unreadable(), Broken()], {}, 5, required={"reader", "broken"}
+    )
     assert unread.status == "error" and unread.unavailable
     assert unread.detail == "could not read the image: blob x: object storage answered 503"
     assert broken.status == "error" and not broken.unavailable  # a crash is decided on
+
+
+class IndexChecker:
+    name, version = "index-checker", "1"
+    checks_indexes = True
+
+    async def verify(self, image: Image) -> list[Finding] | Skipped:
+        return []
+
+
+async def test_only_required_verifiers_run_and_unrequired_leave_no_outcome() -> None:
+    """An enabled verifier the policy does not require does not run: no outcome at all (not
+    a "skipped" one), so it adds no findings and costs nothing. A required one always runs."""
+    ran: list[str] = []
+
+    class Recording:
+        version = "1"
+
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        async def verify(self, image: Image) -> list[Finding] | Skipped:
+            ran.append(self.name)
+            return [Finding(self.name, "R", Severity.HIGH, "t")]
+
+    outcomes = await run_pipeline(
+        image({}), [Recording("wanted"), Recording("plugin")], {}, 5.0, required={"wanted"}
+    )
+    assert [o.verifier for o in outcomes] == ["wanted"] and ran == ["wanted"]
+    assert await run_pipeline(image({}), [Recording("plugin")], {}, 5.0, required=set()) == []
+
+
+def test_applies_to_an_index_only_what_checks_indexes_and_is_required() -> None:
+    index = replace(image(None, layers=0, children=2), is_index=True)
+    required = {"index-checker", "config-sanity"}
+    assert applies(IndexChecker(), index, required)
+    assert not applies(ConfigSanity(), index, required)  # a platform image's own check
+    assert applies(ConfigSanity(), image({}), required)
+    assert not applies(IndexChecker(), index, {"config-sanity"})  # not required here

@@ -1,5 +1,5 @@
 """The per-identity upload-session cap in the database: exact under concurrency, freed by
-release and finish, and forgiving of sessions that went idle."""
+release and finish, and forgiving of sessions that went idle or whose replica is gone."""
 
 from __future__ import annotations
 
@@ -11,17 +11,35 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from storage import uploads
+from storage import replicas, uploads
 from storage.models import UploadOwner, UploadSession
+from storage.replicas import Holder
 
 HOUR = timedelta(hours=1)
+HERE = Holder("replica-1", timedelta(days=1))
+"""The replica the tests reserve through (present: see ``_present``). A replica counts as
+gone after a day's silence here, so the clock can move by minutes without heartbeats; the test
+of a silent replica has its own."""
+STARTED = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+async def _present(db: async_sessionmaker[Any]) -> None:
+    async with db() as session, session.begin():
+        await replicas.beat(session, HERE.replica, STARTED)
 
 
 async def reserve(
-    db: async_sessionmaker[Any], owner: str = "alice", limit: int = 3, idle: timedelta = HOUR
+    db: async_sessionmaker[Any],
+    owner: str = "alice",
+    limit: int = 3,
+    idle: timedelta = HOUR,
+    holder: Holder = HERE,
 ) -> int | None:
     async with db() as session, session.begin():
-        return await uploads.reserve(session, owner, "repo/a", limit=limit, idle=idle)
+        return await uploads.reserve(
+            session, owner, "repo/a", limit=limit, idle=idle, holder=holder
+        )
 
 
 async def test_the_limit_is_per_owner(db: async_sessionmaker[Any]) -> None:
@@ -47,7 +65,7 @@ async def test_release_and_finish_free_a_slot(db: async_sessionmaker[Any]) -> No
     third = await reserve(db, limit=2)
     assert third is not None
     async with db() as session, session.begin():
-        await uploads.bind(session, third, "upstream-uuid")
+        await uploads.bind(session, third, "upstream-uuid", HERE)
         await uploads.finish(session, "repo/a", "upstream-uuid")
     assert await reserve(db, limit=2) is not None
 
@@ -67,10 +85,71 @@ class Clock:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+async def clock(monkeypatch: pytest.MonkeyPatch, db: async_sessionmaker[Any]) -> Clock:
     clock = Clock()
     monkeypatch.setattr(uploads, "now", clock)
+    monkeypatch.setattr(replicas, "now", clock)
+    async with db() as session, session.begin():
+        await replicas.beat(session, HERE.replica, STARTED)  # heard from at the clock's time
     return clock
+
+
+async def _beat(db: async_sessionmaker[Any], holder: Holder) -> None:
+    async with db() as session, session.begin():
+        await replicas.beat(session, holder.replica, STARTED)
+
+
+async def test_a_stopped_replicas_sessions_stop_counting_at_once(
+    db: async_sessionmaker[Any], clock: Clock
+) -> None:
+    """A replica that stops cleanly leaves: with a cap of 1, its user can start again through
+    another replica now, not after the idle timeout."""
+    other = Holder("replica-2", HERE.gone_after)
+    await _beat(db, other)
+    assert await reserve(db, limit=1, holder=other) is not None
+    assert await reserve(db, limit=1) is None
+    async with db() as session, session.begin():
+        await replicas.leave(session, other.replica)
+    async with db() as session:
+        assert await uploads.live_count(session, "alice", HOUR, HERE) == 0
+    assert await reserve(db, limit=1) is not None
+
+
+async def test_a_silent_replicas_sessions_stop_counting_and_a_touch_takes_them_over(
+    db: async_sessionmaker[Any], clock: Clock
+) -> None:
+    """A crashed replica falls silent: its sessions count while it may still be there, not
+    after; a request on one through another replica makes that one its holder again."""
+    gone_after = timedelta(seconds=15)
+    here = Holder(HERE.replica, gone_after)
+    crashed = Holder("replica-2", gone_after)
+    await _beat(db, crashed)
+    reservation = await reserve(db, limit=1, holder=crashed)
+    assert reservation is not None
+    async with db() as session, session.begin():
+        await uploads.bind(session, reservation, "u1", crashed)
+    clock.advance(gone_after - timedelta(seconds=1))
+    await _beat(db, here)
+    assert await reserve(db, limit=1, holder=here) is None  # it may still be there
+    clock.advance(timedelta(seconds=2))
+    await _beat(db, here)
+    async with db() as session, session.begin():
+        assert await uploads.live_count(session, "alice", HOUR, here) == 0
+        await uploads.touch(session, "repo/a", "u1", here)  # the client goes on through here
+        assert await uploads.live_count(session, "alice", HOUR, here) == 1
+    assert await reserve(db, limit=1, holder=here) is None
+
+
+async def test_a_session_of_no_recorded_replica_counts_until_idle(
+    db: async_sessionmaker[Any], clock: Clock
+) -> None:
+    """Sessions made before replicas were tracked keep the old rule."""
+    async with db() as session, session.begin():
+        session.add(UploadSession(owner="alice", repository="repo/a", last_seen=clock()))
+    assert await reserve(db, limit=1, idle=timedelta(minutes=5)) is None
+    clock.advance(timedelta(minutes=6))
+    await _beat(db, HERE)
+    assert await reserve(db, limit=1, idle=timedelta(minutes=5)) is not None
 
 
 async def test_idle_sessions_stop_counting(db: async_sessionmaker[Any], clock: Clock) -> None:
@@ -80,7 +159,7 @@ async def test_idle_sessions_stop_counting(db: async_sessionmaker[Any], clock: C
     assert await reserve(db, limit=1, idle=idle) is None
     clock.advance(timedelta(seconds=2))
     async with db() as session:
-        assert await uploads.live_count(session, "alice", idle) == 0
+        assert await uploads.live_count(session, "alice", idle, HERE) == 0
     assert await reserve(db, limit=1, idle=idle) is not None
 
 
@@ -89,11 +168,11 @@ async def test_touch_keeps_a_session_alive(db: async_sessionmaker[Any], clock: C
     reservation = await reserve(db, limit=1, idle=idle)
     assert reservation is not None
     async with db() as session, session.begin():
-        await uploads.bind(session, reservation, "u1")
+        await uploads.bind(session, reservation, "u1", HERE)
     for _ in range(3):
         clock.advance(timedelta(minutes=3))  # 9 minutes in all: idle but for the touches
         async with db() as session, session.begin():
-            await uploads.touch(session, "repo/a", "u1")
+            await uploads.touch(session, "repo/a", "u1", HERE)
     assert await reserve(db, limit=1, idle=idle) is None
 
 
@@ -120,7 +199,7 @@ async def test_a_reservation_forgets_other_identities_gone_idle(
     assert await reserve(db, owner="bob", idle=idle) is not None
     assert await _rows(db) == ({"alice", "bob"}, {"alice", "bob"})
     async with db() as session:
-        assert await uploads.live_count(session, "alice", idle) == 1
+        assert await uploads.live_count(session, "alice", idle, HERE) == 1
 
 
 async def test_pruning_is_bounded_per_reservation(
@@ -146,7 +225,7 @@ async def test_holder_names_who_opened_a_session_in_its_repository(
     assert reservation is not None
     async with db() as session, session.begin():
         assert await uploads.holder(session, "repo/a", "uuid-1") is None  # not bound yet
-        await uploads.bind(session, reservation, "uuid-1")
+        await uploads.bind(session, reservation, "uuid-1", HERE)
     async with db() as session:
         assert await uploads.holder(session, "repo/a", "uuid-1") == "alice"
         assert await uploads.holder(session, "repo/b", "uuid-1") is None

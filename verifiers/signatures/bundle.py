@@ -10,7 +10,10 @@ from sigstore-python 4.5 in three places, each required by the Sigstore conforma
 * ``intoto`` 0.0.2 log entries (older DSSE attestations) are supported: their integration time
   counts, and step (8) compares the entry's payload hash, signature and certificate;
 * bundles signed with a managed key (``publicKey`` hint, no certificate) are verified against
-  the caller's trusted keys, with the same log checks and step (8) for the key.
+  the caller's trusted keys, with the same log checks and step (8) for the key; one made
+  offline, with no log entry at all (``cosign sign --key ... --tlog-upload=false`` with a
+  new bundle format), counts where the rule does not require a transparency log, as the same
+  key's ``.sig`` signature without a log entry does.
 
 Which identity signed is matched afterwards by the caller (``keyless.match_identity``), so the
 identity policy passed to ``sigstore`` accepts any certificate.
@@ -88,20 +91,29 @@ class VerifiedBundle:
     """The trusted key that verified it (managed key)."""
     statement: dict[str, Any] | None
     """The in-toto statement of a DSSE bundle; None for a message signature."""
+    logged: bool = True
+    """False for a key bundle made offline (no transparency-log entry, none required)."""
 
 
 def verify_bundle(
-    raw: bytes, artifact: Artifact, trust: TrustRoot, keys: Sequence[PublicKey] = ()
+    raw: bytes,
+    artifact: Artifact,
+    trust: TrustRoot,
+    keys: Sequence[PublicKey] = (),
+    *,
+    require_tlog: bool = True,
 ) -> VerifiedBundle:
-    """Verify a bundle over ``artifact``; raises StepFailed (``signature.bundle-invalid``, or
-    ``signature.untrusted-key`` for a key bundle no trusted key verifies)."""
+    """Verify a bundle over ``artifact``; raises StepFailed (``signature.bundle-invalid``,
+    ``signature.untrusted-key`` for a key bundle no trusted key verifies, or
+    ``signature.tlog-missing`` for a key bundle with no log entry where ``require_tlog``).
+    A log entry that is there is always checked, required or not."""
     try:
         model = BundleModel.from_json(raw)
     except Exception as exc:
         raise _invalid(f"the bundle does not parse: {_first_line(exc)}") from exc
     try:
         if model.verification_material.public_key is not None:
-            return _verify_with_key(model, artifact, trust, keys)
+            return _verify_with_key(model, artifact, trust, keys, require_tlog)
         bundle = Bundle(model)
         verifier = _SigstoreVerifier(trusted_root=trust.sigstore)
         if bundle._dsse_envelope is None:
@@ -240,11 +252,16 @@ def _check_intoto_entry(bundle: Bundle, envelope: dsse.Envelope) -> None:
 
 
 def _verify_with_key(
-    model: BundleModel, artifact: Artifact, trust: TrustRoot, keys: Sequence[PublicKey]
+    model: BundleModel,
+    artifact: Artifact,
+    trust: TrustRoot,
+    keys: Sequence[PublicKey],
+    require_tlog: bool,
 ) -> VerifiedBundle:
     """A managed-key message-signature bundle: (7) the signature with a trusted key, (4)-(5)
     the log entry's inclusion proof, checkpoint and promise, its time, and (8) the entry records
-    this signature, digest and key."""
+    this signature, digest and key. Without a log entry (an offline signature) only (7), and
+    only where the rule does not require the log."""
     message = model.message_signature
     if model.dsse_envelope is not None or message is None:
         raise _invalid("only message signatures are supported for bundles signed with a key")
@@ -252,7 +269,14 @@ def _verify_with_key(
         raise _invalid("the bundle's message digest is not the artifact's")
     signature = message.signature
     key = _key_for(keys, lambda k: k.check_prehashed(signature, artifact.sha256))
-    entries = model.verification_material.tlog_entries
+    entries = model.verification_material.tlog_entries or []
+    if not entries:
+        if require_tlog:
+            raise StepFailed(
+                "signature.tlog-missing",
+                "the bundle has no transparency-log entry, and the rule requires one",
+            )
+        return VerifiedBundle(None, key, None, logged=False)
     if len(entries) != 1:
         raise _invalid(f"expected exactly one transparency-log entry, found {len(entries)}")
     try:

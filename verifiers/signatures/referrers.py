@@ -129,8 +129,16 @@ class BundleReferrer:
             raw = await read_limited(ctx, layer, "bundle")
             note.detail = f"{len(raw)} bytes"
         keys = [s.key for s in ctx.rule.keys if s.key is not None]
-        with trail.step("the bundle verifies: signature over this image, log proof, chain"):
-            verified = verify_bundle(raw, Artifact.image(ctx.digest), ctx.trust, keys)
+        with trail.step("the bundle verifies: signature over this image, log proof, chain") as note:
+            verified = verify_bundle(
+                raw,
+                Artifact.image(ctx.digest),
+                ctx.trust,
+                keys,
+                require_tlog=ctx.rule.require_tlog,
+            )
+            if not verified.logged:
+                note.detail = f"no log entry; rule {ctx.rule.name} does not require one"
         if verified.statement is not None:
             with trail.step("the bundle is a cosign image signature"):
                 predicate = verified.statement.get("predicateType")

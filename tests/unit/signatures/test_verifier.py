@@ -508,3 +508,28 @@ async def test_report_numbers_every_step(world: World, tmp_path: Path) -> None:
     (checked,) = report.checked
     assert [s.number for s in checked.steps] == list(range(1, len(checked.steps) + 1))
     assert checked.signer == "bot" and all(s.ok for s in checked.steps)
+
+
+async def test_an_offline_key_bundle_counts_where_no_log_is_required(world: World) -> None:
+    """A v0.3 bundle of a key signature with no transparency-log entry (made offline), as a
+    referrer: it counts under a rule with ``require_tlog = false``, as the same key's ``.sig``
+    signature without a log entry does, and is refused where the log is required."""
+    repo, digest = image("keys/offline-bundle")
+    repo.attach_bundle(digest, world.sigstore.key_bundle(world.bot, digest, logged=False))
+    assert await run(world, repo, digest) == []
+    strict, strict_digest = image("tlog/offline-bundle")
+    strict.attach_bundle(
+        strict_digest, world.sigstore.key_bundle(world.bot, strict_digest, logged=False)
+    )
+    assert rules(await run(world, strict, strict_digest)) == [
+        "signature.none-trusted",
+        "signature.tlog-missing",
+    ]
+    stranger, stranger_digest = image("keys/offline-stranger")
+    stranger.attach_bundle(
+        stranger_digest, world.sigstore.key_bundle(world.stranger, stranger_digest, logged=False)
+    )
+    assert rules(await run(world, stranger, stranger_digest)) == [
+        "signature.none-trusted",
+        "signature.untrusted-key",
+    ]
