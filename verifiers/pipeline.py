@@ -22,7 +22,15 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from verifiers.base import Finding, Image, Skipped, SourceUnavailable, Verifier, Versioned
+from verifiers.base import (
+    Finding,
+    Image,
+    Noted,
+    Skipped,
+    SourceUnavailable,
+    Verifier,
+    Versioned,
+)
 
 log = logging.getLogger("gatekeeper.verifiers")
 
@@ -81,6 +89,8 @@ async def run_one(verifier: Verifier, image: Image, timeout: float) -> Outcome:
         return done("skipped", detail=result.reason, exempt=result.exempt)
     if isinstance(result, Versioned):
         return done("ok", result.findings, version=result.version)
+    if isinstance(result, Noted):
+        return done("ok", result, detail=result.note[:500])
     return done("ok", result)
 
 
