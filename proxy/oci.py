@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from oci.grammar import is_valid_digest
 from proxy.errors import Code, OCIError
-from proxy.names import is_valid_digest
 from storage.manifests import DescriptorRecord, ManifestRecord
 from verifiers import boundedjson
 from verifiers.boundedjson import JSONTooDeep

@@ -18,13 +18,14 @@ import re
 import aiohttp
 from aiohttp import web
 
+from oci.grammar import is_repository_name
 from proxy import gate, upload_offset
 from proxy import upload_sessions as sessions
 from proxy.auth.http import caller, insufficient_scope, may, pullable_by_caller
 from proxy.context import info
 from proxy.errors import Code, OCIError
 from proxy.handlers.common import forward, repository, scopes, upstream_has
-from proxy.names import MAX_NAME_LENGTH, NAME_RE, check_digest, check_name
+from proxy.names import check_digest, check_name
 from proxy.state import services
 from proxy.upstream import v2_path
 from storage import fresh_uploads, uploads
@@ -143,7 +144,7 @@ def mount_source_scopes(request: web.Request) -> tuple[str, ...]:
     source = request.query.get("from")
     if "mount" not in request.query or source is None:
         return ()
-    if len(source) > MAX_NAME_LENGTH or not NAME_RE.fullmatch(source):
+    if not is_repository_name(source):
         return ()  # the handler refuses the name (NAME_INVALID); the challenge leaves it out
     return (f"repository:{source}:pull",)
 
