@@ -58,7 +58,7 @@ from storage.verdicts import (
 )
 from verifiers.base import Finding
 from verifiers.lifecycle import State
-from verifiers.pipeline import Outcome
+from verifiers.pipeline import Outcome, required_here
 from verifiers.policy import Decision
 from verifiers.scan.model import Package
 from verifiers.vulns import assess
@@ -529,10 +529,8 @@ async def after_policy_change(
                     report.skipped += 1
                     continue
                 policy, version = resolver.for_image(verdict)
-                expected = expected_of(verdict)
-                ran = {o.verifier for o in outcomes}
-                wanted = set(policy.require) if expected is None else set(policy.require) & expected
-                if wanted - ran or needs_verification(verdict):
+                wanted = required_here(policy.require, expected_of(verdict))
+                if set(wanted) - {o.verifier for o in outcomes} or needs_verification(verdict):
                     report.needs_verification.append(key)
                 known = partial(_announced, verdict, findings[key])
                 planned.append(
