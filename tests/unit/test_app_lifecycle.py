@@ -12,6 +12,7 @@ from aiohttp import web
 from sqlalchemy import event
 
 import proxy.app
+import proxy.upstream
 from config.settings import load_settings
 from proxy.app import create_app
 from storage.db import create_engine
@@ -39,7 +40,7 @@ class Opened:
         ):
             monkeypatch.setattr(proxy.app, factory, self._keep(getattr(proxy.app, factory)))
         monkeypatch.setattr(
-            proxy.app, "make_client_session", self._keep(proxy.app.make_client_session, True)
+            proxy.app, "make_client_session", self._keep(proxy.upstream.make_client_session, True)
         )
 
     def _engine(self, url: str) -> Any:
@@ -85,7 +86,7 @@ def _settings(db: Database, tmp_path: Path) -> Any:
 
 
 def _running() -> set[asyncio.Task[Any]]:
-    return asyncio.all_tasks() - {asyncio.current_task()}  # type: ignore[operator]
+    return asyncio.all_tasks() - {asyncio.current_task()}
 
 
 async def test_a_clean_start_and_stop_closes_everything(
