@@ -136,17 +136,10 @@ def _validators(headers: CIMultiDict[str]) -> CIMultiDict[str]:
     return CIMultiDict((k, v) for k, v in headers.items() if k in kept)
 
 
-async def put(request: web.Request) -> web.StreamResponse:
-    """Validate, forward, then index. The push only succeeds once the index has it."""
-    record = info(request)
-    record.action = "manifest.push"
-    name = repository(request)
-    reference = _reference(request)
-    svc = services(request)
-    body = await _read_capped(
-        request, svc.settings.max_manifest_bytes, svc.settings.client_body_timeout_seconds
-    )
-    content_type = request.headers.get("Content-Type")
+def _pushed(
+    svc: Services, name: str, reference: str, body: bytes, content_type: str | None
+) -> ManifestRecord:
+    """The pushed manifest, parsed strictly, and checked against the digest it is pushed by."""
     computed = sha256_digest(body)
     if is_digest(reference) and reference.startswith("sha256:") and reference != computed:
         raise OCIError(
@@ -162,6 +155,21 @@ async def put(request: web.Request) -> web.StreamResponse:
         # What a cosign tag names the image it is about; it can only make this manifest
         # less pullable (it is pullable only while that image is), never more.
         manifest = replace(manifest, about_digest=cosign.subject)
+    return manifest
+
+
+async def put(request: web.Request) -> web.StreamResponse:
+    """Validate, forward, then index. The push only succeeds once the index has it."""
+    record = info(request)
+    record.action = "manifest.push"
+    name = repository(request)
+    reference = _reference(request)
+    svc = services(request)
+    body = await _read_capped(
+        request, svc.settings.max_manifest_bytes, svc.settings.client_body_timeout_seconds
+    )
+    manifest = _pushed(svc, name, reference, body, request.headers.get("Content-Type"))
+    computed = manifest.digest
     await gate.check_reuse(request, name, computed)
     headers = {"Content-Type": manifest.media_type}
     async with await svc.upstream.request(

@@ -65,36 +65,8 @@ async def start(request: web.Request) -> web.StreamResponse:
     source = request.query.get("from")
     if mount is not None:
         record.action = "upload.mount"
-    if mount is not None and source is not None and not may(request, check_name(source), "pull"):
-        if caller(request).token is not None and pullable_by_caller(request, source):
-            # The identity may read the source, its token does not say so: a client that only
-            # follows challenges learns here to ask for both scopes (then it can mount).
-            raise insufficient_scope(
-                request,
-                f"mounting from {source} needs a token that may also pull {source}",
-                " ".join((*scope, *mount_source_scopes(request))),
-                {"repository": source, "needed": ["pull"]},
-            )
-        # Like the registry: a mount the caller may not read from becomes a plain upload,
-        # which tells nothing about the source repository.
-        record.action = "upload.start"
-        record.reason = f"mount from {source} not permitted; started a plain upload"
-        mount = None
     if mount is not None and source is not None:
-        record.reference = f"from:{source}"
-        # Mounting is pulling from the source repository: the same gate applies.
-        try:
-            await gate.check_blob(
-                request, source, mount, present=upstream_has(request, source, mount)
-            )
-        except OCIError as exc:
-            if exc.code != Code.BLOB_UNKNOWN:
-                raise
-            # Like the registry: a blob the source does not hold cannot be mounted, and the
-            # client gets a plain upload to send it.
-            record.action = "upload.start"
-            record.decision, record.reason = None, f"{exc.message}; started a plain upload"
-            mount = None
+        mount = await _mountable(request, mount, source, scope)
     if mount is not None:
         params["mount"] = mount
         if source is not None:
@@ -136,6 +108,39 @@ async def start(request: web.Request) -> web.StreamResponse:
     if not opened:  # a monolithic upload or a mount ends with the POST; a refusal never started
         await sessions.bookkeep(request, uploads.release, reservation)
     return response
+
+
+async def _mountable(
+    request: web.Request, mount: str, source: str, scope: tuple[str, ...]
+) -> str | None:
+    """The blob to mount from ``source``, or None when the mount becomes a plain upload, as
+    the registry makes it: the caller may not read the source (which a plain upload tells
+    nothing about), or the source does not hold the blob. Mounting is pulling from the
+    source repository, so the pull gate applies."""
+    record = info(request)
+    if not may(request, check_name(source), "pull"):
+        if caller(request).token is not None and pullable_by_caller(request, source):
+            # The identity may read the source, its token does not say so: a client that only
+            # follows challenges learns here to ask for both scopes (then it can mount).
+            raise insufficient_scope(
+                request,
+                f"mounting from {source} needs a token that may also pull {source}",
+                " ".join((*scope, *mount_source_scopes(request))),
+                {"repository": source, "needed": ["pull"]},
+            )
+        record.action = "upload.start"
+        record.reason = f"mount from {source} not permitted; started a plain upload"
+        return None
+    record.reference = f"from:{source}"
+    try:
+        await gate.check_blob(request, source, mount, present=upstream_has(request, source, mount))
+    except OCIError as exc:
+        if exc.code != Code.BLOB_UNKNOWN:
+            raise
+        record.action = "upload.start"
+        record.decision, record.reason = None, f"{exc.message}; started a plain upload"
+        return None
+    return mount
 
 
 def mount_source_scopes(request: web.Request) -> tuple[str, ...]:
