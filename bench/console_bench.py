@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import hashlib
 import json
+import os
 import random
 import re
 import statistics
@@ -294,6 +296,8 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
             "GATEKEEPER_DATABASE_URL": url,
             "GATEKEEPER_UPSTREAM_URL": "http://127.0.0.1:9",
             "GATEKEEPER_AUTH__ENABLED": "true",
+            # Auth refuses to start without a home for its signing key (proxy/auth/keystore.py).
+            "GATEKEEPER_AUTH__KEY_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
             "GATEKEEPER_VERIFICATION__WORKERS": "0",
             "GATEKEEPER_AUDIT__JSON_LOG": "false",
             "GATEKEEPER_POLICIES": json.dumps([POLICY.model_dump(mode="json")]),
