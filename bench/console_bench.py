@@ -260,6 +260,35 @@ LOG_PAGES = {
 NEXT = re.compile(r'href="([^"]+)" rel="next"')
 
 
+async def _sign_in(http: aiohttp.ClientSession, base: str) -> None:
+    form = await (await http.get(base + "/ui/login")).text()
+    token = re.search(r'name="csrf" value="([^"]+)"', form)
+    assert token is not None
+    signed = await http.post(
+        base + "/ui/login",
+        data={"username": "bench-admin", "password": PASSWORD, "csrf": token.group(1)},
+        allow_redirects=False,
+    )
+    assert signed.status == 303, await signed.text()
+
+
+async def _pages(http: aiohttp.ClientSession, base: str) -> dict[str, str]:
+    """The pages measured: the queue's and the log's, dated relative to now, and for every
+    fourth of them its second page too."""
+    now = datetime.now(UTC)
+    week = (now - timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    day6 = (now - timedelta(days=6)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    pages = {**QUEUE_PAGES, **LOG_PAGES}
+    for name, path in list(pages.items()):
+        pages[name] = path.format(week=week, day6=day6)
+    for name, path in list(pages.items())[:: max(1, len(pages) // 4)]:
+        text = await (await http.get(base + path)).text()
+        following = NEXT.search(text)
+        if following:
+            pages[f"{name}, page 2"] = following.group(1).replace("&amp;", "&")
+    return pages
+
+
 async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
     record: dict[str, list[float]] = defaultdict(list)
     settings = load_settings(
@@ -284,26 +313,8 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
     try:
         async with aiohttp.ClientSession(cookie_jar=jar) as http:
             base = str(server.make_url(""))
-            form = await (await http.get(base + "/ui/login")).text()
-            token = re.search(r'name="csrf" value="([^"]+)"', form)
-            assert token is not None
-            signed = await http.post(
-                base + "/ui/login",
-                data={"username": "bench-admin", "password": PASSWORD, "csrf": token.group(1)},
-                allow_redirects=False,
-            )
-            assert signed.status == 303, await signed.text()
-            now = datetime.now(UTC)
-            week = (now - timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
-            day6 = (now - timedelta(days=6)).strftime("%Y-%m-%dT%H:%M:%SZ")
-            pages = {**QUEUE_PAGES, **LOG_PAGES}
-            for name, path in list(pages.items()):
-                pages[name] = path.format(week=week, day6=day6)
-            for name, path in list(pages.items())[:: max(1, len(pages) // 4)]:
-                text = await (await http.get(base + path)).text()
-                following = NEXT.search(text)
-                if following:
-                    pages[f"{name}, page 2"] = following.group(1).replace("&amp;", "&")
+            await _sign_in(http, base)
+            pages = await _pages(http, base)
             for name, path in pages.items():
                 client: list[float] = []
                 record.clear()

@@ -192,6 +192,29 @@ def new_advisories(rng: random.Random, pool: Pool, count: int) -> list[Advisory]
     return found
 
 
+async def seed(
+    db: Any, rng: random.Random, pool: Pool, args: argparse.Namespace, record: DecisionRecord
+) -> tuple[list[tuple[str, str]], int]:
+    """``args.images`` images with their inventories and a passed verdict; their keys and the
+    number of packages stored."""
+    inventories = DbInventoryStore(db)
+    packages = 0
+    keys: list[tuple[str, str]] = []
+    for start in range(0, args.images, 500):
+        batch = []
+        for n in range(start, min(start + 500, args.images)):
+            digest = "sha256:" + hashlib.sha256(b"image-%d" % n).hexdigest()
+            inv = image_inventory(rng, pool, args.min_packages, args.max_packages)
+            packages += len(inv.packages)
+            batch.append((f"bench/app{n % 200}", digest, inv))
+            keys.append((f"bench/app{n % 200}", digest))
+        await inventories.store_many(batch)
+        async with db() as session, session.begin():
+            for repository, digest, _ in batch:
+                await record_decision(session, repository, digest, record)
+    return keys, packages
+
+
 async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     started = time.perf_counter()
     rng = random.Random(args.seed)
@@ -207,22 +230,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         say(started, f"advisory store: {len(go)} Go records (data version {data_version})")
         modules = sorted({a.name for r in go for a in r.affected if a.ecosystem == "Go"})[:300]
         pool = make_pool(rng, modules or [f"example.com/mod{i}" for i in range(300)])
-        inventories = DbInventoryStore(db)
-        record = passed_record(data_version)
-        packages = 0
-        keys: list[tuple[str, str]] = []
-        for start in range(0, args.images, 500):
-            batch = []
-            for n in range(start, min(start + 500, args.images)):
-                digest = "sha256:" + hashlib.sha256(b"image-%d" % n).hexdigest()
-                inv = image_inventory(rng, pool, args.min_packages, args.max_packages)
-                packages += len(inv.packages)
-                batch.append((f"bench/app{n % 200}", digest, inv))
-                keys.append((f"bench/app{n % 200}", digest))
-            await inventories.store_many(batch)
-            async with db() as session, session.begin():
-                for repository, digest, _ in batch:
-                    await record_decision(session, repository, digest, record)
+        keys, packages = await seed(db, rng, pool, args, passed_record(data_version))
         say(
             started,
             f"seeded {args.images} images, {packages} packages ({packages / args.images:.0f} each)",

@@ -2,20 +2,17 @@
 ``REPOSITORY:TAG`` or ``REPOSITORY@sha256:...`` (``library/alpine:3.20``), without a registry
 host, since the registry is the one behind the gatekeeper.
 
-The grammar is the Distribution spec's, as ``proxy.names`` checks it on every request; this
-module only splits the text and refuses what can never be a reference, so a typo in the
-settings stops the start-up with the field's name instead of failing at the first warm-up.
+The grammar is the Distribution spec's (``oci/grammar.py``), as ``proxy.names`` checks it on
+every request; this module only splits the text and refuses what can never be a reference, so
+a typo in the settings stops the start-up with the field's name instead of failing at the
+first warm-up.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-_NAME = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
-_TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
-_DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
+from oci.grammar import is_repository_name, is_tag, is_valid_digest
 
 
 @dataclass(frozen=True)
@@ -40,7 +37,7 @@ def parse_image_reference(text: str) -> ImageReference:
     which tag it means."""
     name, at, digest = text.partition("@")
     if at:
-        if not _DIGEST.fullmatch(digest):
+        if not is_valid_digest(digest):
             raise ValueError(f"{text[:300]!r}: the digest must be sha256:<64 hex>")
         repository, reference = name, digest
     else:
@@ -50,7 +47,7 @@ def parse_image_reference(text: str) -> ImageReference:
                 f"{text[:300]!r}: expected REPOSITORY:TAG or REPOSITORY@sha256:..., e.g. "
                 "library/alpine:3.20"
             )
-        if not _TAG.fullmatch(reference):
+        if not is_tag(reference):
             raise ValueError(f"{text[:300]!r}: {reference[:130]!r} is not a tag")
     first, slash, _ = repository.partition("/")
     if slash and ("." in first or ":" in first or first == "localhost"):
@@ -59,6 +56,6 @@ def parse_image_reference(text: str) -> ImageReference:
             f"{text[:300]!r}: {first[:260]!r} reads as a registry host; name the repository "
             "as the registry behind the gatekeeper serves it (library/alpine:3.20)"
         )
-    if len(repository) > 255 or not _NAME.fullmatch(repository):
+    if not is_repository_name(repository):
         raise ValueError(f"{text[:300]!r}: {repository[:260]!r} is not a repository name")
     return ImageReference(repository, reference)

@@ -1,19 +1,19 @@
 """Settings of the cluster-wide scheduler: periodic full re-verification (``[rescan]``) and the
 scheduled advisory mirror sync (``[advisories]``).
 
-Durations are written as people write them (``"24h"``, ``"90s"``, ``"1h30m"``) or as seconds;
-``"off"`` (or ``0``) switches a periodic task off, which the scheduler then says in its log.
+Durations are written as people write them (``"24h"``, ``"90s"``, ``"1h30m"``, the grammar of
+``config/durations.py``) or as seconds; ``"off"`` (or ``0``) switches a periodic task off,
+which the scheduler then says in its log.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from pydantic import AnyHttpUrl, BaseModel, BeforeValidator, Field, field_validator
 
-_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+from config.durations import EXAMPLES, DurationError, parse_duration
+
 OFF = ("off", "never", "disabled", "")
 
 
@@ -29,10 +29,12 @@ def seconds(value: Any) -> Any:
         return float(text)
     except ValueError:
         pass
-    parts = _PART.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"not a duration: {value!r} (use e.g. 90s, 30m, 24h, 1h30m or off)")
-    return sum(float(n) * _UNIT[u] for n, u in parts)
+    try:
+        return parse_duration(text)
+    except DurationError:
+        raise ValueError(
+            f"not a duration: {value!r} (use e.g. {EXAMPLES}, a number of seconds, or off)"
+        ) from None
 
 
 Duration = Annotated[float, BeforeValidator(seconds)]

@@ -24,7 +24,7 @@ def run_atheris(name: str, seconds: int) -> None:
 
     CRASHES.mkdir(exist_ok=True)
     # Coverage only for our parsers (instrumenting every loaded module takes minutes).
-    with atheris.instrument_imports(include=["proxy", "verifiers", "fuzz"]):
+    with atheris.instrument_imports(include=["proxy", "verifiers", "oci", "fuzz"]):
         from fuzz.targets import TARGETS
     from fuzz.seeds import SEEDS  # after: it imports proxy.oci, which must be instrumented
 

@@ -1,20 +1,24 @@
 """The application factory: ``create_app(settings)`` builds a fully wired gatekeeper.
 
 One cleanup context owns every long-lived resource (database engine, access-log writer,
-upstream client session, token client) and closes them in reverse order, so a clean stop
-drains the access log while the database is still open.
+upstream client session, token client, background services) through one ``AsyncExitStack``
+and closes them in reverse order, so a clean stop drains the access log while the database is
+still open, and a start that fails half-way closes what it had opened.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
 from aiohttp import HttpVersion10, web
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from config.public_names import public_hosts
 from config.settings import Settings
@@ -58,6 +62,7 @@ from storage.audit import AccessRecord
 from storage.db import create_engine, sessionmaker, upgrade
 from storage.inventory import DbInventoryStore
 from storage.layer_cache import DbLayerCache
+from verifiers.base import Verifier
 from verifiers.registry import build_verifiers
 from verifiers.registry_names import RegistryNames
 
@@ -254,140 +259,195 @@ async def _stop_background(app: web.Application) -> None:
         await background.stop()
 
 
-def _resources(settings: Settings):  # type: ignore[no-untyped-def]
+def _resources(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The cleanup context that owns every long-lived resource. Each goes on one exit stack
+    the moment it is opened, so a stop closes them in reverse order (background work first,
+    the access log drained while the database is still open, the engine last), and a start
+    that fails half-way (a migration, the key source, the catch-up re-evaluation) closes
+    exactly what it had opened before the error stops the process."""
+
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            engine = create_engine(settings.database_url)
+            stack.push_async_callback(engine.dispose)
             await upgrade(engine)
             db = sessionmaker(engine)
             # First: a key source that is missing or unsafe stops the start before anything
             # else is running (proxy/auth/keystore.py).
             auth = await AuthService.create(settings.auth, db) if settings.auth.enabled else None
-        except BaseException:
-            await engine.dispose()
-            raise
-        metrics = Metrics()
-        # Rows a gatekeeper that did not stop cleanly left in its spool are written before
-        # this one serves (``proxy.audit_spool``).
-        spool = Spool(
-            directory_for(settings.audit.spool_dir, settings.database_url),
-            settings.audit.spool_sync_seconds,
-        )
-        spool.open()
-        await replay(spool.directory, spool.name, db, settings.audit.batch_size)
-        writer = AuditWriter(db, settings.audit, metrics.audit_backlog_failures.inc, spool)
-        metrics.watch_audit(lambda: writer.backlog, settings.audit.max_buffered)
-        metrics.watch_connections(lambda: app[CONNECTIONS].open)
-        writer.start()
-        session = make_client_session(settings)
-        token_client = make_token_client(settings)
-        upstream = Upstream(settings, session, token_client)
-        bus = EventBus()
-        bus.subscribe(audit_listener(writer, json_log=settings.audit.json_log))
-        webhook_client = make_webhook_client()
-        webhooks = WebhookDispatcher(
-            settings.webhooks, db, webhook_client, source=_event_source(settings)
-        )
-        bus.subscribe(webhooks.listener)
-        verifiers = build_verifiers(
-            settings.verifiers,
-            DbLayerCache(db),
-            DbInventoryStore(db),
-            DbAdvisoryStore(db),
-            registry=RegistryNames.of(public_hosts(settings)),
-        )
-        policies = LivePolicies(settings.policies, db, bus.publish)
-        await policies.refresh()
-        verification = VerificationService(
-            settings,
-            db,
-            upstream,
-            verifiers,
-            bus,
-            policies,
-            on_incomplete=metrics.verifications_incomplete.inc,
-        )
-        remote_client = make_remote_client()
-        presence = Presence(db, verification.owner, settings.replicas)
-        await presence.start()
-        app[SERVICES] = Services(
-            settings=settings,
-            engine=engine,
-            db=db,
-            upstream=upstream,
-            audit=writer,
-            metrics=metrics,
-            bus=bus,
-            verification=verification,
-            policies=policies,
-            remotes=RemoteStatus(settings.remotes, remote_client),
-            presence=presence,
-        )
-        if auth is not None:
-            app[AUTH] = auth
-        else:
-            log.warning(
-                "authentication is disabled: anyone who reaches the gatekeeper can push and pull"
-            )
-        mirror_client = (
-            make_mirror_client(settings.advisories) if settings.advisories.urls else None
-        )
-        prefetcher = Prefetcher(
-            upstream,
-            verification,
-            app[SERVICES].remotes,
-            on_result=lambda result: metrics.prefetched.labels(result).inc(),
-        )
-        scheduler = build_scheduler(
-            settings,
-            engine,
-            db,
-            metrics,
-            mirror_client,
-            owner=verification.owner,
-            bus=bus,
-            warm=partial(warm_up, prefetcher, settings.prefetch.images),
-        )
-        # Verdicts decided under another version of their policy (the settings file's, with
-        # the stored waivers, for their origin as the settings now give it) are decided again
-        # from stored findings (no layer is read) before the first pull is gated.
-        await origins.reconcile(db, settings.remotes)
-        await after_policy_change(db, settings.policies, publish=bus.publish)
-        verification.start()
-        policies.start()
-        webhooks.start()
-        scheduler.start()
-        app[BACKGROUND] = _Background(verification, scheduler, presence)
-        log.info(
-            "gatekeeper ready: upstream %s, verifiers %s, %d policies",
-            settings.upstream_url,
-            ", ".join(v.name for v in verifiers) or "none",
-            len(settings.policies),
-        )
-        if not settings.policies:
-            log.warning("no policies configured: every pull will be denied (fail closed)")
-        for remote in settings.remotes:
-            log.info(
-                "remote %s serves %s%s",
-                remote.name,
-                ", ".join(remote.repositories),
-                "" if remote.url else " (no url: a failed fetch is not asked about)",
-            )
-        try:
+            metrics = Metrics()
+            writer = await _open_audit(app, settings, db, metrics, stack)
+            wiring = await _open_services(settings, engine, db, metrics, writer, stack)
+            app[SERVICES] = svc = wiring.services
+            if auth is not None:
+                app[AUTH] = auth
+            else:
+                log.warning(
+                    "authentication is disabled: anyone who reaches the gatekeeper can push "
+                    "and pull"
+                )
+            scheduler = _open_scheduler(svc, stack)
+            # Verdicts decided under another version of their policy (the settings file's,
+            # with the stored waivers, for their origin as the settings now give it) are
+            # decided again from stored findings (no layer is read) before the first pull is
+            # gated.
+            await origins.reconcile(db, settings.remotes)
+            await after_policy_change(db, settings.policies, publish=svc.bus.publish)
+            svc.verification.start()
+            svc.policies.start()
+            wiring.webhooks.start()
+            scheduler.start()
+            app[BACKGROUND] = _Background(svc.verification, scheduler, svc.presence)
+            _log_ready(settings, wiring.verifiers)
             yield
-        finally:
-            await scheduler.close()
-            await policies.close()
-            if mirror_client is not None:
-                await mirror_client.aclose()
-            await verification.close()
-            await presence.close()
-            await webhooks.close()
-            await webhook_client.aclose()
-            await remote_client.aclose()
-            await token_client.aclose()
-            await session.close()
-            await writer.close()
-            await engine.dispose()
 
     return ctx
+
+
+async def _open_audit(
+    app: web.Application,
+    settings: Settings,
+    db: async_sessionmaker[Any],
+    metrics: Metrics,
+    stack: contextlib.AsyncExitStack,
+) -> AuditWriter:
+    """The access-log writer, after the rows a gatekeeper that did not stop cleanly left in
+    its spool are written (``proxy.audit_spool``), so they come before this one's."""
+    spool = Spool(
+        directory_for(settings.audit.spool_dir, settings.database_url),
+        settings.audit.spool_sync_seconds,
+    )
+    spool.open()
+    # Left for the next start to replay if the start fails; a no-op after the writer closed it.
+    stack.callback(spool.close, drained=False)
+    await replay(spool.directory, spool.name, db, settings.audit.batch_size)
+    writer = AuditWriter(db, settings.audit, metrics.audit_backlog_failures.inc, spool)
+    metrics.watch_audit(lambda: writer.backlog, settings.audit.max_buffered)
+    metrics.watch_connections(lambda: app[CONNECTIONS].open)
+    writer.start()
+    stack.push_async_callback(writer.close)
+    return writer
+
+
+@dataclass(frozen=True)
+class _Wiring:
+    """What start-up built before any background work runs."""
+
+    services: Services
+    webhooks: WebhookDispatcher
+    verifiers: list[Verifier]
+
+
+async def _open_services(
+    settings: Settings,
+    engine: AsyncEngine,
+    db: async_sessionmaker[Any],
+    metrics: Metrics,
+    writer: AuditWriter,
+    stack: contextlib.AsyncExitStack,
+) -> _Wiring:
+    """The upstream clients, the event bus and its listeners, the verifiers and the
+    verification service, and this replica's presence among the others."""
+    session = make_client_session(settings)
+    stack.push_async_callback(session.close)
+    token_client = make_token_client(settings)
+    stack.push_async_callback(token_client.aclose)
+    upstream = Upstream(settings, session, token_client)
+    remote_client = make_remote_client()
+    stack.push_async_callback(remote_client.aclose)
+    bus = EventBus()
+    bus.subscribe(audit_listener(writer, json_log=settings.audit.json_log))
+    webhooks = _open_webhooks(settings, db, stack)
+    bus.subscribe(webhooks.listener)
+    verifiers = build_verifiers(
+        settings.verifiers,
+        DbLayerCache(db),
+        DbInventoryStore(db),
+        DbAdvisoryStore(db),
+        registry=RegistryNames.of(public_hosts(settings)),
+    )
+    policies = LivePolicies(settings.policies, db, bus.publish)
+    await policies.refresh()
+    verification = VerificationService(
+        settings,
+        db,
+        upstream,
+        verifiers,
+        bus,
+        policies,
+        on_incomplete=metrics.verifications_incomplete.inc,
+    )
+    presence = Presence(db, verification.owner, settings.replicas)
+    stack.push_async_callback(presence.close)
+    stack.push_async_callback(verification.close)  # hands its jobs back before it leaves
+    stack.push_async_callback(policies.close)  # nothing to close before it starts
+    await presence.start()
+    services = Services(
+        settings=settings,
+        engine=engine,
+        db=db,
+        upstream=upstream,
+        audit=writer,
+        metrics=metrics,
+        bus=bus,
+        verification=verification,
+        policies=policies,
+        remotes=RemoteStatus(settings.remotes, remote_client),
+        presence=presence,
+    )
+    return _Wiring(services, webhooks, verifiers)
+
+
+def _open_webhooks(
+    settings: Settings, db: async_sessionmaker[Any], stack: contextlib.AsyncExitStack
+) -> WebhookDispatcher:
+    client = make_webhook_client()
+    stack.push_async_callback(client.aclose)
+    webhooks = WebhookDispatcher(settings.webhooks, db, client, source=_event_source(settings))
+    stack.push_async_callback(webhooks.close)
+    return webhooks
+
+
+def _open_scheduler(svc: Services, stack: contextlib.AsyncExitStack) -> Scheduler:
+    """The cluster-wide scheduler (periodic re-verification, advisory mirror sync, keeping
+    the prefetch list warm), with the mirror's client when mirrors are configured."""
+    settings = svc.settings
+    mirror_client = make_mirror_client(settings.advisories) if settings.advisories.urls else None
+    if mirror_client is not None:
+        stack.push_async_callback(mirror_client.aclose)
+    prefetcher = Prefetcher(
+        svc.upstream,
+        svc.verification,
+        svc.remotes,
+        on_result=lambda result: svc.metrics.prefetched.labels(result).inc(),
+    )
+    scheduler = build_scheduler(
+        settings,
+        svc.engine,
+        svc.db,
+        svc.metrics,
+        mirror_client,
+        owner=svc.verification.owner,
+        bus=svc.bus,
+        warm=partial(warm_up, prefetcher, settings.prefetch.images),
+    )
+    stack.push_async_callback(scheduler.close)
+    return scheduler
+
+
+def _log_ready(settings: Settings, verifiers: Sequence[Verifier]) -> None:
+    log.info(
+        "gatekeeper ready: upstream %s, verifiers %s, %d policies",
+        settings.upstream_url,
+        ", ".join(v.name for v in verifiers) or "none",
+        len(settings.policies),
+    )
+    if not settings.policies:
+        log.warning("no policies configured: every pull will be denied (fail closed)")
+    for remote in settings.remotes:
+        log.info(
+            "remote %s serves %s%s",
+            remote.name,
+            ", ".join(remote.repositories),
+            "" if remote.url else " (no url: a failed fetch is not asked about)",
+        )

@@ -248,6 +248,21 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_audit_command(sub: Any) -> None:
+    audit = sub.add_parser("audit", help="query the access log")
+    add_config(audit)
+    audit.add_argument("--repository", "-r")
+    audit.add_argument("--identity", "-i")
+    audit.add_argument("--action", "-a")
+    audit.add_argument("--digest", "-d")
+    audit.add_argument("--status", "-s", type=int)
+    audit.add_argument("--since", type=_time, help="ISO 8601, inclusive")
+    audit.add_argument("--until", type=_time, help="ISO 8601, exclusive")
+    audit.add_argument("--limit", "-n", type=int, default=100)
+    audit.add_argument("--json", action="store_true", help="one JSON object per line")
+    audit.set_defaults(func=cmd_audit)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gatekeeper", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -275,19 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config(db_up)
     db_up.set_defaults(func=cmd_db_upgrade)
 
-    audit = sub.add_parser("audit", help="query the access log")
-    add_config(audit)
-    audit.add_argument("--repository", "-r")
-    audit.add_argument("--identity", "-i")
-    audit.add_argument("--action", "-a")
-    audit.add_argument("--digest", "-d")
-    audit.add_argument("--status", "-s", type=int)
-    audit.add_argument("--since", type=_time, help="ISO 8601, inclusive")
-    audit.add_argument("--until", type=_time, help="ISO 8601, exclusive")
-    audit.add_argument("--limit", "-n", type=int, default=100)
-    audit.add_argument("--json", action="store_true", help="one JSON object per line")
-    audit.set_defaults(func=cmd_audit)
-
+    _add_audit_command(sub)
     add_waiver_commands(add_admin_commands(sub))
     add_login_commands(sub)
     add_doctor_command(sub)

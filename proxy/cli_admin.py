@@ -27,7 +27,6 @@ import contextlib
 import getpass
 import json
 import os
-import re
 import ssl
 import sys
 import tomllib
@@ -39,6 +38,7 @@ from urllib.parse import quote
 
 import httpx
 
+from config.durations import DurationError, positive_duration
 from config.text import check_plain, visible
 from proxy.admin.releases import MAX_RELEASE, ReleaseTermError, release_end
 from proxy.cli_config import CONFIG_ENV, config_path, settings_for
@@ -47,8 +47,6 @@ from proxy.cli_login import ADMIN_URL_ENV, DEFAULT_URL, load_login
 from verifiers.lifecycle import State
 
 API = "/admin/api/v1"
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class CommandError(Exception):
@@ -158,16 +156,12 @@ def parse_moment(text: str) -> datetime:
 
 
 def parse_duration(text: str) -> float:
-    """``90s``, ``30m``, ``1h``, ``2d`` or combinations (``1h30m``) as seconds."""
-    parts = _DURATION.findall(text.strip().lower())
-    if not parts or "".join(n + u for n, u in parts) != text.strip().lower():
-        raise argparse.ArgumentTypeError(
-            f"not a duration: {text!r} (use e.g. 90s, 30m, 1h, 2d or 1h30m)"
-        )
-    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError("the duration must be longer than zero")
-    return seconds
+    """A positive duration in ``config/durations.py``'s grammar (``90s``, ``1h30m``), as
+    seconds; argparse shows the message of a bad one next to the option's name."""
+    try:
+        return positive_duration(text)
+    except DurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # -- output --------------------------------------------------------------------------------

@@ -22,14 +22,17 @@ import os
 import secrets
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import SecretStr
 
 from config.settings import Settings
+
+if TYPE_CHECKING:
+    from proxy.events import VerdictChange
 
 START_TIMEOUT = 120.0
 """Seconds to open the database (and bring its schema up to date) before giving up."""
@@ -82,8 +85,6 @@ def _resources(settings: Settings) -> Any:
         from proxy.state import SERVICES, Services
         from proxy.upstream import Upstream, make_client_session, make_token_client
         from proxy.verification import VerificationService
-        from proxy.webhooks import WebhookDispatcher, make_webhook_client
-        from proxy.webhooks.cloudevents import event_source
         from storage.db import create_engine, sessionmaker, upgrade
 
         engine = create_engine(settings.database_url)
@@ -100,14 +101,9 @@ def _resources(settings: Settings) -> Any:
             stack.push_async_callback(tokens.aclose)
             bus = EventBus()
             bus.subscribe(audit_listener(writer, json_log=settings.audit.json_log))
-            client = make_webhook_client()
-            stack.push_async_callback(client.aclose)
             remote_client = make_remote_client()
             stack.push_async_callback(remote_client.aclose)
-            # Not started: its listener records deliveries, the serving gatekeeper sends them.
-            hooks = WebhookDispatcher(settings.webhooks, db, client, source=event_source(settings))
-            stack.push_async_callback(hooks.close)
-            bus.subscribe(hooks.listener)
+            bus.subscribe(await _recorded_webhooks(settings, db, stack))
             upstream = Upstream(settings, session, tokens)
             # Not started either: read once, so waivers made here apply to what this command
             # decides again; the serving gatekeeper picks them up on its next refresh.
@@ -132,6 +128,21 @@ def _resources(settings: Settings) -> Any:
             yield
 
     return ctx
+
+
+async def _recorded_webhooks(
+    settings: Settings, db: Any, stack: contextlib.AsyncExitStack
+) -> Callable[[VerdictChange], Awaitable[None]]:
+    """The webhook dispatcher's listener, not started: it records deliveries, the serving
+    gatekeeper sends them."""
+    from proxy.webhooks import WebhookDispatcher, make_webhook_client
+    from proxy.webhooks.cloudevents import event_source
+
+    client = make_webhook_client()
+    stack.push_async_callback(client.aclose)
+    hooks = WebhookDispatcher(settings.webhooks, db, client, source=event_source(settings))
+    stack.push_async_callback(hooks.close)
+    return hooks.listener
 
 
 class _Server:

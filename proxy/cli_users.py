@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
@@ -18,13 +17,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from config.durations import DurationError
+from config.durations import parse_duration as parse_seconds
 from config.settings import Settings
 from config.text import check_plain, visible
 from proxy.cli_config import add_config, settings_for
 
 ACTIONS = {"pull", "push", "delete", "admin", "auditor", "quarantine-reader"}
-_DURATION = re.compile(r"(\d+)([smhd])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class UsageError(Exception):
@@ -57,10 +56,11 @@ def check_name(name: str) -> str:
 
 
 def parse_duration(value: str) -> timedelta:
-    match = _DURATION.fullmatch(value.strip())
-    if not match:
-        raise UsageError(f"duration {value!r}: expected a number and s, m, h or d (e.g. 30d)")
-    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    """An identity's lifetime in ``config/durations.py``'s grammar (``90d``, ``12h``)."""
+    try:
+        return timedelta(seconds=parse_seconds(value))
+    except DurationError as exc:
+        raise UsageError(f"--expires-in: {exc}") from None
 
 
 def _read_secret(args: argparse.Namespace, kind: str) -> tuple[str, bool]:

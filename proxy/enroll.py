@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 from yarl import URL
 
+from oci.grammar import is_valid_digest
 from proxy.forward import read_at_most
-from proxy.names import check_name, is_valid_digest
+from proxy.names import check_name
 from proxy.oci import MANIFEST_TYPES, parse_manifest
 from proxy.upstream import Upstream, v2_path
 from proxy.verification import VerificationService

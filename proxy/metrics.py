@@ -8,12 +8,38 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from storage.audit import AccessRecord
 
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    300,
+)
+"""Seconds: from a cached HEAD (a millisecond) to a large blob over a slow link (minutes)."""
+
 
 class Metrics:
     """Requests by action and status, bytes, latency, and upstream failures."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._requests()
+        self._audit()
+        self._background()
+        self._connections()
+
+    def _requests(self) -> None:
         self.requests = Counter(
             "gatekeeper_requests",
             "Requests served, by action and status",
@@ -31,24 +57,7 @@ class Metrics:
             "Time from request to last byte, by action",
             ["action"],
             registry=self.registry,
-            buckets=(
-                0.001,
-                0.0025,
-                0.005,
-                0.01,
-                0.025,
-                0.05,
-                0.1,
-                0.25,
-                0.5,
-                1,
-                2.5,
-                5,
-                10,
-                30,
-                60,
-                300,
-            ),
+            buckets=LATENCY_BUCKETS,
         )
         self.upstream_errors = Counter(
             "gatekeeper_upstream_errors",
@@ -56,6 +65,8 @@ class Metrics:
             ["action"],
             registry=self.registry,
         )
+
+    def _audit(self) -> None:
         self.audit_backlog_failures = Counter(
             "gatekeeper_audit_write_failures",
             "Failed attempts to write access-log batches (rows are kept and retried)",
@@ -76,6 +87,8 @@ class Metrics:
             "Requests refused with 503 because the access-log buffer was full",
             registry=self.registry,
         )
+
+    def _background(self) -> None:
         self.advisory_syncs = Counter(
             "gatekeeper_advisory_syncs",
             "Advisory mirror syncs by result (imported, not-modified, failed)",
@@ -107,6 +120,7 @@ class Metrics:
             registry=self.registry,
         )
 
+    def _connections(self) -> None:
         self.connections_refused = Counter(
             "gatekeeper_connections_refused",
             "Client connections refused at once, by the limit reached (per-address, total)",

@@ -1,5 +1,5 @@
-"""The Distribution spec's grammar for repository names, tags and digests, checked before any
-request reaches the upstream.
+"""The Distribution spec's grammar for repository names, tags and digests (``oci/grammar.py``),
+checked before any request reaches the upstream, and refused as OCI errors.
 
 Names are checked on the raw path too: a proxy that lets ``a/../b`` or ``a%2Fb`` through can be
 talked into acting on a repository other than the one a permission check looked at.
@@ -7,21 +7,13 @@ talked into acting on a repository other than the one a permission check looked 
 
 from __future__ import annotations
 
-import re
-
+from oci.grammar import is_repository_name, is_tag, is_valid_digest
 from proxy.errors import Code, OCIError
-
-# distribution-spec <name>: components [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)* joined by '/'
-_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-NAME_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
-TAG_RE = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
-_KNOWN_DIGESTS = {"sha256": re.compile(r"[a-f0-9]{64}"), "sha512": re.compile(r"[a-f0-9]{128}")}
-MAX_NAME_LENGTH = 255
 
 
 def check_name(name: str) -> str:
     """Return ``name`` if it is a valid repository name, else raise NAME_INVALID."""
-    if len(name) > MAX_NAME_LENGTH or not NAME_RE.fullmatch(name):
+    if not is_repository_name(name):
         raise OCIError(
             Code.NAME_INVALID,
             f"invalid repository name {name[:300]!r}: lower-case components of [a-z0-9._-] "
@@ -33,13 +25,6 @@ def check_name(name: str) -> str:
 
 def is_digest(reference: str) -> bool:
     return ":" in reference
-
-
-def is_valid_digest(digest: str) -> bool:
-    """A digest of a registered algorithm (sha256, sha512) with its exact encoded length."""
-    algorithm, _, encoded = digest.partition(":")
-    strict = _KNOWN_DIGESTS.get(algorithm)
-    return strict is not None and bool(strict.fullmatch(encoded))
 
 
 def check_digest(digest: str, code: Code = Code.DIGEST_INVALID) -> str:
@@ -57,7 +42,7 @@ def check_reference(reference: str) -> str:
     """A manifest reference is a tag or a digest."""
     if is_digest(reference):
         return check_digest(reference)
-    if not TAG_RE.fullmatch(reference):
+    if not is_tag(reference):
         raise OCIError(
             Code.REFERENCE_INVALID,
             f"invalid tag {reference[:200]!r}: up to 128 of [A-Za-z0-9._-], "

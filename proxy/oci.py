@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from oci.grammar import is_valid_digest
 from proxy.errors import Code, OCIError
-from proxy.names import is_valid_digest
 from storage.manifests import DescriptorRecord, ManifestRecord
 from verifiers import boundedjson
 from verifiers.boundedjson import JSONTooDeep
@@ -79,6 +79,34 @@ def _descriptor_list(
     return [_descriptor(value, kind, f"{key}[{i}]") for i, value in enumerate(values)]
 
 
+def _document(body: bytes) -> dict[str, Any]:
+    """The manifest's JSON object, of schema version 2."""
+    try:
+        doc = boundedjson.loads(body)
+    except JSONTooDeep as exc:
+        raise _invalid(f"not accepted JSON: {exc}") from exc
+    except ValueError as exc:
+        raise _invalid(f"not valid JSON ({exc.__class__.__name__})") from exc
+    if not isinstance(doc, dict):
+        raise _invalid("top level must be a JSON object")
+    if doc.get("schemaVersion") != 2:
+        raise _invalid("schemaVersion must be 2 (schema 1 manifests are not accepted)")
+    return doc
+
+
+def _media_type(doc: dict[str, Any], content_type: str | None) -> str:
+    """The request's Content-Type, which ``mediaType`` (when present) must agree with."""
+    declared = doc.get("mediaType")
+    if declared is not None and not isinstance(declared, str):
+        raise _invalid("mediaType must be a string")
+    media_type = (content_type or "").split(";")[0].strip() or declared
+    if declared is not None and declared != media_type:
+        raise _invalid(f"mediaType {declared!r} does not match Content-Type {media_type!r}")
+    if media_type not in MANIFEST_TYPES:
+        raise _invalid(f"unsupported manifest media type {media_type!r}")
+    return media_type
+
+
 def parse_manifest(
     repository: str,
     body: bytes,
@@ -91,24 +119,8 @@ def parse_manifest(
     ``max_descriptors`` caps its layers (an index's children): the ``max_manifest_layers``
     setting, since every entry is indexed and verified."""
     limit = min(max_descriptors, MAX_DESCRIPTORS)
-    try:
-        doc = boundedjson.loads(body)
-    except JSONTooDeep as exc:
-        raise _invalid(f"not accepted JSON: {exc}") from exc
-    except ValueError as exc:
-        raise _invalid(f"not valid JSON ({exc.__class__.__name__})") from exc
-    if not isinstance(doc, dict):
-        raise _invalid("top level must be a JSON object")
-    if doc.get("schemaVersion") != 2:
-        raise _invalid("schemaVersion must be 2 (schema 1 manifests are not accepted)")
-    declared = doc.get("mediaType")
-    if declared is not None and not isinstance(declared, str):
-        raise _invalid("mediaType must be a string")
-    media_type = (content_type or "").split(";")[0].strip() or declared
-    if declared is not None and declared != media_type:
-        raise _invalid(f"mediaType {declared!r} does not match Content-Type {media_type!r}")
-    if media_type not in MANIFEST_TYPES:
-        raise _invalid(f"unsupported manifest media type {media_type!r}")
+    doc = _document(body)
+    media_type = _media_type(doc, content_type)
     refs: list[DescriptorRecord] = []
     config_digest = None
     artifact_type = doc.get("artifactType")

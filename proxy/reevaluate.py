@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -58,7 +58,7 @@ from storage.verdicts import (
 )
 from verifiers.base import Finding
 from verifiers.lifecycle import State
-from verifiers.pipeline import Outcome
+from verifiers.pipeline import Outcome, required_here
 from verifiers.policy import Decision
 from verifiers.scan.model import Package
 from verifiers.vulns import assess
@@ -519,32 +519,11 @@ async def after_policy_change(
             locked = await verdicts.lock(session, keys)  # read again, locked, to write back
             stale = [locked.views[k] for k in keys if k in locked.views]
             findings = await verdicts.findings_of(session, keys)
-            planned = []
-            for verdict in stale:
-                key = (verdict.repository, verdict.digest)
-                try:
-                    outcomes = rebuild_outcomes(verdict, findings[key], parsed=parsed)
-                except StoredDataError as exc:
-                    log.warning("policy re-evaluation skips %s@%s: %s", *key, exc)
-                    report.skipped += 1
-                    continue
-                policy, version = resolver.for_image(verdict)
-                expected = expected_of(verdict)
-                ran = {o.verifier for o in outcomes}
-                wanted = set(policy.require) if expected is None else set(policy.require) & expected
-                if wanted - ran or needs_verification(verdict):
-                    report.needs_verification.append(key)
-                known = partial(_announced, verdict, findings[key])
-                planned.append(
-                    _plan(
-                        verdict,
-                        resolver,
-                        outcomes,
-                        policy_trigger(policy, version, cause),
-                        replace=None,
-                        known=known,
-                    )
-                )
+            planned = [
+                plan
+                for verdict in stale
+                if (plan := _replan(verdict, findings, resolver, report, parsed, cause)) is not None
+            ]
             changes = await _store(session, planned, report, locked)
             await queue_verifications(
                 session, report.needs_verification[queued:], POLICY_CHANGE, jobs.POLICY_CHANGE
@@ -564,6 +543,38 @@ async def after_policy_change(
         len(report.needs_verification),
     )
     return report
+
+
+def _replan(
+    verdict: VerdictView,
+    findings: Mapping[Key, Sequence[FindingRecord]],
+    resolver: Policies,
+    report: Report,
+    parsed: dict[FindingRecord, Finding],
+    cause: str | None,
+) -> _Planned | None:
+    """The new decision on one stale verdict from its stored outcomes; None when they cannot
+    be read (counted as skipped). A required verifier without a stored result puts the image
+    in ``report.needs_verification``."""
+    key = (verdict.repository, verdict.digest)
+    try:
+        outcomes = rebuild_outcomes(verdict, findings[key], parsed=parsed)
+    except StoredDataError as exc:
+        log.warning("policy re-evaluation skips %s@%s: %s", *key, exc)
+        report.skipped += 1
+        return None
+    policy, version = resolver.for_image(verdict)
+    wanted = required_here(policy.require, expected_of(verdict))
+    if set(wanted) - {o.verifier for o in outcomes} or needs_verification(verdict):
+        report.needs_verification.append(key)
+    return _plan(
+        verdict,
+        resolver,
+        outcomes,
+        policy_trigger(policy, version, cause),
+        replace=None,
+        known=partial(_announced, verdict, findings[key]),
+    )
 
 
 POLICY_CHANGE = "policy-change: a required verifier has no stored result"

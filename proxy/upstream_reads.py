@@ -18,9 +18,9 @@ import aiohttp
 from aiohttp import ClientResponse
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from oci.grammar import is_repository_name
 from proxy.errors import OCIError
 from proxy.forward import read_at_most
-from proxy.names import MAX_NAME_LENGTH, NAME_RE
 from proxy.oci import MANIFEST_TYPES, sha256_digest
 from proxy.redirects import from_store, read
 from proxy.upstream import Upstream, v2_path
@@ -153,7 +153,7 @@ class UpstreamRepositories:
         self._limit = limit
 
     async def open(self, repository: str, subject: str) -> RepositoryView:
-        if len(repository) > MAX_NAME_LENGTH or not NAME_RE.fullmatch(repository):
+        if not is_repository_name(repository):
             raise VerifierError(f"{repository[:300]!r} is not a valid repository name")
         async with self._db() as session:
             found = await manifests.referrers(session, repository, subject, None)

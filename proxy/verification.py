@@ -17,6 +17,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -48,7 +49,7 @@ from verifiers.base import (
 )
 from verifiers.classify import CONTENT, MAX_CONFIG_BYTES, Kind, parse_config
 from verifiers.lifecycle import State
-from verifiers.pipeline import Outcome, applies, run_pipeline
+from verifiers.pipeline import Outcome, expected_verifiers, run_pipeline
 from verifiers.policy import Decision, decide
 
 log = logging.getLogger("gatekeeper.verification")
@@ -61,6 +62,35 @@ SPREAD_LIMIT = 1000
 
 class ImageGone(Exception):
     """The upstream no longer has the manifest; there is nothing to verify."""
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What one verification established before the policy looked at it."""
+
+    outcomes: list[Outcome]
+    """The content examination's, the pipeline's and, if any, the inherited ``history``."""
+    expected: frozenset[str] | None
+    """The verifiers that apply to this content (None: all the policy requires)."""
+    own: list[Finding]
+    """Findings this manifest's own verification made (not inherited)."""
+    inherited: list[tuple[Finding, str]]
+    """Findings other images made about its blobs, each with the image it came from."""
+
+    def record(self, decision: Decision, examined: Examined) -> DecisionRecord:
+        """The stored form of the decision, with every outcome and finding behind it."""
+        findings = [FindingRecord.of(f) for f in self.own]
+        findings += [FindingRecord.of(f, origin) for f, origin in self.inherited]
+        return DecisionRecord(
+            state=decision.state,
+            reasons=decision.reasons,
+            policy=decision.policy,
+            policy_version=decision.policy_version,
+            data_versions={o.verifier: o.version for o in self.outcomes},
+            outcomes=tuple(_outcome_json(o, examined.kind) for o in self.outcomes),
+            findings=tuple(findings),
+            held=examined.held,
+        )
 
 
 def _outcome_json(outcome: Outcome, kind: Kind) -> dict[str, Any]:
@@ -497,6 +527,40 @@ class VerificationService:
         policy = await self.policy_of(repository, digest)
         fetched = await self.fetch(repository, digest)
         examined = await self.examiner.examine(fetched, policy)
+        checked = await self._check(fetched, policy, examined)
+        async with self.db() as session:
+            current = await verdicts.get(session, repository, digest)
+            known = {
+                f"{f.verifier}:{f.rule_id}"
+                for f in await verdicts.findings(session, repository, digest)
+            }
+        # ``previous``: an ``on_new_findings = "notify"`` policy keeps an already pullable image
+        # pullable on a periodic re-verification too, not only on a re-evaluation.
+        decision = decide(
+            policy,
+            repository,
+            checked.outcomes,
+            previous=current.effective_state() if current is not None else None,
+            expected=checked.expected,
+            waiting=examined.waiting,
+        )
+        async with self.db() as session, session.begin():
+            record = checked.record(decision, examined)
+            old, new = await verdicts.record_decision(session, repository, digest, record)
+            await manifests.set_content_kind(session, repository, digest, examined.kind)
+            stored = await verdicts.get(session, repository, digest)
+        assert stored is not None
+        await self._announce(stored, old, new, decision, known, checked.outcomes, policy.name)
+        await self._spread(repository, digest, checked.own, examined)
+        blobs = [r.size for r in fetched.record.refs if r.kind in ("config", "layer")]
+        self.throughput.observe(sum(blobs) if blobs else None, time.monotonic() - started)
+        return await self._current_policy(stored)
+
+    async def _check(self, fetched: Fetched, policy: Policy, examined: Examined) -> Checked:
+        """Run what applies to the examined content: images and indexes go through the
+        pipeline (an index only through the verifiers that check indexes, which is what the
+        policy then expects to have run); findings other images made about its blobs join as
+        the ``history`` outcome."""
         outcomes = [examined.outcome()]
         expected: frozenset[str] | None = frozenset()
         if examined.kind in (Kind.IMAGE, Kind.INDEX):
@@ -506,54 +570,12 @@ class VerificationService:
                 image, self.verifiers, self._timeouts, 120.0, required=required
             )
             incomplete.require_readable(outcomes)
-            expected = (
-                frozenset(v.name for v in self.verifiers if applies(v, image, required))
-                if examined.kind == Kind.INDEX
-                else None
-            )
+            expected = expected_verifiers(image, self.verifiers, required)
         own = [f for o in outcomes for f in o.findings]
         history = inherited_outcome(examined.inherited, own)
-        if history is not None:
-            outcomes.append(history[0])
-        async with self.db() as session:
-            current = await verdicts.get(session, repository, digest)
-            known = {
-                f"{f.verifier}:{f.rule_id}"
-                for f in await verdicts.findings(session, repository, digest)
-            }
-        # ``previous``: an ``on_new_findings = "notify"`` policy keeps an already pullable image
-        # pullable on a periodic re-verification too, not only on a re-evaluation.
-        previous = current.effective_state() if current is not None else None
-        decision = decide(
-            policy,
-            repository,
-            outcomes,
-            previous=previous,
-            expected=expected,
-            waiting=examined.waiting,
-        )
-        findings = [FindingRecord.of(f) for f in own]
-        findings += [FindingRecord.of(f, origin) for f, origin in (history or (None, []))[1]]
-        record = DecisionRecord(
-            state=decision.state,
-            reasons=decision.reasons,
-            policy=decision.policy,
-            policy_version=decision.policy_version,
-            data_versions={o.verifier: o.version for o in outcomes},
-            outcomes=tuple(_outcome_json(o, examined.kind) for o in outcomes),
-            findings=tuple(findings),
-            held=examined.held,
-        )
-        async with self.db() as session, session.begin():
-            old, new = await verdicts.record_decision(session, repository, digest, record)
-            await manifests.set_content_kind(session, repository, digest, examined.kind)
-            stored = await verdicts.get(session, repository, digest)
-        assert stored is not None
-        await self._announce(stored, old, new, decision, known, outcomes, policy.name)
-        await self._spread(repository, digest, own, examined)
-        blobs = [r.size for r in fetched.record.refs if r.kind in ("config", "layer")]
-        self.throughput.observe(sum(blobs) if blobs else None, time.monotonic() - started)
-        return await self._current_policy(stored)
+        if history is None:
+            return Checked(outcomes, expected, own, [])
+        return Checked([*outcomes, history[0]], expected, own, history[1])
 
     async def _waiting_dependents(self, repository: str, digest: str) -> None:
         """Manifests left pending while this one was being verified are decided again now,

@@ -30,7 +30,7 @@ _ROOT_PARENT = re.compile(r"\bROOT\.parent\b")
 def _python_files() -> list[Path]:
     return [
         path
-        for top in ("tests", "bench", "fuzz", "proxy", "verifiers", "storage", "config")
+        for top in ("tests", "bench", "fuzz", "proxy", "verifiers", "storage", "config", "oci")
         for path in sorted((ROOT / top).rglob("*.py"))
     ]
 

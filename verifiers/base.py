@@ -241,7 +241,17 @@ def index_skip(image: Image) -> Skipped | None:
 
 
 class VerifierError(Exception):
-    """Base for errors a verifier raises deliberately (bad configuration, unreadable input)."""
+    """Base for errors a verifier raises deliberately (bad configuration, unreadable input).
+
+    Each component has its own base under it, so callers catch what they can handle::
+
+        VerifierError
+         +-- SourceUnavailable       the registry could not be read (retried, not decided)
+         +-- VerifierConfigError     registry: a verifier named in settings cannot be built
+         +-- ScanError               verifiers/scan/errors.py: layers and package databases
+         +-- VulnsError              verifiers/vulns/errors.py: OSV records, versions, sources
+         +-- SignatureError          verifiers/signatures/errors.py: trust settings, steps
+    """
 
 
 class SourceUnavailable(VerifierError):

@@ -103,6 +103,25 @@ def applies(verifier: Verifier, image: Image, required: Collection[str]) -> bool
     return not image.is_index or bool(getattr(verifier, "checks_indexes", False))
 
 
+def expected_verifiers(
+    image: Image, verifiers: Sequence[Verifier], required: Collection[str]
+) -> frozenset[str] | None:
+    """The verifiers the policy should expect to have checked ``image`` (:func:`required_here`
+    reads this back): for an index those :func:`applies` names; for an image None, meaning
+    every required one, installed or not, so a required verifier that is missing objects."""
+    if not image.is_index:
+        return None
+    return frozenset(v.name for v in verifiers if applies(v, image, required))
+
+
+def required_here(required: Sequence[str], expected: Collection[str] | None) -> list[str]:
+    """The required verifiers that apply to a manifest, in the policy's order: all of them, or
+    those in ``expected`` when the verification recorded which applied (an index: the ones that
+    check indexes; an artifact let through unverified: none). The same answer whether the
+    verifiers just ran or a re-decision reads their stored outcomes back."""
+    return [name for name in required if expected is None or name in expected]
+
+
 def with_needs(verifiers: Sequence[Verifier], required: Collection[str]) -> frozenset[str]:
     """``required`` and what those verifiers need to have run beside them (``needs``): the
     ``vulnerabilities`` check matches the package inventory, which only the ``inventory``

@@ -22,7 +22,7 @@ from config.policy import Policy, VerifierPolicy, Waiver
 from verifiers.base import Finding, Severity
 from verifiers.classify import CONTENT
 from verifiers.lifecycle import PULLABLE, State
-from verifiers.pipeline import Outcome
+from verifiers.pipeline import Outcome, required_here
 from verifiers.vulns.assess import package_of
 
 
@@ -78,9 +78,7 @@ def required_checked(inputs: Inputs) -> list[str]:
     """Every required verifier that applies ran and looked: a skip is not a pass."""
     by_name = {o.verifier: o for o in inputs.outcomes}
     reasons = []
-    for required in inputs.policy.require:
-        if inputs.expected is not None and required not in inputs.expected:
-            continue
+    for required in required_here(inputs.policy.require, inputs.expected):
         outcome = by_name.get(required)
         if outcome is None:
             reasons.append(f"required verifier {required} did not run")
@@ -187,30 +185,15 @@ def decide(
     inputs = Inputs(policy, repository, outcomes, now or datetime.now(UTC), expected)
     reasons = [reason for rule in RULES for reason in rule(inputs)]
     found = sort(policy, repository, [f for o in outcomes for f in o.findings], inputs.now)
-    # Only findings may be let through by "notify": an error or a missing verifier never is.
-    notified = (
-        bool(found.blocking)
-        and not reasons
-        and policy.on_new_findings == "notify"
-        and previous in PULLABLE
-    )
+    notified = only_notifies(policy, found, reasons, previous)
     if found.blocking:
-        # What the content is and depends on reads best in its own words (a child's reasons).
-        own_words = [f.title for f in found.blocking if f.verifier == CONTENT]
-        rest = [f for f in found.blocking if f.verifier != CONTENT]
-        summary = "; ".join([*own_words, *([_summarise(rest)] if rest else [])])
-        reasons.append(f"notify only (image already passed): {summary}" if notified else summary)
+        reasons.append(blocking_reason(found.blocking, notified))
     blocked = bool(reasons) and not notified
-    warned = blocked and policy.mode == "warn" and not policy.deny_all
-    if blocked and not warned:
-        state = State.QUARANTINED
-    elif waiting and not warned:
-        state, reasons = State.PENDING, [*reasons, *waiting]
-    else:
-        state = State.PASSED
+    warned = blocked and warns_only(policy)
+    state = _state(blocked=blocked, warned=warned, waiting=bool(waiting))
     return Decision(
         state=state,
-        reasons=tuple(reasons),
+        reasons=tuple([*reasons, *waiting] if state is State.PENDING else reasons),
         policy=policy.name,
         policy_version=policy.version,
         blocking=found.blocking,
@@ -219,6 +202,42 @@ def decide(
         reported=found.reported,
         notified=notified,
     )
+
+
+def only_notifies(
+    policy: Policy, found: Sorted, reasons: Sequence[str], previous: str | None
+) -> bool:
+    """``on_new_findings = "notify"`` keeps an already pullable image pullable when findings
+    are all that is against it: an error or a missing verifier is never let through so."""
+    return (
+        bool(found.blocking)
+        and not reasons
+        and policy.on_new_findings == "notify"
+        and previous in PULLABLE
+    )
+
+
+def blocking_reason(blocking: Sequence[Finding], notified: bool) -> str:
+    """One reason for every blocking finding. What the content is and depends on reads best
+    in its own words (a child's reasons); the verifiers' findings are summarised."""
+    own_words = [f.title for f in blocking if f.verifier == CONTENT]
+    rest = [f for f in blocking if f.verifier != CONTENT]
+    summary = "; ".join([*own_words, *([_summarise(rest)] if rest else [])])
+    return f"notify only (image already passed): {summary}" if notified else summary
+
+
+def warns_only(policy: Policy) -> bool:
+    """Warn mode reports what would block and lets it through, except under the deny-all
+    policy of an unmatched repository, which always blocks."""
+    return policy.mode == "warn" and not policy.deny_all
+
+
+def _state(*, blocked: bool, warned: bool, waiting: bool) -> State:
+    if blocked and not warned:
+        return State.QUARANTINED
+    if waiting and not warned:
+        return State.PENDING
+    return State.PASSED
 
 
 INCOMPLETE = "verification could not complete"
@@ -237,7 +256,7 @@ def incomplete(policy: Policy, repository: str, why: str, now: datetime | None =
     (a rescan) replaces it."""
     inputs = Inputs(policy, repository, (), now or datetime.now(UTC), None)
     reasons = [f"{INCOMPLETE}: {why}", *policy_allows(inputs)]
-    warned = policy.mode == "warn" and not policy.deny_all
+    warned = warns_only(policy)
     return Decision(
         state=State.PASSED if warned else State.QUARANTINED,
         reasons=tuple(reasons),

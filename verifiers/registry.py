@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from config.settings import VerifierSettings
-from verifiers.base import Verifier
+from verifiers.base import Verifier, VerifierError
 from verifiers.layers import LayerCache, PerLayer
 from verifiers.registry_names import KnowsRegistry, RegistryNames
 from verifiers.scan.sink import InventorySink
@@ -28,7 +28,7 @@ BUILTINS: dict[str, str] = {
 }
 
 
-class VerifierConfigError(ValueError):
+class VerifierConfigError(VerifierError, ValueError):
     """A verifier named in settings cannot be built; the message names it."""
 
 

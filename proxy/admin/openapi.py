@@ -38,8 +38,8 @@ from proxy.admin.openapi_waivers import waiver_paths, waiver_schemas
 from proxy.admin.releases import MAX_RELEASE, MAX_RELEASE_SECONDS
 
 
-def _schemas() -> dict[str, Schema]:
-    verdict_props: dict[str, Schema] = {
+def _verdict_properties() -> dict[str, Schema]:
+    return {
         "repository": TEXT,
         "digest": TEXT,
         "state": STATE,
@@ -71,6 +71,19 @@ def _schemas() -> dict[str, Schema]:
             "the registry fetched it from.",
         },
     }
+
+
+def _schemas() -> dict[str, Schema]:
+    return {
+        **_error_and_verdict_schemas(),
+        **_image_detail_schemas(),
+        **_action_schemas(),
+        **_policy_test_schemas(),
+        **_result_and_log_schemas(),
+    }
+
+
+def _error_and_verdict_schemas() -> dict[str, Schema]:
     return {
         "Error": {
             "type": "object",
@@ -99,8 +112,8 @@ def _schemas() -> dict[str, Schema]:
         },
         "Verdict": {
             "type": "object",
-            "required": list(verdict_props),
-            "properties": verdict_props,
+            "required": list(_verdict_properties()),
+            "properties": _verdict_properties(),
         },
         "Finding": {
             "type": "object",
@@ -121,6 +134,11 @@ def _schemas() -> dict[str, Schema]:
                 },
             },
         },
+    }
+
+
+def _image_detail_schemas() -> dict[str, Schema]:
+    return {
         "Outcome": {
             "type": "object",
             "properties": {
@@ -168,6 +186,11 @@ def _schemas() -> dict[str, Schema]:
                 },
             ]
         },
+    }
+
+
+def _action_schemas() -> dict[str, Schema]:
+    return {
         "ReasonRequest": {
             "type": "object",
             "additionalProperties": False,
@@ -219,6 +242,11 @@ def _schemas() -> dict[str, Schema]:
                 "repository": STRING_OR_NULL,
             },
         },
+    }
+
+
+def _policy_test_schemas() -> dict[str, Schema]:
+    return {
         "PolicyTestRequest": {
             "type": "object",
             "additionalProperties": False,
@@ -265,6 +293,11 @@ def _schemas() -> dict[str, Schema]:
                 "actor": ACTOR,
             },
         },
+    }
+
+
+def _result_and_log_schemas() -> dict[str, Schema]:
+    return {
         "PolicyReevaluateResult": {
             "type": "object",
             "properties": {
@@ -321,8 +354,14 @@ def _policy_schemas() -> dict[str, Schema]:
     return {**defs, "Policy": schema}
 
 
+_IMAGE = P + "/images/{reference}"
+
+
 def _image_paths() -> dict[str, Any]:
-    one = P + "/images/{reference}"
+    return {**_image_list_and_release_paths(), **_image_action_paths()}
+
+
+def _image_list_and_release_paths() -> dict[str, Any]:
     return {
         P + "/images": {
             "get": {
@@ -346,7 +385,7 @@ def _image_paths() -> dict[str, Any]:
                 },
             }
         },
-        one: {
+        _IMAGE: {
             "parameters": [REFERENCE],
             "get": {
                 "operationId": "showImage",
@@ -357,7 +396,7 @@ def _image_paths() -> dict[str, Any]:
                 },
             },
         },
-        one + "/release": {
+        _IMAGE + "/release": {
             "parameters": [REFERENCE],
             "post": {
                 "operationId": "releaseImage",
@@ -373,7 +412,12 @@ def _image_paths() -> dict[str, Any]:
                 },
             },
         },
-        one + "/requarantine": {
+    }
+
+
+def _image_action_paths() -> dict[str, Any]:
+    return {
+        _IMAGE + "/requarantine": {
             "parameters": [REFERENCE],
             "post": {
                 "operationId": "requarantineImage",
@@ -389,7 +433,7 @@ def _image_paths() -> dict[str, Any]:
                 },
             },
         },
-        one + "/rescan": {
+        _IMAGE + "/rescan": {
             "parameters": [REFERENCE],
             "post": {
                 "operationId": "rescanImage",
@@ -409,6 +453,10 @@ def _image_paths() -> dict[str, Any]:
 
 
 def _other_paths() -> dict[str, Any]:
+    return {**_policy_action_paths(), **_sbom_paths(), **_log_and_document_paths()}
+
+
+def _policy_action_paths() -> dict[str, Any]:
     return {
         P + "/rescan": {
             "post": {
@@ -457,6 +505,11 @@ def _other_paths() -> dict[str, Any]:
                 },
             }
         },
+    }
+
+
+def _sbom_paths() -> dict[str, Any]:
+    return {
         P + "/repositories/{name}/manifests/{digest}/sbom": {
             "parameters": [
                 {
@@ -488,6 +541,11 @@ def _other_paths() -> dict[str, Any]:
                 },
             },
         },
+    }
+
+
+def _log_and_document_paths() -> dict[str, Any]:
+    return {
         P + "/audit": {
             "get": {
                 "operationId": "queryAudit",
@@ -538,6 +596,26 @@ def _error_response(description: str) -> Schema:
     return _json(_ref("Error"), description)
 
 
+def _security_schemes() -> dict[str, Schema]:
+    return {
+        "adminToken": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The break-glass `admin_token` from settings (a global "
+            "admin), or a token from the gatekeeper's `/auth/token` endpoint (the "
+            "identity's roles apply). With neither a token configured nor client "
+            "authentication on, the API is disabled and every request is 401.",
+        },
+        "login": {
+            "type": "http",
+            "scheme": "basic",
+            "description": "A user's or robot's credentials. `admin` on a repository "
+            "pattern acts there (on `*`: settings-wide actions too); `auditor` and "
+            "`quarantine-reader` read there; anything else is 403.",
+        },
+    }
+
+
 @functools.cache
 def build() -> dict[str, Any]:
     """The whole document (built once; it only depends on code)."""
@@ -560,23 +638,7 @@ def build() -> dict[str, Any]:
         "security": [{"adminToken": []}, {"login": []}],
         "paths": {**_image_paths(), **waiver_paths(), **prefetch_paths(), **_other_paths()},
         "components": {
-            "securitySchemes": {
-                "adminToken": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "The break-glass `admin_token` from settings (a global "
-                    "admin), or a token from the gatekeeper's `/auth/token` endpoint (the "
-                    "identity's roles apply). With neither a token configured nor client "
-                    "authentication on, the API is disabled and every request is 401.",
-                },
-                "login": {
-                    "type": "http",
-                    "scheme": "basic",
-                    "description": "A user's or robot's credentials. `admin` on a repository "
-                    "pattern acts there (on `*`: settings-wide actions too); `auditor` and "
-                    "`quarantine-reader` read there; anything else is 403.",
-                },
-            },
+            "securitySchemes": _security_schemes(),
             "responses": {
                 "BadRequest": _error_response("Malformed request: JSON, path or query."),
                 "Unauthorized": _error_response(

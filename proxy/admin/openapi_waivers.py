@@ -24,6 +24,10 @@ PATTERN: Schema = {"type": "string", "minLength": 1, "maxLength": 255, "pattern"
 
 
 def waiver_schemas() -> dict[str, Schema]:
+    return {**_waiver_request_schema(), **_waiver_result_schemas()}
+
+
+def _waiver_request_schema() -> dict[str, Schema]:
     return {
         "WaiverRequest": {
             "type": "object",
@@ -54,6 +58,11 @@ def waiver_schemas() -> dict[str, Schema]:
                 },
             },
         },
+    }
+
+
+def _waiver_result_schemas() -> dict[str, Schema]:
+    return {
         "Waiver": {
             "type": "object",
             "required": ["source", "finding", "scope", "reason", "author", "status"],
@@ -136,13 +145,19 @@ def _policies_path() -> dict[str, Any]:
     }
 
 
+WAIVER_ID: Schema = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1},
+}
+
+
 def waiver_paths() -> dict[str, Any]:
-    waiver_id = {
-        "name": "id",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "integer", "minimum": 1},
-    }
+    return {**_policy_and_waiver_paths(), **_withdraw_path()}
+
+
+def _policy_and_waiver_paths() -> dict[str, Any]:
     return {
         P + "/policies": _policies_path(),
         P + "/waivers": {
@@ -185,8 +200,13 @@ def waiver_paths() -> dict[str, Any]:
                 },
             },
         },
+    }
+
+
+def _withdraw_path() -> dict[str, Any]:
+    return {
         P + "/waivers/{id}/withdraw": {
-            "parameters": [waiver_id],
+            "parameters": [WAIVER_ID],
             "post": {
                 "operationId": "withdrawWaiver",
                 "summary": "Withdraw a stored waiver (kept, marked withdrawn); what it let "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -143,20 +144,27 @@ def build_auth_middleware(
             return await handler(request)
         record.decision = "deny"
         record.reason = f"{who.name} may not {'/'.join(wanted)} {name}"
-        scope = scope_of(request, name, wanted)
-        if who.anonymous and who.token is None:
-            raise unauthorized(request, "authentication required", scope)
-        message = f"requested access to the resource is denied: {who.name} may not "
-        message += f"{' or '.join(wanted)} {name}"
-        if header.lower().startswith("bearer"):
-            # As Distribution does: 401 + insufficient_scope, so clients ask the token endpoint
-            # for the scope, and report the denial when the new token still lacks it.
-            raise insufficient_scope(
-                request, message, scope, {"repository": name, "needed": list(wanted)}
-            )
-        raise OCIError(Code.DENIED, message, {"repository": name, "needed": list(wanted)})
+        raise _denied(request, who, name, wanted, scope_of(request, name, wanted))
 
     return auth_middleware
+
+
+def _denied(
+    request: web.Request, who: Caller, name: str, wanted: tuple[str, ...], scope: str | None
+) -> OCIError:
+    """The refusal of a caller without the access a repository path needs: a challenge for
+    an anonymous caller, ``insufficient_scope`` for a bearer token, else ``DENIED``."""
+    if who.anonymous and who.token is None:
+        return unauthorized(request, "authentication required", scope)
+    message = f"requested access to the resource is denied: {who.name} may not "
+    message += f"{' or '.join(wanted)} {name}"
+    if request.headers.get("Authorization", "").lower().startswith("bearer"):
+        # As Distribution does: 401 + insufficient_scope, so clients ask the token endpoint
+        # for the scope, and report the denial when the new token still lacks it.
+        return insufficient_scope(
+            request, message, scope, {"repository": name, "needed": list(wanted)}
+        )
+    return OCIError(Code.DENIED, message, {"repository": name, "needed": list(wanted)})
 
 
 def insufficient_scope(
@@ -171,6 +179,38 @@ def insufficient_scope(
     )
 
 
+@dataclass(frozen=True)
+class _TokenRequest:
+    """What a token request asks for, and with which credentials."""
+
+    scopes: list[str]
+    name: str = ""
+    secret: str = ""
+    """A password grant's user name and secret (POST); empty for GET."""
+    header: str | None = None
+    """The ``Authorization`` header of a GET."""
+
+
+async def _token_request(request: web.Request, ours: str) -> _TokenRequest:
+    """A POST is an OAuth2 password grant, a GET docker's token request; either must name
+    this service (or none)."""
+    if request.method == "POST":
+        form = await request.post()
+        grant_type = str(form.get("grant_type", ""))
+        if grant_type != "password":
+            raise OCIError(Code.UNSUPPORTED, f"grant_type {grant_type[:30]!r} is not supported")
+        requested_service = str(form.get("service", ours))
+        scopes = [s for value in form.getall("scope", []) for s in str(value).split(" ") if s]
+        asked = _TokenRequest(scopes, str(form.get("username", "")), str(form.get("password", "")))
+    else:
+        requested_service = request.query.get("service", ours)
+        scopes = [s for value in request.query.getall("scope", []) for s in value.split(" ") if s]
+        asked = _TokenRequest(scopes, header=request.headers.get("Authorization"))
+    if requested_service != ours:
+        raise OCIError(Code.DENIED, f"unknown service {requested_service[:60]!r}")
+    return asked
+
+
 async def token_endpoint(request: web.Request) -> web.StreamResponse:
     """``GET /auth/token`` (docker token auth) and ``POST /auth/token`` (OAuth2 password
     grant, as newer clients send). Grants the part of the requested scopes the caller may
@@ -179,27 +219,12 @@ async def token_endpoint(request: web.Request) -> web.StreamResponse:
     record = info(request)
     record.action = "auth.token"
     address = request.remote or "unknown"
-    if request.method == "POST":
-        form = await request.post()
-        grant_type = str(form.get("grant_type", ""))
-        if grant_type != "password":
-            raise OCIError(Code.UNSUPPORTED, f"grant_type {grant_type[:30]!r} is not supported")
-        requested_service = str(form.get("service", service.settings.service))
-        scopes = [s for value in form.getall("scope", []) for s in str(value).split(" ") if s]
-        name, secret = str(form.get("username", "")), str(form.get("password", ""))
-        header = None
-    else:
-        requested_service = request.query.get("service", service.settings.service)
-        scopes = [s for value in request.query.getall("scope", []) for s in value.split(" ") if s]
-        name, secret = "", ""
-        header = request.headers.get("Authorization")
-    if requested_service != service.settings.service:
-        raise OCIError(Code.DENIED, f"unknown service {requested_service[:60]!r}")
+    asked = await _token_request(request, service.settings.service)
     try:
-        if name:
-            who = await service.login(name, secret, address)
+        if asked.name:
+            who = await service.login(asked.name, asked.secret, address)
         else:
-            who = await service.from_header(header, address)
+            who = await service.from_header(asked.header, address)
     except AuthError as exc:
         refuse_login(record, exc)
         raise OCIError(
@@ -211,7 +236,7 @@ async def token_endpoint(request: web.Request) -> web.StreamResponse:
     if who.token is not None:  # a bearer token cannot be exchanged for another
         raise OCIError(Code.UNAUTHORIZED, "log in with a user name and secret")
     record.identity = who.name
-    grants = service.grants_for(who, scopes[:20])
+    grants = service.grants_for(who, asked.scopes[:20])
     identity = who.identity
     await service.fresh_keys()
     token, ttl = service.issuer.issue(

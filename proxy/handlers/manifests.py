@@ -11,12 +11,12 @@ always asked for the manifest itself, so a ``304`` can never confirm a quarantin
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import replace
 
 from aiohttp import web
 from multidict import CIMultiDict
 
+from oci.cosign_tags import read_cosign_tag
 from proxy import gate, remote_failures
 from proxy.context import info
 from proxy.errors import Code, OCIError
@@ -31,7 +31,6 @@ from storage.db import DATABASE_ERRORS
 from storage.manifests import ManifestRecord, forget_manifest, get_manifest, record_manifest
 
 log = logging.getLogger("gatekeeper.manifests")
-COSIGN_TAG = re.compile(r"(sha256)-([a-f0-9]{64})\.(sig|att|sbom)")
 
 
 def _reference(request: web.Request) -> str:
@@ -137,17 +136,10 @@ def _validators(headers: CIMultiDict[str]) -> CIMultiDict[str]:
     return CIMultiDict((k, v) for k, v in headers.items() if k in kept)
 
 
-async def put(request: web.Request) -> web.StreamResponse:
-    """Validate, forward, then index. The push only succeeds once the index has it."""
-    record = info(request)
-    record.action = "manifest.push"
-    name = repository(request)
-    reference = _reference(request)
-    svc = services(request)
-    body = await _read_capped(
-        request, svc.settings.max_manifest_bytes, svc.settings.client_body_timeout_seconds
-    )
-    content_type = request.headers.get("Content-Type")
+def _pushed(
+    svc: Services, name: str, reference: str, body: bytes, content_type: str | None
+) -> ManifestRecord:
+    """The pushed manifest, parsed strictly, and checked against the digest it is pushed by."""
     computed = sha256_digest(body)
     if is_digest(reference) and reference.startswith("sha256:") and reference != computed:
         raise OCIError(
@@ -158,11 +150,26 @@ async def put(request: web.Request) -> web.StreamResponse:
     manifest = parse_manifest(
         name, body, content_type, computed, max_descriptors=svc.settings.max_manifest_layers
     )
-    cosign = COSIGN_TAG.fullmatch(reference)
+    cosign = read_cosign_tag(reference)
     if cosign and manifest.subject_digest is None:
         # What a cosign tag names the image it is about; it can only make this manifest
         # less pullable (it is pullable only while that image is), never more.
-        manifest = replace(manifest, about_digest=f"{cosign.group(1)}:{cosign.group(2)}")
+        manifest = replace(manifest, about_digest=cosign.subject)
+    return manifest
+
+
+async def put(request: web.Request) -> web.StreamResponse:
+    """Validate, forward, then index. The push only succeeds once the index has it."""
+    record = info(request)
+    record.action = "manifest.push"
+    name = repository(request)
+    reference = _reference(request)
+    svc = services(request)
+    body = await _read_capped(
+        request, svc.settings.max_manifest_bytes, svc.settings.client_body_timeout_seconds
+    )
+    manifest = _pushed(svc, name, reference, body, request.headers.get("Content-Type"))
+    computed = manifest.digest
     await gate.check_reuse(request, name, computed)
     headers = {"Content-Type": manifest.media_type}
     async with await svc.upstream.request(
@@ -213,10 +220,9 @@ async def _verify_pushed(
     await svc.verification.submit(name, manifest.digest, "pushed", identity=pusher, pushed=True)
     if manifest.subject_digest:
         await _reevaluate(svc, name, manifest.subject_digest, "a referrer was pushed", pusher)
-    cosign = COSIGN_TAG.fullmatch(reference)
+    cosign = read_cosign_tag(reference)
     if cosign:
-        subject = f"{cosign.group(1)}:{cosign.group(2)}"
-        await _reevaluate(svc, name, subject, f"cosign {cosign.group(3)} pushed", pusher)
+        await _reevaluate(svc, name, cosign.subject, f"cosign {cosign.kind} pushed", pusher)
 
 
 async def _reevaluate(svc: Services, name: str, subject: str, reason: str, pusher: str) -> None:

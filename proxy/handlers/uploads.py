@@ -18,13 +18,14 @@ import re
 import aiohttp
 from aiohttp import web
 
+from oci.grammar import is_repository_name
 from proxy import gate, upload_offset
 from proxy import upload_sessions as sessions
 from proxy.auth.http import caller, insufficient_scope, may, pullable_by_caller
 from proxy.context import info
 from proxy.errors import Code, OCIError
 from proxy.handlers.common import forward, repository, scopes, upstream_has
-from proxy.names import MAX_NAME_LENGTH, NAME_RE, check_digest, check_name
+from proxy.names import check_digest, check_name
 from proxy.state import services
 from proxy.upstream import v2_path
 from storage import fresh_uploads, uploads
@@ -64,36 +65,8 @@ async def start(request: web.Request) -> web.StreamResponse:
     source = request.query.get("from")
     if mount is not None:
         record.action = "upload.mount"
-    if mount is not None and source is not None and not may(request, check_name(source), "pull"):
-        if caller(request).token is not None and pullable_by_caller(request, source):
-            # The identity may read the source, its token does not say so: a client that only
-            # follows challenges learns here to ask for both scopes (then it can mount).
-            raise insufficient_scope(
-                request,
-                f"mounting from {source} needs a token that may also pull {source}",
-                " ".join((*scope, *mount_source_scopes(request))),
-                {"repository": source, "needed": ["pull"]},
-            )
-        # Like the registry: a mount the caller may not read from becomes a plain upload,
-        # which tells nothing about the source repository.
-        record.action = "upload.start"
-        record.reason = f"mount from {source} not permitted; started a plain upload"
-        mount = None
     if mount is not None and source is not None:
-        record.reference = f"from:{source}"
-        # Mounting is pulling from the source repository: the same gate applies.
-        try:
-            await gate.check_blob(
-                request, source, mount, present=upstream_has(request, source, mount)
-            )
-        except OCIError as exc:
-            if exc.code != Code.BLOB_UNKNOWN:
-                raise
-            # Like the registry: a blob the source does not hold cannot be mounted, and the
-            # client gets a plain upload to send it.
-            record.action = "upload.start"
-            record.decision, record.reason = None, f"{exc.message}; started a plain upload"
-            mount = None
+        mount = await _mountable(request, mount, source, scope)
     if mount is not None:
         params["mount"] = mount
         if source is not None:
@@ -137,13 +110,46 @@ async def start(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def _mountable(
+    request: web.Request, mount: str, source: str, scope: tuple[str, ...]
+) -> str | None:
+    """The blob to mount from ``source``, or None when the mount becomes a plain upload, as
+    the registry makes it: the caller may not read the source (which a plain upload tells
+    nothing about), or the source does not hold the blob. Mounting is pulling from the
+    source repository, so the pull gate applies."""
+    record = info(request)
+    if not may(request, check_name(source), "pull"):
+        if caller(request).token is not None and pullable_by_caller(request, source):
+            # The identity may read the source, its token does not say so: a client that only
+            # follows challenges learns here to ask for both scopes (then it can mount).
+            raise insufficient_scope(
+                request,
+                f"mounting from {source} needs a token that may also pull {source}",
+                " ".join((*scope, *mount_source_scopes(request))),
+                {"repository": source, "needed": ["pull"]},
+            )
+        record.action = "upload.start"
+        record.reason = f"mount from {source} not permitted; started a plain upload"
+        return None
+    record.reference = f"from:{source}"
+    try:
+        await gate.check_blob(request, source, mount, present=upstream_has(request, source, mount))
+    except OCIError as exc:
+        if exc.code != Code.BLOB_UNKNOWN:
+            raise
+        record.action = "upload.start"
+        record.decision, record.reason = None, f"{exc.message}; started a plain upload"
+        return None
+    return mount
+
+
 def mount_source_scopes(request: web.Request) -> tuple[str, ...]:
     """The source repository's pull scope, for a POST that asks to mount from one (its
     challenge names it beside the target's ``pull,push``)."""
     source = request.query.get("from")
     if "mount" not in request.query or source is None:
         return ()
-    if len(source) > MAX_NAME_LENGTH or not NAME_RE.fullmatch(source):
+    if not is_repository_name(source):
         return ()  # the handler refuses the name (NAME_INVALID); the challenge leaves it out
     return (f"repository:{source}:pull",)
 

@@ -167,20 +167,7 @@ def test_review_release_and_pull_with_javascript_off(
         assert f"{REPOSITORY}@{digest[:19]}" in queue
         follow(driver, driver.find_element(By.PARTIAL_LINK_TEXT, f"{REPOSITORY}@{digest[:19]}"))
 
-        assert driver.find_element(By.ID, "state").text == "quarantined"
-        page = visit(driver, shots, "image")
-        rows = driver.find_elements(By.CSS_SELECTOR, "table.findings tbody tr")
-        texts = [r.text for r in rows]
-        leak = next(t for t in texts if "secret.github-token" in t)
-        assert "app/deploy.sh" in leak and "ghp_… (40 chars)" in leak and "layer 2" in leak
-        assert TOKEN not in page and TOKEN[4:] not in page
-
-        follow(driver, driver.find_element(By.PARTIAL_LINK_TEXT, "Waive"))
-        visit(driver, shots, "waive")
-        assert driver.find_element(By.ID, "waive-finding").get_attribute("value") == (
-            "secrets:secret.github-token"
-        )
-        driver.back()
+        _review_the_finding(driver, shots)
 
         reason = "token revoked upstream; reviewed by rita"
         driver.find_element(By.ID, "release-reason").send_keys(reason)
@@ -203,16 +190,39 @@ def test_review_release_and_pull_with_javascript_off(
         driver.get(f"{gk.url}/ui/policies?image={REPOSITORY}@{digest}&threshold=critical")
         assert driver.find_element(By.ID, "dry-result").text in ("released", "passed")
 
-        cookie = driver.get_cookie("gatekeeper_console")
-        assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
-        forged = httpx.post(
-            f"{gk.url}/ui/requarantine/{REPOSITORY}@{digest}",
-            data={"reason": "no token"},
-            cookies={"gatekeeper_console": cookie["value"]},
-        )
-        assert forged.status_code == 403 and "CSRF" in forged.text
-        driver.get(f"{gk.url}/ui/images/{REPOSITORY}@{digest}")
-        assert driver.find_element(By.ID, "state").text == "released"
+        _a_forged_form_is_refused(driver, gk, digest)
+
+
+def _review_the_finding(driver: webdriver.Chrome, shots: Screenshots) -> None:
+    """The image page shows the leaked token's finding, redacted, and offers to waive it."""
+    assert driver.find_element(By.ID, "state").text == "quarantined"
+    page = visit(driver, shots, "image")
+    rows = driver.find_elements(By.CSS_SELECTOR, "table.findings tbody tr")
+    texts = [r.text for r in rows]
+    leak = next(t for t in texts if "secret.github-token" in t)
+    assert "app/deploy.sh" in leak and "ghp_… (40 chars)" in leak and "layer 2" in leak
+    assert TOKEN not in page and TOKEN[4:] not in page
+
+    follow(driver, driver.find_element(By.PARTIAL_LINK_TEXT, "Waive"))
+    visit(driver, shots, "waive")
+    assert driver.find_element(By.ID, "waive-finding").get_attribute("value") == (
+        "secrets:secret.github-token"
+    )
+    driver.back()
+
+
+def _a_forged_form_is_refused(driver: webdriver.Chrome, gk: Gatekeeper, digest: str) -> None:
+    """The session cookie alone, without the form's CSRF token, changes nothing."""
+    cookie = driver.get_cookie("gatekeeper_console")
+    assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    forged = httpx.post(
+        f"{gk.url}/ui/requarantine/{REPOSITORY}@{digest}",
+        data={"reason": "no token"},
+        cookies={"gatekeeper_console": cookie["value"]},
+    )
+    assert forged.status_code == 403 and "CSRF" in forged.text
+    driver.get(f"{gk.url}/ui/images/{REPOSITORY}@{digest}")
+    assert driver.find_element(By.ID, "state").text == "released"
 
 
 def _log_rows(driver: webdriver.Chrome, gk: Gatekeeper) -> list[str]:

@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
-from verifiers.base import Finding, Image, Severity, Skipped, Versioned
+from verifiers.base import Finding, Image, Severity, Skipped, Verifier, Versioned
 from verifiers.config_sanity import ConfigSanity
 from verifiers.layers import PerLayer
-from verifiers.pipeline import applies, run_pipeline
+from verifiers.pipeline import applies, expected_verifiers, required_here, run_pipeline
 
 
 class NoBlobs:
@@ -217,3 +217,20 @@ def test_applies_to_an_index_only_what_checks_indexes_and_is_required() -> None:
     assert not applies(ConfigSanity(), index, required)  # a platform image's own check
     assert applies(ConfigSanity(), image({}), required)
     assert not applies(IndexChecker(), index, {"config-sanity"})  # not required here
+
+
+def test_what_is_expected_to_have_run_is_read_back_the_same_way() -> None:
+    """The live verification records which verifiers applied; a re-decision from stored
+    outcomes and the policy's "required verifier did not run" both read it through
+    ``required_here``, so neither can disagree with the verification about an index."""
+    index = replace(image(None, layers=0, children=2), is_index=True)
+    installed: list[Verifier] = [IndexChecker(), ConfigSanity()]
+    require = ["config-sanity", "index-checker", "not-installed"]
+    on_index = expected_verifiers(index, installed, require)
+    assert on_index == frozenset({"index-checker"})
+    assert required_here(require, on_index) == ["index-checker"]
+    # An image expects every required verifier, also one that is not installed: it did not
+    # run, and the policy must say so rather than leave it out.
+    assert expected_verifiers(image({}), installed, require) is None
+    assert required_here(require, None) == require
+    assert required_here(require, frozenset()) == []  # an artifact let through unverified

@@ -15,13 +15,14 @@ import time
 from collections.abc import AsyncIterator
 
 from verifiers.scan.decompress import LimitExceeded
+from verifiers.scan.errors import ScanError
 
 
 class Stopped(Exception):
     """The async side gave up (cancelled or timed out); the thread just ends."""
 
 
-class UpstreamFailed(Exception):
+class UpstreamFailed(ScanError):
     """Reading the blob from the upstream failed (not the layer's fault)."""
 
 

@@ -14,6 +14,7 @@ import time
 import zlib
 from typing import IO, Protocol, cast
 
+from verifiers.scan.errors import ScanError
 from verifiers.scan.limits import ScanLimits
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -37,7 +38,7 @@ class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
-class LimitExceeded(Exception):
+class LimitExceeded(ScanError):
     """A limit was hit; ``rule_id`` names the layer problem."""
 
     def __init__(self, rule_id: str, detail: str) -> None:
@@ -45,7 +46,7 @@ class LimitExceeded(Exception):
         self.rule_id = rule_id
 
 
-class CorruptStream(Exception):
+class CorruptStream(ScanError):
     """The compressed stream is damaged or cut short."""
 
     def __init__(self, rule_id: str, detail: str) -> None:

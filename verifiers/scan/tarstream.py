@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from verifiers.scan.errors import ScanError
+
 BLOCK = 512
 SKIP_CHUNK = 1024 * 1024
 
@@ -26,7 +28,7 @@ class Readable(Protocol):
     def read(self, size: int, /) -> bytes: ...
 
 
-class TarError(Exception):
+class TarError(ScanError):
     """Base of this parser's errors; ``rule_id`` names the layer problem."""
 
     rule_id = "layer.corrupt"

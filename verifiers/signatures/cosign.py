@@ -53,12 +53,6 @@ BUNDLE = "dev.sigstore.cosign/bundle"
 COSIGN_TYPE = "cosign container image signature"
 
 
-def signature_tag(digest: str) -> str:
-    """``sha256:<hex>`` -> ``sha256-<hex>.sig``, where cosign stores an image's signatures."""
-    algorithm, _, hexpart = digest.partition(":")
-    return f"{algorithm}-{hexpart}.sig"
-
-
 def layers(manifest: dict[str, Any], where: str, limit: int) -> list[CosignSignature]:
     """The simple-signing layers of a signature manifest, at most ``limit``."""
     found: list[CosignSignature] = []

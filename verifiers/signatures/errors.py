@@ -10,11 +10,15 @@ from __future__ import annotations
 from verifiers.base import VerifierError
 
 
-class SignatureConfigError(VerifierError, ValueError):
+class SignatureError(VerifierError):
+    """Base of the errors raised while checking signatures."""
+
+
+class SignatureConfigError(SignatureError, ValueError):
     """The ``signatures`` verifier's options are unusable; each line names the bad field."""
 
 
-class StepFailed(Exception):
+class StepFailed(SignatureError):
     """One verification step failed. ``rule`` is the finding's rule id (``signature.*``),
     ``detail`` says what was found instead of what was expected."""
 

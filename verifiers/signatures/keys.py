@@ -16,6 +16,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 
+from verifiers.signatures.errors import SignatureError
+
 AnyKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 
 _CURVE_HASH: dict[str, type[hashes.HashAlgorithm]] = {
@@ -27,7 +29,7 @@ _CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"
 MIN_RSA_BITS = 2048
 
 
-class KeyFormatError(ValueError):
+class KeyFormatError(SignatureError, ValueError):
     """Not a usable public key; the message says why (it never contains key material)."""
 
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from oci.cosign_tags import cosign_tag
 from verifiers import boundedjson
 from verifiers.base import Descriptor, Image, RepositoryView
 from verifiers.signatures import keyless
 from verifiers.signatures.bundle import BUNDLE_MEDIA_TYPES, Artifact, verify_bundle
 from verifiers.signatures.context import Candidate, Context, read_limited
-from verifiers.signatures.cosign import layers, signature_tag
+from verifiers.signatures.cosign import layers
 from verifiers.signatures.errors import StepFailed
 from verifiers.signatures.notation.verify import ARTIFACT_TYPE as NOTATION_ARTIFACT
 from verifiers.signatures.notation.verify import NotationSignature
@@ -43,7 +44,7 @@ async def discover(
     found: list[Candidate] = []
     notes: list[str] = []
     elsewhere = store.name != image.repository
-    tag = signature_tag(image.digest)
+    tag = cosign_tag(image.digest)
     label = f"{store.name}:{tag}" if elsewhere else tag
     at = f"{store.name}@" if elsewhere else ""
     fetched = await store.manifests.fetch(tag)

@@ -12,14 +12,12 @@ from typing import Self
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from oci.grammar import is_repository_name
 from verifiers.signatures.notation.settings import NotationSettings
 from verifiers.signatures.trust import PUBLIC_GOOD
 
 PLACEHOLDER = "{repository}"
 """Stands for the image's repository in ``signature_repository`` (``sigs/{repository}``)."""
-_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-REPOSITORY_NAME = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
-"""The Distribution spec's grammar for repository names."""
 
 
 class SignerSettings(BaseModel):
@@ -112,7 +110,7 @@ class RuleSettings(BaseModel):
         probe = value.replace(PLACEHOLDER, "x")
         if "{" in probe or "}" in probe:
             raise ValueError(f"the only placeholder is {PLACEHOLDER}")
-        if len(probe) > 255 or not REPOSITORY_NAME.fullmatch(probe):
+        if not is_repository_name(probe):
             raise ValueError(
                 f"{value!r} is not a repository name: lower-case components of [a-z0-9._-] "
                 "separated by '/', without the registry host"

@@ -21,13 +21,14 @@ from cryptography import x509
 from sigstore.models import TrustedRoot
 from sigstore_models.trustroot import v1 as trustroot_v1
 
+from verifiers.signatures.errors import SignatureError
 from verifiers.signatures.keys import KeyFormatError, PublicKey
 
 PUBLIC_GOOD = "public-good"
 _PUBLIC_GOOD_FILE = ("https%3A%2F%2Ftuf-repo-cdn.sigstore.dev", "trusted_root.json")
 
 
-class TrustRootError(ValueError):
+class TrustRootError(SignatureError, ValueError):
     """The trusted root cannot be used; the message says which part is wrong."""
 
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from oci.cosign_tags import cosign_tag
 from verifiers.base import Finding, Image, Noted, RepositoryView, Severity, Skipped
 from verifiers.registry_names import RegistryNames
 from verifiers.signatures.context import Context
-from verifiers.signatures.cosign import signature_tag
 from verifiers.signatures.policy import Rule, TrustPolicy, load_policy
 from verifiers.signatures.referrers import discover
 from verifiers.signatures.steps import Checked
@@ -214,7 +214,7 @@ def _title(
     if rule_id != "signature.none-trusted":
         return title
     if not checked:
-        tag = signature_tag(image.digest)
+        tag = cosign_tag(image.digest)
         if store != image.repository:
             return (
                 f"{title}: the image is not signed (no {tag} tag and no bundle referrer in "

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from verifiers.vulns.errors import VulnsError
 from verifiers.vulns.osv import Advisory, OsvError, printable
 
 CHUNK = 64 * 1024
@@ -28,7 +29,7 @@ _MEMBER_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError,
 unsupported compression method, encryption. The member is rejected, the rest still read."""
 
 
-class LoadError(Exception):
+class LoadError(VulnsError):
     """The source as a whole cannot be read: not a zip archive, or over a total cap."""
 
 

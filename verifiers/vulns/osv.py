@@ -18,12 +18,13 @@ from pydantic import ValidationError
 
 from verifiers import boundedjson
 from verifiers.vulns import _schema
+from verifiers.vulns.errors import VulnsError
 
 RANGE_TYPES = ("ECOSYSTEM", "SEMVER")
 """Range types we evaluate; ``GIT`` ranges name commits, which an installed package lacks."""
 
 
-class OsvError(ValueError):
+class OsvError(VulnsError, ValueError):
     """A record that is not valid OSV (missing id, a field of the wrong type or size)."""
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from univers import versions as uv
 
+from verifiers.vulns.errors import VulnsError
+
 _ORDERS: dict[str, type[uv.Version]] = {
     "PyPI": uv.PypiVersion,
     "npm": uv.SemverVersion,
@@ -27,7 +29,7 @@ _ORDERS: dict[str, type[uv.Version]] = {
 }
 
 
-class VersionError(ValueError):
+class VersionError(VulnsError, ValueError):
     """A version string the ecosystem's order cannot parse."""
 
 

@@ -49,6 +49,59 @@ def _policy(name: str, scope: str, level: str, stores: list[str], **extra: Any) 
     }
 
 
+TRUST_POLICIES = [
+    _policy("acme-images", "*", "strict", ["ca:acme"]),
+    _policy("lenient", f"{HOST}/lenient/app", "permissive", ["ca:acme"]),
+    _policy("auditing", f"{HOST}/audit/app", "audit", ["ca:acme"]),
+    _policy("authority", f"{HOST}/sa/app", "strict", ["signingAuthority:sa"]),
+    _policy("skipped", f"{HOST}/skip/app", "skip", []),
+    _policy(
+        "no-expiry",
+        f"{HOST}/custom/app",
+        "strict",
+        ["ca:acme"],
+        override={"expiry": "log"},
+    ),
+]
+"""One Notation trust policy per verification level and trust-store kind under test."""
+NOTATION_SIGNERS = [
+    {"name": "acme", "notation_policy": "acme-images"},
+    {"name": "lenient", "notation_policy": "lenient"},
+    {"name": "auditor", "notation_policy": "auditing"},
+    {"name": "authority", "notation_policy": "authority"},
+    {"name": "skipped", "notation_policy": "skipped"},
+    {"name": "custom", "notation_policy": "no-expiry"},
+]
+RULES = [
+    {"name": "notary", "repositories": ["notary/*"], "signers": ["acme"]},
+    {
+        "name": "both",
+        "repositories": ["both/*"],
+        "signers": ["bot", "acme"],
+        "threshold": 2,
+        "require_tlog": False,
+    },
+    {
+        "name": "either",
+        "repositories": ["either/*"],
+        "signers": ["bot", "acme"],
+        "require_tlog": False,
+    },
+    {
+        "name": "notation-required",
+        "repositories": ["required/*"],
+        "signers": ["bot", "acme"],
+        "required": ["acme"],
+        "require_tlog": False,
+    },
+    {"name": "lenient", "repositories": ["lenient/*"], "signers": ["lenient"]},
+    {"name": "audit", "repositories": ["audit/*"], "signers": ["auditor"]},
+    {"name": "sa", "repositories": ["sa/*"], "signers": ["authority"]},
+    {"name": "skip", "repositories": ["skip/*"], "signers": ["skipped"]},
+    {"name": "custom", "repositories": ["custom/*"], "signers": ["custom"]},
+]
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     tmp = tmp_path_factory.mktemp("notation")
@@ -67,61 +120,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
             "trust_store": str(tmp / "store"),
             "registry_hosts": [HOST],
             "crl_files": [str(tmp / "acme.crl")],
-            "trust_policy": {
-                "version": "1.0",
-                "trustPolicies": [
-                    _policy("acme-images", "*", "strict", ["ca:acme"]),
-                    _policy("lenient", f"{HOST}/lenient/app", "permissive", ["ca:acme"]),
-                    _policy("auditing", f"{HOST}/audit/app", "audit", ["ca:acme"]),
-                    _policy("authority", f"{HOST}/sa/app", "strict", ["signingAuthority:sa"]),
-                    _policy("skipped", f"{HOST}/skip/app", "skip", []),
-                    _policy(
-                        "no-expiry",
-                        f"{HOST}/custom/app",
-                        "strict",
-                        ["ca:acme"],
-                        override={"expiry": "log"},
-                    ),
-                ],
-            },
+            "trust_policy": {"version": "1.0", "trustPolicies": TRUST_POLICIES},
         },
-        "signers": [
-            {"name": "bot", "key": cosign.public_pem(bot).decode()},
-            {"name": "acme", "notation_policy": "acme-images"},
-            {"name": "lenient", "notation_policy": "lenient"},
-            {"name": "auditor", "notation_policy": "auditing"},
-            {"name": "authority", "notation_policy": "authority"},
-            {"name": "skipped", "notation_policy": "skipped"},
-            {"name": "custom", "notation_policy": "no-expiry"},
-        ],
-        "rules": [
-            {"name": "notary", "repositories": ["notary/*"], "signers": ["acme"]},
-            {
-                "name": "both",
-                "repositories": ["both/*"],
-                "signers": ["bot", "acme"],
-                "threshold": 2,
-                "require_tlog": False,
-            },
-            {
-                "name": "either",
-                "repositories": ["either/*"],
-                "signers": ["bot", "acme"],
-                "require_tlog": False,
-            },
-            {
-                "name": "notation-required",
-                "repositories": ["required/*"],
-                "signers": ["bot", "acme"],
-                "required": ["acme"],
-                "require_tlog": False,
-            },
-            {"name": "lenient", "repositories": ["lenient/*"], "signers": ["lenient"]},
-            {"name": "audit", "repositories": ["audit/*"], "signers": ["auditor"]},
-            {"name": "sa", "repositories": ["sa/*"], "signers": ["authority"]},
-            {"name": "skip", "repositories": ["skip/*"], "signers": ["skipped"]},
-            {"name": "custom", "repositories": ["custom/*"], "signers": ["custom"]},
-        ],
+        "signers": [{"name": "bot", "key": cosign.public_pem(bot).decode()}, *NOTATION_SIGNERS],
+        "rules": RULES,
     }
     return World(acme, stranger, authority, revoked, bot, options, verifier_of(options))
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from verifiers.scan.ecosystems import Ecosystem
+from verifiers.scan.errors import ScanError
 from verifiers.scan.model import Package
 from verifiers.scan.tarstream import Entry
 
@@ -50,7 +51,7 @@ MAX_STRING = 4 * 1024 * 1024
 ELF = b"\x7fELF"
 
 
-class BuildInfoError(ValueError):
+class BuildInfoError(ScanError, ValueError):
     """Bytes that look like Go build info but do not parse (truncated, bad lengths)."""
 
 

@@ -22,6 +22,7 @@ import struct
 from dataclasses import dataclass
 
 from verifiers.scan.ecosystems import Ecosystem
+from verifiers.scan.errors import ScanError
 from verifiers.scan.model import Package
 
 log = logging.getLogger("gatekeeper.scan")
@@ -41,7 +42,7 @@ _INT32, _STRING, _I18NSTRING = 4, 6, 9
 _ENTRY = struct.Struct(">iiii")
 
 
-class HeaderError(ValueError):
+class HeaderError(ScanError, ValueError):
     """An RPM header blob that is truncated or whose index points outside its data."""
 
 

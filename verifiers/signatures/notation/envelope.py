@@ -20,6 +20,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
+from verifiers.signatures.errors import SignatureError
+
 MEDIA_JWS = "application/jose+json"
 MEDIA_COSE = "application/cose"
 PAYLOAD_TYPE = "application/vnd.cncf.notary.payload.v1+json"
@@ -44,7 +46,7 @@ _CURVES = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 _RSA = {2048: "PS256", 3072: "PS384", 4096: "PS512"}
 
 
-class EnvelopeInvalid(ValueError):
+class EnvelopeInvalid(SignatureError, ValueError):
     """The envelope is not one the specification allows; the message says which part."""
 
 

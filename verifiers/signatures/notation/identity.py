@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from verifiers.signatures.errors import SignatureError
+
 PREFIX = "x509.subject:"
 _NAMES = {
     NameOID.COUNTRY_NAME: "C",
@@ -29,7 +31,7 @@ _ALIASES = {"S": "ST", "EMAILADDRESS": "E"}
 _REQUIRED = ("C", "ST", "O")
 
 
-class IdentityError(ValueError):
+class IdentityError(SignatureError, ValueError):
     """A trusted identity that cannot be parsed; the message says what is wrong."""
 
 
