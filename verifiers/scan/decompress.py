@@ -61,7 +61,7 @@ def _decoder_errors() -> tuple[type[Exception], ...]:
         from isal.isal_zlib import error as isal_error
     except ImportError:  # pragma: no cover - depends on the environment
         return (OSError, zlib.error, ValueError)
-    return (OSError, zlib.error, ValueError, isal_error)
+    return (OSError, zlib.error, ValueError, cast(type[Exception], isal_error))
 
 
 DECODER_ERRORS = _decoder_errors()
@@ -75,7 +75,7 @@ def _gzip_reader(fileobj: IO[bytes]) -> Readable:
         from isal.igzip import IGzipFile
     except ImportError:  # pragma: no cover - depends on the environment
         return _zlib_ng_reader(fileobj)
-    return IGzipFile(fileobj=fileobj, mode="rb")
+    return IGzipFile(fileobj=fileobj, mode="rb")  # type: ignore[no-untyped-call]
 
 
 def _zlib_ng_reader(fileobj: IO[bytes]) -> Readable:
