@@ -71,9 +71,19 @@ class World:
         return self.quarantined.layers[0]
 
 
-@pytest.fixture(scope="module")
-def world(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with bypass_gatekeeper(tmp_path_factory.mktemp("bypass"), registry.url) as gk:
+@pytest.fixture(scope="module", params=["streamed", "mounted"])
+def world(
+    registry: Registry, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[World]:
+    """Every attempt twice: through the registry's API only, and with the registry's storage
+    mounted, where manifests by digest and blobs are answered from its files without asking
+    the registry (``proxy.registry_files``): that short cut must not be a way out."""
+    mounted = (
+        {"GATEKEEPER_UPSTREAM_STORAGE_ROOT": str(registry.storage_root)}
+        if request.param == "mounted"
+        else {}
+    )
+    with bypass_gatekeeper(tmp_path_factory.mktemp("bypass"), registry.url, **mounted) as gk:
         accounts = make_accounts(gk)
         base = clean_layer("usr/lib/base.txt")
         with httpx.Client(base_url=gk.url, headers=accounts.pusher, timeout=60) as http:
