@@ -290,6 +290,11 @@ class Settings(BaseSettings):
     limit) and an image that reached the registry around the gatekeeper is quarantined when
     it is verified. Docker itself refuses to stack more than 125 layers."""
     log_level: str = "INFO"
+    workers: int | None = Field(default=None, ge=1, le=256)
+    """Serving processes of ``gatekeeper serve`` on the one port (``--workers`` overrides it);
+    unset: one per core this process may use. With more than one, verification runs in a
+    process of its own beside them (``proxy/workers.py``); 1 serves and verifies in one
+    process."""
     audit: AuditSettings = AuditSettings()
     uploads: UploadSettings = UploadSettings()
     replicas: ReplicaSettings = ReplicaSettings()
