@@ -19,7 +19,9 @@ through another replica makes that replica its holder, and it counts again.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,7 +52,7 @@ async def reserve(
     holder: Holder,
 ) -> int | None:
     """A new reservation's id, held by ``holder``, or None if ``owner`` already holds
-    ``limit`` live sessions.
+    ``limit`` live sessions. Other identities' idle rows are :func:`prune`'s.
 
     Must run inside a write transaction (``session.begin()``).
     """
@@ -64,7 +66,6 @@ async def reserve(
     held = await session.scalar(
         select(func.count()).select_from(UploadSession).where(UploadSession.owner == owner)
     )
-    await _prune(session, moment - idle)
     if int(held or 0) >= limit:
         return None
     row = UploadSession(
@@ -84,22 +85,30 @@ PRUNE_BATCH = 100
 so the tables stay bounded, and few enough that a reservation stays cheap."""
 
 
-async def _prune(session: AsyncSession, cutoff: datetime) -> None:
-    """Forget other identities' idle sessions, and identities holding none, a batch at a time.
+async def prune(session: AsyncSession, idle: timedelta) -> bool:
+    """Forget idle sessions, and identities holding none, a batch at a time; True if a batch
+    was full (more may be waiting).
+
+    Called beside a reservation, in its write transaction, now and then rather than on every
+    one (``proxy.upload_sessions``): each statement inside SQLite's one write lock holds up
+    every other writer, and with twenty pushers that was most of an upload's latency.
 
     Without this, every client address that ever pushed anonymously (cheap to have many of with
     IPv6) would keep a row for good. ``SKIP LOCKED``: rows another replica's reservation holds
     are left for later, so a reservation never waits on another identity's (nor deadlocks with
     one). SQLite serialises writers anyway and ignores the clause.
     """
-    idle = (
+    cutoff = now() - idle
+    stale_sessions = (
         select(UploadSession.id)
         .where(UploadSession.last_seen < cutoff)
         .limit(PRUNE_BATCH)
         .with_for_update(skip_locked=True)
     )
-    await session.execute(
-        delete(UploadSession).execution_options(**NO_SYNC).where(UploadSession.id.in_(idle))
+    sessions = await session.execute(
+        delete(UploadSession)
+        .execution_options(**NO_SYNC)
+        .where(UploadSession.id.in_(stale_sessions))
     )
     holds = select(UploadSession.id).where(UploadSession.owner == UploadOwner.owner)
     stale = (
@@ -108,9 +117,15 @@ async def _prune(session: AsyncSession, cutoff: datetime) -> None:
         .limit(PRUNE_BATCH)
         .with_for_update(skip_locked=True)
     )
-    await session.execute(
+    owners = await session.execute(
         delete(UploadOwner).execution_options(**NO_SYNC).where(UploadOwner.owner.in_(stale))
     )
+    return max(_count(sessions), _count(owners)) >= PRUNE_BATCH
+
+
+def _count(result: Any) -> int:
+    """Rows a DELETE removed (``rowcount``; -1, unknown, counts as none)."""
+    return max(int(getattr(result, "rowcount", 0) or 0), 0)
 
 
 async def _lock_owner(session: AsyncSession, owner: str, moment: datetime) -> None:
@@ -172,6 +187,32 @@ async def live_count(session: AsyncSession, owner: str, idle: timedelta, holder:
         .where(UploadSession.owner == owner, _live(holder, idle, now()))
     )
     return int(held or 0)
+
+
+@dataclass(frozen=True)
+class Opened:
+    """An upload session as the table knows it."""
+
+    owner: str
+    """Who opened it."""
+    last_seen: datetime
+    """When a request last used it."""
+    replica: str | None
+    """The replica that served it last (None: made before replicas were tracked)."""
+
+
+async def opened(session: AsyncSession, repository: str, upstream_session: str) -> Opened | None:
+    """Upstream session ``upstream_session`` of ``repository``, or None (see :func:`holder`)."""
+    row = (
+        await session.execute(
+            select(UploadSession.owner, UploadSession.last_seen, UploadSession.replica)
+            .where(
+                UploadSession.repository == repository, UploadSession.session == upstream_session
+            )
+            .limit(1)
+        )
+    ).first()
+    return None if row is None else Opened(str(row[0]), row[1], row[2])
 
 
 async def holder(session: AsyncSession, repository: str, upstream_session: str) -> str | None:
