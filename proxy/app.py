@@ -52,6 +52,7 @@ from proxy.tls_port import OnPlain
 from proxy.ui.app import add_console
 from proxy.upstream import Upstream, make_client_session, make_token_client
 from proxy.verification import VerificationService
+from proxy.wakeups import for_database as wakeups_for
 from proxy.webhooks import WebhookDispatcher, make_webhook_client
 from storage.advisories import DbAdvisoryStore
 from storage.audit import AccessRecord
@@ -298,6 +299,8 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
         )
         policies = LivePolicies(settings.policies, db, bus.publish)
         await policies.refresh()
+        wakeups = wakeups_for(settings.database_url)
+        await wakeups.start()
         verification = VerificationService(
             settings,
             db,
@@ -306,6 +309,7 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             bus,
             policies,
             on_incomplete=metrics.verifications_incomplete.inc,
+            wakeups=wakeups,
         )
         remote_client = make_remote_client()
         presence = Presence(db, verification.owner, settings.replicas)
@@ -381,6 +385,7 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             if mirror_client is not None:
                 await mirror_client.aclose()
             await verification.close()
+            await wakeups.close()
             await presence.close()
             await webhooks.close()
             await webhook_client.aclose()

@@ -45,6 +45,9 @@ def gk(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         extra_env={
             "GATEKEEPER_POLICIES": json.dumps(POLICIES),
             "GATEKEEPER_VERIFIERS": json.dumps({"config-sanity": {}}),
+            # The verifying process hears of a job pushed to a serving one by a wake-up
+            # (``proxy.wakeups``), not by its timer: make the timer too slow to pass for it.
+            "GATEKEEPER_VERIFICATION__POLL_SECONDS": "60",
         },
         start=False,
     )
@@ -86,14 +89,15 @@ def test_two_serving_processes_and_a_verifier(gk: Gatekeeper) -> None:
 
 
 def test_verdicts_gate_and_every_request_has_its_row(gk: Gatekeeper) -> None:
-    """Pushes verified by the verifying process; pulls over both serving processes (many
-    connections at once) gated by its verdicts, one access-log row each."""
+    """Pushes verified by the verifying process, woken by the serving process that queued
+    the job (its own timer is a minute); pulls over both serving processes (many connections
+    at once) gated by its verdicts, one access-log row each."""
     http, recorder = audited_client(gk)
     with http:
         good, _ = push_image(http, "workers/app", "good", [os.urandom(2048)])
         bad, _ = push_image(http, "workers/app", "bad", [os.urandom(2048)], image_config(layers=2))
-    assert wait_state(gk, good) == "passed"
-    assert wait_state(gk, bad) == "quarantined"
+    assert wait_state(gk, good, timeout=20) == "passed"
+    assert wait_state(gk, bad, timeout=20) == "quarantined"
 
     def pull(n: int) -> tuple[int, int]:
         with httpx.Client(base_url=gk.url, timeout=60, event_hooks=http.event_hooks) as client:
