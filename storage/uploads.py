@@ -7,14 +7,16 @@ reservations across replicas (other identities are not blocked); on SQLite the w
 by ``BEGIN IMMEDIATE`` serialises them anyway. So two concurrent POSTs can never both see
 "one slot left". Sessions idle longer than the timeout stop counting and are deleted by the
 next reservation of the same identity, so a client that vanishes frees its slots by itself;
-each reservation also forgets a batch of other identities' idle sessions and owner rows, so
-the tables hold only identities seen within the idle timeout.
+:func:`prune`, beside a reservation now and then, forgets a batch of other identities' idle
+sessions and owner rows, so the tables hold only identities seen within the idle timeout.
 
 Each session also names the replica that served its latest request (``storage.replicas``).
 A session of a replica that is gone (stopped, or silent past its heartbeat: crashed) stops
 counting at once: its client lost the connection with that replica and starts over, and must
 not be refused for the idle timeout because of a session nobody will finish. A request on it
-through another replica makes that replica its holder, and it counts again.
+through another replica makes that replica its holder, and it counts again. It is never
+deleted for that, only once idle: a replica that is merely late with its heartbeat (an
+overloaded host) must not lose the uploads it serves.
 """
 
 from __future__ import annotations
@@ -58,13 +60,19 @@ async def reserve(
     """
     moment = now()
     await _lock_owner(session, owner, moment)
+    # Only what went idle is forgotten. A session whose replica seems gone (its heartbeat
+    # late: an overloaded host, a SQLite writer starved for a while) only stops counting: a
+    # request on it through a live replica takes it over (``touch``), so deleting it on that
+    # guess would lose an upload in progress.
     await session.execute(
         delete(UploadSession)
         .execution_options(**NO_SYNC)
-        .where(UploadSession.owner == owner, ~_live(holder, idle, moment))
+        .where(UploadSession.owner == owner, UploadSession.last_seen < moment - idle)
     )
     held = await session.scalar(
-        select(func.count()).select_from(UploadSession).where(UploadSession.owner == owner)
+        select(func.count())
+        .select_from(UploadSession)
+        .where(UploadSession.owner == owner, _live(holder, idle, moment))
     )
     if int(held or 0) >= limit:
         return None

@@ -269,3 +269,24 @@ async def test_prune_says_when_its_batch_was_full(
         assert await uploads.prune(session, idle) is True
     async with db() as session, session.begin():
         assert await uploads.prune(session, idle) is False
+
+
+async def test_a_late_heartbeat_never_loses_a_session(
+    db: async_sessionmaker[Any], clock: Clock
+) -> None:
+    """A replica whose heartbeat is late (overloaded, not gone) stops counting its sessions,
+    but a reservation by the same owner elsewhere does not delete them: the client's next
+    request on one, through any replica, still finds it its own."""
+    gone_after = timedelta(seconds=15)
+    here = Holder(HERE.replica, gone_after)
+    late = Holder("replica-2", gone_after)
+    await _beat(db, late)
+    reservation = await reserve(db, limit=2, holder=late)
+    assert reservation is not None
+    async with db() as session, session.begin():
+        await uploads.bind(session, reservation, "u1", late)
+    clock.advance(gone_after + timedelta(seconds=1))
+    await _beat(db, here)
+    assert await reserve(db, limit=2, holder=here) is not None
+    async with db() as session:
+        assert await uploads.holder(session, "repo/a", "u1") == "alice"
