@@ -161,8 +161,11 @@ class PostgresWakeups(Wakeups):
             self._conn = await asyncpg.connect(self._dsn)
             for channel in CHANNELS:
                 await self._conn.add_listener(channel, self._heard)
-        except (OSError, asyncpg.PostgresError) as exc:
+        except Exception as exc:  # an unreachable server, a URL option asyncpg refuses
             log.warning("no LISTEN connection (waiters fall back to their timers): %s", exc)
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    await self._conn.close()
             self._conn = None
 
     def _heard(self, _conn: Any, _pid: int, channel: str, _payload: str) -> None:
