@@ -29,9 +29,16 @@ import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from storage.errors import DatabaseUnavailable
+
+WAIT_SECONDS = 30.0
+"""The longest a write transaction waits for its turn: SQLite's busy timeout before."""
+
 
 class WriteQueue:
     """The turn of one SQLite database's write transactions, in this process and host."""
+
+    wait_seconds: float = WAIT_SECONDS
 
     def __init__(self, database: Path | None) -> None:
         """``database``: the SQLite file (None: in memory, so this process only)."""
@@ -49,14 +56,32 @@ class WriteQueue:
 
     @contextlib.asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
-        """Hold the writer's turn for the body of the ``async with``."""
-        async with self._local():
-            fd = await self._host_lock()
+        """Hold the writer's turn for the body of the ``async with``. A turn not given within
+        :data:`WAIT_SECONDS` is :class:`DatabaseUnavailable`, as SQLite's busy timeout was:
+        a writer stuck holding it must fail the others (503), not hang them."""
+        local = self._local()
+        try:
+            async with asyncio.timeout(self.wait_seconds):
+                await local.acquire()
+        except TimeoutError as exc:
+            raise DatabaseUnavailable(
+                f"no write turn on the database within {self.wait_seconds:g} s"
+            ) from exc
+        try:
+            try:
+                async with asyncio.timeout(self.wait_seconds):
+                    fd = await self._host_lock()
+            except TimeoutError as exc:
+                raise DatabaseUnavailable(
+                    f"another process held the database's write turn for {self.wait_seconds:g} s"
+                ) from exc
             try:
                 yield
             finally:
                 if fd >= 0:
                     os.close(fd)  # closing the file lets the lock go
+        finally:
+            local.release()
 
     async def _host_lock(self) -> int:
         """The host-wide turn (the file's lock), or -1 without a file."""

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
+from storage.errors import DatabaseUnavailable
 from storage.write_queue import WriteQueue
 
 
@@ -63,3 +66,22 @@ def test_a_cancelled_waiter_leaves_no_lock_behind(tmp_path: Path) -> None:
 async def _take(queue: WriteQueue) -> None:
     async with queue.turn():
         pass
+
+
+def test_a_turn_not_given_in_time_is_database_unavailable(tmp_path: Path) -> None:
+    """As SQLite's busy timeout was: a stuck writer fails the others (503), never hangs them,
+    in this process and across processes; the turn is free again once it lets go."""
+    path = tmp_path / "db.sqlite"
+    holder, other = WriteQueue(path), WriteQueue(path)
+    holder.wait_seconds = other.wait_seconds = 0.2
+
+    async def scenario() -> None:
+        async with holder.turn():
+            for queue in (holder, other):  # the same process's queue, another process's
+                with pytest.raises(DatabaseUnavailable):
+                    await _take(queue)
+        async with asyncio.timeout(5):
+            await _take(holder)
+            await _take(other)
+
+    asyncio.run(scenario())
