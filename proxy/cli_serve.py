@@ -80,6 +80,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.error("cannot start: %s: %s", type(exc).__name__, exc)
         remove_metrics_directory(made)
         return 1
+    # The schema once, before the children start: several processes migrating one fresh SQLite
+    # file at once collide ("table ... already exists").
+    if not _migrate(settings):
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+        remove_metrics_directory(made)
+        return 1
     serving = settings.model_copy(
         update={"verification": settings.verification.model_copy(update={"workers": 0})}
     )
@@ -93,6 +101,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
             with contextlib.suppress(OSError):
                 sock.close()
         remove_metrics_directory(made)
+
+
+def _migrate(settings: Settings) -> bool:
+    """Bring the schema up to date in this (the parent) process; False (said in one line) if
+    the database cannot be reached."""
+    from storage.db import DATABASE_ERRORS, create_engine, upgrade
+
+    async def run() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(run())
+    except DATABASE_ERRORS as exc:
+        log.error("cannot start: %s: %s", type(exc).__name__, exc)
+        return False
+    return True
 
 
 def _serve(settings: Settings, sockets: list[socket.socket] | None) -> int:

@@ -22,9 +22,11 @@ The parent only supervises, with every signal it handles blocked and taken one a
 - ``SIGTERM``/``SIGINT``: every child gets ``SIGTERM`` and finishes what it serves (the
   shutdown timeout), then the parent exits;
 - ``SIGHUP``: a rolling restart, one child at a time (the next once the previous is replaced);
-- a child that exits is started again, unless it keeps failing right after its start (three
-  times in a row within :data:`STARTUP_SECONDS`): then everything stops with exit status 1,
-  as a single process that cannot start does. ``SIGTERM`` to one child restarts that child.
+- a child that cannot start (exit status :data:`CANNOT_START`: the database unreachable, the
+  spool unwritable) stops everything with exit status 1, as a single process that cannot
+  start does, however long it took to find out; a child that exits otherwise is started
+  again, unless it keeps crashing right after its start (three times in a row within
+  :data:`STARTUP_SECONDS`). ``SIGTERM`` to one child restarts that child.
 
 A child dies with its parent (``PR_SET_PDEATHSIG``: ``SIGTERM``), so a parent killed outright
 leaves no orphan serving a port nobody supervises. prometheus-client's multiprocess mode sums
@@ -52,6 +54,10 @@ HANDLED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 STARTUP_SECONDS = 10.0
 """A child that exits with an error sooner than this after its start failed to start."""
 MAX_START_FAILURES = 3
+CANNOT_START = 1
+"""A child's exit status when it could not start (``proxy.cli_serve``'s one-line error)."""
+CRASHED = 70
+"""A child's exit status when its target raised (EX_SOFTWARE)."""
 PR_SET_PDEATHSIG = 1
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -117,7 +123,7 @@ class Supervisor:
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: it never returns from here
-            status = 1
+            status = CRASHED
             try:
                 _become_child(parent)
                 status = child.target()
@@ -147,6 +153,11 @@ class Supervisor:
         _forget_metrics(pid)
         if self._stopping:
             log.info("%s process %d stopped (status %d)", child.role, pid, code)
+            return
+        if code == CANNOT_START:
+            log.error("%s process %d could not start; stopping", child.role, pid)
+            self.status = 1
+            self.stop()
             return
         early = time.monotonic() - child.started < STARTUP_SECONDS
         if code != 0 and early:
