@@ -208,12 +208,15 @@ def test_range_gets_work_through_the_redirect_and_through_the_gatekeeper(
         ) as reader:
             part = reader.get(path, headers=wanted)
             whole = reader.get(path)
-            refused = reader.get(path.replace("ranged", "leaky"))
+            # The same digest asked for in a repository that does not hold it (issue 13).
+            elsewhere = reader.get(path.replace("ranged", "leaky"))
         assert part.status_code == 206 and part.content == layer[100:1100]
         assert part.headers["Content-Range"] == f"bytes 100-1099/{len(layer)}"
         assert whole.status_code == 200 and whole.content == layer
         assert whole.headers["Docker-Content-Digest"] == digest_of(layer)
-        assert refused.status_code == 403
+        assert elsewhere.status_code == 404, elsewhere.text
+        assert elsewhere.json()["errors"][0]["code"] == "BLOB_UNKNOWN"
+        assert layer not in elsewhere.content
         # One access log for both replicas: the first one's redirect, then this one's streams.
         rows = proxying.wait_audit(3, "action = 'blob.pull' AND repository = 'team/ranged'")
         assert [r["decision"] for r in rows] == ["allow:redirect", *["allow:followed"] * 2]

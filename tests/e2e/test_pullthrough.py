@@ -36,13 +36,14 @@ from tests.support.pullthrough import (
     start_registries,
 )
 from tests.support.tap import Tap, layer_reads
+from tests.support.testdata import OSV_PYPI
 
 pytestmark = [pytest.mark.e2e]
 
 ACCEPT = {"Accept": OCI_MANIFEST}
 TOKEN = "pullthrough-admin-token"
 DIST = Path("/usr/lib/python3/dist-packages/cryptography-38.0.4.dist-info")
-RECORDS = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "osv" / "pypi"
+RECORDS = OSV_PYPI  # the real PyPI advisories the repository carries (tests/data/NOTICE.md)
 ADVISORY = "PYSEC-2023-254"  # cryptography >= 3.1, < 41.0.6
 WARM = "library/warm:1"
 POLICIES = [
@@ -104,9 +105,8 @@ def gated(
         "GATEKEEPER_VERIFICATION__RETRY_BASE_SECONDS": "0.5",
     }
     gk = make_gatekeeper(tmp_path_factory.mktemp("gk"), tap.url, extra_env=env)
-    if RECORDS.exists():
-        imported = run_cli(gk, "advisories", "import", str(RECORDS))
-        assert imported.returncode == 0, imported.stderr
+    imported = run_cli(gk, "advisories", "import", str(RECORDS))
+    assert imported.returncode == 0, imported.stderr
     yield gk, tap
     gk.stop()
     tap.close()
@@ -186,9 +186,8 @@ def test_a_planted_secret_is_quarantined_on_its_first_pull_and_never_served(
     assert served(gk, "library/leaky") == []
 
 
-@pytest.mark.skipif(
-    not DIST.exists() or not RECORDS.exists(), reason="needs Debian 12's python3-cryptography"
-)
+@pytest.mark.testdata
+@pytest.mark.skipif(not DIST.exists(), reason="needs Debian 12's python3-cryptography")
 def test_a_known_vulnerable_package_is_quarantined_on_its_first_pull(
     gated: tuple[Gatekeeper, Tap], registries: Registries
 ) -> None:
