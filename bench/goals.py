@@ -17,6 +17,8 @@ Why these limits:
 - a manifest GET through the gate costs a policy lookup and an audit row; half nginx's rate
   and twice its tail latency bound that per-request cost, and its CPU should not exceed what
   the registry itself spends on the same GET (the steadiest of these figures on a busy machine).
+- a manifest GET by digest on the sendfile target (the registry's storage mounted) is read
+  from the registry's file without a round trip to it: at least the registry's own rate.
 - peak RSS well under the blob size shows bodies are streamed, not buffered.
 - HTTPS on the gatekeeper's own port must not cost the gated pull its speed: a blob served
   from the registry's storage over TLS (the kernel cannot send it: ``proxy/sendfile.py``)
@@ -29,6 +31,7 @@ a noisy machine one run is evidence, not a verdict.
 from __future__ import annotations
 
 from bench.results import (
+    DIGEST_RPS,
     MANIFEST_CPU,
     MANIFEST_P99,
     MANIFEST_RPS,
@@ -60,6 +63,7 @@ PROXY_GOALS: tuple[Goal, ...] = (
     Goal(GATEKEEPER_STREAM, MANIFEST_P99, baseline=NGINX, limit=2.0),
     Goal(GATEKEEPER_STREAM, MANIFEST_CPU, baseline=DIRECT, limit=1.0),
     Goal(GATEKEEPER_SENDFILE, MANIFEST_CPU, baseline=DIRECT, limit=1.0),
+    Goal(GATEKEEPER_SENDFILE, DIGEST_RPS, baseline=DIRECT, limit=1.0),
     Goal(GATEKEEPER_STREAM, PEAK_RSS, baseline=None, limit=150),
     Goal(GATEKEEPER_SENDFILE, PEAK_RSS, baseline=None, limit=150),
 )

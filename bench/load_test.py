@@ -81,6 +81,8 @@ class Options:
     push_kib: int
     max_requests: int
     database: str
+    workers: int
+    """The gatekeeper's serving processes (``serve --workers``)."""
     keep_workdir: bool
     results_dir: Path | None
 
@@ -109,6 +111,9 @@ def parse(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--push-kib", type=int, default=64, help="size of each pushed layer")
     parser.add_argument("--max-requests", type=int, default=2_000_000, help="cap per target")
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="the gatekeeper's serving processes (default 1)"
+    )
     parser.add_argument("--keep-workdir", action="store_true")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
@@ -123,6 +128,7 @@ def parse(argv: Sequence[str] | None = None) -> Options:
         push_kib=args.push_kib,
         max_requests=args.max_requests,
         database=args.database,
+        workers=args.workers,
         keep_workdir=args.keep_workdir,
         results_dir=args.results_dir,
     )
@@ -158,7 +164,11 @@ def run(options: Options, progress: Progress) -> Outcome:
         stack.callback(registry.stop)
         images = seed(registry.url, options.images, options.blob_kib << 10)
         # Every simulated client connects from 127.0.0.1: one address stands for hundreds.
-        env = {**GATEKEEPER_ENV, "GATEKEEPER_CONNECTIONS__MAX_PER_ADDRESS": "100000"}
+        env = {
+            **GATEKEEPER_ENV,
+            "GATEKEEPER_CONNECTIONS__MAX_PER_ADDRESS": "100000",
+            "GATEKEEPER_WORKERS": str(options.workers),
+        }
         if options.database == "postgres":
             cluster = postgres.start_postgres(workdir / "pg")
             stack.callback(cluster.stop)

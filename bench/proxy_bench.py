@@ -17,7 +17,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -31,6 +31,8 @@ from bench.load import LoadSpec, run_load
 from bench.procstat import cpu_seconds, current_rss_mib, peak_rss_mib
 from bench.report import render, write_json
 from bench.results import (
+    DIGEST_P99,
+    DIGEST_RPS,
     FIRST_GET,
     MANIFEST_CPU,
     MANIFEST_P50,
@@ -311,10 +313,15 @@ def _phases(settings: BenchSettings, client: httpx.Client, seeded: Seeded) -> li
         )
         with _ServerCpu(target) as cpu:
             result = run_load(spec)
+        # By digest: what the gatekeeper can answer from the registry's files (sendfile target).
+        digest_url = f"{target.url}/v2/{REPO}/manifests/{image.manifest_digest}"
+        by_digest = run_load(replace(spec, url=digest_url))
         figures = {
             MANIFEST_RPS: result.per_second,
             MANIFEST_P50: result.p50_ms,
             MANIFEST_P99: result.p99_ms,
+            DIGEST_RPS: by_digest.per_second,
+            DIGEST_P99: by_digest.p99_ms,
         }
         # Warm-up requests are served inside the same window, so they count too (in ms).
         return figures | cpu.per(MANIFEST_CPU, (spec.count + spec.warmup) / 1000)
@@ -324,7 +331,7 @@ def _phases(settings: BenchSettings, client: httpx.Client, seeded: Seeded) -> li
         Phase("push", (PUSH, PUSH_CPU), push, warm_up=False),
         Phase(
             "manifests",
-            (MANIFEST_RPS, MANIFEST_P50, MANIFEST_P99, MANIFEST_CPU),
+            (MANIFEST_RPS, MANIFEST_P50, MANIFEST_P99, MANIFEST_CPU, DIGEST_RPS, DIGEST_P99),
             manifests,
             warm_up=False,
         ),

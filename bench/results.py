@@ -35,6 +35,8 @@ MANIFEST_RPS = Metric("manifest_rps", "manifest GET by tag", "req/s", higher_is_
 MANIFEST_P50 = Metric("manifest_p50_ms", "manifest GET p50 latency", "ms", higher_is_better=False)
 MANIFEST_P99 = Metric("manifest_p99_ms", "manifest GET p99 latency", "ms", higher_is_better=False)
 MANIFEST_CPU = Metric("manifest_cpu_ms", "server CPU per manifest GET", "ms", False)
+DIGEST_RPS = Metric("digest_rps", "manifest GET by digest", "req/s", higher_is_better=True)
+DIGEST_P99 = Metric("digest_p99_ms", "manifest GET by digest p99", "ms", higher_is_better=False)
 START_RSS = Metric("start_rss_mib", "server RSS after start-up (VmRSS)", "MiB", False)
 PEAK_RSS = Metric("peak_rss_mib", "server peak RSS (VmHWM, whole run)", "MiB", False)
 METRICS = (
@@ -47,6 +49,8 @@ METRICS = (
     MANIFEST_P50,
     MANIFEST_P99,
     MANIFEST_CPU,
+    DIGEST_RPS,
+    DIGEST_P99,
     START_RSS,
     PEAK_RSS,
 )

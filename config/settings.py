@@ -163,9 +163,13 @@ class VerificationSettings(BaseModel):
     max_attempts: int = Field(default=5, ge=1, le=100)
     retry_base_seconds: float = Field(default=2.0, gt=0)
     poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    """How often an idle worker looks for jobs anyway. A job queued by any process wakes it
+    at once (PostgreSQL ``LISTEN/NOTIFY``, on SQLite a socket per process of the host:
+    ``proxy/wakeups.py``), so this is the safety net (a lost wake-up, a retry due later)."""
     verdict_cache_seconds: float = Field(default=1.0, ge=0, le=60)
     """How long a pullable verdict is reused without asking the database (0: never). Changes
-    made by this process evict it at once; another replica's change is seen within this time."""
+    made by any process that announces them (``proxy/wakeups.py``) evict it at once; otherwise
+    another replica's change is seen within this time."""
     first_pull_hold_seconds: float = Field(default=30.0, ge=0, le=600)
     """Images the gatekeeper never saw pushed are verified on first pull, held this long."""
 
@@ -290,6 +294,11 @@ class Settings(BaseSettings):
     limit) and an image that reached the registry around the gatekeeper is quarantined when
     it is verified. Docker itself refuses to stack more than 125 layers."""
     log_level: str = "INFO"
+    workers: int | None = Field(default=None, ge=1, le=256)
+    """Serving processes of ``gatekeeper serve`` on the one port (``--workers`` overrides it);
+    unset: one per core this process may use. With more than one, verification runs in a
+    process of its own beside them (``proxy/workers.py``); 1 serves and verifies in one
+    process."""
     audit: AuditSettings = AuditSettings()
     uploads: UploadSettings = UploadSettings()
     replicas: ReplicaSettings = ReplicaSettings()

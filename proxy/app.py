@@ -56,6 +56,7 @@ from proxy.tls_port import OnPlain
 from proxy.ui.app import add_console
 from proxy.upstream import Upstream, make_client_session, make_token_client
 from proxy.verification import VerificationService
+from proxy.wakeups import for_database as wakeups_for
 from proxy.webhooks import WebhookDispatcher, make_webhook_client
 from storage.advisories import DbAdvisoryStore
 from storage.audit import AccessRecord
@@ -368,6 +369,11 @@ async def _open_services(
     )
     policies = LivePolicies(settings.policies, db, bus.publish)
     await policies.refresh()
+    # Queued jobs and changed verdicts wake other processes (proxy.wakeups); it closes after
+    # the verification service, which may still publish while it hands its jobs back.
+    wakeups = wakeups_for(settings.database_url)
+    await wakeups.start()
+    stack.push_async_callback(wakeups.close)
     verification = VerificationService(
         settings,
         db,
@@ -376,6 +382,7 @@ async def _open_services(
         bus,
         policies,
         on_incomplete=metrics.verifications_incomplete.inc,
+        wakeups=wakeups,
     )
     presence = Presence(db, verification.owner, settings.replicas)
     stack.push_async_callback(presence.close)

@@ -6,14 +6,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
-import ssl
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
 from config.settings import ConfigError, Settings
-from config.text import VisibleFormatter, visible
+from config.text import visible
 from proxy.cli_admin import add_admin_commands
 from proxy.cli_advisories import add_advisories_command
 from proxy.cli_config import add_config, config_path, settings_for
@@ -22,6 +20,7 @@ from proxy.cli_login import add_login_commands
 from proxy.cli_prefetch import add_prefetch_command
 from proxy.cli_rescan import add_rescan_command, add_sync_command
 from proxy.cli_sbom import add_sbom_command
+from proxy.cli_serve import add_serve_commands, configure_logging
 from proxy.cli_signatures import add_signature_commands
 from proxy.cli_token_keys import add_token_key_command
 from proxy.cli_users import UsageError
@@ -31,71 +30,6 @@ from proxy.cli_waivers import add_waiver_commands
 
 def _settings(args: argparse.Namespace) -> Settings:
     return settings_for(args)
-
-
-def _configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(VisibleFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler])
-    # aiohttp's own access log would duplicate ours (and could log credentials in URLs).
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    # httpx logs full request URLs at INFO; webhook and token URLs can carry secrets.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from proxy.app import create_app, record_plain_http, record_refused_connection, record_unparsed
-    from proxy.audit_spool import SpoolError
-    from proxy.connections import CONNECTIONS
-    from proxy.listen import ListenError
-    from proxy.server import Guard, serve
-    from storage.db import DATABASE_ERRORS
-
-    settings = _settings(args)
-    _configure_logging(settings.log_level)
-    _warn_about(settings)
-    ssl_context = None
-    if settings.tls_cert and settings.tls_key:
-        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
-    app = create_app(settings)
-    guard = Guard(
-        limits=app[CONNECTIONS],
-        on_refused=record_refused_connection(app),
-        header_timeout=settings.connections.request_header_timeout_seconds,
-    )
-    start_errors: tuple[type[Exception], ...] = (ListenError, SpoolError, *DATABASE_ERRORS)
-    try:
-        asyncio.run(
-            serve(
-                app,
-                host=settings.host,
-                port=settings.port,
-                ssl_context=ssl_context,
-                on_unparsed=record_unparsed(app),
-                guard=guard,
-                keepalive_timeout=settings.connections.keepalive_timeout_seconds,
-                on_plain_http=record_plain_http(app),
-                shutdown_timeout=30,
-            )
-        )
-    except start_errors as exc:
-        # At start-up: the port is taken (checked first), the database is unreachable, or the
-        # access-log spool cannot be written.
-        # One line that says so, for the operator; the traceback would only bury it.
-        logging.getLogger("gatekeeper").error("cannot start: %s: %s", type(exc).__name__, exc)
-        return 1
-    return 0
-
-
-def _warn_about(settings: Settings) -> None:
-    """What ``check-config`` warns about, in the start-up log: a required verifier that cannot
-    block anything must not look like protection."""
-    from verifiers.advice import settings_advice
-
-    for item in settings_advice(settings):
-        logging.getLogger("gatekeeper").warning("settings: %s: %s", item.key, item.message)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -226,7 +160,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     from verifiers.registry_names import RegistryNames
 
     settings = _settings(args)
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level)
 
     def verifiers(db: Any) -> list[Any]:
         return build_verifiers(
@@ -267,9 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gatekeeper", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the gatekeeper")
-    add_config(serve)
-    serve.set_defaults(func=cmd_serve)
+    add_serve_commands(sub)
 
     check = sub.add_parser(
         "check-config",

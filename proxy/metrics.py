@@ -1,10 +1,20 @@
-"""Prometheus metrics, kept in a per-app registry so several apps (tests) never share counters."""
+"""Prometheus metrics, kept in a per-app registry so several apps (tests) never share counters.
+
+Under ``gatekeeper serve --workers N`` (``PROMETHEUS_MULTIPROC_DIR`` set by the parent before
+the library is imported) every process writes its values to files there and a scrape, whichever
+process answers it, sums them all (prometheus-client's multiprocess mode). Gauges read by a
+function at scrape time cannot be: only the scraped process would run it, so each process
+writes them into its file as requests end (and on a scrape), and the scrape sums the live
+processes' (``livesum``).
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from storage.audit import AccessRecord
 
@@ -34,6 +44,8 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._shared = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self._read: list[tuple[Gauge, Callable[[], int]]] = []
         self._requests()
         self._audit()
         self._background()
@@ -76,11 +88,13 @@ class Metrics:
             "gatekeeper_audit_buffered_rows",
             "Access-log rows waiting in memory to be written",
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.audit_buffer_limit = Gauge(
             "gatekeeper_audit_buffer_limit_rows",
             "Waiting rows at which new requests are refused (audit.max_buffered)",
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.audit_refused = Counter(
             "gatekeeper_audit_refused_requests",
@@ -136,18 +150,30 @@ class Metrics:
             "gatekeeper_open_connections",
             "Client connections open now (counted against connections.max_total)",
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
 
     def watch_connections(self, open_connections: Callable[[], int]) -> None:
         """Report the open client connections, read when metrics are scraped."""
-        self.open_connections.set_function(open_connections)
+        self._watch(self.open_connections, open_connections)
 
     def watch_audit(self, backlog: Callable[[], int], limit: int) -> None:
         """Report the access-log buffer's fill, read when metrics are scraped."""
-        self.audit_buffered.set_function(backlog)
+        self._watch(self.audit_buffered, backlog)
         self.audit_buffer_limit.set(limit)
 
+    def _watch(self, gauge: Gauge, read: Callable[[], int]) -> None:
+        if self._shared:
+            self._read.append((gauge, read))
+        else:
+            gauge.set_function(read)
+
+    def _refresh(self) -> None:
+        for gauge, read in self._read:
+            gauge.set(read())
+
     def observe(self, record: AccessRecord) -> None:
+        self._refresh()
         self.requests.labels(record.action, str(record.status)).inc()
         self.bytes_in.labels(record.action).inc(record.bytes_in)
         self.bytes_out.labels(record.action).inc(record.bytes_out)
@@ -157,4 +183,9 @@ class Metrics:
             self.upstream_errors.labels(record.action).inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not self._shared:
+            return generate_latest(self.registry)
+        self._refresh()
+        every = CollectorRegistry()
+        MultiProcessCollector(every)  # type: ignore[no-untyped-call]
+        return generate_latest(every)

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import ssl
 import uuid
 from collections.abc import Callable
@@ -289,6 +290,7 @@ async def serve(
     *,
     host: str,
     port: int,
+    sockets: list[socket.socket] | None = None,
     ssl_context: ssl.SSLContext | None,
     on_unparsed: OnUnparsed,
     guard: Guard | None = None,
@@ -299,8 +301,10 @@ async def serve(
     """Serve until SIGINT or SIGTERM, then stop cleanly (the access log is drained by the app's
     cleanup, inside ``shutdown_timeout``). The port is bound before the app is set up
     (``proxy.listen``): a busy port ends the start before the database is touched. With TLS,
-    plain HTTP sent to the port gets a 400 saying so (``proxy.tls_port``, ``on_plain_http``)."""
-    sockets = bind(host, port)
+    plain HTTP sent to the port gets a 400 saying so (``proxy.tls_port``, ``on_plain_http``).
+    ``sockets``: already bound by a supervising parent (``proxy.workers``), shared with the
+    other serving processes."""
+    sockets = sockets if sockets is not None else bind(host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
@@ -32,8 +34,41 @@ from proxy.state import services
 from storage import uploads
 from storage.db import DATABASE_ERRORS
 from storage.replicas import Holder
+from storage.timeutil import now
 
 log = logging.getLogger("gatekeeper.uploads")
+
+
+PRUNE_SECONDS = 5.0
+"""How often a process forgets other identities' idle rows while the last batch was not
+full; a full batch (a backlog, or many identities at once) prunes again on the next
+reservation, so the tables stay bounded however fast rows are made."""
+
+
+class PruneClock:
+    """When this process next prunes (``storage.uploads.prune``) beside a reservation."""
+
+    def __init__(self, every: float = PRUNE_SECONDS, clock: Callable[[], float] = time.monotonic):
+        self._every = every
+        self._clock = clock
+        self._next = clock()
+
+    def due(self) -> bool:
+        return self._clock() >= self._next
+
+    def done(self, *, more: bool) -> None:
+        self._next = self._clock() + (0.0 if more else self._every)
+
+
+_clocks: weakref.WeakKeyDictionary[object, PruneClock] = weakref.WeakKeyDictionary()
+
+
+def _pruning(owner: object) -> PruneClock:
+    """One clock per app (keyed by its presence, which lives as long as the app)."""
+    clock = _clocks.get(owner)
+    if clock is None:
+        clock = _clocks[owner] = PruneClock()
+    return clock
 
 
 def holder(request: web.Request) -> Holder:
@@ -61,6 +96,7 @@ async def reserve(request: web.Request, name: str) -> int:
         held = await uploads.live_count(session, who, idle, replica)
     reservation = None
     if held < limits.max_sessions_per_identity:
+        pruning = _pruning(svc.presence)
         async with svc.db() as session, session.begin():
             reservation = await uploads.reserve(
                 session,
@@ -70,6 +106,8 @@ async def reserve(request: web.Request, name: str) -> int:
                 idle=idle,
                 holder=replica,
             )
+            if pruning.due():
+                pruning.done(more=await uploads.prune(session, idle))
     if reservation is None:
         raise OCIError(
             Code.TOO_MANY_REQUESTS,
@@ -108,14 +146,22 @@ async def bookkeep(
         log.warning("upload session bookkeeping (%s) failed: %s", step.__name__, exc)
 
 
-async def require_owner(request: web.Request, name: str, upstream_session: str) -> None:
+async def require_owner(request: web.Request, name: str, upstream_session: str) -> bool:
     """Refuse, as if it did not exist, a session the caller did not open in ``name``. A database
-    that cannot answer refuses too (503): the gate fails closed."""
-    async with services(request).db() as session:
-        holder = await uploads.holder(session, name, upstream_session)
+    that cannot answer refuses too (503): the gate fails closed. True if the session was used
+    through this replica a moment ago (``kept_alive`` need not touch it first)."""
+    svc = services(request)
+    async with svc.db() as session:
+        row = await uploads.opened(session, name, upstream_session)
     who = owner(request)
-    if holder == who:
-        return
+    holder = row.owner if row is not None else None
+    if row is not None and holder == who:
+        # Touched by this replica within a third of the idle time (the previous request on
+        # it just ended): the keep-alive's first touch comes before it could go idle, so the
+        # chunk need not touch it first. Each touch is a write transaction, and on SQLite
+        # every write transaction takes its turn behind all the others.
+        third = timedelta(seconds=svc.settings.uploads.session_idle_seconds / 3)
+        return row.replica == svc.presence.holder.replica and row.last_seen >= now() - third
     record = info(request)
     record.decision = "deny"
     record.reason = f"upload session {upstream_session} is not one {who} opened in {name}" + (
@@ -129,11 +175,14 @@ async def require_owner(request: web.Request, name: str, upstream_session: str) 
 
 
 @contextlib.asynccontextmanager
-async def kept_alive(request: web.Request, name: str, upstream_session: str) -> AsyncIterator[None]:
+async def kept_alive(
+    request: web.Request, name: str, upstream_session: str, *, fresh: bool = False
+) -> AsyncIterator[None]:
     """While a chunk streams, touch its session now and then, so a chunk that takes longer than
     the idle timeout does not lose the session it is being written to."""
     idle = services(request).settings.uploads.session_idle_seconds
-    await bookkeep(request, uploads.touch, name, upstream_session, holder(request))
+    if not fresh:  # see require_owner
+        await bookkeep(request, uploads.touch, name, upstream_session, holder(request))
 
     async def keep() -> None:
         while True:

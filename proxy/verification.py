@@ -37,6 +37,7 @@ from proxy.policybook import PolicySource
 from proxy.reevaluate import after_policy_change
 from proxy.upstream import Upstream, v2_path
 from proxy.upstream_reads import ACCEPT, UpstreamBlobs, UpstreamManifests, UpstreamRepositories
+from proxy.wakeups import JOBS, VERDICTS, Wakeups
 from storage import content, jobs, manifests, verdicts
 from storage.db import DATABASE_ERRORS
 from storage.timeutil import now as utcnow
@@ -122,9 +123,12 @@ class VerificationService:
         policies: PolicySource,
         *,
         on_incomplete: Callable[[], None] | None = None,
+        wakeups: Wakeups | None = None,
     ) -> None:
         """``on_incomplete`` is called for each image a dead-lettered verification leaves
-        with a failure verdict (the metrics count them)."""
+        with a failure verdict (the metrics count them). ``wakeups``: how the other
+        processes hear of queued jobs and changed verdicts (``proxy.wakeups``; default: this
+        process only)."""
         self.settings = settings
         self.policies = policies
         """Which policy applies (with the stored waivers), never ``settings.policies``."""
@@ -139,6 +143,12 @@ class VerificationService:
         self._blobs: dict[tuple[str, str], float] = {}
         bus.subscribe(self.forget_verdict)
         bus.subscribe(self.on_change)
+        self.wakeups = wakeups or Wakeups()
+        self.wakeups.listen(JOBS, self._wake.set)
+        # A verdict changed in another process (the verifying one, an admin's): no cached
+        # decision of this one may outlive it.
+        self.wakeups.listen(VERDICTS, self._forget_all)
+        bus.subscribe(self._tell_processes)
         self.examiner = Examiner(upstream, db, self._depends)
         self._tasks: list[asyncio.Task[None]] = []
         cfg = settings.verification
@@ -208,7 +218,7 @@ class VerificationService:
             if first_sight and not created:
                 return False
             await jobs.enqueue(session, "verify", repository, digest, reason, identity=identity)
-        self._wake.set()
+        await self.wakeups.notify(JOBS)
         return True
 
     async def expedite(self, repository: str, digest: str) -> None:
@@ -247,6 +257,15 @@ class VerificationService:
         self._verdicts.pop((change.repository, change.digest), None)
         self._blobs.clear()
 
+    def _forget_all(self) -> None:
+        self._verdicts.clear()
+        self._blobs.clear()
+
+    async def _tell_processes(self, change: VerdictChange) -> None:
+        """Bus listener: every process hears that a verdict changed (its waiting pulls read
+        it at once, its cached decisions go)."""
+        await self.wakeups.notify(VERDICTS)
+
     def signature_repositories(self, repository: str) -> set[str]:
         """Where the signatures of ``repository``'s images are kept (its own name unless a
         signature rule says otherwise): a signature pushed there re-verifies its image."""
@@ -273,18 +292,24 @@ class VerificationService:
     async def wait_for_verdict(
         self, repository: str, digest: str, timeout: float
     ) -> VerdictView | None:
-        """Poll until the image leaves ``pending`` or ``timeout`` passes."""
+        """Wait until the image leaves ``pending`` or ``timeout`` passes: read again on each
+        verdict change any process announces (``proxy.wakeups``), and now and then anyway
+        (a wake-up lost on the way)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         delay = 0.05
-        while True:
-            found = await self.verdict(repository, digest)
-            if found is not None and found.state != State.PENDING:
-                return found
-            if loop.time() >= deadline:
-                return found
-            await asyncio.sleep(min(delay, max(deadline - loop.time(), 0)))
-            delay = min(delay * 1.5, 0.5)
+        with self.wakeups.waiting(VERDICTS) as changed:
+            while True:
+                changed.clear()
+                found = await self.verdict(repository, digest)
+                if found is not None and found.state != State.PENDING:
+                    return found
+                if loop.time() >= deadline:
+                    return found
+                with contextlib.suppress(TimeoutError):
+                    wait = min(delay, max(deadline - loop.time(), 0))
+                    await asyncio.wait_for(changed.wait(), wait)
+                delay = min(delay * 1.5, 0.5)
 
     # -- workers ----------------------------------------------------------------------------
 
@@ -331,8 +356,7 @@ class VerificationService:
         cfg = self.settings.verification
         while True:
             try:
-                async with self.db() as session, session.begin():
-                    job = await jobs.claim(session, self.owner, self._lease, cfg.max_attempts)
+                job = await self._claim(cfg.max_attempts)
             except DATABASE_ERRORS as exc:
                 log.error("cannot claim jobs: %s", exc)
                 job = None
@@ -351,6 +375,14 @@ class VerificationService:
                 raise
             except Exception:
                 log.exception("unexpected error around job %s; its lease will expire", job.id)
+
+    async def _claim(self, max_attempts: int) -> jobs.ClaimedJob | None:
+        """A job, or None; the write transaction only when a read saw one to take."""
+        async with self.db() as session:
+            if not await jobs.any_claimable(session):
+                return None
+        async with self.db() as session, session.begin():
+            return await jobs.claim(session, self.owner, self._lease, max_attempts)
 
     async def _run_job(self, job: jobs.ClaimedJob) -> None:
         renew = asyncio.create_task(self._renew(job.id))

@@ -17,12 +17,14 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
+    AsyncSessionTransaction,
     async_sessionmaker,
     create_async_engine,
 )
 from sqlalchemy.orm import Session, SessionTransactionOrigin
 
 from storage.errors import DatabaseUnavailable, StorageError
+from storage.write_queue import WriteQueue
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -108,9 +110,60 @@ def _sqlite_begin(session: Session, transaction: Any, connection: Connection) ->
     connection.exec_driver_sql("BEGIN IMMEDIATE" if explicit else "BEGIN")
 
 
+class _QueuedSession(AsyncSession):
+    """A session whose write transactions (``session.begin()``) wait their turn in the
+    database's :class:`~storage.write_queue.WriteQueue` before ``BEGIN IMMEDIATE``."""
+
+    def __init__(self, *args: Any, write_queue: WriteQueue, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._write_queue = write_queue
+
+    def begin(self) -> Any:
+        return _QueuedTransaction(self._write_queue, super().begin())
+
+
+class _QueuedTransaction:
+    """``async with session.begin()``: the writer's turn, then the transaction inside it."""
+
+    def __init__(self, queue: WriteQueue, transaction: AsyncSessionTransaction) -> None:
+        self._turn = queue.turn()
+        self._transaction = transaction
+
+    async def __aenter__(self) -> AsyncSessionTransaction:
+        await self._turn.__aenter__()
+        try:
+            return await self._transaction.__aenter__()
+        except BaseException as exc:
+            await self._turn.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+
+    async def __aexit__(self, *exc: Any) -> None:
+        try:
+            await self._transaction.__aexit__(*exc)
+        finally:
+            await self._turn.__aexit__(None, None, None)
+
+
+def write_queue(engine: AsyncEngine) -> WriteQueue:
+    """The engine's queue of write transactions (one per engine, made on first use)."""
+    queue = getattr(engine.sync_engine, "_gatekeeper_write_queue", None)
+    if queue is None:
+        database = engine.url.database
+        path = Path(database) if database and database != ":memory:" else None
+        queue = WriteQueue(path)
+        engine.sync_engine._gatekeeper_write_queue = queue  # type: ignore[attr-defined]
+    return queue
+
+
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:
     if engine.dialect.name == "sqlite":
-        return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=_SqliteSession)
+        return async_sessionmaker(
+            engine,
+            class_=_QueuedSession,
+            expire_on_commit=False,
+            sync_session_class=_SqliteSession,
+            write_queue=write_queue(engine),
+        )
     return async_sessionmaker(engine, expire_on_commit=False)
 
 

@@ -151,6 +151,19 @@ async def expedite(session: AsyncSession, repository: str, digest: str) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def any_claimable(session: AsyncSession) -> bool:
+    """Whether :func:`claim` could find a job now: a read, so an idle worker asks without
+    taking the write lock (on SQLite every write transaction, even one that finds nothing,
+    waits its turn behind the access log's and the uploads' writes, and they behind it)."""
+    moment = utcnow()
+    queued = select(Job.id).where(Job.state == "queued", Job.run_after <= moment).limit(1)
+    expired = select(Job.id).where(Job.state == "running", Job.lease_until < moment).limit(1)
+    for probe in (queued, expired):
+        if await session.scalar(probe) is not None:
+            return True
+    return False
+
+
 async def claim(
     session: AsyncSession, owner: str, lease: timedelta, max_attempts: int
 ) -> ClaimedJob | None:

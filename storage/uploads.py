@@ -7,19 +7,23 @@ reservations across replicas (other identities are not blocked); on SQLite the w
 by ``BEGIN IMMEDIATE`` serialises them anyway. So two concurrent POSTs can never both see
 "one slot left". Sessions idle longer than the timeout stop counting and are deleted by the
 next reservation of the same identity, so a client that vanishes frees its slots by itself;
-each reservation also forgets a batch of other identities' idle sessions and owner rows, so
-the tables hold only identities seen within the idle timeout.
+:func:`prune`, beside a reservation now and then, forgets a batch of other identities' idle
+sessions and owner rows, so the tables hold only identities seen within the idle timeout.
 
 Each session also names the replica that served its latest request (``storage.replicas``).
 A session of a replica that is gone (stopped, or silent past its heartbeat: crashed) stops
 counting at once: its client lost the connection with that replica and starts over, and must
 not be refused for the idle timeout because of a session nobody will finish. A request on it
-through another replica makes that replica its holder, and it counts again.
+through another replica makes that replica its holder, and it counts again. It is never
+deleted for that, only once idle: a replica that is merely late with its heartbeat (an
+overloaded host) must not lose the uploads it serves.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,21 +54,26 @@ async def reserve(
     holder: Holder,
 ) -> int | None:
     """A new reservation's id, held by ``holder``, or None if ``owner`` already holds
-    ``limit`` live sessions.
+    ``limit`` live sessions. Other identities' idle rows are :func:`prune`'s.
 
     Must run inside a write transaction (``session.begin()``).
     """
     moment = now()
     await _lock_owner(session, owner, moment)
+    # Only what went idle is forgotten. A session whose replica seems gone (its heartbeat
+    # late: an overloaded host, a SQLite writer starved for a while) only stops counting: a
+    # request on it through a live replica takes it over (``touch``), so deleting it on that
+    # guess would lose an upload in progress.
     await session.execute(
         delete(UploadSession)
         .execution_options(**NO_SYNC)
-        .where(UploadSession.owner == owner, ~_live(holder, idle, moment))
+        .where(UploadSession.owner == owner, UploadSession.last_seen < moment - idle)
     )
     held = await session.scalar(
-        select(func.count()).select_from(UploadSession).where(UploadSession.owner == owner)
+        select(func.count())
+        .select_from(UploadSession)
+        .where(UploadSession.owner == owner, _live(holder, idle, moment))
     )
-    await _prune(session, moment - idle)
     if int(held or 0) >= limit:
         return None
     row = UploadSession(
@@ -84,22 +93,30 @@ PRUNE_BATCH = 100
 so the tables stay bounded, and few enough that a reservation stays cheap."""
 
 
-async def _prune(session: AsyncSession, cutoff: datetime) -> None:
-    """Forget other identities' idle sessions, and identities holding none, a batch at a time.
+async def prune(session: AsyncSession, idle: timedelta) -> bool:
+    """Forget idle sessions, and identities holding none, a batch at a time; True if a batch
+    was full (more may be waiting).
+
+    Called beside a reservation, in its write transaction, now and then rather than on every
+    one (``proxy.upload_sessions``): each statement inside SQLite's one write lock holds up
+    every other writer, and with twenty pushers that was most of an upload's latency.
 
     Without this, every client address that ever pushed anonymously (cheap to have many of with
     IPv6) would keep a row for good. ``SKIP LOCKED``: rows another replica's reservation holds
     are left for later, so a reservation never waits on another identity's (nor deadlocks with
     one). SQLite serialises writers anyway and ignores the clause.
     """
-    idle = (
+    cutoff = now() - idle
+    stale_sessions = (
         select(UploadSession.id)
         .where(UploadSession.last_seen < cutoff)
         .limit(PRUNE_BATCH)
         .with_for_update(skip_locked=True)
     )
-    await session.execute(
-        delete(UploadSession).execution_options(**NO_SYNC).where(UploadSession.id.in_(idle))
+    sessions = await session.execute(
+        delete(UploadSession)
+        .execution_options(**NO_SYNC)
+        .where(UploadSession.id.in_(stale_sessions))
     )
     holds = select(UploadSession.id).where(UploadSession.owner == UploadOwner.owner)
     stale = (
@@ -108,9 +125,15 @@ async def _prune(session: AsyncSession, cutoff: datetime) -> None:
         .limit(PRUNE_BATCH)
         .with_for_update(skip_locked=True)
     )
-    await session.execute(
+    owners = await session.execute(
         delete(UploadOwner).execution_options(**NO_SYNC).where(UploadOwner.owner.in_(stale))
     )
+    return max(_count(sessions), _count(owners)) >= PRUNE_BATCH
+
+
+def _count(result: Any) -> int:
+    """Rows a DELETE removed (``rowcount``; -1, unknown, counts as none)."""
+    return max(int(getattr(result, "rowcount", 0) or 0), 0)
 
 
 async def _lock_owner(session: AsyncSession, owner: str, moment: datetime) -> None:
@@ -172,6 +195,32 @@ async def live_count(session: AsyncSession, owner: str, idle: timedelta, holder:
         .where(UploadSession.owner == owner, _live(holder, idle, now()))
     )
     return int(held or 0)
+
+
+@dataclass(frozen=True)
+class Opened:
+    """An upload session as the table knows it."""
+
+    owner: str
+    """Who opened it."""
+    last_seen: datetime
+    """When a request last used it."""
+    replica: str | None
+    """The replica that served it last (None: made before replicas were tracked)."""
+
+
+async def opened(session: AsyncSession, repository: str, upstream_session: str) -> Opened | None:
+    """Upstream session ``upstream_session`` of ``repository``, or None (see :func:`holder`)."""
+    row = (
+        await session.execute(
+            select(UploadSession.owner, UploadSession.last_seen, UploadSession.replica)
+            .where(
+                UploadSession.repository == repository, UploadSession.session == upstream_session
+            )
+            .limit(1)
+        )
+    ).first()
+    return None if row is None else Opened(str(row[0]), row[1], row[2])
 
 
 async def holder(session: AsyncSession, repository: str, upstream_session: str) -> str | None:

@@ -2,11 +2,13 @@
 
 "The gate decides, the kernel moves the bytes": when the registry's filesystem storage is
 mounted (``upstream_storage_root``), a blob GET is answered with sendfile from the registry's
-own data file, after the upstream has confirmed (by HEAD) that the blob belongs to this
-repository and has the size the file has. A redirect to object storage (a registry on S3) goes
-to the client as it is, so the bytes go from the store to the client; with ``blob_redirects =
-"proxy"`` the gatekeeper follows it and streams them instead (``proxy.redirects``: without the
-upstream's credentials, the client's ``Range`` passed on). Otherwise the bytes are streamed
+own data file, once the repository's link to the blob (``proxy.registry_files``) says it belongs
+to this repository, without a round trip to the registry; a blob without that link is asked
+of the registry by HEAD as before (and served by sendfile if it confirms the file's size).
+A redirect to object storage (a registry on S3) goes to the client as it is, so the bytes go
+from the store to the client; with ``blob_redirects = "proxy"`` the gatekeeper follows it and
+streams them instead (``proxy.redirects``: without the upstream's credentials, the client's
+``Range`` passed on). Otherwise the bytes are streamed
 through the gatekeeper. Whatever the path, the gate has decided before the upstream is asked.
 
 A ``Range`` the blob cannot satisfy is answered here, 416 with ``Content-Range: bytes */<size>``,
@@ -23,7 +25,7 @@ from pathlib import Path
 from aiohttp import ClientResponse, web
 from multidict import CIMultiDict
 
-from proxy import gate, ranges, remote_failures
+from proxy import gate, ranges, registry_files, remote_failures
 from proxy.context import info
 from proxy.errors import Code, OCIError
 from proxy.forward import relay, request_headers, response_headers
@@ -45,15 +47,6 @@ log = logging.getLogger("gatekeeper.blobs")
 FILE_HEADERS = ("Docker-Content-Digest", "Content-Type")
 
 
-def blob_data_path(root: Path, digest: str) -> Path:
-    """The registry's layout: ``docker/registry/v2/blobs/<alg>/<2 hex>/<hex>/data``.
-
-    ``digest`` has been validated (known algorithm, hex only), so no path trick can get in.
-    """
-    algorithm, _, encoded = digest.partition(":")
-    return root / "docker/registry/v2/blobs" / algorithm / encoded[:2] / encoded / "data"
-
-
 async def get(request: web.Request) -> web.StreamResponse:
     record = info(request)
     record.action = "blob.pull"
@@ -62,11 +55,43 @@ async def get(request: web.Request) -> web.StreamResponse:
     await gate.check_blob(request, name, digest, present=upstream_has(request, name, digest))
     root = services(request).settings.upstream_storage_root
     wanted = request.headers.get("Range")
+    if root is not None:
+        served = _from_files(request, name, digest, root, wanted)
+        if served is not None:
+            return served
     if root is not None or wanted is not None:
         served = await _from_storage(request, name, digest, root, wanted)
         if served is not None:
             return served
     return await _relay(request, name, digest)
+
+
+def _from_files(
+    request: web.Request, name: str, digest: str, root: Path, wanted: str | None
+) -> web.StreamResponse | None:
+    """The blob by sendfile when the registry's files say this repository holds it, with no
+    round trip: the answer the registry's own HEAD would have given. None to ask it."""
+    size = registry_files.blob_size(root, name, digest)
+    if size is None or (wanted is not None and not ranges.single(wanted)):
+        return None
+    _check_range(wanted, size)
+    headers = CIMultiDict({"Docker-Content-Digest": digest, "Content-Length": str(size)})
+    served = _sendfile(registry_files.blob_data_path(root, digest), headers)
+    if served is not None:
+        info(request).decision = f"{info(request).decision}:sendfile"
+    return served
+
+
+def _check_range(wanted: str | None, size: int) -> None:
+    """A ``Range`` naming no byte of the blob is answered 416 here (the registry's is
+    malformed)."""
+    if wanted is not None and not ranges.satisfiable(wanted, size):
+        raise OCIError(
+            Code.RANGE_NOT_SATISFIABLE,
+            f"the range {wanted[:60]!r} names no byte of this {size}-byte blob",
+            {"range": wanted[:60], "size": size},
+            headers={"Content-Range": f"bytes */{size}"},
+        )
 
 
 async def _from_storage(
@@ -87,16 +112,11 @@ async def _from_storage(
         # ours: the GET of the usual way gives the registry's own answer.
         return None
     size = headers.get("Content-Length", "")
-    if wanted is not None and size.isdigit() and not ranges.satisfiable(wanted, int(size)):
-        raise OCIError(
-            Code.RANGE_NOT_SATISFIABLE,
-            f"the range {wanted[:60]!r} names no byte of this {size}-byte blob",
-            {"range": wanted[:60], "size": int(size)},
-            headers={"Content-Range": f"bytes */{size}"},
-        )
+    if size.isdigit():
+        _check_range(wanted, int(size))
     if root is None or (wanted is not None and not ranges.single(wanted)):
         return None
-    served = _sendfile(blob_data_path(root, digest), headers)
+    served = _sendfile(registry_files.blob_data_path(root, digest), headers)
     if served is not None:
         record.decision = f"{record.decision}:sendfile"
     return served

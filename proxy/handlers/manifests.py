@@ -4,12 +4,20 @@ Manifests are small (capped), so unlike blobs they are read whole: a pushed mani
 and indexed before the push is acknowledged, and a pulled one is checked against the digest it
 was asked for, so a misbehaving upstream cannot hand out different bytes for a digest.
 
-Conditional requests (``If-None-Match``) are answered here, after the gate: the upstream is
-always asked for the manifest itself, so a ``304`` can never confirm a quarantined digest.
+A manifest asked for by digest is content-addressed: when the registry's storage is mounted
+(``upstream_storage_root``) and the repository holds it, it is read from the registry's own
+file, checked against its digest, and answered without a round trip (``proxy.registry_files``);
+the gate decides exactly as for one fetched from the registry. A tag can move, so it is always
+asked of the registry, and so is anything the files cannot answer alone (a missing link, a
+media type the client did not list in ``Accept``: the registry's own negotiation then applies).
+
+Conditional requests (``If-None-Match``) are answered here, after the gate: the gatekeeper
+always has the manifest itself in hand, so a ``304`` can never confirm a quarantined digest.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import replace
 
@@ -17,13 +25,13 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from oci.cosign_tags import read_cosign_tag
-from proxy import gate, remote_failures
+from proxy import gate, registry_files, remote_failures
 from proxy.context import info
 from proxy.errors import Code, OCIError
 from proxy.forward import read_at_most, request_headers, response_headers
 from proxy.handlers.common import public, repository, scopes
 from proxy.names import check_reference, is_digest
-from proxy.oci import parse_manifest, sha256_digest
+from proxy.oci import MANIFEST_TYPES, parse_manifest, sha256_digest
 from proxy.state import Services, services
 from proxy.upstream import v2_path
 from storage import content, verdicts
@@ -79,6 +87,12 @@ async def get(request: web.Request) -> web.StreamResponse:
     reference = _reference(request)
     svc = services(request)
     limit = svc.settings.max_manifest_bytes
+    root = svc.settings.upstream_storage_root
+    if root is not None and is_digest(reference):
+        body = registry_files.manifest(root, name, reference, limit)
+        media_type = _declared_type(body) if body is not None else None
+        if body is not None and media_type is not None and _accepts(request, media_type):
+            return await _stored(request, name, reference, body, media_type)
     forwarded = request_headers(request)
     for header in CONDITIONAL:
         forwarded.popall(header, None)
@@ -119,6 +133,53 @@ async def get(request: web.Request) -> web.StreamResponse:
     if head:
         return web.Response(status=resp.status, headers=headers)
     return web.Response(status=resp.status, body=body, headers=headers)
+
+
+async def _stored(
+    request: web.Request, name: str, digest: str, body: bytes, media_type: str
+) -> web.StreamResponse:
+    """Answer from the registry's file, with the headers the registry would send."""
+    record = info(request)
+    await gate.check_manifest(request, name, digest)
+    record.decision = f"{record.decision}:stored"
+    headers = CIMultiDict(
+        {
+            "Content-Type": media_type,
+            "Docker-Content-Digest": digest,
+            "Docker-Distribution-API-Version": "registry/2.0",
+            "ETag": f'"{digest}"',
+        }
+    )
+    if _not_modified(request, digest):
+        record.bytes_out = 0
+        return web.Response(status=304, headers=_validators(headers))
+    if request.method == "HEAD":
+        record.bytes_out = 0
+        headers["Content-Length"] = str(len(body))
+        return web.Response(status=200, headers=headers)
+    record.bytes_out = len(body)
+    return web.Response(status=200, body=body, headers=headers)
+
+
+def _declared_type(body: bytes) -> str | None:
+    """The ``mediaType`` the manifest declares (what the registry sends as its
+    ``Content-Type``), if it is a manifest type; else None."""
+    try:
+        declared = json.loads(body).get("mediaType")
+    except (ValueError, AttributeError):
+        return None
+    return declared if declared in MANIFEST_TYPES else None
+
+
+def _accepts(request: web.Request, media_type: str) -> bool:
+    """The client listed ``media_type`` in ``Accept`` (every client that pulls images does);
+    otherwise the registry's own rules for what it sends (or refuses) apply."""
+    listed = {
+        part.split(";", 1)[0].strip().lower()
+        for value in request.headers.getall("Accept", [])
+        for part in value.split(",")
+    }
+    return media_type in listed
 
 
 CONDITIONAL = ("If-None-Match", "If-Match", "If-Modified-Since", "If-Unmodified-Since")

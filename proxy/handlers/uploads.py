@@ -17,6 +17,7 @@ import re
 
 import aiohttp
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from oci.grammar import is_repository_name
 from proxy import gate, upload_offset
@@ -166,18 +167,26 @@ async def _session_call(request: web.Request, action: str, body: bool) -> web.St
         _digest_query(request)
         if "digest" not in request.query:
             raise OCIError(Code.DIGEST_INVALID, "closing an upload needs ?digest=")
-    await sessions.require_owner(request, name, session)
+    fresh = await sessions.require_owner(request, name, session)
     if body:
         await _check_chunk_start(request, name, session)
     closing = request.query.get("digest") if action == "blob.push" else None
 
+    finished: list[bool] = []
+
     async def completed(resp: aiohttp.ClientResponse) -> None:
         # Before the client hears the upload is complete: it may read the blob back at once.
+        # The session is over too: one write transaction for both.
         if closing is not None and resp.status == 201:
-            await sessions.bookkeep(request, fresh_uploads.remember, name, closing)
+            await sessions.bookkeep(request, _pushed, name, closing, session)
+            finished.append(True)
 
     # A long chunk is activity from its start to its end, not only once it is done.
-    alive = sessions.kept_alive(request, name, session) if body else contextlib.nullcontext()
+    alive = (
+        sessions.kept_alive(request, name, session, fresh=fresh)
+        if body
+        else contextlib.nullcontext()
+    )
     async with alive:
         response = await forward(
             request,
@@ -187,11 +196,18 @@ async def _session_call(request: web.Request, action: str, body: bool) -> web.St
             stream_body=body,
             before_relay=completed,
         )
-    if response.status == 404 or (action, response.status) in _SESSION_OVER:
+    over = response.status == 404 or (action, response.status) in _SESSION_OVER
+    if over and not finished:
         await sessions.bookkeep(request, uploads.finish, name, session)
-    elif response.status < 300:
+    elif not over and response.status < 300:
         await sessions.bookkeep(request, uploads.touch, name, session, sessions.holder(request))
     return response
+
+
+async def _pushed(db: AsyncSession, name: str, digest: str, upstream_session: str) -> None:
+    """A closing PUT succeeded: the blob is fresh for reading back, the session is over."""
+    await fresh_uploads.remember(db, name, digest)
+    await uploads.finish(db, name, upstream_session)
 
 
 # The answers after which the upstream holds no session any more.

@@ -41,6 +41,7 @@ SMOKE = Options(
     push_kib=8,
     max_requests=5000,
     database="sqlite",
+    workers=2,
     keep_workdir=False,
     results_dir=None,
 )
@@ -49,7 +50,9 @@ SMOKE = Options(
 def test_mixed_load_has_no_errors_and_one_row_per_request(
     registry: Registry, tmp_path: Path
 ) -> None:
-    gatekeeper = make_gatekeeper(tmp_path / "gk", registry.url, extra_env=dict(GATEKEEPER_ENV))
+    # Two serving processes and a verifying one, as the bench's --workers 2 runs it.
+    env = {**GATEKEEPER_ENV, "GATEKEEPER_WORKERS": str(SMOKE.workers)}
+    gatekeeper = make_gatekeeper(tmp_path / "gk", registry.url, extra_env=env)
     try:
         images = seed(registry.url, SMOKE.images, SMOKE.blob_kib << 10)
         first_pulls(gatekeeper.url, images)

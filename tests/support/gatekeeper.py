@@ -163,6 +163,9 @@ def make_gatekeeper(
         "GATEKEEPER_AUTH__ENABLED": "false",
         "GATEKEEPER_AUTH__KEY_ENCRYPTION_KEY": TEST_KEY_ENCRYPTION_KEY,
         "GATEKEEPER_VERIFICATION__POLL_SECONDS": "0.1",
+        # One process, as the tests were written for (signals, pids, a crash kills the server);
+        # tests/e2e/test_workers.py runs several.
+        "GATEKEEPER_WORKERS": "1",
     }
     if storage_root is not None:
         env["GATEKEEPER_UPSTREAM_STORAGE_ROOT"] = str(storage_root)

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from proxy.upload_sessions import PruneClock
 from storage import replicas, uploads
 from storage.models import UploadOwner, UploadSession
 from storage.replicas import Holder
@@ -36,10 +37,13 @@ async def reserve(
     idle: timedelta = HOUR,
     holder: Holder = HERE,
 ) -> int | None:
+    """A reservation, and the prune the proxy runs beside it when due."""
     async with db() as session, session.begin():
-        return await uploads.reserve(
+        reservation = await uploads.reserve(
             session, owner, "repo/a", limit=limit, idle=idle, holder=holder
         )
+        await uploads.prune(session, idle)
+        return reservation
 
 
 async def test_the_limit_is_per_owner(db: async_sessionmaker[Any]) -> None:
@@ -228,9 +232,61 @@ async def test_holder_names_who_opened_a_session_in_its_repository(
         await uploads.bind(session, reservation, "uuid-1", HERE)
     async with db() as session:
         assert await uploads.holder(session, "repo/a", "uuid-1") == "alice"
+        opened = await uploads.opened(session, "repo/a", "uuid-1")
+        assert opened is not None and (opened.owner, opened.replica) == ("alice", HERE.replica)
+        assert await uploads.opened(session, "repo/b", "uuid-1") is None
         assert await uploads.holder(session, "repo/b", "uuid-1") is None
         assert await uploads.holder(session, "repo/a", "uuid-2") is None
     async with db() as session, session.begin():
         await uploads.finish(session, "repo/a", "uuid-1")
     async with db() as session:
         assert await uploads.holder(session, "repo/a", "uuid-1") is None
+
+
+def test_pruning_waits_unless_a_batch_was_full() -> None:
+    now = [100.0]
+    clock = PruneClock(every=5.0, clock=lambda: now[0])
+    assert clock.due()
+    clock.done(more=False)
+    assert not clock.due()
+    now[0] += 4.9
+    assert not clock.due()
+    now[0] += 0.2
+    assert clock.due()
+    clock.done(more=True)  # a full batch: more idle rows may wait, so again at once
+    assert clock.due()
+
+
+async def test_prune_says_when_its_batch_was_full(
+    db: async_sessionmaker[Any], clock: Clock
+) -> None:
+    idle = timedelta(minutes=5)
+    for i in range(uploads.PRUNE_BATCH + 1):
+        async with db() as session, session.begin():
+            await uploads.reserve(session, f"10.1.0.{i}", "repo/a", limit=3, idle=idle, holder=HERE)
+    clock.advance(idle * 2)
+    async with db() as session, session.begin():
+        assert await uploads.prune(session, idle) is True
+    async with db() as session, session.begin():
+        assert await uploads.prune(session, idle) is False
+
+
+async def test_a_late_heartbeat_never_loses_a_session(
+    db: async_sessionmaker[Any], clock: Clock
+) -> None:
+    """A replica whose heartbeat is late (overloaded, not gone) stops counting its sessions,
+    but a reservation by the same owner elsewhere does not delete them: the client's next
+    request on one, through any replica, still finds it its own."""
+    gone_after = timedelta(seconds=15)
+    here = Holder(HERE.replica, gone_after)
+    late = Holder("replica-2", gone_after)
+    await _beat(db, late)
+    reservation = await reserve(db, limit=2, holder=late)
+    assert reservation is not None
+    async with db() as session, session.begin():
+        await uploads.bind(session, reservation, "u1", late)
+    clock.advance(gone_after + timedelta(seconds=1))
+    await _beat(db, here)
+    assert await reserve(db, limit=2, holder=here) is not None
+    async with db() as session:
+        assert await uploads.holder(session, "repo/a", "u1") == "alice"

@@ -1,8 +1,9 @@
 """Pick a decompressor by magic bytes, not by media type (which clients get wrong), and meter it.
 
-gzip goes through zlib-ng (about twice as fast as stdlib zlib at reading real layers: 397 vs
-185 MB/s of compressed input on an 81 MB tar.gz on the development machine), falling back to
-stdlib ``gzip`` when it is not installed. zstd through ``zstandard``. Anything else is read as a
+gzip goes through ISA-L (``isal``), which measured about 10% less CPU per byte than zlib-ng on a
+183 MB tar.gz of a virtualenv (247 against 224 MB/s of compressed input per CPU-second, best of
+three), itself about twice as fast as stdlib zlib; without ``isal`` it falls back to zlib-ng,
+then to stdlib ``gzip``. zstd through ``zstandard``. Anything else is read as a
 plain tar. :class:`Meter` enforces the size, ratio and time limits on the decompressed side, so
 a bomb is stopped after at most one read past the limit.
 """
@@ -54,7 +55,31 @@ class CorruptStream(ScanError):
         self.rule_id = rule_id
 
 
+def _decoder_errors() -> tuple[type[Exception], ...]:
+    """What a damaged stream raises: zlib's and gzip's errors (``BadGzipFile`` is an
+    ``OSError``), and ISA-L's own, which derives from neither."""
+    try:
+        from isal.isal_zlib import error as isal_error
+    except ImportError:  # pragma: no cover - depends on the environment
+        return (OSError, zlib.error, ValueError)
+    return (OSError, zlib.error, ValueError, cast(type[Exception], isal_error))
+
+
+DECODER_ERRORS = _decoder_errors()
+
+
 def _gzip_reader(fileobj: IO[bytes]) -> Readable:
+    """The fastest gzip reader installed; all three have ``gzip.GzipFile``'s API and errors
+    (``BadGzipFile``, ``EOFError``, ``zlib.error``-like), which :class:`Meter` turns into
+    findings."""
+    try:
+        from isal.igzip import IGzipFile
+    except ImportError:  # pragma: no cover - depends on the environment
+        return _zlib_ng_reader(fileobj)
+    return IGzipFile(fileobj=fileobj, mode="rb")  # type: ignore[no-untyped-call]
+
+
+def _zlib_ng_reader(fileobj: IO[bytes]) -> Readable:
     try:  # optional accelerator with the same API
         from zlib_ng.gzip_ng import GzipNGFile
     except ImportError:  # pragma: no cover - depends on the environment
@@ -126,7 +151,7 @@ class Meter:
             data = self._inner.read(size)
         except EOFError as exc:  # gzip: "Compressed file ended before the end-of-stream marker"
             raise CorruptStream("layer.truncated", f"compressed stream ends early: {exc}") from exc
-        except (OSError, zlib.error, ValueError) as exc:  # BadGzipFile is an OSError
+        except DECODER_ERRORS as exc:
             raise CorruptStream("layer.corrupt", f"{exc.__class__.__name__}: {exc}") from exc
         except Exception as exc:
             if exc.__class__.__module__.startswith("zstandard"):

@@ -1,0 +1,198 @@
+"""Waking the processes that wait on the database, instead of each polling it.
+
+Two things wait: an idle verification worker (for a job to be queued) and a pull held while
+its image is verified (for the verdict). Both used to read the database on a timer; with
+serving and verifying in different processes (``gatekeeper serve --workers N``) or machines,
+the timer was the latency. Now whoever queues a job or changes a verdict sends a wake-up on a
+channel (:data:`JOBS`, :data:`VERDICTS`), and every waiter on it, in any process, reads the
+database at once. The timers stay, as a safety net for a lost wake-up (and for a retry queued
+for later), not as the way work is noticed.
+
+- **PostgreSQL**: ``LISTEN``/``NOTIFY`` on a connection of its own (asyncpg), so every
+  process and machine on the database hears every wake-up.
+- **SQLite** (one host): each process binds a Unix datagram socket in a directory beside the
+  database file (``<file>.wake/``), and a wake-up is one datagram to each socket there;
+  a socket whose process is gone is removed by the first sender that finds it dead.
+- **In memory** (tests): this process only.
+
+A wake-up carries nothing but its channel: the database stays the only truth, so a forged or
+lost datagram can cause at most one extra read, or a wait until the safety net's timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger("gatekeeper.wakeups")
+
+JOBS = "gatekeeper_jobs"
+"""A verification job was queued."""
+VERDICTS = "gatekeeper_verdicts"
+"""An image's verdict changed."""
+CHANNELS = (JOBS, VERDICTS)
+
+
+class Wakeups:
+    """Local listeners per channel, and the transport to the other processes."""
+
+    def __init__(self) -> None:
+        self._listeners: dict[str, list[Callable[[], None]]] = {c: [] for c in CHANNELS}
+
+    def listen(self, channel: str, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the event loop) on every wake-up of ``channel``."""
+        self._listeners[channel].append(callback)
+
+    @contextlib.contextmanager
+    def waiting(self, channel: str) -> Iterator[asyncio.Event]:
+        """An event set by each wake-up of ``channel`` while the ``with`` lasts."""
+        event = asyncio.Event()
+        self._listeners[channel].append(event.set)
+        try:
+            yield event
+        finally:
+            self._listeners[channel].remove(event.set)
+
+    def deliver(self, channel: str) -> None:
+        for callback in list(self._listeners.get(channel, ())):
+            callback()
+
+    async def notify(self, channel: str) -> None:
+        """Wake every waiter on ``channel``: this process's now, the others' by the transport.
+        Never raises: a wake-up that cannot be sent leaves the waiters to their timers."""
+        self.deliver(channel)
+        try:
+            await self._send(channel)
+        except Exception as exc:
+            log.debug("wake-up on %s not sent: %s", channel, exc)
+
+    async def _send(self, channel: str) -> None:
+        """This process only."""
+
+    async def start(self) -> None:
+        """Start hearing the other processes."""
+
+    async def close(self) -> None:
+        """Stop hearing them."""
+
+
+class SocketWakeups(Wakeups):
+    """One host: a Unix datagram socket per process in a shared directory."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__()
+        self._directory = directory
+        # Short: a socket's path must fit in 107 bytes.
+        self._path = directory / f"{uuid.uuid4().hex[:12]}.sock"
+        self._sock: socket.socket | None = None
+
+    async def start(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            self._directory.mkdir(mode=0o700, exist_ok=True)
+            sock.setblocking(False)
+            sock.bind(str(self._path))
+        except OSError as exc:  # a path too long, a read-only directory
+            sock.close()
+            log.warning("no wake-up socket (waiters fall back to their timers): %s", exc)
+            return
+        self._sock = sock
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._receive)
+
+    def _receive(self) -> None:
+        assert self._sock is not None
+        while True:
+            try:
+                data = self._sock.recv(64)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            self.deliver(data.decode(errors="replace"))
+
+    async def _send(self, channel: str) -> None:
+        if self._sock is None:
+            return
+        data = channel.encode()
+        for name in os.listdir(self._directory):
+            path = self._directory / name
+            if path == self._path or not name.endswith(".sock"):
+                continue
+            try:
+                self._sock.sendto(data, str(path))
+            except (ConnectionRefusedError, FileNotFoundError):
+                with contextlib.suppress(OSError):
+                    path.unlink()  # its process is gone
+            except (BlockingIOError, OSError):
+                continue  # a full queue already has a wake-up waiting in it
+
+    async def close(self) -> None:
+        if self._sock is None:
+            return
+        asyncio.get_running_loop().remove_reader(self._sock.fileno())
+        self._sock.close()
+        self._sock = None
+        with contextlib.suppress(OSError):
+            self._path.unlink()
+
+
+class PostgresWakeups(Wakeups):
+    """Every process on the database: ``LISTEN``/``NOTIFY`` on a connection of its own."""
+
+    def __init__(self, dsn: str) -> None:
+        super().__init__()
+        self._dsn = dsn
+        self._conn: Any = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        import asyncpg
+
+        try:
+            self._conn = await asyncpg.connect(self._dsn)
+            for channel in CHANNELS:
+                await self._conn.add_listener(channel, self._heard)
+        except Exception as exc:  # an unreachable server, a URL option asyncpg refuses
+            log.warning("no LISTEN connection (waiters fall back to their timers): %s", exc)
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    await self._conn.close()
+            self._conn = None
+
+    def _heard(self, _conn: Any, _pid: int, channel: str, _payload: str) -> None:
+        self.deliver(channel)
+
+    async def _send(self, channel: str) -> None:
+        if self._conn is None:
+            return
+        async with self._lock:
+            # Heard by this process too: waiters read the database once more, harmlessly.
+            await self._conn.execute("SELECT pg_notify($1, '')", channel)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+            self._conn = None
+
+
+def for_database(database_url: str) -> Wakeups:
+    """The transport that reaches every process on ``database_url``."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "postgresql":
+        plain = url.set(drivername="postgresql")
+        return PostgresWakeups(plain.render_as_string(hide_password=False))
+    database = url.database
+    if url.get_backend_name() == "sqlite" and database and database != ":memory:":
+        path = Path(database)
+        return SocketWakeups(path.with_name(path.name + ".wake"))
+    return Wakeups()
