@@ -89,6 +89,16 @@ class Versioned:
     version: str
 
 
+class Noted(list[Finding]):
+    """Findings (a list like any verifier's) with a note on what the check established beyond
+    them (who signed an image that passed), kept as the outcome's detail for the admin API and
+    the console. A list, so every caller that reads findings keeps working."""
+
+    def __init__(self, findings: list[Finding], note: str) -> None:
+        super().__init__(findings)
+        self.note = note
+
+
 @dataclass(frozen=True)
 class Descriptor:
     """A blob or manifest the image manifest points at."""

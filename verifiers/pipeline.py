@@ -22,7 +22,15 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from verifiers.base import Finding, Image, Skipped, SourceUnavailable, Verifier, Versioned
+from verifiers.base import (
+    Finding,
+    Image,
+    Noted,
+    Skipped,
+    SourceUnavailable,
+    Verifier,
+    Versioned,
+)
 
 log = logging.getLogger("gatekeeper.verifiers")
 
@@ -81,6 +89,8 @@ async def run_one(verifier: Verifier, image: Image, timeout: float) -> Outcome:
         return done("skipped", detail=result.reason, exempt=result.exempt)
     if isinstance(result, Versioned):
         return done("ok", result.findings, version=result.version)
+    if isinstance(result, Noted):
+        return done("ok", result, detail=result.note[:500])
     return done("ok", result)
 
 
@@ -93,6 +103,17 @@ def applies(verifier: Verifier, image: Image, required: Collection[str]) -> bool
     return not image.is_index or bool(getattr(verifier, "checks_indexes", False))
 
 
+def with_needs(verifiers: Sequence[Verifier], required: Collection[str]) -> frozenset[str]:
+    """``required`` and what those verifiers need to have run beside them (``needs``): the
+    ``vulnerabilities`` check matches the package inventory, which only the ``inventory``
+    verifier stores, for advisory imports to re-match later and for ``gatekeeper sbom``."""
+    wanted = set(required)
+    for verifier in verifiers:
+        if verifier.name in required:
+            wanted.update(getattr(verifier, "needs", ()))
+    return frozenset(wanted)
+
+
 async def run_pipeline(
     image: Image,
     verifiers: Sequence[Verifier],
@@ -101,9 +122,10 @@ async def run_pipeline(
     *,
     required: Collection[str],
 ) -> list[Outcome]:
-    """The verifiers that apply (:func:`applies`), all at once; outcomes in the order the
-    verifiers were given."""
-    chosen = [v for v in verifiers if applies(v, image, required)]
+    """The verifiers that apply (:func:`applies`) to what ``required`` names and needs
+    (:func:`with_needs`), all at once; outcomes in the order the verifiers were given."""
+    running = with_needs(verifiers, required)
+    chosen = [v for v in verifiers if applies(v, image, running)]
     return list(
         await asyncio.gather(*(run_one(v, image, timeouts.get(v.name, default)) for v in chosen))
     )

@@ -195,6 +195,19 @@ async def test_only_required_verifiers_run_and_unrequired_leave_no_outcome() -> 
     )
     assert [o.verifier for o in outcomes] == ["wanted"] and ran == ["wanted"]
     assert await run_pipeline(image({}), [Recording("plugin")], {}, 5.0, required=set()) == []
+    # What a required verifier needs beside it runs too (vulnerabilities -> inventory).
+    needy = Recording("vulnerabilities")
+    needy.needs = ("inventory",)  # type: ignore[attr-defined]
+    ran.clear()
+    both = await run_pipeline(
+        image({}),
+        [Recording("inventory"), needy, Recording("plugin")],
+        {},
+        5.0,
+        required={"vulnerabilities"},
+    )
+    assert [o.verifier for o in both] == ["inventory", "vulnerabilities"]
+    assert sorted(ran) == ["inventory", "vulnerabilities"]
 
 
 def test_applies_to_an_index_only_what_checks_indexes_and_is_required() -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from verifiers.base import Finding, Image, RepositoryView, Severity, Skipped
+from verifiers.base import Finding, Image, Noted, RepositoryView, Severity, Skipped
 from verifiers.registry_names import RegistryNames
 from verifiers.signatures.context import Context
 from verifiers.signatures.cosign import signature_tag
@@ -126,7 +126,9 @@ class SignatureVerifier:
         report = await self.examine(image)
         if isinstance(report, Skipped):
             return report
-        return report.findings(self.name)
+        signers = sorted(report.signed_by)
+        note = f"signed by {', '.join(signers)}" if report.passed and signers else ""
+        return Noted(report.findings(self.name), note)
 
     async def examine(self, image: Image, now: datetime | None = None) -> Report | Skipped:
         rule = self.policy.rule_for(image.repository)

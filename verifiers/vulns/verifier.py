@@ -35,6 +35,9 @@ class VulnerabilityVerifier:
     """One finding per (package, advisory); rule id = advisory id, so waivers name it."""
 
     name = NAME
+    needs = ("inventory",)
+    """Run beside it: the inventory verifier stores the inventory this one matches, which an
+    advisory import re-matches later without reading a layer."""
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         self._scanner = InventoryVerifier(options)

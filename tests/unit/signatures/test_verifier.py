@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from tests.support import cosign
 from tests.support.ocihttp import digest_of
 from tests.unit.signatures.fakes import REGISTRY, FakeRepository
-from verifiers.base import Finding, Severity, Skipped
+from verifiers.base import Finding, Noted, Severity, Skipped
 from verifiers.registry_names import RegistryNames
 from verifiers.signatures import SignatureVerifier
 
@@ -102,7 +102,10 @@ def image(name: str) -> tuple[FakeRepository, str]:
 async def test_valid_key_signature_passes(world: World) -> None:
     repo, digest = image("keys/app")
     repo.sign(digest, cosign.key_signature(world.bot, repo.reference(), digest))
-    assert await run(world, repo, digest) == []
+    found = await run(world, repo, digest)
+    assert found == []
+    # Who signed is kept as the outcome's detail (the console shows it).
+    assert isinstance(found, Noted) and found.note == "signed by bot"
 
 
 async def test_no_signature(world: World) -> None:
