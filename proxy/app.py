@@ -20,6 +20,7 @@ from config.public_names import public_hosts
 from config.settings import Settings
 from proxy import origins
 from proxy.admin.routes import add_admin
+from proxy.attest import keys as attest_keys
 from proxy.audit import (
     AuditWriter,
     access_log,
@@ -28,6 +29,7 @@ from proxy.audit import (
     begin_on_prepare,
     build_middleware,
 )
+from proxy.audit_ledger import Ledger
 from proxy.audit_spool import Spool, directory_for, replay
 from proxy.auth.http import AUTH, build_auth_middleware
 from proxy.auth.service import AuthService
@@ -35,6 +37,7 @@ from proxy.clientaddr import build_forwarded_middleware
 from proxy.connections import CONNECTIONS, ConnectionLimits, OnRefused, limit_label
 from proxy.errors import Code, OCIError, envelope, error_middleware
 from proxy.events import EventBus
+from proxy.handlers.keys import GATEKEEPER_KEYS
 from proxy.hostheader import host_middleware, warn_if_host_derived
 from proxy.live_policies import LivePolicies
 from proxy.metrics import Metrics
@@ -263,6 +266,9 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             # First: a key source that is missing or unsafe stops the start before anything
             # else is running (proxy/auth/keystore.py).
             auth = await AuthService.create(settings.auth, db) if settings.auth.enabled else None
+            # The gatekeeper's own key (checkpoints, summaries): a bad key file stops the
+            # start here too (proxy/attest/keys.py).
+            keys = await attest_keys.load(settings, db, create=True)
         except BaseException:
             await engine.dispose()
             raise
@@ -274,8 +280,11 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             settings.audit.spool_sync_seconds,
         )
         spool.open()
-        await replay(spool.directory, spool.name, db, settings.audit.batch_size)
-        writer = AuditWriter(db, settings.audit, metrics.audit_backlog_failures.inc, spool)
+        app[GATEKEEPER_KEYS] = keys
+        ledger = Ledger(db, keys.signer, settings.audit.checkpoint_interval_seconds)
+        await ledger.open()
+        await replay(spool.directory, spool.name, db, settings.audit.batch_size, ledger)
+        writer = AuditWriter(db, settings.audit, metrics.audit_backlog_failures.inc, spool, ledger)
         metrics.watch_audit(lambda: writer.backlog, settings.audit.max_buffered)
         metrics.watch_connections(lambda: app[CONNECTIONS].open)
         writer.start()

@@ -16,6 +16,7 @@ from config.settings import ConfigError, Settings
 from config.text import VisibleFormatter, visible
 from proxy.cli_admin import add_admin_commands
 from proxy.cli_advisories import add_advisories_command
+from proxy.cli_audit_chain import add_audit_chain_commands
 from proxy.cli_config import add_config, config_path, settings_for
 from proxy.cli_doctor import add_doctor_command
 from proxy.cli_login import add_login_commands
@@ -287,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--limit", "-n", type=int, default=100)
     audit.add_argument("--json", action="store_true", help="one JSON object per line")
     audit.set_defaults(func=cmd_audit)
+    add_audit_chain_commands(audit, sub)
 
     add_waiver_commands(add_admin_commands(sub))
     add_login_commands(sub)

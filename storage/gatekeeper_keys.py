@@ -51,9 +51,7 @@ class StoredKey:
 async def all_keys(session: AsyncSession) -> list[StoredKey]:
     """Every stored key, the active one first, then newest first."""
     rows = (
-        await session.scalars(
-            select(GatekeeperKeyRow).order_by(GatekeeperKeyRow.created_at.desc())
-        )
+        await session.scalars(select(GatekeeperKeyRow).order_by(GatekeeperKeyRow.created_at.desc()))
     ).all()
     keys = [
         StoredKey(
