@@ -9,7 +9,11 @@ once committed. It does not start an HTTP server: the request path's share of th
 
 Each run writes ``--rows`` rows through a fresh writer into a database that already holds
 ``--preload`` rows (so the look-ups of the chain's head and of request ids already there meet
-a table of some size), and reports rows/s; the median of ``--repeat`` runs is the figure.
+a table of some size), and reports rows/s; the median of ``--repeat`` runs is the figure. Two
+writers alternate in one run, on one database: the baseline writes rows unchained (the write
+path before issue 18, ``AuditWriter`` without a ledger), the other chains and checkpoints them
+as ``gatekeeper serve`` does (a checkpoint every second, so several land in each run). The
+figure is ``ratio`` = chained / baseline; the goal is at least 0.9.
 
 Usage: ``python -m bench.audit_bench [--database sqlite|postgres] [--rows 50000]``
 """
@@ -31,8 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import AuditSettings
+from proxy.attest.dsse import Signer
 from proxy.audit import AuditWriter
+from proxy.audit_ledger import Ledger
 from proxy.audit_spool import Spool
+from proxy.auth.keyring import generate
 from storage.audit import AccessRecord
 from storage.db import create_engine, sessionmaker, upgrade
 from tests.support import postgres
@@ -64,11 +71,18 @@ def _row(n: int) -> AccessRecord:
     )
 
 
-async def _write(db: Any, rows: int, settings: AuditSettings, spool_dir: Path) -> float:
-    """Seconds from the first submit to the last row committed."""
+async def _write(
+    db: Any, rows: int, settings: AuditSettings, spool_dir: Path, *, chained: bool
+) -> float:
+    """Seconds from the first submit to the last row committed (and, chained, the stop's
+    checkpoint signed)."""
     spool = Spool(spool_dir / uuid.uuid4().hex[:8], settings.spool_sync_seconds)
     spool.open()
-    writer = AuditWriter(db, settings, None, spool)
+    ledger = None
+    if chained:
+        ledger = Ledger(db, Signer.of(generate()), interval_seconds=1.0)
+        await ledger.open()
+    writer = AuditWriter(db, settings, None, spool, ledger)
     records = [_row(n) for n in range(rows)]
     writer.start()
     started = time.perf_counter()
@@ -91,18 +105,28 @@ async def run(url: str, args: argparse.Namespace, workdir: Path) -> dict[str, An
             flush_interval_seconds=0.5, batch_size=args.batch_size, spool_dir=workdir / "spool"
         )
         if args.preload:
-            await _write(db, args.preload, settings, workdir / "spool")
-        rates = []
-        for _ in range(args.repeat):
-            elapsed = await _write(db, args.rows, settings, workdir / "spool")
-            rates.append(args.rows / elapsed)
+            await _write(db, args.preload, settings, workdir / "spool", chained=True)
+        rates: dict[str, list[float]] = {"baseline": [], "chained": []}
+        for n in range(args.repeat):
+            # Alternate which goes first, so a machine getting busier favours neither.
+            order = ("baseline", "chained") if n % 2 == 0 else ("chained", "baseline")
+            for name in order:
+                spool = workdir / "spool"
+                elapsed = await _write(db, args.rows, settings, spool, chained=name == "chained")
+                rates[name].append(args.rows / elapsed)
+        baseline = statistics.median(rates["baseline"])
+        chained = statistics.median(rates["chained"])
         return {
             "database": args.database,
             "rows": args.rows,
             "preload": args.preload,
             "batch_size": args.batch_size,
-            "rates": [round(r) for r in rates],
-            "median_rows_per_second": round(statistics.median(rates)),
+            "baseline_rates": [round(r) for r in rates["baseline"]],
+            "chained_rates": [round(r) for r in rates["chained"]],
+            "baseline_rows_per_second": round(baseline),
+            "chained_rows_per_second": round(chained),
+            "ratio": round(chained / baseline, 3),
+            "goal": 0.9,
         }
     finally:
         await engine.dispose()

@@ -21,6 +21,7 @@ from config.settings import Settings
 from proxy import origins
 from proxy.admin.routes import add_admin
 from proxy.attest import keys as attest_keys
+from proxy.attest.publisher import SummaryPublisher
 from proxy.audit import (
     AuditWriter,
     access_log,
@@ -316,6 +317,17 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             policies,
             on_incomplete=metrics.verifications_incomplete.inc,
         )
+        publisher = None
+        if keys.signer is not None and settings.attestations.summaries:
+            publisher = SummaryPublisher(
+                settings, db, upstream, keys.signer, verification, policies
+            )
+            bus.subscribe(publisher.listener)
+        elif settings.attestations.summaries:
+            log.warning(
+                "verification summaries are not pushed: the gatekeeper has no signing key "
+                "(set a key-encryption key or attestations.signing_key_file)"
+            )
         remote_client = make_remote_client()
         presence = Presence(db, verification.owner, settings.replicas)
         await presence.start()
@@ -366,6 +378,8 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
         policies.start()
         webhooks.start()
         scheduler.start()
+        if publisher is not None:
+            publisher.start()
         app[BACKGROUND] = _Background(verification, scheduler, presence)
         log.info(
             "gatekeeper ready: upstream %s, verifiers %s, %d policies",
@@ -385,6 +399,8 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
         try:
             yield
         finally:
+            if publisher is not None:
+                await publisher.close()
             await scheduler.close()
             await policies.close()
             if mirror_client is not None:

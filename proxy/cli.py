@@ -27,6 +27,7 @@ from proxy.cli_signatures import add_signature_commands
 from proxy.cli_token_keys import add_token_key_command
 from proxy.cli_users import UsageError
 from proxy.cli_users import add_commands as add_user_commands
+from proxy.cli_vsa import add_vsa_commands
 from proxy.cli_waivers import add_waiver_commands
 
 
@@ -288,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--limit", "-n", type=int, default=100)
     audit.add_argument("--json", action="store_true", help="one JSON object per line")
     audit.set_defaults(func=cmd_audit)
-    add_audit_chain_commands(audit, sub)
+    add_audit_chain_commands(audit)
 
     add_waiver_commands(add_admin_commands(sub))
     add_login_commands(sub)
@@ -300,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_token_key_command(sub)
     add_prefetch_command(sub)
     add_user_commands(sub)
+    add_vsa_commands(sub)
 
     enroll = sub.add_parser(
         "enroll", help="queue verification of every image already in the upstream registry"

@@ -4,7 +4,8 @@
 database, or of an export with only the public key, and names the first row that was changed,
 deleted, inserted or reordered (exit 1). ``export`` writes JSON lines a third party verifies
 offline. ``prune`` is the retention: it deletes old rows only up to a signed checkpoint, so
-what stays still verifies. ``keys`` prints the gatekeeper's public key.
+what stays still verifies. ``keys --gatekeeper`` (registered with ``keys``, whose plain form
+lists the signers the gatekeeper trusts) prints the gatekeeper's own public key.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ def _config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help=HELP, default=argparse.SUPPRESS)
 
 
-def add_audit_chain_commands(audit: argparse.ArgumentParser, sub: Any) -> None:
-    """``audit verify|export|prune`` under the ``audit`` query command, and ``keys``."""
+def add_audit_chain_commands(audit: argparse.ArgumentParser) -> None:
+    """``audit verify|export|prune`` under the ``audit`` query command."""
     commands = audit.add_subparsers(dest="audit_command", metavar="{verify,export,prune}")
     check = commands.add_parser(
         "verify",
@@ -68,16 +69,6 @@ def add_audit_chain_commands(audit: argparse.ArgumentParser, sub: Any) -> None:
     _config(prune)
     prune.add_argument("--before", required=True, type=_time, help="ISO 8601")
     prune.set_defaults(func=cmd_prune)
-
-    keys = sub.add_parser(
-        "keys",
-        help="the gatekeeper's public key (summaries and audit checkpoints verify with it)",
-        description="Print the active public key as PEM (its kid on stderr), or with --json "
-        "every key still vouched for, as /keys/gatekeeper.json serves them.",
-    )
-    _config(keys)
-    keys.add_argument("--json", action="store_true")
-    keys.set_defaults(func=cmd_keys)
 
 
 def _time(value: str) -> datetime:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 
 from config.settings import AuditSettings, Settings
 from proxy.attest import checkpoints as signed
@@ -96,7 +96,7 @@ async def test_inserted_and_reordered_rows_are_named(db: Any, signer: Signer) ->
     await ledger.open()
     await _write(db, ledger, 4)
     async with db() as session, session.begin():
-        await session.execute(AccessLog.__table__.insert().values(**storable(record(99))))
+        await session.execute(insert(AccessLog).values(**storable(record(99))))
         rows = (await session.scalars(select(AccessLog).order_by(AccessLog.id))).all()
         inserted = rows[-1].id
     report = await _verify(db, signer)
