@@ -38,7 +38,7 @@ from config.auth import AuthSettings
 from config.policy import Policy
 from config.remotes import LOCAL, PrefetchSettings, Remote
 from config.scheduling import AdvisoriesSettings, RescanSettings
-from config.vouch import AttestationSettings, VexSettings
+from config.vouch import AttestationSettings
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/gatekeeper.db"
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -323,8 +323,6 @@ class Settings(BaseSettings):
     """The web console (``/ui/``)."""
     attestations: AttestationSettings = AttestationSettings()
     """The gatekeeper's own signing key and the verification summaries it pushes."""
-    vex: VexSettings = VexSettings()
-    """OpenVEX documents accepted from files and the keys policies may trust for VEX."""
 
     @field_validator("listen")
     @classmethod

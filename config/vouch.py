@@ -1,5 +1,5 @@
-"""Settings for what the gatekeeper vouches for: the key it signs with, the verification
-summaries it pushes, and the VEX documents it accepts.
+"""Settings for what the gatekeeper vouches for: the key it signs with and the verification
+summaries it pushes (``[attestations]``).
 
 The gatekeeper signs two things with one key of its own: a verification summary attestation
 for every image that passes (pushed to the registry as a referrer of the image), and the
@@ -9,16 +9,10 @@ database under the same key-encryption key (``[auth]``), or in a PEM file of its
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Self
 
-from pydantic import BaseModel, Field, field_validator, model_validator
-
-from config.remotes import check_patterns
-from config.text import PlainText
-
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+from pydantic import BaseModel, Field, model_validator
 
 
 class AttestationSettings(BaseModel):
@@ -43,7 +37,7 @@ class AttestationSettings(BaseModel):
     """The summaries' ``verifier.id`` (a URI). Unset: ``public_url`` with the path
     ``/gatekeeper``, or ``urn:registry-gatekeeper`` without one."""
     max_attempts: int = Field(default=10, ge=1, le=1000)
-    """Pushes of one summary before it is left ``failed`` (``gatekeeper vsa list`` shows it)."""
+    """Pushes of one summary before it is left ``failed`` (``gatekeeper vsa show`` says so)."""
     retry_base_seconds: float = Field(default=5.0, gt=0, le=3600)
     """Delay before the second attempt, doubling after each failure (at most an hour)."""
 
@@ -52,72 +46,3 @@ class AttestationSettings(BaseModel):
         if self.verification_key_files and self.signing_key_file is None:
             raise ValueError("verification_key_files goes with signing_key_file")
         return self
-
-
-class VexSigner(BaseModel):
-    """A key whose signed OpenVEX attestations a policy may trust (``vex_signers``)."""
-
-    model_config = {"extra": "forbid", "frozen": True}
-
-    name: str
-    key: str | None = None
-    """The PEM of the public key (``cosign.pub``)."""
-    key_file: Path | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, value: str) -> str:
-        if not _NAME.fullmatch(value):
-            raise ValueError("must be letters, digits, '.', '_' or '-' (at most 100)")
-        return value
-
-    @model_validator(mode="after")
-    def _one_key(self) -> Self:
-        if (self.key is None) == (self.key_file is None):
-            raise ValueError("give the public key as key (PEM) or key_file, one of the two")
-        return self
-
-    def pem(self) -> bytes:
-        if self.key is not None:
-            return self.key.encode()
-        assert self.key_file is not None
-        return self.key_file.read_bytes()
-
-
-class VexDocument(BaseModel):
-    """An OpenVEX document kept beside the settings (reviewed like them)."""
-
-    model_config = {"extra": "forbid", "frozen": True}
-
-    file: Path
-    """The OpenVEX JSON document."""
-    scope: str = "*"
-    """The repositories (one glob) its statements apply in."""
-    note: PlainText | None = None
-
-    @field_validator("scope")
-    @classmethod
-    def _check_scope(cls, value: str) -> str:
-        return check_patterns([value])[0]
-
-
-class VexSettings(BaseModel):
-    """Where VEX documents come from besides the admin API (``[vex]``)."""
-
-    model_config = {"extra": "forbid"}
-
-    signers: list[VexSigner] = Field(default_factory=list)
-    """Keys a policy may name in ``vex_signers``: an OpenVEX attestation signed by one of them
-    and attached to an image as a referrer counts for that image under that policy."""
-    documents: list[VexDocument] = Field(default_factory=list)
-    """OpenVEX documents from files, read at start-up."""
-    max_document_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
-    """Largest OpenVEX document (or attestation bundle) read, from any source."""
-
-    @field_validator("signers")
-    @classmethod
-    def _unique_names(cls, value: list[VexSigner]) -> list[VexSigner]:
-        names = [s.name for s in value]
-        if len(set(names)) != len(names):
-            raise ValueError("each VEX signer name may appear only once")
-        return value
