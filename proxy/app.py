@@ -21,7 +21,7 @@ from config.settings import Settings
 from proxy import origins
 from proxy.admin.routes import add_admin
 from proxy.attest import keys as attest_keys
-from proxy.attest.publisher import SummaryPublisher
+from proxy.attest.publisher import SummaryPublisher, SummaryRecorder
 from proxy.audit import (
     AuditWriter,
     access_log,
@@ -319,10 +319,11 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
         )
         publisher = None
         if keys.signer is not None and settings.attestations.summaries:
-            publisher = SummaryPublisher(
-                settings, db, upstream, keys.signer, verification, policies
+            publisher = SummaryPublisher(settings, db, upstream, verification)
+            recorder = SummaryRecorder(
+                settings, db, keys.signer, policies.match, wake=publisher.wake
             )
-            bus.subscribe(publisher.listener)
+            bus.subscribe(recorder.listener)
         elif settings.attestations.summaries:
             log.warning(
                 "verification summaries are not pushed: the gatekeeper has no signing key "

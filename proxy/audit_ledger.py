@@ -22,7 +22,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from config.settings import Settings
 from proxy.attest import checkpoints
+from proxy.attest import keys as attest_keys
 from proxy.attest.chain import GENESIS, payload_hash
 from proxy.attest.dsse import Signer
 from storage import audit_chain
@@ -113,3 +115,13 @@ class Ledger:
 def _payload_hash(envelope: str) -> str:
     """The anchor naming a stored checkpoint: the hash of its signed payload."""
     return payload_hash(base64.b64decode(json.loads(envelope)["payload"]))
+
+
+async def open_ledger(settings: Settings, db: async_sessionmaker[Any]) -> Ledger:
+    """A new chain for a command that writes access-log rows (verdict events) beside the
+    serving gatekeeper: its rows must be chained like the server's, or ``audit verify`` would
+    rightly call them insertions."""
+    keys = await attest_keys.load(settings, db, create=True)
+    ledger = Ledger(db, keys.signer, settings.audit.checkpoint_interval_seconds)
+    await ledger.open()
+    return ledger

@@ -21,17 +21,18 @@ import contextlib
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from yarl import URL
 
+from config.policy import Policy
 from config.settings import Settings
 from proxy.attest import summaries
 from proxy.attest.dsse import Signer
 from proxy.events import VerdictChange
-from proxy.live_policies import LivePolicies
 from proxy.oci import OCI_MANIFEST, parse_manifest
 from proxy.upstream import Upstream, v2_path
 from proxy.verification import VerificationService
@@ -59,26 +60,29 @@ def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-class SummaryPublisher:
-    """Signs summaries on verdict changes and pushes them beside their images."""
+PolicyFor = Callable[[str, str], Policy]
+"""The policy in force for (repository, origin)."""
+
+
+class SummaryRecorder:
+    """Signs a summary when a verdict changes and stores it for the pusher: a listener on the
+    event bus, in ``gatekeeper serve`` and in the commands that change verdicts beside it
+    (``quarantine`` without a server, ``advisories import``), whose summaries the serving
+    gatekeeper's loop then pushes."""
 
     def __init__(
         self,
         settings: Settings,
         db: async_sessionmaker[Any],
-        upstream: Upstream,
         signer: Signer,
-        verification: VerificationService,
-        policies: LivePolicies,
+        policy_for: PolicyFor,
+        wake: Callable[[], None] | None = None,
     ) -> None:
         self._settings = settings
         self._db = db
-        self._upstream = upstream
         self._signer = signer
-        self._verification = verification
-        self._policies = policies
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._policy_for = policy_for
+        self._wake = wake
 
     @property
     def verifier_id(self) -> str:
@@ -120,7 +124,7 @@ class SummaryPublisher:
             if verdict is None:
                 return
             found = await verdicts.findings(session, change.repository, change.digest)
-            policy = self._policies.match(change.repository, verdict.origin)
+            policy = self._policy_for(change.repository, verdict.origin)
             summary = summaries.Summary(
                 change.repository, change.digest, result, change.event, change.time
             )
@@ -135,6 +139,28 @@ class SummaryPublisher:
             )
             bundle = json.dumps(summaries.bundle(self._signer, doc), separators=(",", ":"))
             await attestations.add(session, change.repository, change.digest, result, bundle, now())
+        if self._wake is not None:
+            self._wake()
+
+
+class SummaryPublisher:
+    """Pushes the stored summaries that are due beside their images, retrying with back-off."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: async_sessionmaker[Any],
+        upstream: Upstream,
+        verification: VerificationService,
+    ) -> None:
+        self._settings = settings
+        self._db = db
+        self._upstream = upstream
+        self._verification = verification
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
         self._wakeup.set()
 
     def start(self) -> None:
@@ -265,3 +291,18 @@ class SummaryPublisher:
         ) as resp:
             if resp.status != 201:
                 raise PushError(f"the registry answered {resp.status} to blob {digest}")
+
+
+async def recorder_for(
+    settings: Settings, db: async_sessionmaker[Any], policy_for: PolicyFor
+) -> SummaryRecorder | None:
+    """The recorder of a command that changes verdicts beside the serving gatekeeper (which
+    pushes what it records), or None when summaries are off or there is no key to sign with."""
+    from proxy.attest import keys as attest_keys
+
+    if not settings.attestations.summaries:
+        return None
+    keys = await attest_keys.load(settings, db, create=True)
+    if keys.signer is None:
+        return None
+    return SummaryRecorder(settings, db, keys.signer, policy_for)

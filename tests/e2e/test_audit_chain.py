@@ -50,8 +50,15 @@ def test_an_untouched_log_verifies_in_the_database_and_offline(
     stopped: Gatekeeper, tmp_path: Path
 ) -> None:
     gk = stopped
+    # A command that runs the admin API in-process writes its rows into a chain of its own.
+    settings = tmp_path / "gatekeeper.toml"
+    settings.write_text("")  # the database and the rest come from the environment
+    listed = run_cli(gk, "quarantine", "list", "--config", str(settings))
+    assert listed.returncode == 0, listed.stderr
+    assert gk.database.fetch("SELECT COUNT(DISTINCT chain) AS n FROM access_log")[0]["n"] == 2
     code, out = _verify(gk)
     assert code == 0 and out.startswith("audit log verified: "), out
+    assert " in 2 chains" in out, out
     assert "after the newest checkpoint" not in out, out  # the clean stop signed them all
     keys = run_cli(gk, "keys", "--gatekeeper")
     assert keys.returncode == 0, keys.stderr
