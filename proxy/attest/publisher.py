@@ -23,6 +23,7 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from importlib import metadata
 from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -49,7 +50,17 @@ FAILING = {"quarantined", "requarantined", "release-expired"}
 IDENTITY = "gatekeeper"
 """Who pushed a summary, in the access log and the verification queue."""
 LEASE = timedelta(seconds=60)
-VERSION = "0.1.0"
+
+
+def _version() -> str:
+    """The installed package's version (the summaries' ``verifier.version``)."""
+    try:
+        return metadata.version("registry-gatekeeper")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+VERSION = _version()
 
 
 class PushError(Exception):
