@@ -246,6 +246,11 @@ class ChainCheck:
                         f"position {state.expected - 1}",
                     )
                 )
+        for chain, last in self._newest.items():
+            if chain not in self._states and last > 0:
+                # No row left before or after its newest checkpoint: all were pruned (or
+                # deleted, which a checkpoint cannot tell apart; the count says how many).
+                report.pruned[chain] = last
         report.problems.sort(key=lambda p: (p.row is None, p.row or 0))
         return report
 

@@ -11,7 +11,8 @@ it is about is. The gatekeeper's own summary gets no exemption from the gate, so
 hostile pusher could imitate (a media type, an annotation) opens the gate either.
 
 Summaries are made for images and indexes only, never for artifacts (signatures, SBOMs, the
-summaries themselves).
+summaries themselves), and only for images of the registry itself (``local`` origin): one
+fetched from a remote is served by a pull-through registry, which takes no pushes.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from yarl import URL
 
 from config.policy import Policy
+from config.remotes import LOCAL
 from config.settings import Settings
 from proxy.attest import summaries
 from proxy.attest.dsse import Signer
@@ -132,7 +134,9 @@ class SummaryRecorder:
             ):
                 return  # never vouched for: nothing to take back
             verdict = await verdicts.get(session, change.repository, change.digest)
-            if verdict is None:
+            if verdict is None or verdict.origin != LOCAL:
+                # An image from a remote is served by a pull-through registry, which takes
+                # no pushes: its summary could never be stored beside it.
                 return
             found = await verdicts.findings(session, change.repository, change.digest)
             policy = self._policy_for(change.repository, verdict.origin)

@@ -10,6 +10,7 @@ public key the gatekeeper serves.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,15 @@ def test_an_untouched_log_verifies_in_the_database_and_offline(
     )
     done = run_cli(gk, "audit", "verify", "--export", str(export), "--key", str(other), env=offline)
     assert done.returncode == 1 and "does not verify" in done.stdout, done.stdout
+    # Retention: every row is older than the cut, but only rows up to a signed checkpoint go,
+    # and what is left verifies from it.
+    cut = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+    pruned = run_cli(gk, "audit", "prune", "--before", cut)
+    assert pruned.returncode == 0, pruned.stderr
+    assert pruned.stdout.count("deleted positions up to") == 2, pruned.stdout
+    assert gk.database.fetch("SELECT COUNT(*) AS n FROM access_log")[0]["n"] == 0
+    code, out = _verify(gk)
+    assert code == 0 and "were pruned (verified from a checkpoint)" in out, out
 
 
 def _rows(gk: Gatekeeper) -> list[dict[str, Any]]:
