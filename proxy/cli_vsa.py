@@ -50,6 +50,7 @@ def add_vsa_commands(sub: Any) -> None:
     verify.add_argument("--registry", metavar="URL", help="e.g. https://gatekeeper.example")
     verify.add_argument("--token", help="a bearer token for the registry")
     verify.add_argument("--digest", help="with a FILE: the image digest it must be about")
+    _config(verify)  # unused (only the key is trusted), accepted like every command's
     verify.set_defaults(func=cmd_verify)
 
 
