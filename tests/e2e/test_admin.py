@@ -73,9 +73,6 @@ def gk(
         "GATEKEEPER_POLICIES": json.dumps(POLICIES),
         "GATEKEEPER_VERIFIERS": json.dumps(verifiers),
         "GATEKEEPER_ADMIN_TOKEN": TOKEN,
-        # This module counts the manifests of a repository; the verification summaries pushed
-        # beside passing images would be counted too (they are tests/e2e/test_vsa.py's).
-        "GATEKEEPER_ATTESTATIONS__SUMMARIES": "false",
     }
     with running_gatekeeper(tmp_path_factory.mktemp("admin"), registry.url, env) as gatekeeper:
         yield gatekeeper

@@ -42,6 +42,7 @@ def gk(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "GATEKEEPER_POLICIES": json.dumps(POLICIES),
         "GATEKEEPER_VERIFIERS": json.dumps({"config-sanity": {}}),
         "GATEKEEPER_ADMIN_TOKEN": TOKEN,
+        "GATEKEEPER_ATTESTATIONS__SUMMARIES": "true",  # off by default in tests
     }
     with running_gatekeeper(tmp_path_factory.mktemp("vsa"), registry.url, env) as started:
         yield started

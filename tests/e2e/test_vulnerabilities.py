@@ -52,9 +52,6 @@ def tapped(
             ]
         ),
         "GATEKEEPER_VERIFIERS": json.dumps({"inventory": {}, "vulnerabilities": {}}),
-        # This module counts every read of the upstream; the verification summaries pushed
-        # beside passing images (and their own verification) are tests/e2e/test_vsa.py's.
-        "GATEKEEPER_ATTESTATIONS__SUMMARIES": "false",
     }
     gatekeeper = make_gatekeeper(tmp_path_factory.mktemp("vulns"), tap.url, extra_env=env)
     yield gatekeeper, tap
