@@ -38,6 +38,7 @@ from config.auth import AuthSettings
 from config.policy import Policy
 from config.remotes import LOCAL, PrefetchSettings, Remote
 from config.scheduling import AdvisoriesSettings, RescanSettings
+from config.vouch import AttestationSettings
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/gatekeeper.db"
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -75,6 +76,12 @@ class AuditSettings(BaseModel):
     this is (its writes are in the kernel already); a machine that loses power may lose the
     rows of this last stretch. 0: each row is synced before its response is sent (every
     request then waits for the disk)."""
+    checkpoint_interval_seconds: float = Field(default=300.0, ge=1, le=7 * 24 * 3600)
+    """How often a replica signs a checkpoint of the access log's hash chain (its newest row's
+    position and hash), when rows were added since the last one; each replica also signs one
+    when it stops. Rows after the last checkpoint are protected by the chain only (whoever
+    can write the database could rewrite them all consistently); rows up to it, by the
+    gatekeeper's signature too."""
 
 
 class UploadSettings(BaseModel):
@@ -323,6 +330,8 @@ class Settings(BaseSettings):
     """Images fetched and verified before the first pull, kept warm by the scheduler."""
     console: ConsoleSettings = ConsoleSettings()
     """The web console (``/ui/``)."""
+    attestations: AttestationSettings = AttestationSettings()
+    """The gatekeeper's own signing key and the verification summaries it pushes."""
 
     @field_validator("listen")
     @classmethod

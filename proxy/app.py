@@ -24,6 +24,9 @@ from config.public_names import public_hosts
 from config.settings import Settings
 from proxy import origins
 from proxy.admin.routes import add_admin
+from proxy.attest import keys as attest_keys
+from proxy.attest.keys import GatekeeperKeys
+from proxy.attest.publisher import SummaryPublisher, SummaryRecorder
 from proxy.audit import (
     AuditWriter,
     access_log,
@@ -32,6 +35,7 @@ from proxy.audit import (
     begin_on_prepare,
     build_middleware,
 )
+from proxy.audit_ledger import Ledger
 from proxy.audit_spool import Spool, directory_for, replay
 from proxy.auth.http import AUTH, build_auth_middleware
 from proxy.auth.service import AuthService
@@ -39,6 +43,7 @@ from proxy.clientaddr import build_forwarded_middleware
 from proxy.connections import CONNECTIONS, ConnectionLimits, OnRefused, limit_label
 from proxy.errors import Code, OCIError, envelope, error_middleware
 from proxy.events import EventBus
+from proxy.handlers.keys import GATEKEEPER_KEYS
 from proxy.hostheader import host_middleware, warn_if_host_derived
 from proxy.live_policies import LivePolicies
 from proxy.metrics import Metrics
@@ -276,8 +281,12 @@ def _resources(settings: Settings) -> Callable[[web.Application], AsyncIterator[
             # First: a key source that is missing or unsafe stops the start before anything
             # else is running (proxy/auth/keystore.py).
             auth = await AuthService.create(settings.auth, db) if settings.auth.enabled else None
+            # The gatekeeper's own key (checkpoints, summaries): a bad key file stops the
+            # start here too (proxy/attest/keys.py).
+            keys = await attest_keys.load(settings, db, create=True)
+            app[GATEKEEPER_KEYS] = keys
             metrics = Metrics()
-            writer = await _open_audit(app, settings, db, metrics, stack)
+            writer = await _open_audit(app, settings, db, metrics, keys, stack)
             wiring = await _open_services(settings, engine, db, metrics, writer, stack)
             app[SERVICES] = svc = wiring.services
             if auth is not None:
@@ -288,6 +297,7 @@ def _resources(settings: Settings) -> Callable[[web.Application], AsyncIterator[
                     "and pull"
                 )
             scheduler = _open_scheduler(svc, stack)
+            publisher = _open_summaries(svc, keys, stack)
             # Verdicts decided under another version of their policy (the settings file's,
             # with the stored waivers, for their origin as the settings now give it) are
             # decided again from stored findings (no layer is read) before the first pull is
@@ -298,6 +308,8 @@ def _resources(settings: Settings) -> Callable[[web.Application], AsyncIterator[
             svc.policies.start()
             wiring.webhooks.start()
             scheduler.start()
+            if publisher is not None:
+                publisher.start()
             app[BACKGROUND] = _Background(svc.verification, scheduler, svc.presence)
             _log_ready(settings, wiring.verifiers)
             yield
@@ -310,6 +322,7 @@ async def _open_audit(
     settings: Settings,
     db: async_sessionmaker[Any],
     metrics: Metrics,
+    keys: GatekeeperKeys,
     stack: contextlib.AsyncExitStack,
 ) -> AuditWriter:
     """The access-log writer, after the rows a gatekeeper that did not stop cleanly left in
@@ -321,8 +334,11 @@ async def _open_audit(
     spool.open()
     # Left for the next start to replay if the start fails; a no-op after the writer closed it.
     stack.callback(spool.close, drained=False)
-    await replay(spool.directory, spool.name, db, settings.audit.batch_size)
-    writer = AuditWriter(db, settings.audit, metrics.audit_backlog_failures.inc, spool)
+    # Each row is chained to the one before it, with signed checkpoints (proxy.audit_ledger).
+    ledger = Ledger(db, keys.signer, settings.audit.checkpoint_interval_seconds)
+    await ledger.open()
+    await replay(spool.directory, spool.name, db, settings.audit.batch_size, ledger)
+    writer = AuditWriter(db, settings.audit, metrics.audit_backlog_failures.inc, spool, ledger)
     metrics.watch_audit(lambda: writer.backlog, settings.audit.max_buffered)
     metrics.watch_connections(lambda: app[CONNECTIONS].open)
     writer.start()
@@ -440,6 +456,29 @@ def _open_scheduler(svc: Services, stack: contextlib.AsyncExitStack) -> Schedule
     )
     stack.push_async_callback(scheduler.close)
     return scheduler
+
+
+def _open_summaries(
+    svc: Services, keys: GatekeeperKeys, stack: contextlib.AsyncExitStack
+) -> SummaryPublisher | None:
+    """Signed verification summaries: recorded as verdicts change (on the bus), pushed to the
+    upstream as referrers by a background publisher. None without a signing key."""
+    settings = svc.settings
+    if not settings.attestations.summaries:
+        return None
+    if keys.signer is None:
+        log.warning(
+            "verification summaries are not pushed: the gatekeeper has no signing key "
+            "(set a key-encryption key or attestations.signing_key_file)"
+        )
+        return None
+    publisher = SummaryPublisher(settings, svc.db, svc.upstream, svc.verification)
+    stack.push_async_callback(publisher.close)
+    recorder = SummaryRecorder(
+        settings, svc.db, keys.signer, svc.policies.match, wake=publisher.wake
+    )
+    svc.bus.subscribe(recorder.listener)
+    return publisher
 
 
 def _log_ready(settings: Settings, verifiers: Sequence[Verifier]) -> None:

@@ -32,6 +32,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.settings import AuditSettings
+from proxy.audit_ledger import Ledger
 from proxy.audit_spool import Spool
 from proxy.context import RequestInfo, info
 from proxy.errors import OCI_ERROR, Code, Handler, OCIError, error_response
@@ -51,8 +52,12 @@ class AuditWriter:
         settings: AuditSettings,
         on_failure: Callable[[], None] | None = None,
         spool: Spool | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self._db = db
+        self._ledger = ledger
+        """The hash chain rows are written through (``proxy.audit_ledger``); None writes
+        them unchained (the baseline ``bench/audit_bench.py`` compares with)."""
         self._settings = settings
         self._on_failure = on_failure
         self._spool = spool
@@ -125,6 +130,8 @@ class AuditWriter:
                 self._wakeup.clear()
             if self._spool is not None:
                 self._spool.retry()
+            if self._ledger is not None:
+                await self._ledger.tick(final=self._closing and not self._pending)
             if not self._pending:
                 if self._closing:
                     return
@@ -146,14 +153,22 @@ class AuditWriter:
         batch = [
             self._pending[i] for i in range(min(len(self._pending), self._settings.batch_size))
         ]
+        records = [record for record, _ in batch]
         try:
             async with self._db() as session, session.begin():
-                await insert_records(session, [record for record, _ in batch])
+                if self._ledger is not None:
+                    head = await self._ledger.insert(session, records)
+                else:
+                    await insert_records(session, records)
         except Exception as exc:  # the database's failure must never lose rows
             log.error("access-log write failed (%d rows kept for retry): %s", len(batch), exc)
+            if self._ledger is not None:
+                self._ledger.unsure()
             if self._on_failure is not None:
                 self._on_failure()
             return False
+        if self._ledger is not None:
+            self._ledger.advance(head)
         for _ in batch:
             self._pending.popleft()
         self.written += len(batch)

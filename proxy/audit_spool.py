@@ -39,12 +39,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from storage.audit import AccessRecord, insert_records
+
+if TYPE_CHECKING:
+    from proxy.audit_ledger import Ledger
 
 log = logging.getLogger("gatekeeper.audit")
 
@@ -336,10 +339,18 @@ def orphans(directory: Path, own: str) -> list[Orphan]:
     return found
 
 
-async def replay(directory: Path, own: str, db: async_sessionmaker[Any], batch: int) -> int:
+async def replay(
+    directory: Path,
+    own: str,
+    db: async_sessionmaker[Any],
+    batch: int,
+    ledger: Ledger | None = None,
+) -> int:
     """Write the rows of every gone process's spool to the database, then delete its files;
     returns the rows replayed. Idempotent: a row already there is not added again. A database
-    failure is raised (the start fails) and leaves the files for the next start."""
+    failure is raised (the start fails) and leaves the files for the next start. With
+    ``ledger`` the rows join this process's chain (the gone process's chain ends where its
+    last committed row is)."""
     total = 0
     waiting = orphans(directory, own)
     try:
@@ -347,8 +358,14 @@ async def replay(directory: Path, own: str, db: async_sessionmaker[Any], batch: 
             orphan = waiting[0]
             rows, unfinished = orphan.rows()
             for start in range(0, len(rows), batch):
+                chunk = rows[start : start + batch]
                 async with db() as session, session.begin():
-                    await insert_records(session, rows[start : start + batch])
+                    if ledger is None:
+                        await insert_records(session, chunk)
+                    else:
+                        head = await ledger.insert(session, chunk, replay=True)
+                if ledger is not None:
+                    ledger.advance(head)
             waiting.pop(0).remove(directory)
             total += len(rows)
             log.warning(

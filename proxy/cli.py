@@ -14,6 +14,7 @@ from config.settings import ConfigError, Settings
 from config.text import visible
 from proxy.cli_admin import add_admin_commands
 from proxy.cli_advisories import add_advisories_command
+from proxy.cli_audit_chain import add_audit_chain_commands
 from proxy.cli_config import add_config, config_path, settings_for
 from proxy.cli_doctor import add_doctor_command
 from proxy.cli_login import add_login_commands
@@ -25,6 +26,7 @@ from proxy.cli_signatures import add_signature_commands
 from proxy.cli_token_keys import add_token_key_command
 from proxy.cli_users import UsageError
 from proxy.cli_users import add_commands as add_user_commands
+from proxy.cli_vsa import add_vsa_commands
 from proxy.cli_waivers import add_waiver_commands
 
 
@@ -195,6 +197,7 @@ def _add_audit_command(sub: Any) -> None:
     audit.add_argument("--limit", "-n", type=int, default=100)
     audit.add_argument("--json", action="store_true", help="one JSON object per line")
     audit.set_defaults(func=cmd_audit)
+    add_audit_chain_commands(audit)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -233,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_token_key_command(sub)
     add_prefetch_command(sub)
     add_user_commands(sub)
+    add_vsa_commands(sub)
 
     enroll = sub.add_parser(
         "enroll", help="queue verification of every image already in the upstream registry"

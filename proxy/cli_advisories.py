@@ -63,8 +63,11 @@ def _skipped(reject: Any) -> None:
 
 async def _import(settings: Settings, path: Path) -> tuple[Any, Any]:
     from proxy.advisory_import import import_path, read_limits
+    from proxy.attest.publisher import recorder_for
     from proxy.audit import AuditWriter, audit_listener
+    from proxy.audit_ledger import open_ledger
     from proxy.events import EventBus
+    from proxy.policybook import PolicyBook
     from proxy.rescan import reevaluate_import
     from proxy.webhooks import WebhookDispatcher, make_webhook_client
     from proxy.webhooks.cloudevents import event_source
@@ -79,13 +82,17 @@ async def _import(settings: Settings, path: Path) -> tuple[Any, Any]:
         result = imported.result
         # Only the listeners' recording halves run here: deliveries become rows that the
         # serving gatekeeper's dispatcher sends, audit rows are written before we exit.
-        writer = AuditWriter(db, settings.audit)
+        writer = AuditWriter(db, settings.audit, ledger=await open_ledger(settings, db))
         writer.start()
         client = make_webhook_client()
         hooks = WebhookDispatcher(settings.webhooks, db, client, source=event_source(settings))
         bus = EventBus()
         bus.subscribe(audit_listener(writer, json_log=settings.audit.json_log))
         bus.subscribe(hooks.listener)
+        # FAILED summaries of images this import quarantines (the server pushes them).
+        recorder = await recorder_for(settings, db, PolicyBook(settings.policies).match)
+        if recorder is not None:
+            bus.subscribe(recorder.listener)
         try:
             report = await reevaluate_import(
                 db, result, policies=settings.policies, publish=bus.publish

@@ -76,7 +76,9 @@ def _app(settings: Settings) -> Any:
 
 def _resources(settings: Settings) -> Any:
     async def ctx(app: Any) -> AsyncIterator[None]:
+        from proxy.attest.publisher import recorder_for
         from proxy.audit import AuditWriter, audit_listener
+        from proxy.audit_ledger import open_ledger
         from proxy.events import EventBus
         from proxy.live_policies import LivePolicies
         from proxy.metrics import Metrics
@@ -92,7 +94,7 @@ def _resources(settings: Settings) -> Any:
             stack.push_async_callback(engine.dispose)
             await upgrade(engine)
             db = sessionmaker(engine)
-            writer = AuditWriter(db, settings.audit)
+            writer = AuditWriter(db, settings.audit, ledger=await open_ledger(settings, db))
             writer.start()
             stack.push_async_callback(writer.close)
             session = make_client_session(settings)
@@ -109,6 +111,11 @@ def _resources(settings: Settings) -> Any:
             # decides again; the serving gatekeeper picks them up on its next refresh.
             policies = LivePolicies(settings.policies, db, bus.publish)
             await policies.refresh()
+            # Summaries of what this command releases or re-quarantines: signed and stored
+            # here, pushed by the serving gatekeeper.
+            recorder = await recorder_for(settings, db, policies.match)
+            if recorder is not None:
+                bus.subscribe(recorder.listener)
             # Never started: submit() queues jobs for the serving gatekeeper's workers.
             verification = VerificationService(settings, db, upstream, [], bus, policies)
             app[SERVICES] = Services(

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from config.settings import Settings
@@ -235,13 +236,35 @@ def _run(func: Any) -> Any:
     return run
 
 
+def _keys_or_own(
+    signers: Callable[[argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    """``keys`` shows whom the gatekeeper trusts; ``keys --gatekeeper`` whom others should
+    (``proxy/cli_audit_chain.py``)."""
+
+    def run(args: argparse.Namespace) -> int:
+        if args.gatekeeper:
+            from proxy.cli_audit_chain import cmd_keys as own_keys
+
+            return int(own_keys(args))
+        return signers(args)
+
+    return run
+
+
 def add_signature_commands(sub: Any) -> None:
     """Register ``keys`` and ``verify`` on the main parser's subcommands."""
     keys = sub.add_parser("keys", help="show the signers trusted for a repository (or all rules)")
     add_config(keys)
     keys.add_argument("--repository", "-r", help="show only the rule that applies to it")
     keys.add_argument("--json", action="store_true")
-    keys.set_defaults(func=_run(cmd_keys))
+    keys.add_argument(
+        "--gatekeeper",
+        action="store_true",
+        help="instead: the gatekeeper's own public key (its summaries and audit checkpoints "
+        "verify with it), as PEM, or with --json as /keys/gatekeeper.json serves it",
+    )
+    keys.set_defaults(func=_keys_or_own(_run(cmd_keys)))
 
     verify = sub.add_parser(
         "verify", help="check one image's signatures now, printing each step (no verdict stored)"

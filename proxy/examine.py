@@ -143,6 +143,7 @@ class Examiner:
         )
         archives: dict[str, str] = {}
         seen: set[str] = set()
+        imaged: dict[str, str] = {}
         if declared is not None:
             # The labels say "not an image": only the content may confirm that.
             suspects = [layer.digest for layer in layers]
@@ -154,12 +155,16 @@ class Examiner:
                     archives[digest] = kind
             async with self._db() as session:
                 seen = await content.with_findings(session, _blobs(record))
+                imaged = await content.in_images(
+                    session, record.repository, _blobs(record), besides=record.digest
+                )
         classification = classify(
             is_index=False,
             declared=declared,
             archives=archives,
             image_config=is_image_config(config),
             seen=seen,
+            in_images=imaged,
             allowed=policy.artifact_types,
             policy=policy.name,
         )

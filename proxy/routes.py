@@ -12,7 +12,7 @@ from aiohttp import web
 
 from proxy import health
 from proxy.auth.http import CATALOG, LOGIN, OPEN, token_endpoint
-from proxy.handlers import base, blobs, catalog, manifests, referrers, tags, uploads
+from proxy.handlers import base, blobs, catalog, keys, manifests, referrers, tags, uploads
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Need = str | tuple[str, ...]
@@ -47,6 +47,9 @@ ROUTES: list[tuple[str, str, Handler, Need, str]] = [
     ("GET", "/healthz", health.healthz, OPEN, "health"),
     ("GET", "/readyz", health.readyz, OPEN, "health"),
     ("GET", "/metrics", health.metrics, OPEN, "metrics"),
+    # The public keys of the gatekeeper's own signatures (summaries, audit checkpoints).
+    ("GET", "/keys/gatekeeper.json", keys.get_json, OPEN, "keys.get"),
+    ("GET", "/keys/gatekeeper.pem", keys.get_pem, OPEN, "keys.get"),
 ]
 # Scopes a token challenge names beyond the path's repository: a cross-repository mount also
 # reads the source repository, so the client must be told to ask for both (as Distribution does).

@@ -73,10 +73,10 @@ async def insert_records(session: AsyncSession, records: Sequence[AccessRecord])
     bind = getattr(session, "bind", None)
     dialect = postgresql if bind is not None and bind.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(AccessLog).on_conflict_do_nothing(index_elements=["request_id"])
-    await session.execute(statement, [_storable(record) for record in records])
+    await session.execute(statement, [storable(record) for record in records])
 
 
-def _storable(record: AccessRecord) -> dict[str, Any]:
+def storable(record: AccessRecord) -> dict[str, Any]:
     """The row's values, with NUL characters spelled ``\\x00``: PostgreSQL text cannot hold
     them, and one client-chosen path with ``%00`` in it would otherwise fail its whole batch
     on every retry, stalling the access log (and so, once the buffer fills, every request)."""

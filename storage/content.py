@@ -169,6 +169,37 @@ async def with_findings(session: AsyncSession, blobs: Sequence[str]) -> set[str]
     return seen
 
 
+EMPTY_BLOB = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+"""The OCI empty descriptor's blob, ``{}``: every artifact shares it and it holds nothing."""
+
+
+async def in_images(
+    session: AsyncSession, repository: str, blobs: Sequence[str], besides: str
+) -> dict[str, str]:
+    """Which of ``blobs`` an image manifest of ``repository`` (other than ``besides``) lists,
+    as its config or a layer, each with one such image's digest. An artifact carrying such a
+    blob would be a way out for the image's content whatever its verdict, so it is verified
+    as an image instead (``proxy.examine``). Only this repository counts (a pusher can only
+    mark blobs as image content where it may push), and never the empty ``{}``."""
+    found: dict[str, str] = {}
+    wanted = [b for b in dict.fromkeys(blobs) if b != EMPTY_BLOB]
+    for chunk in _chunks(wanted):
+        rows = await session.execute(
+            select(ManifestRef.digest, Manifest.digest)
+            .join(Manifest, Manifest.id == ManifestRef.manifest_id)
+            .where(
+                ManifestRef.digest.in_(chunk),
+                ManifestRef.kind.in_(("config", "layer")),
+                Manifest.repository == repository,
+                Manifest.digest != besides,
+                or_(Manifest.content_kind.is_(None), Manifest.content_kind == "image"),
+            )
+        )
+        for blob, manifest in rows.all():
+            found.setdefault(str(blob), str(manifest))
+    return found
+
+
 async def holds_on(session: AsyncSession, blobs: Sequence[str]) -> list[Hold]:
     """The holds covering any of ``blobs``, oldest first."""
     found: list[Hold] = []

@@ -109,6 +109,8 @@ class AccessLog(Base):
         Index("ix_access_log_action", "action", "time"),
         Index("ix_access_log_decision", "decision", "time"),
         Index("ix_access_log_digest", "digest", "time"),
+        # The hash chain (migration 0020): a writer finds its chain's head, verify walks it.
+        Index("ix_access_log_chain", "chain", "seq"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -130,6 +132,13 @@ class AccessLog(Base):
     decision: Mapped[str | None] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(64))
+    chain: Mapped[str | None] = mapped_column(String(64))
+    """The chain this row is in: one per access-log writer (a replica's run), or NULL on rows
+    written before the chain existed (``audit_legacy``)."""
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    """The row's position in its chain, from 1 (0 is the chain's opening checkpoint)."""
+    row_hash: Mapped[str | None] = mapped_column(String(64))
+    """SHA-256 over the previous row's hash and this row's content (``proxy/attest/chain.py``)."""
 
 
 class Verdict(Base):

@@ -152,6 +152,7 @@ def classify(
     seen: Collection[str],
     allowed: Collection[str],
     policy: str,
+    in_images: Mapping[str, str] | None = None,
 ) -> Classification:
     """Classify one manifest. ``declared``: :func:`declared_artifact_type`; ``archives``: the
     blobs found to be archives (digest -> format); ``image_config``: the config is one;
@@ -160,7 +161,7 @@ def classify(
         return Classification(Kind.INDEX, None, "an index: each platform image is verified")
     if declared is None:
         return Classification(Kind.IMAGE, None, "an image by its media types")
-    evidence = _image_evidence(archives, image_config, seen)
+    evidence = _image_evidence(archives, image_config, seen, in_images or {})
     if evidence:
         return Classification(
             Kind.IMAGE,
@@ -181,7 +182,12 @@ def classify(
     )
 
 
-def _image_evidence(archives: Mapping[str, str], image_config: bool, seen: Collection[str]) -> str:
+def _image_evidence(
+    archives: Mapping[str, str],
+    image_config: bool,
+    seen: Collection[str],
+    in_images: Mapping[str, str],
+) -> str:
     if archives:
         digest, kind = sorted(archives.items())[0]
         return f"blob {digest} is a {kind} stream"
@@ -189,4 +195,7 @@ def _image_evidence(archives: Mapping[str, str], image_config: bool, seen: Colle
         return "its config is an image config"
     if seen:
         return f"blob {sorted(seen)[0]} carries findings of its own from an earlier verification"
+    if in_images:
+        blob = sorted(in_images)[0]
+        return f"blob {blob} is part of image {in_images[blob]} of this repository"
     return ""

@@ -18,6 +18,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 NONCE_BYTES = 12
 _AAD = b"registry-gatekeeper token signing key\x00"
+ATTESTATION_KEY = b"registry-gatekeeper attestation signing key\x00"
+"""The associated data of the gatekeeper's own signing key (``proxy/attest/keys.py``): a sealed
+token key copied onto its row, or the other way round, does not open."""
 _KEK_ID = b"registry-gatekeeper key-encryption key id\x00"
 
 
@@ -30,15 +33,18 @@ def kek_id(kek: bytes) -> str:
     return hashlib.sha256(_KEK_ID + kek).hexdigest()[:16]
 
 
-def seal(kek: bytes, kid: str, secret: bytes) -> bytes:
-    """``secret`` encrypted under ``kek`` for the key named ``kid``: nonce, then ciphertext."""
+def seal(kek: bytes, kid: str, secret: bytes, *, purpose: bytes = _AAD) -> bytes:
+    """``secret`` encrypted under ``kek`` for the key named ``kid`` (a token key unless
+    ``purpose`` says otherwise): nonce, then ciphertext."""
     nonce = os.urandom(NONCE_BYTES)
-    return nonce + AESGCM(kek).encrypt(nonce, secret, _AAD + kid.encode())
+    return nonce + AESGCM(kek).encrypt(nonce, secret, purpose + kid.encode())
 
 
-def unseal(kek: bytes, kid: str, sealed: bytes) -> bytes:
+def unseal(kek: bytes, kid: str, sealed: bytes, *, purpose: bytes = _AAD) -> bytes:
     try:
-        return AESGCM(kek).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], _AAD + kid.encode())
+        return AESGCM(kek).decrypt(
+            sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], purpose + kid.encode()
+        )
     except (InvalidTag, ValueError) as exc:
         raise SealError(
             f"the signing key {kid} does not open with this key-encryption key"

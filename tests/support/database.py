@@ -67,6 +67,33 @@ class Database:
             return _fetch_sqlite(self.path, query, params or {})
         return run_sync(lambda: _fetch_async(self.url, query, params or {}))
 
+    def execute(self, statement: str, params: Mapping[str, Any] | None = None) -> None:
+        """Run one statement that changes the database and commit it: what an attacker with
+        write access to the database does (tests/e2e/test_audit_chain.py)."""
+        if self.path is not None:
+            _execute_sqlite(self.path, statement, params or {})
+            return
+        run_sync(lambda: _execute_async(self.url, statement, params or {}))
+
+
+def _execute_sqlite(path: Path, query: str, params: Mapping[str, Any]) -> None:
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+            conn.execute(query, dict(params))
+    except sqlite3.Error as exc:
+        raise QueryError(str(exc)) from exc
+
+
+async def _execute_async(url: str, query: str, params: Mapping[str, Any]) -> None:
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(query), dict(params))
+    except (SQLAlchemyError, OSError) as exc:
+        raise QueryError(str(exc)) from exc
+    finally:
+        await engine.dispose()
+
 
 def _fetch_sqlite(path: Path, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
     try:

@@ -119,6 +119,18 @@ def test_content_decides() -> None:
         policy="p",
     )
     assert seen.kind == Kind.IMAGE and "carries findings of its own" in seen.why
+    # A blob an image of the repository lists: the artifact would be a way out for it.
+    imaged = classify(
+        is_index=False,
+        declared=COSIGN,
+        archives={},
+        image_config=False,
+        seen=(),
+        allowed=ALLOWED,
+        policy="p",
+        in_images={"sha256:l": "sha256:img"},
+    )
+    assert imaged.kind == Kind.IMAGE and "part of image sha256:img" in imaged.why
 
 
 @given(
