@@ -306,6 +306,7 @@ def _resources(settings: Settings):  # type: ignore[no-untyped-def]
             bus,
             policies,
             on_incomplete=metrics.verifications_incomplete.inc,
+            on_vex=policies.apply,
         )
         remote_client = make_remote_client()
         presence = Presence(db, verification.owner, settings.replicas)

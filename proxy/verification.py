@@ -16,7 +16,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from config.policy import Policy
 from config.remotes import Remote, origin_of, remote_for
 from config.settings import Settings
-from proxy import incomplete
+from proxy import incomplete, vex_intake
 from proxy.errors import Code, OCIError
 from proxy.eta import Estimate, Throughput, estimate
 from proxy.events import EventBus, VerdictChange
@@ -92,9 +92,12 @@ class VerificationService:
         policies: PolicySource,
         *,
         on_incomplete: Callable[[], None] | None = None,
+        on_vex: Callable[[str], Awaitable[object]] | None = None,
     ) -> None:
         """``on_incomplete`` is called for each image a dead-lettered verification leaves
-        with a failure verdict (the metrics count them)."""
+        with a failure verdict (the metrics count them); ``on_vex`` with the cause, once a VEX
+        referrer's document is stored (it applies the policies again: ``LivePolicies.apply``)."""
+        self._on_vex = on_vex
         self.settings = settings
         self.policies = policies
         """Which policy applies (with the stored waivers), never ``settings.policies``."""
@@ -511,6 +514,9 @@ class VerificationService:
                 if examined.kind == Kind.INDEX
                 else None
             )
+        brought = await self._vex(fetched, examined)
+        if brought is not None:
+            outcomes.append(brought.outcome)
         own = [f for o in outcomes for f in o.findings]
         history = inherited_outcome(examined.inherited, own)
         if history is not None:
@@ -531,6 +537,7 @@ class VerificationService:
             previous=previous,
             expected=expected,
             waiting=examined.waiting,
+            digest=digest,
         )
         findings = [FindingRecord.of(f) for f in own]
         findings += [FindingRecord.of(f, origin) for f, origin in (history or (None, []))[1]]
@@ -551,9 +558,22 @@ class VerificationService:
         assert stored is not None
         await self._announce(stored, old, new, decision, known, outcomes, policy.name)
         await self._spread(repository, digest, own, examined)
+        if brought is not None and brought.stored is not None and self._on_vex is not None:
+            vex = brought.stored
+            await self._on_vex(f"VEX {vex.id} by {vex.author} on {repository}@{vex.subject}")
         blobs = [r.size for r in fetched.record.refs if r.kind in ("config", "layer")]
         self.throughput.observe(sum(blobs) if blobs else None, time.monotonic() - started)
         return await self._current_policy(stored)
+
+    async def _vex(self, fetched: Fetched, examined: Examined) -> vex_intake.Intake | None:
+        """The VEX an artifact about an image brings (``proxy.vex_intake``), checked against
+        the keys the policy of the image it is about trusts."""
+        if examined.kind != Kind.ARTIFACT or fetched.about is None:
+            return None
+        repository = fetched.record.repository
+        trusting = await self.policy_of(repository, fetched.about)
+        reader = UpstreamBlobs(self.upstream, repository)
+        return await vex_intake.intake(self.db, reader, fetched, trusting)
 
     async def _waiting_dependents(self, repository: str, digest: str) -> None:
         """Manifests left pending while this one was being verified are decided again now,
