@@ -26,6 +26,9 @@ MAX_BYTES = 1024 * 1024
 """Largest document read (the settings file's, the admin API's, or a referrer's payload)."""
 MAX_STATEMENTS = 10_000
 MAX_PRODUCTS = 1_000
+MAX_PAIRS = 10_000
+"""(vulnerability, product) pairs in one document, subcomponents counted: each becomes a
+waiver every decision in its scope walks."""
 CONTEXT_PREFIX = "https://openvex.dev/ns"
 
 
@@ -163,6 +166,16 @@ class Document(BaseModel):
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
         return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Self:
+        pairs = sum(
+            (1 + len(s.vulnerability.aliases)) * sum(1 + len(p.subcomponents) for p in s.products)
+            for s in self.statements
+        )
+        if pairs > MAX_PAIRS:
+            raise ValueError(f"statements: more than {MAX_PAIRS} (vulnerability, product) pairs")
+        return self
 
     def time_of(self, statement: Statement) -> datetime:
         """When a statement was made: its own timestamp, else the document's."""

@@ -85,6 +85,14 @@ def test_a_bad_document_is_refused(field: str, value: Any) -> None:
         parse(raw({**document(statement("CVE-5", [IMAGE])), field: value}))
 
 
+def test_too_many_vulnerability_product_pairs_are_refused() -> None:
+    products = [f"pkg:pypi/p{n}" for n in range(1000)]
+    doc = document(*(statement(f"CVE-{n}", products) for n in range(11)))
+    with pytest.raises(VexError, match="more than 10000"):
+        parse(raw(doc))
+    parse(raw(document(*(statement(f"CVE-{n}", products) for n in range(10)))))
+
+
 def test_not_json_too_large_and_too_deep_are_refused() -> None:
     with pytest.raises(VexError, match="not JSON"):
         parse(b"{")
