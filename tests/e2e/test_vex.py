@@ -12,7 +12,9 @@ in-toto statement with an OpenVEX predicate), each declaring CVE-2023-49083 ``no
   copies it), with the document's author, time and justification as the waiver's reason;
 - that one does not travel: the same image in another repository stays DENIED, and the trusted
   signature on a statement naming another repository is refused there (``vex.wrong-subject``);
-- deleting the referrer withdraws it, and the image is quarantined again.
+- deleting the referrer withdraws it, and the image is quarantined again;
+- an admin adds a document for the other repository with ``gatekeeper quarantine vex add``,
+  which lets the image out there, and ``vex withdraw`` quarantines it again.
 """
 
 from __future__ import annotations
@@ -264,3 +266,38 @@ def test_a_trusted_key_releases_the_image_it_names_and_only_there(
     (withdrawn,) = gk.database.fetch("SELECT withdraw_reason FROM vex_documents", {})
     assert withdrawn["withdraw_reason"] == "its referrer manifest was deleted"
     assert ADVISORY in denied(pull(gk, "vex/app", digest))
+
+
+def cli(gk: Gatekeeper, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "proxy", "quarantine", "vex", *args],
+        env={**gk.env, "GATEKEEPER_ADMIN_URL": gk.url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_an_admin_adds_and_withdraws_vex_from_the_command_line(
+    gk: Gatekeeper, quarantined: str, tmp_path: Path
+) -> None:
+    """The image in vex/copy, still quarantined, is let out by a document an admin adds for
+    that repository, and quarantined again when it is withdrawn."""
+    digest = quarantined
+    path = tmp_path / "copy.openvex.json"
+    path.write_text(json.dumps(vex_for(digest, "vex/copy", "Platform team")))
+    added = cli(gk, "add", str(path), "--scope", "vex/copy", "--reason", "reviewed")
+    assert added.returncode == 0, added.stderr
+    assert "by Platform team in vex/copy; " in added.stdout
+    assert "(1 changed, 0 newly quarantined)" in added.stdout, added.stdout
+    assert pull(gk, "vex/copy", digest).status_code == 200
+    row = verdict(gk, "vex/copy", digest)
+    assert row is not None and row["trigger"].startswith("VEX "), row
+    vex_id = added.stdout.split(":", 1)[0].removeprefix("VEX ")
+
+    listed = cli(gk, "list")
+    assert listed.returncode == 0 and "vex/copy" in listed.stdout, listed.stdout
+    gone = cli(gk, "withdraw", vex_id, "--reason", "the parser is reachable after all")
+    assert gone.returncode == 0, gone.stderr
+    assert "(1 changed, 1 newly quarantined)" in gone.stdout, gone.stdout
+    assert ADVISORY in denied(pull(gk, "vex/copy", digest))
