@@ -10,6 +10,12 @@ applied again, so the subject is decided again from its stored findings; one tha
 an ``info`` finding on the referrer naming the reason (``vex.unsigned``, ``vex.untrusted-key``,
 ``vex.wrong-subject``, ``vex.malformed``) and changes nothing else.
 
+Deleting a referrer manifest withdraws the document it brought (:func:`referrer_deleted`), but
+only a document all of whose statements waive: withdrawing one that says ``affected`` or
+``under_investigation`` could bring back an older ``not_affected`` it overrode, so anyone who
+may delete in the repository could roll a retraction back. Such a document is withdrawn by an
+admin (``POST /vex/{id}/withdraw``), or overridden by a later statement.
+
 The labels only decide whether a manifest is *offered* as VEX: a VEX document can only take
 findings away from an image if its signature verifies, so a mislabelled one is merely not
 believed.
@@ -40,7 +46,7 @@ from verifiers.vex.envelope import (
     is_openvex,
     verify,
 )
-from verifiers.vex.model import MAX_BYTES
+from verifiers.vex.model import MAX_BYTES, VexError, parse
 
 NAME = "vex"
 VERSION = "1"
@@ -150,3 +156,26 @@ async def _read(blobs: UpstreamBlobs, layer: dict[str, Any]) -> bytes:
     if blob is None or "sha256:" + hashlib.sha256(blob).hexdigest() != digest:
         raise Rejected("vex.malformed", f"the VEX layer does not match its digest {digest}")
     return blob
+
+
+DELETED = "its referrer manifest was deleted"
+
+
+async def referrer_deleted(
+    db: async_sessionmaker[Any], repository: str, digest: str, who: str
+) -> StoredVex | None:
+    """Withdraw the document the deleted referrer brought, if it only waives (see the module
+    docstring); the withdrawn document, or None."""
+    async with db() as session, session.begin():
+        found = await vex.of_referrer(session, repository, digest)
+        if found is None or not _only_waives(found.document):
+            return None
+        return await vex.withdraw(session, found.id, who, DELETED)
+
+
+def _only_waives(text: str) -> bool:
+    try:
+        document = parse(text)
+    except VexError:
+        return True  # it waives nothing the policies load: withdrawing it changes nothing
+    return all(s.status.waives for s in document.statements)

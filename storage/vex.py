@@ -161,11 +161,3 @@ async def withdraw(session: AsyncSession, vex_id: int, who: str, reason: str) ->
     if not done.rowcount:  # type: ignore[attr-defined]
         return None
     return await get(session, vex_id)
-
-
-async def withdraw_referrer(
-    session: AsyncSession, repository: str, referrer: str, who: str, reason: str
-) -> StoredVex | None:
-    """Withdraw the document a referrer brought (its manifest was deleted); None if none."""
-    found = await of_referrer(session, repository, referrer)
-    return await withdraw(session, found.id, who, reason) if found is not None else None

@@ -17,7 +17,7 @@ from dataclasses import replace
 from aiohttp import web
 from multidict import CIMultiDict
 
-from proxy import gate, remote_failures
+from proxy import gate, remote_failures, vex_intake
 from proxy.context import info
 from proxy.errors import Code, OCIError
 from proxy.forward import read_at_most, request_headers, response_headers
@@ -26,7 +26,7 @@ from proxy.names import check_reference, is_digest
 from proxy.oci import parse_manifest, sha256_digest
 from proxy.state import Services, services
 from proxy.upstream import v2_path
-from storage import content, verdicts, vex
+from storage import content, verdicts
 from storage.db import DATABASE_ERRORS
 from storage.manifests import ManifestRecord, forget_manifest, get_manifest, record_manifest
 
@@ -257,9 +257,10 @@ async def delete(request: web.Request) -> web.StreamResponse:
     if resp.status == 202 and is_digest(reference):
         async with svc.db() as session, session.begin():
             await forget_manifest(session, name, reference)
-            why = "its referrer manifest was deleted"
-            gone = await vex.withdraw_referrer(session, name, reference, record.identity, why)
+        gone = await vex_intake.referrer_deleted(svc.db, name, reference, record.identity)
         if gone is not None:  # what the VEX let through is decided again without it
-            await svc.policies.apply(f"VEX {gone.id} withdrawn: {why} by {record.identity}")
+            await svc.policies.apply(
+                f"VEX {gone.id} withdrawn: {vex_intake.DELETED} by {record.identity}"
+            )
     record.bytes_out = len(answer)
     return web.Response(status=resp.status, body=answer, headers=out_headers)

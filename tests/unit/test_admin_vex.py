@@ -15,6 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from config.policy import Policy
+from proxy import vex_intake
 from proxy.admin.routes import PREFIX
 from proxy.events import VerdictChange
 from proxy.policybook import PolicyBook
@@ -189,3 +190,35 @@ async def test_a_stored_referrer_counts_only_where_and_while_its_key_is_trusted(
     assert book.match("team/lib").waivers == []  # a referrer speaks for its own repository
     untrusting = trusting.model_copy(update={"vex": None})
     assert PolicyBook([untrusting], (), [stored]).match("team/app").waivers == []
+
+
+async def test_deleting_a_referrer_withdraws_only_a_document_that_only_waives(
+    admin: Client,
+) -> None:
+    """Withdrawing an ``affected`` statement could bring back an older ``not_affected`` it
+    overrode: a referrer's deletion never does that (only an admin withdraws such a one)."""
+    waives = document(statement("CVE-1", [DIGEST]))
+    retracts = document(statement("CVE-1", [DIGEST], "affected"), timestamp="2026-02-01T00:00:00Z")
+    made = {}
+    async with svc(admin).db() as session, session.begin():
+        for name, doc in (("waives", waives), ("retracts", retracts)):
+            made[name] = await vex.add(
+                session,
+                source=vex.REFERRER,
+                scope="team/app",
+                subject=DIGEST,
+                referrer="sha256:" + ("1" if name == "waives" else "2") * 64,
+                signer="sha256:" + "0" * 64,
+                document=json.dumps(doc),
+                author="a",
+                added_by="gatekeeper",
+            )
+    db = svc(admin).db
+    kept = await vex_intake.referrer_deleted(db, "team/app", made["retracts"].referrer or "", "x")
+    assert kept is None
+    gone = await vex_intake.referrer_deleted(db, "team/app", made["waives"].referrer or "", "ci")
+    assert gone is not None and (gone.id, gone.withdrawn_by) == (made["waives"].id, "ci")
+    assert gone.withdraw_reason == vex_intake.DELETED
+    async with db() as session:
+        assert [d.id for d in await vex.active(session)] == [made["retracts"].id]
+    assert await vex_intake.referrer_deleted(db, "team/app", "sha256:" + "3" * 64, "x") is None
