@@ -25,6 +25,7 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,8 @@ TOKEN = "e2e-vex-admin-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 TRUSTED = new_key()
 REPOS = ("vex/app", "vex/copy")
+WRITTEN = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+"""When the test's VEX documents say they were written (they lapse after ``expire_days``)."""
 
 pytestmark = [
     pytest.mark.e2e,
@@ -186,6 +189,7 @@ def vex_for(digest: str, repository: str, author: str) -> dict[str, Any]:
             impact_statement="the PKCS12 parser is never called",
         ),
         author=author,
+        timestamp=WRITTEN,
     )
 
 
@@ -241,7 +245,7 @@ def test_a_trusted_key_releases_the_image_it_names_and_only_there(
     ).json()
     reasons = {w["finding"]: w["reason"] for w in effective["policy"]["waivers"]}
     assert reasons[CVE].endswith(
-        "by ACME PSIRT, 2026-01-01T00:00:00Z: not_affected "
+        f"by ACME PSIRT, {WRITTEN}: not_affected "
         "(vulnerable_code_not_in_execute_path: the PKCS12 parser is never called)"
     ), reasons
 

@@ -14,7 +14,7 @@ document is refused whole with a reason a person can act on, never half-applied.
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -30,6 +30,9 @@ MAX_PAIRS = 10_000
 """(vulnerability, product) pairs in one document, subcomponents counted: each becomes a
 waiver every decision in its scope walks."""
 CONTEXT_PREFIX = "https://openvex.dev/ns"
+SKEW = timedelta(days=1)
+"""How far in the future a timestamp may lie: the latest statement wins, so one dated years
+ahead could never be overridden (and would never lapse)."""
 
 
 class VexError(ValueError):
@@ -60,6 +63,16 @@ class Justification(enum.StrEnum):
 
 def _plain(value: str | None) -> str | None:
     return None if value is None else check_plain(value)
+
+
+def _when(value: datetime | None) -> datetime | None:
+    """Aware (UTC when no offset is written), and not in the future."""
+    if value is None:
+        return None
+    moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+    if moment > datetime.now(UTC) + SKEW:
+        raise ValueError("lies in the future")
+    return moment
 
 
 class Vulnerability(BaseModel):
@@ -131,6 +144,11 @@ class Statement(BaseModel):
     def _plain_text(cls, value: str | None) -> str | None:
         return _plain(value)
 
+    @field_validator("timestamp")
+    @classmethod
+    def _timestamp(cls, value: datetime | None) -> datetime | None:
+        return _when(value)
+
     @model_validator(mode="after")
     def _justified(self) -> Self:
         if self.status == Status.NOT_AFFECTED and not (self.justification or self.impact_statement):
@@ -164,8 +182,10 @@ class Document(BaseModel):
 
     @field_validator("timestamp")
     @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    def _timestamp(cls, value: datetime) -> datetime:
+        moment = _when(value)
+        assert moment is not None
+        return moment
 
     @model_validator(mode="after")
     def _bounded(self) -> Self:
@@ -179,8 +199,7 @@ class Document(BaseModel):
 
     def time_of(self, statement: Statement) -> datetime:
         """When a statement was made: its own timestamp, else the document's."""
-        moment = statement.timestamp or self.timestamp
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return statement.timestamp or self.timestamp
 
 
 def parse(raw: bytes | str) -> Document:

@@ -62,6 +62,7 @@ def test_aliases_and_purl_identifiers_are_kept() -> None:
         ({"products": []}, "products"),
         ({"vulnerability": {"name": "CVE 1"}}, "vulnerability"),
         ({"impact_statement": "fine\u202etxt.exe"}, "impact_statement"),
+        ({"timestamp": "2999-01-01T00:00:00Z"}, "timestamp"),
     ],
 )
 def test_a_bad_statement_is_refused_naming_the_field(change: dict[str, Any], named: str) -> None:
@@ -77,6 +78,7 @@ def test_a_bad_statement_is_refused_naming_the_field(change: dict[str, Any], nam
         ("author", ""),
         ("author", "evil\x1b[2J"),
         ("timestamp", "yesterday"),
+        ("timestamp", "2999-01-01T00:00:00Z"),
         ("statements", []),
     ],
 )
