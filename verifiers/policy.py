@@ -133,10 +133,11 @@ def sort(
     blocking: list[Finding] = []
     waived: list[Finding] = []
     reported: list[Finding] = []
+    waivers = _index(policy.waivers)
     for finding in findings:
         if finding.severity < threshold:
             continue
-        if _waiver_for(finding, policy.waivers, repository, moment, digest):
+        if _waiver_for(finding, waivers, repository, moment, digest):
             waived.append(finding)
         elif finding.fix == "" and _rule(policy, finding.verifier).unfixed == "report":
             reported.append(finding)
@@ -267,30 +268,40 @@ def _rule(policy: Policy, verifier: str) -> VerifierPolicy:
     return policy.verifiers.get(verifier, _DEFAULT_RULE)
 
 
+Waivers = dict[str, list[Waiver]]
+"""A policy's waivers by the finding they name, so each finding costs a few lookups however
+many waivers (VEX statements) the policy holds."""
+
+
+def _index(waivers: Sequence[Waiver]) -> Waivers:
+    index: Waivers = {}
+    for waiver in waivers:
+        index.setdefault(waiver.finding, []).append(waiver)
+    return index
+
+
 def _waiver_for(
     finding: Finding,
-    waivers: Sequence[Waiver],
+    waivers: Waivers,
     repository: str,
     now: datetime,
     digest: str | None = None,
 ) -> Waiver | None:
-    """The first waiver in force covering ``finding``: by its rule id, ``verifier:rule`` or
-    an alias of its advisory, in the repository, and where the waiver is limited to some
-    images or packages, for this image and this package."""
-    aliases: tuple[str, ...] | None = None
-    for waiver in waivers:
-        if waiver.finding not in (finding.rule_id, finding.finding_id):
-            aliases = aliases_of(finding) if aliases is None else aliases
-            if waiver.finding not in aliases:
+    """A waiver in force covering ``finding``: by its rule id, ``verifier:rule`` or an alias
+    of its advisory, in the repository, and where the waiver is limited to some images or
+    packages, for this image and this package."""
+    if not waivers:
+        return None
+    for name in dict.fromkeys((finding.rule_id, finding.finding_id, *aliases_of(finding))):
+        for waiver in waivers.get(name, ()):
+            if waiver.expires is not None and _aware(waiver.expires) <= now:
                 continue
-        if waiver.expires is not None and _aware(waiver.expires) <= now:
-            continue
-        if waiver.digests and digest not in waiver.digests:
-            continue
-        if waiver.packages and not any(package_matches(p, finding) for p in waiver.packages):
-            continue
-        if any(fnmatch.fnmatchcase(repository, p) for p in waiver.repositories):
-            return waiver
+            if waiver.digests and digest not in waiver.digests:
+                continue
+            if waiver.packages and not any(package_matches(p, finding) for p in waiver.packages):
+                continue
+            if any(fnmatch.fnmatchcase(repository, p) for p in waiver.repositories):
+                return waiver
     return None
 
 
