@@ -14,7 +14,8 @@ in-toto statement with an OpenVEX predicate), each declaring CVE-2023-49083 ``no
   signature on a statement naming another repository is refused there (``vex.wrong-subject``);
 - deleting the referrer withdraws it, and the image is quarantined again;
 - an admin adds a document for the other repository with ``gatekeeper quarantine vex add``,
-  which lets the image out there, and ``vex withdraw`` quarantines it again.
+  which lets the image out there, and ``vex withdraw`` quarantines it again;
+- cosign's older layout (the envelope as a layer under the ``sha256-<hex>.att`` tag) works too.
 """
 
 from __future__ import annotations
@@ -39,7 +40,14 @@ from tests.support.layers import config_for, layer
 from tests.support.ocihttp import OCI_MANIFEST, push_image
 from tests.support.registry import Registry
 from tests.support.testdata import OSV_PYPI
-from tests.support.vex import bundle, document, in_toto, push_referrer, statement
+from tests.support.vex import (
+    bundle,
+    document,
+    in_toto,
+    push_attestation_tag,
+    push_referrer,
+    statement,
+)
 from tests.support.webhooks import SECRET, Receiver, check_signature
 
 DIST = Path("/usr/lib/python3/dist-packages/cryptography-38.0.4.dist-info")
@@ -305,3 +313,20 @@ def test_an_admin_adds_and_withdraws_vex_from_the_command_line(
     assert gone.returncode == 0, gone.stderr
     assert "(1 changed, 1 newly quarantined)" in gone.stdout, gone.stdout
     assert ADVISORY in denied(pull(gk, "vex/copy", digest))
+
+
+def test_cosigns_attestation_tag_layout_is_read_too(gk: Gatekeeper, quarantined: str) -> None:
+    """The envelope as a layer of the ``sha256-<hex>.att`` manifest (cosign before bundles),
+    signed by the trusted key, lets the image out of vex/copy (quarantined again above)."""
+    digest = quarantined
+    assert ADVISORY in denied(pull(gk, "vex/copy", digest))
+    payload = in_toto(vex_for(digest, "vex/copy", "ACME PSIRT"), digest, f"{gk.host}/vex/copy")
+    with httpx.Client(base_url=gk.url, timeout=60) as http:
+        push_attestation_tag(http, "vex/copy", digest, TRUSTED, payload)
+    wait_for("the release", lambda: pull(gk, "vex/copy", digest).status_code == 200)
+    (stored,) = gk.database.fetch(
+        "SELECT subject, source FROM vex_documents WHERE scope = 'vex/copy' "
+        "AND withdrawn_at IS NULL",
+        {},
+    )
+    assert (stored["subject"], stored["source"]) == (digest, "referrer")

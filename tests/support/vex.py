@@ -16,11 +16,12 @@ from typing import Any
 
 import httpx
 
-from tests.support.cosign import BUNDLE_TYPE, PrivateKey, _spki, sign
+from tests.support.cosign import BUNDLE_TYPE, PrivateKey, SigLayer, _spki, sign, signature_manifest
 from tests.support.ocihttp import OCI_EMPTY, OCI_MANIFEST, digest_of, push_blob
 
 PREDICATE = "https://openvex.dev/ns"
 INTOTO = "application/vnd.in-toto+json"
+DSSE_TYPE = "application/vnd.dsse.envelope.v1+json"
 
 
 def statement(
@@ -129,6 +130,27 @@ def push_referrer(
         f"/v2/{repo}/manifests/{digest_of(body)}",
         content=body,
         headers={"Content-Type": OCI_MANIFEST},
+    )
+    assert resp.status_code == 201, resp.text
+    return digest_of(body)
+
+
+def push_attestation_tag(
+    client: httpx.Client, repo: str, subject: str, key: PrivateKey, payload: bytes
+) -> str:
+    """cosign's attestation layout before bundles: the DSSE envelope as a layer of the
+    ``sha256-<hex>.att`` manifest, annotated with its predicate type."""
+    content = json.dumps(envelope(key, payload)).encode()
+    layer = SigLayer(content, {"predicateType": PREDICATE})
+    config, manifest = signature_manifest([layer])
+    doc = json.loads(manifest)
+    doc["layers"][0]["mediaType"] = DSSE_TYPE
+    body = json.dumps(doc, separators=(",", ":")).encode()
+    push_blob(client, repo, config)
+    push_blob(client, repo, content)
+    tag = subject.replace(":", "-") + ".att"
+    resp = client.put(
+        f"/v2/{repo}/manifests/{tag}", content=body, headers={"Content-Type": OCI_MANIFEST}
     )
     assert resp.status_code == 201, resp.text
     return digest_of(body)
