@@ -289,19 +289,46 @@ def _waiver_for(
 ) -> Waiver | None:
     """A waiver in force covering ``finding``: by its rule id, ``verifier:rule`` or an alias
     of its advisory, in the repository, and where the waiver is limited to some images or
-    packages, for this image and this package."""
+    packages, for this image and this package. (Run for every finding of every decision: the
+    aliases are read only when no waiver names the finding's own ids.)"""
     if not waivers:
         return None
-    for name in dict.fromkeys((finding.rule_id, finding.finding_id, *aliases_of(finding))):
-        for waiver in waivers.get(name, ()):
-            if waiver.expires is not None and _aware(waiver.expires) <= now:
-                continue
-            if waiver.digests and digest not in waiver.digests:
-                continue
-            if waiver.packages and not any(package_matches(p, finding) for p in waiver.packages):
-                continue
-            if any(fnmatch.fnmatchcase(repository, p) for p in waiver.repositories):
-                return waiver
+    for names in ((finding.rule_id, finding.finding_id), _aliases(finding, waivers)):
+        for name in names:
+            candidates = waivers.get(name)
+            if candidates:
+                found = _in_force(candidates, finding, repository, now, digest)
+                if found is not None:
+                    return found
+    return None
+
+
+def _aliases(finding: Finding, waivers: Waivers) -> tuple[str, ...]:
+    """The finding's aliases, not parsed when none of a few waivers' names is even in its
+    evidence (the common case: a handful of waivers, none about this finding)."""
+    if finding.fix is None:
+        return ()
+    if len(waivers) <= 16 and not any(name in finding.evidence for name in waivers):
+        return ()
+    return aliases_of(finding)
+
+
+def _in_force(
+    candidates: list[Waiver],
+    finding: Finding,
+    repository: str,
+    now: datetime,
+    digest: str | None,
+) -> Waiver | None:
+    for waiver in candidates:
+        if waiver.expires is not None and _aware(waiver.expires) <= now:
+            continue
+        if waiver.digests and digest not in waiver.digests:
+            continue
+        if waiver.packages and not any(package_matches(p, finding) for p in waiver.packages):
+            continue
+        if any(fnmatch.fnmatchcase(repository, p) for p in waiver.repositories):
+            return waiver
     return None
 
 
