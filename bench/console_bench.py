@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import hashlib
 import json
+import os
 import random
 import re
 import statistics
@@ -265,6 +267,9 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
             "GATEKEEPER_DATABASE_URL": url,
             "GATEKEEPER_UPSTREAM_URL": "http://127.0.0.1:9",
             "GATEKEEPER_AUTH__ENABLED": "true",
+            # The token signing key is sealed in the database under a key-encryption key; a
+            # throwaway one per run, like the throwaway database.
+            "GATEKEEPER_AUTH__KEY_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
             "GATEKEEPER_VERIFICATION__WORKERS": "0",
             "GATEKEEPER_AUDIT__JSON_LOG": "false",
             "GATEKEEPER_POLICIES": json.dumps([POLICY.model_dump(mode="json")]),

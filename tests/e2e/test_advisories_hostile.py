@@ -293,7 +293,7 @@ def test_a_sync_skips_bad_records_fails_a_bad_archive_and_fetches_every_url_once
 def test_a_dripping_mirror_is_abandoned_and_blocks_nothing_meanwhile(
     registry: Registry, tmp_path: Path
 ) -> None:
-    deadline = 20.0
+    deadline = 30.0  # long enough for the run below on a loaded machine
     mirror = OsvMirror()
     good = pypi_zip(tmp_path / "good.zip")
     drip = mirror.serve("/Go/all.zip", good.read_bytes(), drip_seconds=1.5)
@@ -320,13 +320,14 @@ def test_a_dripping_mirror_is_abandoned_and_blocks_nothing_meanwhile(
         with httpx.Client(base_url=gk.url, timeout=60) as http:
             for n in range(3):
                 push_image(http, f"drip/app{n}", "v1", [bytes([n]) * 64], image_config())
-        started = time.monotonic()
         done = cli(gk, "rescan", "--repository", "drip/*", "--spread", "0", "--wait", timeout=30)
-        took = time.monotonic() - started
         assert done.returncode == 0, done.stdout + done.stderr
         assert "queued 3/3 images, 3/3 verifications finished" in done.stdout.splitlines()[-1]
+        # Causal, not timed (the machine may be slow): when the run has finished, the download
+        # is still going and has not been abandoned yet.
         assert dripping.dripping == 1, "the run finished only after the dripping download"
-        assert took < deadline / 2
+        row = "SELECT failures FROM advisory_mirrors WHERE display_url = :u"
+        assert [r["failures"] for r in db.fetch(row, {"u": drip})] in ([], [0])
 
         # And the other mirror URL was imported meanwhile.
         wait_until(lambda: imported(gk, fast), 10, "the other mirror URL")

@@ -9,6 +9,7 @@ again, and restarted: every one of those request ids has exactly one row.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import signal
@@ -22,6 +23,7 @@ import pytest
 from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
 from tests.support.ocihttp import OCI_MANIFEST, digest_of, image_config, image_manifest
 from tests.support.registry import Registry
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -99,6 +101,11 @@ class Load:
         self._send(http, "GET", f"/v2/{repo}/blobs/{digest_of(layer)}")
 
 
+def busy(load: Load) -> bool:
+    """Enough requests answered that a kill lands among many in flight."""
+    return len(load.seen) > 20
+
+
 def test_sigkill_under_load_loses_no_access_log_row(registry: Registry, tmp_path: Path) -> None:
     gk = make_gatekeeper(
         tmp_path / "gk",
@@ -112,7 +119,9 @@ def test_sigkill_under_load_loses_no_access_log_row(registry: Registry, tmp_path
         for round_ in range(ROUNDS):
             load = Load(gk, round_)
             load.start()
-            time.sleep(rng.uniform(1.5, 4.0))
+            # Enough traffic first (however slow the machine), then the kill at a random moment.
+            wait_until(functools.partial(busy, load), 60, f"round {round_}: load")
+            time.sleep(rng.uniform(0.0, 2.5))
             gk.stop(signal.SIGKILL)
             load.join()
             assert len(load.seen) > 20, f"round {round_}: too little load ({len(load.seen)})"
