@@ -12,13 +12,22 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import re
 from datetime import datetime
-from typing import Literal
+from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import BaseModel, Field, field_validator
+from packageurl import PackageURL
+from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_validator
 
 from config.remotes import LOCAL, check_origin_name, check_patterns, specificity
 from config.text import PlainText
+from verifiers.signatures.keys import KeyFormatError, PublicKey
+from verifiers.vex.model import MAX_BYTES as VEX_MAX_BYTES
+from verifiers.vex.model import Document, VexError
+from verifiers.vex.model import parse as vex_parse
+
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 class Waiver(BaseModel):
@@ -32,6 +41,103 @@ class Waiver(BaseModel):
     reason: PlainText = Field(min_length=1)
     author: PlainText = Field(min_length=1)
     expires: datetime | None = None
+    digests: list[str] = Field(default_factory=list)
+    """Only these images (manifest digests); empty: every image in ``repositories``. A VEX
+    statement about an image makes such a waiver."""
+    packages: list[str] = Field(default_factory=list)
+    """Only findings about these packages (purls, ``pkg:pypi/cryptography@38.0.4``); empty:
+    every finding of the rule. A VEX statement about a package makes such a waiver."""
+
+    @field_validator("digests")
+    @classmethod
+    def _digests(cls, value: list[str]) -> list[str]:
+        for digest in value:
+            if not DIGEST.fullmatch(digest):
+                raise ValueError(f"{digest!r} is not a sha256 manifest digest")
+        return value
+
+    @field_validator("packages")
+    @classmethod
+    def _purls(cls, value: list[str]) -> list[str]:
+        for purl in value:
+            if not purl.startswith("pkg:") or len(purl) > 1000:
+                raise ValueError(f"{purl!r} is not a package URL (pkg:type/name@version)")
+            try:
+                PackageURL.from_string(purl)
+            except ValueError as exc:
+                raise ValueError(f"{purl!r} is not a package URL ({exc})") from exc
+        return value
+
+    @property
+    def narrowed(self) -> bool:
+        """Limited to some images or packages: not a rule waived for a whole repository."""
+        return bool(self.digests or self.packages)
+
+
+class VexTrust(BaseModel):
+    """Which VEX documents the policy's images accept, and for how long (``[policies.vex]``)."""
+
+    model_config = {"extra": "forbid", "frozen": True}
+
+    keys: list[str] = Field(default_factory=list)
+    """PEM public keys (``cosign.pub``) whose signed VEX referrers of an image (cosign's
+    in-toto attestation with predicate type ``https://openvex.dev/ns``) are believed. A VEX
+    referrer signed by any other key, or unsigned, changes nothing."""
+    key_files: list[Path] = Field(default_factory=list)
+    documents: list[Path] = Field(default_factory=list)
+    """OpenVEX files that apply to the policy's repositories (read at start-up)."""
+    expire_days: float | None = Field(default=None, gt=0)
+    """A VEX waiver lapses this many days after its statement's time; unset, it does not."""
+
+    _keys: tuple[PublicKey, ...] = PrivateAttr(default=())
+    _documents: tuple[tuple[str, Document], ...] = PrivateAttr(default=())
+
+    @model_validator(mode="after")
+    def _load(self) -> Self:
+        keys = []
+        for index, pem in enumerate(self.keys):
+            keys.append(_key(pem.encode(), f"keys.{index}"))
+        for index, path in enumerate(self.key_files):
+            keys.append(_key(_read(path, f"key_files.{index}"), f"key_files.{index}"))
+        docs = []
+        for index, path in enumerate(self.documents):
+            try:
+                docs.append((str(path), vex_parse(_read(path, f"documents.{index}"))))
+            except VexError as exc:
+                raise ValueError(f"documents.{index}: {path}: {exc}") from exc
+        self._keys, self._documents = tuple(keys), tuple(docs)
+        return self
+
+    @property
+    def trusted_keys(self) -> tuple[PublicKey, ...]:
+        return self._keys
+
+    @property
+    def key_ids(self) -> frozenset[str]:
+        return frozenset(k.key_id for k in self._keys)
+
+    @property
+    def parsed_documents(self) -> tuple[tuple[str, Document], ...]:
+        """(path, document) of each settings-file document."""
+        return self._documents
+
+
+def _read(path: Path, where: str) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(VEX_MAX_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(f"{where}: cannot read {path}: {exc.strerror}") from exc
+    if len(data) > VEX_MAX_BYTES:
+        raise ValueError(f"{where}: {path} is larger than {VEX_MAX_BYTES} bytes")
+    return data
+
+
+def _key(pem: bytes, where: str) -> PublicKey:
+    try:
+        return PublicKey.from_pem(pem)
+    except KeyFormatError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
 
 
 class VerifierPolicy(BaseModel):
@@ -120,6 +226,9 @@ class Policy(BaseModel):
     index_signatures_cover_children: bool = True
     """A valid signature on an index also signs the platform images it lists (cosign signs the
     index digest; a client then fetches one child by digest)."""
+    vex: VexTrust | None = None
+    """VEX documents this policy accepts (``[policies.vex]``); unset, only those an admin
+    adds over the API."""
 
     @field_validator("repositories")
     @classmethod
@@ -138,11 +247,18 @@ class Policy(BaseModel):
     @property
     def version(self) -> str:
         """A short content hash: verdicts record which version of a policy decided them.
-        ``origins`` counts only when set, so policies written before origins existed keep
-        their version (and their verdicts are not all decided again on the upgrade)."""
+        ``origins``, ``vex`` and a waiver's ``digests`` and ``packages`` count only when set,
+        so policies written before they existed keep their version (and their verdicts are
+        not all decided again on the upgrade)."""
         content = self.model_dump(mode="json")
         if not content["origins"]:
             del content["origins"]
+        if content["vex"] is None:
+            del content["vex"]
+        for waiver in content["waivers"]:
+            for narrowing in ("digests", "packages"):
+                if not waiver[narrowing]:
+                    del waiver[narrowing]
         canonical = json.dumps(content, sort_keys=True).encode()
         return hashlib.sha256(canonical).hexdigest()[:16]
 

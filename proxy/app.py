@@ -399,6 +399,7 @@ async def _open_services(
         policies,
         on_incomplete=metrics.verifications_incomplete.inc,
         wakeups=wakeups,
+        on_vex=policies.apply,
     )
     presence = Presence(db, verification.owner, settings.replicas)
     stack.push_async_callback(presence.close)

@@ -26,6 +26,7 @@ from proxy.cli_signatures import add_signature_commands
 from proxy.cli_token_keys import add_token_key_command
 from proxy.cli_users import UsageError
 from proxy.cli_users import add_commands as add_user_commands
+from proxy.cli_vex import add_vex_commands
 from proxy.cli_vsa import add_vsa_commands
 from proxy.cli_waivers import add_waiver_commands
 
@@ -226,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     db_up.set_defaults(func=cmd_db_upgrade)
 
     _add_audit_command(sub)
-    add_waiver_commands(add_admin_commands(sub))
+    quarantine = add_admin_commands(sub)
+    add_waiver_commands(quarantine)
+    add_vex_commands(quarantine)
     add_login_commands(sub)
     add_doctor_command(sub)
     add_signature_commands(sub)

@@ -26,7 +26,8 @@ from proxy.cli_admin import (
 )
 
 
-def _applied(result: dict[str, Any]) -> str:
+def applied(result: dict[str, Any]) -> str:
+    """What a change to the policies re-decided (a waiver's, a VEX document's), in a line."""
     done = result["reevaluation"]
     return (
         f"{done['reevaluated']} verdicts decided again from stored findings ({done['changed']} "
@@ -50,7 +51,7 @@ def cmd_waive(client: AdminClient, args: argparse.Namespace) -> None:
     print(
         visible(
             f"waiver {waiver['id']}: {waiver['finding']} in {waiver['scope']}{until} "
-            f"(by {waiver['author']}); {_applied(result)}"
+            f"(by {waiver['author']}); {applied(result)}"
         )
     )
 
@@ -86,7 +87,7 @@ def cmd_withdraw(client: AdminClient, args: argparse.Namespace) -> None:
         return print_json(result)
     waiver = result["waiver"]
     print(visible(f"withdrew waiver {waiver['id']} ({waiver['finding']} in {waiver['scope']})"))
-    print(_applied(result))
+    print(applied(result))
 
 
 def add_waiver_commands(quarantine: Any) -> None:

@@ -147,4 +147,5 @@ def decide_stored(policy: Policy, verdict: VerdictView, outcomes: Sequence[Outco
         outcomes,
         previous=verdict.effective_state(),
         expected=expected_of(verdict),
+        digest=verdict.digest,
     )

@@ -16,7 +16,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from config.policy import Policy
 from config.remotes import Remote, origin_of, remote_for
 from config.settings import Settings
-from proxy import incomplete
+from proxy import incomplete, vex_intake
 from proxy.errors import Code, OCIError
 from proxy.eta import Estimate, Throughput, estimate
 from proxy.events import EventBus, VerdictChange
@@ -124,11 +124,14 @@ class VerificationService:
         *,
         on_incomplete: Callable[[], None] | None = None,
         wakeups: Wakeups | None = None,
+        on_vex: Callable[[str], Awaitable[object]] | None = None,
     ) -> None:
         """``on_incomplete`` is called for each image a dead-lettered verification leaves
         with a failure verdict (the metrics count them). ``wakeups``: how the other
         processes hear of queued jobs and changed verdicts (``proxy.wakeups``; default: this
-        process only)."""
+        process only). ``on_vex`` with the cause, once a VEX referrer's document is stored (it
+        applies the policies again: ``LivePolicies.apply``)."""
+        self._on_vex = on_vex
         self.settings = settings
         self.policies = policies
         """Which policy applies (with the stored waivers), never ``settings.policies``."""
@@ -559,7 +562,8 @@ class VerificationService:
         policy = await self.policy_of(repository, digest)
         fetched = await self.fetch(repository, digest)
         examined = await self.examiner.examine(fetched, policy)
-        checked = await self._check(fetched, policy, examined)
+        brought = await self._vex(fetched, examined)
+        checked = await self._check(fetched, policy, examined, brought)
         async with self.db() as session:
             current = await verdicts.get(session, repository, digest)
             known = {
@@ -575,6 +579,7 @@ class VerificationService:
             previous=current.effective_state() if current is not None else None,
             expected=checked.expected,
             waiting=examined.waiting,
+            digest=digest,
         )
         async with self.db() as session, session.begin():
             record = checked.record(decision, examined)
@@ -584,15 +589,24 @@ class VerificationService:
         assert stored is not None
         await self._announce(stored, old, new, decision, known, checked.outcomes, policy.name)
         await self._spread(repository, digest, checked.own, examined)
+        if brought is not None and brought.stored is not None and self._on_vex is not None:
+            vex = brought.stored
+            await self._on_vex(f"VEX {vex.id} by {vex.author} on {repository}@{vex.subject}")
         blobs = [r.size for r in fetched.record.refs if r.kind in ("config", "layer")]
         self.throughput.observe(sum(blobs) if blobs else None, time.monotonic() - started)
         return await self._current_policy(stored)
 
-    async def _check(self, fetched: Fetched, policy: Policy, examined: Examined) -> Checked:
+    async def _check(
+        self,
+        fetched: Fetched,
+        policy: Policy,
+        examined: Examined,
+        brought: vex_intake.Intake | None,
+    ) -> Checked:
         """Run what applies to the examined content: images and indexes go through the
         pipeline (an index only through the verifiers that check indexes, which is what the
-        policy then expects to have run); findings other images made about its blobs join as
-        the ``history`` outcome."""
+        policy then expects to have run); the outcome of the VEX an artifact brings, if any;
+        findings other images made about its blobs join as the ``history`` outcome."""
         outcomes = [examined.outcome()]
         expected: frozenset[str] | None = frozenset()
         if examined.kind in (Kind.IMAGE, Kind.INDEX):
@@ -603,11 +617,23 @@ class VerificationService:
             )
             incomplete.require_readable(outcomes)
             expected = expected_verifiers(image, self.verifiers, required)
+        if brought is not None:
+            outcomes.append(brought.outcome)
         own = [f for o in outcomes for f in o.findings]
         history = inherited_outcome(examined.inherited, own)
         if history is None:
             return Checked(outcomes, expected, own, [])
         return Checked([*outcomes, history[0]], expected, own, history[1])
+
+    async def _vex(self, fetched: Fetched, examined: Examined) -> vex_intake.Intake | None:
+        """The VEX an artifact about an image brings (``proxy.vex_intake``), checked against
+        the keys the policy of the image it is about trusts."""
+        if examined.kind != Kind.ARTIFACT or fetched.about is None:
+            return None
+        repository = fetched.record.repository
+        trusting = await self.policy_of(repository, fetched.about)
+        reader = UpstreamBlobs(self.upstream, repository)
+        return await vex_intake.intake(self.db, reader, fetched, trusting)
 
     async def _waiting_dependents(self, repository: str, digest: str) -> None:
         """Manifests left pending while this one was being verified are decided again now,

@@ -23,6 +23,7 @@ from verifiers.base import Finding, Severity
 from verifiers.classify import CONTENT
 from verifiers.lifecycle import PULLABLE, State
 from verifiers.pipeline import Outcome, required_here
+from verifiers.vex.match import aliases_of, package_matches
 from verifiers.vulns.assess import package_of
 
 
@@ -116,19 +117,25 @@ class Sorted:
 
 
 def sort(
-    policy: Policy, repository: str, findings: Sequence[Finding], now: datetime | None = None
+    policy: Policy,
+    repository: str,
+    findings: Sequence[Finding],
+    now: datetime | None = None,
+    *,
+    digest: str | None = None,
 ) -> Sorted:
-    """Which findings block under ``policy`` in ``repository`` (also what the pull gate asks
-    of a blob's own findings)."""
+    """Which findings block under ``policy`` for image ``digest`` of ``repository`` (None:
+    an image not known by digest, which waivers limited to some images never cover)."""
     moment = now or datetime.now(UTC)
     threshold = Severity.parse(policy.severity_threshold)
     blocking: list[Finding] = []
     waived: list[Finding] = []
     reported: list[Finding] = []
+    waivers = _index(policy.waivers)
     for finding in findings:
         if finding.severity < threshold:
             continue
-        if _waiver_for(finding, policy.waivers, repository, moment):
+        if _waiver_for(finding, waivers, repository, moment, digest):
             waived.append(finding)
         elif finding.fix == "" and _rule(policy, finding.verifier).unfixed == "report":
             reported.append(finding)
@@ -142,7 +149,9 @@ class Blocking:
     """What blocks under one policy in one repository, as plain values a database filters on
     (the pull gate asks a blob's findings this, per request): a finding blocks if its severity
     is one of ``severities``, no waiver covers it, and it is not an unfixed finding of a
-    verifier whose findings without a fix only report."""
+    verifier whose findings without a fix only report. Waivers limited to some images or
+    packages (VEX statements) are not among ``waived``: a blob's finding they cover leaves
+    with the images decided under them, which weighed it (``storage.content.unweighed``)."""
 
     severities: tuple[str, ...]
     waived: frozenset[str]
@@ -158,7 +167,8 @@ def blocking(policy: Policy, repository: str, now: datetime | None = None) -> Bl
     waived = frozenset(
         w.finding
         for w in policy.waivers
-        if (w.expires is None or _aware(w.expires) > moment)
+        if not w.narrowed  # one limited to some images or packages weighs with its images
+        and (w.expires is None or _aware(w.expires) > moment)
         and any(fnmatch.fnmatchcase(repository, p) for p in w.repositories)
     )
     return Blocking(
@@ -177,14 +187,18 @@ def decide(
     previous: str | None = None,
     expected: Collection[str] | None = None,
     waiting: Sequence[str] = (),
+    digest: str | None = None,
 ) -> Decision:
     """Apply ``policy`` to the outcomes of one pipeline run. ``previous`` is the image's
     current state (None for a first verification): ``on_new_findings`` applies only to images
     that were already pullable. ``waiting``: what the manifest still waits for (an index's
-    children being verified); with nothing else against it, the decision is ``pending``."""
+    children being verified); with nothing else against it, the decision is ``pending``.
+    ``digest``: the image's, for waivers limited to some images (VEX statements)."""
     inputs = Inputs(policy, repository, outcomes, now or datetime.now(UTC), expected)
     reasons = [reason for rule in RULES for reason in rule(inputs)]
-    found = sort(policy, repository, [f for o in outcomes for f in o.findings], inputs.now)
+    found = sort(
+        policy, repository, [f for o in outcomes for f in o.findings], inputs.now, digest=digest
+    )
     notified = only_notifies(policy, found, reasons, previous)
     if found.blocking:
         reasons.append(blocking_reason(found.blocking, notified))
@@ -273,13 +287,64 @@ def _rule(policy: Policy, verifier: str) -> VerifierPolicy:
     return policy.verifiers.get(verifier, _DEFAULT_RULE)
 
 
-def _waiver_for(
-    finding: Finding, waivers: Sequence[Waiver], repository: str, now: datetime
-) -> Waiver | None:
+Waivers = dict[str, list[Waiver]]
+"""A policy's waivers by the finding they name, so each finding costs a few lookups however
+many waivers (VEX statements) the policy holds."""
+
+
+def _index(waivers: Sequence[Waiver]) -> Waivers:
+    index: Waivers = {}
     for waiver in waivers:
-        if waiver.finding not in (finding.rule_id, finding.finding_id):
-            continue
+        index.setdefault(waiver.finding, []).append(waiver)
+    return index
+
+
+def _waiver_for(
+    finding: Finding,
+    waivers: Waivers,
+    repository: str,
+    now: datetime,
+    digest: str | None = None,
+) -> Waiver | None:
+    """A waiver in force covering ``finding``: by its rule id, ``verifier:rule`` or an alias
+    of its advisory, in the repository, and where the waiver is limited to some images or
+    packages, for this image and this package. (Run for every finding of every decision: the
+    aliases are read only when no waiver names the finding's own ids.)"""
+    if not waivers:
+        return None
+    for names in ((finding.rule_id, finding.finding_id), _aliases(finding, waivers)):
+        for name in names:
+            candidates = waivers.get(name)
+            if candidates:
+                found = _in_force(candidates, finding, repository, now, digest)
+                if found is not None:
+                    return found
+    return None
+
+
+def _aliases(finding: Finding, waivers: Waivers) -> tuple[str, ...]:
+    """The finding's aliases, not parsed when none of a few waivers' names is even in its
+    evidence (the common case: a handful of waivers, none about this finding)."""
+    if finding.fix is None:
+        return ()
+    if len(waivers) <= 16 and not any(name in finding.evidence for name in waivers):
+        return ()
+    return aliases_of(finding)
+
+
+def _in_force(
+    candidates: list[Waiver],
+    finding: Finding,
+    repository: str,
+    now: datetime,
+    digest: str | None,
+) -> Waiver | None:
+    for waiver in candidates:
         if waiver.expires is not None and _aware(waiver.expires) <= now:
+            continue
+        if waiver.digests and digest not in waiver.digests:
+            continue
+        if waiver.packages and not any(package_matches(p, finding) for p in waiver.packages):
             continue
         if any(fnmatch.fnmatchcase(repository, p) for p in waiver.repositories):
             return waiver

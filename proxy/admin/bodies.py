@@ -8,7 +8,7 @@ control and bidirectional characters: they end up in tables an admin reads.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Self
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -96,3 +96,11 @@ class PrefetchBody(_Body):
     again: bool = False
     """Verify again an image that already has a verdict (default: leave it as it is)."""
     reason: PlainText | None = Field(default=None, min_length=1, max_length=2000)
+
+
+class VexBody(ReasonBody):
+    """An OpenVEX document to accept in the repositories ``scope`` matches (within what the
+    caller administers); ``reason`` is why (the access log keeps it)."""
+
+    document: dict[str, Any]
+    scope: PlainText = Field(min_length=1, max_length=255, pattern=r"^\S+$")

@@ -34,6 +34,7 @@ from proxy.admin.openapi_parts import (
     _ref,
 )
 from proxy.admin.openapi_prefetch import prefetch_paths, prefetch_schemas
+from proxy.admin.openapi_vex import vex_paths, vex_schemas
 from proxy.admin.openapi_waivers import waiver_paths, waiver_schemas
 from proxy.admin.releases import MAX_RELEASE, MAX_RELEASE_SECONDS
 
@@ -636,7 +637,13 @@ def build() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": [{"adminToken": []}, {"login": []}],
-        "paths": {**_image_paths(), **waiver_paths(), **prefetch_paths(), **_other_paths()},
+        "paths": {
+            **_image_paths(),
+            **waiver_paths(),
+            **vex_paths(),
+            **prefetch_paths(),
+            **_other_paths(),
+        },
         "components": {
             "securitySchemes": _security_schemes(),
             "responses": {
@@ -657,6 +664,7 @@ def build() -> dict[str, Any]:
             "schemas": {
                 **_schemas(),
                 **waiver_schemas(),
+                **vex_schemas(),
                 **prefetch_schemas(),
                 **_policy_schemas(),
             },

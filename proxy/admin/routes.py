@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from proxy.admin import audit, images, openapi, policy, prefetch, sbom, waivers
+from proxy.admin import audit, images, openapi, policy, prefetch, sbom, vex, waivers
 from proxy.admin.access import Need
 from proxy.admin.auth import build_auth_middleware
 from proxy.admin.errors import error_middleware
@@ -25,6 +25,7 @@ PREFIX = "/admin/api/v1"
 IMAGE = "/images/{reference:.+}"
 SBOM = "/repositories/{name:.+}/manifests/{digest}/sbom"
 WAIVER = r"/waivers/{id:\d+}"
+VEX = r"/vex/{id:\d+}"
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/waivers", waivers.list_waivers, "admin.waivers", Need.READ),
     Route("POST", "/waivers", waivers.waive, "admin.waive", Need.ACT),
     Route("POST", WAIVER + "/withdraw", waivers.withdraw, "admin.waiver-withdraw", Need.ACT),
+    Route("GET", "/vex", vex.list_vex, "admin.vex", Need.READ),
+    Route("POST", "/vex", vex.add, "admin.vex-add", Need.ACT),
+    Route("POST", VEX + "/withdraw", vex.withdraw, "admin.vex-withdraw", Need.ACT),
     Route("GET", SBOM, sbom.sbom, "admin.sbom", Need.READ),
     Route("GET", "/audit", audit.query, "admin.audit", Need.READ),
     Route("GET", "/openapi.json", openapi.document, "admin.openapi", Need.SETTINGS),

@@ -25,7 +25,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from oci.cosign_tags import read_cosign_tag
-from proxy import gate, registry_files, remote_failures
+from proxy import gate, registry_files, remote_failures, vex_intake
 from proxy.context import info
 from proxy.errors import Code, OCIError
 from proxy.forward import read_at_most, request_headers, response_headers
@@ -324,5 +324,10 @@ async def delete(request: web.Request) -> web.StreamResponse:
     if resp.status == 202 and is_digest(reference):
         async with svc.db() as session, session.begin():
             await forget_manifest(session, name, reference)
+        gone = await vex_intake.referrer_deleted(svc.db, name, reference, record.identity)
+        if gone is not None:  # what the VEX let through is decided again without it
+            await svc.policies.apply(
+                f"VEX {gone.id} withdrawn: {vex_intake.DELETED} by {record.identity}"
+            )
     record.bytes_out = len(answer)
     return web.Response(status=resp.status, body=answer, headers=out_headers)
