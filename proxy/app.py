@@ -385,21 +385,8 @@ async def _open_services(
     )
     policies = LivePolicies(settings.policies, db, bus.publish)
     await policies.refresh()
-    # Queued jobs and changed verdicts wake other processes (proxy.wakeups); it closes after
-    # the verification service, which may still publish while it hands its jobs back.
-    wakeups = wakeups_for(settings.database_url)
-    await wakeups.start()
-    stack.push_async_callback(wakeups.close)
-    verification = VerificationService(
-        settings,
-        db,
-        upstream,
-        verifiers,
-        bus,
-        policies,
-        on_incomplete=metrics.verifications_incomplete.inc,
-        wakeups=wakeups,
-        on_vex=policies.apply,
+    verification = await _open_verification(
+        settings, db, upstream, verifiers, bus, policies, metrics, stack
     )
     presence = Presence(db, verification.owner, settings.replicas)
     stack.push_async_callback(presence.close)
@@ -420,6 +407,35 @@ async def _open_services(
         presence=presence,
     )
     return _Wiring(services, webhooks, verifiers)
+
+
+async def _open_verification(
+    settings: Settings,
+    db: async_sessionmaker[Any],
+    upstream: Upstream,
+    verifiers: list[Verifier],
+    bus: EventBus,
+    policies: LivePolicies,
+    metrics: Metrics,
+    stack: contextlib.AsyncExitStack,
+) -> VerificationService:
+    """The verification service, with the wake-ups by which queued jobs and changed verdicts
+    reach the other processes (``proxy.wakeups``). The wake-ups close after the service
+    (pushed first), which may still publish while it hands its jobs back."""
+    wakeups = wakeups_for(settings.database_url)
+    await wakeups.start()
+    stack.push_async_callback(wakeups.close)
+    return VerificationService(
+        settings,
+        db,
+        upstream,
+        verifiers,
+        bus,
+        policies,
+        on_incomplete=metrics.verifications_incomplete.inc,
+        wakeups=wakeups,
+        on_vex=policies.apply,
+    )
 
 
 def _open_webhooks(

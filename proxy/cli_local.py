@@ -113,8 +113,7 @@ def _resources(settings: Settings) -> Any:
             await policies.refresh()
             # Summaries of what this command releases or re-quarantines: signed and stored
             # here, pushed by the serving gatekeeper.
-            recorder = await recorder_for(settings, db, policies.match)
-            if recorder is not None:
+            if (recorder := await recorder_for(settings, db, policies.match)) is not None:
                 bus.subscribe(recorder.listener)
             # Never started: submit() queues jobs for the serving gatekeeper's workers.
             verification = VerificationService(settings, db, upstream, [], bus, policies)

@@ -216,6 +216,26 @@ def test_an_untrusted_key_changes_nothing_and_is_recorded(gk: Gatekeeper, quaran
     assert gk.database.fetch("SELECT id FROM vex_documents", {}) == []
 
 
+def assert_waiver_reason_names_the_author(gk: Gatekeeper) -> None:
+    """The waiver the VEX made shows its author, time and justification as its reason."""
+    effective = httpx.get(
+        f"{gk.url}/admin/api/v1/policies?repository=vex/app", headers=ADMIN, timeout=30
+    ).json()
+    reasons = {w["finding"]: w["reason"] for w in effective["policy"]["waivers"]}
+    assert reasons[CVE].endswith(
+        f"by ACME PSIRT, {WRITTEN}: not_affected "
+        "(vulnerable_code_not_in_execute_path: the PKCS12 parser is never called)"
+    ), reasons
+
+
+def assert_a_copy_elsewhere_changes_nothing(gk: Gatekeeper, digest: str, copy: str) -> None:
+    """The same signed VEX attached in another repository is a finding there, not a waiver."""
+    found = wait_for("the copy's finding", lambda: vex_findings(gk, "vex/copy", copy))
+    assert set(found) == {"vex.wrong-subject"}, found
+    assert "not repository vex/copy" in found["vex.wrong-subject"]
+    assert ADVISORY in denied(pull(gk, "vex/copy", digest))
+
+
 def test_a_trusted_key_releases_the_image_it_names_and_only_there(
     gk: Gatekeeper, quarantined: str, receiver: Receiver, tmp_path: Path
 ) -> None:
@@ -248,19 +268,8 @@ def test_a_trusted_key_releases_the_image_it_names_and_only_there(
     )
     check_signature(sent)
 
-    effective = httpx.get(
-        f"{gk.url}/admin/api/v1/policies?repository=vex/app", headers=ADMIN, timeout=30
-    ).json()
-    reasons = {w["finding"]: w["reason"] for w in effective["policy"]["waivers"]}
-    assert reasons[CVE].endswith(
-        f"by ACME PSIRT, {WRITTEN}: not_affected "
-        "(vulnerable_code_not_in_execute_path: the PKCS12 parser is never called)"
-    ), reasons
-
-    found = wait_for("the copy's finding", lambda: vex_findings(gk, "vex/copy", elsewhere))
-    assert set(found) == {"vex.wrong-subject"}, found
-    assert "not repository vex/copy" in found["vex.wrong-subject"]
-    assert ADVISORY in denied(pull(gk, "vex/copy", digest))
+    assert_waiver_reason_names_the_author(gk)
+    assert_a_copy_elsewhere_changes_nothing(gk, digest, elsewhere)
     (stored,) = gk.database.fetch("SELECT scope, subject, author FROM vex_documents", {})
     assert (stored["scope"], stored["subject"], stored["author"]) == (
         "vex/app",

@@ -96,6 +96,33 @@ def _independently_verified(gk: Gatekeeper, bundle: dict[str, Any]) -> dict[str,
     return dict(json.loads(envelope.payload))
 
 
+def _forged_copy_fails(gk: Gatekeeper, bundle: dict[str, Any]) -> dict[str, Any]:
+    """An altered statement does not verify with the independent implementation either."""
+    forged: dict[str, Any] = json.loads(json.dumps(bundle))
+    payload = json.loads(base64.b64decode(forged["dsseEnvelope"]["payload"]))
+    payload["predicate"]["verificationResult"] = "PASSED "
+    forged["dsseEnvelope"]["payload"] = base64.b64encode(json.dumps(payload).encode()).decode()
+    with pytest.raises(VerificationError):
+        _independently_verified(gk, forged)
+    return forged
+
+
+def _cli_verifies_with_the_public_key_only(
+    gk: Gatekeeper, tmp_path: Path, ref: str, forged: dict[str, Any]
+) -> None:
+    """``gatekeeper vsa verify``, given only the public key: over the referrers API, and
+    from a file (where the forged copy fails)."""
+    digest = ref.split("@", 1)[1]
+    pem = tmp_path / "gatekeeper.pem"
+    pem.write_text(httpx.get(f"{gk.url}/keys/gatekeeper.pem").text)
+    done = run_cli(gk, "vsa", "verify", "--key", str(pem), "--registry", gk.url, ref)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{digest} PASSED" in done.stdout
+    (tmp_path / "forged.json").write_text(json.dumps(forged))
+    done = run_cli(gk, "vsa", "verify", "--key", str(pem), str(tmp_path / "forged.json"))
+    assert done.returncode == 1 and "does not verify" in done.stdout, done.stdout
+
+
 def test_a_passed_image_has_a_verifiable_summary_and_loses_it_to_a_requarantine(
     gk: Gatekeeper, tmp_path: Path
 ) -> None:
@@ -117,23 +144,8 @@ def test_a_passed_image_has_a_verifiable_summary_and_loses_it_to_a_requarantine(
     assert predicate["resourceUri"].endswith(f"/{repo}@{digest}")
     details = predicate["registryGatekeeper"]
     assert {"name": "config-sanity", "status": "ok"} in details["verifiers"]
-    # An altered statement does not verify with the independent implementation either.
-    forged = json.loads(json.dumps(bundle))
-    payload = json.loads(base64.b64decode(forged["dsseEnvelope"]["payload"]))
-    payload["predicate"]["verificationResult"] = "PASSED "
-    forged["dsseEnvelope"]["payload"] = base64.b64encode(json.dumps(payload).encode()).decode()
-    with pytest.raises(VerificationError):
-        _independently_verified(gk, forged)
-
-    # The CLI, with only the public key: over the referrers API, and from a file.
-    pem = tmp_path / "gatekeeper.pem"
-    pem.write_text(httpx.get(f"{gk.url}/keys/gatekeeper.pem").text)
-    done = run_cli(gk, "vsa", "verify", "--key", str(pem), "--registry", gk.url, f"{repo}@{digest}")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert f"{digest} PASSED" in done.stdout
-    (tmp_path / "forged.json").write_text(json.dumps(forged))
-    done = run_cli(gk, "vsa", "verify", "--key", str(pem), str(tmp_path / "forged.json"))
-    assert done.returncode == 1 and "does not verify" in done.stdout, done.stdout
+    forged = _forged_copy_fails(gk, bundle)
+    _cli_verifies_with_the_public_key_only(gk, tmp_path, f"{repo}@{digest}", forged)
 
     # Re-quarantined: a FAILED summary is signed and pushed; the image's referrers (the old
     # PASSED summary among them) are not served while it may not be pulled.
