@@ -263,9 +263,12 @@ def test_a_sync_skips_bad_records_fails_a_bad_archive_and_fetches_every_url_once
             *GO_RECORDS[:2],
             *PYPI_RECORDS,
         }
-        metrics = httpx.get(f"{gk.url}/metrics").text
-        assert 'gatekeeper_advisory_syncs_total{result="imported"} 2.0' in metrics
-        assert 'gatekeeper_advisory_syncs_total{result="failed"} 1.0' in metrics
+        # Counted as each sync ends, a moment after its row is written.
+        counted = (
+            'gatekeeper_advisory_syncs_total{result="imported"} 2.0',
+            'gatekeeper_advisory_syncs_total{result="failed"} 1.0',
+        )
+        wait_until(lambda: counted_all(gk.url, counted), 10, "the sync counters")
         log = gk.log_path.read_text()
         assert "skipping OSV record BOMB-1.json in" in log and "max_record_bytes" in log
         assert "skipping OSV record BAD-ALIASES.json in" in log
@@ -284,6 +287,11 @@ def test_a_sync_skips_bad_records_fails_a_bad_archive_and_fetches_every_url_once
     finally:
         gk.stop()
         mirror.close()
+
+
+def counted_all(url: str, lines: tuple[str, ...]) -> bool:
+    metrics = httpx.get(f"{url}/metrics").text
+    return all(line in metrics for line in lines)
 
 
 # -- 8: a dripping mirror ------------------------------------------------------------------------
