@@ -23,6 +23,7 @@ from proxy.admin.common import actor, iso, ok, read_body, services
 from proxy.admin.errors import AdminCode, AdminError
 from proxy.admin.waivers import report_json
 from proxy.context import info
+from proxy.reevaluate import Report
 from storage import vex
 from storage.vex import StoredVex
 from verifiers.vex.model import VexError, from_data
@@ -80,10 +81,10 @@ async def list_vex(request: web.Request) -> web.StreamResponse:
     return ok({"vex": listing})
 
 
-async def add(request: web.Request) -> web.StreamResponse:
-    """POST /vex : store a document in the caller's scope and decide again, from stored
-    findings, every verdict it touches."""
-    body = await read_body(request, VexBody)
+async def accept(request: web.Request, body: VexBody) -> tuple[StoredVex, Report]:
+    """Store a validated body's document in its scope, within what the caller administers, and
+    decide again every verdict it touches. The one path for the admin API and the console, so
+    both refuse the same documents and scopes (``AdminError``, nothing stored)."""
     info(request).repository = body.scope
     require_pattern(request, body.scope)
     try:
@@ -102,6 +103,13 @@ async def add(request: web.Request) -> web.StreamResponse:
             added_by=who,
         )
     report = await svc.policies.apply(f"VEX {made.id} by {made.author} added by {who}")
+    return made, report
+
+
+async def add(request: web.Request) -> web.StreamResponse:
+    """POST /vex : store a document in the caller's scope and decide again, from stored
+    findings, every verdict it touches."""
+    made, report = await accept(request, await read_body(request, VexBody))
     return ok({"vex": stored_json(made), "reevaluation": report_json(report)}, status=201)
 
 

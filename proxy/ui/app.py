@@ -17,7 +17,18 @@ from aiohttp import web
 
 from proxy.admin.access import Need
 from proxy.errors import Handler
-from proxy.ui import accesslog, actions, headers, image, overview, policies, queue, render, signin
+from proxy.ui import (
+    accesslog,
+    actions,
+    headers,
+    image,
+    overview,
+    policies,
+    queue,
+    render,
+    signin,
+    vex,
+)
 from proxy.ui.guard import build_guard
 
 PREFIX = "/ui"
@@ -54,6 +65,8 @@ PAGES: tuple[Page, ...] = (
     Page("GET", "/log.csv", accesslog.export_csv, "ui.log-csv", Need.READ),
     Page("GET", "/log.jsonl", accesslog.export_jsonl, "ui.log-jsonl", Need.READ),
     Page("GET", "/policies", policies.page_view, "ui.policies", Need.READ),
+    Page("GET", "/vex", vex.vex_form, "ui.vex-form", Need.ACT),
+    Page("POST", "/vex", vex.add_vex, "ui.vex-add", Need.ACT),
 )
 
 

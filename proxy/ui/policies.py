@@ -140,5 +140,7 @@ async def page_view(request: web.Request) -> web.StreamResponse:
             "dry": dry,
             "thresholds": THRESHOLDS,
             "acts_on_image": image is not None and rights(request).administers.covers(image[0]),
+            "administers": not rights(request).administers.empty,
+            "done": request.query.get("done") == "vex",
         },
     )

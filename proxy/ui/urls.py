@@ -7,6 +7,8 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 PREFIX = "/ui"
+POLICIES = f"{PREFIX}/policies"
+VEX = f"{PREFIX}/vex"
 
 
 def image(repository: str, digest: str) -> str:

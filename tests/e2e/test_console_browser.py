@@ -35,6 +35,7 @@ from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, run_cli, wait_
 from tests.support.images import MEDIA_TYPE_LAYER_GZIP, Layer, OciLayout, Platform
 from tests.support.layers import layer
 from tests.support.registry import Registry
+from tests.support.vex import document, statement
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -190,6 +191,7 @@ def test_review_release_and_pull_with_javascript_off(
         driver.get(f"{gk.url}/ui/policies?image={REPOSITORY}@{digest}&threshold=critical")
         assert driver.find_element(By.ID, "dry-result").text in ("released", "passed")
 
+        _add_a_vex(driver, gk, shots, digest)
         _a_forged_form_is_refused(driver, gk, digest)
 
 
@@ -209,6 +211,27 @@ def _review_the_finding(driver: webdriver.Chrome, shots: Screenshots) -> None:
         "secrets:secret.github-token"
     )
     driver.back()
+
+
+def _add_a_vex(driver: webdriver.Chrome, gk: Gatekeeper, shots: Screenshots, digest: str) -> None:
+    """From the policies page, a VEX pasted into the form: a scope beyond rita's grant shows
+    the form again with why; within it, the policies page lists the waiver it makes."""
+    driver.get(f"{gk.url}/ui/policies?repository={REPOSITORY}")
+    follow(driver, driver.find_element(By.ID, "add-vex"))
+    doc = document(statement("CVE-2099-0001", [digest]), author="Console PSIRT")
+    driver.find_element(By.ID, "vex-document").send_keys(json.dumps(doc))
+    driver.find_element(By.ID, "vex-scope").send_keys("*")
+    driver.find_element(By.ID, "vex-reason").send_keys("vendor analysis")
+    follow(driver, driver.find_element(By.XPATH, "//button[text()='Save the VEX document']"))
+    assert "outside what you may administer" in driver.find_element(By.ID, "vex-error").text
+    visit(driver, shots, "vex-refused")
+    scope = driver.find_element(By.ID, "vex-scope")
+    scope.clear()
+    scope.send_keys(REPOSITORY)
+    follow(driver, driver.find_element(By.XPATH, "//button[text()='Save the VEX document']"))
+    assert "VEX document stored" in driver.find_element(By.ID, "vex-done").text
+    page = visit(driver, shots, "policies-vex")
+    assert "CVE-2099-0001" in page and "Console PSIRT" in page
 
 
 def _a_forged_form_is_refused(driver: webdriver.Chrome, gk: Gatekeeper, digest: str) -> None:
