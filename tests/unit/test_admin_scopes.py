@@ -4,7 +4,6 @@ plain user may do through the admin API, and what each refusal says."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import time
 from collections.abc import Callable
@@ -12,12 +11,12 @@ from typing import Any
 
 import bcrypt
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 
 from proxy.admin.routes import PREFIX
-from proxy.state import SERVICES, Services
 from storage import identities, verdicts
 from storage.verdicts import DecisionRecord
+from tests.support.admin_app import PASSWORD, Client, as_user, svc
 from tests.unit.fakes import FakeUpstream
 from verifiers.lifecycle import State
 
@@ -25,7 +24,6 @@ TOKEN = "unit-admin-token"
 TOKEN_AUTH = {"Authorization": f"Bearer {TOKEN}"}
 DIGEST = "sha256:" + "a" * 64
 POLICIES = [{"name": "all", "repositories": ["*"], "require": ["scan"]}]
-PASSWORD = "correct horse battery staple"
 USERS = {
     "tina": ["team/*=admin", "team/*=pull"],
     "gale": ["*=admin"],
@@ -33,19 +31,6 @@ USERS = {
     "quinn": ["team/*=quarantine-reader,pull"],
     "paul": ["*=pull,push"],
 }
-
-Client = TestClient[Any, Any]
-
-
-def as_user(name: str) -> dict[str, str]:
-    raw = base64.b64encode(f"{name}:{PASSWORD}".encode()).decode()
-    return {"Authorization": f"Basic {raw}"}
-
-
-def svc(client: Client) -> Services:
-    server = client.server
-    assert isinstance(server, TestServer)
-    return server.app[SERVICES]
 
 
 async def seed(client: Client, repository: str, state: str) -> None:

@@ -5,23 +5,29 @@ only in its own repository while the policy trusts the key that signed it."""
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable
 from typing import Any
 
 import bcrypt
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 
 from config.policy import Policy
 from proxy import vex_intake
 from proxy.admin.routes import PREFIX
 from proxy.events import VerdictChange
 from proxy.policybook import PolicyBook
-from proxy.state import SERVICES, Services
-from storage import identities, verdicts, vex
-from storage.verdicts import DecisionRecord, FindingRecord
+from storage import identities, vex
+from storage.verdicts import FindingRecord
+from tests.support.admin_app import (
+    PASSWORD,
+    Client,
+    as_user,
+    effective_state,
+    seed_verdict,
+    svc,
+)
 from tests.support.cosign import new_key, public_pem
 from tests.support.vex import document, statement
 from tests.unit.fakes import FakeUpstream
@@ -33,43 +39,15 @@ ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 DIGEST = "sha256:" + "a" * 64
 OTHER = "sha256:" + "e" * 64
 POLICIES = [{"name": "all", "repositories": ["*"], "require": ["scan"]}]
-PASSWORD = "correct horse battery staple"
 CRITICAL = FindingRecord("scan", "CVE-1", "critical", "bad")
-
-Client = TestClient[Any, Any]
-
-
-def as_user(name: str) -> dict[str, str]:
-    raw = base64.b64encode(f"{name}:{PASSWORD}".encode()).decode()
-    return {"Authorization": f"Basic {raw}"}
-
-
-def svc(client: Client) -> Services:
-    server = client.server
-    assert isinstance(server, TestServer)
-    return server.app[SERVICES]
 
 
 async def seed(client: Client, repository: str, digest: str = DIGEST) -> None:
-    policy = svc(client).policies.match(repository)
-    record = DecisionRecord(
-        state=State.QUARANTINED,
-        reasons=("1 critical (CVE-1)",),
-        policy=policy.name,
-        policy_version=policy.version,
-        data_versions={"scan": "1"},
-        outcomes=({"verifier": "scan", "version": "1", "status": "ok", "detail": ""},),
-        findings=(CRITICAL,),
-    )
-    async with svc(client).db() as session, session.begin():
-        await verdicts.record_decision(session, repository, digest, record)
+    await seed_verdict(client, repository, digest, CRITICAL)
 
 
 async def state(client: Client, repository: str, digest: str = DIGEST) -> State:
-    async with svc(client).db() as session:
-        found = await verdicts.get(session, repository, digest)
-    assert found is not None
-    return found.effective_state()
+    return await effective_state(client, repository, digest)
 
 
 @pytest.fixture

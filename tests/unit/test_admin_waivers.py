@@ -4,20 +4,26 @@ never lifting a hold."""
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable
 from typing import Any
 
 import bcrypt
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 
 from proxy.admin.routes import PREFIX
 from proxy.events import VerdictChange
-from proxy.state import SERVICES, Services
 from storage import identities, verdicts
-from storage.verdicts import DecisionRecord, FindingRecord
+from storage.verdicts import FindingRecord
+from tests.support.admin_app import (
+    PASSWORD,
+    Client,
+    as_user,
+    effective_state,
+    seed_verdict,
+    svc,
+)
 from tests.unit.fakes import FakeUpstream
 from verifiers.lifecycle import State
 
@@ -32,44 +38,15 @@ POLICIES = [
         "waivers": [{"finding": "CVE-SET", "reason": "from the file", "author": "sec"}],
     }
 ]
-PASSWORD = "correct horse battery staple"
 CRITICAL = FindingRecord("scan", "CVE-1", "critical", "bad")
-
-Client = TestClient[Any, Any]
-
-
-def as_user(name: str) -> dict[str, str]:
-    raw = base64.b64encode(f"{name}:{PASSWORD}".encode()).decode()
-    return {"Authorization": f"Basic {raw}"}
-
-
-def svc(client: Client) -> Services:
-    server = client.server
-    assert isinstance(server, TestServer)
-    return server.app[SERVICES]
 
 
 async def seed(client: Client, repository: str, *findings: FindingRecord) -> None:
-    """A verdict decided under the policy in force, as a verification would store it."""
-    policy = svc(client).policies.match(repository)
-    record = DecisionRecord(
-        state=State.QUARANTINED if findings else State.PASSED,
-        reasons=("1 critical (CVE-1)",) if findings else (),
-        policy=policy.name,
-        policy_version=policy.version,
-        data_versions={"scan": "1"},
-        outcomes=({"verifier": "scan", "version": "1", "status": "ok", "detail": ""},),
-        findings=findings,
-    )
-    async with svc(client).db() as session, session.begin():
-        await verdicts.record_decision(session, repository, DIGEST, record)
+    await seed_verdict(client, repository, DIGEST, *findings)
 
 
 async def state(client: Client, repository: str) -> State:
-    async with svc(client).db() as session:
-        found = await verdicts.get(session, repository, DIGEST)
-    assert found is not None
-    return found.effective_state()
+    return await effective_state(client, repository, DIGEST)
 
 
 @pytest.fixture
