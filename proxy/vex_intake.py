@@ -10,6 +10,10 @@ applied again, so the subject is decided again from its stored findings; one tha
 an ``info`` finding on the referrer naming the reason (``vex.unsigned``, ``vex.untrusted-key``,
 ``vex.wrong-subject``, ``vex.malformed``) and changes nothing else.
 
+A document is stored only while its referrer is still indexed, in the transaction that holds the
+manifest's row: a verification that read the referrer before it was deleted (a second job for
+it, queued while the subject was decided) must not store again what the deletion withdrew.
+
 Deleting a referrer manifest withdraws the document it brought (:func:`referrer_deleted`), but
 only a document all of whose statements waive: withdrawing one that says ``affected`` or
 ``under_investigation`` could bring back an older ``not_affected`` it overrode, so anyone who
@@ -33,7 +37,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from config.policy import Policy
 from proxy.examine import Fetched
 from proxy.upstream_reads import UpstreamBlobs
-from storage import vex
+from storage import manifests, vex
 from storage.vex import StoredVex
 from verifiers.base import Finding, Severity
 from verifiers.pipeline import Outcome
@@ -52,6 +56,7 @@ NAME = "vex"
 VERSION = "1"
 MAX_LAYERS = 4
 """Layers of one referrer read at most (cosign writes one)."""
+GONE = "the referrer was deleted while it was verified: its VEX is not stored"
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,10 @@ async def intake(
             problems.append(problem)
             continue
         async with db() as session, session.begin():
+            if not await manifests.get_manifest(
+                session, record.repository, record.digest, for_update=True
+            ):
+                return Intake(Outcome(NAME, VERSION, "ok", (), GONE))
             known = await vex.of_referrer(session, record.repository, record.digest)
             if known is not None:
                 detail = f"VEX {known.id} (by {known.author}) is in force"

@@ -133,10 +133,13 @@ async def referrers(
     ]
 
 
-async def get_manifest(session: AsyncSession, repository: str, digest: str) -> Manifest | None:
-    return await session.scalar(
-        select(Manifest).where(Manifest.repository == repository, Manifest.digest == digest)
-    )
+async def get_manifest(
+    session: AsyncSession, repository: str, digest: str, *, for_update: bool = False
+) -> Manifest | None:
+    """The manifest's row; ``for_update`` holds it until the transaction ends, so a delete
+    (:func:`forget_manifest`) waits for what is being decided from it, or goes first."""
+    query = select(Manifest).where(Manifest.repository == repository, Manifest.digest == digest)
+    return await session.scalar(query.with_for_update() if for_update else query)
 
 
 async def content_size(session: AsyncSession, repository: str, digest: str) -> int | None:

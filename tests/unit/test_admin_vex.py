@@ -17,8 +17,10 @@ from config.policy import Policy
 from proxy import vex_intake
 from proxy.admin.routes import PREFIX
 from proxy.events import VerdictChange
+from proxy.examine import Fetched
+from proxy.oci import parse_manifest
 from proxy.policybook import PolicyBook
-from storage import identities, vex
+from storage import identities, manifests, vex
 from storage.verdicts import FindingRecord
 from tests.support.admin_app import (
     PASSWORD,
@@ -29,7 +31,8 @@ from tests.support.admin_app import (
     svc,
 )
 from tests.support.cosign import new_key, public_pem
-from tests.support.vex import document, statement
+from tests.support.ocihttp import OCI_MANIFEST, digest_of
+from tests.support.vex import bundle, document, in_toto, referrer_manifest, statement
 from tests.unit.fakes import FakeUpstream
 from verifiers.lifecycle import State
 from verifiers.signatures.keys import PublicKey
@@ -200,3 +203,54 @@ async def test_deleting_a_referrer_withdraws_only_a_document_that_only_waives(
     async with db() as session:
         assert [d.id for d in await vex.active(session)] == [made["retracts"].id]
     assert await vex_intake.referrer_deleted(db, "team/app", "sha256:" + "3" * 64, "x") is None
+
+
+class Blobs:
+    """The referrer's layers, as ``UpstreamBlobs.read`` gives them."""
+
+    def __init__(self, *blobs: bytes) -> None:
+        self.blobs = {digest_of(b): b for b in blobs}
+
+    async def read(self, digest: str, limit: int) -> bytes | None:
+        return self.blobs.get(digest)
+
+
+async def test_a_referrer_deleted_while_it_was_verified_brings_no_vex(admin: Client) -> None:
+    """A second verification of a referrer (queued while its subject was decided) that read it
+    before it was deleted must not store again the document its deletion withdrew."""
+    key = new_key()
+    trusting = Policy.model_validate(
+        {"name": "p", "repositories": ["*"], "vex": {"keys": [public_pem(key).decode()]}}
+    )
+    predicate = document(statement("CVE-1", [DIGEST]))
+    signed = bundle(key, in_toto(predicate, DIGEST, "registry.example/team/app"))
+    body = referrer_manifest(signed, DIGEST)
+    record = parse_manifest("team/app", body, OCI_MANIFEST, digest_of(body))
+    fetched = Fetched(record, json.loads(body), DIGEST)
+    blobs = Blobs(signed)
+    db = svc(admin).db
+
+    async def active() -> list[vex.StoredVex]:
+        async with db() as session:
+            return await vex.active(session)
+
+    async with db() as session, session.begin():
+        await manifests.record_manifest(session, record, None)
+    first = await vex_intake.intake(db, blobs, fetched, trusting)  # type: ignore[arg-type]
+    assert first is not None and first.stored is not None
+    assert [d.id for d in await active()] == [first.stored.id]
+
+    async with db() as session, session.begin():
+        await manifests.forget_manifest(session, "team/app", record.digest)
+    assert await vex_intake.referrer_deleted(db, "team/app", record.digest, "ci") is not None
+    late = await vex_intake.intake(db, blobs, fetched, trusting)  # type: ignore[arg-type]
+    assert late is not None and late.stored is None
+    assert late.outcome.detail == vex_intake.GONE
+    assert await active() == []
+
+    # Pushed again, the same referrer is indexed again and its document is believed again.
+    async with db() as session, session.begin():
+        await manifests.record_manifest(session, record, None)
+    again = await vex_intake.intake(db, blobs, fetched, trusting)  # type: ignore[arg-type]
+    assert again is not None and again.stored is not None
+    assert [d.id for d in await active()] == [again.stored.id]
