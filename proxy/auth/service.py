@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.auth import AuthSettings
 from proxy.auth.keystore import KeySource, key_source
-from proxy.auth.passwords import DUMMY_HASH, verify_secret
+from proxy.auth.passwords import VerifiedSecrets, dummy_hash, verify_secret
 from proxy.auth.ratelimit import LoginThrottle
 from proxy.auth.tokens import Grant, TokenClaims, TokenError, TokenIssuer
 from storage import identities
@@ -74,6 +74,7 @@ class AuthService:
         self.issuer = issuer
         self.keys: KeySource | None = None
         self.throttle = LoginThrottle(settings, db)
+        self.verified = VerifiedSecrets()
 
     @classmethod
     async def create(cls, settings: AuthSettings, db: async_sessionmaker[Any]) -> AuthService:
@@ -111,9 +112,14 @@ class AuthService:
             await asyncio.sleep(delay)
         async with self.db() as session:
             identity = await identities.get_by_name(session, name)
-        # Hashing runs in a thread: argon2 takes tens of milliseconds of CPU.
-        stored = identity.secret_hash if identity else DUMMY_HASH
-        ok = await asyncio.to_thread(verify_secret, stored, secret)
+        # Hashing runs in a thread: argon2 takes tens of milliseconds of CPU. A secret that
+        # verified against this very hash a moment ago is not hashed again (VerifiedSecrets).
+        stored = identity.secret_hash if identity else dummy_hash()
+        ok = self.verified.known(stored, secret) or await asyncio.to_thread(
+            verify_secret, stored, secret
+        )
+        if ok and identity is not None:
+            self.verified.remember(stored, secret)
         if identity is None or not ok:
             await self.throttle.failed(name, address)
             raise AuthError("invalid credentials")
