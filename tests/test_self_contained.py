@@ -74,10 +74,24 @@ def _env(checkout: Path) -> dict[str, str]:
     }
 
 
+CI_CLONE = "GATEKEEPER_CI_CLONE"
+"""Set by ``.ci/run`` to the fresh clone it runs the whole suite in."""
+
+
+def _is_ci_clone() -> bool:
+    """This checkout is ``.ci/run``'s fresh clone, alone in its directory: the suite running
+    now is the run in a fresh clone that the test below makes (for every test, not only the
+    ``testdata`` ones), so making another one would only repeat it."""
+    marked = os.environ.get(CI_CLONE) == str(ROOT)
+    return marked and [p.name for p in ROOT.parent.iterdir()] == [ROOT.name]
+
+
 @pytest.mark.slow
 def test_data_dependent_tests_pass_in_a_fresh_clone(tmp_path: Path) -> None:
     if subprocess.run(["git", "-C", str(ROOT), "rev-parse"], capture_output=True).returncode:
         pytest.skip(f"{ROOT} is not a git checkout: there is nothing to clone")
+    if _is_ci_clone():
+        pytest.skip(f"{ROOT} is .ci/run's fresh clone: this whole run is the run in a clone")
     empty = tmp_path / "empty"
     empty.mkdir()
     clone = empty / "registry-gatekeeper"
@@ -102,3 +116,22 @@ def test_data_dependent_tests_pass_in_a_fresh_clone(tmp_path: Path) -> None:
     assert counts == {"tests": len(expected), "failures": 0, "errors": 0, "skipped": 0}, run.stdout[
         -6000:
     ]
+
+
+def test_only_cis_own_clone_counts_as_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The repetition is left out only where it would repeat: in .ci/run's clone, which is
+    alone in its directory; a developer's checkout runs it."""
+    import tests.test_self_contained as here
+
+    clone = tmp_path / "work" / "registry-gatekeeper"
+    clone.mkdir(parents=True)
+    monkeypatch.setattr(here, "ROOT", clone)
+    monkeypatch.delenv(CI_CLONE, raising=False)
+    assert not _is_ci_clone()
+    monkeypatch.setenv(CI_CLONE, str(clone))
+    assert _is_ci_clone()
+    (clone.parent / "shared").mkdir()  # something beside it: not a clone alone
+    assert not _is_ci_clone()
+    monkeypatch.setenv(CI_CLONE, str(tmp_path))
+    (clone.parent / "shared").rmdir()
+    assert not _is_ci_clone()
