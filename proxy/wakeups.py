@@ -9,7 +9,7 @@ database at once. The timers stay, as a safety net for a lost wake-up (and for a
 for later), not as the way work is noticed.
 
 - **PostgreSQL**: ``LISTEN``/``NOTIFY`` on a connection of its own (asyncpg), so every
-  process and machine on the database hears every wake-up.
+  process and machine on the database hears every wake-up; made again when it is lost.
 - **SQLite** (one host): each process binds a Unix datagram socket in a directory beside the
   database file (``<file>.wake/``), and a wake-up is one datagram to each socket there;
   a socket whose process is gone is removed by the first sender that finds it dead.
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import socket
@@ -146,39 +147,92 @@ class SocketWakeups(Wakeups):
 
 
 class PostgresWakeups(Wakeups):
-    """Every process on the database: ``LISTEN``/``NOTIFY`` on a connection of its own."""
+    """Every process on the database: ``LISTEN``/``NOTIFY`` on a connection of its own.
+
+    The connection is made again when it is lost (a database restart, a failover, an idle
+    connection cut by a proxy) or could not be made at start, after :data:`RETRY_SECONDS`;
+    meanwhile waiters fall back to their timers. Once it is back, every channel is delivered
+    once here, since wake-ups sent while nobody listened are gone."""
+
+    RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+    """Waits before each new attempt; the last repeats."""
 
     def __init__(self, dsn: str) -> None:
         super().__init__()
         self._dsn = dsn
         self._conn: Any = None
         self._lock = asyncio.Lock()
+        self._again: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def start(self) -> None:
+        if not await self._connect():
+            self._reconnect_later()
+
+    async def _connect(self) -> bool:
         import asyncpg
 
+        conn: Any = None
         try:
-            self._conn = await asyncpg.connect(self._dsn)
+            conn = await asyncpg.connect(self._dsn)
             for channel in CHANNELS:
-                await self._conn.add_listener(channel, self._heard)
+                await conn.add_listener(channel, self._heard)
+            conn.add_termination_listener(self._lost)
         except Exception as exc:  # an unreachable server, a URL option asyncpg refuses
             log.warning("no LISTEN connection (waiters fall back to their timers): %s", exc)
-            if self._conn is not None:
+            if conn is not None:
                 with contextlib.suppress(Exception):
-                    await self._conn.close()
-            self._conn = None
+                    await conn.close()
+            return False
+        self._conn = conn
+        return True
+
+    def _lost(self, conn: Any) -> None:
+        if self._closing or conn is not self._conn:
+            return
+        self._conn = None
+        log.warning("LISTEN connection lost: connecting again (waiters use their timers)")
+        self._reconnect_later()
+
+    def _reconnect_later(self) -> None:
+        if self._closing or (self._again is not None and not self._again.done()):
+            return
+        self._again = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delays = itertools.chain(self.RETRY_SECONDS, itertools.repeat(self.RETRY_SECONDS[-1]))
+        for delay in delays:
+            await asyncio.sleep(delay)
+            if self._closing:
+                return
+            if await self._connect():
+                log.info("LISTEN connection made again")
+                for channel in CHANNELS:  # what was sent while nobody listened
+                    self.deliver(channel)
+                return
 
     def _heard(self, _conn: Any, _pid: int, channel: str, _payload: str) -> None:
         self.deliver(channel)
 
     async def _send(self, channel: str) -> None:
-        if self._conn is None:
+        conn = self._conn
+        if conn is None:
             return
         async with self._lock:
             # Heard by this process too: waiters read the database once more, harmlessly.
-            await self._conn.execute("SELECT pg_notify($1, '')", channel)
+            try:
+                await conn.execute("SELECT pg_notify($1, '')", channel)
+            except Exception:
+                if conn.is_closed():
+                    self._lost(conn)  # in case the termination was not reported yet
+                raise
 
     async def close(self) -> None:
+        self._closing = True
+        if self._again is not None:
+            self._again.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._again
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 await self._conn.close()

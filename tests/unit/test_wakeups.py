@@ -7,9 +7,10 @@ import asyncio
 import socket
 from pathlib import Path
 
+import asyncpg
 import pytest
 
-from proxy.wakeups import JOBS, VERDICTS, SocketWakeups, Wakeups, for_database
+from proxy.wakeups import JOBS, VERDICTS, PostgresWakeups, SocketWakeups, Wakeups, for_database
 from tests.support.database import Database
 
 
@@ -78,3 +79,62 @@ def test_postgresql_processes_hear_each_other(postgres_db: Database) -> None:
             await two.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.database
+def test_a_lost_postgresql_listener_connects_again(
+    postgres_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database restart or failover cuts the LISTEN connection: it is made again, and what
+    was sent meanwhile is delivered once (waiters read the database again)."""
+    monkeypatch.setattr(PostgresWakeups, "RETRY_SECONDS", (0.1,))
+
+    async def scenario() -> None:
+        one, two = for_database(postgres_db.url), for_database(postgres_db.url)
+        assert isinstance(one, PostgresWakeups)
+        await one.start()
+        await two.start()
+        try:
+            with one.waiting(JOBS) as caught_up:
+                killer = await asyncpg.connect(postgres_db.url.replace("+asyncpg", ""))
+                try:
+                    pid = one._conn.get_server_pid()
+                    await killer.execute("SELECT pg_terminate_backend($1)", pid)
+                finally:
+                    await killer.close()
+                async with asyncio.timeout(10):
+                    await caught_up.wait()  # the delivery on reconnection
+            assert one._conn is not None and one._conn.get_server_pid() != pid
+            assert await _heard(two, one, JOBS)
+            assert await _heard(one, two, VERDICTS)
+        finally:
+            await one.close()
+            await two.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_postgresql_listener_that_cannot_connect_keeps_trying(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(PostgresWakeups, "RETRY_SECONDS", (0.05,))
+    tried: list[str] = []
+
+    async def refused(dsn: str) -> None:
+        tried.append(dsn)
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(asyncpg, "connect", refused)
+
+    async def scenario() -> None:
+        waiting = PostgresWakeups("postgresql://gk@127.0.0.1:9/gk")
+        await waiting.start()
+        await asyncio.sleep(0.5)
+        await waiting.notify(JOBS)  # nothing to send on: no error
+        await waiting.close()
+        count = len(tried)
+        await asyncio.sleep(0.2)
+        assert len(tried) == count  # closing stops the attempts
+
+    asyncio.run(scenario())
+    assert len(tried) >= 3
