@@ -22,9 +22,8 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -47,6 +46,7 @@ from tests.support.osvmirror import OsvMirror
 from tests.support.peak_memory import peak_rss, reported
 from tests.support.registry import Registry
 from tests.support.testdata import OSV
+from tests.support.waiting import wait_until
 
 pytestmark = [
     pytest.mark.e2e,
@@ -139,16 +139,6 @@ def imported(gk: Gatekeeper, url: str) -> int | None:
         "SELECT data_version FROM advisory_mirrors WHERE display_url = :u", {"u": url}
     )
     return rows[0]["data_version"] if rows else None
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # -- 6: bad records --------------------------------------------------------------------------

@@ -26,10 +26,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -46,22 +46,12 @@ from tests.support.ocihttp import (
 )
 from tests.support.registry import Registry, make_registry
 from tests.support.testdata import GO_VULNDB, zip_members
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
-T = TypeVar("T")
 BLOCK_PENDING = json.dumps(
     [{"name": "all", "repositories": ["*"], "require": ["config-sanity"], "pending": "block"}]
 )
-
-
-def wait_until(predicate: Callable[[], T], timeout: float = 30.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def envelope(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:

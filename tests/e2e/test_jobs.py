@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import httpx
 import pytest
@@ -18,9 +15,9 @@ from tests.support.database import Database
 from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
 from tests.support.ocihttp import OCI_MANIFEST, image_config, push_image
 from tests.support.registry import Registry
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
-T = TypeVar("T")
 FAKES = "tests.fakes.verifiers"
 
 
@@ -32,16 +29,6 @@ def env(
         "GATEKEEPER_VERIFIERS": json.dumps(verifiers),
         **extra,
     }
-
-
-def wait_until(predicate: Callable[[], T], timeout: float = 30.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_killed_gatekeeper_finishes_the_job_after_restart(

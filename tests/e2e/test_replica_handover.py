@@ -15,9 +15,8 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import httpx
 import pytest
@@ -27,21 +26,11 @@ from tests.support.database import Database
 from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
 from tests.support.ocihttp import image_config, push_image
 from tests.support.registry import Registry
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
-T = TypeVar("T")
 SLOW = "tests.fakes.verifiers:Slow"
 POLICY = [{"name": "slow", "repositories": ["handover/*"], "require": ["slow"], "pending": "block"}]
-
-
-def wait_until(predicate: Callable[[], T], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _verifier(**options: object) -> dict[str, str]:

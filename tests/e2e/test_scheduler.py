@@ -14,9 +14,8 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
 from tests.support.ocihttp import image_config, push_image
 from tests.support.registry import Registry
 from tests.support.testdata import OSV_PYPI
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -107,16 +107,6 @@ def push_images(gk: Gatekeeper, repo: str, count: int, sleep: str) -> list[str]:
             )[0]
             for n in range(count)
         ]
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def verified(db: Database, pattern: str, count: int) -> bool:

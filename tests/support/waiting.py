@@ -10,7 +10,12 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], timeout: float, what: str, every: float = 0.2) -> T:
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float = 30.0,
+    what: str = "the condition",
+    every: float = 0.2,
+) -> T:
     """The predicate's first truthy answer; fails naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
