@@ -63,23 +63,27 @@ def _json(schema: Schema, description: str, media_type: str = "application/json"
     return {"description": description, "content": {media_type: {"schema": schema}}}
 
 
-def _responses(op: Operation, refs: dict[tuple[type[BaseModel], JsonSchemaMode], Schema]) -> Schema:
+Refs = dict[tuple[type[BaseModel], JsonSchemaMode], Schema]
+STATUS = {"BadRequest": 400, "Unauthorized": 401, "Forbidden": 403, "NotFound": 404}
+STATUS |= {"Conflict": 409, "Unprocessable": 422}
+
+
+def _responses(op: Operation, refs: Refs, *, in_path: bool) -> Schema:
+    """The answer, then the errors: 401 and 403 anywhere, 404 wherever a path parameter may
+    not match its route (a newline in a reference: no such endpoint), and the route's own."""
     answers = [refs[(model, "serialization")] for model in op.returns]
     schema = (
         answers[0] if len(answers) == 1 else {"oneOf": answers} if answers else {"type": "object"}
     )
-    status = {"BadRequest": 400, "Unauthorized": 401, "Forbidden": 403, "NotFound": 404}
-    status |= {"Conflict": 409, "Unprocessable": 422}
+    names = {"Unauthorized", "Forbidden", *op.errors, *(["NotFound"] if in_path else [])}
     errors = {
-        str(status[name]): {"$ref": f"#/components/responses/{name}"}
-        for name in ("Unauthorized", "Forbidden", *op.errors)
+        str(STATUS[name]): {"$ref": f"#/components/responses/{name}"}
+        for name in sorted(names, key=STATUS.__getitem__)
     }
     return {str(op.status): _json(schema, op.says, op.media_type), **errors}
 
 
-def _operation(
-    op: Operation, need: Need, refs: dict[tuple[type[BaseModel], JsonSchemaMode], Schema]
-) -> Schema:
+def _operation(op: Operation, need: Need, refs: Refs, *, in_path: bool) -> Schema:
     operation: Schema = {"operationId": op.id, "summary": op.summary, "description": NEEDS[need]}
     if op.query:
         operation["parameters"] = list(op.query)
@@ -88,7 +92,7 @@ def _operation(
             "required": op.body_required,
             "content": {"application/json": {"schema": refs[(op.body, "validation")]}},
         }
-    operation["responses"] = _responses(op, refs)
+    operation["responses"] = _responses(op, refs, in_path=in_path)
     return operation
 
 
@@ -107,7 +111,10 @@ def paths_and_schemas() -> tuple[dict[str, Any], dict[str, Schema]]:
         item = paths.setdefault(route.template, {})
         if "{" in route.template:
             item["parameters"] = _path_parameters(route.template)
-        item[route.method.lower()] = _operation(OPERATIONS[route.name], route.need, refs)
+        operation = OPERATIONS[route.name]
+        item[route.method.lower()] = _operation(
+            operation, route.need, refs, in_path="{" in route.template
+        )
     return paths, schemas
 
 
@@ -121,7 +128,7 @@ ERRORS = {
     "Forbidden": "The identity may not do this here: the message names what it may administer "
     "and read.",
     "NotFound": "No such image verdict (or inventory, for an SBOM; or stored waiver or VEX "
-    "document).",
+    "document), or no endpoint at that path (a path parameter its route refuses).",
     "Conflict": "The image is not in a state the action applies to.",
     "Unprocessable": "A body field is invalid; `details` names each.",
 }
