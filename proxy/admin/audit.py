@@ -10,6 +10,7 @@ from aiohttp import web
 
 from proxy.admin.access import require, rights
 from proxy.admin.common import ok, query_int, query_limit, query_str, query_time, services
+from proxy.admin.models import AccessRecord, AccessRecords
 from storage.audit import AuditQuery, query_records
 
 
@@ -31,4 +32,4 @@ async def query(request: web.Request) -> web.StreamResponse:
     readable = rights(request).reads.patterns
     async with services(request).db() as session:
         records = await query_records(session, filters, patterns=readable)
-    return ok({"records": [r.as_json() for r in records]})
+    return ok(AccessRecords(records=[AccessRecord.model_validate(r) for r in records]))

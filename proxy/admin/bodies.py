@@ -18,7 +18,9 @@ from proxy.admin.releases import MAX_RELEASE_SECONDS, ReleaseTermError, release_
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, use_attribute_docstrings=True
+    )
 
     actor: PlainText | None = Field(default=None, min_length=1, max_length=100)
     """The person acting; recorded as ``admin-token:<actor>`` next to the token that proved it.
@@ -29,6 +31,7 @@ class ReasonBody(_Body):
     """Re-quarantine: the reason is required and goes into the history and the access log."""
 
     reason: PlainText = Field(min_length=1, max_length=2000)
+    """Why; kept in the history and the access log. No control or bidirectional characters."""
 
 
 class ReleaseBody(ReasonBody):
@@ -36,7 +39,10 @@ class ReleaseBody(ReasonBody):
     held to the same cap (``proxy.admin.releases``)."""
 
     expires_in_seconds: float | None = Field(default=None, gt=0, le=MAX_RELEASE_SECONDS)
+    """When it ends, from now; at most one of this and ``expires_at``, neither: no end."""
     expires_at: datetime | None = None
+    """When it ends: in the future, with a zone offset (converted to UTC), within the same
+    cap as ``expires_in_seconds``."""
 
     @model_validator(mode="after")
     def _one_expiry(self) -> Self:
@@ -57,20 +63,23 @@ class RescanBody(_Body):
     """Rescan one image: the reason is optional (the actor is always recorded)."""
 
     reason: PlainText | None = Field(default=None, min_length=1, max_length=2000)
+    """Why, for the access log. No control or bidirectional characters."""
 
 
 class RescanAllBody(RescanBody):
     """Rescan every known image, or only those of one repository."""
 
     repository: str | None = Field(default=None, min_length=1, max_length=255)
+    """Only this repository's images (or verdicts); omitted: every one."""
 
 
 class PolicyTestBody(BaseModel):
     """A dry-run: these policies instead of the configured ones (omitted: the configured ones)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     policies: list[Policy] | None = None
+    """Omitted: the configured policies."""
 
 
 class PolicyReevaluateBody(RescanAllBody):
@@ -85,7 +94,10 @@ class WaiverBody(ReleaseBody):
     administer."""
 
     finding: PlainText = Field(min_length=1, max_length=255, pattern=r"^\S+$")
+    """A rule id (``CVE-2024-1``) or ``verifier:rule`` (``config-sanity:config.no-user``)."""
     scope: PlainText = Field(min_length=1, max_length=255, pattern=r"^\S+$")
+    """Repository glob it applies in (``team/*``, ``team/app``); must lie within what the
+    caller administers (else 403)."""
 
 
 class PrefetchBody(_Body):
@@ -103,4 +115,6 @@ class VexBody(ReasonBody):
     caller administers); ``reason`` is why (the access log keeps it)."""
 
     document: dict[str, Any]
+    """An OpenVEX document (v0.2.0 or v0.0.x), validated whole (``verifiers.vex.model``)."""
     scope: PlainText = Field(min_length=1, max_length=255, pattern=r"^\S+$")
+    """Repository glob it applies in; must lie within what the caller administers."""

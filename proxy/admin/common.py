@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from proxy.admin.access import require
 from proxy.admin.errors import AdminCode, AdminError
+from proxy.admin.models import FieldError, Out, Verdict
 from proxy.context import info
 from proxy.errors import OCIError
 from proxy.names import check_digest, check_name, check_raw_path
@@ -37,16 +38,14 @@ def services(request: web.Request) -> Services:
     return request.config_dict[SERVICES]
 
 
-def ok(data: Any, status: int = 200) -> web.Response:
+def ok(data: Out, status: int = 200) -> web.Response:
+    """A JSON answer, always through a response model (``proxy.admin.models``): the models
+    generate the OpenAPI document, so nothing is served that it does not describe."""
     return web.Response(
         status=status,
-        body=json.dumps(data, separators=(",", ":")).encode(),
+        body=json.dumps(data.model_dump(mode="json"), separators=(",", ":")).encode(),
         content_type="application/json",
     )
-
-
-def iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
 
 
 # -- path ------------------------------------------------------------------------------------
@@ -104,10 +103,10 @@ async def read_body(request: web.Request, model: type[M]) -> M:
 def invalid_fields(exc: ValidationError) -> AdminError:
     """A 422 naming every bad field (``policies.0.mode: Input should be ...``)."""
     details = [
-        {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "message": err["msg"]}
+        FieldError(field=".".join(str(p) for p in err["loc"]) or "(body)", message=err["msg"])
         for err in exc.errors(include_url=False, include_input=False)
     ]
-    message = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
+    message = "; ".join(f"{d.field}: {d.message}" for d in details[:5])
     return AdminError(AdminCode.INVALID_FIELD, message, details=details)
 
 
@@ -191,26 +190,26 @@ def query_time(request: web.Request, key: str) -> datetime | None:
 # -- out -------------------------------------------------------------------------------------
 
 
-def verdict_json(verdict: VerdictView) -> dict[str, Any]:
-    return {
-        "repository": verdict.repository,
-        "digest": verdict.digest,
-        "state": verdict.state,
-        "effective_state": verdict.effective_state(),
-        "pullable": verdict.pullable(),
-        "reasons": list(verdict.reasons),
-        "policy": verdict.policy,
-        "policy_version": verdict.policy_version,
-        "data_versions": verdict.data_versions,
-        "released_by": verdict.released_by,
-        "release_reason": verdict.release_reason,
-        "release_expires": iso(verdict.release_expires),
-        "decided_at": iso(verdict.decided_at),
-        "updated_at": iso(verdict.updated_at),
-        "trigger": verdict.trigger,
-        "held_by": verdict.held_by,
-        "origin": verdict.origin,
-    }
+def verdict_out(verdict: VerdictView) -> Verdict:
+    return Verdict(
+        repository=verdict.repository,
+        digest=verdict.digest,
+        state=verdict.state,
+        effective_state=verdict.effective_state(),
+        pullable=verdict.pullable(),
+        reasons=list(verdict.reasons),
+        policy=verdict.policy,
+        policy_version=verdict.policy_version,
+        data_versions=verdict.data_versions,
+        released_by=verdict.released_by,
+        release_reason=verdict.release_reason,
+        release_expires=verdict.release_expires,
+        decided_at=verdict.decided_at,
+        updated_at=verdict.updated_at,
+        trigger=verdict.trigger,
+        held_by=verdict.held_by,
+        origin=verdict.origin,
+    )
 
 
 async def verdict_pages(

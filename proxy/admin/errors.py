@@ -11,10 +11,10 @@ from __future__ import annotations
 import enum
 import json
 import logging
-from typing import Any
 
 from aiohttp import web
 
+from proxy.admin.models import Error, ErrorDetail, FieldError
 from proxy.context import info
 from proxy.errors import Handler
 from storage.db import DATABASE_ERRORS
@@ -57,7 +57,7 @@ class AdminError(Exception):
         code: AdminCode,
         message: str,
         *,
-        details: list[dict[str, Any]] | None = None,
+        details: list[FieldError] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         self.code = code
@@ -67,12 +67,12 @@ class AdminError(Exception):
         super().__init__(f"{code.code}: {message}")
 
     def response(self) -> web.Response:
-        error: dict[str, Any] = {"code": self.code.code, "message": self.message}
-        if self.details:
-            error["details"] = self.details
+        error = ErrorDetail(code=self.code.code, message=self.message, details=self.details or [])
         return web.Response(
             status=self.code.status,
-            body=json.dumps({"error": error}, separators=(",", ":")).encode(),
+            body=json.dumps(
+                Error(error=error).model_dump(mode="json"), separators=(",", ":")
+            ).encode(),
             content_type="application/json",
             headers=self.headers,
         )

@@ -8,8 +8,6 @@ the event bus (``verdict.released``) says what changed; webhooks hang on the sam
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from proxy.admin import actions
@@ -18,23 +16,31 @@ from proxy.admin.bodies import ReasonBody, ReleaseBody, RescanAllBody, RescanBod
 from proxy.admin.common import (
     actor,
     image_ref,
-    iso,
     ok,
     query_limit,
     query_repository,
     query_state,
     read_body,
     services,
-    verdict_json,
+    verdict_out,
     verdict_pages,
 )
 from proxy.admin.errors import AdminCode, AdminError
+from proxy.admin.models import (
+    Finding,
+    HistoryEvent,
+    ImageDetail,
+    ImageKey,
+    Images,
+    Outcome,
+    RescanAllQueued,
+    RescanQueued,
+)
 from proxy.context import info
 from proxy.errors import OCIError
 from proxy.names import check_name
 from storage import verdicts
 from storage.timeutil import now as utcnow
-from storage.verdicts import VerdictView
 
 
 async def list_images(request: web.Request) -> web.StreamResponse:
@@ -46,7 +52,7 @@ async def list_images(request: web.Request) -> web.StreamResponse:
     readable = rights(request).reads.patterns
     async with services(request).db() as session:
         found = await verdicts.list_verdicts(session, state, repository, limit, patterns=readable)
-    return ok({"images": [verdict_json(v) for v in found]})
+    return ok(Images(images=[verdict_out(v) for v in found]))
 
 
 async def show(request: web.Request) -> web.StreamResponse:
@@ -61,23 +67,13 @@ async def show(request: web.Request) -> web.StreamResponse:
         history = await verdicts.history(session, repository, digest)
     applies = svc.policies.match(repository, verdict.origin)
     return ok(
-        {
-            **verdict_json(verdict),
-            "findings": [f.__dict__ for f in findings],
-            "outcomes": list(verdict.outcomes),
-            "history": [
-                {
-                    "time": iso(e.time),
-                    "event": e.event,
-                    "old_state": e.old_state,
-                    "new_state": e.new_state,
-                    "actor": e.actor,
-                    "reason": e.reason,
-                }
-                for e in history
-            ],
-            "applicable_policy": applies.model_dump(mode="json"),
-        }
+        ImageDetail(
+            **dict(verdict_out(verdict)),
+            findings=[Finding.model_validate(f) for f in findings],
+            outcomes=[Outcome.model_validate(o) for o in verdict.outcomes],
+            history=[HistoryEvent.model_validate(e) for e in history],
+            applicable_policy=applies,
+        )
     )
 
 
@@ -90,7 +86,7 @@ async def release(request: web.Request) -> web.StreamResponse:
     stored = await actions.release_image(
         services(request), repository, digest, who, body.reason, body.expiry(utcnow())
     )
-    return ok(verdict_json(stored))
+    return ok(verdict_out(stored))
 
 
 async def requarantine(request: web.Request) -> web.StreamResponse:
@@ -102,7 +98,7 @@ async def requarantine(request: web.Request) -> web.StreamResponse:
     stored = await actions.requarantine_image(
         services(request), repository, digest, who, body.reason
     )
-    return ok(verdict_json(stored))
+    return ok(verdict_out(stored))
 
 
 async def rescan(request: web.Request) -> web.StreamResponse:
@@ -111,7 +107,7 @@ async def rescan(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, RescanBody)
     who = actor(request, body.actor, body.reason or "rescan")
     current = await actions.rescan_image(services(request), repository, digest, who, body.reason)
-    return ok({"queued": 1, "images": [_key(current)]}, status=202)
+    return ok(RescanQueued(queued=1, images=[ImageKey.model_validate(current)]), status=202)
 
 
 async def rescan_all(request: web.Request) -> web.StreamResponse:
@@ -134,8 +130,4 @@ async def rescan_all(request: web.Request) -> web.StreamResponse:
         for verdict in batch:
             await actions.queue_rescan(svc, verdict, who, body.reason)
             count += 1
-    return ok({"queued": count, "repository": body.repository}, status=202)
-
-
-def _key(verdict: VerdictView) -> dict[str, Any]:
-    return {"repository": verdict.repository, "digest": verdict.digest, "state": verdict.state}
+    return ok(RescanAllQueued(queued=count, repository=body.repository), status=202)

@@ -11,7 +11,6 @@ gatekeeper also runs at start-up) writes new verdicts and publishes their change
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from aiohttp import web
 
@@ -28,6 +27,14 @@ from proxy.admin.common import (
     verdict_pages,
 )
 from proxy.admin.errors import AdminCode, AdminError
+from proxy.admin.models_policy import (
+    EffectivePolicy,
+    PolicyChange,
+    PolicyList,
+    PolicyReevaluateResult,
+    PolicyTestResult,
+)
+from proxy.admin.waivers import reevaluation
 from proxy.context import info
 from proxy.errors import OCIError
 from proxy.names import check_name
@@ -64,7 +71,7 @@ async def test_policies(request: web.Request) -> web.StreamResponse:
     svc = services(request)
     configured = body.policies if body.policies is not None else svc.settings.policies
     policies = await load_book(svc.db, configured)
-    changes: list[dict[str, Any]] = []
+    changes: list[PolicyChange] = []
     examined = pending = unreadable = 0
     async for batch in verdict_pages(svc, None):
         keys = [(v.repository, v.digest) for v in batch]
@@ -85,23 +92,23 @@ async def test_policies(request: web.Request) -> web.StreamResponse:
             current = verdict.effective_state()
             if state != current:
                 changes.append(
-                    {
-                        "repository": verdict.repository,
-                        "digest": verdict.digest,
-                        "current": current,
-                        "would_be": state,
-                        "policy": policy.name,
-                        "reasons": list(reasons),
-                    }
+                    PolicyChange(
+                        repository=verdict.repository,
+                        digest=verdict.digest,
+                        current=current,
+                        would_be=State(state),
+                        policy=policy.name,
+                        reasons=list(reasons),
+                    )
                 )
     return ok(
-        {
-            "source": "request" if body.policies is not None else "settings",
-            "examined": examined,
-            "skipped_pending": pending,
-            "skipped_unreadable": unreadable,
-            "changes": changes,
-        }
+        PolicyTestResult(
+            source="request" if body.policies is not None else "settings",
+            examined=examined,
+            skipped_pending=pending,
+            skipped_unreadable=unreadable,
+            changes=changes,
+        )
     )
 
 
@@ -119,18 +126,7 @@ async def reevaluate_policies(request: web.Request) -> web.StreamResponse:
     report = await after_policy_change(
         svc.db, svc.settings.policies, repository=body.repository, publish=svc.bus.publish
     )
-    return ok(
-        {
-            "repository": body.repository,
-            "reevaluated": report.examined,
-            "changed": report.changed,
-            "quarantined": report.quarantined,
-            "notified": report.notified,
-            "skipped_unreadable": report.skipped,
-            "queued": len(report.needs_verification),
-            "seconds": round(report.seconds, 3),
-        }
-    )
+    return ok(PolicyReevaluateResult(**dict(reevaluation(report)), repository=body.repository))
 
 
 async def effective_policies(request: web.Request) -> web.StreamResponse:
@@ -143,18 +139,12 @@ async def effective_policies(request: web.Request) -> web.StreamResponse:
     svc = services(request)
     if repository is None:
         require_everything(request, "the list of every policy")
-        listed = [p.model_dump(mode="json") for p in svc.settings.policies]
-        return ok({"policies": listed})
+        return ok(PolicyList(policies=list(svc.settings.policies)))
     require(request, repository)
     origin = _query_origin(request, svc) or svc.verification.origin(repository, None)
     policy = svc.policies.match(repository, origin)
     return ok(
-        {
-            "repository": repository,
-            "origin": origin,
-            "policy": policy.model_dump(mode="json"),
-            "version": policy.version,
-        }
+        EffectivePolicy(repository=repository, origin=origin, policy=policy, version=policy.version)
     )
 
 

@@ -16,6 +16,7 @@ from proxy.admin.access import require
 from proxy.admin.bodies import PrefetchBody
 from proxy.admin.common import actor, ok, read_body, services
 from proxy.admin.errors import AdminCode, AdminError
+from proxy.admin.models import Prefetched, PrefetchResult
 from proxy.context import info
 from proxy.prefetch import REASON, Prefetcher
 from storage import jobs
@@ -48,4 +49,4 @@ async def prefetch(request: web.Request) -> web.StreamResponse:
         await prefetcher.prefetch(text, identity=jobs.admin(who), again=body.again, reason=reason)
         for text in dict.fromkeys(body.images)
     ]
-    return ok({"images": [item.as_json() for item in done]}, status=202)
+    return ok(PrefetchResult(images=[Prefetched.model_validate(item) for item in done]), status=202)

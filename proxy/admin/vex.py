@@ -13,15 +13,15 @@ after an advisory import. Withdrawing one takes its waivers back the same way.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from aiohttp import web
 
 from proxy.admin.access import require_pattern, rights
 from proxy.admin.bodies import ReasonBody, VexBody
-from proxy.admin.common import actor, iso, ok, read_body, services
+from proxy.admin.common import actor, ok, read_body, services
 from proxy.admin.errors import AdminCode, AdminError
-from proxy.admin.waivers import report_json
+from proxy.admin.models_policy import SettingsVexOut, StoredVexOut, VexChange, VexList
+from proxy.admin.waivers import reevaluation
 from proxy.context import info
 from proxy.reevaluate import Report
 from storage import vex
@@ -29,26 +29,26 @@ from storage.vex import StoredVex
 from verifiers.vex.model import VexError, from_data
 
 
-def stored_json(item: StoredVex) -> dict[str, Any]:
-    return {
-        "source": item.source,
-        "id": item.id,
-        "scope": item.scope,
-        "subject": item.subject,
-        "referrer": item.referrer,
-        "signer": item.signer,
-        "author": item.author,
-        "added_by": item.added_by,
-        "created_at": iso(item.created_at),
-        "status": "withdrawn" if item.withdrawn_at else "active",
-        "withdrawn_at": iso(item.withdrawn_at),
-        "withdrawn_by": item.withdrawn_by,
-        "withdraw_reason": item.withdraw_reason,
-        "document": json.loads(item.document),
-    }
+def stored_out(item: StoredVex) -> StoredVexOut:
+    return StoredVexOut(
+        source=item.source,  # type: ignore[arg-type]  # storage holds admin or referrer only
+        id=item.id,
+        scope=item.scope,
+        subject=item.subject,
+        referrer=item.referrer,
+        signer=item.signer,
+        author=item.author,
+        added_by=item.added_by,
+        created_at=item.created_at,
+        status="withdrawn" if item.withdrawn_at else "active",
+        withdrawn_at=item.withdrawn_at,
+        withdrawn_by=item.withdrawn_by,
+        withdraw_reason=item.withdraw_reason,
+        document=json.loads(item.document),
+    )
 
 
-def _settings_json(request: web.Request) -> list[dict[str, Any]]:
+def _settings_out(request: web.Request) -> list[SettingsVexOut]:
     scope = rights(request).reads
     found = []
     for policy in services(request).settings.policies:
@@ -56,15 +56,15 @@ def _settings_json(request: web.Request) -> list[dict[str, Any]]:
             continue
         for path, document in policy.vex.parsed_documents:
             found.append(
-                {
-                    "source": "settings",
-                    "policy": policy.name,
-                    "file": path,
-                    "scope": ", ".join(policy.repositories),
-                    "author": document.author,
-                    "status": "active",
-                    "document": document.model_dump(mode="json", by_alias=True),
-                }
+                SettingsVexOut(
+                    source="settings",
+                    policy=policy.name,
+                    file=path,
+                    scope=", ".join(policy.repositories),
+                    author=document.author,
+                    status="active",
+                    document=document.model_dump(mode="json", by_alias=True),
+                )
             )
     return found
 
@@ -77,8 +77,7 @@ async def list_vex(request: web.Request) -> web.StreamResponse:
     async with services(request).db() as session:
         stored = await vex.listed(session, include_withdrawn=include)
     chosen = [d for d in stored if scope.everything or scope.touches(d.scope)]
-    listing = [stored_json(d) for d in chosen] + _settings_json(request)
-    return ok({"vex": listing})
+    return ok(VexList(vex=[*(stored_out(d) for d in chosen), *_settings_out(request)]))
 
 
 async def accept(request: web.Request, body: VexBody) -> tuple[StoredVex, Report]:
@@ -110,7 +109,7 @@ async def add(request: web.Request) -> web.StreamResponse:
     """POST /vex : store a document in the caller's scope and decide again, from stored
     findings, every verdict it touches."""
     made, report = await accept(request, await read_body(request, VexBody))
-    return ok({"vex": stored_json(made), "reevaluation": report_json(report)}, status=201)
+    return ok(VexChange(vex=stored_out(made), reevaluation=reevaluation(report)), status=201)
 
 
 async def withdraw(request: web.Request) -> web.StreamResponse:
@@ -133,4 +132,4 @@ async def withdraw(request: web.Request) -> web.StreamResponse:
     if done is None:
         raise AdminError(AdminCode.CONFLICT, f"VEX document {vex_id} was already withdrawn")
     report = await svc.policies.apply(f"VEX {vex_id} by {done.author} withdrawn by {who}")
-    return ok({"vex": stored_json(done), "reevaluation": report_json(report)})
+    return ok(VexChange(vex=stored_out(done), reevaluation=reevaluation(report)))

@@ -12,7 +12,6 @@ stays a hold whatever is waived (``verifiers.lifecycle``: hold > release > verdi
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from aiohttp import web
 
@@ -21,8 +20,15 @@ from config.remotes import LOCAL
 from proxy.admin import actions
 from proxy.admin.access import require, require_pattern, rights
 from proxy.admin.bodies import ReasonBody, WaiverBody
-from proxy.admin.common import actor, iso, ok, query_repository, read_body, services
+from proxy.admin.common import actor, ok, query_repository, read_body, services
 from proxy.admin.errors import AdminCode, AdminError
+from proxy.admin.models_policy import (
+    Reevaluation,
+    SettingsWaiverOut,
+    StoredWaiverOut,
+    WaiverChange,
+    Waivers,
+)
 from proxy.auth.rights import Scope
 from proxy.context import info
 from proxy.reevaluate import Report
@@ -32,53 +38,54 @@ from storage.timeutil import utc
 from storage.waivers import Status, StoredWaiver
 
 
-def stored_json(waiver: StoredWaiver, moment: datetime) -> dict[str, Any]:
-    return {
-        "source": "database",
-        "id": waiver.id,
-        "finding": waiver.finding,
-        "scope": waiver.scope,
-        "reason": waiver.reason,
-        "author": waiver.author,
-        "created_at": iso(waiver.created_at),
-        "expires_at": iso(waiver.expires_at),
-        "status": waiver.status(moment).value,
-        "withdrawn_at": iso(waiver.withdrawn_at),
-        "withdrawn_by": waiver.withdrawn_by,
-        "withdraw_reason": waiver.withdraw_reason,
-    }
+def stored_out(waiver: StoredWaiver, moment: datetime) -> StoredWaiverOut:
+    return StoredWaiverOut(
+        source="database",
+        id=waiver.id,
+        finding=waiver.finding,
+        scope=waiver.scope,
+        reason=waiver.reason,
+        author=waiver.author,
+        created_at=waiver.created_at,
+        expires_at=waiver.expires_at,
+        status=waiver.status(moment),
+        withdrawn_at=waiver.withdrawn_at,
+        withdrawn_by=waiver.withdrawn_by,
+        withdraw_reason=waiver.withdraw_reason,
+    )
 
 
-def settings_json(policy: Policy, waiver: Waiver, moment: datetime) -> dict[str, Any]:
+def settings_out(policy: Policy, waiver: Waiver, moment: datetime) -> SettingsWaiverOut:
     expires = utc(waiver.expires)  # the settings file may omit the offset: UTC, as decided
     expired = expires is not None and expires <= moment
-    return {
-        "source": "settings",
-        "policy": policy.name,
-        "finding": waiver.finding,
-        "scope": ", ".join(waiver.repositories),
-        "reason": waiver.reason,
-        "author": waiver.author,
-        "expires_at": iso(expires),
-        "status": (Status.EXPIRED if expired else Status.ACTIVE).value,
-    }
+    return SettingsWaiverOut(
+        source="settings",
+        policy=policy.name,
+        finding=waiver.finding,
+        scope=", ".join(waiver.repositories),
+        reason=waiver.reason,
+        author=waiver.author,
+        expires_at=expires,
+        status=Status.EXPIRED if expired else Status.ACTIVE,
+    )
 
 
-def report_json(report: Report) -> dict[str, Any]:
-    return {
-        "reevaluated": report.examined,
-        "changed": report.changed,
-        "quarantined": report.quarantined,
-        "notified": report.notified,
-        "skipped_unreadable": report.skipped,
-        "queued": len(report.needs_verification),
-        "seconds": round(report.seconds, 3),
-    }
+def reevaluation(report: Report) -> Reevaluation:
+    """What deciding verdicts again did, as the API reports it."""
+    return Reevaluation(
+        reevaluated=report.examined,
+        changed=report.changed,
+        quarantined=report.quarantined,
+        notified=report.notified,
+        skipped_unreadable=report.skipped,
+        queued=len(report.needs_verification),
+        seconds=round(report.seconds, 3),
+    )
 
 
 def _settings_waivers(
     policies: list[Policy], repository: str | None, scope: Scope, moment: datetime
-) -> list[dict[str, Any]]:
+) -> list[SettingsWaiverOut]:
     """The settings file's waivers that concern ``repository`` (the one policy matching it),
     or, without one, those the reader's scope touches."""
     found = []
@@ -92,7 +99,7 @@ def _settings_waivers(
                     and any(scope.touches(p) for p in waiver.repositories)
                 )
             if concerns:
-                found.append(settings_json(policy, waiver, moment))
+                found.append(settings_out(policy, waiver, moment))
     return found
 
 
@@ -115,11 +122,11 @@ async def list_waivers(request: web.Request) -> web.StreamResponse:
     else:
         chosen = [w for w in stored if scope.everything or scope.touches(w.scope)]
         configured = list(svc.settings.policies)
-    listing = [stored_json(w, moment) for w in chosen]
+    listing: list[StoredWaiverOut | SettingsWaiverOut] = [stored_out(w, moment) for w in chosen]
     listing += _settings_waivers(configured, repository, scope, moment)
     if not include_inactive:
-        listing = [w for w in listing if w["status"] == Status.ACTIVE]
-    return ok({"waivers": listing})
+        listing = [w for w in listing if w.status == Status.ACTIVE]
+    return ok(Waivers(waivers=listing))
 
 
 async def waive(request: web.Request) -> web.StreamResponse:
@@ -138,7 +145,9 @@ async def waive(request: web.Request) -> web.StreamResponse:
         expires=body.expiry(utcnow()),
     )
     return ok(
-        {"waiver": stored_json(done.waiver, utcnow()), "reevaluation": report_json(done.report)},
+        WaiverChange(
+            waiver=stored_out(done.waiver, utcnow()), reevaluation=reevaluation(done.report)
+        ),
         status=201,
     )
 
@@ -163,4 +172,4 @@ async def withdraw(request: web.Request) -> web.StreamResponse:
     if done is None:
         raise AdminError(AdminCode.CONFLICT, f"waiver {waiver_id} was already withdrawn")
     report = await svc.policies.apply(f"waiver {waiver_id} of {done.finding} withdrawn by {who}")
-    return ok({"waiver": stored_json(done, utcnow()), "reevaluation": report_json(report)})
+    return ok(WaiverChange(waiver=stored_out(done, utcnow()), reevaluation=reevaluation(report)))
