@@ -7,8 +7,8 @@ import argparse
 from collections.abc import Iterator
 from pathlib import Path
 
-from proxy.cli import build_parser
-from proxy.cli_config import config_path, settings_for
+from cli.config import config_path, settings_for
+from cli.main import build_parser
 
 
 def commands(

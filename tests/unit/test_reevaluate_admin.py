@@ -12,12 +12,12 @@ import httpx
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from cli.admin import run_command
+from cli.main import build_parser
 from config.policy import Policy
 from proxy.admin import bodies
 from proxy.admin.openapi import build
 from proxy.admin.routes import PREFIX
-from proxy.cli import build_parser
-from proxy.cli_admin import run_command
 from proxy.events import VerdictChange
 from proxy.state import SERVICES, Services
 from storage import verdicts

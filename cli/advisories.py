@@ -22,9 +22,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cli.config import add_config, settings_for
 from config.settings import Settings
 from config.text import visible
-from proxy.cli_config import add_config, settings_for
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -108,7 +108,7 @@ async def _import(settings: Settings, path: Path) -> tuple[Any, Any]:
 
 def add_advisories_command(sub: Any) -> Any:
     """Add ``gatekeeper advisories``; returns its subcommands (``advisories sync`` is added
-    to them from ``proxy/cli_rescan.py``)."""
+    to them from ``cli/rescan.py``)."""
     advisories = sub.add_parser("advisories", help="the offline OSV advisory store")
     commands = advisories.add_subparsers(dest="advisories_command", required=True)
     imp = commands.add_parser(

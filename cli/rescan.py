@@ -27,11 +27,11 @@ from typing import Any, TextIO
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from cli.config import add_config, settings_for
+from cli.users import UsageError
 from config.scheduling import seconds
 from config.settings import Settings
 from config.text import check_plain, visible
-from proxy.cli_config import add_config, settings_for
-from proxy.cli_users import UsageError
 from storage.schedules import RunView
 
 DESCRIPTION = (
