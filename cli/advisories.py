@@ -2,13 +2,13 @@
 
 PATH is an OSV JSON file, a directory of them, or one of the per-ecosystem zip archives OSV
 publishes. Re-importing is safe (unchanged records are skipped). Records are streamed into the
-store (``proxy/advisory_import.py``) under the ``[advisories]`` caps; a malformed or oversized
+store (``services/advisory_import.py``) under the ``[advisories]`` caps; a malformed or oversized
 record is skipped with a line naming it on stderr, and the rest are imported. A source that
 cannot be read as a whole (not a zip, over ``max_uncompressed_bytes``, no valid record) imports
 nothing and exits 1.
 
 Images whose inventory holds an affected package are then re-evaluated at once from stored data
-(``proxy/reevaluate.py``: no layer is read, the upstream is not asked), under the configured
+(``services/reevaluate.py``: no layer is read, the upstream is not asked), under the configured
 policies; images with nothing stored to decide from are queued for a full verification, which
 the serving gatekeeper runs. Verdict changes go to the access log and to the configured webhooks
 (the serving gatekeeper sends the deliveries this command records).
@@ -62,15 +62,15 @@ def _skipped(reject: Any) -> None:
 
 
 async def _import(settings: Settings, path: Path) -> tuple[Any, Any]:
-    from proxy.advisory_import import import_path, read_limits
     from proxy.attest.publisher import recorder_for
     from proxy.audit import AuditWriter, audit_listener
     from proxy.audit_ledger import open_ledger
-    from proxy.events import EventBus
-    from proxy.policybook import PolicyBook
-    from proxy.rescan import reevaluate_import
     from proxy.webhooks import WebhookDispatcher, make_webhook_client
     from proxy.webhooks.cloudevents import event_source
+    from services.advisory_import import import_path, read_limits
+    from services.events import EventBus
+    from services.policybook import PolicyBook
+    from services.rescan import reevaluate_import
     from storage.db import create_engine, sessionmaker, upgrade
 
     engine = create_engine(settings.database_url)

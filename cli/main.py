@@ -154,8 +154,8 @@ def _cell(name: str, value: object) -> str:
 
 def cmd_enroll(args: argparse.Namespace) -> int:
     from config.public_names import public_hosts
-    from proxy.enroll import enroll
     from proxy.standalone import verification_service
+    from services.enroll import enroll
     from storage.advisories import DbAdvisoryStore
     from storage.inventory import DbInventoryStore
     from storage.layer_cache import DbLayerCache

@@ -205,7 +205,7 @@ async def _examine(
     settings: Settings, verifier: SignatureVerifier, repository: str, digest: str
 ) -> Report | Skipped:
     from proxy.standalone import verification_service
-    from proxy.verification import ImageGone
+    from services.verification import ImageGone
 
     async with verification_service(settings, lambda _db: [verifier]) as service:
         try:

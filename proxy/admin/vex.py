@@ -23,7 +23,7 @@ from proxy.admin.common import actor, iso, ok, read_body, services
 from proxy.admin.errors import AdminCode, AdminError
 from proxy.admin.waivers import report_json
 from proxy.context import info
-from proxy.reevaluate import Report
+from services.reevaluate import Report
 from storage import vex
 from storage.vex import StoredVex
 from verifiers.vex.model import VexError, from_data

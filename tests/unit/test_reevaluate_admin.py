@@ -18,8 +18,8 @@ from config.policy import Policy
 from proxy.admin import bodies
 from proxy.admin.openapi import build
 from proxy.admin.routes import PREFIX
-from proxy.events import VerdictChange
 from proxy.state import SERVICES, Services
+from services.events import VerdictChange
 from storage import verdicts
 from storage.inventory import DbInventoryStore
 from storage.verdicts import DecisionRecord, FindingRecord

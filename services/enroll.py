@@ -20,7 +20,7 @@ from proxy.forward import read_at_most
 from proxy.names import check_name
 from proxy.oci import MANIFEST_TYPES, parse_manifest
 from proxy.upstream import Upstream, v2_path
-from proxy.verification import VerificationService
+from services.verification import VerificationService
 from storage import jobs
 
 log = logging.getLogger("gatekeeper.enroll")
