@@ -31,8 +31,6 @@ SERVICES_MAY_IMPORT = {
     "proxy.oci",
     # ``OCIError``/``Code``: what upstream reads and manifest parsing raise (see above).
     "proxy.errors",
-    # ``check_name`` (enroll): the repository-name check that answers with ``NAME_INVALID``.
-    "proxy.names",
 }
 """``proxy`` modules ``services`` still imports: known exceptions to the layering, each a
 low, non-HTTP piece that lives in ``proxy`` today. Shrink it; never grow it without a reason."""
