@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from config.policy import Policy
-from proxy.reevaluate import Report, after_advisory_import, after_policy_change
+from services.reevaluate import Report, after_advisory_import, after_policy_change
 from storage.advisories import DbAdvisoryStore
 from storage.db import create_engine, sessionmaker, upgrade
 from storage.inventory import DbInventoryStore

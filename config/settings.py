@@ -172,10 +172,10 @@ class VerificationSettings(BaseModel):
     poll_seconds: float = Field(default=0.5, gt=0, le=60)
     """How often an idle worker looks for jobs anyway. A job queued by any process wakes it
     at once (PostgreSQL ``LISTEN/NOTIFY``, on SQLite a socket per process of the host:
-    ``proxy/wakeups.py``), so this is the safety net (a lost wake-up, a retry due later)."""
+    ``services/wakeups.py``), so this is the safety net (a lost wake-up, a retry due later)."""
     verdict_cache_seconds: float = Field(default=1.0, ge=0, le=60)
     """How long a pullable verdict is reused without asking the database (0: never). Changes
-    made by any process that announces them (``proxy/wakeups.py``) evict it at once; otherwise
+    made by any process that announces them (``services/wakeups.py``) evict it at once; otherwise
     another replica's change is seen within this time."""
     first_pull_hold_seconds: float = Field(default=30.0, ge=0, le=600)
     """Images the gatekeeper never saw pushed are verified on first pull, held this long."""
@@ -319,9 +319,9 @@ class Settings(BaseSettings):
     webhooks: list[WebhookSettings] = Field(default_factory=list)
     """Receivers of verdict-change events; each URL at most once (deliveries are keyed by it)."""
     rescan: RescanSettings = RescanSettings()
-    """Periodic full re-verification, run once cluster-wide (``proxy/scheduler.py``)."""
+    """Periodic full re-verification, run once cluster-wide (``services/scheduler.py``)."""
     advisories: AdvisoriesSettings = AdvisoriesSettings()
-    """Scheduled OSV mirror sync (``proxy/mirror.py``)."""
+    """Scheduled OSV mirror sync (``services/mirror.py``)."""
     remotes: list[Remote] = Field(default_factory=list)
     """Registries the upstream registry fetches images from on demand (a pull-through cache):
     the origin policies can be chosen by, and whom to name when a fetch fails

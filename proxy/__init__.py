@@ -1,1 +1,7 @@
-"""The gatekeeper's HTTP side: the aiohttp app, OCI routes, forwarding, access log and CLI."""
+"""The gatekeeper's HTTP side: the aiohttp app and its route table, one handler module per
+resource of the Distribution spec, the gate that decides each pull, forwarding to the upstream
+registry, authentication, the admin API, the web console, webhooks and the access log.
+
+May import ``services`` (the background work it starts), ``verifiers``, ``storage``, ``config``
+and ``oci``; never ``cli`` (``__main__.py`` is only the ``python -m proxy`` shim).
+"""

@@ -1,5 +1,6 @@
-"""``python -m proxy`` is the same as the ``gatekeeper`` console script."""
+"""``python -m proxy`` is the same as the ``gatekeeper`` console script (kept because scripts,
+tests and deployments start the gatekeeper that way); the command line lives in ``cli/``."""
 
-from proxy.cli import main
+from cli.main import main
 
 raise SystemExit(main())

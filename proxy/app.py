@@ -42,27 +42,27 @@ from proxy.auth.service import AuthService
 from proxy.clientaddr import build_forwarded_middleware
 from proxy.connections import CONNECTIONS, ConnectionLimits, OnRefused, limit_label
 from proxy.errors import Code, OCIError, envelope, error_middleware
-from proxy.events import EventBus
 from proxy.handlers.keys import GATEKEEPER_KEYS
 from proxy.hostheader import host_middleware, warn_if_host_derived
-from proxy.live_policies import LivePolicies
 from proxy.metrics import Metrics
-from proxy.mirror import make_mirror_client
 from proxy.names import check_raw_path
 from proxy.prefetch import Prefetcher, warm_up
 from proxy.presence import Presence
-from proxy.reevaluate import after_policy_change
 from proxy.remote_status import RemoteStatus, make_remote_client
 from proxy.routes import ACCESS, ACTIONS, EXTRA_SCOPES, UNAUDITED_PATHS, add_routes
-from proxy.scheduler import Scheduler, build_scheduler
 from proxy.server import OnUnparsed
 from proxy.state import SERVICES, Services, services
 from proxy.tls_port import OnPlain
 from proxy.ui.app import add_console
 from proxy.upstream import Upstream, make_client_session, make_token_client
-from proxy.verification import VerificationService
-from proxy.wakeups import for_database as wakeups_for
 from proxy.webhooks import WebhookDispatcher, make_webhook_client
+from services.events import EventBus
+from services.live_policies import LivePolicies
+from services.mirror import make_mirror_client
+from services.reevaluate import after_policy_change
+from services.scheduler import Scheduler, build_scheduler
+from services.verification import VerificationService
+from services.wakeups import for_database as wakeups_for
 from storage.advisories import DbAdvisoryStore
 from storage.audit import AccessRecord
 from storage.db import create_engine, sessionmaker, upgrade
@@ -420,7 +420,7 @@ async def _open_verification(
     stack: contextlib.AsyncExitStack,
 ) -> VerificationService:
     """The verification service, with the wake-ups by which queued jobs and changed verdicts
-    reach the other processes (``proxy.wakeups``). The wake-ups close after the service
+    reach the other processes (``services.wakeups``). The wake-ups close after the service
     (pushed first), which may still publish while it hands its jobs back."""
     wakeups = wakeups_for(settings.database_url)
     await wakeups.start()

@@ -36,7 +36,7 @@ from proxy.audit_ledger import Ledger
 from proxy.audit_spool import Spool
 from proxy.context import RequestInfo, info
 from proxy.errors import OCI_ERROR, Code, Handler, OCIError, error_response
-from proxy.events import VerdictChange
+from services.events import VerdictChange
 from storage.audit import AccessRecord, insert_records
 
 log = logging.getLogger("gatekeeper.audit")

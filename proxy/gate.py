@@ -6,7 +6,7 @@ one is judged on content, never on the labels of the request:
 
 - a **manifest** leaves only while its verdict is pullable (``verifiers.lifecycle``); its
   verdict already weighs what its content is, the holds on its blobs, what its blobs were
-  found to carry in other images, and the manifests it depends on (``proxy.examine``);
+  found to carry in other images, and the manifests it depends on (``services.examine``);
 - a **blob** leaves only as part of a pullable manifest of the repository, and only if the
   blob itself is not held by an admin and carries no finding of its own that blocks under the
   repository's policy, unless the manifest it leaves with was decided knowing that finding (a
@@ -36,7 +36,7 @@ pushed here, or fetched from a named remote). A pull of an image still being ver
 for the policy's ``hold_seconds``; one from a remote at least that remote's ``hold_seconds``,
 however many pulls of it wait (they all wait on the one verification), and any other image
 never seen (a first pull) at least ``verification.first_pull_hold_seconds``. When the hold
-runs out the pull is told roughly when to come back (``proxy.eta``).
+runs out the pull is told roughly when to come back (``services.eta``).
 """
 
 from __future__ import annotations
@@ -51,11 +51,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from config.policy import Policy
 from config.remotes import LOCAL
 from config.text import visible
-from proxy import eta
 from proxy.auth.http import bypasses_quarantine, may
 from proxy.context import info
 from proxy.errors import Code, OCIError
 from proxy.state import Services, services
+from services import eta
 from storage import content, fresh_uploads, jobs, verdicts
 from storage.content import BlobFinding
 from storage.db import DATABASE_ERRORS

@@ -29,7 +29,7 @@ from proxy.remote_failures import explain, what
 from proxy.remote_status import RemoteStatus
 from proxy.upstream import Upstream, v2_path
 from proxy.upstream_reads import ACCEPT
-from proxy.verification import VerificationService
+from services.verification import VerificationService
 from storage import jobs
 
 log = logging.getLogger("gatekeeper.prefetch")

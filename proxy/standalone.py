@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from config.settings import Settings
-from proxy.events import EventBus
-from proxy.policybook import load_book
 from proxy.upstream import Upstream, make_client_session, make_token_client
-from proxy.verification import VerificationService
+from services.events import EventBus
+from services.policybook import load_book
+from services.verification import VerificationService
 from storage.db import create_engine, sessionmaker, upgrade
 from verifiers.base import Verifier
 

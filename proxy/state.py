@@ -10,13 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from config.settings import Settings
 from proxy.audit import AuditWriter
-from proxy.events import EventBus
-from proxy.live_policies import LivePolicies
 from proxy.metrics import Metrics
 from proxy.presence import Presence
 from proxy.remote_status import RemoteStatus
 from proxy.upstream import Upstream
-from proxy.verification import VerificationService
+from services.events import EventBus
+from services.live_policies import LivePolicies
+from services.verification import VerificationService
 
 
 @dataclass

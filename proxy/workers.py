@@ -55,7 +55,7 @@ STARTUP_SECONDS = 10.0
 """A child that exits with an error sooner than this after its start failed to start."""
 MAX_START_FAILURES = 3
 CANNOT_START = 1
-"""A child's exit status when it could not start (``proxy.cli_serve``'s one-line error)."""
+"""A child's exit status when it could not start (``cli.serve``'s one-line error)."""
 CRASHED = 70
 """A child's exit status when its target raised (EX_SOFTWARE)."""
 PR_SET_PDEATHSIG = 1

@@ -179,7 +179,7 @@ async def in_images(
     """Which of ``blobs`` an image manifest of ``repository`` (other than ``besides``) lists,
     as its config or a layer, each with one such image's digest. An artifact carrying such a
     blob would be a way out for the image's content whatever its verdict, so it is verified
-    as an image instead (``proxy.examine``). Only this repository counts (a pusher can only
+    as an image instead (``services.examine``). Only this repository counts (a pusher can only
     mark blobs as image content where it may push), and never the empty ``{}``."""
     found: dict[str, str] = {}
     wanted = [b for b in dict.fromkeys(blobs) if b != EMPTY_BLOB]

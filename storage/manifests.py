@@ -145,7 +145,7 @@ async def get_manifest(
 async def content_size(session: AsyncSession, repository: str, digest: str) -> int | None:
     """Bytes of the blobs an image lists (config and layers), or for an index those of the
     platform images of it that are indexed; None when the manifest is not indexed yet. What a
-    verification of it reads, roughly (``proxy.eta``)."""
+    verification of it reads, roughly (``services.eta``)."""
     row = await get_manifest(session, repository, digest)
     if row is None:
         return None

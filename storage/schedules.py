@@ -6,7 +6,7 @@ moves the cursor in one transaction, guarded by the cursor it started from: a cr
 nothing (the batch is all there or not at all) and two writers can never both queue the same
 batch (the second one's guarded UPDATE matches no row and its transaction is rolled back).
 When a run should start, whether its pace allows another batch, is decided in
-``proxy/scheduler.py``; this module only stores.
+``services/scheduler.py``; this module only stores.
 """
 
 from __future__ import annotations

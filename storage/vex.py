@@ -4,7 +4,7 @@ Two ways in: an admin over the API (``source = "admin"``, a repository glob as i
 referrer of an image signed by a key the policy trusts (``source = "referrer"``, its own
 repository as the scope, the image it is about as ``subject``, the key's id as ``signer``).
 What the documents waive is the policy's business (``verifiers.vex.claims``,
-``proxy.policybook``). Like a waiver, a document is never deleted: withdrawing one stamps who
+``services.policybook``). Like a waiver, a document is never deleted: withdrawing one stamps who
 withdrew it and why.
 """
 

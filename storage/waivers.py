@@ -1,7 +1,7 @@
 """Waivers made at run time by admins: stored rows only.
 
 What a waiver does (a finding stops blocking within its scope until it expires) is the policy's
-business (``verifiers.policy``); which waivers join which policy is ``proxy.policybook``'s. A
+business (``verifiers.policy``); which waivers join which policy is ``services.policybook``'s. A
 waiver is never deleted: withdrawing one stamps who withdrew it and why, so the history of
 every exception made to the policy stays readable.
 """

@@ -23,6 +23,8 @@ from tests.support import database
 ROOT = Path(__file__).resolve().parents[1]
 _PARENTS = re.compile(r"Path\(__file__\)\.resolve\(\)\.parents\[(\d+)\]")
 PYTEST = (sys.executable, "-m", "pytest", "-q", "-m", "testdata", "-p", "no:cacheprovider")
+PACKAGES = ("proxy", "cli", "services", "verifiers", "storage", "config", "oci")
+"""The product's packages (pyproject's ``[tool.setuptools.packages.find]``)."""
 _ROOT_PARENT = re.compile(r"\bROOT\.parent\b")
 """``ROOT`` names the repository's root by convention here; its parent is outside."""
 
@@ -30,7 +32,17 @@ _ROOT_PARENT = re.compile(r"\bROOT\.parent\b")
 def _python_files() -> list[Path]:
     return [
         path
-        for top in ("tests", "bench", "fuzz", "proxy", "verifiers", "storage", "config", "oci")
+        for top in (
+            "tests",
+            "bench",
+            "fuzz",
+            "proxy",
+            "cli",
+            "verifiers",
+            "storage",
+            "config",
+            "oci",
+        )
         for path in sorted((ROOT / top).rglob("*.py"))
     ]
 

@@ -16,9 +16,9 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from proxy.admin.errors import AdminCode, AdminError
-from proxy.events import VerdictChange
-from proxy.reevaluate import Report
 from proxy.state import Services
+from services.events import VerdictChange
+from services.reevaluate import Report
 from storage import content, jobs, verdicts, waivers
 from storage.verdicts import VerdictView
 from storage.waivers import StoredWaiver

@@ -4,7 +4,7 @@
 
 Each stored verdict is decided again by ``verifiers.policy.decide`` from the outcomes and findings
 stored with it, so both answer for the same inputs the real decision had, without fetching or
-scanning anything. The dry-run only reads; re-evaluation (``proxy.reevaluate``, which the
+scanning anything. The dry-run only reads; re-evaluation (``services.reevaluate``, which the
 gatekeeper also runs at start-up) writes new verdicts and publishes their changes.
 """
 
@@ -38,10 +38,10 @@ from proxy.admin.waivers import reevaluation
 from proxy.context import info
 from proxy.errors import OCIError
 from proxy.names import check_name
-from proxy.policybook import PolicySource, load_book
-from proxy.reevaluate import after_policy_change
 from proxy.state import Services
-from proxy.stored_outcomes import StoredDataError, decide_stored, held_in, rebuild_outcomes
+from services.policybook import PolicySource, load_book
+from services.reevaluate import after_policy_change
+from services.stored_outcomes import StoredDataError, decide_stored, held_in, rebuild_outcomes
 from storage import verdicts
 from storage.verdicts import VerdictView
 from verifiers import lifecycle

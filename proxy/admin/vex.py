@@ -23,7 +23,7 @@ from proxy.admin.errors import AdminCode, AdminError
 from proxy.admin.models_policy import SettingsVexOut, StoredVexOut, VexChange, VexList
 from proxy.admin.waivers import reevaluation
 from proxy.context import info
-from proxy.reevaluate import Report
+from services.reevaluate import Report
 from storage import vex
 from storage.vex import StoredVex
 from verifiers.vex.model import VexError, from_data

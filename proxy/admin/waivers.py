@@ -3,7 +3,7 @@ stored ones next to the settings file's) and withdraw one.
 
 A waiver is made within what its author administers (a team admin on ``team/*`` waives in
 ``team/app`` or ``team/*``, never in ``*``) and stored; the policies in force pick it up
-(``proxy.policybook``), and the verdicts it touches are decided again at once from their
+(``services.policybook``), and the verdicts it touches are decided again at once from their
 stored findings, before the answer is sent: no layer is read, no upstream request made. The
 changes are published as after any policy change (the access log, webhooks). An admin's hold
 stays a hold whatever is waived (``verifiers.lifecycle``: hold > release > verdict).
@@ -31,7 +31,7 @@ from proxy.admin.models_policy import (
 )
 from proxy.auth.rights import Scope
 from proxy.context import info
-from proxy.reevaluate import Report
+from services.reevaluate import Report
 from storage import waivers
 from storage.timeutil import now as utcnow
 from storage.timeutil import utc

@@ -35,10 +35,10 @@ from config.remotes import LOCAL
 from config.settings import Settings
 from proxy.attest import summaries
 from proxy.attest.dsse import Signer
-from proxy.events import VerdictChange
 from proxy.oci import OCI_MANIFEST, parse_manifest
 from proxy.upstream import Upstream, v2_path
-from proxy.verification import VerificationService
+from services.events import VerdictChange
+from services.verification import VerificationService
 from storage import attestations, manifests, verdicts
 from storage.attestations import Attestation
 from storage.timeutil import now

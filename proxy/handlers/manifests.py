@@ -25,7 +25,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from oci.cosign_tags import read_cosign_tag
-from proxy import gate, registry_files, remote_failures, vex_intake
+from proxy import gate, registry_files, remote_failures
 from proxy.context import info
 from proxy.errors import Code, OCIError
 from proxy.forward import read_at_most, request_headers, response_headers
@@ -34,6 +34,7 @@ from proxy.names import check_reference, is_digest
 from proxy.oci import MANIFEST_TYPES, parse_manifest, sha256_digest
 from proxy.state import Services, services
 from proxy.upstream import v2_path
+from services import vex_intake
 from storage import content, verdicts
 from storage.db import DATABASE_ERRORS
 from storage.manifests import ManifestRecord, forget_manifest, get_manifest, record_manifest

@@ -3,7 +3,7 @@ stored at run time), and a dry run: how one image would be decided under a chang
 or an extra waiver, before anything is saved.
 
 The dry run is the admin API's ``policy test`` for one image: the verdict's stored outcomes and
-findings (``proxy.stored_outcomes``) decided by ``proxy.admin.policy.would_be``, so it answers
+findings (``services.stored_outcomes``) decided by ``proxy.admin.policy.would_be``, so it answers
 for the same inputs the real decision had, reads no layer and changes nothing. Saving a waiver
 is the waiver action (``proxy.ui.actions``); a threshold lives in the settings file.
 """
@@ -25,9 +25,9 @@ from proxy.admin.policy import would_be
 from proxy.context import info
 from proxy.errors import OCIError
 from proxy.names import check_digest, check_name
-from proxy.stored_outcomes import StoredDataError, rebuild_outcomes
 from proxy.ui.forms import choice
 from proxy.ui.render import page
+from services.stored_outcomes import StoredDataError, rebuild_outcomes
 from storage import globs, verdicts
 from storage.models import Verdict
 from verifiers.base import Severity

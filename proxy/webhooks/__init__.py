@@ -2,7 +2,7 @@
 
 Events: ``image.quarantined``, ``image.passed``, ``image.released``, ``image.requarantined``
 (an admin's re-quarantine, or a release that expired), and ``image.new-findings``: a
-re-evaluation (an advisory import, a policy change; see ``proxy/reevaluate.py``) found findings
+re-evaluation (an advisory import, a policy change; see ``services/reevaluate.py``) found findings
 that would block an image which nevertheless stays pullable, because its policy says
 ``on_new_findings = "notify"`` or an admin released it. Its ``new_state`` is the unchanged
 ``passed`` or ``released``, its ``reason`` starts with the trigger (``advisory-import (data

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from config.settings import Settings
-from proxy.events import EVENT_TYPES, VerdictChange
+from services.events import EVENT_TYPES, VerdictChange
 
 CONTENT_TYPE = "application/cloudevents+json"
 DEFAULT_SOURCE = "registry-gatekeeper"

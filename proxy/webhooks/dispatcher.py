@@ -21,9 +21,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.settings import WebhookSettings
-from proxy.events import VerdictChange
 from proxy.webhooks.cloudevents import to_cloud_event
 from proxy.webhooks.sender import Hook, send_once
+from services.events import VerdictChange
 from storage import webhooks as store
 from storage.db import DATABASE_ERRORS
 from storage.timeutil import now as utcnow

@@ -78,7 +78,7 @@ def stand_in_venv(repo: Path) -> None:
     (site / "registry-gatekeeper-copy.pth").write_text("\n".join([str(repo), *ours]) + "\n")
     command = venv / "bin" / "gatekeeper"
     command.write_text(
-        f"#!{venv / 'bin' / 'python'}\nimport sys\nfrom proxy.cli import main\nsys.exit(main())\n"
+        f"#!{venv / 'bin' / 'python'}\nimport sys\nfrom cli.main import main\nsys.exit(main())\n"
     )
     command.chmod(0o755)
     digest = hashlib.sha256((repo / "pyproject.toml").read_bytes()).hexdigest()

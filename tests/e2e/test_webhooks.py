@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import func, select
 
 from config.settings import WebhookSettings
-from proxy.events import VerdictChange
 from proxy.webhooks import WebhookDispatcher
+from services.events import VerdictChange
 from storage import webhooks as webhook_store
 from storage.db import create_engine, sessionmaker, upgrade
 from storage.models import WebhookAttempt

@@ -46,7 +46,7 @@ def gk(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             "GATEKEEPER_POLICIES": json.dumps(POLICIES),
             "GATEKEEPER_VERIFIERS": json.dumps({"config-sanity": {}}),
             # The verifying process hears of a job pushed to a serving one by a wake-up
-            # (``proxy.wakeups``), not by its timer: make the timer too slow to pass for it.
+            # (``services.wakeups``), not by its timer: make the timer too slow to pass for it.
             "GATEKEEPER_VERIFICATION__POLL_SECONDS": "60",
         },
         start=False,

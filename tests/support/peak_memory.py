@@ -6,7 +6,7 @@ do: on ``exec`` Linux carries the parent's high-water mark over into the child's
 a large pytest process reports pytest's size.
 
 ``python -m tests.support.peak_memory ARGS`` runs ``gatekeeper ARGS`` in that process (the
-same ``proxy.cli.main`` as ``python -m proxy``), then prints ``peak-rss-bytes N`` as its last
+same ``cli.main.main`` as ``python -m proxy``), then prints ``peak-rss-bytes N`` as its last
 line on stderr.
 """
 
@@ -35,7 +35,7 @@ def reported(stderr: str) -> int:
 
 
 def main() -> int:
-    from proxy.cli import main as gatekeeper
+    from cli.main import main as gatekeeper
 
     try:
         return gatekeeper(sys.argv[1:])

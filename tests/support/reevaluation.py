@@ -1,4 +1,4 @@
-"""A stored image for the re-evaluation unit tests (``proxy.reevaluate``, ``proxy.rescan``): a
+"""A stored image for the re-evaluation unit tests (``services.reevaluate``, ``services.rescan``): a
 passed verdict with an inventory in a real database, OSV advisories to import against it, and a
 recorder of the verdict changes published."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from config.policy import Policy
-from proxy.events import VerdictChange
+from services.events import VerdictChange
 from storage import verdicts
 from storage.advisories import DbAdvisoryStore, ImportResult
 from storage.inventory import DbInventoryStore

@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from proxy.admin import bodies
 from proxy.admin.openapi import build
 from proxy.admin.routes import PREFIX, ROUTES
-from proxy.events import VerdictChange
 from proxy.state import SERVICES, Services
+from services.events import VerdictChange
 from storage import verdicts
 from storage.verdicts import DecisionRecord, FindingRecord
 from tests.unit.fakes import FakeUpstream

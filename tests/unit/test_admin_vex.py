@@ -14,12 +14,12 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from config.policy import Policy
-from proxy import vex_intake
 from proxy.admin.routes import PREFIX
-from proxy.events import VerdictChange
-from proxy.examine import Fetched
 from proxy.oci import parse_manifest
-from proxy.policybook import PolicyBook
+from services import vex_intake
+from services.events import VerdictChange
+from services.examine import Fetched
+from services.policybook import PolicyBook
 from storage import identities, manifests, vex
 from storage.verdicts import FindingRecord
 from tests.support.admin_app import (

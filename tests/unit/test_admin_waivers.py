@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from proxy.admin.routes import PREFIX
-from proxy.events import VerdictChange
+from services.events import VerdictChange
 from storage import identities, verdicts
 from storage.verdicts import FindingRecord
 from tests.support.admin_app import (

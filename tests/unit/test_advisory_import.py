@@ -1,4 +1,4 @@
-"""``proxy.advisory_import``: an OSV source read in a worker thread and stored batch by batch,
+"""``services.advisory_import``: an OSV source read in a worker thread and stored batch by batch,
 each rejected record reported as it is met, nothing stored when the source fails as a whole."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from proxy import advisory_import
-from proxy.advisory_import import import_path
+from services import advisory_import
+from services.advisory_import import import_path
 from storage.advisories import DbAdvisoryStore
 from tests.support.osvdata import BAD_RECORDS, real, write_bad_records
 from verifiers.vulns.load import Loaded, LoadError, ReadLimits, Rejected

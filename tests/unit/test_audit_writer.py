@@ -8,7 +8,7 @@ import pytest
 
 from config.settings import AuditSettings
 from proxy.audit import AuditWriter, audit_listener
-from proxy.events import VerdictChange
+from services.events import VerdictChange
 from tests.support.audit import FlakyDatabase, record
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from proxy.cli import build_parser, main
-from proxy.cli_admin import load_policies, parse_duration, run_command
+from cli.admin import load_policies, parse_duration, run_command
+from cli.main import build_parser, main
 
 DIGEST = "sha256:" + "a" * 64
 VERDICT = {

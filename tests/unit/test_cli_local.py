@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from cli.admin import CommandError, endpoint
+from cli.login import Login, load_login, save_login
+from cli.main import build_parser, main
 from config.policy import Policy
-from proxy.cli import build_parser, main
-from proxy.cli_admin import CommandError, endpoint
-from proxy.cli_login import Login, load_login, save_login
 from storage import verdicts
 from storage.db import create_engine, sessionmaker, upgrade
 from storage.verdicts import DecisionRecord, FindingRecord

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from proxy.cli_login import (
+from cli.login import (
     DEFAULT_URL,
     Login,
     LoginError,

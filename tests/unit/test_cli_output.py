@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from proxy import cli, cli_signatures
-from proxy.cli_users import UsageError, parse_grant
+from cli import main as cli_main
+from cli import signatures as cli_signatures
+from cli.users import UsageError, parse_grant
 from verifiers.signatures.steps import Checked, Failure, Step
 from verifiers.signatures.verifier import Report
 
@@ -28,7 +29,7 @@ def test_the_audit_table_shows_identities_and_reasons_escaped(
         "identity": HOSTILE[:40],
         "reason": HOSTILE,
     }
-    cli._print_table([row, {**row, "identity": "alice"}])
+    cli_main._print_table([row, {**row, "identity": "alice"}])
     out = capsys.readouterr().out
     assert len(out.splitlines()) == 3
     assert not any(c in out for c in RAW)
@@ -59,7 +60,7 @@ def test_a_signature_report_shows_what_was_signed_escaped(
 def test_identity_names_and_grant_patterns_refuse_control_characters(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert cli.main(["users", "create", "ops\x1b[2J", "--config", "/nonexistent.toml"]) == 2
+    assert cli_main.main(["users", "create", "ops\x1b[2J", "--config", "/nonexistent.toml"]) == 2
     err = capsys.readouterr().err
     assert "control or bidirectional-control" in err and "\x1b" not in err
     with pytest.raises(UsageError, match="bidirectional"):

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
+from cli.main import build_parser, main
+from cli.rescan import BarProgress, PlainProgress, Snapshot, _rescan, wait_for
 from config.settings import Settings, load_settings
-from proxy.cli import build_parser, main
-from proxy.cli_rescan import BarProgress, PlainProgress, Snapshot, _rescan, wait_for
-from proxy.scheduler import Scheduler
+from services.scheduler import Scheduler
 from storage import verdicts
 from storage.db import create_engine, sessionmaker, upgrade
 from storage.models import Job

@@ -4,11 +4,16 @@ it names come from ``--config``, else ``$GATEKEEPER_CONFIG``."""
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from proxy.cli import build_parser
-from proxy.cli_config import config_path, settings_for
+from cli.config import config_path, settings_for
+from cli.main import build_parser
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def commands(
@@ -46,3 +51,30 @@ def test_the_option_wins_over_the_variable(tmp_path: Path) -> None:
     unset = argparse.Namespace(config=None)
     assert config_path(unset, env) == theirs and settings_for(unset, env).port == 6002
     assert config_path(unset, {}) is None and settings_for(unset, {}).port == 5000
+
+
+WAYS_IN = {
+    "python -m cli": (sys.executable, "-m", "cli"),
+    "python -m proxy": (sys.executable, "-m", "proxy"),
+    "console script": (str(Path(sys.executable).parent / "gatekeeper"),),
+}
+
+
+def test_every_way_in_runs_the_same_command(tmp_path: Path) -> None:
+    """``python -m proxy`` stays (scripts and deployments start it so) as a shim over
+    ``cli.main``; all three print the same help and refuse the same bad word."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100"}
+    helps = {}
+    for way, start in WAYS_IN.items():
+        bad = subprocess.run(
+            [*start, "no-such-command"], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert bad.returncode == 2, way
+        assert "invalid choice: 'no-such-command'" in bad.stderr, way
+        helped = subprocess.run(
+            [*start, "--help"], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert helped.returncode == 0, way
+        helps[way] = helped.stdout
+    assert helps["python -m cli"].startswith("usage: gatekeeper")
+    assert len(set(helps.values())) == 1, helps

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from proxy.cli import build_parser
-from proxy.cli_admin import run_command
+from cli.admin import run_command
+from cli.main import build_parser
 
 WAIVER = {
     "source": "database",

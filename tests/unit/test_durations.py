@@ -7,11 +7,11 @@ from datetime import timedelta
 
 import pytest
 
+from cli.admin import parse_duration as admin_duration
+from cli.users import UsageError
+from cli.users import parse_duration as users_duration
 from config.durations import DurationError, parse_duration, positive_duration
 from config.scheduling import seconds
-from proxy.cli_admin import parse_duration as admin_duration
-from proxy.cli_users import UsageError
-from proxy.cli_users import parse_duration as users_duration
 
 WRITTEN = [("90s", 90), ("30m", 1800), ("1h", 3600), ("2d", 172800), ("1h30m", 5400)]
 WRITTEN += [("1.5h", 5400), (" 12H ", 43200), ("0s", 0)]

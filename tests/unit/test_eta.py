@@ -1,11 +1,11 @@
-"""The "try again in about N s" a pull gets when its hold ran out (``proxy.eta``): from the
+"""The "try again in about N s" a pull gets when its hold ran out (``services.eta``): from the
 image's size, this process's measured throughput, the job's progress and the queue before it."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from proxy.eta import MIN_WAIT, MiB, Throughput, estimate, span
+from services.eta import MIN_WAIT, MiB, Throughput, estimate, span
 from storage.jobs import Progress
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)

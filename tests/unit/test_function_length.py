@@ -8,7 +8,18 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("proxy", "verifiers", "storage", "config", "oci", "tests", "bench", "fuzz")
+PACKAGES = (
+    "proxy",
+    "cli",
+    "services",
+    "verifiers",
+    "storage",
+    "config",
+    "oci",
+    "tests",
+    "bench",
+    "fuzz",
+)
 EXEMPT = (ROOT / "storage" / "migrations",)
 LIMIT = 60
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from proxy.rescan import SETTLE_GRACE, reevaluate_import, settle_unfinished
+from services.rescan import SETTLE_GRACE, reevaluate_import, settle_unfinished
 from storage.advisories import DbAdvisoryStore
 from storage.timeutil import now
 from tests.support.reevaluation import (

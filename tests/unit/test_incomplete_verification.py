@@ -17,11 +17,11 @@ from aiohttp.test_utils import TestServer
 from sqlalchemy import update
 
 from config.settings import load_settings
-from proxy.events import EventBus, VerdictChange
-from proxy.incomplete import RULE as INCOMPLETE_RULE
-from proxy.policybook import load_book
 from proxy.upstream import Upstream, make_client_session, make_token_client
-from proxy.verification import VerificationService
+from services.events import EventBus, VerdictChange
+from services.incomplete import RULE as INCOMPLETE_RULE
+from services.policybook import load_book
+from services.verification import VerificationService
 from storage import jobs, verdicts
 from storage.db import create_engine, sessionmaker, upgrade
 from storage.layer_cache import DbLayerCache

@@ -1,4 +1,4 @@
-"""The policies a serving process holds (``proxy.live_policies``): a waiver another replica
+"""The policies a serving process holds (``services.live_policies``): a waiver another replica
 stores, or one that expires, reaches this process's snapshot within a refresh, and the verdicts
 it touches are decided again without anyone asking."""
 
@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from config.policy import Policy
-from proxy.events import VerdictChange
-from proxy.live_policies import LivePolicies
+from services.events import VerdictChange
+from services.live_policies import LivePolicies
 from storage import verdicts, waivers
 from storage.verdicts import DecisionRecord, FindingRecord
 from verifiers.lifecycle import State

@@ -20,8 +20,8 @@ from aiohttp.test_utils import TestServer
 
 from config.settings import Settings, load_settings
 from proxy.metrics import Metrics
-from proxy.mirror import MirrorSync, SyncResult, display_url
-from proxy.scheduler import SYNC, Scheduler
+from services.mirror import MirrorSync, SyncResult, display_url
+from services.scheduler import SYNC, Scheduler
 from storage import schedules
 from storage.advisories import DbAdvisoryStore, ImportResult
 from storage.locks import LeaseLock
@@ -79,7 +79,7 @@ def config(url: str, **extra: str) -> Settings:
 
 
 class Queued:
-    """Stands in for ``proxy.rescan.queue_affected`` and remembers what it was handed."""
+    """Stands in for ``services.rescan.queue_affected`` and remembers what it was handed."""
 
     def __init__(self) -> None:
         self.calls: list[ImportResult] = []
@@ -131,7 +131,7 @@ async def test_first_sync_imports_and_an_unchanged_archive_is_not_downloaded_aga
     forced = await sync_once(db, settings, queue, force=True)
     assert forced.status == "imported" and "If-None-Match" not in fake.requests[-1]
     async with db() as session:
-        from proxy.mirror import url_key
+        from services.mirror import url_key
 
         stored = await schedules.mirror(session, url_key(url))
     assert stored is not None and "token" not in stored.display_url
@@ -163,7 +163,7 @@ async def test_a_failed_sync_keeps_the_old_data_and_is_counted(
     assert await DbAdvisoryStore(db).data_version() == version
     assert len(queue.calls) == 1
     async with db() as session:
-        from proxy.mirror import url_key
+        from services.mirror import url_key
 
         stored = await schedules.mirror(session, url_key(url))
     assert stored is not None and stored.failures == 3 and stored.etag == '"v1"'
@@ -286,7 +286,7 @@ async def test_an_unexpected_error_fails_one_url_only_and_is_counted(
     assert metrics.advisory_syncs.labels("failed")._value.get() == 1
     assert metrics.advisory_syncs.labels("imported")._value.get() == 1
     async with db() as session:
-        from proxy.mirror import url_key
+        from services.mirror import url_key
 
         stored = await schedules.mirror(session, url_key(failed.url))
     assert stored is not None and stored.failures == 1 and stored.last_error == failed.error

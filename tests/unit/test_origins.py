@@ -1,5 +1,5 @@
 """Where an image comes from and how that chooses its policy (``config.remotes``,
-``config.policy``, ``proxy.policybook``): pushed here is ``local`` whatever remote serves the
+``config.policy``, ``services.policybook``): pushed here is ``local`` whatever remote serves the
 repository, anything else comes from the remote serving its repository; a policy naming the
 origin wins; the stored origin follows the settings at start-up (``proxy.origins``)."""
 
@@ -19,7 +19,7 @@ from config.references import parse_image_reference
 from config.remotes import LOCAL, Remote, origin_of, remote_for
 from config.settings import ConfigError, load_settings
 from proxy import origins
-from proxy.policybook import PolicyBook
+from services.policybook import PolicyBook
 from storage import verdicts
 from storage.db import create_engine, sessionmaker, upgrade
 from tests.support.database import Database

@@ -1,4 +1,4 @@
-"""How stored waivers join the settings file's policies (``proxy.policybook``): only where
+"""How stored waivers join the settings file's policies (``services.policybook``): only where
 their scope applies, so a policy's version changes exactly there, and the policy then treats
 them like the settings file's own."""
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from config.policy import Policy, Waiver
-from proxy.policybook import PolicyBook, load_book
+from services.policybook import PolicyBook, load_book
 from storage import waivers
 from storage.waivers import Status, StoredWaiver
 from verifiers.base import Finding, Severity

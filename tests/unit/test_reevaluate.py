@@ -1,4 +1,4 @@
-"""Re-evaluation from stored data (``proxy.reevaluate``) on a real database: an advisory import
+"""Re-evaluation from stored data (``services.reevaluate``) on a real database: an advisory import
 re-matches the stored inventory, keeps other verifiers' findings, applies the current policy,
 records the trigger, and publishes what changed; a policy change re-decides from stored findings.
 """
@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import select, update
 
 from config.policy import VerifierPolicy
-from proxy.reevaluate import after_advisory_import, after_policy_change
-from proxy.rescan import queue_affected
+from services.reevaluate import after_advisory_import, after_policy_change
+from services.rescan import queue_affected
 from storage import jobs, verdicts
 from storage.inventory import DbInventoryStore
 from storage.manifests import DescriptorRecord, ManifestRecord, record_manifest

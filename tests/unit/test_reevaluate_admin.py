@@ -12,14 +12,14 @@ import httpx
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from cli.admin import run_command
+from cli.main import build_parser
 from config.policy import Policy
 from proxy.admin import bodies
 from proxy.admin.openapi import build
 from proxy.admin.routes import PREFIX
-from proxy.cli import build_parser
-from proxy.cli_admin import run_command
-from proxy.events import VerdictChange
 from proxy.state import SERVICES, Services
+from services.events import VerdictChange
 from storage import verdicts
 from storage.inventory import DbInventoryStore
 from storage.verdicts import DecisionRecord, FindingRecord

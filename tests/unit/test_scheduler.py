@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from config.settings import ConfigError, Settings, load_settings
-from proxy.scheduler import (
+from services.scheduler import (
     RESCAN,
     Scheduler,
     batch_size,

@@ -1,4 +1,4 @@
-"""Wake-ups between processes (``proxy.wakeups``): a second instance stands for another
+"""Wake-ups between processes (``services.wakeups``): a second instance stands for another
 process (another socket, another PostgreSQL connection)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from proxy.wakeups import JOBS, VERDICTS, PostgresWakeups, SocketWakeups, Wakeups, for_database
+from services.wakeups import JOBS, VERDICTS, PostgresWakeups, SocketWakeups, Wakeups, for_database
 from tests.support.database import Database
 
 

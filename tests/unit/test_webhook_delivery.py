@@ -18,10 +18,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.settings import WebhookSettings
-from proxy.events import VerdictChange
 from proxy.webhooks.cloudevents import verify_signature
 from proxy.webhooks.dispatcher import WebhookDispatcher
 from proxy.webhooks.sender import webhook_key
+from services.events import VerdictChange
 from storage import webhooks as store
 from storage.models import WebhookAttempt, WebhookDelivery
 

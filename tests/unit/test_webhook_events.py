@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 import pytest
 
 from config.settings import WEBHOOK_EVENT_TYPES, ConfigError, WebhookSettings, load_settings
-from proxy.events import EVENT_TYPES, VerdictChange
 from proxy.webhooks.cloudevents import request_headers, signature, to_cloud_event, verify_signature
 from proxy.webhooks.dispatcher import retry_delay
 from proxy.webhooks.sender import Hook, webhook_key
+from services.events import EVENT_TYPES, VerdictChange
 
 DIGEST = "sha256:" + "ab" * 32
 SECRET = b"0123456789abcdef-secret"

@@ -75,5 +75,5 @@ class VulnerabilityVerifier:
 
 
 def _finding(package: Package, query: Query, match: Match) -> Finding:
-    # One definition shared with re-evaluation (proxy/reevaluate.py), so both agree.
+    # One definition shared with re-evaluation (services/reevaluate.py), so both agree.
     return assess.finding(package, query, match)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from proxy.vex_intake import offered
+from services.vex_intake import offered
 from tests.support.vex import DSSE_TYPE, PREDICATE, referrer_manifest
 from verifiers.vex.envelope import OPENVEX_TYPE
 

@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from config.policy import Policy
-from proxy.policybook import PolicyBook
+from services.policybook import PolicyBook
 from tests.support.cosign import new_key, public_pem
 from tests.support.vex import document, statement
 

@@ -17,9 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from config.references import parse_image_reference
-from config.text import visible
-from proxy.cli_admin import (
+from cli.admin import (
     AdminClient,
     CommandError,
     common_options,
@@ -29,6 +27,8 @@ from proxy.cli_admin import (
     print_json,
     run_admin,
 )
+from config.references import parse_image_reference
+from config.text import visible
 from verifiers.lifecycle import PULLABLE, State
 
 DESCRIPTION = (

@@ -2,7 +2,7 @@
 inventory (``image_packages`` is the index from package to images).
 
 With the policies at hand the affected images are decided again from stored data
-(``proxy.reevaluate``): no layer, no manifest, no upstream request. Only images with nothing
+(``services.reevaluate``): no layer, no manifest, no upstream request. Only images with nothing
 stored to decide from (never inventoried, still pending) are queued for a full verification on
 the persisted queue, which the running gatekeeper's workers pick up even when the import ran in
 another process. Without policies (a caller that has none) every affected image is queued, as
@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.policy import Policy
-from proxy.reevaluate import Publish, Report, after_advisory_import, queue_verifications
+from services.reevaluate import Publish, Report, after_advisory_import, queue_verifications
 from storage import jobs
 from storage.advisories import DbAdvisoryStore, ImportResult
 from storage.timeutil import now as utcnow

@@ -3,7 +3,7 @@ partial reading must not be decided on, and the failure verdict of a dead-letter
 
 An image whose verification never completes must not stay ``pending`` for ever (pullers would
 be told "still being verified" for good): once its job is dead-lettered it gets a failure that
-says why (``verifiers.policy.incomplete``). The service (``proxy.verification``) stores it;
+says why (``verifiers.policy.incomplete``). The service (``services.verification``) stores it;
 this module only says what it is.
 """
 

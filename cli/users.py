@@ -17,11 +17,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from cli.config import add_config, settings_for
 from config.durations import DurationError
 from config.durations import parse_duration as parse_seconds
 from config.settings import Settings
 from config.text import check_plain, visible
-from proxy.cli_config import add_config, settings_for
 
 ACTIONS = {"pull", "push", "delete", "admin", "auditor", "quarantine-reader"}
 

@@ -21,13 +21,13 @@ from typing import Any, TextIO, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from cli.config import HELP, settings_for
+from cli.users import UsageError
 from config.settings import Settings
 from proxy.attest import checkpoints as signed
 from proxy.attest.chain import ChainCheck, Checkpoint, Problem, Report, Row
 from proxy.attest.dsse import EnvelopeError
 from proxy.auth.keyring import KeyFormatError, key_id, public_from_pem
-from proxy.cli_config import HELP, settings_for
-from proxy.cli_users import UsageError
 
 T = TypeVar("T")
 EXPORT_FORMAT = "registry-gatekeeper-audit-export/v1"

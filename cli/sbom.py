@@ -10,7 +10,7 @@ import argparse
 import asyncio
 from typing import Any
 
-from proxy.cli_config import add_config, settings_for
+from cli.config import add_config, settings_for
 
 
 def _reference(value: str) -> tuple[str, str]:

@@ -1,5 +1,5 @@
 """The policies in force in this process, for callers that cannot wait for the database (the
-pull gate, a verification about to decide): a snapshot (``proxy.policybook.PolicyBook``) of the
+pull gate, a verification about to decide): a snapshot (``services.policybook.PolicyBook``) of the
 settings file's policies and the database's active waivers.
 
 The snapshot is taken at start-up, again at once after a waiver is made or withdrawn here, and
@@ -21,8 +21,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.policy import Policy
 from config.remotes import LOCAL
-from proxy.policybook import PolicyBook, load_book
-from proxy.reevaluate import Publish, Report, after_policy_change
+from services.policybook import PolicyBook, load_book
+from services.reevaluate import Publish, Report, after_policy_change
 from storage.db import DATABASE_ERRORS
 
 log = logging.getLogger("gatekeeper.policy")

@@ -1,7 +1,7 @@
 """A stored verdict back into the values the policy decides on, so it can be decided again
 without running any verifier: its outcomes (as JSON on the verdict) with their findings (rows).
 
-Used by re-evaluation (``proxy.reevaluate``) and the policy dry-run (``proxy.admin.policy``).
+Used by re-evaluation (``services.reevaluate``) and the policy dry-run (``proxy.admin.policy``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from verifiers.policy import Decision, decide
 HISTORY = "history"
 """The outcome of findings inherited through shared blobs."""
 HELD = "content.held"
-"""The content finding of a manifest whose content an admin holds (``proxy.examine``)."""
+"""The content finding of a manifest whose content an admin holds (``services.examine``)."""
 
 PARSED_LIMIT = 100_000
 """Stored findings kept parsed in one cache (one policy re-evaluation)."""

@@ -27,11 +27,11 @@ from typing import Any, TextIO
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from cli.config import add_config, settings_for
+from cli.users import UsageError
 from config.scheduling import seconds
 from config.settings import Settings
 from config.text import check_plain, visible
-from proxy.cli_config import add_config, settings_for
-from proxy.cli_users import UsageError
 from storage.schedules import RunView
 
 DESCRIPTION = (
@@ -280,7 +280,7 @@ async def _cancel(
 async def _start(
     db: async_sessionmaker[Any], args: argparse.Namespace, out: TextIO, who: str
 ) -> int:
-    from proxy.scheduler import start_manual_run
+    from services.scheduler import start_manual_run
     from storage.schedules import RunActive
 
     spread = args.spread if args.spread is not None else 0.0
@@ -342,7 +342,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 async def _sync(settings: Settings, force: bool, lock_timeout: float) -> list[Any]:
     """Take the sync's cluster-wide lock (so no replica syncs at the same time), then sync
     every configured URL once."""
-    from proxy.mirror import SYNC_LOCK, MirrorSync, make_mirror_client
+    from services.mirror import SYNC_LOCK, MirrorSync, make_mirror_client
     from storage.db import create_engine, sessionmaker, upgrade
     from storage.locks import cluster_lock
 

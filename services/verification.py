@@ -26,18 +26,18 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from config.policy import Policy
 from config.remotes import Remote, origin_of, remote_for
 from config.settings import Settings
-from proxy import incomplete, vex_intake
 from proxy.errors import Code, OCIError
-from proxy.eta import Estimate, Throughput, estimate
-from proxy.events import EventBus, VerdictChange
-from proxy.examine import Examined, Examiner, Fetched, inherited_outcome
 from proxy.forward import read_at_most
 from proxy.oci import parse_manifest, sha256_digest
-from proxy.policybook import PolicySource
-from proxy.reevaluate import after_policy_change
 from proxy.upstream import Upstream, v2_path
 from proxy.upstream_reads import ACCEPT, UpstreamBlobs, UpstreamManifests, UpstreamRepositories
-from proxy.wakeups import JOBS, VERDICTS, Wakeups
+from services import incomplete, vex_intake
+from services.eta import Estimate, Throughput, estimate
+from services.events import EventBus, VerdictChange
+from services.examine import Examined, Examiner, Fetched, inherited_outcome
+from services.policybook import PolicySource
+from services.reevaluate import after_policy_change
+from services.wakeups import JOBS, VERDICTS, Wakeups
 from storage import content, jobs, manifests, verdicts
 from storage.db import DATABASE_ERRORS
 from storage.timeutil import now as utcnow
@@ -128,7 +128,7 @@ class VerificationService:
     ) -> None:
         """``on_incomplete`` is called for each image a dead-lettered verification leaves
         with a failure verdict (the metrics count them). ``wakeups``: how the other
-        processes hear of queued jobs and changed verdicts (``proxy.wakeups``; default: this
+        processes hear of queued jobs and changed verdicts (``services.wakeups``; default: this
         process only). ``on_vex`` with the cause, once a VEX referrer's document is stored (it
         applies the policies again: ``LivePolicies.apply``)."""
         self._on_vex = on_vex
@@ -186,7 +186,7 @@ class VerificationService:
         return self.policies.match(repository, self.origin(repository, found))
 
     async def estimate(self, repository: str, digest: str) -> Estimate:
-        """How long the pending image still needs, roughly (``proxy.eta``)."""
+        """How long the pending image still needs, roughly (``services.eta``)."""
         async with self.db() as session:
             progress = await jobs.progress(session, repository, digest)
             size = await manifests.content_size(session, repository, digest)
@@ -296,7 +296,7 @@ class VerificationService:
         self, repository: str, digest: str, timeout: float
     ) -> VerdictView | None:
         """Wait until the image leaves ``pending`` or ``timeout`` passes: read again on each
-        verdict change any process announces (``proxy.wakeups``), and now and then anyway
+        verdict change any process announces (``services.wakeups``), and now and then anyway
         (a wake-up lost on the way)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -408,7 +408,7 @@ class VerificationService:
         async with self.db() as session, session.begin():
             if not await jobs.finish(session, job.id, self.owner):
                 log.warning("job %s finished after its lease was taken over", job.id)
-        # Dependents verified while this job ran waited for it (``proxy.examine``): now it is
+        # Dependents verified while this job ran waited for it (``services.examine``): now it is
         # done, whatever it came to, they are decided again.
         await self._waiting_dependents(job.repository, job.digest)
 
@@ -444,7 +444,7 @@ class VerificationService:
 
     async def settle_abandoned(self, repository: str, digest: str) -> bool:
         """Decide an image whose latest verification was dead-lettered while it was still
-        ``pending``: a failure that says why (``proxy.incomplete``), so it is
+        ``pending``: a failure that says why (``services.incomplete``), so it is
         never "still being verified" for ever. Only a pending verdict is touched: a decided
         image keeps its decision (a failed re-scan says nothing new of the content), and an
         admin's release or hold stays (``lifecycle.settle``). A later verification that
@@ -553,7 +553,7 @@ class VerificationService:
     async def verify(self, repository: str, digest: str) -> VerdictView:
         """Verify one manifest now and store the verdict (used by workers and the CLI).
 
-        The content is examined first (``proxy.examine``): what it is decides which verifiers
+        The content is examined first (``services.examine``): what it is decides which verifiers
         run, never the labels the pusher wrote, and of those only the ones the repository's
         policy requires (``verifiers.pipeline.applies``). Images and indexes go through the
         pipeline; artifacts of an allowed type do not; everything is decided by the policy
@@ -626,7 +626,7 @@ class VerificationService:
         return Checked([*outcomes, history[0]], expected, own, history[1])
 
     async def _vex(self, fetched: Fetched, examined: Examined) -> vex_intake.Intake | None:
-        """The VEX an artifact about an image brings (``proxy.vex_intake``), checked against
+        """The VEX an artifact about an image brings (``services.vex_intake``), checked against
         the keys the policy of the image it is about trusts."""
         if examined.kind != Kind.ARTIFACT or fetched.about is None:
             return None

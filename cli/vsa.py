@@ -18,12 +18,12 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from cli.audit_chain import _config, _trusted, _with_db
+from cli.config import settings_for
+from cli.users import UsageError
 from config.text import visible
 from proxy.attest import summaries
 from proxy.attest.dsse import EnvelopeError
-from proxy.cli_audit_chain import _config, _trusted, _with_db
-from proxy.cli_config import settings_for
-from proxy.cli_users import UsageError
 from proxy.errors import OCIError
 from proxy.names import check_name
 

@@ -16,9 +16,9 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from cli.config import add_config, settings_for
 from config.settings import Settings
 from config.text import visible
-from proxy.cli_config import add_config, settings_for
 from verifiers.base import Skipped
 
 if TYPE_CHECKING:  # imported when a command runs: `gatekeeper serve` must not load sigstore
@@ -205,7 +205,7 @@ async def _examine(
     settings: Settings, verifier: SignatureVerifier, repository: str, digest: str
 ) -> Report | Skipped:
     from proxy.standalone import verification_service
-    from proxy.verification import ImageGone
+    from services.verification import ImageGone
 
     async with verification_service(settings, lambda _db: [verifier]) as service:
         try:
@@ -240,11 +240,11 @@ def _keys_or_own(
     signers: Callable[[argparse.Namespace], int],
 ) -> Callable[[argparse.Namespace], int]:
     """``keys`` shows whom the gatekeeper trusts; ``keys --gatekeeper`` whom others should
-    (``proxy/cli_audit_chain.py``)."""
+    (``cli/audit_chain.py``)."""
 
     def run(args: argparse.Namespace) -> int:
         if args.gatekeeper:
-            from proxy.cli_audit_chain import cmd_keys as own_keys
+            from cli.audit_chain import cmd_keys as own_keys
 
             return int(own_keys(args))
         return signers(args)

@@ -10,25 +10,25 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from cli.admin import add_admin_commands
+from cli.advisories import add_advisories_command
+from cli.audit_chain import add_audit_chain_commands
+from cli.config import add_config, config_path, settings_for
+from cli.doctor import add_doctor_command
+from cli.login import add_login_commands
+from cli.prefetch import add_prefetch_command
+from cli.rescan import add_rescan_command, add_sync_command
+from cli.sbom import add_sbom_command
+from cli.serve import add_serve_commands, configure_logging
+from cli.signatures import add_signature_commands
+from cli.token_keys import add_token_key_command
+from cli.users import UsageError
+from cli.users import add_commands as add_user_commands
+from cli.vex import add_vex_commands
+from cli.vsa import add_vsa_commands
+from cli.waivers import add_waiver_commands
 from config.settings import ConfigError, Settings
 from config.text import visible
-from proxy.cli_admin import add_admin_commands
-from proxy.cli_advisories import add_advisories_command
-from proxy.cli_audit_chain import add_audit_chain_commands
-from proxy.cli_config import add_config, config_path, settings_for
-from proxy.cli_doctor import add_doctor_command
-from proxy.cli_login import add_login_commands
-from proxy.cli_prefetch import add_prefetch_command
-from proxy.cli_rescan import add_rescan_command, add_sync_command
-from proxy.cli_sbom import add_sbom_command
-from proxy.cli_serve import add_serve_commands, configure_logging
-from proxy.cli_signatures import add_signature_commands
-from proxy.cli_token_keys import add_token_key_command
-from proxy.cli_users import UsageError
-from proxy.cli_users import add_commands as add_user_commands
-from proxy.cli_vex import add_vex_commands
-from proxy.cli_vsa import add_vsa_commands
-from proxy.cli_waivers import add_waiver_commands
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -154,8 +154,8 @@ def _cell(name: str, value: object) -> str:
 
 def cmd_enroll(args: argparse.Namespace) -> int:
     from config.public_names import public_hosts
-    from proxy.enroll import enroll
     from proxy.standalone import verification_service
+    from services.enroll import enroll
     from storage.advisories import DbAdvisoryStore
     from storage.inventory import DbInventoryStore
     from storage.layer_cache import DbLayerCache

@@ -31,8 +31,8 @@ import httpx
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.scheduling import AdvisoriesSettings
-from proxy.advisory_import import import_path, read_limits
-from proxy.rescan import queue_affected
+from services.advisory_import import import_path, read_limits
+from services.rescan import queue_affected
 from storage import schedules
 from storage.advisories import ImportResult
 from storage.db import DATABASE_ERRORS
@@ -82,7 +82,7 @@ class SyncResult:
     """Records in the archive that were not valid OSV (skipped, logged)."""
     queued: int = 0
     """Images re-evaluated or queued for re-verification because the import touched their
-    packages (what ``proxy.rescan.queue_affected`` returns)."""
+    packages (what ``services.rescan.queue_affected`` returns)."""
     error: str | None = None
 
 

@@ -20,7 +20,7 @@ many replicas share the database. A tick:
 
 Runs are persisted with a cursor (``storage/schedules.py``): after a restart or a crash the
 next tick, on whichever replica holds the lock, continues where the last committed batch ended.
-Verification itself is left to the ordinary job workers (``proxy/verification.py``).
+Verification itself is left to the ordinary job workers (``services/verification.py``).
 """
 
 from __future__ import annotations
@@ -32,14 +32,14 @@ import math
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from config.settings import Settings
-from proxy.events import EventBus
-from proxy.metrics import Metrics
+from services.events import EventBus
 from storage import schedules
 from storage.advisories import ImportResult
 from storage.db import DATABASE_ERRORS
@@ -48,9 +48,21 @@ from storage.schedules import RunView
 from storage.timeutil import now as utcnow
 
 if TYPE_CHECKING:
-    from proxy.mirror import MirrorSync
+    from services.mirror import MirrorSync
 
 log = logging.getLogger("gatekeeper.scheduler")
+
+
+class SchedulerMetrics(Protocol):
+    """The two counters the scheduler moves (``proxy.metrics.Metrics`` has them); a protocol,
+    so that services never import the HTTP side."""
+
+    @property
+    def advisory_syncs(self) -> Counter: ...
+
+    @property
+    def rescan_queued(self) -> Counter: ...
+
 
 RESCAN = "rescan"
 SYNC = "advisory-sync"
@@ -388,7 +400,7 @@ def build_scheduler(
     settings: Settings,
     engine: AsyncEngine,
     db: async_sessionmaker[Any],
-    metrics: Metrics,
+    metrics: SchedulerMetrics,
     mirror_client: httpx.AsyncClient | None,
     *,
     owner: str,
@@ -400,8 +412,8 @@ def build_scheduler(
     affected images are re-evaluated with this gatekeeper's policies, and verdict changes go
     out on its event bus (webhooks, audit), as after any advisory import. ``warm`` keeps the
     ``[prefetch] images`` warm (``proxy.prefetch.warm_up``)."""
-    from proxy.mirror import SYNC_LOCK, MirrorSync
-    from proxy.rescan import queue_affected, settle_unfinished
+    from services.mirror import SYNC_LOCK, MirrorSync
+    from services.rescan import queue_affected, settle_unfinished
 
     async def after_import(db: async_sessionmaker[Any], result: ImportResult) -> int:
         return await queue_affected(db, result, policies=settings.policies, publish=bus.publish)

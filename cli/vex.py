@@ -1,5 +1,5 @@
 """``gatekeeper quarantine vex add|list|withdraw``: the admin API's ``/vex`` from a terminal
-(see ``proxy.cli_admin`` for the shared wiring).
+(see ``cli.admin`` for the shared wiring).
 
 A document added here is validated by the gatekeeper (a bad one is refused naming the field),
 lives in its database, and re-decides the verdicts its statements touch from their stored
@@ -12,8 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from config.text import visible
-from proxy.cli_admin import (
+from cli.admin import (
     AdminClient,
     CommandError,
     acting_options,
@@ -24,7 +23,8 @@ from proxy.cli_admin import (
     print_table,
     run_admin,
 )
-from proxy.cli_waivers import applied
+from cli.waivers import applied
+from config.text import visible
 from verifiers import boundedjson
 from verifiers.vex.model import MAX_BYTES
 

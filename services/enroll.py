@@ -15,12 +15,11 @@ from dataclasses import dataclass
 
 from yarl import URL
 
-from oci.grammar import is_valid_digest
+from oci.grammar import is_repository_name, is_valid_digest
 from proxy.forward import read_at_most
-from proxy.names import check_name
 from proxy.oci import MANIFEST_TYPES, parse_manifest
 from proxy.upstream import Upstream, v2_path
-from proxy.verification import VerificationService
+from services.verification import VerificationService
 from storage import jobs
 
 log = logging.getLogger("gatekeeper.enroll")
@@ -86,9 +85,7 @@ async def enroll(
     else:
         names = _paged(upstream, "/v2/_catalog", "repositories", "registry:catalog:*")
     async for name in names:
-        try:
-            check_name(name)
-        except Exception:
+        if not is_repository_name(name):
             report.skipped += 1
             continue
         report.repositories += 1

@@ -2,13 +2,13 @@
 
 PATH is an OSV JSON file, a directory of them, or one of the per-ecosystem zip archives OSV
 publishes. Re-importing is safe (unchanged records are skipped). Records are streamed into the
-store (``proxy/advisory_import.py``) under the ``[advisories]`` caps; a malformed or oversized
+store (``services/advisory_import.py``) under the ``[advisories]`` caps; a malformed or oversized
 record is skipped with a line naming it on stderr, and the rest are imported. A source that
 cannot be read as a whole (not a zip, over ``max_uncompressed_bytes``, no valid record) imports
 nothing and exits 1.
 
 Images whose inventory holds an affected package are then re-evaluated at once from stored data
-(``proxy/reevaluate.py``: no layer is read, the upstream is not asked), under the configured
+(``services/reevaluate.py``: no layer is read, the upstream is not asked), under the configured
 policies; images with nothing stored to decide from are queued for a full verification, which
 the serving gatekeeper runs. Verdict changes go to the access log and to the configured webhooks
 (the serving gatekeeper sends the deliveries this command records).
@@ -22,9 +22,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cli.config import add_config, settings_for
 from config.settings import Settings
 from config.text import visible
-from proxy.cli_config import add_config, settings_for
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -62,15 +62,15 @@ def _skipped(reject: Any) -> None:
 
 
 async def _import(settings: Settings, path: Path) -> tuple[Any, Any]:
-    from proxy.advisory_import import import_path, read_limits
     from proxy.attest.publisher import recorder_for
     from proxy.audit import AuditWriter, audit_listener
     from proxy.audit_ledger import open_ledger
-    from proxy.events import EventBus
-    from proxy.policybook import PolicyBook
-    from proxy.rescan import reevaluate_import
     from proxy.webhooks import WebhookDispatcher, make_webhook_client
     from proxy.webhooks.cloudevents import event_source
+    from services.advisory_import import import_path, read_limits
+    from services.events import EventBus
+    from services.policybook import PolicyBook
+    from services.rescan import reevaluate_import
     from storage.db import create_engine, sessionmaker, upgrade
 
     engine = create_engine(settings.database_url)
@@ -108,7 +108,7 @@ async def _import(settings: Settings, path: Path) -> tuple[Any, Any]:
 
 def add_advisories_command(sub: Any) -> Any:
     """Add ``gatekeeper advisories``; returns its subcommands (``advisories sync`` is added
-    to them from ``proxy/cli_rescan.py``)."""
+    to them from ``cli/rescan.py``)."""
     advisories = sub.add_parser("advisories", help="the offline OSV advisory store")
     commands = advisories.add_subparsers(dest="advisories_command", required=True)
     imp = commands.add_parser(

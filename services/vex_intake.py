@@ -35,8 +35,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.policy import Policy
-from proxy.examine import Fetched
 from proxy.upstream_reads import UpstreamBlobs
+from services.examine import Fetched
 from storage import manifests, vex
 from storage.vex import StoredVex
 from verifiers.base import Finding, Severity

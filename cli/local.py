@@ -32,7 +32,7 @@ from pydantic import SecretStr
 from config.settings import Settings
 
 if TYPE_CHECKING:
-    from proxy.events import VerdictChange
+    from services.events import VerdictChange
 
 START_TIMEOUT = 120.0
 """Seconds to open the database (and bring its schema up to date) before giving up."""
@@ -79,14 +79,14 @@ def _resources(settings: Settings) -> Any:
         from proxy.attest.publisher import recorder_for
         from proxy.audit import AuditWriter, audit_listener
         from proxy.audit_ledger import open_ledger
-        from proxy.events import EventBus
-        from proxy.live_policies import LivePolicies
         from proxy.metrics import Metrics
         from proxy.presence import Presence
         from proxy.remote_status import RemoteStatus, make_remote_client
         from proxy.state import SERVICES, Services
         from proxy.upstream import Upstream, make_client_session, make_token_client
-        from proxy.verification import VerificationService
+        from services.events import EventBus
+        from services.live_policies import LivePolicies
+        from services.verification import VerificationService
         from storage.db import create_engine, sessionmaker, upgrade
 
         engine = create_engine(settings.database_url)

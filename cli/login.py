@@ -26,8 +26,8 @@ from typing import Any
 
 import httpx
 
+from cli.config import add_config, config_path
 from config.text import visible
-from proxy.cli_config import add_config, config_path
 
 ADMIN_URL_ENV = "GATEKEEPER_ADMIN_URL"
 DEFAULT_URL = "http://127.0.0.1:5000"
@@ -93,7 +93,7 @@ def default_url(args: argparse.Namespace, env: Mapping[str, str]) -> str:
     if env.get(ADMIN_URL_ENV):
         return env[ADMIN_URL_ENV].rstrip("/")
     if config_path(args, env) is not None:
-        from proxy.cli_config import settings_for
+        from cli.config import settings_for
 
         settings = settings_for(args, env)
         if settings.public_url is not None:

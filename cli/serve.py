@@ -14,9 +14,9 @@ import sys
 from functools import partial
 from typing import Any
 
+from cli.config import add_config, settings_for
 from config.settings import Settings
 from config.text import VisibleFormatter
-from proxy.cli_config import add_config, settings_for
 
 log = logging.getLogger("gatekeeper")
 

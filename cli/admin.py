@@ -5,13 +5,13 @@ These commands always speak the admin API, so the same checks, refusals, access-
 webhooks follow whichever way they reach it (:func:`endpoint` decides, first match wins):
 
 1. ``--config FILE``: the API served inside the command over that settings file's database
-   (``proxy/cli_local.py``), for an admin on the gatekeeper's machine;
+   (``cli/local.py``), for an admin on the gatekeeper's machine;
 2. ``--url`` / ``--token``, or ``$GATEKEEPER_ADMIN_URL`` / ``$GATEKEEPER_ADMIN_TOKEN``: a running
    gatekeeper (any replica) at that URL (default http://127.0.0.1:5000); the token is the
    admin token, or the one ``gatekeeper login`` stored for that URL (prefer the variable to
    ``--token``: a command line is visible to other users);
 3. ``$GATEKEEPER_CONFIG``: as 1, with that file;
-4. the login ``gatekeeper login`` stored (``proxy/cli_login.py``).
+4. the login ``gatekeeper login`` stored (``cli/login.py``).
 
 Over https, ``--ca-file`` (or ``$GATEKEEPER_CA_FILE``) names the PEM file of the CA that signed
 the gatekeeper's certificate, for a private CA; without it the system's trusted CAs are used.
@@ -38,12 +38,12 @@ from urllib.parse import quote
 
 import httpx
 
+from cli.config import CONFIG_ENV, config_path, settings_for
+from cli.local import Endpoint, LocalApiError, local_admin_api
+from cli.login import ADMIN_URL_ENV, DEFAULT_URL, load_login
 from config.durations import DurationError, positive_duration
 from config.text import check_plain, visible
 from proxy.admin.releases import MAX_RELEASE, ReleaseTermError, release_end
-from proxy.cli_config import CONFIG_ENV, config_path, settings_for
-from proxy.cli_local import Endpoint, LocalApiError, local_admin_api
-from proxy.cli_login import ADMIN_URL_ENV, DEFAULT_URL, load_login
 from verifiers.lifecycle import State
 
 API = "/admin/api/v1"
@@ -523,7 +523,7 @@ def expiry_options(parser: argparse.ArgumentParser) -> None:
 
 def add_admin_commands(sub: Any) -> Any:
     """Add ``quarantine`` and ``policy`` to the ``gatekeeper`` command; returns the
-    ``quarantine`` subcommands, for the waiver commands (``proxy.cli_waivers``)."""
+    ``quarantine`` subcommands, for the waiver commands (``cli.waivers``)."""
     common = common_options()
     quarantine = sub.add_parser("quarantine", help="inspect and override image verdicts")
     q = quarantine.add_subparsers(dest="quarantine_command", required=True)

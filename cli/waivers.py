@@ -1,5 +1,5 @@
 """``gatekeeper quarantine waive`` and ``gatekeeper quarantine waivers list|withdraw``: the
-admin API's ``/waivers`` from a terminal (see ``proxy.cli_admin`` for the shared wiring).
+admin API's ``/waivers`` from a terminal (see ``cli.admin`` for the shared wiring).
 
 A waiver made here lives in the gatekeeper's database, applies next to the settings file's, and
 re-decides the verdicts it touches from their stored findings before the command returns; the
@@ -11,8 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from config.text import visible
-from proxy.cli_admin import (
+from cli.admin import (
     AdminClient,
     acting_options,
     common_options,
@@ -24,6 +23,7 @@ from proxy.cli_admin import (
     print_table,
     run_admin,
 )
+from config.text import visible
 
 
 def applied(result: dict[str, Any]) -> str:

@@ -9,8 +9,8 @@ import asyncio
 import json
 from typing import Any
 
+from cli.config import add_config, settings_for
 from config.text import visible
-from proxy.cli_config import add_config, settings_for
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -27,9 +27,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.policy import Policy
-from proxy.stored_outcomes import HELD, HISTORY
 from proxy.upstream import Upstream, v2_path
 from proxy.upstream_reads import ACCEPT, UpstreamBlobs
+from services.stored_outcomes import HELD, HISTORY
 from storage import content, jobs, manifests
 from storage.content import BlobFinding
 from storage.manifests import ManifestRecord

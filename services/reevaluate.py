@@ -11,7 +11,7 @@ Two triggers, one shape (batches of images, a few queries per batch, one transac
    the caller queues a full verification for it.
 2. A policy change (:func:`after_policy_change`): verdicts decided under another version of the
    policy that now matches their repository are decided again from their stored findings. A
-   waiver an admin makes or withdraws (``proxy.policybook``) is such a change where it applies.
+   waiver an admin makes or withdraws (``services.policybook``) is such a change where it applies.
 
 Either way the rules of ``storage.verdicts`` hold: an unexpired admin release stays released, an
 admin's hold stays quarantined. Each verdict records its trigger (``advisory-import (data
@@ -35,9 +35,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.policy import Policy
-from proxy.events import VerdictChange
-from proxy.policybook import PolicyBook, load_book
-from proxy.stored_outcomes import (
+from services.events import VerdictChange
+from services.policybook import PolicyBook, load_book
+from services.stored_outcomes import (
     StoredDataError,
     decide_stored,
     expected_of,
@@ -496,7 +496,7 @@ async def after_policy_change(
 ) -> Report:
     """Decide again, from stored findings, every verdict whose recorded policy version differs
     from the policy that now matches its repository (of one repository, or all). The policies
-    are ``policies`` with the stored waivers active now (``proxy.policybook``), so a waiver
+    are ``policies`` with the stored waivers active now (``services.policybook``), so a waiver
     made, withdrawn or expired is a policy change where it applies. ``cause`` names it in each
     verdict's trigger (``waiver 3 made by tina``; default ``policy-change``).
 

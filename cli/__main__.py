@@ -1,0 +1,5 @@
+"""``python -m cli`` is the same as the ``gatekeeper`` console script."""
+
+from cli.main import main
+
+raise SystemExit(main())
