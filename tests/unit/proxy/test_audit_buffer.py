@@ -14,7 +14,8 @@ from config.settings import AuditSettings
 from proxy.audit import AuditWriter, build_middleware
 from proxy.errors import OCIError
 from storage.audit import AccessRecord
-from tests.support.audit import FlakyDatabase, record
+from tests.fakes.database import FlakyDatabase
+from tests.support.audit import record
 
 
 async def test_a_full_buffer_refuses_and_recovers_without_loss() -> None:

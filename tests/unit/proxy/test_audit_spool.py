@@ -19,7 +19,8 @@ from proxy.audit_spool import UNFINISHED, Spool, directory_for, orphans, replay
 from storage.audit import insert_records
 from storage.errors import DatabaseUnavailable
 from storage.models import AccessLog
-from tests.support.audit import FlakyDatabase, record
+from tests.fakes.database import FlakyDatabase
+from tests.support.audit import record
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ import pytest
 from config.settings import AuditSettings
 from proxy.audit import AuditWriter, audit_listener
 from proxy.events import VerdictChange
-from tests.support.audit import FlakyDatabase, record
+from tests.fakes.database import FlakyDatabase
+from tests.support.audit import record
 
 
 async def test_failed_batches_are_retried_in_order() -> None:

@@ -15,6 +15,7 @@ from proxy.upload_sessions import PruneClock
 from storage import replicas, uploads
 from storage.models import UploadOwner, UploadSession
 from storage.replicas import Holder
+from tests.fakes.clock import Clock
 
 HOUR = timedelta(hours=1)
 HERE = Holder("replica-1", timedelta(days=1))
@@ -72,20 +73,6 @@ async def test_release_and_finish_free_a_slot(db: async_sessionmaker[Any]) -> No
         await uploads.bind(session, third, "upstream-uuid", HERE)
         await uploads.finish(session, "repo/a", "upstream-uuid")
     assert await reserve(db, limit=2) is not None
-
-
-class Clock:
-    """The uploads module's clock, moved by the test: idleness is then independent of how
-    long the machine takes to run the queries."""
-
-    def __init__(self) -> None:
-        self.moment = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.moment
-
-    def advance(self, by: timedelta) -> None:
-        self.moment += by
 
 
 @pytest.fixture

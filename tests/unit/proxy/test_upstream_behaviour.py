@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.unit.fakes import REDIRECT_TARGET, FakeUpstream
+from tests.fakes.upstream import REDIRECT_TARGET, FakeUpstream
 
 DIGEST = "sha256:" + "c" * 64
 

@@ -14,10 +14,7 @@ from aiohttp.test_utils import TestServer
 from config.settings import load_settings
 from proxy.upstream import Upstream, make_client_session, make_token_client
 from proxy.upstream_reads import UpstreamBlobs
-from tests.support.database import Database
-from tests.support.ocihttp import digest_of
-from tests.support.procs import free_port
-from tests.unit.objectstore_fakes import (
+from tests.fakes.objectstore import (
     BASIC,
     PASSWORD,
     SIGNATURE,
@@ -25,6 +22,9 @@ from tests.unit.objectstore_fakes import (
     FakeStore,
     RedirectingRegistry,
 )
+from tests.support.database import Database
+from tests.support.ocihttp import digest_of
+from tests.support.procs import free_port
 from verifiers.base import SourceUnavailable, VerifierError
 
 DATA = bytes(range(256)) * 64

@@ -27,10 +27,10 @@ from storage.db import create_engine, sessionmaker, upgrade
 from storage.layer_cache import DbLayerCache
 from storage.models import Job
 from storage.timeutil import now
+from tests.fakes.objectstore import PASSWORD, USERNAME, FakeStore, RedirectingRegistry
 from tests.support.database import Database
 from tests.support.ocihttp import OCI_MANIFEST, digest_of, image_config, image_manifest, tar_layer
 from tests.support.procs import free_port
-from tests.unit.objectstore_fakes import PASSWORD, USERNAME, FakeStore, RedirectingRegistry
 from verifiers.lifecycle import State
 from verifiers.registry import build_verifiers
 

@@ -26,25 +26,13 @@ from storage.db import create_engine, sessionmaker, upgrade
 from storage.locks import LeaseLock, cluster_lock, lock_key
 from storage.models import Job, RescanRun, SchedulerLease
 from storage.schedules import RunActive, RunView
+from tests.fakes.clock import Clock
 from tests.support.database import Database
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 IMAGES = [("team/api", f"sha256:{n:064x}") for n in range(6)] + [
     ("team/web", f"sha256:{n:064x}") for n in range(4)
 ]
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ pushers read back."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -11,16 +11,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from storage import fresh_uploads
+from tests.fakes.clock import Clock
 
 BLOB = "sha256:" + "a" * 64
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.moment = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.moment
 
 
 @pytest.fixture
@@ -44,12 +37,12 @@ async def test_fresh_per_repository_for_a_day(db: async_sessionmaker[Any], clock
     assert not await fresh(db, "a/x")
     await remember(db, "a/x")
     assert await fresh(db, "a/x") and not await fresh(db, "b/x")
-    clock.moment += fresh_uploads.KEEP - timedelta(seconds=1)
+    clock.advance(fresh_uploads.KEEP - timedelta(seconds=1))
     assert await fresh(db, "a/x")
     await remember(db, "a/x")  # uploaded again: fresh again from now
-    clock.moment += fresh_uploads.KEEP - timedelta(seconds=1)
+    clock.advance(fresh_uploads.KEEP - timedelta(seconds=1))
     assert await fresh(db, "a/x")
-    clock.moment += timedelta(seconds=2)
+    clock.advance(timedelta(seconds=2))
     assert not await fresh(db, "a/x")
 
 
@@ -58,7 +51,7 @@ async def test_stale_uploads_are_forgotten_by_later_ones(
 ) -> None:
     for n in range(fresh_uploads.PRUNE_BATCH + 5):
         await remember(db, "spray/x", f"sha256:{n:064x}")
-    clock.moment += fresh_uploads.KEEP + timedelta(seconds=1)
+    clock.advance(fresh_uploads.KEEP + timedelta(seconds=1))
     await remember(db, "a/x")
     await remember(db, "a/x")
 

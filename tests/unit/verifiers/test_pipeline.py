@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
+from tests.fakes.layers import MemoryCache
 from verifiers.base import Finding, Image, Severity, Skipped, Verifier, Versioned
 from verifiers.config_sanity import ConfigSanity
 from verifiers.layers import PerLayer
@@ -84,17 +85,6 @@ async def test_config_sanity() -> None:
     }
     assert isinstance(await sanity.verify(image(None)), Skipped)
     assert isinstance(await sanity.verify(image(None, children=2)), Skipped)
-
-
-class MemoryCache:
-    def __init__(self) -> None:
-        self.data: dict[tuple[str, str, str], dict[str, Any]] = {}
-
-    async def get(self, d: str, v: str, ver: str) -> dict[str, Any] | None:
-        return self.data.get((d, v, ver))
-
-    async def put(self, d: str, v: str, ver: str, outcome: dict[str, Any]) -> None:
-        self.data[(d, v, ver)] = outcome
 
 
 class LayerCounter:

@@ -24,8 +24,6 @@ import sys
 import tarfile
 import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,10 +31,10 @@ from typing import Any
 import pytest
 
 from config.settings import VerifierSettings
+from tests.fakes.advisories import MemoryAdvisories
+from tests.fakes.layers import FakeBlobs, MemoryCache, MemorySink
 from tests.support import cosign
 from tests.support.layers import config_for, layer
-from tests.support.scanning import MemoryAdvisories
-from tests.unit.verifiers.scan.conftest import MemoryCache, MemorySink
 from verifiers.base import (
     Descriptor,
     FetchedManifest,
@@ -93,27 +91,6 @@ def _layer(tar: tarfile.TarFile) -> None:
         tar.addfile(info, io.BytesIO(data))
 
 
-class Blobs:
-    """A blob opener over bytes that records every digest opened; ``hang`` never delivers."""
-
-    def __init__(self, blobs: dict[str, bytes], hang: bool = False) -> None:
-        self.blobs = blobs
-        self.hang = hang
-        self.opened: list[str] = []
-
-    @asynccontextmanager
-    async def open(self, digest: str) -> AsyncIterator[AsyncIterator[bytes]]:
-        self.opened.append(digest)
-        data = self.blobs[digest]
-
-        async def chunks() -> AsyncIterator[bytes]:
-            if self.hang:
-                await asyncio.Event().wait()
-            yield data
-
-        yield chunks()
-
-
 class Manifests:
     """The repository's manifests (none but the image): records every reference asked for."""
 
@@ -129,7 +106,7 @@ class Manifests:
 
 
 class Repositories:
-    def __init__(self, blobs: Blobs, manifests: Manifests) -> None:
+    def __init__(self, blobs: FakeBlobs, manifests: Manifests) -> None:
         self.blobs, self.manifests = blobs, manifests
         self.opened: list[str] = []
 
@@ -138,12 +115,14 @@ class Repositories:
         return RepositoryView(repository, self.manifests, self.blobs)
 
 
-def _image(hang: bool = False) -> tuple[Image, Blobs, Manifests, Repositories]:
+def _image(hang: bool = False) -> tuple[Image, FakeBlobs, Manifests, Repositories]:
     blob, diff_id = layer(_layer)
     config = config_for([(blob, diff_id)])
     layer_digest = "sha256:" + "1" * 64
     config_digest = "sha256:" + "c" * 64
-    blobs = Blobs({layer_digest: blob, config_digest: config}, hang=hang)
+    blobs = FakeBlobs(hang=hang)
+    blobs.add(layer_digest, blob)
+    blobs.add(config_digest, config)
     manifests = Manifests(hang=hang)
     repositories = Repositories(blobs, manifests)
     image = Image(

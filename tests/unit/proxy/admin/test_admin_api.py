@@ -20,7 +20,7 @@ from proxy.events import VerdictChange
 from proxy.state import SERVICES, Services
 from storage import verdicts
 from storage.verdicts import DecisionRecord, FindingRecord
-from tests.unit.fakes import FakeUpstream
+from tests.fakes.upstream import FakeUpstream
 from verifiers.lifecycle import State
 
 TOKEN = "unit-admin-token"

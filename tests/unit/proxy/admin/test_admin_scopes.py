@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestServer
 from proxy.admin.routes import PREFIX
 from storage import identities, verdicts
 from storage.verdicts import DecisionRecord
+from tests.fakes.upstream import FakeUpstream
 from tests.support.admin_app import PASSWORD, Client, as_user, svc
-from tests.unit.fakes import FakeUpstream
 from verifiers.lifecycle import State
 
 TOKEN = "unit-admin-token"

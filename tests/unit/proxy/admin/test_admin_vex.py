@@ -22,6 +22,7 @@ from proxy.oci import parse_manifest
 from proxy.policybook import PolicyBook
 from storage import identities, manifests, vex
 from storage.verdicts import FindingRecord
+from tests.fakes.upstream import FakeUpstream
 from tests.support.admin_app import (
     PASSWORD,
     Client,
@@ -33,7 +34,6 @@ from tests.support.admin_app import (
 from tests.support.cosign import new_key, public_pem
 from tests.support.ocihttp import OCI_MANIFEST, digest_of
 from tests.support.vex import bundle, document, in_toto, referrer_manifest, statement
-from tests.unit.fakes import FakeUpstream
 from verifiers.lifecycle import State
 from verifiers.signatures.keys import PublicKey
 

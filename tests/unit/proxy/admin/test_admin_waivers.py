@@ -16,6 +16,7 @@ from proxy.admin.routes import PREFIX
 from proxy.events import VerdictChange
 from storage import identities, verdicts
 from storage.verdicts import FindingRecord
+from tests.fakes.upstream import FakeUpstream
 from tests.support.admin_app import (
     PASSWORD,
     Client,
@@ -24,7 +25,6 @@ from tests.support.admin_app import (
     seed_verdict,
     svc,
 )
-from tests.unit.fakes import FakeUpstream
 from verifiers.lifecycle import State
 
 TOKEN = "unit-admin-token"

@@ -23,7 +23,7 @@ from proxy.state import SERVICES, Services
 from storage import verdicts
 from storage.inventory import DbInventoryStore
 from storage.verdicts import DecisionRecord, FindingRecord
-from tests.unit.fakes import FakeUpstream
+from tests.fakes.upstream import FakeUpstream
 from verifiers.lifecycle import State
 from verifiers.scan.model import ImageInventory, OsRelease, Package
 

@@ -23,7 +23,8 @@ from proxy.auth.keyring import generate
 from storage import audit_chain
 from storage.audit import storable
 from storage.models import AccessLog
-from tests.support.audit import FlakyDatabase, record
+from tests.fakes.database import FlakyDatabase
+from tests.support.audit import record
 
 KEK = base64.b64encode(os.urandom(32)).decode()
 

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from config.auth import AuthSettings
 from proxy.auth.ratelimit import LoginThrottle
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.moment = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.moment
-
-    def advance(self, seconds: float) -> None:
-        self.moment += timedelta(seconds=seconds)
-
+from tests.fakes.clock import Clock
 
 SETTINGS = AuthSettings(
     failures_per_address=10,

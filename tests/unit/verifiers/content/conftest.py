@@ -14,7 +14,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from tests.unit.verifiers.scan.conftest import FakeBlobs, tar_bytes
+from tests.fakes.layers import FakeBlobs
+from tests.unit.verifiers.scan.conftest import tar_bytes
 from verifiers.base import Descriptor, Image
 
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"

@@ -9,8 +9,8 @@ import pytest
 
 from config.policy import Policy
 from config.settings import VerifierSettings
+from tests.fakes.layers import FakeBlobs, MemoryCache
 from tests.unit.verifiers.content.conftest import add_layer, entry, image
-from tests.unit.verifiers.scan.conftest import FakeBlobs, MemoryCache
 from verifiers.base import Finding, Severity
 from verifiers.content.hardening import runs_as_root
 from verifiers.lifecycle import State

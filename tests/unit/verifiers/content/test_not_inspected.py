@@ -16,8 +16,9 @@ import pytest
 
 from config.policy import Policy
 from config.settings import VerifierSettings
+from tests.fakes.layers import FakeBlobs, MemoryCache
 from tests.unit.verifiers.content.conftest import add_layer, aws_key_id, entry, image
-from tests.unit.verifiers.scan.conftest import FakeBlobs, MemoryCache, tar_bytes
+from tests.unit.verifiers.scan.conftest import tar_bytes
 from verifiers.base import Finding, Severity
 from verifiers.pipeline import Outcome
 from verifiers.policy import decide

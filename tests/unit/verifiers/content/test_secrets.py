@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from config.settings import VerifierSettings
+from tests.fakes.layers import FakeBlobs, MemoryCache
 from tests.unit.verifiers.content.conftest import (
     ALNUM,
     add_layer,
@@ -16,7 +17,6 @@ from tests.unit.verifiers.content.conftest import (
     random_text,
     rsa_pem,
 )
-from tests.unit.verifiers.scan.conftest import FakeBlobs, MemoryCache
 from verifiers.base import Finding, Severity, Skipped
 from verifiers.content.hits import MAX_HITS
 from verifiers.content.secret_windows import MARGIN, WINDOW

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from config.settings import VerifierSettings
-from tests.support.scanning import MemoryAdvisories
+from tests.fakes.advisories import MemoryAdvisories
+from tests.fakes.layers import FakeBlobs, MemoryCache, MemorySink
 from tests.unit.verifiers.content.conftest import add_layer, entry, image, rsa_pem
-from tests.unit.verifiers.scan.conftest import FakeBlobs, MemoryCache, MemorySink
 from verifiers.base import VerifierError, Versioned
 from verifiers.layers import LayerReads, LayerScan, LayerScanner
 from verifiers.registry import build_verifiers

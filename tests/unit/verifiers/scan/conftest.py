@@ -1,65 +1,11 @@
-"""Fakes of the scan package's interfaces: a blob opener over in-memory or generated layers, a
-layer cache and an inventory sink that remember what they were given."""
+"""Tar layers built member by member for the scan tests (the fakes of the scan package's
+interfaces are in ``tests/fakes/layers.py``)."""
 
 from __future__ import annotations
 
 import io
 import tarfile
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from contextlib import asynccontextmanager
-from typing import Any
-
-from verifiers.scan.model import ImageInventory
-
-CHUNK = 64 * 1024
-
-
-class FakeBlobs:
-    """``BlobOpener`` over bytes (or a generator of chunks), counting every open."""
-
-    def __init__(self) -> None:
-        self.blobs: dict[str, Callable[[], Iterable[bytes]]] = {}
-        self.opened: list[str] = []
-
-    def add(self, digest: str, data: bytes) -> str:
-        self.blobs[digest] = lambda: (data[i : i + CHUNK] for i in range(0, len(data), CHUNK))
-        return digest
-
-    def add_stream(self, digest: str, chunks: Callable[[], Iterable[bytes]]) -> str:
-        self.blobs[digest] = chunks
-        return digest
-
-    @asynccontextmanager
-    async def open(self, digest: str) -> AsyncIterator[AsyncIterator[bytes]]:
-        self.opened.append(digest)
-        source = self.blobs[digest]
-
-        async def chunks() -> AsyncIterator[bytes]:
-            for chunk in source():
-                yield chunk
-
-        yield chunks()
-
-
-class MemoryCache:
-    def __init__(self) -> None:
-        self.rows: dict[tuple[str, str, str], dict[str, Any]] = {}
-
-    async def get(self, layer_digest: str, verifier: str, version: str) -> dict[str, Any] | None:
-        return self.rows.get((layer_digest, verifier, version))
-
-    async def put(
-        self, layer_digest: str, verifier: str, version: str, outcome: dict[str, Any]
-    ) -> None:
-        self.rows.setdefault((layer_digest, verifier, version), outcome)
-
-
-class MemorySink:
-    def __init__(self) -> None:
-        self.stored: dict[tuple[str, str], ImageInventory] = {}
-
-    async def store(self, repository: str, digest: str, inventory: ImageInventory) -> None:
-        self.stored[(repository, digest)] = inventory
+from collections.abc import Iterable, Iterator
 
 
 def tar_bytes(members: Iterable[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.layers import FakeBlobs
 from tests.support.ecosystems import build_go_binary, go_build, have_go
-from tests.unit.verifiers.scan.conftest import FakeBlobs, tar_bytes
+from tests.unit.verifiers.scan.conftest import tar_bytes
 from verifiers.scan.ecosystems import golang
 from verifiers.scan.ecosystems.golang_stream import MAX_WINDOW, BuildInfoSearch
 from verifiers.scan.inventory import Collector, scan_layer

@@ -10,8 +10,9 @@ from collections.abc import Iterable, Iterator
 import pytest
 import zstandard
 
+from tests.fakes.layers import FakeBlobs
 from tests.support.tars import gzip_bomb, many_entries
-from tests.unit.verifiers.scan.conftest import FakeBlobs, files, special, tar_bytes
+from tests.unit.verifiers.scan.conftest import files, special, tar_bytes
 from verifiers.scan.limits import ScanLimits
 from verifiers.scan.reader import (
     UNREAD_HEADER,

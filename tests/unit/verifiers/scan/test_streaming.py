@@ -11,7 +11,8 @@ import tarfile
 
 import pytest
 
-from tests.unit.verifiers.scan.conftest import FakeBlobs, files, tar_bytes
+from tests.fakes.layers import FakeBlobs
+from tests.unit.verifiers.scan.conftest import files, tar_bytes
 from verifiers.scan.limits import ScanLimits
 from verifiers.scan.reader import STREAM_CHUNK, LayerReport, Part, read_layer_parts
 from verifiers.scan.tarstream import Entry, TarStream, TarTruncated

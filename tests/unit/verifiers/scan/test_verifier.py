@@ -7,8 +7,9 @@ import gzip
 from typing import Any
 
 from config.settings import VerifierSettings
+from tests.fakes.layers import FakeBlobs, MemoryCache, MemorySink
 from tests.support.scanning import image
-from tests.unit.verifiers.scan.conftest import FakeBlobs, MemoryCache, MemorySink, files, tar_bytes
+from tests.unit.verifiers.scan.conftest import files, tar_bytes
 from verifiers.base import Image, Severity, Skipped
 from verifiers.registry import build_verifiers
 from verifiers.scan.verifier import InventoryVerifier

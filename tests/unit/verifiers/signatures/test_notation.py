@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from tests.fakes.signatures import FakeRepository
 from tests.support import cosign, notation
-from tests.unit.verifiers.signatures.fakes import FakeRepository
 from verifiers.base import Finding, Severity, Skipped
 from verifiers.registry_names import RegistryNames
 from verifiers.signatures import SignatureVerifier

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from config.settings import VerifierSettings
+from tests.fakes.signatures import REGISTRY, FakeRegistry, FakeRepository
 from tests.support import cosign
-from tests.unit.verifiers.signatures.fakes import REGISTRY, FakeRegistry, FakeRepository
 from verifiers.base import Finding, Skipped, VerifierError
 from verifiers.registry import VerifierConfigError, build_verifiers
 from verifiers.registry_names import RegistryNames

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from tests.fakes.signatures import REGISTRY, FakeRepository
 from tests.support import cosign
 from tests.support.ocihttp import digest_of
-from tests.unit.verifiers.signatures.fakes import REGISTRY, FakeRepository
 from verifiers.base import Finding, Noted, Severity, Skipped
 from verifiers.registry_names import RegistryNames
 from verifiers.signatures import SignatureVerifier

@@ -9,8 +9,10 @@ import gzip
 import pytest
 
 from config.settings import VerifierSettings
-from tests.support.scanning import MemoryAdvisories, image
-from tests.unit.verifiers.scan.conftest import FakeBlobs, MemoryCache, MemorySink, files, tar_bytes
+from tests.fakes.advisories import MemoryAdvisories
+from tests.fakes.layers import FakeBlobs, MemoryCache, MemorySink
+from tests.support.scanning import image
+from tests.unit.verifiers.scan.conftest import files, tar_bytes
 from tests.unit.verifiers.vulns.conftest import record
 from verifiers.base import Severity, VerifierError, Versioned
 from verifiers.registry import build_verifiers
