@@ -2,7 +2,7 @@
 
 With atheris installed (``pip install -e .[fuzz]``) this is coverage-guided libFuzzer, with a
 per-input timeout (hangs) and an RSS limit (runaway memory); a crashing input is written to
-``fuzz/crashes/`` and belongs in ``tests/unit/test_fuzz_regressions.py``. Without atheris the
+``fuzz/crashes/`` and belongs in ``tests/unit/proxy/test_fuzz_regressions.py``. Without atheris the
 same target runs under hypothesis for the same time, which finds less but needs nothing native.
 """
 

@@ -2,7 +2,7 @@
 errors that parser promises. Anything else escaping (or a hang, or runaway memory) is a bug.
 
 Shared by ``fuzz/run.py`` (atheris, or hypothesis where atheris is missing) and by the
-regression tests in ``tests/unit/test_fuzz_regressions.py``.
+regression tests in ``tests/unit/proxy/test_fuzz_regressions.py``.
 """
 
 from __future__ import annotations

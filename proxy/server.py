@@ -27,7 +27,7 @@ details, kept here and nowhere else: ``RequestHandler.handle_error``'s signature
 ``_ErrInfo`` message a parse error becomes, ``web.Server``'s ``_loop`` and ``_kwargs``,
 ``AppRunner._make_server``, and the message both of aiohttp's parsers give a TLS handshake
 (:data:`TLS_ON_PLAIN_PORT`). pyproject.toml pins aiohttp to the minor release this was checked
-against, and tests/unit/test_server.py and tests/e2e/test_hostile_more.py and
+against, and tests/unit/proxy/test_server.py and tests/e2e/test_hostile_more.py and
 tests/e2e/test_hostile_edges.py fail if any of them stops working (a plain-text answer, no
 access-log row, a connection that stays open).
 """

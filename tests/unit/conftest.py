@@ -12,9 +12,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from config.settings import load_settings
 from proxy.app import create_app
 from storage.db import create_engine, sessionmaker, upgrade
+from tests.fakes.upstream import FakeUpstream
 from tests.support.database import Database
 from tests.support.gatekeeper import TEST_KEY_ENCRYPTION_KEY, WARN_EVERYTHING
-from tests.unit.fakes import FakeUpstream
 
 GatekeeperFactory = Callable[..., Any]
 
