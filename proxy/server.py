@@ -121,7 +121,7 @@ class _EnvelopeRequestHandler(RequestHandler):
     """aiohttp's connection handler, answering its own errors with an OCI envelope and giving
     up on a request whose headers do not arrive in time."""
 
-    __slots__ = ("_header_handle", "_header_timeout", "_on_unparsed")
+    __slots__ = ("_header_handle", "_header_timeout", "_on_unparsed", "awaiting_first")
 
     def __init__(
         self,
@@ -135,12 +135,16 @@ class _EnvelopeRequestHandler(RequestHandler):
         self._on_unparsed = on_unparsed
         self._header_timeout = header_timeout
         self._header_handle: asyncio.TimerHandle | None = None
+        self.awaiting_first = False
+        """Accepted, and not one byte received yet (:meth:`GatekeeperRunner.cleanup`)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        self.awaiting_first = True
         self._arm_header_timer()  # the first request's headers are due from the connection
 
     def data_received(self, data: bytes) -> None:
+        self.awaiting_first = False
         # Between requests the handler waits for the next one: its first byte starts the clock.
         idle = self._waiter is not None and not self._waiter.done() and not self._messages
         parsed = self._request_count
@@ -254,6 +258,10 @@ class _EnvelopeServer(web.Server):
         return GuardedProtocol(self._handler, limits, on_refused)
 
 
+FIRST_REQUEST_GRACE = 2.0
+"""Seconds a stopping server waits for the first request of connections it just accepted."""
+
+
 class GatekeeperRunner(web.AppRunner):
     """``AppRunner`` whose server answers parse errors with an envelope and reports them, and
     holds connections to ``guard``."""
@@ -269,6 +277,27 @@ class GatekeeperRunner(web.AppRunner):
         super().__init__(app, **kwargs)
         self._on_unparsed = on_unparsed
         self._guard = guard or Guard()
+
+    async def cleanup(self) -> None:
+        """Stop accepting, then give a connection accepted just before the stop its first
+        request before closing what is idle (at most :data:`FIRST_REQUEST_GRACE` seconds).
+
+        aiohttp closes every connection with no request in progress right after its sites
+        stop. A client whose connection the kernel had accepted, but whose request bytes had
+        not been read yet, was then cut off with no answer ("server disconnected without
+        sending a response"): under ``serve --workers``, each serving process stopped for a
+        restart dropped such a request. The others keep accepting meanwhile."""
+        for site in list(self.sites):
+            await site.stop()
+        server = self.server
+        if server is not None:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + FIRST_REQUEST_GRACE
+            while loop.time() < deadline and any(
+                getattr(handler, "awaiting_first", False) for handler in server.connections
+            ):
+                await asyncio.sleep(0.02)
+        await super().cleanup()
 
     async def _make_server(self) -> web.Server:
         # The app's own server carries the handler, request factory and handler arguments

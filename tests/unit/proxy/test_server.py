@@ -282,3 +282,43 @@ async def test_a_request_in_time_is_served_and_the_caps_refuse_the_next_connecti
     await asyncio.sleep(0.05)
     assert guarded_site.limits.open == 0
     assert guarded_site.refusals.seen == []
+
+
+async def test_a_connection_accepted_just_before_a_stop_still_gets_its_answer() -> None:
+    """A serving process stopped (a restart under ``serve --workers``) must not cut off a
+    client whose connection it had accepted but whose request it had not read yet."""
+    app = web.Application()
+    app.router.add_get("/v2/", _ok)
+    runner = GatekeeperRunner(app, on_unparsed=Refusals(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await asyncio.sleep(0.1)  # accepted, and not one byte sent yet
+    stopping = asyncio.create_task(runner.cleanup())
+    await asyncio.sleep(0.3)  # the server stopped accepting; the request comes now
+    assert not stopping.done()
+    writer.write(b"GET /v2/ HTTP/1.1\r\nHost: gatekeeper\r\n\r\n")
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    await stopping
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    with pytest.raises(OSError):  # and nothing new is accepted
+        await asyncio.open_connection("127.0.0.1", port)
+
+
+async def test_a_connection_that_sends_nothing_delays_a_stop_by_the_grace_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("proxy.server.FIRST_REQUEST_GRACE", 0.5)
+    runner = GatekeeperRunner(web.Application(), on_unparsed=Refusals(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    _, writer = await asyncio.open_connection("127.0.0.1", runner.addresses[0][1])
+    await asyncio.sleep(0.1)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(runner.cleanup(), 10)
+    assert 0.4 < loop.time() - started < 5
+    writer.close()
