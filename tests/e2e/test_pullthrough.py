@@ -29,6 +29,7 @@ from tests.support.clients import ClientError, Skopeo
 from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, run_cli, wait_state
 from tests.support.ocihttp import OCI_MANIFEST
 from tests.support.pullthrough import (
+    RETRY_AFTER,
     PublicImage,
     Registries,
     manifest_of,
@@ -385,12 +386,12 @@ def test_a_rate_limiting_remote_is_named_with_its_retry_after(
         with httpx.Client(base_url=gk.url, timeout=60) as http:
             resp = manifest_of(http, limited)
         assert resp.status_code == 429, resp.text
-        assert resp.headers["Retry-After"] == "30"
+        assert resp.headers["Retry-After"] == str(RETRY_AFTER)
         error = resp.json()["errors"][0]
         assert error["code"] == "TOOMANYREQUESTS" and error["detail"]["remote"] == "hub"
         assert error["message"].startswith("remote hub (127.0.0.1:")
         assert "is rate limiting pulls" in error["message"]
-        assert "try again in about 30 s" in error["message"]
+        assert f"try again in about {RETRY_AFTER} s" in error["message"]
         with pytest.raises(ClientError) as refused:
             skopeo.copy(f"docker://{gk.host}/{limited.reference}", f"oci:{tmp_path / 'x'}:x")
         assert "remote hub" in refused.value.stderr and "rate limiting" in refused.value.stderr

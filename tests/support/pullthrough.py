@@ -90,6 +90,10 @@ class RemoteFront:
             self.rate_limited = False
 
 
+RETRY_AFTER = 3
+"""What the rate-limiting remote asks for, in seconds (``Retry-After``)."""
+
+
 class _QuietServer(ThreadingHTTPServer):
     """A client hanging up (the registry closing a kept-alive connection) is no error."""
 
@@ -116,7 +120,8 @@ class _Relay(BaseHTTPRequestHandler):
         if front.rate_limited and self.path != "/v2/":
             self.send_response(429)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Retry-After", "30")
+            # Short: skopeo honours it between its retries, and waited 4 x 30 s in the test.
+            self.send_header("Retry-After", str(RETRY_AFTER))
             self.send_header("Content-Length", str(len(RATE_LIMITED)))
             self.end_headers()
             if self.command == "GET":
