@@ -6,11 +6,9 @@ document lists and a body its schema accepts."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from typing import Any
 
-import bcrypt
 import pytest
 from aiohttp.test_utils import TestServer
 from openapi_spec_validator import validate
@@ -19,11 +17,10 @@ from proxy.admin.models import Verdict
 from proxy.admin.openapi import build
 from proxy.admin.openapi_operations import OPERATIONS
 from proxy.admin.routes import PREFIX, ROUTES, admin_app
-from storage import identities
 from storage.inventory import DbInventoryStore
 from storage.verdicts import FindingRecord
 from tests.fakes.upstream import FakeUpstream
-from tests.support.admin_app import PASSWORD, Client, as_user, seed_verdict, svc
+from tests.support.admin_app import admin_client, as_user, seed_users, seed_verdict, svc
 from tests.support.documented import Documented
 from tests.support.vex import document, statement
 from verifiers.scan.model import ImageInventory, OsRelease, Package
@@ -85,18 +82,8 @@ async def test_the_document_is_served_as_built(documented: Documented) -> None:
 async def documented(
     fake_upstream: tuple[FakeUpstream, TestServer], gatekeeper_client: Callable[..., Any]
 ) -> Documented:
-    _, server = fake_upstream
-    client: Client = await gatekeeper_client(
-        str(server.make_url("")),
-        admin_token=TOKEN,
-        auth__enabled="true",
-        verification__workers="0",
-        policies=json.dumps(POLICIES),
-    )
-    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
-    async with svc(client).db() as session, session.begin():
-        made = await identities.create(session, "tina", "user", hashed, [], None)
-        await identities.grant(session, made.subject, "team/*", ["admin"], made.id)
+    client = await admin_client(gatekeeper_client, fake_upstream[1], POLICIES, TOKEN)
+    await seed_users(client, {"tina": ["team/*=admin"]})
     await seed_verdict(client, "team/app", DIGEST, CRITICAL)
     await seed_verdict(client, "team/lib", OTHER)
     return Documented(client, ADMIN)

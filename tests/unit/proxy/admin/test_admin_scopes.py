@@ -4,20 +4,18 @@ plain user may do through the admin API, and what each refusal says."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 from typing import Any
 
-import bcrypt
 import pytest
 from aiohttp.test_utils import TestServer
 
 from proxy.admin.routes import PREFIX
-from storage import identities, verdicts
+from storage import verdicts
 from storage.verdicts import DecisionRecord
 from tests.fakes.upstream import FakeUpstream
-from tests.support.admin_app import PASSWORD, Client, as_user, svc
+from tests.support.admin_app import Client, admin_client, as_user, seed_users, svc
 from verifiers.lifecycle import State
 
 TOKEN = "unit-admin-token"
@@ -50,21 +48,8 @@ async def seed(client: Client, repository: str, state: str) -> None:
 async def admin(
     fake_upstream: tuple[FakeUpstream, TestServer], gatekeeper_client: Callable[..., Any]
 ) -> Client:
-    _, server = fake_upstream
-    client: Client = await gatekeeper_client(
-        str(server.make_url("")),
-        admin_token=TOKEN,
-        auth__enabled="true",
-        verification__workers="0",
-        policies=json.dumps(POLICIES),
-    )
-    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
-    async with svc(client).db() as session, session.begin():
-        for name, grants in USERS.items():
-            made = await identities.create(session, name, "user", hashed, [], None)
-            for grant in grants:
-                pattern, actions = grant.split("=")
-                await identities.grant(session, made.subject, pattern, actions.split(","), made.id)
+    client = await admin_client(gatekeeper_client, fake_upstream[1], POLICIES, TOKEN)
+    await seed_users(client, USERS)
     for repository in ("team/app", "other/app"):
         await seed(client, repository, "quarantined")
     return client

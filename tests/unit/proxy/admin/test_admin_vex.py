@@ -9,7 +9,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import bcrypt
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -20,14 +19,15 @@ from services import vex_intake
 from services.events import VerdictChange
 from services.examine import Fetched
 from services.policybook import PolicyBook
-from storage import identities, manifests, vex
+from storage import manifests, vex
 from storage.verdicts import FindingRecord
 from tests.fakes.upstream import FakeUpstream
 from tests.support.admin_app import (
-    PASSWORD,
     Client,
+    admin_client,
     as_user,
     effective_state,
+    seed_users,
     seed_verdict,
     svc,
 )
@@ -57,18 +57,8 @@ async def state(client: Client, repository: str, digest: str = DIGEST) -> State:
 async def admin(
     fake_upstream: tuple[FakeUpstream, TestServer], gatekeeper_client: Callable[..., Any]
 ) -> Client:
-    _, server = fake_upstream
-    client: Client = await gatekeeper_client(
-        str(server.make_url("")),
-        admin_token=TOKEN,
-        auth__enabled="true",
-        verification__workers="0",
-        policies=json.dumps(POLICIES),
-    )
-    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
-    async with svc(client).db() as session, session.begin():
-        made = await identities.create(session, "tina", "user", hashed, [], None)
-        await identities.grant(session, made.subject, "team/*", ["admin"], made.id)
+    client = await admin_client(gatekeeper_client, fake_upstream[1], POLICIES, TOKEN)
+    await seed_users(client, {"tina": ["team/*=admin"]})
     for repository in ("team/app", "team/lib"):
         await seed(client, repository)
     await seed(client, "team/app", OTHER)

@@ -4,24 +4,23 @@ never lifting a hold."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
-import bcrypt
 import pytest
 from aiohttp.test_utils import TestServer
 
 from proxy.admin.routes import PREFIX
 from services.events import VerdictChange
-from storage import identities, verdicts
+from storage import verdicts
 from storage.verdicts import FindingRecord
 from tests.fakes.upstream import FakeUpstream
 from tests.support.admin_app import (
-    PASSWORD,
     Client,
+    admin_client,
     as_user,
     effective_state,
+    seed_users,
     seed_verdict,
     svc,
 )
@@ -53,20 +52,8 @@ async def state(client: Client, repository: str) -> State:
 async def admin(
     fake_upstream: tuple[FakeUpstream, TestServer], gatekeeper_client: Callable[..., Any]
 ) -> Client:
-    _, server = fake_upstream
-    client: Client = await gatekeeper_client(
-        str(server.make_url("")),
-        admin_token=TOKEN,
-        auth__enabled="true",
-        verification__workers="0",
-        policies=json.dumps(POLICIES),
-    )
-    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
-    async with svc(client).db() as session, session.begin():
-        for name, grant in (("tina", "team/*=admin"), ("audrey", "team/*=auditor")):
-            made = await identities.create(session, name, "user", hashed, [], None)
-            pattern, action = grant.split("=")
-            await identities.grant(session, made.subject, pattern, [action], made.id)
+    client = await admin_client(gatekeeper_client, fake_upstream[1], POLICIES, TOKEN)
+    await seed_users(client, {"tina": ["team/*=admin"], "audrey": ["team/*=auditor"]})
     for repository in ("team/app", "team/lib", "other/app"):
         await seed(client, repository, CRITICAL)
     return client

@@ -4,20 +4,19 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
-import bcrypt
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.state import SERVICES, Services
-from storage import identities, verdicts
+from storage import verdicts
 from storage.audit import AccessRecord, AuditQuery, query_records
 from storage.verdicts import DecisionRecord, FindingRecord
+from tests.support.admin_app import admin_client, seed_users
 from verifiers.lifecycle import State
 
 PASSWORD = "correct horse battery staple"
@@ -129,20 +128,8 @@ CRITICAL = FindingRecord(
 async def console(
     fake_upstream: tuple[Any, TestServer], gatekeeper_client: Callable[..., Any]
 ) -> Client:
-    _, server = fake_upstream
-    client: Client = await gatekeeper_client(
-        str(server.make_url("")),
-        auth__enabled="true",
-        verification__workers="0",
-        policies=json.dumps(POLICIES),
-    )
-    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
-    async with services_of(client).db() as session, session.begin():
-        for name, grants in USERS.items():
-            made = await identities.create(session, name, "user", hashed, [], None)
-            for grant in grants:
-                pattern, actions = grant.split("=")
-                await identities.grant(session, made.subject, pattern, actions.split(","), made.id)
+    client = await admin_client(gatekeeper_client, fake_upstream[1], POLICIES)
+    await seed_users(client, USERS)
     for repository in ("team/app", "other/app"):
         await seed(client, repository, findings=(CRITICAL,))
     return client
