@@ -12,7 +12,7 @@ from typing import cast
 
 import pytest
 
-from tests.support import database, postgres
+from tests.support import database, postgres, zygote
 from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
 from tests.support.registry import Registry, make_registry
 
@@ -36,9 +36,13 @@ def pytest_configure(config: pytest.Config) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="gatekeeper-test-db-"))
     database.configure(database.Databases(cast(database.Backend, chosen), workdir))
     config.stash[_WORKDIR] = workdir
+    # Test gatekeepers and CLI calls fork from one process that has the product imported
+    # (tests/support/zygote.py says why and what stays the same).
+    zygote.configure(zygote.Zygote())
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    zygote.configure(None)
     databases = database.session()
     if databases is not None:
         databases.close()

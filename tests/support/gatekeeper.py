@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from tests.support import database as databases
+from tests.support import zygote as zygotes
 from tests.support.database import Database, QueryError
 from tests.support.procs import free_port, wait_http
+from tests.support.zygote import Forked
 
 # Protocol-level tests exercise the proxy, not the gate: a warn-mode policy verifies and logs
 # everything but never blocks. Gate tests pass their own GATEKEEPER_POLICIES.
@@ -53,7 +55,7 @@ class Gatekeeper:
     database: Database
     log_path: Path
     env: dict[str, str]
-    process: subprocess.Popen[bytes] | None = None
+    process: subprocess.Popen[bytes] | Forked | None = None
     extra_args: list[str] = field(default_factory=list)
     verify: object = True
     """What httpx should verify the gatekeeper's certificate against (a CA file for TLS)."""
@@ -74,14 +76,18 @@ class Gatekeeper:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "serve", *self.extra_args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=self.env,
-        )
-        log.close()
+        argv = ["serve", *self.extra_args]
+        zygote = zygotes.usable(self.env, argv)
+        if zygote is not None:
+            self.process = zygote.spawn(argv, self.env, self.log_path, self.log_path)
+        else:
+            with self.log_path.open("ab") as log:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", "proxy", *argv],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=self.env,
+                )
         try:
             # Generous: on a loaded 2-core CI machine a cold start can take a while.
             wait_http(f"{self.url}/healthz", timeout=60.0, ok=(200,), verify=self.verify)
@@ -216,9 +222,13 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """``gatekeeper ARGS`` as an operator runs it beside this gatekeeper: a separate process
     with the gatekeeper's settings (its database) plus ``env``, output as text."""
+    merged = {**gk.env, **(env or {})}
+    zygote = zygotes.usable(merged, args)
+    if zygote is not None:
+        return zygotes.run(zygote, args, merged, gk.log_path.parent / "cli", timeout=60)
     return subprocess.run(
         [sys.executable, "-m", "proxy", *args],
-        env={**gk.env, **(env or {})},
+        env=merged,
         capture_output=True,
         text=True,
         timeout=60,
