@@ -26,7 +26,7 @@ def run_atheris(name: str, seconds: int) -> None:
     # Coverage only for our parsers (instrumenting every loaded module takes minutes).
     with atheris.instrument_imports(include=["proxy", "verifiers", "oci", "fuzz"]):
         from fuzz.targets import TARGETS
-    from fuzz.seeds import SEEDS  # after: it imports proxy.oci, which must be instrumented
+    from fuzz.seeds import SEEDS  # after: it imports oci.manifests, which must be instrumented
 
     corpus = Path(tempfile.mkdtemp(prefix=f"fuzz-{name}-"))
     for i, seed in enumerate(SEEDS[name]()):

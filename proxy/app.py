@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from config.public_names import public_hosts
 from config.settings import Settings
+from oci.errors import Code, OCIError
 from proxy import origins
 from proxy.admin.routes import add_admin
 from proxy.attest import keys as attest_keys
@@ -41,7 +42,7 @@ from proxy.auth.http import AUTH, build_auth_middleware
 from proxy.auth.service import AuthService
 from proxy.clientaddr import build_forwarded_middleware
 from proxy.connections import CONNECTIONS, ConnectionLimits, OnRefused, limit_label
-from proxy.errors import Code, OCIError, envelope, error_middleware
+from proxy.errors import envelope, error_middleware
 from proxy.handlers.keys import GATEKEEPER_KEYS
 from proxy.hostheader import host_middleware, warn_if_host_derived
 from proxy.metrics import Metrics

@@ -71,7 +71,7 @@ CheckFn = Callable[[Facts], Awaitable[Check]]
 
 
 async def check_upstream(facts: Facts) -> Check:
-    from proxy.errors import OCIError
+    from oci.errors import OCIError
     from proxy.upstream import Upstream, make_client_session, make_token_client
 
     settings = facts.settings

@@ -17,8 +17,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from oci.errors import Code, OCIError
 from proxy.context import info
-from proxy.errors import Code, OCIError
 from proxy.hostheader import checked_host
 
 log = logging.getLogger("gatekeeper.forward")

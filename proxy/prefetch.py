@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from config.references import ImageReference, parse_image_reference
-from proxy.errors import Code, OCIError
+from oci.errors import Code, OCIError
+from oci.manifests import sha256_digest
 from proxy.forward import read_at_most
 from proxy.names import check_name, check_reference
-from proxy.oci import sha256_digest
 from proxy.remote_failures import explain, what
 from proxy.remote_status import RemoteStatus
 from proxy.upstream import Upstream, v2_path

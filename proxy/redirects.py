@@ -23,7 +23,7 @@ from collections.abc import Mapping
 import aiohttp
 from yarl import URL
 
-from proxy.errors import Code, OCIError
+from oci.errors import Code, OCIError
 from proxy.upstream import Guarded, Upstream
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})

@@ -18,10 +18,10 @@ import aiohttp
 from aiohttp import ClientResponse
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from oci.errors import OCIError
 from oci.grammar import is_repository_name
-from proxy.errors import OCIError
+from oci.manifests import MANIFEST_TYPES, sha256_digest
 from proxy.forward import read_at_most
-from proxy.oci import MANIFEST_TYPES, sha256_digest
 from proxy.redirects import from_store, read
 from proxy.upstream import Upstream, v2_path
 from storage import manifests

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from yarl import URL
 
 from oci.grammar import is_repository_name, is_valid_digest
+from oci.manifests import MANIFEST_TYPES, parse_manifest
 from proxy.forward import read_at_most
-from proxy.oci import MANIFEST_TYPES, parse_manifest
 from proxy.upstream import Upstream, v2_path
 from services.verification import VerificationService
 from storage import jobs

@@ -26,9 +26,9 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from config.policy import Policy
 from config.remotes import Remote, origin_of, remote_for
 from config.settings import Settings
-from proxy.errors import Code, OCIError
+from oci.errors import Code, OCIError
+from oci.manifests import parse_manifest, sha256_digest
 from proxy.forward import read_at_most
-from proxy.oci import parse_manifest, sha256_digest
 from proxy.upstream import Upstream, v2_path
 from proxy.upstream_reads import ACCEPT, UpstreamBlobs, UpstreamManifests, UpstreamRepositories
 from services import incomplete, vex_intake

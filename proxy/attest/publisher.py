@@ -33,9 +33,9 @@ from yarl import URL
 from config.policy import Policy
 from config.remotes import LOCAL
 from config.settings import Settings
+from oci.manifests import OCI_MANIFEST, parse_manifest
 from proxy.attest import summaries
 from proxy.attest.dsse import Signer
-from proxy.oci import OCI_MANIFEST, parse_manifest
 from proxy.upstream import Upstream, v2_path
 from services.events import VerdictChange
 from services.verification import VerificationService

@@ -25,9 +25,9 @@ from pathlib import Path
 from aiohttp import ClientResponse, web
 from multidict import CIMultiDict
 
+from oci.errors import Code, OCIError
 from proxy import gate, ranges, registry_files, remote_failures
 from proxy.context import info
-from proxy.errors import Code, OCIError
 from proxy.forward import relay, request_headers, response_headers
 from proxy.handlers.common import (
     digest_param,

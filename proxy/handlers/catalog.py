@@ -19,9 +19,9 @@ from urllib.parse import urlencode
 from aiohttp import web
 from yarl import URL
 
+from oci.errors import Code, OCIError
 from proxy.auth.http import pullable_by_caller
 from proxy.context import info
-from proxy.errors import Code, OCIError
 from proxy.forward import read_at_most, response_headers
 from proxy.handlers.common import public
 from proxy.handlers.pagination import page_params

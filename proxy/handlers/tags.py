@@ -14,8 +14,8 @@ from urllib.parse import urlencode
 from aiohttp import web
 from yarl import URL
 
+from oci.errors import Code, OCIError
 from proxy.context import info
-from proxy.errors import Code, OCIError
 from proxy.forward import read_at_most
 from proxy.handlers.common import public, repository, scopes
 from proxy.handlers.pagination import page_params

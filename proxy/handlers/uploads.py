@@ -19,12 +19,12 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from oci.errors import Code, OCIError
 from oci.grammar import is_repository_name
 from proxy import gate, upload_offset
 from proxy import upload_sessions as sessions
 from proxy.auth.http import caller, insufficient_scope, may, pullable_by_caller
 from proxy.context import info
-from proxy.errors import Code, OCIError
 from proxy.handlers.common import forward, repository, scopes, upstream_has
 from proxy.names import check_digest, check_name
 from proxy.state import services

@@ -26,11 +26,6 @@ SERVICES_MAY_IMPORT = {
     # ``read_at_most``: a bounded read of an upstream body (its module also holds the
     # request-forwarding code that stays HTTP).
     "proxy.forward",
-    # Manifest parsing and ``sha256_digest``: they report a bad manifest as the OCI error a
-    # client is sent; they belong in ``oci/`` once that error type lives below ``proxy``.
-    "proxy.oci",
-    # ``OCIError``/``Code``: what upstream reads and manifest parsing raise (see above).
-    "proxy.errors",
 }
 """``proxy`` modules ``services`` still imports: known exceptions to the layering, each a
 low, non-HTTP piece that lives in ``proxy`` today. Shrink it; never grow it without a reason."""

@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from config.settings import load_settings
-from proxy.oci import parse_manifest
+from oci.manifests import parse_manifest
 from proxy.upstream import Upstream, make_client_session, make_token_client
 from proxy.upstream_reads import UpstreamRepositories
 from storage.db import create_engine, sessionmaker, upgrade
