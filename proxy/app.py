@@ -55,7 +55,6 @@ from proxy.server import OnUnparsed
 from proxy.state import SERVICES, Services, services
 from proxy.tls_port import OnPlain
 from proxy.ui.app import add_console
-from proxy.upstream import Upstream, make_client_session, make_token_client
 from proxy.webhooks import WebhookDispatcher, make_webhook_client
 from services.events import EventBus
 from services.live_policies import LivePolicies
@@ -69,6 +68,7 @@ from storage.audit import AccessRecord
 from storage.db import create_engine, sessionmaker, upgrade
 from storage.inventory import DbInventoryStore
 from storage.layer_cache import DbLayerCache
+from upstream.client import Upstream, make_client_session, make_token_client
 from verifiers.base import Verifier
 from verifiers.registry import build_verifiers
 from verifiers.registry_names import RegistryNames

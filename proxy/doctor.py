@@ -72,7 +72,7 @@ CheckFn = Callable[[Facts], Awaitable[Check]]
 
 async def check_upstream(facts: Facts) -> Check:
     from oci.errors import OCIError
-    from proxy.upstream import Upstream, make_client_session, make_token_client
+    from upstream.client import Upstream, make_client_session, make_token_client
 
     settings = facts.settings
     url = str(settings.upstream_url)

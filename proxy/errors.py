@@ -71,7 +71,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ConnectionError as exc:
         # The client went away (aborted mid-PATCH, hung up mid-download: aiohttp raises
         # ConnectionResetError, BrokenPipeError or a plain ConnectionError("Connection lost"));
-        # there is nobody to answer. Upstream failures arrive as OCIError (proxy.upstream) and
+        # there is nobody to answer. Upstream failures arrive as OCIError (upstream.client) and
         # database failures as storage's own errors, so no ConnectionError here is either.
         log.info("client connection lost on %s %s: %s", request.method, request.path, exc)
         raise

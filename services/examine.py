@@ -28,11 +28,11 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.policy import Policy
 from oci.manifests import ManifestRecord
-from proxy.upstream import Upstream, v2_path
-from proxy.upstream_reads import ACCEPT, UpstreamBlobs
 from services.stored_outcomes import HELD, HISTORY
 from storage import content, jobs, manifests
 from storage.content import BlobFinding
+from upstream.client import Upstream, v2_path
+from upstream.reads import ACCEPT, UpstreamBlobs
 from verifiers import lifecycle
 from verifiers.base import Finding, Severity
 from verifiers.classify import (

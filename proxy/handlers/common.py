@@ -15,7 +15,7 @@ from proxy.forward import body_failure, counted_body, public_base, relay, reques
 from proxy.gate import Presence
 from proxy.names import check_digest, check_name
 from proxy.state import services
-from proxy.upstream import v2_path
+from upstream.client import v2_path
 
 
 def repository(request: web.Request) -> str:

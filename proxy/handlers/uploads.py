@@ -28,8 +28,8 @@ from proxy.context import info
 from proxy.handlers.common import forward, repository, scopes, upstream_has
 from proxy.names import check_digest, check_name
 from proxy.state import services
-from proxy.upstream import v2_path
 from storage import fresh_uploads, uploads
+from upstream.client import v2_path
 
 SESSION_RE = re.compile(r"[A-Za-z0-9_.=-]{1,128}")
 # The spec's "<start>-<end>"; also the HTTP form "bytes <start>-<end>/<total>" some clients send.

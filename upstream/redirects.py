@@ -24,7 +24,7 @@ import aiohttp
 from yarl import URL
 
 from oci.errors import Code, OCIError
-from proxy.upstream import Guarded, Upstream
+from upstream.client import Guarded, Upstream
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_HOPS = 5
