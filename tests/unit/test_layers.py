@@ -2,9 +2,10 @@
 
 Only ``cli/`` parses a command line; the packages it starts (``proxy``, ``services`` and the
 libraries below them) take typed settings and arguments, so none of them imports ``argparse``.
-``fuzz/``, ``bench/`` and ``tests/`` are tools with command lines of their own and are not
-walked. ``proxy`` (the HTTP side) may import ``services`` (the background work); ``services``
-does not import ``proxy``: both reach the upstream registry through ``upstream``.
+``bench/`` and ``fuzz/`` are tools with command lines of their own, each read in one module
+(``bench/cli.py``, ``fuzz/cli.py``); ``tests/`` is not walked. ``proxy`` (the HTTP side) may
+import ``services`` (the background work); ``services`` does not import ``proxy``: both reach
+the upstream registry through ``upstream``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import ast
 import functools
 from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARIES = ("proxy", "services", "upstream", "verifiers", "storage", "config", "oci")
@@ -51,6 +54,16 @@ def importers(packages: tuple[str, ...], top: str) -> list[str]:
 def test_only_the_cli_parses_arguments() -> None:
     assert importers(("cli",), "argparse"), "the walk sees the CLI's own argparse imports"
     assert importers(LIBRARIES, "argparse") == []
+
+
+TOOL_CLIS = {"bench": "bench/cli.py", "fuzz": "fuzz/cli.py"}
+"""Each tool package's one command-line module."""
+
+
+@pytest.mark.parametrize("tool", sorted(TOOL_CLIS))
+def test_each_tool_reads_its_command_line_in_one_module(tool: str) -> None:
+    """The benchmarks and the fuzzer take typed arguments; their options are parsed once."""
+    assert [entry.split(":")[0] for entry in importers((tool,), "argparse")] == [TOOL_CLIS[tool]]
 
 
 def test_nothing_below_the_cli_imports_it() -> None:
