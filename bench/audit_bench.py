@@ -20,7 +20,6 @@ Usage: ``python -m bench.audit_bench [--database sqlite|postgres] [--rows 50000]
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import statistics
@@ -29,7 +28,7 @@ import tempfile
 import time
 import uuid
 from contextlib import ExitStack
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -96,7 +95,20 @@ async def _write(
     return elapsed
 
 
-async def run(url: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class AuditOptions:
+    """One run's parameters (``bench.cli`` reads them from the command line)."""
+
+    database: str
+    rows: int
+    preload: int
+    batch_size: int
+    repeat: int
+    label: str
+    results_dir: Path
+
+
+async def run(url: str, args: AuditOptions, workdir: Path) -> dict[str, Any]:
     engine = create_engine(url)
     try:
         await upgrade(engine)
@@ -132,16 +144,7 @@ async def run(url: str, args: argparse.Namespace, workdir: Path) -> dict[str, An
         await engine.dispose()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--rows", type=int, default=50_000)
-    parser.add_argument("--preload", type=int, default=100_000)
-    parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--label", default="", help="a name for this run in the results file")
-    parser.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
-    args = parser.parse_args(argv)
+def main(args: AuditOptions) -> int:
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="audit-bench-")))
         if args.database == "postgres":
@@ -160,4 +163,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench.cli import audit_bench
+
+    sys.exit(audit_bench())

@@ -10,12 +10,11 @@ the proxy's other half (writing to the downstream socket) does not get.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import resource
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -132,24 +131,7 @@ class ClientBenchSettings:
     keep_workdir: bool
 
 
-def parse_args(argv: Sequence[str] | None = None) -> ClientBenchSettings:
-    parser = argparse.ArgumentParser(prog="python -m bench.client_bench", description=__doc__)
-    parser.add_argument("--size-mib", type=int, help="layer size (default 1024; --quick: 64)")
-    parser.add_argument("--quick", action="store_true", help="small layer")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--keep-workdir", action="store_true")
-    args = parser.parse_args(argv)
-    return ClientBenchSettings(
-        size_mib=args.size_mib or (64 if args.quick else 1024),
-        repeats=max(1, args.repeats),
-        results_dir=args.results_dir,
-        keep_workdir=args.keep_workdir,
-    )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    settings = parse_args(argv)
+def main(settings: ClientBenchSettings) -> int:
     progress = Progress()
     try:
         records = _run(settings, progress)
@@ -230,4 +212,6 @@ def _verdict(records: list[TargetRecord]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench.cli import client_bench
+
+    sys.exit(client_bench())

@@ -18,7 +18,6 @@ Usage: ``python -m bench.console_bench [--database sqlite|postgres] [--verdicts 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import hashlib
@@ -33,6 +32,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,20 @@ ACTIONS = (
     ("admin.release", 1),
 )
 BATCH = 20_000
+
+
+@dataclass(frozen=True)
+class ConsoleOptions:
+    """One run's parameters (``bench.cli`` reads them from the command line)."""
+
+    database: str
+    verdicts: int
+    log_rows: int
+    repeat: int
+    seed: int
+    sqlite_file: Path | None
+    """Keep the SQLite database here; an existing file is measured without seeding."""
+    results_dir: Path
 
 
 def say(started: float, message: str) -> None:
@@ -200,7 +214,7 @@ async def bulk(db: async_sessionmaker[Any], model: Any, rows: list[dict[str, Any
             await session.execute(insert(model), rows[first : first + BATCH])
 
 
-async def seed(db: async_sessionmaker[Any], args: argparse.Namespace, started: float) -> None:
+async def seed(db: async_sessionmaker[Any], args: ConsoleOptions, started: float) -> None:
     rng = random.Random(args.seed)
     now = datetime.now(UTC)
     verdicts = verdict_rows(rng, args.verdicts, now)
@@ -289,7 +303,7 @@ async def _pages(http: aiohttp.ClientSession, base: str) -> dict[str, str]:
     return pages
 
 
-async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
+async def measure(url: str, args: ConsoleOptions) -> dict[str, Any]:
     record: dict[str, list[float]] = defaultdict(list)
     settings = load_settings(
         env={
@@ -352,7 +366,7 @@ def _stats(server_ms: list[float], client_ms: list[float], rows: int) -> dict[st
     }
 
 
-async def run(args: argparse.Namespace, workdir: Path, url: str) -> dict[str, Any]:
+async def run(args: ConsoleOptions, workdir: Path, url: str) -> dict[str, Any]:
     started = time.monotonic()
     engine = create_engine(url)
     seeded = args.sqlite_file is not None and args.sqlite_file.exists()
@@ -389,20 +403,7 @@ def print_report(data: dict[str, Any]) -> None:
     print("goal met" if data["met"] else "goal MISSED")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--verdicts", type=int, default=10_000)
-    parser.add_argument("--log-rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=14)
-    parser.add_argument(
-        "--sqlite-file",
-        type=Path,
-        help="keep the SQLite database here; an existing file is measured without seeding",
-    )
-    parser.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
-    args = parser.parse_args(argv)
+def main(args: ConsoleOptions) -> int:
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="console-bench-")))
         if args.database == "postgres":
@@ -422,4 +423,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench.cli import console_bench
+
+    sys.exit(console_bench())

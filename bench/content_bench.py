@@ -18,13 +18,11 @@ shared machine: wall time also counts waiting for a core.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import functools
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,25 +133,21 @@ def render(image: BuiltImage, timings: Timings, counts: Counter[str]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.content_bench", description=__doc__)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument(
-        "--keep-image", type=Path, help="build the image here and keep it (reused if there)"
-    )
-    args = parser.parse_args(argv)
+def main(repeats: int, keep_image: Path | None) -> int:
     progress = Progress()
     with tempfile.TemporaryDirectory(prefix="gatekeeper-content-") as scratch:
-        layout = args.keep_image or Path(scratch) / "image"
+        layout = keep_image or Path(scratch) / "image"
         progress.say(f"building the image from this machine's files in {layout}")
         image = load_or_build(layout)
         denylist = Path(scratch) / "denylist.sha256"
         denylist.write_text("0" * 64 + "\n")
         progress.say(f"built {image.compressed_bytes / 1e6:.0f} MB; measuring")
-        timings, counts = measure(image, args.repeats, progress, denylist)
+        timings, counts = measure(image, repeats, progress, denylist)
         print(render(image, timings, counts))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench.cli import content_bench
+
+    sys.exit(content_bench())

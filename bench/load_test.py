@@ -19,7 +19,6 @@ Everything listens on 127.0.0.1 and lives under a temporary directory removed at
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -99,46 +98,7 @@ class Outcome:
         return all(r.errors == 0 for r in self.runs.values()) and bool(self.log and self.log.ok)
 
 
-def parse(argv: Sequence[str] | None = None) -> Options:
-    parser = argparse.ArgumentParser(prog="python -m bench.load_test", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="5 s, 20 pullers, 4 pushers")
-    parser.add_argument("--duration", type=float, help="seconds per target (default 60)")
-    parser.add_argument("--pullers", type=int, help="clients pulling (default 200)")
-    parser.add_argument("--pushers", type=int, help="clients pushing (default 20)")
-    parser.add_argument("--processes", type=int, default=1, help="generator processes")
-    parser.add_argument("--images", type=int, default=4, help="seeded images to pull")
-    parser.add_argument("--blob-kib", type=int, default=256, help="size of each pulled layer")
-    parser.add_argument("--push-kib", type=int, default=64, help="size of each pushed layer")
-    parser.add_argument("--max-requests", type=int, default=2_000_000, help="cap per target")
-    parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument(
-        "--workers", type=int, default=1, help="the gatekeeper's serving processes (default 1)"
-    )
-    parser.add_argument("--keep-workdir", action="store_true")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
-    args = parser.parse_args(argv)
-    quick = args.quick
-    options = Options(
-        duration=args.duration or (5.0 if quick else 60.0),
-        pullers=args.pullers if args.pullers is not None else (20 if quick else 200),
-        pushers=args.pushers if args.pushers is not None else (4 if quick else 20),
-        processes=args.processes,
-        images=args.images,
-        blob_kib=args.blob_kib,
-        push_kib=args.push_kib,
-        max_requests=args.max_requests,
-        database=args.database,
-        workers=args.workers,
-        keep_workdir=args.keep_workdir,
-        results_dir=args.results_dir,
-    )
-    if min(options.processes, options.images, options.pullers + options.pushers) < 1:
-        parser.error("--processes and --images must be >= 1, and there must be clients")
-    return options
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    options = parse(argv)
+def main(options: Options) -> int:
     try:
         outcome = run(options, Progress())
     except (BenchError, RuntimeError, OSError, subprocess.CalledProcessError) as exc:
@@ -361,4 +321,6 @@ def _remove(path: Path) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench.cli import load_test
+
+    sys.exit(load_test())

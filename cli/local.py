@@ -83,11 +83,11 @@ def _resources(settings: Settings) -> Any:
         from proxy.presence import Presence
         from proxy.remote_status import RemoteStatus, make_remote_client
         from proxy.state import SERVICES, Services
-        from proxy.upstream import Upstream, make_client_session, make_token_client
         from services.events import EventBus
         from services.live_policies import LivePolicies
         from services.verification import VerificationService
         from storage.db import create_engine, sessionmaker, upgrade
+        from upstream.client import Upstream, make_client_session, make_token_client
 
         engine = create_engine(settings.database_url)
         async with contextlib.AsyncExitStack() as stack:

@@ -25,7 +25,7 @@ from cli.admin import (
 )
 from cli.waivers import applied
 from config.text import visible
-from verifiers import boundedjson
+from oci import boundedjson
 from verifiers.vex.model import MAX_BYTES
 
 

@@ -22,9 +22,9 @@ from cli.audit_chain import _config, _trusted, _with_db
 from cli.config import settings_for
 from cli.users import UsageError
 from config.text import visible
+from oci.errors import OCIError
 from proxy.attest import summaries
 from proxy.attest.dsse import EnvelopeError
-from proxy.errors import OCIError
 from proxy.names import check_name
 
 ACCEPT = "application/vnd.oci.image.manifest.v1+json"

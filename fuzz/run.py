@@ -8,7 +8,6 @@ same target runs under hypothesis for the same time, which finds less but needs 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ def run_atheris(name: str, seconds: int) -> None:
     # Coverage only for our parsers (instrumenting every loaded module takes minutes).
     with atheris.instrument_imports(include=["proxy", "verifiers", "oci", "fuzz"]):
         from fuzz.targets import TARGETS
-    from fuzz.seeds import SEEDS  # after: it imports proxy.oci, which must be instrumented
+    from fuzz.seeds import SEEDS  # after: it imports oci.manifests, which must be instrumented
 
     corpus = Path(tempfile.mkdtemp(prefix=f"fuzz-{name}-"))
     for i, seed in enumerate(SEEDS[name]()):
@@ -70,13 +69,8 @@ def run_hypothesis(name: str, seconds: int) -> None:
     print(f"{name}: {rounds} hypothesis rounds in {seconds}s, no failure")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("target", choices=NAMES)
-    parser.add_argument("--seconds", type=int, default=60)
-    parser.add_argument("--engine", choices=("auto", "atheris", "hypothesis"), default="auto")
-    args = parser.parse_args()
-    engine = args.engine
+def main(target: str, seconds: int, engine: str) -> None:
+    """Fuzz ``target`` for ``seconds`` with ``engine`` (``auto``: atheris when installed)."""
     if engine == "auto":
         try:
             import atheris  # noqa: F401
@@ -85,10 +79,12 @@ def main() -> None:
         else:
             engine = "atheris"
     if engine == "atheris":
-        run_atheris(args.target, args.seconds)
+        run_atheris(target, seconds)
     else:
-        run_hypothesis(args.target, args.seconds)
+        run_hypothesis(target, seconds)
 
 
 if __name__ == "__main__":
-    main()
+    from fuzz.cli import run
+
+    run()

@@ -7,7 +7,7 @@ import io
 import json
 import tarfile
 
-from proxy.oci import OCI_INDEX, OCI_MANIFEST
+from oci.manifests import OCI_INDEX, OCI_MANIFEST
 
 _D = "sha256:" + "a" * 64
 

@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import zstandard
 
-from proxy.errors import OCIError
+from oci.errors import OCIError
+from oci.manifests import MANIFEST_TYPES, parse_manifest
 from proxy.names import check_digest, check_name, check_raw_path, check_reference
-from proxy.oci import MANIFEST_TYPES, parse_manifest
 from verifiers.scan.limits import ScanLimits
 from verifiers.scan.reader import read_tar
 from verifiers.scan.tarstream import Entry, TarError, TarStream

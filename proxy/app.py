@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from config.public_names import public_hosts
 from config.settings import Settings
+from oci.errors import Code, OCIError
 from proxy import origins
 from proxy.admin.routes import add_admin
 from proxy.attest import keys as attest_keys
@@ -41,7 +42,7 @@ from proxy.auth.http import AUTH, build_auth_middleware
 from proxy.auth.service import AuthService
 from proxy.clientaddr import build_forwarded_middleware
 from proxy.connections import CONNECTIONS, ConnectionLimits, OnRefused, limit_label
-from proxy.errors import Code, OCIError, envelope, error_middleware
+from proxy.errors import envelope, error_middleware
 from proxy.handlers.keys import GATEKEEPER_KEYS
 from proxy.hostheader import host_middleware, warn_if_host_derived
 from proxy.metrics import Metrics
@@ -54,7 +55,6 @@ from proxy.server import OnUnparsed
 from proxy.state import SERVICES, Services, services
 from proxy.tls_port import OnPlain
 from proxy.ui.app import add_console
-from proxy.upstream import Upstream, make_client_session, make_token_client
 from proxy.webhooks import WebhookDispatcher, make_webhook_client
 from services.events import EventBus
 from services.live_policies import LivePolicies
@@ -68,6 +68,7 @@ from storage.audit import AccessRecord
 from storage.db import create_engine, sessionmaker, upgrade
 from storage.inventory import DbInventoryStore
 from storage.layer_cache import DbLayerCache
+from upstream.client import Upstream, make_client_session, make_token_client
 from verifiers.base import Verifier
 from verifiers.registry import build_verifiers
 from verifiers.registry_names import RegistryNames

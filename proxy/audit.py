@@ -32,10 +32,11 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.settings import AuditSettings
+from oci.errors import Code, OCIError
 from proxy.audit_ledger import Ledger
 from proxy.audit_spool import Spool
 from proxy.context import RequestInfo, info
-from proxy.errors import OCI_ERROR, Code, Handler, OCIError, error_response
+from proxy.errors import OCI_ERROR, Handler, error_response
 from services.events import VerdictChange
 from storage.audit import AccessRecord, insert_records
 

@@ -4,7 +4,7 @@ checkpoints it signs.
 One chain per access-log writer (per gatekeeper process, so per replica run): rows come from
 one task in order, so the chain's head lives here and no lock between replicas is needed, on
 SQLite or PostgreSQL alike. The chain opens with a checkpoint at position 0 whose hash anchors
-it to the newest signed checkpoint of any chain (``proxy/attest/chain.py``). A checkpoint is
+it to the newest signed checkpoint of any chain (``storage/audit_hashing.py``). A checkpoint is
 signed every ``audit.checkpoint_interval_seconds`` when rows were added, and when the writer
 stops. Without a signing key the rows are still chained but nothing is signed, and
 ``gatekeeper audit verify`` says so.
@@ -25,11 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from config.settings import Settings
 from proxy.attest import checkpoints
 from proxy.attest import keys as attest_keys
-from proxy.attest.chain import GENESIS, payload_hash
 from proxy.attest.dsse import Signer
 from storage import audit_chain
 from storage.audit import AccessRecord
 from storage.audit_chain import Head
+from storage.audit_hashing import GENESIS, payload_hash
 from storage.timeutil import now
 
 log = logging.getLogger("gatekeeper.audit")

@@ -30,8 +30,9 @@ from http import HTTPStatus
 from aiohttp import web
 
 from config.settings import ConnectionSettings
+from oci.errors import Code, OCIError
 from proxy.clientaddr import Network, trusted
-from proxy.errors import Code, OCIError, envelope
+from proxy.errors import envelope
 
 log = logging.getLogger("gatekeeper.connections")
 

@@ -71,8 +71,8 @@ CheckFn = Callable[[Facts], Awaitable[Check]]
 
 
 async def check_upstream(facts: Facts) -> Check:
-    from proxy.errors import OCIError
-    from proxy.upstream import Upstream, make_client_session, make_token_client
+    from oci.errors import OCIError
+    from upstream.client import Upstream, make_client_session, make_token_client
 
     settings = facts.settings
     url = str(settings.upstream_url)

@@ -17,8 +17,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from oci.errors import Code, OCIError
 from proxy.context import info
-from proxy.errors import Code, OCIError
 from proxy.hostheader import checked_host
 
 log = logging.getLogger("gatekeeper.forward")
@@ -108,27 +108,6 @@ def response_headers(
             value = rewrite_link(value, upstream, public)
         out.add(key, value)
     return out
-
-
-async def read_at_most(
-    stream: aiohttp.StreamReader, limit: int, *, idle_timeout: float | None = None
-) -> bytes:
-    """Read until EOF or ``limit`` bytes, whichever comes first (``read(n)`` alone returns
-    whatever happens to be buffered, which for a chunked body may be far less than ``n``).
-
-    With ``idle_timeout``, a stream that delivers nothing for that long raises
-    ``TimeoutError``: the same slowloris bound :func:`counted_body` puts on uploads.
-    """
-    parts: list[bytes] = []
-    size = 0
-    while size < limit:
-        async with asyncio.timeout(idle_timeout):
-            chunk = await stream.read(limit - size)
-        if not chunk:
-            break
-        parts.append(chunk)
-        size += len(chunk)
-    return b"".join(parts)
 
 
 async def counted_body(request: web.Request, idle_timeout: float) -> AsyncIterator[bytes]:

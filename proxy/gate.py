@@ -51,9 +51,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from config.policy import Policy
 from config.remotes import LOCAL
 from config.text import visible
+from oci.errors import Code, OCIError
 from proxy.auth.http import bypasses_quarantine, may
 from proxy.context import info
-from proxy.errors import Code, OCIError
 from proxy.state import Services, services
 from services import eta
 from storage import content, fresh_uploads, jobs, verdicts

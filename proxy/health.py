@@ -6,7 +6,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from proxy.errors import OCIError
+from oci.errors import OCIError
 from proxy.state import services
 
 

@@ -21,7 +21,8 @@ import re
 from aiohttp import web
 
 from config.settings import Settings
-from proxy.errors import Code, Handler, OCIError
+from oci.errors import Code, OCIError
+from proxy.errors import Handler
 
 log = logging.getLogger("gatekeeper")
 

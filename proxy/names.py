@@ -7,8 +7,8 @@ talked into acting on a repository other than the one a permission check looked 
 
 from __future__ import annotations
 
+from oci.errors import Code, OCIError
 from oci.grammar import is_repository_name, is_tag, is_valid_digest
-from proxy.errors import Code, OCIError
 
 
 def check_name(name: str) -> str:

@@ -21,16 +21,16 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from config.references import ImageReference, parse_image_reference
-from proxy.errors import Code, OCIError
-from proxy.forward import read_at_most
+from oci.errors import Code, OCIError
+from oci.manifests import sha256_digest
 from proxy.names import check_name, check_reference
-from proxy.oci import sha256_digest
 from proxy.remote_failures import explain, what
 from proxy.remote_status import RemoteStatus
-from proxy.upstream import Upstream, v2_path
-from proxy.upstream_reads import ACCEPT
 from services.verification import VerificationService
 from storage import jobs
+from upstream.bodies import read_at_most
+from upstream.client import Upstream, v2_path
+from upstream.reads import ACCEPT
 
 log = logging.getLogger("gatekeeper.prefetch")
 

@@ -16,8 +16,8 @@ from aiohttp import web
 
 from config.remotes import Remote
 from config.text import visible
+from oci.errors import Code, OCIError
 from proxy.context import info
-from proxy.errors import Code, OCIError
 from proxy.remote_status import Diagnosis, Status
 from proxy.state import services
 

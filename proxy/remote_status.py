@@ -29,7 +29,7 @@ from urllib.parse import quote
 import httpx
 
 from config.remotes import Remote
-from proxy.upstream import parse_challenge
+from upstream.client import parse_challenge
 
 log = logging.getLogger("gatekeeper.remotes")
 

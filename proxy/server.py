@@ -49,8 +49,9 @@ from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooL
 from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
+from oci.errors import Code, OCIError
 from proxy.connections import ConnectionLimits, GuardedProtocol, OnRefused
-from proxy.errors import Code, OCIError, error_response
+from proxy.errors import error_response
 from proxy.listen import bind
 from proxy.tls_port import OnPlain, TlsOnlySite
 

@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from config.settings import Settings
-from proxy.upstream import Upstream, make_client_session, make_token_client
 from services.events import EventBus
 from services.policybook import load_book
 from services.verification import VerificationService
 from storage.db import create_engine, sessionmaker, upgrade
+from upstream.client import Upstream, make_client_session, make_token_client
 from verifiers.base import Verifier
 
 

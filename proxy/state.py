@@ -13,10 +13,10 @@ from proxy.audit import AuditWriter
 from proxy.metrics import Metrics
 from proxy.presence import Presence
 from proxy.remote_status import RemoteStatus
-from proxy.upstream import Upstream
 from services.events import EventBus
 from services.live_policies import LivePolicies
 from services.verification import VerificationService
+from upstream.client import Upstream
 
 
 @dataclass

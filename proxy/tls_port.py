@@ -27,7 +27,8 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy.errors import Code, OCIError, envelope
+from oci.errors import Code, OCIError
+from proxy.errors import envelope
 
 log = logging.getLogger("gatekeeper.server")
 

@@ -28,8 +28,8 @@ from datetime import timedelta
 
 from aiohttp import web
 
+from oci.errors import Code, OCIError
 from proxy.context import info
-from proxy.errors import Code, OCIError
 from proxy.state import services
 from storage import uploads
 from storage.db import DATABASE_ERRORS

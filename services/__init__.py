@@ -2,6 +2,7 @@
 after a policy or advisory change, the scheduler (re-scans, advisory mirror syncs), enrolment,
 and the event bus that tells listeners about verdict changes.
 
-May import ``verifiers``, ``storage``, ``config`` and ``oci``; not ``proxy`` (the HTTP side,
-which imports this package) but for the exceptions listed in ``tests/unit/test_layers.py``.
+May import ``upstream`` (the client it fetches what it verifies through), ``verifiers``,
+``storage``, ``config`` and ``oci``; never ``proxy`` (the HTTP side, which imports this
+package) nor ``cli``.
 """

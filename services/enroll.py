@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from yarl import URL
 
 from oci.grammar import is_repository_name, is_valid_digest
-from proxy.forward import read_at_most
-from proxy.oci import MANIFEST_TYPES, parse_manifest
-from proxy.upstream import Upstream, v2_path
+from oci.manifests import MANIFEST_TYPES, parse_manifest
 from services.verification import VerificationService
 from storage import jobs
+from upstream.bodies import read_at_most
+from upstream.client import Upstream, v2_path
 
 log = logging.getLogger("gatekeeper.enroll")
 ACCEPT = ", ".join(sorted(MANIFEST_TYPES))

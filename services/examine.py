@@ -27,12 +27,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.policy import Policy
-from proxy.upstream import Upstream, v2_path
-from proxy.upstream_reads import ACCEPT, UpstreamBlobs
+from oci.manifests import ManifestRecord
 from services.stored_outcomes import HELD, HISTORY
 from storage import content, jobs, manifests
 from storage.content import BlobFinding
-from storage.manifests import ManifestRecord
+from upstream.client import Upstream, v2_path
+from upstream.reads import ACCEPT, UpstreamBlobs
 from verifiers import lifecycle
 from verifiers.base import Finding, Severity
 from verifiers.classify import (

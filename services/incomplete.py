@@ -10,7 +10,7 @@ this module only says what it is.
 from __future__ import annotations
 
 from config.policy import Policy
-from proxy.errors import OCIError
+from oci.errors import OCIError
 from storage.jobs import Abandoned
 from storage.verdicts import DecisionRecord, FindingRecord
 from verifiers.base import SourceUnavailable, VerifierError

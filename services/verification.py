@@ -26,11 +26,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from config.policy import Policy
 from config.remotes import Remote, origin_of, remote_for
 from config.settings import Settings
-from proxy.errors import Code, OCIError
-from proxy.forward import read_at_most
-from proxy.oci import parse_manifest, sha256_digest
-from proxy.upstream import Upstream, v2_path
-from proxy.upstream_reads import ACCEPT, UpstreamBlobs, UpstreamManifests, UpstreamRepositories
+from oci.errors import Code, OCIError
+from oci.manifests import parse_manifest, sha256_digest
 from services import incomplete, vex_intake
 from services.eta import Estimate, Throughput, estimate
 from services.events import EventBus, VerdictChange
@@ -42,6 +39,9 @@ from storage import content, jobs, manifests, verdicts
 from storage.db import DATABASE_ERRORS
 from storage.timeutil import now as utcnow
 from storage.verdicts import DecisionRecord, FindingRecord, VerdictView
+from upstream.bodies import read_at_most
+from upstream.client import Upstream, v2_path
+from upstream.reads import ACCEPT, UpstreamBlobs, UpstreamManifests, UpstreamRepositories
 from verifiers.base import (
     Descriptor,
     Finding,

@@ -35,10 +35,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.policy import Policy
-from proxy.upstream_reads import UpstreamBlobs
 from services.examine import Fetched
 from storage import manifests, vex
 from storage.vex import StoredVex
+from upstream.reads import UpstreamBlobs
 from verifiers.base import Finding, Severity
 from verifiers.pipeline import Outcome
 from verifiers.signatures.bundle import BUNDLE_MEDIA_TYPES

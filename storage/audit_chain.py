@@ -1,6 +1,6 @@
 """The access log's hash chain in the database: chained inserts, checkpoints, retention.
 
-Rows only; what a hash is and how a chain is checked is ``proxy/attest/chain.py``'s business.
+Rows only; what a hash is and how a chain is checked is ``storage/audit_hashing.py``'s business.
 One writer per chain (a gatekeeper process's access-log writer), so a chain's head is kept in
 memory and read back from the database only when the writer cannot be sure of it (at start,
 and after a failed write whose commit may have happened all the same).
@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from proxy.attest import chain as hashing
+from storage import audit_hashing as hashing
 from storage.audit import AccessRecord, storable
 from storage.models import AccessLog, Base, BigId
 from storage.timeutil import UTCDateTime, utc

@@ -3,46 +3,15 @@ which artifacts name an image as their ``subject`` (the referrers API the upstre
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from oci.manifests import ManifestRecord
 from storage.models import Manifest, ManifestRef, Tag
-
-
-@dataclass(frozen=True)
-class DescriptorRecord:
-    """One descriptor inside a manifest."""
-
-    kind: str
-    """``config``, ``layer`` or ``manifest`` (a child of an index)."""
-    digest: str
-    media_type: str
-    size: int
-    platform: dict[str, Any] | None = None
-    """``os``/``architecture``/``variant`` of an index child, as the index declares it."""
-
-
-@dataclass(frozen=True)
-class ManifestRecord:
-    """What the index stores about one manifest."""
-
-    repository: str
-    digest: str
-    media_type: str
-    size: int
-    artifact_type: str | None = None
-    """The manifest's ``artifactType``, or for an image manifest its config media type."""
-    config_digest: str | None = None
-    subject_digest: str | None = None
-    annotations: dict[str, Any] | None = None
-    refs: tuple[DescriptorRecord, ...] = field(default_factory=tuple)
-    about_digest: str | None = None
-    """The image it is about when that is not its ``subject`` (a cosign tag it was pushed
-    under); the index stores ``subject_digest`` when this is None."""
 
 
 @dataclass(frozen=True)

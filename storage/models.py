@@ -138,7 +138,7 @@ class AccessLog(Base):
     seq: Mapped[int | None] = mapped_column(BigInteger)
     """The row's position in its chain, from 1 (0 is the chain's opening checkpoint)."""
     row_hash: Mapped[str | None] = mapped_column(String(64))
-    """SHA-256 over the previous row's hash and this row's content (``proxy/attest/chain.py``)."""
+    """SHA-256 over the previous row's hash and this row's content (``storage/audit_hashing``)."""
 
 
 class Verdict(Base):

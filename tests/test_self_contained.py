@@ -23,7 +23,7 @@ from tests.support import database
 ROOT = Path(__file__).resolve().parents[1]
 _PARENTS = re.compile(r"Path\(__file__\)\.resolve\(\)\.parents\[(\d+)\]")
 PYTEST = (sys.executable, "-m", "pytest", "-q", "-m", "testdata", "-p", "no:cacheprovider")
-PACKAGES = ("proxy", "cli", "services", "verifiers", "storage", "config", "oci")
+PACKAGES = ("proxy", "cli", "services", "upstream", "verifiers", "storage", "config", "oci")
 """The product's packages (pyproject's ``[tool.setuptools.packages.find]``)."""
 _ROOT_PARENT = re.compile(r"\bROOT\.parent\b")
 """``ROOT`` names the repository's root by convention here; its parent is outside."""
@@ -38,6 +38,7 @@ def _python_files() -> list[Path]:
             "fuzz",
             "proxy",
             "cli",
+            "upstream",
             "verifiers",
             "storage",
             "config",

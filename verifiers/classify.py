@@ -25,7 +25,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from verifiers import boundedjson
+from oci import boundedjson
 
 CONTENT = "content"
 """The built-in outcome every verification starts with: what the manifest is, and what of its

@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from pydantic import SecretStr
 
+from oci.errors import OCIError
 from proxy.admin.access import NEED, RIGHTS, Need, admit
 from proxy.admin.common import services
 from proxy.admin.errors import AdminCode, AdminError
@@ -25,7 +26,7 @@ from proxy.auth.http import AUTH
 from proxy.auth.rights import Rights
 from proxy.auth.service import AuthError
 from proxy.context import info
-from proxy.errors import Handler, OCIError
+from proxy.errors import Handler
 from proxy.names import check_digest, check_name
 
 TOKEN_PRINCIPAL = "admin-token"

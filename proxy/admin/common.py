@@ -15,16 +15,16 @@ from typing import TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from oci import boundedjson
+from oci.errors import OCIError
 from proxy.admin.access import require
 from proxy.admin.errors import AdminCode, AdminError
 from proxy.admin.models import FieldError, Out, Verdict
 from proxy.context import info
-from proxy.errors import OCIError
 from proxy.names import check_digest, check_name, check_raw_path
 from proxy.state import SERVICES, Services
 from storage import verdicts
 from storage.verdicts import VerdictView
-from verifiers import boundedjson
 from verifiers.lifecycle import State
 
 M = TypeVar("M", bound=BaseModel)

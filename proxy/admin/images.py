@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from oci.errors import OCIError
 from proxy.admin import actions
 from proxy.admin.access import require, require_everything, rights
 from proxy.admin.bodies import ReasonBody, ReleaseBody, RescanAllBody, RescanBody
@@ -37,7 +38,6 @@ from proxy.admin.models import (
     RescanQueued,
 )
 from proxy.context import info
-from proxy.errors import OCIError
 from proxy.names import check_name
 from storage import verdicts
 from storage.timeutil import now as utcnow

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from config.policy import Policy
 from config.remotes import LOCAL
+from oci.errors import OCIError
 from proxy.admin.access import require, require_everything
 from proxy.admin.bodies import PolicyReevaluateBody, PolicyTestBody
 from proxy.admin.common import (
@@ -36,7 +37,6 @@ from proxy.admin.models_policy import (
 )
 from proxy.admin.waivers import reevaluation
 from proxy.context import info
-from proxy.errors import OCIError
 from proxy.names import check_name
 from proxy.state import Services
 from services.policybook import PolicySource, load_book

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from oci.errors import OCIError
 from proxy.admin.access import require
 from proxy.admin.common import services
 from proxy.admin.errors import AdminCode, AdminError
 from proxy.context import info
-from proxy.errors import OCIError
 from proxy.names import check_digest, check_name, check_raw_path
 from storage.inventory import DbInventoryStore
 from verifiers.scan.cyclonedx import to_cyclonedx

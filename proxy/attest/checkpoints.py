@@ -1,7 +1,7 @@
 """Signed checkpoints of the access log's hash chain: made by the writer, read by verify.
 
 A checkpoint is a DSSE envelope (``proxy/attest/dsse.py``) of type
-:data:`proxy.attest.chain.CHECKPOINT_TYPE` whose payload is
+:data:`storage.audit_hashing.CHECKPOINT_TYPE` whose payload is
 ``{"chain": ..., "seq": N, "hash": "<hex>", "time": "<ISO 8601>"}``: position ``N`` of the chain
 had that hash then. Position 0 is the chain's opening (its hash is the anchor). The payload is
 what is signed; the columns beside it in ``audit_checkpoints`` are only an index, and
@@ -16,8 +16,8 @@ from datetime import datetime
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from proxy.attest.chain import CHECKPOINT_TYPE, Checkpoint, payload_hash
 from proxy.attest.dsse import EnvelopeError, Signer, open_envelope
+from storage.audit_hashing import CHECKPOINT_TYPE, Checkpoint, payload_hash
 
 
 def sign(signer: Signer, chain: str, seq: int, hash_: str, time: datetime) -> str:

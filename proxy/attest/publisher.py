@@ -33,15 +33,15 @@ from yarl import URL
 from config.policy import Policy
 from config.remotes import LOCAL
 from config.settings import Settings
+from oci.manifests import OCI_MANIFEST, parse_manifest
 from proxy.attest import summaries
 from proxy.attest.dsse import Signer
-from proxy.oci import OCI_MANIFEST, parse_manifest
-from proxy.upstream import Upstream, v2_path
 from services.events import VerdictChange
 from services.verification import VerificationService
 from storage import attestations, manifests, verdicts
 from storage.attestations import Attestation
 from storage.timeutil import now
+from upstream.client import Upstream, v2_path
 
 log = logging.getLogger("gatekeeper.attest")
 

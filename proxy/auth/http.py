@@ -18,9 +18,10 @@ from typing import Any
 
 from aiohttp import web
 
+from oci.errors import Code, OCIError
 from proxy.auth.service import ANONYMOUS, AuthError, AuthService, Caller
 from proxy.context import RequestInfo, info
-from proxy.errors import Code, Handler, OCIError
+from proxy.errors import Handler
 from proxy.forward import public_base
 from proxy.hostheader import quoted
 from proxy.names import check_name

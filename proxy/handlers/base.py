@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from oci.errors import Code, OCIError
 from proxy.context import info
-from proxy.errors import Code, OCIError
 from proxy.state import services
 
 API_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}

@@ -7,7 +7,7 @@ to this repository, without a round trip to the registry; a blob without that li
 of the registry by HEAD as before (and served by sendfile if it confirms the file's size).
 A redirect to object storage (a registry on S3) goes to the client as it is, so the bytes go
 from the store to the client; with ``blob_redirects = "proxy"`` the gatekeeper follows it and
-streams them instead (``proxy.redirects``: without the upstream's credentials, the client's
+streams them instead (``upstream.redirects``: without the upstream's credentials, the client's
 ``Range`` passed on). Otherwise the bytes are streamed
 through the gatekeeper. Whatever the path, the gate has decided before the upstream is asked.
 
@@ -25,9 +25,9 @@ from pathlib import Path
 from aiohttp import ClientResponse, web
 from multidict import CIMultiDict
 
+from oci.errors import Code, OCIError
 from proxy import gate, ranges, registry_files, remote_failures
 from proxy.context import info
-from proxy.errors import Code, OCIError
 from proxy.forward import relay, request_headers, response_headers
 from proxy.handlers.common import (
     digest_param,
@@ -37,10 +37,10 @@ from proxy.handlers.common import (
     scopes,
     upstream_has,
 )
-from proxy.redirects import REDIRECTS, follow
 from proxy.sendfile import KernelFileResponse
 from proxy.state import services
-from proxy.upstream import v2_path
+from upstream.client import v2_path
+from upstream.redirects import REDIRECTS, follow
 
 log = logging.getLogger("gatekeeper.blobs")
 

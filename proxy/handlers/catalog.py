@@ -19,13 +19,14 @@ from urllib.parse import urlencode
 from aiohttp import web
 from yarl import URL
 
+from oci.errors import Code, OCIError
 from proxy.auth.http import pullable_by_caller
 from proxy.context import info
-from proxy.errors import Code, OCIError
-from proxy.forward import read_at_most, response_headers
+from proxy.forward import response_headers
 from proxy.handlers.common import public
 from proxy.handlers.pagination import page_params
 from proxy.state import services
+from upstream.bodies import read_at_most
 
 MAX_LIST_BYTES = 64 * 1024 * 1024
 UPSTREAM_PAGE = 1000

@@ -9,13 +9,13 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from oci.errors import OCIError
 from proxy.context import info
-from proxy.errors import OCIError
 from proxy.forward import body_failure, counted_body, public_base, relay, request_headers
 from proxy.gate import Presence
 from proxy.names import check_digest, check_name
 from proxy.state import services
-from proxy.upstream import v2_path
+from upstream.client import v2_path
 
 
 def repository(request: web.Request) -> str:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from oci.errors import Code, OCIError
 from proxy.attest.keys import GatekeeperKeys
 from proxy.auth.keyring import public_pem
-from proxy.errors import Code, OCIError
 
 GATEKEEPER_KEYS: web.AppKey[GatekeeperKeys] = web.AppKey("gatekeeper_keys", GatekeeperKeys)
 

@@ -25,19 +25,20 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from oci.cosign_tags import read_cosign_tag
+from oci.errors import Code, OCIError
+from oci.manifests import MANIFEST_TYPES, ManifestRecord, parse_manifest, sha256_digest
 from proxy import gate, registry_files, remote_failures
 from proxy.context import info
-from proxy.errors import Code, OCIError
-from proxy.forward import read_at_most, request_headers, response_headers
+from proxy.forward import request_headers, response_headers
 from proxy.handlers.common import public, repository, scopes
 from proxy.names import check_reference, is_digest
-from proxy.oci import MANIFEST_TYPES, parse_manifest, sha256_digest
 from proxy.state import Services, services
-from proxy.upstream import v2_path
 from services import vex_intake
 from storage import content, verdicts
 from storage.db import DATABASE_ERRORS
-from storage.manifests import ManifestRecord, forget_manifest, get_manifest, record_manifest
+from storage.manifests import forget_manifest, get_manifest, record_manifest
+from upstream.bodies import read_at_most
+from upstream.client import v2_path
 
 log = logging.getLogger("gatekeeper.manifests")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.errors import Code, OCIError
+from oci.errors import Code, OCIError
 
 MAX_PAGE = 10_000
 

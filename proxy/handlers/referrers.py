@@ -9,10 +9,10 @@ from typing import Any
 
 from aiohttp import web
 
+from oci.manifests import OCI_INDEX
 from proxy import gate
 from proxy.context import info
 from proxy.handlers.common import digest_param, repository
-from proxy.oci import OCI_INDEX
 from proxy.state import services
 from storage.manifests import referrers
 

@@ -14,13 +14,13 @@ from urllib.parse import urlencode
 from aiohttp import web
 from yarl import URL
 
+from oci.errors import Code, OCIError
 from proxy.context import info
-from proxy.errors import Code, OCIError
-from proxy.forward import read_at_most
 from proxy.handlers.common import public, repository, scopes
 from proxy.handlers.pagination import page_params
 from proxy.state import services
-from proxy.upstream import v2_path
+from upstream.bodies import read_at_most
+from upstream.client import v2_path
 
 MAX_LIST_BYTES = 64 * 1024 * 1024
 MAX_UPSTREAM_PAGES = 1000

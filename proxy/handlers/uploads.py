@@ -19,17 +19,17 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from oci.errors import Code, OCIError
 from oci.grammar import is_repository_name
 from proxy import gate, upload_offset
 from proxy import upload_sessions as sessions
 from proxy.auth.http import caller, insufficient_scope, may, pullable_by_caller
 from proxy.context import info
-from proxy.errors import Code, OCIError
 from proxy.handlers.common import forward, repository, scopes, upstream_has
 from proxy.names import check_digest, check_name
 from proxy.state import services
-from proxy.upstream import v2_path
 from storage import fresh_uploads, uploads
+from upstream.client import v2_path
 
 SESSION_RE = re.compile(r"[A-Za-z0-9_.=-]{1,128}")
 # The spec's "<start>-<end>"; also the HTTP form "bytes <start>-<end>/<total>" some clients send.

@@ -18,12 +18,12 @@ from sqlalchemy import select
 
 from config.policy import Policy, Waiver
 from config.remotes import LOCAL
+from oci.errors import OCIError
 from proxy.admin.access import require, rights
 from proxy.admin.common import query_repository, query_str, services
 from proxy.admin.errors import AdminCode, AdminError
 from proxy.admin.policy import would_be
 from proxy.context import info
-from proxy.errors import OCIError
 from proxy.names import check_digest, check_name
 from proxy.ui.forms import choice
 from proxy.ui.render import page

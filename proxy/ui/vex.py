@@ -15,16 +15,16 @@ from typing import Any
 
 from aiohttp import web
 
+from oci import boundedjson
+from oci.errors import OCIError
 from proxy.admin.bodies import VexBody
 from proxy.admin.errors import AdminCode, AdminError
 from proxy.admin.vex import accept
 from proxy.context import info
-from proxy.errors import OCIError
 from proxy.names import check_name
 from proxy.ui import urls
 from proxy.ui.forms import text, validated
 from proxy.ui.render import page
-from verifiers import boundedjson
 
 
 def _form(

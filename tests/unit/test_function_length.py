@@ -12,6 +12,7 @@ PACKAGES = (
     "proxy",
     "cli",
     "services",
+    "upstream",
     "verifiers",
     "storage",
     "config",

@@ -48,7 +48,7 @@ from sigstore.verify import Verifier
 from sigstore_models.bundle.v1 import Bundle as BundleModel
 from sigstore_models.common.v1 import HashAlgorithm
 
-from verifiers import boundedjson
+from oci import boundedjson
 from verifiers.signatures.bundle import INTOTO, Artifact, VerifiedBundle
 from verifiers.signatures.errors import StepFailed
 from verifiers.signatures.keys import Check, PublicKey

@@ -33,9 +33,9 @@ from typing import Any
 
 from cryptography import x509
 
-from verifiers import boundedjson
+from oci import boundedjson
+from oci.boundedjson import JSONTooDeep
 from verifiers.base import Descriptor
-from verifiers.boundedjson import JSONTooDeep
 from verifiers.registry_names import split_reference
 from verifiers.signatures import keyless
 from verifiers.signatures.context import Context, read_limited

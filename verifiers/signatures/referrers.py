@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from oci import boundedjson
 from oci.cosign_tags import cosign_tag
-from verifiers import boundedjson
 from verifiers.base import Descriptor, Image, RepositoryView
 from verifiers.signatures import keyless
 from verifiers.signatures.bundle import BUNDLE_MEDIA_TYPES, Artifact, verify_bundle

@@ -24,7 +24,7 @@ from typing import Any
 import rfc8785
 from cryptography import x509
 
-from verifiers import boundedjson
+from oci import boundedjson
 from verifiers.signatures.errors import StepFailed
 from verifiers.signatures.keys import Check, KeyFormatError, PublicKey
 from verifiers.signatures.trust import TrustRoot

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from verifiers import boundedjson
+from oci import boundedjson
 from verifiers.registry_names import split_reference
 from verifiers.signatures.keys import Check, PublicKey
 from verifiers.vex.model import CONTEXT_PREFIX, Document, VexError, from_data

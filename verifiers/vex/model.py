@@ -20,7 +20,7 @@ from typing import Any, Self
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from config.text import check_plain
-from verifiers import boundedjson
+from oci import boundedjson
 
 MAX_BYTES = 1024 * 1024
 """Largest document read (the settings file's, the admin API's, or a referrer's payload)."""

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
-from verifiers import boundedjson
+from oci import boundedjson
 from verifiers.vulns import _schema
 from verifiers.vulns.errors import VulnsError
 

@@ -44,7 +44,7 @@ def test_other_tags_are_not_cosign_tags() -> None:
 
 def test_the_grammar_package_imports_nothing_of_ours() -> None:
     """``oci`` is the lowest package: proxy, config and verifiers all import it."""
-    ours = {"proxy", "cli", "services", "verifiers", "storage", "config", "tests"}
+    ours = {"proxy", "cli", "services", "upstream", "verifiers", "storage", "config", "tests"}
     for path in sorted((ROOT / "oci").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.module:
@@ -57,7 +57,7 @@ def test_the_grammar_package_imports_nothing_of_ours() -> None:
 def test_the_grammar_is_written_once() -> None:
     """The name pattern and cosign's tag pattern appear in no other source module."""
     needles = (r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*", r"\.(sig|att|sbom)")
-    for top in ("proxy", "cli", "services", "verifiers", "storage", "config"):
+    for top in ("proxy", "cli", "services", "upstream", "verifiers", "storage", "config"):
         for path in sorted((ROOT / top).rglob("*.py")):
             text = path.read_text(encoding="utf-8")
             assert not any(n in text for n in needles), path.relative_to(ROOT)

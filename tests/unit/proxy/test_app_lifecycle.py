@@ -12,7 +12,7 @@ from aiohttp import web
 from sqlalchemy import event
 
 import proxy.app
-import proxy.upstream
+import upstream.client
 from config.settings import load_settings
 from proxy.app import create_app
 from storage.db import create_engine
@@ -40,7 +40,7 @@ class Opened:
         ):
             monkeypatch.setattr(proxy.app, factory, self._keep(getattr(proxy.app, factory)))
         monkeypatch.setattr(
-            proxy.app, "make_client_session", self._keep(proxy.upstream.make_client_session, True)
+            proxy.app, "make_client_session", self._keep(upstream.client.make_client_session, True)
         )
 
     def _engine(self, url: str) -> Any:

@@ -11,8 +11,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from config.settings import AuditSettings
+from oci.errors import OCIError
 from proxy.audit import AuditWriter, build_middleware
-from proxy.errors import OCIError
 from storage.audit import AccessRecord
 from tests.fakes.database import FlakyDatabase
 from tests.support.audit import record

@@ -6,8 +6,8 @@ import ipaddress
 import json
 
 from config.settings import ConnectionSettings
+from oci.errors import Code, OCIError
 from proxy.connections import ConnectionLimits, refusal_bytes
-from proxy.errors import Code, OCIError
 
 SETTINGS = ConnectionSettings(max_per_address=2, max_total=5)
 PROXY = ipaddress.ip_network("10.0.0.0/8")

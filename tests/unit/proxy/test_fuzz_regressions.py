@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from fuzz.seeds import SEEDS
 from fuzz.targets import TARGETS
-from proxy.errors import Code, OCIError
-from proxy.oci import OCI_MANIFEST, parse_manifest
+from oci.errors import Code, OCIError
+from oci.manifests import OCI_MANIFEST, parse_manifest
 from tests.support.tars import pax_file
 
 CRASHES = [

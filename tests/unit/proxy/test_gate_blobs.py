@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from config.policy import Policy, Waiver, match_policy
+from oci.manifests import DescriptorRecord, ManifestRecord
 from proxy.gate import judge_blob, judge_read_back
 from storage import content, fresh_uploads, verdicts
 from storage.db import create_engine, sessionmaker, upgrade
-from storage.manifests import DescriptorRecord, ManifestRecord, record_manifest
+from storage.manifests import record_manifest
 from storage.verdicts import DecisionRecord, FindingRecord
 from tests.support.database import Database
 from verifiers.lifecycle import State

@@ -1,5 +1,5 @@
 """Property tests: proxy.names against the grammar as the Distribution and image specs write
-it, and proxy.oci.parse_manifest on arbitrary JSON. Both may only ever raise OCIError.
+it, and oci.manifests.parse_manifest on arbitrary JSON. Both may only ever raise OCIError.
 
 The regular expressions here are copied from the specs on purpose, not imported: they are the
 independent oracle the implementation is checked against.
@@ -14,9 +14,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.errors import Code, OCIError
+from oci.errors import Code, OCIError
+from oci.manifests import DOCKER_MANIFEST, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, parse_manifest
 from proxy.names import check_digest, check_name, check_raw_path, check_reference
-from proxy.oci import DOCKER_MANIFEST, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, parse_manifest
 
 # distribution-spec, "Pulling manifests": <name> and <reference> (tag).
 SPEC_NAME = re.compile(

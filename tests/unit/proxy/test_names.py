@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.errors import OCIError
+from oci.errors import OCIError
 from proxy.names import check_digest, check_name, check_raw_path, check_reference
 
 GOOD_NAMES = ["a", "library/ubuntu", "a.b_c__d-e--f/g0", "x" * 255, "0/1/2/3"]

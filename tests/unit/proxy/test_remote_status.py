@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from config.remotes import Remote
-from proxy.errors import Code
+from oci.errors import Code
 from proxy.remote_failures import explain, registry_said, what
 from proxy.remote_status import TTL, Diagnosis, RemoteStatus, Status
 

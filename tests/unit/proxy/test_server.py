@@ -16,8 +16,9 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, InvalidHeader, LineTooLong
 
 from config.settings import ConnectionSettings
+from oci.errors import Code, OCIError
 from proxy.connections import ConnectionLimits
-from proxy.errors import Code, Handler, OCIError
+from proxy.errors import Handler
 from proxy.server import (
     TLS_ON_PLAIN_PORT,
     GatekeeperRunner,

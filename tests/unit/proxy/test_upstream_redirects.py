@@ -12,8 +12,6 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from config.settings import load_settings
-from proxy.upstream import Upstream, make_client_session, make_token_client
-from proxy.upstream_reads import UpstreamBlobs
 from tests.fakes.objectstore import (
     BASIC,
     PASSWORD,
@@ -25,6 +23,8 @@ from tests.fakes.objectstore import (
 from tests.support.database import Database
 from tests.support.ocihttp import digest_of
 from tests.support.procs import free_port
+from upstream.client import Upstream, make_client_session, make_token_client
+from upstream.reads import UpstreamBlobs
 from verifiers.base import SourceUnavailable, VerifierError
 
 DATA = bytes(range(256)) * 64

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from proxy.upstream import Upstream
 from services.enroll import enroll
 from services.verification import VerificationService
+from upstream.client import Upstream
 
 
 class Untouchable:

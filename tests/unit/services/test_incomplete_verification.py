@@ -17,7 +17,6 @@ from aiohttp.test_utils import TestServer
 from sqlalchemy import update
 
 from config.settings import load_settings
-from proxy.upstream import Upstream, make_client_session, make_token_client
 from services.events import EventBus, VerdictChange
 from services.incomplete import RULE as INCOMPLETE_RULE
 from services.policybook import load_book
@@ -31,6 +30,7 @@ from tests.fakes.objectstore import PASSWORD, USERNAME, FakeStore, RedirectingRe
 from tests.support.database import Database
 from tests.support.ocihttp import OCI_MANIFEST, digest_of, image_config, image_manifest, tar_layer
 from tests.support.procs import free_port
+from upstream.client import Upstream, make_client_session, make_token_client
 from verifiers.lifecycle import State
 from verifiers.registry import build_verifiers
 

@@ -10,11 +10,12 @@ from typing import Any
 from sqlalchemy import select, update
 
 from config.policy import VerifierPolicy
+from oci.manifests import DescriptorRecord, ManifestRecord
 from services.reevaluate import after_advisory_import, after_policy_change
 from services.rescan import queue_affected
 from storage import jobs, verdicts
 from storage.inventory import DbInventoryStore
-from storage.manifests import DescriptorRecord, ManifestRecord, record_manifest
+from storage.manifests import record_manifest
 from storage.models import FindingRow, Job
 from storage.verdicts import FindingRecord
 from tests.support.reevaluation import (

@@ -13,8 +13,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from config.policy import Policy
+from oci.manifests import parse_manifest
 from proxy.admin.routes import PREFIX
-from proxy.oci import parse_manifest
 from services import vex_intake
 from services.events import VerdictChange
 from services.examine import Fetched

@@ -15,13 +15,13 @@ from sqlalchemy import delete, insert, select, update
 from config.settings import AuditSettings, Settings
 from proxy.attest import checkpoints as signed
 from proxy.attest import keys as attest_keys
-from proxy.attest.chain import ChainCheck, Report
 from proxy.attest.dsse import EnvelopeError, Signer
 from proxy.audit import AuditWriter
 from proxy.audit_ledger import Ledger
 from proxy.auth.keyring import generate
 from storage import audit_chain
 from storage.audit import storable
+from storage.audit_hashing import ChainCheck, Report
 from storage.models import AccessLog
 from tests.fakes.database import FlakyDatabase
 from tests.support.audit import record

@@ -11,9 +11,9 @@ import pytest
 
 from config.policy import Policy
 from proxy.attest import summaries
-from proxy.attest.chain import CHECKPOINT_TYPE
 from proxy.attest.dsse import EnvelopeError, Signer
 from proxy.auth.keyring import generate
+from storage.audit_hashing import CHECKPOINT_TYPE
 from storage.verdicts import FindingRecord, VerdictView
 from verifiers.lifecycle import State
 

@@ -10,11 +10,11 @@ from typing import Any, cast
 
 import pytest
 
+from oci.manifests import ManifestRecord
 from proxy.handlers.manifests import _verify_pushed
 from proxy.state import Services
 from storage import verdicts
 from storage.db import create_engine, sessionmaker, upgrade
-from storage.manifests import ManifestRecord
 from tests.support.database import Database
 
 IMAGE = "sha256:" + "a" * 64

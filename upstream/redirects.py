@@ -12,7 +12,7 @@ gatekeeper follows it for its verification reads, and for clients' blob GETs onl
   at most :data:`MAX_HOPS` redirects deep;
 - the body is streamed like any upstream body (the caller bounds it), on the same pooled session
   with the same connect and read timeouts (``upstream_timeout_seconds``);
-- a store that cannot be reached is an :class:`~proxy.errors.OCIError` that names the object
+- a store that cannot be reached is an :class:`~oci.errors.OCIError` that names the object
   storage, not the registry, so the operator looks in the right place.
 """
 
@@ -23,8 +23,8 @@ from collections.abc import Mapping
 import aiohttp
 from yarl import URL
 
-from proxy.errors import Code, OCIError
-from proxy.upstream import Guarded, Upstream
+from oci.errors import Code, OCIError
+from upstream.client import Guarded, Upstream
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_HOPS = 5

@@ -8,7 +8,7 @@ from unittest import mock
 import pytest
 from aiohttp import StreamReader
 
-from proxy.forward import read_at_most
+from upstream.bodies import read_at_most
 
 
 def stream() -> StreamReader:

@@ -1,4 +1,5 @@
-"""Manifest media types and a strict parser from manifest bytes to the index's record.
+"""Manifest media types, what a manifest says (:class:`ManifestRecord`, the record the
+gatekeeper's index stores) and a strict parser from manifest bytes to it.
 
 The parser is deliberately strict: whatever the gatekeeper indexes (and later verifies) must be
 exactly what the upstream stores, so a manifest we cannot understand is refused before it is
@@ -8,13 +9,13 @@ forwarded, rather than stored and served unverified.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from typing import Any
 
+from oci import boundedjson
+from oci.boundedjson import JSONTooDeep
+from oci.errors import Code, OCIError
 from oci.grammar import is_valid_digest
-from proxy.errors import Code, OCIError
-from storage.manifests import DescriptorRecord, ManifestRecord
-from verifiers import boundedjson
-from verifiers.boundedjson import JSONTooDeep
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -29,6 +30,38 @@ IMAGE_CONFIGS = frozenset(
 MAX_DESCRIPTORS = 10_000
 """Hard ceiling on layers (or index children) whatever the settings say; the setting
 ``max_manifest_layers`` (at most this) is the limit actually applied."""
+
+
+@dataclass(frozen=True)
+class DescriptorRecord:
+    """One descriptor inside a manifest."""
+
+    kind: str
+    """``config``, ``layer`` or ``manifest`` (a child of an index)."""
+    digest: str
+    media_type: str
+    size: int
+    platform: dict[str, Any] | None = None
+    """``os``/``architecture``/``variant`` of an index child, as the index declares it."""
+
+
+@dataclass(frozen=True)
+class ManifestRecord:
+    """What the index stores about one manifest."""
+
+    repository: str
+    digest: str
+    media_type: str
+    size: int
+    artifact_type: str | None = None
+    """The manifest's ``artifactType``, or for an image manifest its config media type."""
+    config_digest: str | None = None
+    subject_digest: str | None = None
+    annotations: dict[str, Any] | None = None
+    refs: tuple[DescriptorRecord, ...] = field(default_factory=tuple)
+    about_digest: str | None = None
+    """The image it is about when that is not its ``subject`` (a cosign tag it was pushed
+    under); the index stores ``subject_digest`` when this is None."""
 
 
 def sha256_digest(body: bytes) -> str:

@@ -1,4 +1,4 @@
-"""``verifiers/boundedjson.py``: untrusted JSON parses only up to a depth, measured exactly and
+"""``oci/boundedjson.py``: untrusted JSON parses only up to a depth, measured exactly and
 in linear time."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from verifiers.boundedjson import MAX_DEPTH, JSONTooDeep, depth, loads
+from oci.boundedjson import MAX_DEPTH, JSONTooDeep, depth, loads
 
 VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),

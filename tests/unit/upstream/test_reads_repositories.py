@@ -13,13 +13,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from config.settings import load_settings
-from proxy.oci import parse_manifest
-from proxy.upstream import Upstream, make_client_session, make_token_client
-from proxy.upstream_reads import UpstreamRepositories
+from oci.manifests import parse_manifest
 from storage.db import create_engine, sessionmaker, upgrade
 from storage.manifests import record_manifest
 from tests.support.database import Database
 from tests.support.ocihttp import OCI_MANIFEST, digest_of
+from upstream.client import Upstream, make_client_session, make_token_client
+from upstream.reads import UpstreamRepositories
 from verifiers.base import RepositoryView, VerifierError
 
 SUBJECT = "sha256:" + "5" * 64

@@ -2,7 +2,7 @@
 
 Every read is checked (digests of manifests, size limits) and streamed: a verifier never gets a
 whole blob, and a pusher's manifest cannot make the gatekeeper buffer more than its limits.
-Blob reads follow the upstream's redirects to object storage (``proxy.redirects``: streamed,
+Blob reads follow the upstream's redirects to object storage (``upstream.redirects``: streamed,
 with the same timeouts, never with the upstream's credentials).
 These implement the read interfaces of ``verifiers.base`` (``BlobOpener``, ``ManifestFetcher``,
 ``RepositoryOpener``) over the one upstream connection.
@@ -18,13 +18,13 @@ import aiohttp
 from aiohttp import ClientResponse
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from oci.errors import OCIError
 from oci.grammar import is_repository_name
-from proxy.errors import OCIError
-from proxy.forward import read_at_most
-from proxy.oci import MANIFEST_TYPES, sha256_digest
-from proxy.redirects import from_store, read
-from proxy.upstream import Upstream, v2_path
+from oci.manifests import MANIFEST_TYPES, sha256_digest
 from storage import manifests
+from upstream.bodies import read_at_most
+from upstream.client import Upstream, v2_path
+from upstream.redirects import from_store, read
 from verifiers.base import (
     Descriptor,
     FetchedManifest,

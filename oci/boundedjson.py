@@ -16,6 +16,9 @@ The depth is measured before parsing, in linear time: strings are blanked out wi
 expression that neither backtracks nor rescans, and the remaining brackets are counted. The
 count is exact for every valid document and for the valid prefix of an invalid one, which is
 all the parser would reach before giving up.
+
+It lives in ``oci`` because manifest parsing (``oci/manifests.py``) reads manifests with it and
+``oci`` imports nothing above itself; verifiers, proxy and cli parse their documents with it too.
 """
 
 from __future__ import annotations

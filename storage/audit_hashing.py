@@ -12,7 +12,9 @@ Signed checkpoints (``proxy/attest/checkpoints.py``) state "position ``seq`` of 
 hash ``h`` at time ``t``". Whoever can write the database can recompute hashes, so the chain
 alone only catches a careless edit; rows up to a checkpoint are protected by the gatekeeper's
 signature, rows after the newest one by the chain only. Everything here is pure (no database):
-``gatekeeper audit verify`` feeds it rows from the database or from an export alike.
+``gatekeeper audit verify`` feeds it rows from the database or from an export alike. It lives
+in ``storage`` beside the rows it describes (``storage/audit_chain.py`` writes them with it);
+``proxy``'s checkpoint signer and the CLI import it from here.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from proxy.errors import OCIError
-from proxy.oci import DOCKER_LIST, OCI_INDEX, OCI_MANIFEST, parse_manifest, sha256_digest
+from oci.errors import OCIError
+from oci.manifests import DOCKER_LIST, OCI_INDEX, OCI_MANIFEST, parse_manifest, sha256_digest
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64

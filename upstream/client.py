@@ -28,7 +28,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from config.settings import Settings
-from proxy.errors import Code, OCIError
+from oci.errors import Code, OCIError
 
 log = logging.getLogger("gatekeeper.upstream")
 
