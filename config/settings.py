@@ -262,7 +262,8 @@ class Settings(BaseSettings):
     Clients never see them and never send their own upstream."""
     upstream_storage_root: Path | None = None
     """The registry's ``storage.filesystem.rootdirectory`` mounted read-only, so blob GETs that
-    pass the gate are served by sendfile instead of being copied through Python. Empty means
+    pass the gate are served by sendfile instead of being copied through Python, and manifests
+    by digest or tag are read from its files (``proxy.registry_files``). Empty means
     unset (a compose override cannot remove a variable): with object storage, leave it so."""
     blob_redirects: Literal["client", "proxy"] = "client"
     """A blob GET or HEAD that passed the gate, when the upstream answers it with a redirect to

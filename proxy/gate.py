@@ -230,23 +230,27 @@ async def _current_verdict(
     (once, however many pulls race for it), and a pending one is held (:func:`hold_seconds`)."""
     verification = svc.verification
     first_pull = verdict is None
+    hold = (
+        0.0 if policy.mode == "warn" else hold_seconds(svc, policy, origin, first_pull=first_pull)
+    )
+    if verdict is not None and verdict.state != State.PENDING:
+        return verdict
+    queued = False
     if first_pull:
-        await verification.submit(
+        # Queued ahead of the rest when the pull is to wait for it: one transaction, not two.
+        queued = await verification.submit(
             repository,
             digest,
             "first pull of an image not seen before",
             identity=jobs.FIRST_PULL,
             first_sight=True,
+            waited_for=hold > 0,
         )
-        verdict = await verification.verdict(repository, digest)
-    if verdict is None or verdict.state != State.PENDING:
-        return verdict
-    if policy.mode == "warn":
-        return verdict
-    hold = hold_seconds(svc, policy, origin, first_pull=first_pull)
     if hold <= 0:
-        return verdict
-    await verification.expedite(repository, digest)
+        return verdict if not first_pull else await verification.verdict(repository, digest)
+    if not queued:
+        await verification.expedite(repository, digest)
+    # The wait reads the verdict first thing: no read of it between the queueing and the wait.
     return await verification.wait_for_verdict(repository, digest, hold)
 
 

@@ -142,6 +142,9 @@ class VerificationService:
         self.bus = bus
         self.owner = f"gk-{uuid.uuid4().hex[:12]}"
         self._wake = asyncio.Event()
+        self._claiming = asyncio.Lock()
+        """One claim at a time in this process: the workers a wake-up woke together would
+        otherwise each see the one queued job and each take SQLite's write lock to claim it."""
         self._verdicts: dict[tuple[str, str], tuple[VerdictView, float]] = {}
         self._blobs: dict[tuple[str, str], float] = {}
         bus.subscribe(self.forget_verdict)
@@ -204,6 +207,7 @@ class VerificationService:
         identity: str,
         pushed: bool = False,
         first_sight: bool = False,
+        waited_for: bool = False,
     ) -> bool:
         """Mark the image pending (if it has no verdict yet) and queue a verification caused by
         ``identity`` (the pusher, or a named cause in ``storage.jobs``): workers are shared
@@ -212,7 +216,9 @@ class VerificationService:
         ``pushed``: it was pushed through the gatekeeper, so it comes from here whatever
         remote serves the repository. ``first_sight``: queue only if this call made the
         verdict (a first pull: of several pulls racing for an image never seen, one queues its
-        verification and the others wait for that one). True if a verification was queued."""
+        verification and the others wait for that one). ``waited_for``: a pull waits for the
+        verdict, so the job goes ahead of the queue (:meth:`expedite`, in the same
+        transaction). True if a verification was queued."""
         origin = origin_of(self.settings.remotes, repository, pushed=pushed)
         async with self.db() as session, session.begin():
             created = await verdicts.ensure_pending(
@@ -221,6 +227,8 @@ class VerificationService:
             if first_sight and not created:
                 return False
             await jobs.enqueue(session, "verify", repository, digest, reason, identity=identity)
+            if waited_for:
+                await jobs.expedite(session, repository, digest)
         await self.wakeups.notify(JOBS)
         return True
 
@@ -381,11 +389,12 @@ class VerificationService:
 
     async def _claim(self, max_attempts: int) -> jobs.ClaimedJob | None:
         """A job, or None; the write transaction only when a read saw one to take."""
-        async with self.db() as session:
-            if not await jobs.any_claimable(session):
-                return None
-        async with self.db() as session, session.begin():
-            return await jobs.claim(session, self.owner, self._lease, max_attempts)
+        async with self._claiming:
+            async with self.db() as session:
+                if not await jobs.any_claimable(session):
+                    return None
+            async with self.db() as session, session.begin():
+                return await jobs.claim(session, self.owner, self._lease, max_attempts)
 
     async def _run_job(self, job: jobs.ClaimedJob) -> None:
         renew = asyncio.create_task(self._renew(job.id))

@@ -7,9 +7,13 @@ was asked for, so a misbehaving upstream cannot hand out different bytes for a d
 A manifest asked for by digest is content-addressed: when the registry's storage is mounted
 (``upstream_storage_root``) and the repository holds it, it is read from the registry's own
 file, checked against its digest, and answered without a round trip (``proxy.registry_files``);
-the gate decides exactly as for one fetched from the registry. A tag can move, so it is always
-asked of the registry, and so is anything the files cannot answer alone (a missing link, a
-media type the client did not list in ``Accept``: the registry's own negotiation then applies).
+the gate decides exactly as for one fetched from the registry. A tag is resolved to its digest
+from the same storage, by the file the registry itself reads for it on every request, then
+served as that digest (gate, access-log row and ``Docker-Content-Digest`` name the digest).
+Asked of the registry instead: tags of a registry in proxy mode (it asks its remote first),
+and anything the files cannot answer alone (a missing or inconsistent link, a media type the
+client did not list in ``Accept``: the registry's own negotiation then applies, e.g. the schema
+1 rewrite Distribution 2.8 still does for a tag, or its 404 for an OCI manifest not accepted).
 
 Conditional requests (``If-None-Match``) are answered here, after the gate: the gatekeeper
 always has the manifest itself in hand, so a ``304`` can never confirm a quarantined digest.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import replace
+from pathlib import Path
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -90,11 +95,12 @@ async def get(request: web.Request) -> web.StreamResponse:
     svc = services(request)
     limit = svc.settings.max_manifest_bytes
     root = svc.settings.upstream_storage_root
-    if root is not None and is_digest(reference):
-        body = registry_files.manifest(root, name, reference, limit)
+    digest = _stored_digest(svc, root, name, reference) if root is not None else None
+    if root is not None and digest is not None:
+        body = registry_files.manifest(root, name, digest, limit)
         media_type = _declared_type(body) if body is not None else None
         if body is not None and media_type is not None and _accepts(request, media_type):
-            return await _stored(request, name, reference, body, media_type)
+            return await _stored(request, name, digest, body, media_type)
     forwarded = request_headers(request)
     for header in CONDITIONAL:
         forwarded.popall(header, None)
@@ -137,11 +143,23 @@ async def get(request: web.Request) -> web.StreamResponse:
     return web.Response(status=resp.status, body=body, headers=headers)
 
 
+def _stored_digest(svc: Services, root: Path, name: str, reference: str) -> str | None:
+    """The digest to look for in the registry's files: the reference itself, or the one its
+    tag points to now. None for a tag when the registry would ask a remote for it (remotes
+    are configured, or its storage says it runs in proxy mode)."""
+    if is_digest(reference):
+        return reference
+    if svc.settings.remotes or registry_files.pulls_through(root):
+        return None
+    return registry_files.tagged(root, name, reference)
+
+
 async def _stored(
     request: web.Request, name: str, digest: str, body: bytes, media_type: str
 ) -> web.StreamResponse:
     """Answer from the registry's file, with the headers the registry would send."""
     record = info(request)
+    record.digest = digest
     await gate.check_manifest(request, name, digest)
     record.decision = f"{record.decision}:stored"
     headers = CIMultiDict(
@@ -174,10 +192,11 @@ def _declared_type(body: bytes) -> str | None:
 
 
 def _accepts(request: web.Request, media_type: str) -> bool:
-    """The client listed ``media_type`` in ``Accept`` (every client that pulls images does);
+    """The client listed ``media_type`` in ``Accept`` (every client that pulls images does),
+    compared as the registry compares it (exactly; parameters such as ``q`` ignored);
     otherwise the registry's own rules for what it sends (or refuses) apply."""
     listed = {
-        part.split(";", 1)[0].strip().lower()
+        part.split(";", 1)[0].strip()
         for value in request.headers.getall("Accept", [])
         for part in value.split(",")
     }

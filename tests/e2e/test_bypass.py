@@ -398,7 +398,8 @@ def test_conditional_get_passes_the_gate_first(world: World) -> None:
         assert fresh.headers["Docker-Content-Digest"] == g.digest
     denied_row(world, "/v2/team/app/manifests/q")
     row = last_row(world.gk, "rob", "/v2/team/app/manifests/g")
-    assert row["status"] == 304 and row["decision"] == "allow" and row["digest"] == g.digest
+    assert row["status"] == 304 and row["digest"] == g.digest
+    assert row["decision"] in ("allow", "allow:stored")  # mounted: the tag read from storage
 
 
 def test_referrers_of_a_quarantined_image(world: World) -> None:

@@ -2,8 +2,9 @@
 the registry, and with exactly the gate decisions of a round trip (``proxy.registry_files``).
 
 The proof that nothing went upstream: the registry is stopped, and the pulls by digest still
-get their answers (and their access-log rows say no upstream status); a pull by tag, which
-must be revalidated, then fails.
+get their answers (and their access-log rows say no upstream status); a pull of a tag the
+storage does not hold, which only the registry could answer, then fails. Tags resolved from the
+storage have their own tests (``test_stored_tags.py``).
 """
 
 from __future__ import annotations
@@ -129,14 +130,14 @@ def test_without_accept_the_registry_negotiates(world: World) -> None:
 
 def test_no_round_trip_with_the_registry_stopped(world: World) -> None:
     """Last in the module: it stops the registry. By digest, manifest and blob still come;
-    by tag (revalidated upstream) the pull fails, and the quarantined digest is still
-    DENIED."""
+    a tag the storage does not hold needs the registry and fails, and the quarantined digest
+    is still DENIED."""
     layer = digest_of(world.passed_layer)
     world.registry.stop()
     with httpx.Client(base_url=world.gk.url, timeout=30) as http:
         manifest = http.get(f"/v2/stored/app/manifests/{world.passed}", headers=ACCEPT)
         blob = http.get(f"/v2/stored/app/blobs/{layer}")
-        tagged = http.get("/v2/stored/app/manifests/good", headers=ACCEPT)
+        tagged = http.get("/v2/stored/app/manifests/nowhere", headers=ACCEPT)
         quarantined = http.get(f"/v2/stored/app/manifests/{world.quarantined}", headers=ACCEPT)
     assert manifest.status_code == 200 and manifest.content == world.passed_manifest
     assert blob.status_code == 200 and blob.content == world.passed_layer

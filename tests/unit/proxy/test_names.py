@@ -47,6 +47,9 @@ def test_valid_references(ref: str) -> None:
     ("ref", "code"),
     [
         (".x", "TAG_INVALID"),
+        ("..", "TAG_INVALID"),  # a tag names a folder of the registry's storage
+        ("a/../b", "TAG_INVALID"),
+        ("a\x00", "TAG_INVALID"),
         ("-x", "TAG_INVALID"),
         ("A" * 129, "TAG_INVALID"),
         ("a\r\nX-Injected", "TAG_INVALID"),

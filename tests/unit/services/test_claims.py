@@ -1,0 +1,51 @@
+"""Workers of one process that one wake-up woke together take turns to claim (``services.
+verification``): one queued job costs one claiming write transaction, not one per worker (each
+would take SQLite's write lock, delaying the job's own writes and the pull waiting for it)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import pytest
+from sqlalchemy import event
+
+from config.settings import load_settings
+from proxy.upstream import Upstream
+from services.events import EventBus
+from services.policybook import load_book
+from services.verification import VerificationService
+from storage import jobs
+from storage.db import create_engine, sessionmaker, upgrade
+from tests.support.database import Database
+
+
+@pytest.fixture
+async def service(fresh_db: Database) -> AsyncIterator[tuple[VerificationService, list[str]]]:
+    settings = load_settings(env={"GATEKEEPER_DATABASE_URL": fresh_db.url})
+    engine = create_engine(settings.database_url)
+    await upgrade(engine)
+    db = sessionmaker(engine)
+    claims: list[str] = []
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "max(jobs.priority)" in statement:  # storage.jobs.claim's look for the next job
+            claims.append(statement)
+
+    book = await load_book(db, settings.policies)
+    yield VerificationService(settings, db, cast(Upstream, None), [], EventBus(), book), claims
+    await engine.dispose()
+
+
+async def test_workers_woken_together_claim_one_job_once(
+    service: tuple[VerificationService, list[str]],
+) -> None:
+    verification, claims = service
+    async with verification.db() as session, session.begin():
+        await jobs.enqueue(session, "verify", "team/app", "sha256:" + "a" * 64, "t", identity="t")
+    claims.clear()
+    taken = await asyncio.gather(*(verification._claim(3) for _ in range(4)))
+    assert len([job for job in taken if job is not None]) == 1
+    assert len(claims) == 1
