@@ -16,7 +16,6 @@ from proxy.admin.errors import AdminCode, AdminError
 from proxy.context import info
 from proxy.names import check_digest, check_name, check_raw_path
 from storage.inventory import DbInventoryStore
-from verifiers.scan.cyclonedx import to_cyclonedx
 
 MEDIA_TYPE = "application/vnd.cyclonedx+json"
 
@@ -49,5 +48,8 @@ async def sbom(request: web.Request) -> web.StreamResponse:
             f"{repository}@{digest} has no inventory: it was not verified with the inventory "
             "verifier enabled",
         )
+    # Imported here: cyclonedx-python-lib is about 4 MiB resident, for a rare request.
+    from verifiers.scan.cyclonedx import to_cyclonedx
+
     body = to_cyclonedx(repository, digest, inventory).encode()
     return web.Response(body=body, content_type=MEDIA_TYPE)

@@ -26,7 +26,6 @@ from storage.image_facts import Blob, ImageFacts
 from storage.inventory import DbInventoryStore
 from storage.verdicts import FindingRecord
 from verifiers.base import Severity
-from verifiers.scan.cyclonedx import to_cyclonedx
 
 SIGNATURE_VERIFIER = "signatures"
 SIGNATURE_TYPES = ("signature", "sigstore", "cosign", "notary")
@@ -141,6 +140,8 @@ async def sbom(request: web.Request) -> web.StreamResponse:
             f"{repository}@{digest} has no inventory: it was not verified with the inventory "
             "verifier enabled",
         )
+    from verifiers.scan.cyclonedx import to_cyclonedx  # a rare request: see proxy/admin/sbom.py
+
     name = f"{repository.replace('/', '_')}_{digest.replace(':', '-')[:19]}.cdx.json"
     return web.Response(
         body=to_cyclonedx(repository, digest, inventory).encode(),

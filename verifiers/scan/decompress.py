@@ -21,6 +21,9 @@ from verifiers.scan.limits import ScanLimits
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 REFILL = 256 * 1024
+"""Decompressed bytes asked for per refill. 1 MiB measured at most a few % less CPU (within the
+noise), but a gzip reader raises at a cut without returning what it decompressed before it in
+that call: a larger refill would hide more entries before a truncation from the checks."""
 SKIP = 1024 * 1024
 """Largest refill while skipping: the limits are checked at least once per this many bytes."""
 

@@ -165,6 +165,14 @@ class LayerReport:
 
 def normalise(name: str) -> tuple[str, str | None]:
     """(path relative to the root, rule id of the problem with it or None)."""
+    if not (
+        name.startswith(("/", "."))
+        or name.endswith("/")
+        or "//" in name
+        or "/." in name
+        or not name
+    ):  # the usual name, already normal (no empty, "." or ".." part): kept as it is
+        return name, None
     if name.startswith("/"):
         return name, "layer.absolute-path"
     parts = [part for part in name.split("/") if part not in ("", ".")]
@@ -184,7 +192,12 @@ class _Checker:
     def accept(self, entry: Entry) -> str | None:
         """The entry's path if it is a plain member worth looking at, else None."""
         report = self.report
-        if len(entry.name.encode("utf-8", "surrogateescape")) > self.limits.max_path_length:
+        limit = self.limits.max_path_length
+        # at most 4 UTF-8 bytes a character: most names need no encoding to be measured
+        if (
+            len(entry.name) * 4 > limit
+            and len(entry.name.encode("utf-8", "surrogateescape")) > limit
+        ):
             report.problem("layer.path-too-long", f"{len(entry.name)} characters", entry.name[:200])
             report.unseen(UNREAD_LONG_PATH)
             return None

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
-
-from univers import versions as uv
+from typing import TYPE_CHECKING, Any
 
 from verifiers.vulns.osv import Advisory, Affected, Event, Range
 from verifiers.vulns.versions import VersionError, order_for, parse
+
+if TYPE_CHECKING:
+    from univers import versions as uv
 
 ZERO = "0"
 """OSV's ``introduced: "0"``: every version from the beginning."""

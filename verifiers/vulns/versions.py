@@ -7,26 +7,37 @@ matcher falls back to the explicit ``versions`` list instead of guessing an orde
 
 from __future__ import annotations
 
-from univers import versions as uv
+from functools import cache
+from typing import TYPE_CHECKING
 
 from verifiers.vulns.errors import VulnsError
 
-_ORDERS: dict[str, type[uv.Version]] = {
-    "PyPI": uv.PypiVersion,
-    "npm": uv.SemverVersion,
-    "Go": uv.GolangVersion,
-    "Maven": uv.MavenVersion,
-    "Debian": uv.DebianVersion,
-    "Ubuntu": uv.DebianVersion,
-    "Alpine": uv.AlpineLinuxVersion,
-    "AlmaLinux": uv.RpmVersion,
-    "Rocky Linux": uv.RpmVersion,
-    "Mageia": uv.RpmVersion,
-    "openSUSE": uv.RpmVersion,
-    "crates.io": uv.SemverVersion,
-    "RubyGems": uv.RubygemsVersion,
-    "NuGet": uv.NugetVersion,
-}
+if TYPE_CHECKING:
+    from univers import versions as uv
+
+
+@cache
+def _orders() -> dict[str, type[uv.Version]]:
+    """Imported on first use: ``univers`` is about 5 MiB resident, and only a process that
+    matches advisories needs it (a serving process deciding on stored outcomes does not)."""
+    from univers import versions as uv
+
+    return {
+        "PyPI": uv.PypiVersion,
+        "npm": uv.SemverVersion,
+        "Go": uv.GolangVersion,
+        "Maven": uv.MavenVersion,
+        "Debian": uv.DebianVersion,
+        "Ubuntu": uv.DebianVersion,
+        "Alpine": uv.AlpineLinuxVersion,
+        "AlmaLinux": uv.RpmVersion,
+        "Rocky Linux": uv.RpmVersion,
+        "Mageia": uv.RpmVersion,
+        "openSUSE": uv.RpmVersion,
+        "crates.io": uv.SemverVersion,
+        "RubyGems": uv.RubygemsVersion,
+        "NuGet": uv.NugetVersion,
+    }
 
 
 class VersionError(VulnsError, ValueError):
@@ -35,14 +46,16 @@ class VersionError(VulnsError, ValueError):
 
 def order_for(ecosystem: str, range_type: str) -> type[uv.Version] | None:
     """The version class for a range: SEMVER ranges use SemVer whatever the ecosystem."""
+    orders = _orders()
     if range_type == "SEMVER":
-        return uv.SemverVersion
-    return _ORDERS.get(ecosystem.split(":", 1)[0])
+        return orders["npm"]  # SemVer
+    return orders.get(ecosystem.split(":", 1)[0])
 
 
 def parse(order: type[uv.Version], version: str) -> uv.Version:
     """Parse with ``order``; Go's ``go1.19.8`` toolchain spelling is accepted as ``1.19.8``."""
-    go_like = order in (uv.GolangVersion, uv.SemverVersion)
+    orders = _orders()
+    go_like = order in (orders["Go"], orders["npm"])
     text = version.removeprefix("go") if go_like else version
     try:
         return order(text)

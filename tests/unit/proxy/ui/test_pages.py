@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from proxy.ui.headers import CSP
 from storage import verdicts, waivers
+from storage.inventory import DbInventoryStore
 from storage.verdicts import FindingRecord
 from tests.unit.proxy.ui.conftest import (
     CRITICAL,
@@ -25,6 +26,7 @@ from tests.unit.proxy.ui.conftest import (
     wait_rows,
 )
 from verifiers.lifecycle import State
+from verifiers.scan.model import ImageInventory, Package
 
 IMAGE = f"team/app@{DIGEST}"
 
@@ -110,6 +112,24 @@ async def test_the_image_page_names_the_layer_of_each_finding(
     assert "CVE-1" in text and "1.2.3" in text and LAYER[:19] in text
     assert "Release" not in text  # an auditor looks, never acts
     assert 'action="/ui/release/' not in text
+
+
+async def test_the_sbom_download_is_the_stored_inventory_as_cyclonedx(
+    console: Client, browser: Callable[[], Browser]
+) -> None:
+    package = Package("pypi", "flask", "3.0.0", "app/flask.dist-info/METADATA", LAYER)
+    inventory = ImageInventory(os_release=None, packages=(package,))
+    await DbInventoryStore(services_of(console).db).store("team/app", DIGEST, inventory)
+    audrey = browser()
+    await audrey.sign_in("audrey")
+
+    resp = await audrey.get(f"/ui/sbom/{IMAGE}")
+
+    assert resp.status == 200, await resp.text()
+    assert resp.headers["Content-Type"].startswith("application/vnd.cyclonedx+json")
+    assert "attachment" in resp.headers["Content-Disposition"]
+    bom = json.loads(await resp.text())
+    assert [(c["name"], c["version"]) for c in bom["components"]] == [("flask", "3.0.0")]
 
 
 async def test_release_through_the_form_is_the_admin_api_s_release(

@@ -10,6 +10,7 @@ import gzip
 import io
 import tarfile
 import time
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,8 +18,16 @@ from hypothesis import strategies as st
 
 from fuzz.targets import LIMITS, AllFiles, BytesSource
 from tests.support.tars import pax_file
-from verifiers.scan.reader import Part, read_parts, read_tar
-from verifiers.scan.tarstream import Entry, TarError, TarStream
+from verifiers.scan.reader import Part, normalise, read_parts, read_tar
+from verifiers.scan.tarstream import (
+    Entry,
+    TarError,
+    TarStream,
+    _checksum_and_size,
+    _mode_uid_gid,
+    _number,
+    checksum,
+)
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -165,3 +174,71 @@ def test_entries_carry_mode_and_owner() -> None:
         ("usr/bin/su", 0o4755, 0, 42, True),
         ("etc/motd", 0o666, 1000, 0, False),
     ]
+
+
+# The parser's fast paths (issue 15: the reader's CPU per byte), each against the plain
+# definition it replaces, on arbitrary input.
+
+header_fields = st.one_of(
+    st.binary(min_size=8, max_size=12),
+    st.builds(lambda n, pad: (oct(n)[2:].encode() + pad)[:12], st.integers(0, 8**11), st.binary()),
+    st.builds(lambda n: b"\x80" + n.to_bytes(11, "big"), st.integers(0, 2**88 - 1)),
+)
+
+
+@FAST
+@given(st.binary(min_size=512, max_size=512))
+def test_checksum_is_the_posix_byte_sum(block: bytes) -> None:
+    assert checksum(block) == sum(block[:148]) + 8 * ord(" ") + sum(block[156:])
+
+
+@FAST
+@given(st.lists(header_fields, min_size=5, max_size=5))
+def test_numbers_fast_path_reads_as_number(fields: list[bytes]) -> None:
+    block = bytearray(512)
+    for (start, end), field in zip(FIELDS, fields, strict=True):
+        block[start:end] = field[: end - start].ljust(end - start, b"\0")
+    raw = bytes(block)
+    expected = [_number(raw[s:e]) if _parses(raw[s:e]) else None for s, e in FIELDS]
+    assert _or_none(lambda: _checksum_and_size(raw)) == _tuple_or_none(expected[:2])
+    assert _or_none(lambda: _mode_uid_gid(raw)) == _tuple_or_none(expected[2:])
+
+
+FIELDS = [(148, 156), (124, 136), (100, 108), (108, 116), (116, 124)]
+
+
+def _parses(field: bytes) -> bool:
+    try:
+        _number(field)
+    except TarError:
+        return False
+    return True
+
+
+def _or_none(call: Callable[[], tuple[int, ...]]) -> tuple[int, ...] | None:
+    try:
+        return call()
+    except TarError:
+        return None
+
+
+def _tuple_or_none(values: list[int | None]) -> tuple[int, ...] | None:
+    return None if None in values else tuple(v for v in values if v is not None)
+
+
+def _normalise_reference(name: str) -> tuple[str, str | None]:
+    if name.startswith("/"):
+        return name, "layer.absolute-path"
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        return name, "layer.path-traversal"
+    return "/".join(parts), None
+
+
+paths = st.lists(st.sampled_from(["", ".", "..", "a", ".wh.x", "b.c", "..d", "é"]), max_size=6)
+
+
+@FAST
+@given(st.one_of(paths.map("/".join), names))
+def test_normalise_fast_path_agrees_with_the_definition(name: str) -> None:
+    assert normalise(name) == _normalise_reference(name)
