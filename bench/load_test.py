@@ -57,6 +57,7 @@ from tests.support.database import QueryError
 from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
 from tests.support.ocihttp import push_blob
 from tests.support.registry import make_registry
+from tests.support.zygote import Forked
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ROWS_DEADLINE_SECONDS = 60.0
@@ -290,7 +291,7 @@ def access_rows(gatekeeper: Gatekeeper) -> RowSource:
     return read
 
 
-def _pid(process: subprocess.Popen[bytes] | None) -> int | None:
+def _pid(process: subprocess.Popen[bytes] | Forked | None) -> int | None:
     return process.pid if process is not None else None
 
 

@@ -27,6 +27,7 @@ from bench.errors import TargetUnavailable
 from bench.nginx import start_nginx
 from tests.support.gatekeeper import make_gatekeeper
 from tests.support.registry import Registry
+from tests.support.zygote import Forked
 
 DIRECT = "direct"
 NGINX = "nginx"
@@ -73,7 +74,7 @@ class Target:
     name: str
     url: str
     """Base URL, ``http://127.0.0.1:<port>``."""
-    process: subprocess.Popen[bytes] | None
+    process: subprocess.Popen[bytes] | Forked | None
     """The server process: its tree's RSS is reported, and its death explains failures."""
     log_path: Path | None
     """Where the server writes its log, quoted when it dies."""

@@ -12,13 +12,13 @@ import pytest
 from sqlalchemy import event
 
 from config.settings import load_settings
-from proxy.upstream import Upstream
 from services.events import EventBus
 from services.policybook import load_book
 from services.verification import VerificationService
 from storage import jobs
 from storage.db import create_engine, sessionmaker, upgrade
 from tests.support.database import Database
+from upstream.client import Upstream
 
 
 @pytest.fixture
