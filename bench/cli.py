@@ -87,6 +87,17 @@ def content_bench(argv: Sequence[str] | None = None) -> int:
     return bench.main(args.repeats, args.keep_image)
 
 
+def rss_bench(argv: Sequence[str] | None = None) -> int:
+    from bench import rss_bench as bench
+
+    parser = argparse.ArgumentParser(prog="python -m bench.rss_bench", description=bench.__doc__)
+    parser.add_argument("--size-mib", type=int, default=64, help="size of the image's layer")
+    parser.add_argument("--requests", type=int, default=300, help="manifest GETs per mode")
+    parser.add_argument("--modes", default="serve,workers", help="serve,workers")
+    args = parser.parse_args(argv)
+    return bench.main(args.size_mib, args.requests, args.modes.split(","))
+
+
 def load_test(argv: Sequence[str] | None = None) -> int:
     from bench import load_test as bench
 

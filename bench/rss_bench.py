@@ -20,7 +20,6 @@ figure as 150 MiB for ``proxy_bench``'s trees).
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import subprocess
@@ -176,23 +175,20 @@ def render(rows: Sequence[Resident]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.rss_bench", description=__doc__)
-    parser.add_argument("--size-mib", type=int, default=64, help="size of the image's layer")
-    parser.add_argument("--requests", type=int, default=300, help="manifest GETs per mode")
-    parser.add_argument("--modes", default="serve,workers", help="serve,workers")
-    args = parser.parse_args(argv)
+def main(size_mib: int, requests: int, modes: Sequence[str]) -> int:
     progress = Progress()
     rows: list[Resident] = []
     with ExitStack() as stack, httpx.Client(timeout=600) as client:
-        seeded = seed_registry(stack, client, args.size_mib << 20, keep=False, progress=progress)
+        seeded = seed_registry(stack, client, size_mib << 20, keep=False, progress=progress)
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gk-rss-")))
         wait_http(f"{seeded.registry.url}/v2/", timeout=30, ok=(200,))
-        for mode in args.modes.split(","):
-            rows += measure_mode(mode, seeded, workdir, args.requests, progress)
+        for mode in modes:
+            rows += measure_mode(mode, seeded, workdir, requests, progress)
     print(render(rows))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench.cli import rss_bench
+
+    sys.exit(rss_bench())
