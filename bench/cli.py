@@ -115,6 +115,13 @@ def load_test(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--workers", type=int, default=1, help="the gatekeeper's serving processes (default 1)"
     )
+    parser.add_argument(
+        "--storage",
+        choices=("mounted", "streamed"),
+        default="mounted",
+        help="whether the gatekeeper reads the registry's storage (default: mounted, as "
+        "docs/deployment.md recommends) or streams every pull from the registry",
+    )
     parser.add_argument("--keep-workdir", action="store_true")
     parser.add_argument("--results-dir", type=Path, default=bench.RESULTS_DIR)
     args = parser.parse_args(argv)
@@ -130,6 +137,7 @@ def load_test(argv: Sequence[str] | None = None) -> int:
         max_requests=args.max_requests,
         database=args.database,
         workers=args.workers,
+        storage=args.storage,
         keep_workdir=args.keep_workdir,
         results_dir=args.results_dir,
     )

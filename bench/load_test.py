@@ -5,8 +5,10 @@
 
 1. starts a registry on fresh storage and seeds ``--images`` small images straight into it;
 2. starts one gatekeeper in front of it (SQLite, or PostgreSQL with ``--database postgres``),
-   with the benchmark's enforcing policy, and pulls each image once through it so the first
-   verification is not inside the timed run;
+   with the benchmark's enforcing policy and the registry's storage mounted (``--storage
+   mounted``, the recommended deployment; ``streamed`` sends every pull to the registry),
+   and pulls each image once through it so the first verification is not inside the timed
+   run;
 3. sends the same load (``bench.traffic``) to the registry direct, then to the gatekeeper, for
    ``--duration`` seconds each, from ``--processes`` generator processes;
 4. checks the gatekeeper's access log holds exactly one matching row per request
@@ -83,6 +85,10 @@ class Options:
     database: str
     workers: int
     """The gatekeeper's serving processes (``serve --workers``)."""
+    storage: str
+    """``mounted``: the gatekeeper reads the registry's storage (``upstream_storage_root``, as
+    docs/deployment.md recommends): manifests from its files, blobs by sendfile. ``streamed``:
+    without it, so every pull is a registry round trip."""
     keep_workdir: bool
     results_dir: Path | None
 
@@ -134,7 +140,12 @@ def run(options: Options, progress: Progress) -> Outcome:
             cluster = postgres.start_postgres(workdir / "pg")
             stack.callback(cluster.stop)
             env["GATEKEEPER_DATABASE_URL"] = cluster.url
-        gatekeeper = make_gatekeeper(workdir / "gatekeeper", registry.url, extra_env=env)
+        gatekeeper = make_gatekeeper(
+            workdir / "gatekeeper",
+            registry.url,
+            storage_root=registry.storage_root if options.storage == "mounted" else None,
+            extra_env=env,
+        )
         stack.callback(gatekeeper.stop)
         rows = access_rows(gatekeeper)
         progress.say(f"seeded {len(images)} images; first pulls through {gatekeeper.url}")
@@ -298,7 +309,7 @@ def _pid(process: subprocess.Popen[bytes] | Forked | None) -> int | None:
 def _describe(options: Options) -> str:
     return (
         f"{options.pullers} pullers + {options.pushers} pushers for {options.duration:.0f}s "
-        f"from {options.processes} process(es)"
+        f"from {options.processes} process(es), registry storage {options.storage}"
     )
 
 

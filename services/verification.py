@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.policy import Policy
 from config.remotes import Remote, origin_of, remote_for
@@ -219,18 +219,51 @@ class VerificationService:
         verification and the others wait for that one). ``waited_for``: a pull waits for the
         verdict, so the job goes ahead of the queue (:meth:`expedite`, in the same
         transaction). True if a verification was queued."""
-        origin = origin_of(self.settings.remotes, repository, pushed=pushed)
         async with self.db() as session, session.begin():
-            created = await verdicts.ensure_pending(
-                session, repository, digest, GK, reason, origin=origin, pushed=pushed
+            queued = await self.queue(
+                session,
+                repository,
+                digest,
+                reason,
+                identity=identity,
+                pushed=pushed,
+                first_sight=first_sight,
+                waited_for=waited_for,
             )
-            if first_sight and not created:
-                return False
-            await jobs.enqueue(session, "verify", repository, digest, reason, identity=identity)
-            if waited_for:
-                await jobs.expedite(session, repository, digest)
-        await self.wakeups.notify(JOBS)
+        if queued:
+            await self.announce()
+        return queued
+
+    async def queue(
+        self,
+        session: AsyncSession,
+        repository: str,
+        digest: str,
+        reason: str,
+        *,
+        identity: str,
+        pushed: bool = False,
+        first_sight: bool = False,
+        waited_for: bool = False,
+    ) -> bool:
+        """:meth:`submit`'s writes in the caller's write transaction, so a caller with writes
+        of its own (a manifest push indexes the manifest) takes one write turn, not two; it
+        calls :meth:`announce` once that transaction committed, never before (a worker woken
+        earlier would find no job)."""
+        origin = origin_of(self.settings.remotes, repository, pushed=pushed)
+        created = await verdicts.ensure_pending(
+            session, repository, digest, GK, reason, origin=origin, pushed=pushed
+        )
+        if first_sight and not created:
+            return False
+        await jobs.enqueue(session, "verify", repository, digest, reason, identity=identity)
+        if waited_for:
+            await jobs.expedite(session, repository, digest)
         return True
+
+    async def announce(self) -> None:
+        """Wake the workers: a job was queued (and committed)."""
+        await self.wakeups.notify(JOBS)
 
     async def expedite(self, repository: str, digest: str) -> None:
         """A pull is about to wait for this image's verdict: its queued job is claimed before

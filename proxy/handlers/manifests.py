@@ -276,9 +276,15 @@ async def put(request: web.Request) -> web.StreamResponse:
         )
     record.digest = computed
     try:
+        # The index and the manifest's verification job in one write transaction (one
+        # turn on SQLite's write lock, where pushes queue under load).
         async with svc.db() as session, session.begin():
             await record_manifest(session, manifest, None if is_digest(reference) else reference)
-        await _verify_pushed(svc, name, reference, manifest, record.identity)
+            await svc.verification.queue(
+                session, name, computed, "pushed", identity=record.identity, pushed=True
+            )
+        await svc.verification.announce()
+        await _verify_pushed(svc, name, reference, manifest, record.identity, itself=False)
     except DATABASE_ERRORS as exc:
         log.error("could not index %s@%s: %s", name, computed, exc)
         raise OCIError(
@@ -294,12 +300,20 @@ async def put(request: web.Request) -> web.StreamResponse:
 
 
 async def _verify_pushed(
-    svc: Services, name: str, reference: str, manifest: ManifestRecord, pusher: str
+    svc: Services,
+    name: str,
+    reference: str,
+    manifest: ManifestRecord,
+    pusher: str,
+    *,
+    itself: bool = True,
 ) -> None:
     """A pushed manifest starts pending, and comes from here (``config.remotes``); a
     signature, SBOM or attestation re-evaluates the image it is about (OCI ``subject``, or
-    cosign's ``sha256-<hex>.sig`` tag scheme)."""
-    await svc.verification.submit(name, manifest.digest, "pushed", identity=pusher, pushed=True)
+    cosign's ``sha256-<hex>.sig`` tag scheme). ``itself=False``: the caller queued the
+    manifest's own verification already (:func:`put`, in the transaction that indexed it)."""
+    if itself:
+        await svc.verification.submit(name, manifest.digest, "pushed", identity=pusher, pushed=True)
     if manifest.subject_digest:
         await _reevaluate(svc, name, manifest.subject_digest, "a referrer was pushed", pusher)
     cosign = read_cosign_tag(reference)

@@ -42,17 +42,25 @@ SMOKE = Options(
     max_requests=5000,
     database="sqlite",
     workers=2,
+    storage="mounted",
     keep_workdir=False,
     results_dir=None,
 )
 
 
+@pytest.mark.parametrize("storage", ["mounted", "streamed"])
 def test_mixed_load_has_no_errors_and_one_row_per_request(
-    registry: Registry, tmp_path: Path
+    registry: Registry, tmp_path: Path, storage: str
 ) -> None:
-    # Two serving processes and a verifying one, as the bench's --workers 2 runs it.
+    # Two serving processes and a verifying one, as the bench's --workers 2 runs it; with the
+    # registry's storage mounted (manifests from its files, blobs by sendfile) or without.
     env = {**GATEKEEPER_ENV, "GATEKEEPER_WORKERS": str(SMOKE.workers)}
-    gatekeeper = make_gatekeeper(tmp_path / "gk", registry.url, extra_env=env)
+    gatekeeper = make_gatekeeper(
+        tmp_path / "gk",
+        registry.url,
+        storage_root=registry.storage_root if storage == "mounted" else None,
+        extra_env=env,
+    )
     try:
         images = seed(registry.url, SMOKE.images, SMOKE.blob_kib << 10)
         first_pulls(gatekeeper.url, images)
