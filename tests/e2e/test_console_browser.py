@@ -26,7 +26,6 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.support.browser import Screenshots, check_accessibility, chromium, require_chromium
@@ -132,9 +131,14 @@ def sign_in(driver: webdriver.Chrome, gk: Gatekeeper, name: str, password: str) 
 
 
 def follow(driver: webdriver.Chrome, element: WebElement) -> None:
-    """Click a link or a submit button and wait until the next page has replaced this one."""
+    """Click a link or a submit button and wait until the next page has replaced this one.
+
+    Asked of the document's root (a new page has a new one), not of the clicked element:
+    Chromium's driver, busy with the navigation, has answered a question about the old
+    page's element with an error other than "stale" (a CI run failed on it)."""
+    before = driver.find_element(By.TAG_NAME, "html").id
     element.click()
-    WebDriverWait(driver, 30).until(staleness_of(element))
+    WebDriverWait(driver, 30).until(lambda d: d.find_element(By.TAG_NAME, "html").id != before)
 
 
 def visit(driver: webdriver.Chrome, shots: Screenshots, name: str) -> str:
