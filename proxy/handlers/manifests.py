@@ -276,15 +276,7 @@ async def put(request: web.Request) -> web.StreamResponse:
         )
     record.digest = computed
     try:
-        # The index and the manifest's verification job in one write transaction (one
-        # turn on SQLite's write lock, where pushes queue under load).
-        async with svc.db() as session, session.begin():
-            await record_manifest(session, manifest, None if is_digest(reference) else reference)
-            await svc.verification.queue(
-                session, name, computed, "pushed", identity=record.identity, pushed=True
-            )
-        await svc.verification.announce()
-        await _verify_pushed(svc, name, reference, manifest, record.identity, itself=False)
+        await _index_pushed(svc, name, reference, manifest, record.identity)
     except DATABASE_ERRORS as exc:
         log.error("could not index %s@%s: %s", name, computed, exc)
         raise OCIError(
@@ -299,21 +291,19 @@ async def put(request: web.Request) -> web.StreamResponse:
     return web.Response(status=201, headers=out_headers)
 
 
-async def _verify_pushed(
-    svc: Services,
-    name: str,
-    reference: str,
-    manifest: ManifestRecord,
-    pusher: str,
-    *,
-    itself: bool = True,
+async def _index_pushed(
+    svc: Services, name: str, reference: str, manifest: ManifestRecord, pusher: str
 ) -> None:
-    """A pushed manifest starts pending, and comes from here (``config.remotes``); a
-    signature, SBOM or attestation re-evaluates the image it is about (OCI ``subject``, or
-    cosign's ``sha256-<hex>.sig`` tag scheme). ``itself=False``: the caller queued the
-    manifest's own verification already (:func:`put`, in the transaction that indexed it)."""
-    if itself:
-        await svc.verification.submit(name, manifest.digest, "pushed", identity=pusher, pushed=True)
+    """A pushed manifest is indexed and starts pending, and comes from here
+    (``config.remotes``): both in one write transaction (one turn on SQLite's write lock,
+    where pushes queue under load). A signature, SBOM or attestation then re-evaluates the
+    image it is about (OCI ``subject``, or cosign's ``sha256-<hex>.sig`` tag scheme)."""
+    async with svc.db() as session, session.begin():
+        await record_manifest(session, manifest, None if is_digest(reference) else reference)
+        await svc.verification.queue(
+            session, name, manifest.digest, "pushed", identity=pusher, pushed=True
+        )
+    await svc.verification.announce()
     if manifest.subject_digest:
         await _reevaluate(svc, name, manifest.subject_digest, "a referrer was pushed", pusher)
     cosign = read_cosign_tag(reference)

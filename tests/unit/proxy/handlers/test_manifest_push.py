@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from oci.manifests import ManifestRecord
-from proxy.handlers.manifests import _verify_pushed
+from proxy.handlers.manifests import _index_pushed
 from proxy.state import Services
 from storage import verdicts
 from storage.db import create_engine, sessionmaker, upgrade
+from storage.manifests import get_manifest
 from tests.support.database import Database
 
 IMAGE = "sha256:" + "a" * 64
@@ -34,6 +36,8 @@ class RecordingVerification:
     pushed: list[tuple[str, str]] = field(default_factory=list)
     """What was submitted as pushed here (so of origin ``local``)."""
 
+    announced: int = 0
+
     async def submit(
         self, repository: str, digest: str, reason: str, *, identity: str, pushed: bool = False
     ) -> bool:
@@ -42,6 +46,24 @@ class RecordingVerification:
         if pushed:
             self.pushed.append((repository, digest))
         return True
+
+    async def queue(
+        self,
+        session: AsyncSession,
+        repository: str,
+        digest: str,
+        reason: str,
+        *,
+        identity: str,
+        pushed: bool = False,
+    ) -> bool:
+        """The pushed manifest's own job, queued in the transaction that indexes it."""
+        assert session.in_transaction()
+        assert await get_manifest(session, repository, digest) is not None
+        return await self.submit(repository, digest, reason, identity=identity, pushed=pushed)
+
+    async def announce(self) -> None:
+        self.announced += 1
 
     def signature_repositories(self, repository: str) -> set[str]:
         return {repository, self.kept.get(repository, repository)}
@@ -84,7 +106,9 @@ PUSHER = "paul"
 
 
 async def push(svc: FakeServices, repository: str, reference: str, record: ManifestRecord) -> None:
-    await _verify_pushed(cast(Services, svc), repository, reference, record, PUSHER)
+    await _index_pushed(cast(Services, svc), repository, reference, record, PUSHER)
+    assert svc.verification.announced == 1
+    svc.verification.announced = 0
 
 
 async def test_a_cosign_tag_re_evaluates_the_image_where_its_signatures_are_kept(
