@@ -3,6 +3,7 @@ and the database backend every test runs on (``--db=sqlite|postgresql``)."""
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import tempfile
@@ -12,7 +13,7 @@ from typing import cast
 
 import pytest
 
-from tests.support import database, postgres, zygote
+from tests.support import cpu_report, database, postgres, zygote
 from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
 from tests.support.registry import Registry, make_registry
 
@@ -27,6 +28,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"database backend for every gatekeeper and storage test (default: ${DB_ENV} "
         "or sqlite); postgresql runs a private cluster (initdb + pg_ctl) for the session",
     )
+    parser.addoption(
+        "--cpu-report",
+        metavar="FILE",
+        default=None,
+        help="append each test phase's wall time and its process tree's CPU seconds to FILE "
+        "(JSON lines; tests/support/cpu_report.py)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -39,6 +47,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # Test gatekeepers and CLI calls fork from one process that has the product imported
     # (tests/support/zygote.py says why and what stays the same).
     zygote.configure(zygote.Zygote())
+    report = config.getoption("--cpu-report")
+    if report:
+        config.pluginmanager.register(cpu_report.CpuReport(Path(report)), "cpu-report")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -73,6 +84,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     ``@pytest.mark.sqlite_only(reason=...)``: about SQLite itself (its file, WAL, locking),
     so skipped, with that reason, when the session runs on PostgreSQL."""
+    _unique_node_ids(items)
+    _require_unique_node_ids(items)
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if fixtures & _DATABASE_FIXTURES or _E2E in Path(str(item.path)).parents:
@@ -84,6 +97,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if marker is not None:
             reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
             item.add_marker(pytest.mark.skip(reason=f"SQLite only: {reason}"))
+
+
+def _unique_node_ids(items: list[pytest.Item]) -> None:
+    """Give each Schemathesis item its operation in its node id, as its name has.
+
+    pytest 9.2 builds a function's node id from ``originalname`` plus its own parametrization;
+    Schemathesis 4 passes the bare function name as ``originalname`` and puts the operation
+    only in ``name``, so the admin API fuzz test's 19 operations all had one node id. A
+    scheduler that keys work by node id (pytest-xdist) then ran one of them and silently
+    dropped the other 18."""
+    for item in items:
+        original = getattr(item, "originalname", None)
+        name = item.name
+        if (
+            original
+            and name.startswith(original + "[")
+            and name.endswith("]")
+            and not item.nodeid.endswith(name)
+            and item.parent is not None
+        ):
+            item._id = item.parent.id.child(original).with_params(name[len(original) + 1 : -1])
+
+
+def _require_unique_node_ids(items: list[pytest.Item]) -> None:
+    """Two tests with one node id: one of them would not run under xdist, silently."""
+    counts = collections.Counter(item.nodeid for item in items)
+    twice = sorted(nodeid for nodeid, n in counts.items() if n > 1)
+    if twice:
+        raise pytest.UsageError(f"tests share a node id: {twice}")
 
 
 @pytest.fixture(scope="module", autouse=True)
