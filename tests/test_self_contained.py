@@ -32,18 +32,7 @@ _ROOT_PARENT = re.compile(r"\bROOT\.parent\b")
 def _python_files() -> list[Path]:
     return [
         path
-        for top in (
-            "tests",
-            "bench",
-            "fuzz",
-            "proxy",
-            "cli",
-            "upstream",
-            "verifiers",
-            "storage",
-            "config",
-            "oci",
-        )
+        for top in ("tests", "bench", "fuzz", *PACKAGES)
         for path in sorted((ROOT / top).rglob("*.py"))
     ]
 
