@@ -50,8 +50,9 @@ from verifiers.classify import (
 from verifiers.lifecycle import State
 from verifiers.pipeline import Outcome
 
-VERSION = "1"
-"""Of the content examination; changes when the same content could be judged otherwise."""
+VERSION = "2"
+"""Of the content examination; changes when the same content could be judged otherwise
+(2: an artifact carrying a blob of an image in its repository is verified as an image)."""
 
 INDEX = Classification(Kind.INDEX, None, "an index: each platform image is verified")
 Submit = Callable[[str, str, str], Awaitable[None]]
