@@ -27,6 +27,15 @@ def random_text(alphabet: str, length: int) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
+def random_secret(length: int) -> str:
+    """A random alphanumeric value with a letter and a digit in it, as the generic rule wants
+    of a key (one of about 280 draws of 32 characters has no digit: that test failed once)."""
+    while True:
+        value = random_text(ALNUM, length)
+        if any(c.isdigit() for c in value) and any(c.isalpha() for c in value):
+            return value
+
+
 def rsa_pem() -> str:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     return key.private_bytes(

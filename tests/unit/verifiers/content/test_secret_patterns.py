@@ -16,6 +16,7 @@ from tests.unit.verifiers.content.conftest import (
     docker_config,
     github_token,
     openssh_key,
+    random_secret,
     random_text,
     rsa_pem,
 )
@@ -126,7 +127,7 @@ def test_registry_config_without_credentials_does_not_match() -> None:
 
 
 def test_generic_high_entropy_only_in_config_files_and_only_random_values() -> None:
-    value = random_text(ALNUM, 32)
+    value = random_secret(32)
     text = f"db_password = {value}\n"
     assert rules("etc/app/app.ini", text) == ["secret.generic-high-entropy"]
     assert value not in evidence("etc/app/app.ini", text)
@@ -137,7 +138,7 @@ def test_generic_high_entropy_only_in_config_files_and_only_random_values() -> N
 
 
 def test_generic_rule_names_may_be_long_but_words_cost_linear_time() -> None:
-    value = random_text(ALNUM, 32)
+    value = random_secret(32)
     name = "spring.datasource.hikari.data-source-properties." + "x" * 70 + ".password"
     assert rules("etc/app/app.properties", f"{name} = {value}\n") == ["secret.generic-high-entropy"]
     # Each word took the unbounded pattern hours (quadratic backtracking); CPU time, so a
