@@ -83,11 +83,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     another backend can leave out the tests the backend cannot change (``-m database``).
 
     ``@pytest.mark.sqlite_only(reason=...)``: about SQLite itself (its file, WAL, locking),
-    so skipped, with that reason, when the session runs on PostgreSQL."""
+    so skipped, with that reason, when the session runs on PostgreSQL.
+    ``@pytest.mark.own_database(reason=...)``: an e2e test that runs a command choosing its
+    own database (the benchmarks: SQLite outside pytest), so the PostgreSQL pass would only
+    repeat it; it may use no database fixture."""
     _unique_node_ids(items)
     _require_unique_node_ids(items)
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("own_database") is not None:
+            if fixtures & _DATABASE_FIXTURES:
+                raise pytest.UsageError(f"{item.nodeid} is own_database but uses {fixtures}")
+            continue
         if fixtures & _DATABASE_FIXTURES or _E2E in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.database)
     if database.backend() == "sqlite":

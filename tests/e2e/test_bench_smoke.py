@@ -9,7 +9,13 @@ import pytest
 
 from tests.support.benches import run_bench
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.slow,
+    pytest.mark.own_database(
+        reason="runs a benchmark command, which uses SQLite whatever --db says"
+    ),
+]
 
 
 def test_proxy_bench_quick_runs(tmp_path: Path) -> None:

@@ -11,7 +11,13 @@ import pytest
 
 from tests.support.benches import run_bench
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.slow,
+    pytest.mark.own_database(
+        reason="runs a benchmark command, which uses SQLite whatever --db says"
+    ),
+]
 
 
 def test_console_bench_tiny_runs(tmp_path: Path) -> None:

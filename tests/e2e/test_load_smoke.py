@@ -129,6 +129,7 @@ def test_checker_accepts_rows_whose_path_carries_a_query() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.own_database(reason="runs bench.load_test, which uses SQLite whatever --db says")
 def test_load_test_command_runs(tmp_path: Path) -> None:
     """The entry point end to end at toy size: both targets, the check, the JSON."""
     done = run_bench(

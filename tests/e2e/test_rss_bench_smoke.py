@@ -8,7 +8,12 @@ import pytest
 from bench.rss_bench import LIMIT_MIB, Resident, render
 from tests.support.benches import run_bench
 
-pytestmark = [pytest.mark.e2e]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.own_database(
+        reason="runs a benchmark command, which uses SQLite whatever --db says"
+    ),
+]
 
 
 def test_every_process_of_both_modes_is_measured() -> None:

@@ -18,6 +18,7 @@ from bench.scan_image import LayerSpec, build_image, load_or_build
 
 pytestmark = [
     pytest.mark.e2e,
+    pytest.mark.own_database(reason="scans images and runs syft: no gatekeeper, no database"),
     pytest.mark.skipif(not Path("/var/lib/dpkg/status").exists(), reason="not a Debian machine"),
 ]
 OS_LAYER = LayerSpec(
