@@ -9,12 +9,13 @@ image before it answers (retried while the gate says "pending", as a client woul
 untimed first pull each way first (connections, the first request's set-up). Reported: the
 median, quartiles and the ratio of the medians (the goal: at most 10x direct's).
 ``--gatekeeper-env KEY=VALUE`` adds to the gatekeeper's environment, e.g.
-``GATEKEEPER_VERIFICATION__INLINE_FIRST_PULLS=false`` for the worker path in the same build.
+``GATEKEEPER_VERIFICATION__INLINE_FIRST_PULLS=false`` for the worker path in the same build;
+``--database postgres`` puts its database in a private PostgreSQL cluster (initdb + pg_ctl),
+``--workers N`` serves from N processes (``serve --workers``; verification then has its own).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -28,6 +29,7 @@ import httpx
 from bench.first_pull import first_manifest_get
 from bench.image import MANIFEST_MEDIA_TYPE, SmallImage
 from bench.targets import GATEKEEPER_ENV
+from tests.support import postgres
 from tests.support.gatekeeper import make_gatekeeper
 from tests.support.ocihttp import image_config, push_image
 from tests.support.registry import make_registry
@@ -55,7 +57,9 @@ def _direct_get(http: httpx.Client, url: str, image: SmallImage) -> float:
     return elapsed
 
 
-def measure(count: int, extra_env: dict[str, str]) -> tuple[list[float], list[float]]:
+def measure(
+    count: int, extra_env: dict[str, str], database: str = "sqlite"
+) -> tuple[list[float], list[float]]:
     """Milliseconds of each direct GET and of each first pull through the gatekeeper."""
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="first-pulls-")))
@@ -65,6 +69,10 @@ def measure(count: int, extra_env: dict[str, str]) -> tuple[list[float], list[fl
             direct_images = _images(http, "d", count + 1)
             gated_images = _images(http, "g", count + 1)
         env = {**GATEKEEPER_ENV, "GATEKEEPER_VERIFICATION__FIRST_PULL_HOLD_SECONDS": "30"}
+        if database == "postgres":
+            cluster = postgres.start_postgres(workdir / "pg")
+            stack.callback(cluster.stop)
+            env["GATEKEEPER_DATABASE_URL"] = cluster.url
         gatekeeper = make_gatekeeper(
             workdir / "gatekeeper",
             registry.url,
@@ -88,13 +96,9 @@ def _summary(values: list[float]) -> str:
     return f"median {median:.1f} ms (p25 {q1:.1f}, p75 {q3:.1f}, min {min(values):.1f})"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.first_pulls", description=__doc__)
-    parser.add_argument("--count", type=int, default=30, help="first pulls each way (30)")
-    parser.add_argument("--gatekeeper-env", action="append", default=[], metavar="KEY=VALUE")
-    args = parser.parse_args(argv)
-    extra = dict(item.split("=", 1) for item in args.gatekeeper_env)
-    direct, gated = measure(args.count, extra)
+def main(count: int, extra_env: dict[str, str], database: str, workers: int) -> int:
+    extra = {"GATEKEEPER_WORKERS": str(workers), **extra_env}
+    direct, gated = measure(count, extra, database)
     ratio = statistics.median(gated) / statistics.median(direct)
     print(f"direct:     {_summary(direct)}")
     print(f"gatekeeper: {_summary(gated)}")
@@ -103,4 +107,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench.cli import first_pulls
+
+    sys.exit(first_pulls())

@@ -1,7 +1,9 @@
 """What a pull of an image never seen costs the database before it waits (``proxy.gate``): one
 write transaction that marks it pending and queues its verification already ahead of the
 queue, then the wait, which reads the verdict first thing. No read of the verdict between the
-two, and no second write transaction to expedite a job just queued."""
+two, and no second write transaction to expedite a job just queued. Under a policy of light
+verifiers (``services.inline``) the pull that made the verdict verifies it in place instead,
+and only an image never seen, for a pull that waits."""
 
 from __future__ import annotations
 
