@@ -9,10 +9,12 @@ for the workers as before, and stays pending until one runs it (here ``enroll --
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +24,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
-from tests.support.ocihttp import OCI_MANIFEST, digest_of, image_config, push_image
+from tests.support.ocihttp import (
+    OCI_MANIFEST,
+    descriptor,
+    digest_of,
+    image_config,
+    push_blob,
+    push_image,
+)
 from tests.support.registry import Registry
 
 pytestmark = pytest.mark.e2e
@@ -155,3 +164,46 @@ def test_a_policy_requiring_signatures_still_goes_through_the_workers(
     with httpx.Client(base_url=gk.url, timeout=60) as http:
         again = http.get("/v2/signed/app/manifests/v1", headers=ACCEPT)
     assert again.status_code == 403 and "signature" in again.text.lower()
+
+
+def _tar_with(name: str, data: bytes) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def test_labels_claiming_an_artifact_do_not_let_an_image_through(
+    gk: Gatekeeper, registry: Registry
+) -> None:
+    """The pusher labels an image (a tar layer, a broken config) as an artifact of some type:
+    the inline path decides from the content, exactly as a worker does, and denies it."""
+    layer = _tar_with("bin/tool", os.urandom(300))
+    config = BROKEN.encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": "application/vnd.example.harmless",
+            "config": descriptor("application/vnd.example.harmless.config", config),
+            "layers": [descriptor("application/vnd.example.harmless.data", layer)],
+        }
+    ).encode()
+    with httpx.Client(base_url=registry.url, timeout=60) as direct:
+        push_blob(direct, "inline/labelled", config)
+        push_blob(direct, "inline/labelled", layer)
+        put = direct.put(
+            "/v2/inline/labelled/manifests/v1",
+            content=manifest,
+            headers={"Content-Type": OCI_MANIFEST},
+        )
+        assert put.status_code == 201, put.text
+    with httpx.Client(base_url=gk.url, timeout=60) as http:
+        resp = http.get("/v2/inline/labelled/manifests/v1", headers=ACCEPT)
+        assert resp.status_code == 403, resp.text
+        assert resp.json()["errors"][0]["detail"]["state"] == "quarantined"
+        assert http.get(f"/v2/inline/labelled/blobs/{digest_of(layer)}").status_code == 403
+    assert events_of(gk, digest_of(manifest)) == ["pending", "quarantined"]
+    assert job_of(gk, digest_of(manifest))["state"] == "done"
