@@ -14,6 +14,7 @@ from config.policy import Policy
 from config.settings import load_settings
 from proxy.gate import _current_verdict
 from proxy.state import Services
+from services.inline import HeldManifest
 from verifiers.lifecycle import State
 
 NAME, DIGEST = "team/app", "sha256:" + "a" * 64
@@ -115,10 +116,10 @@ async def test_a_first_pull_under_a_light_policy_is_verified_inline_with_the_man
     None
 ):
     verification = RecordingVerification(inline=True, inline_verdict=Pending(State.QUARANTINED))
-    held = object()
+    held = HeldManifest(b"{}", None)
     svc = cast(Services, FakeServices(verification))
     found = await _current_verdict(svc, policy(hold_seconds=10), "local", NAME, DIGEST, None, held)
-    assert found.state == State.QUARANTINED
+    assert found is not None and found.state == State.QUARANTINED
     assert verification.calls == [("inline", (held, 30))], "no job queued for the workers"
 
 

@@ -32,7 +32,7 @@ from storage.models import Job, VerdictEvent
 from tests.support.database import Database
 from tests.support.ocihttp import OCI_MANIFEST, image_config, image_manifest
 from upstream.client import Upstream
-from verifiers.base import Finding, Image
+from verifiers.base import Finding, Image, Verifier
 from verifiers.config_sanity import ConfigSanity
 from verifiers.lifecycle import State
 from verifiers.signatures.verifier import SignatureVerifier
@@ -62,7 +62,7 @@ def policy(*require: str, **kw: Any) -> Policy:
 
 
 def test_only_a_policy_of_light_verifiers_is_verified_inline() -> None:
-    installed = [ConfigSanity(), Heavy(), LightNeedingHeavy()]
+    installed: list[Verifier] = [ConfigSanity(), Heavy(), LightNeedingHeavy()]
     assert verifies_inline(policy("config-sanity"), installed)
     assert verifies_inline(policy(), installed)  # the content examination alone
     assert not verifies_inline(policy("config-sanity", "heavy"), installed)
@@ -195,7 +195,7 @@ async def test_a_stopping_process_hands_an_unfinished_inline_verification_back(
     async def examine(*args: Any) -> Any:
         await stuck.wait()  # never set: the verification is still running
 
-    serving.examiner.examine = examine  # type: ignore[method-assign]
+    serving.examiner.examine = examine  # type: ignore[method-assign, assignment]
     found = await serving.verify_inline(REPO, digest, "first pull", held, 0.2)
     assert found is not None and found.state == State.PENDING, "the hold ran out"
     await serving.close()
