@@ -204,6 +204,21 @@ def _env_pairs(parser: argparse.ArgumentParser, pairs: list[str]) -> dict[str, s
     return env
 
 
+def first_pulls(argv: Sequence[str] | None = None) -> int:
+    from bench import first_pulls as bench
+
+    parser = argparse.ArgumentParser(prog="python -m bench.first_pulls", description=bench.__doc__)
+    parser.add_argument("--count", type=int, default=30, help="first pulls each way (30)")
+    parser.add_argument("--gatekeeper-env", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--workers", type=int, default=1, help="serving processes (1)")
+    args = parser.parse_args(argv)
+    if args.count < 2:
+        parser.error("--count must be at least 2 (quartiles)")
+    extra = _env_pairs(parser, args.gatekeeper_env)
+    return bench.main(args.count, extra, args.database, args.workers)
+
+
 def reevaluate_bench(argv: Sequence[str] | None = None) -> int:
     from bench import reevaluate_bench as bench
 

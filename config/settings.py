@@ -179,6 +179,11 @@ class VerificationSettings(BaseModel):
     another replica's change is seen within this time."""
     first_pull_hold_seconds: float = Field(default=30.0, ge=0, le=600)
     """Images the gatekeeper never saw pushed are verified on first pull, held this long."""
+    inline_first_pulls: bool = True
+    """A first pull under a policy that requires only verifiers reading no layer and no
+    referrer (``config-sanity``) is verified by the serving process itself, with the job a
+    worker would run, instead of waiting for a worker (``services/inline.py``). False: every
+    verification goes through the workers."""
 
 
 WEBHOOK_EVENT_TYPES = (

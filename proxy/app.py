@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from config.public_names import public_hosts
 from config.settings import Settings
 from oci.errors import Code, OCIError
-from proxy import origins
+from proxy import origins, registry_files
 from proxy.admin.routes import add_admin
 from proxy.attest import keys as attest_keys
 from proxy.attest.keys import GatekeeperKeys
@@ -57,6 +57,7 @@ from proxy.tls_port import OnPlain
 from proxy.ui.app import add_console
 from proxy.webhooks import WebhookDispatcher, make_webhook_client
 from services.events import EventBus
+from services.examine import StoredBlob
 from services.live_policies import LivePolicies
 from services.mirror import make_mirror_client
 from services.reevaluate import after_policy_change
@@ -436,7 +437,14 @@ async def _open_verification(
         on_incomplete=metrics.verifications_incomplete.inc,
         wakeups=wakeups,
         on_vex=policies.apply,
+        stored_blob=_stored_blob(settings),
     )
+
+
+def _stored_blob(settings: Settings) -> StoredBlob | None:
+    """The registry's mounted storage as the verification's first source of configs."""
+    root = settings.upstream_storage_root
+    return None if root is None else partial(registry_files.blob, root)
 
 
 def _open_webhooks(

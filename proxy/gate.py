@@ -56,6 +56,7 @@ from proxy.auth.http import bypasses_quarantine, may
 from proxy.context import info
 from proxy.state import Services, services
 from services import eta
+from services.inline import HeldManifest
 from storage import content, fresh_uploads, jobs, verdicts
 from storage.content import BlobFinding
 from storage.db import DATABASE_ERRORS
@@ -122,9 +123,12 @@ def _record(request: web.Request, decision: str, reason: str | None = None) -> N
 # -- manifests ---------------------------------------------------------------------------------
 
 
-async def check_manifest(request: web.Request, repository: str, digest: str) -> None:
+async def check_manifest(
+    request: web.Request, repository: str, digest: str, held: HeldManifest | None = None
+) -> None:
     """Allow the pull of manifest ``digest`` or raise DENIED. Unknown images are verified now
-    (first pull) and pending ones are held as long as the policy allows."""
+    (first pull) and pending ones are held as long as the policy allows. ``held``: the
+    manifest's bytes as the handler read them (a first pull verified here starts from them)."""
     svc = services(request)
     unmatched = _unmatched(svc, repository)
     if unmatched is not None:
@@ -146,7 +150,7 @@ async def check_manifest(request: web.Request, repository: str, digest: str) -> 
             )
             _record(request, "deny", message)
             raise _deny(repository, digest, "no-policy", [], policy, message)
-        verdict = await _current_verdict(svc, policy, origin, repository, digest, verdict)
+        verdict = await _current_verdict(svc, policy, origin, repository, digest, verdict, held)
     except DATABASE_ERRORS as exc:
         raise _unavailable(repository, digest, exc) from exc
     state = verdict.effective_state() if verdict else State.PENDING
@@ -225,9 +229,12 @@ async def _current_verdict(
     repository: str,
     digest: str,
     verdict: VerdictView | None,
+    held: HeldManifest | None = None,
 ) -> VerdictView | None:
-    """The verdict to decide the pull on: an image never seen is queued for verification
-    (once, however many pulls race for it), and a pending one is held (:func:`hold_seconds`)."""
+    """The verdict to decide the pull on: an image never seen is verified (once, however many
+    pulls race for it, in this process or any other), and a pending one is held
+    (:func:`hold_seconds`). A first pull whose policy reads no layer is verified here, while it
+    is held (``services.inline``); any other is queued for the workers."""
     verification = svc.verification
     first_pull = verdict is None
     hold = (
@@ -236,7 +243,13 @@ async def _current_verdict(
     if verdict is not None and verdict.state != State.PENDING:
         return verdict
     queued = False
-    if first_pull:
+    if first_pull and hold > 0 and verification.runs_inline(policy):
+        reason = "first pull of an image not seen before"
+        found = await verification.verify_inline(repository, digest, reason, held, hold)
+        if found is not None:
+            return found
+        # Another pull made its verdict first: wait for that verification, wherever it runs.
+    elif first_pull:
         # Queued ahead of the rest when the pull is to wait for it: one transaction, not two.
         queued = await verification.submit(
             repository,

@@ -109,6 +109,19 @@ def manifest(root: Path, name: str, digest: str, limit: int) -> bytes | None:
     bytes long and hashing to ``digest`` (sha256 only); else None."""
     if not digest.startswith("sha256:") or not _linked(root, name, "_manifests/revisions", digest):
         return None
+    return _checked_data(root, name, digest, limit)
+
+
+def blob(root: Path, name: str, digest: str, limit: int) -> bytes | None:
+    """The bytes of blob ``digest`` if repository ``name`` holds it, at most ``limit`` bytes
+    long and hashing to ``digest`` (sha256 only); else None (ask the registry). What the
+    verification reads whole (an image config) comes from here without a round trip."""
+    if not digest.startswith("sha256:") or not _linked(root, name, "_layers", digest):
+        return None
+    return _checked_data(root, name, digest, limit)
+
+
+def _checked_data(root: Path, name: str, digest: str, limit: int) -> bytes | None:
     try:
         fd = os.open(blob_data_path(root, digest), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:

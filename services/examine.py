@@ -57,6 +57,9 @@ VERSION = "2"
 INDEX = Classification(Kind.INDEX, None, "an index: each platform image is verified")
 Submit = Callable[[str, str, str], Awaitable[None]]
 """Queue a verification of (repository, digest) for a reason."""
+StoredBlob = Callable[[str, str, int], bytes | None]
+"""A blob of (repository, digest) of at most so many bytes from the registry's mounted storage,
+checked against its digest; None when it cannot say (``proxy.registry_files.blob``)."""
 
 
 @dataclass(frozen=True)
@@ -107,10 +110,19 @@ def _blobs(record: ManifestRecord) -> list[str]:
 class Examiner:
     """Establishes :class:`Examined` for one manifest at a time (see the module docstring)."""
 
-    def __init__(self, upstream: Upstream, db: async_sessionmaker[Any], submit: Submit) -> None:
+    def __init__(
+        self,
+        upstream: Upstream,
+        db: async_sessionmaker[Any],
+        submit: Submit,
+        stored: StoredBlob | None = None,
+    ) -> None:
+        """``stored``: where the config is read first, without a round trip to the registry
+        (the same bytes: both are checked against the digest the manifest lists)."""
         self._upstream = upstream
         self._db = db
         self._submit = submit
+        self._stored = stored
 
     async def examine(self, fetched: Fetched, policy: Policy) -> Examined:
         record = fetched.record
@@ -135,7 +147,7 @@ class Examiner:
         blobs = UpstreamBlobs(self._upstream, record.repository)
         config_ref = next(r for r in record.refs if r.kind == "config")
         layers = [r for r in record.refs if r.kind == "layer"]
-        config, problem = parse_config(await blobs.read(config_ref.digest, MAX_CONFIG_BYTES))
+        config, problem = parse_config(await self._config(blobs, config_ref.digest))
         raw_type = fetched.doc.get("artifactType")
         declared = declared_artifact_type(
             raw_type if isinstance(raw_type, str) else None,
@@ -181,6 +193,14 @@ class Examiner:
                 )
             )
         return Examined(classification, config, problem, tuple(findings))
+
+    async def _config(self, blobs: UpstreamBlobs, digest: str) -> bytes | None:
+        """The config's bytes (None if larger than ``MAX_CONFIG_BYTES``)."""
+        if self._stored is not None:
+            data = self._stored(blobs.repository, digest, MAX_CONFIG_BYTES)
+            if data is not None:
+                return data
+        return await blobs.read(digest, MAX_CONFIG_BYTES)
 
     async def _holds(self, fetched: Fetched, found: Examined) -> Examined:
         """An admin's hold on another image follows its content into this manifest."""

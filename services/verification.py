@@ -16,6 +16,7 @@ import json
 import logging
 import time
 import uuid
+from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,11 +28,12 @@ from config.policy import Policy
 from config.remotes import Remote, origin_of, remote_for
 from config.settings import Settings
 from oci.errors import Code, OCIError
-from oci.manifests import parse_manifest, sha256_digest
+from oci.manifests import ManifestRecord, parse_manifest, sha256_digest
 from services import incomplete, vex_intake
 from services.eta import Estimate, Throughput, estimate
 from services.events import EventBus, VerdictChange
-from services.examine import Examined, Examiner, Fetched, inherited_outcome
+from services.examine import Examined, Examiner, Fetched, StoredBlob, inherited_outcome
+from services.inline import HeldManifest, verifies_inline
 from services.policybook import PolicySource
 from services.reevaluate import after_policy_change
 from services.wakeups import JOBS, VERDICTS, Wakeups
@@ -125,12 +127,14 @@ class VerificationService:
         on_incomplete: Callable[[], None] | None = None,
         wakeups: Wakeups | None = None,
         on_vex: Callable[[str], Awaitable[object]] | None = None,
+        stored_blob: StoredBlob | None = None,
     ) -> None:
         """``on_incomplete`` is called for each image a dead-lettered verification leaves
         with a failure verdict (the metrics count them). ``wakeups``: how the other
         processes hear of queued jobs and changed verdicts (``services.wakeups``; default: this
         process only). ``on_vex`` with the cause, once a VEX referrer's document is stored (it
-        applies the policies again: ``LivePolicies.apply``)."""
+        applies the policies again: ``LivePolicies.apply``). ``stored_blob``: the registry's
+        mounted storage, where an image's config is read first (``services.examine``)."""
         self._on_vex = on_vex
         self.settings = settings
         self.policies = policies
@@ -155,8 +159,10 @@ class VerificationService:
         # decision of this one may outlive it.
         self.wakeups.listen(VERDICTS, self._forget_all)
         bus.subscribe(self._tell_processes)
-        self.examiner = Examiner(upstream, db, self._depends)
+        self.examiner = Examiner(upstream, db, self._depends, stored_blob)
         self._tasks: list[asyncio.Task[None]] = []
+        self._inline: set[asyncio.Task[None]] = set()
+        """First pulls this process verifies itself (:meth:`verify_inline`), still running."""
         cfg = settings.verification
         self._lease = timedelta(seconds=cfg.lease_seconds)
         self._timeouts = {
@@ -271,6 +277,82 @@ class VerificationService:
         async with self.db() as session, session.begin():
             await jobs.expedite(session, repository, digest)
 
+    def runs_inline(self, policy: Policy) -> bool:
+        """A first pull under ``policy`` is verified by this process itself
+        (``services.inline``; the ``verification.inline_first_pulls`` setting turns it off)."""
+        enabled = self.settings.verification.inline_first_pulls
+        return enabled and verifies_inline(policy, self.verifiers)
+
+    async def verify_inline(
+        self,
+        repository: str,
+        digest: str,
+        reason: str,
+        held: HeldManifest | None,
+        timeout: float,
+    ) -> VerdictView | None:
+        """A first pull verified here, by the job a worker would run (:meth:`_run_job`), for
+        at most ``timeout`` seconds. None when the image already had a verdict (another pull,
+        here or in another process, made it first: wait for that one). Otherwise the verdict
+        once it is decided, or as it stands when ``timeout`` runs out (an index waits for its
+        platform images; a failed attempt was queued again for the workers): the verification
+        carries on after that, and after the pull that started it went away.
+
+        One write transaction marks it pending, queues its job already claimed by this
+        process (leased: should this process die, a worker takes the job over when the lease
+        runs out, and the image stays pending, unservable, until then) and indexes the held
+        manifest. Of several processes racing, exactly one creates the pending verdict
+        (``verdicts.ensure_pending``), so exactly one verifies."""
+        async with self.db() as session, session.begin():
+            job = await self._claim_first_pull(session, repository, digest, reason, held)
+        if job is None:
+            return None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        decided: asyncio.Future[VerdictView] = loop.create_future()
+
+        def tell(stored: VerdictView) -> None:
+            if stored.state != State.PENDING and not decided.done():
+                decided.set_result(stored)
+
+        task = asyncio.create_task(self._run_job(job, held, tell), name=f"verify-{job.id}")
+        self._inline.add(task)
+        task.add_done_callback(self._inline.discard)
+        await asyncio.wait((task, decided), timeout=timeout, return_when=FIRST_COMPLETED)
+        if decided.done():
+            return decided.result()
+        decided.cancel()
+        return await self.wait_for_verdict(repository, digest, max(deadline - loop.time(), 0))
+
+    async def _claim_first_pull(
+        self,
+        session: AsyncSession,
+        repository: str,
+        digest: str,
+        reason: str,
+        held: HeldManifest | None,
+    ) -> jobs.ClaimedJob | None:
+        origin = origin_of(self.settings.remotes, repository, pushed=False)
+        created = await verdicts.ensure_pending(
+            session, repository, digest, GK, reason, origin=origin
+        )
+        if not created:
+            return None
+        job = await jobs.enqueue_claimed(
+            session,
+            "verify",
+            repository,
+            digest,
+            reason,
+            identity=jobs.FIRST_PULL,
+            owner=self.owner,
+            lease=self._lease,
+        )
+        record = self._parsed(repository, digest, held)
+        if record is not None and await manifests.get_manifest(session, repository, digest) is None:
+            await manifests.record_manifest(session, record, None)
+        return job
+
     async def verdict(
         self, repository: str, digest: str, *, cached: bool = False
     ) -> VerdictView | None:
@@ -364,13 +446,15 @@ class VerificationService:
             self._tasks.append(asyncio.create_task(self._sweeper(), name="release-sweeper"))
 
     async def close(self) -> None:
-        """Stop the workers and hand their jobs back, so another replica runs them now
-        rather than when their leases run out (a rolling restart delays no verdict)."""
-        if not self._tasks:
+        """Stop the workers and the verifications of first pulls, and hand their jobs back,
+        so another replica runs them now rather than when their leases run out (a rolling
+        restart delays no verdict)."""
+        stopping = [*self._tasks, *self._inline]
+        if not stopping:
             return
-        for task in self._tasks:
+        for task in stopping:
             task.cancel()
-        for task in self._tasks:
+        for task in stopping:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
@@ -429,10 +513,21 @@ class VerificationService:
             async with self.db() as session, session.begin():
                 return await jobs.claim(session, self.owner, self._lease, max_attempts)
 
-    async def _run_job(self, job: jobs.ClaimedJob) -> None:
+    async def _run_job(
+        self,
+        job: jobs.ClaimedJob,
+        held: HeldManifest | None = None,
+        announced: Callable[[VerdictView], None] | None = None,
+    ) -> None:
+        """``held``: the manifest a first pull's handler read, ``announced`` told the verdict
+        as soon as it is announced (:meth:`verify_inline`; a pull waiting on a worker wakes at
+        the same moment). A verification that decides finishes the job in the transaction
+        storing the verdict."""
         renew = asyncio.create_task(self._renew(job.id))
+        decided = False
         try:
-            await self.verify(job.repository, job.digest)
+            await self.verify(job.repository, job.digest, held=held, job=job, announced=announced)
+            decided = True
         except ImageGone:
             log.info("%s@%s is gone upstream; job %s dropped", job.repository, job.digest, job.id)
         except asyncio.CancelledError:
@@ -447,12 +542,16 @@ class VerificationService:
             return
         finally:
             renew.cancel()
-        async with self.db() as session, session.begin():
-            if not await jobs.finish(session, job.id, self.owner):
-                log.warning("job %s finished after its lease was taken over", job.id)
+        if not decided:
+            async with self.db() as session, session.begin():
+                await self._finish(session, job)
         # Dependents verified while this job ran waited for it (``services.examine``): now it is
         # done, whatever it came to, they are decided again.
         await self._waiting_dependents(job.repository, job.digest)
+
+    async def _finish(self, session: AsyncSession, job: jobs.ClaimedJob) -> None:
+        if not await jobs.finish(session, job.id, self.owner):
+            log.warning("job %s finished after its lease was taken over", job.id)
 
     async def _failed(self, job: jobs.ClaimedJob, exc: Exception) -> None:
         """An attempt that could not verify (upstream down...): retry later, or dead-letter."""
@@ -592,7 +691,15 @@ class VerificationService:
 
     # -- one verification -------------------------------------------------------------------
 
-    async def verify(self, repository: str, digest: str) -> VerdictView:
+    async def verify(
+        self,
+        repository: str,
+        digest: str,
+        *,
+        held: HeldManifest | None = None,
+        job: jobs.ClaimedJob | None = None,
+        announced: Callable[[VerdictView], None] | None = None,
+    ) -> VerdictView:
         """Verify one manifest now and store the verdict (used by workers and the CLI).
 
         The content is examined first (``services.examine``): what it is decides which verifiers
@@ -602,7 +709,7 @@ class VerificationService:
         together with what the examination found (holds, dependencies, inherited findings)."""
         started = time.monotonic()
         policy = await self.policy_of(repository, digest)
-        fetched = await self.fetch(repository, digest)
+        fetched = await self.fetch(repository, digest, held)
         examined = await self.examiner.examine(fetched, policy)
         brought = await self._vex(fetched, examined)
         checked = await self._check(fetched, policy, examined, brought)
@@ -628,8 +735,12 @@ class VerificationService:
             old, new = await verdicts.record_decision(session, repository, digest, record)
             await manifests.set_content_kind(session, repository, digest, examined.kind)
             stored = await verdicts.get(session, repository, digest)
+            if job is not None:  # the job that ran this is done with the verdict it stored
+                await self._finish(session, job)
         assert stored is not None
         await self._announce(stored, old, new, decision, known, checked.outcomes, policy.name)
+        if announced is not None:
+            announced(stored)
         await self._spread(repository, digest, checked.own, examined)
         if brought is not None and brought.stored is not None and self._on_vex is not None:
             vex = brought.stored
@@ -807,8 +918,29 @@ class VerificationService:
         """The examination found a manifest another depends on with no verdict yet."""
         await self.submit(repository, digest, reason, identity=jobs.DEPENDENCY)
 
-    async def fetch(self, repository: str, digest: str) -> Fetched:
-        """Fetch and check the manifest, and index it if it is new."""
+    async def fetch(
+        self, repository: str, digest: str, held: HeldManifest | None = None
+    ) -> Fetched:
+        """Fetch and check the manifest, and index it if it is new. ``held``: its bytes as a
+        serving handler read them, checked here exactly as the registry's answer would be."""
+        if held is None or not digest.startswith("sha256:"):
+            body, content_type = await self._download(repository, digest)
+        else:
+            body, content_type = held.body, held.content_type
+        record = self._checked(repository, digest, body, content_type)
+        async with self.db() as session:  # a read: a write turn only for a manifest not indexed
+            row = await manifests.get_manifest(session, repository, digest)
+            about = row.about_digest if row is not None else None
+        if row is None:
+            async with self.db() as session, session.begin():
+                row = await manifests.get_manifest(session, repository, digest)
+                if row is None:
+                    await manifests.record_manifest(session, record, None)
+                about = row.about_digest if row is not None else record.subject_digest
+        return Fetched(record, json.loads(body), about or record.subject_digest)
+
+    async def _download(self, repository: str, digest: str) -> tuple[bytes, str | None]:
+        """The manifest's bytes and ``Content-Type`` from the registry."""
         async with await self.upstream.request(
             "GET",
             v2_path(repository, "manifests", digest),
@@ -820,26 +952,38 @@ class VerificationService:
             if resp.status != 200:
                 raise RuntimeError(f"upstream answered {resp.status} for the manifest")
             body = await read_at_most(resp.content, self.settings.max_manifest_bytes + 1)
-            content_type = resp.headers.get("Content-Type")
+            return body, resp.headers.get("Content-Type")
+
+    def _checked(
+        self, repository: str, digest: str, body: bytes, content_type: str | None
+    ) -> ManifestRecord:
+        """The manifest parsed, once its size and digest are checked."""
         if len(body) > self.settings.max_manifest_bytes:
             limit = self.settings.max_manifest_bytes
             message = f"manifest invalid: larger than {limit} bytes (setting max_manifest_bytes)"
             raise OCIError(Code.MANIFEST_TOO_LARGE, message, {"limit": limit})
         if digest.startswith("sha256:") and sha256_digest(body) != digest:
             raise RuntimeError("upstream manifest does not match its digest")
-        record = parse_manifest(
+        return parse_manifest(
             repository,
             body,
             content_type,
             digest,
             max_descriptors=self.settings.max_manifest_layers,
         )
-        async with self.db() as session, session.begin():
-            row = await manifests.get_manifest(session, repository, digest)
-            if row is None:
-                await manifests.record_manifest(session, record, None)
-            about = row.about_digest if row is not None else record.subject_digest
-        return Fetched(record, json.loads(body), about or record.subject_digest)
+
+    def _parsed(
+        self, repository: str, digest: str, held: HeldManifest | None
+    ) -> ManifestRecord | None:
+        """The held manifest's record, to index with the pending verdict; None if there is
+        none or it does not check out (the verification then fails on it as it would on the
+        registry's: :meth:`fetch` checks it again)."""
+        if held is None or not digest.startswith("sha256:"):
+            return None
+        try:
+            return self._checked(repository, digest, held.body, held.content_type)
+        except Exception:  # whatever it is, the verification meets it again and decides
+            return None
 
     async def load_image(self, repository: str, digest: str) -> Image:
         """The manifest as verifiers see it, config read (``gatekeeper verify``)."""

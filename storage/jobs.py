@@ -125,6 +125,41 @@ async def enqueue(
     return job.id
 
 
+async def enqueue_claimed(
+    session: AsyncSession,
+    kind: str,
+    repository: str,
+    digest: str,
+    reason: str,
+    *,
+    identity: str,
+    owner: str,
+    lease: timedelta,
+) -> ClaimedJob:
+    """A job born claimed by ``owner`` (the serving process verifying a first pull itself):
+    no worker takes it while ``owner`` renews its lease, and if ``owner`` dies the lease runs
+    out and any worker claims it as it would a crashed worker's job (its first attempt spent)."""
+    moment = utcnow()
+    job = Job(
+        kind=kind,
+        repository=repository,
+        digest=digest,
+        reason=reason,
+        identity=identity[:255],
+        priority=1,
+        state="running",
+        attempts=1,
+        lease_owner=owner,
+        lease_until=moment + lease,
+        run_after=moment,
+        created_at=moment,
+        updated_at=moment,
+    )
+    session.add(job)
+    await session.flush()
+    return ClaimedJob(job.id, kind, repository, digest, reason, 1, job.identity)
+
+
 async def active(session: AsyncSession, repository: str, digest: str) -> bool:
     """A verification of this image is queued or running."""
     found = await session.scalar(

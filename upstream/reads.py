@@ -44,6 +44,10 @@ class UpstreamBlobs:
         self._upstream = upstream
         self._repository = repository
 
+    @property
+    def repository(self) -> str:
+        return self._repository
+
     @contextlib.asynccontextmanager
     async def open(self, digest: str) -> AsyncIterator[AsyncIterator[bytes]]:
         resp = await self._get(digest, {})

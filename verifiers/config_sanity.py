@@ -19,6 +19,9 @@ class ConfigSanity:
 
     name = NAME
     version = "1"
+    reads_layers = False
+    """It reads the manifest and the config only: a first pull under a policy requiring only
+    it is verified in the serving process (``services.inline``)."""
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         self.options = options or {}

@@ -39,6 +39,7 @@ from proxy.handlers.common import public, repository, scopes
 from proxy.names import check_reference, is_digest
 from proxy.state import Services, services
 from services import vex_intake
+from services.inline import HeldManifest
 from storage import content, verdicts
 from storage.db import DATABASE_ERRORS
 from storage.manifests import forget_manifest, get_manifest, record_manifest
@@ -133,7 +134,8 @@ async def get(request: web.Request) -> web.StreamResponse:
         record.digest = digest or record.digest
         if record.digest is None:
             raise OCIError(Code.UPSTREAM_BAD_GATEWAY, "the upstream did not say the digest")
-        await gate.check_manifest(request, name, record.digest)
+        held = None if head else HeldManifest(body, resp.headers.get("Content-Type"))
+        await gate.check_manifest(request, name, record.digest, held)
         if _not_modified(request, record.digest):
             record.bytes_out = 0
             return web.Response(status=304, headers=_validators(headers))
@@ -160,7 +162,7 @@ async def _stored(
     """Answer from the registry's file, with the headers the registry would send."""
     record = info(request)
     record.digest = digest
-    await gate.check_manifest(request, name, digest)
+    await gate.check_manifest(request, name, digest, HeldManifest(body, media_type))
     record.decision = f"{record.decision}:stored"
     headers = CIMultiDict(
         {

@@ -36,3 +36,16 @@ def test_proxy_bench_quick_runs(tmp_path: Path) -> None:
     data = json.loads(result.read_text())
     assert data, "the bench wrote an empty result"
     assert "gatekeeper-sendfile" in out.stdout and "nginx" in out.stdout
+
+
+def test_first_pulls_bench_runs() -> None:
+    """Two first pulls each way, and the worker path in the same build."""
+    out = run_bench(
+        "bench.first_pulls",
+        "--count",
+        "2",
+        "--gatekeeper-env",
+        "GATEKEEPER_VERIFICATION__INLINE_FIRST_PULLS=false",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "first pull / direct (medians):" in out.stdout
