@@ -28,6 +28,7 @@ from pathlib import Path
 
 from aiohttp import web
 from multidict import CIMultiDict
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from oci.cosign_tags import read_cosign_tag
 from oci.errors import Code, OCIError
@@ -42,6 +43,7 @@ from services import vex_intake
 from storage import content, verdicts
 from storage.db import DATABASE_ERRORS
 from storage.manifests import forget_manifest, get_manifest, record_manifest
+from storage.writer import transact
 from upstream.bodies import read_at_most
 from upstream.client import v2_path
 
@@ -276,13 +278,7 @@ async def put(request: web.Request) -> web.StreamResponse:
         )
     record.digest = computed
     try:
-        # The index and the manifest's verification job in one write transaction (one
-        # turn on SQLite's write lock, where pushes queue under load).
-        async with svc.db() as session, session.begin():
-            await record_manifest(session, manifest, None if is_digest(reference) else reference)
-            await svc.verification.queue(
-                session, name, computed, "pushed", identity=record.identity, pushed=True
-            )
+        await _index(svc, manifest, None if is_digest(reference) else reference, record.identity)
         await svc.verification.announce()
         await _verify_pushed(svc, name, reference, manifest, record.identity, itself=False)
     except DATABASE_ERRORS as exc:
@@ -297,6 +293,20 @@ async def put(request: web.Request) -> web.StreamResponse:
         out_headers["OCI-Subject"] = manifest.subject_digest
     record.bytes_out = 0
     return web.Response(status=201, headers=out_headers)
+
+
+async def _index(svc: Services, manifest: ManifestRecord, tag: str | None, pusher: str) -> None:
+    """The index and the manifest's verification job in one write transaction (one turn on
+    SQLite's write lock, where pushes queue under load), run whole in the writer thread
+    (``storage.writer``): it reads only its arguments and the service's settings."""
+
+    async def index(session: AsyncSession) -> None:
+        await record_manifest(session, manifest, tag)
+        await svc.verification.queue(
+            session, manifest.repository, manifest.digest, "pushed", identity=pusher, pushed=True
+        )
+
+    await transact(svc.db, index)
 
 
 async def _verify_pushed(
