@@ -10,8 +10,11 @@ pusher's writes queued behind them for seconds (bench/README.md, "Where the push
 
 Here the whole transaction (its turn, ``BEGIN IMMEDIATE``, its statements, the commit) runs
 on a loop of its own, in a thread of its own, with an engine of its own on the same file;
-the serving loop waits for one answer. That loop does nothing else, so a statement's round
-trip there costs what the threads' hand-over costs. The transaction's coroutine must touch
+the serving loop waits for one answer. That loop does nothing else, so its connections need
+no thread of their own either: each statement runs at once in the writer's thread
+(``_InlineConnection``) instead of being handed to aiosqlite's thread and back, two waits for
+the interpreter's lock each while the serving loop keeps it busy. The transaction's coroutine
+must touch
 nothing of the serving loop (its locks, events, tasks, or sessions of the serving engine):
 it gets its own session, and what it returns (plain values) comes back through a
 ``concurrent.futures.Future``.
@@ -27,11 +30,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import sqlite3
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 
+import aiosqlite
+from sqlalchemy import event
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -157,10 +164,13 @@ class Writer:
 
     def _session_maker(self) -> async_sessionmaker[Any]:
         if self._sessions is None:
-            from storage.db import create_engine, sessionmaker  # storage.db imports nothing here
+            from storage import db  # storage.db imports nothing from here
 
-            self._engine = create_engine(self._url.render_as_string(hide_password=False))
-            self._sessions = sessionmaker(self._engine)
+            self._engine = db.create_engine(self._url.render_as_string(hide_password=False))
+            # Connections without a thread of their own (see _InlineConnection).
+            event.remove(self._engine.sync_engine, "do_connect", db._connect)
+            event.listen(self._engine.sync_engine, "do_connect", _connect_inline)
+            self._sessions = db.sessionmaker(self._engine)
         return self._sessions
 
     async def _shutdown(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -172,3 +182,45 @@ class Writer:
             await self._engine.dispose()
         self._engine = self._sessions = None
         loop.call_soon(loop.stop)
+
+
+class _AtOnce:
+    """Stands in for the queue of calls to an aiosqlite connection's thread: runs each call
+    at once, in the calling thread, and settles its future."""
+
+    def put_nowait(self, item: tuple[asyncio.Future[Any] | None, Callable[[], Any]]) -> None:
+        future, call = item
+        try:
+            result = call()
+        except BaseException as exc:  # handed to the awaiting statement, as the thread did
+            if future is not None and not future.done():
+                future.set_exception(exc)
+            return
+        if future is not None and not future.done():
+            future.set_result(result)
+
+
+class _InlineConnection(aiosqlite.Connection):
+    """An aiosqlite connection without its thread: the writer's loop does nothing but write
+    transactions, so a statement may as well run in its thread, and each one saves two hand
+    overs between threads (each of which, with a serving loop busy in the other thread, waits
+    for the interpreter's lock)."""
+
+    def __init__(self, connector: Callable[[], sqlite3.Connection]) -> None:
+        super().__init__(connector, iter_chunk_size=64)
+        self._tx = _AtOnce()  # type: ignore[assignment]
+
+    def __await__(self) -> Any:
+        return self._connect().__await__()  # no thread to start
+
+
+def _connect_inline(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+    from storage.errors import DatabaseUnavailable
+
+    def inline(*args: Any, **kwargs: Any) -> _InlineConnection:
+        return _InlineConnection(partial(sqlite3.connect, *args, **kwargs))
+
+    try:
+        return dialect.dbapi.connect(*cargs, async_creator_fn=inline, **cparams)
+    except (OSError, TimeoutError) as exc:
+        raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc

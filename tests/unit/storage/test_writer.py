@@ -86,6 +86,19 @@ async def test_the_caller_is_woken_once(
     assert _committed(engine) == 2 * ROWS
 
 
+async def test_the_writers_statements_need_no_other_thread(engine: AsyncEngine) -> None:
+    """The writer's connections run their statements in the writer's thread: no aiosqlite
+    thread is started for them (each would be two more hand-overs per statement)."""
+
+    async def threads(session: AsyncSession) -> set[threading.Thread]:
+        await _insert(session)
+        return set(threading.enumerate())
+
+    before = set(threading.enumerate())
+    during = await transact(sessionmaker(engine), threads)
+    assert {thread.name for thread in during - before} == {"sqlite-writer"}
+
+
 async def test_a_failing_transaction_is_rolled_back_and_raises(engine: AsyncEngine) -> None:
     async def fail(session: AsyncSession) -> None:
         await _insert(session)
