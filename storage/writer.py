@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import sqlite3
 import threading
 import weakref
@@ -106,6 +107,7 @@ class Writer:
         self._sessions: async_sessionmaker[Any] | None = None
         self._engine: AsyncEngine | None = None
         self._running: set[asyncio.Task[Any]] = set()
+        self._pid = os.getpid()
         self.thread: threading.Thread | None = None
         """The writer's thread while it runs (tests check where transactions run)."""
 
@@ -130,6 +132,9 @@ class Writer:
 
     def _start(self) -> asyncio.AbstractEventLoop:
         with self._guard:
+            if self._pid != os.getpid():  # a forked child has the object, not the thread
+                self._loop, self._sessions, self._engine, self._running = None, None, None, set()
+                self._pid = os.getpid()
             if self._loop is None:
                 loop = asyncio.new_event_loop()
                 # A daemon: an engine nobody closed must not keep its process alive, and a

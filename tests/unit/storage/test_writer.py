@@ -176,3 +176,19 @@ async def test_a_read_runs_there_too_and_takes_no_turn(
         os.close(fd)
     assert found == ROWS
     assert thread != threading.get_ident()
+
+
+async def test_a_forked_child_starts_a_writer_of_its_own(engine: AsyncEngine) -> None:
+    """A process forked after its parent wrote (``serve --workers``) inherits the writer
+    object but not its thread: handing it a transaction would wait forever."""
+    db = sessionmaker(engine)
+    await transact(db, _insert)
+    writer = engine.sync_engine._gatekeeper_writer  # type: ignore[attr-defined]
+    parents, parents_loop = writer.thread, writer._loop
+    writer._pid = -1  # what the child sees: another process made it
+    try:
+        await transact(db, _insert)
+        assert writer.thread is not parents and writer.thread.is_alive()
+        assert _committed(engine) == 2 * ROWS
+    finally:
+        parents_loop.call_soon_threadsafe(parents_loop.stop)
