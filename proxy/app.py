@@ -69,6 +69,7 @@ from storage.audit import AccessRecord
 from storage.db import create_engine, sessionmaker, upgrade
 from storage.inventory import DbInventoryStore
 from storage.layer_cache import DbLayerCache
+from storage.writer import close as close_engine
 from upstream.client import Upstream, make_client_session, make_token_client
 from verifiers.base import Verifier
 from verifiers.registry import build_verifiers
@@ -277,7 +278,7 @@ def _resources(settings: Settings) -> Callable[[web.Application], AsyncIterator[
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             engine = create_engine(settings.database_url)
-            stack.push_async_callback(engine.dispose)
+            stack.push_async_callback(close_engine, engine)  # its writer thread, then itself
             await upgrade(engine)
             db = sessionmaker(engine)
             # First: a key source that is missing or unsafe stops the start before anything

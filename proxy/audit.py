@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.settings import AuditSettings
 from oci.errors import Code, OCIError
@@ -39,6 +39,8 @@ from proxy.context import RequestInfo, info
 from proxy.errors import OCI_ERROR, Handler, error_response
 from services.events import VerdictChange
 from storage.audit import AccessRecord, insert_records
+from storage.audit_chain import Head
+from storage.writer import transact
 
 log = logging.getLogger("gatekeeper.audit")
 access_log = logging.getLogger("gatekeeper.access")
@@ -155,12 +157,18 @@ class AuditWriter:
             self._pending[i] for i in range(min(len(self._pending), self._settings.batch_size))
         ]
         records = [record for record, _ in batch]
+        ledger = self._ledger
+
+        async def write(session: AsyncSession) -> Head | None:
+            # In the writer thread (storage.writer): the ledger's head is only read there,
+            # and moved on here once the rows are committed.
+            if ledger is not None:
+                return await ledger.insert(session, records)
+            await insert_records(session, records)
+            return None
+
         try:
-            async with self._db() as session, session.begin():
-                if self._ledger is not None:
-                    head = await self._ledger.insert(session, records)
-                else:
-                    await insert_records(session, records)
+            head = await transact(self._db, write)
         except Exception as exc:  # the database's failure must never lose rows
             log.error("access-log write failed (%d rows kept for retry): %s", len(batch), exc)
             if self._ledger is not None:
@@ -168,7 +176,7 @@ class AuditWriter:
             if self._on_failure is not None:
                 self._on_failure()
             return False
-        if self._ledger is not None:
+        if self._ledger is not None and head is not None:
             self._ledger.advance(head)
         for _ in batch:
             self._pending.popleft()

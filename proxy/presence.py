@@ -21,6 +21,7 @@ from storage import replicas
 from storage.db import DATABASE_ERRORS
 from storage.replicas import Holder
 from storage.timeutil import now
+from storage.writer import transact
 
 log = logging.getLogger("gatekeeper.presence")
 
@@ -45,8 +46,8 @@ class Presence:
         self._task = asyncio.create_task(self._run(), name="presence")
 
     async def _beat(self) -> None:
-        async with self._db() as session, session.begin():
-            await replicas.beat(session, self.holder.replica, self._started)
+        replica, started = self.holder.replica, self._started
+        await transact(self._db, lambda session: replicas.beat(session, replica, started))
 
     async def _run(self) -> None:
         while True:
@@ -64,7 +65,7 @@ class Presence:
                 await self._task
             self._task = None
         try:
-            async with self._db() as session, session.begin():
-                await replicas.leave(session, self.holder.replica)
+            replica = self.holder.replica
+            await transact(self._db, lambda session: replicas.leave(session, replica))
         except DATABASE_ERRORS as exc:
             log.warning("cannot record that this replica stops (it falls silent): %s", exc)

@@ -25,8 +25,10 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
+from functools import partial
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from oci.errors import Code, OCIError
 from proxy.context import info
@@ -35,6 +37,7 @@ from storage import uploads
 from storage.db import DATABASE_ERRORS
 from storage.replicas import Holder
 from storage.timeutil import now
+from storage.writer import read, transact
 
 log = logging.getLogger("gatekeeper.uploads")
 
@@ -92,12 +95,14 @@ async def reserve(request: web.Request, name: str) -> int:
     # A read first: a client hammering at its limit is refused without taking the write lock
     # (a stale count can only refuse early, never admit beyond the limit).
     replica = svc.presence.holder
-    async with svc.db() as session:
-        held = await uploads.live_count(session, who, idle, replica)
+    held = await read(svc.db, lambda session: uploads.live_count(session, who, idle, replica))
     reservation = None
     if held < limits.max_sessions_per_identity:
         pruning = _pruning(svc.presence)
-        async with svc.db() as session, session.begin():
+        prune = pruning.due()
+
+        async def work(session: AsyncSession) -> tuple[int | None, bool]:
+            # In the writer thread (storage.writer): only the values captured here.
             reservation = await uploads.reserve(
                 session,
                 who,
@@ -106,8 +111,11 @@ async def reserve(request: web.Request, name: str) -> int:
                 idle=idle,
                 holder=replica,
             )
-            if pruning.due():
-                pruning.done(more=await uploads.prune(session, idle))
+            return reservation, prune and await uploads.prune(session, idle)
+
+        reservation, more = await transact(svc.db, work)
+        if prune:
+            pruning.done(more=more)
     if reservation is None:
         raise OCIError(
             Code.TOO_MANY_REQUESTS,
@@ -123,8 +131,15 @@ async def bind(request: web.Request, reservation: int, upstream_session: str) ->
     """Record which upstream session the slot holds. Unlike the other bookkeeping this must not
     fail quietly: an unrecorded session belongs to nobody, so its owner could not use it."""
     try:
-        async with services(request).db() as session, session.begin():
-            await uploads.bind(session, reservation, upstream_session, holder(request))
+        await transact(
+            services(request).db,
+            partial(
+                uploads.bind,
+                reservation=reservation,
+                upstream_session=upstream_session,
+                holder=holder(request),
+            ),
+        )
     except DATABASE_ERRORS as exc:
         log.warning("could not record upload session %s: %s", upstream_session, exc)
         raise OCIError(
@@ -140,8 +155,7 @@ async def bookkeep(
     answer, so a database failure here is logged, not raised: at worst a slot stays taken
     until it goes idle and expires."""
     try:
-        async with services(request).db() as session, session.begin():
-            await step(session, *args)
+        await transact(services(request).db, lambda session: step(session, *args))
     except DATABASE_ERRORS as exc:
         log.warning("upload session bookkeeping (%s) failed: %s", step.__name__, exc)
 
@@ -151,8 +165,7 @@ async def require_owner(request: web.Request, name: str, upstream_session: str) 
     that cannot answer refuses too (503): the gate fails closed. True if the session was used
     through this replica a moment ago (``kept_alive`` need not touch it first)."""
     svc = services(request)
-    async with svc.db() as session:
-        row = await uploads.opened(session, name, upstream_session)
+    row = await read(svc.db, lambda session: uploads.opened(session, name, upstream_session))
     who = owner(request)
     holder = row.owner if row is not None else None
     if row is not None and holder == who:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 from prometheus_client import Counter
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from config.settings import Settings
 from services.events import EventBus
@@ -46,6 +46,7 @@ from storage.db import DATABASE_ERRORS
 from storage.locks import ClusterLock, cluster_lock
 from storage.schedules import RunView
 from storage.timeutil import now as utcnow
+from storage.writer import transact
 
 if TYPE_CHECKING:
     from services.mirror import MirrorSync
@@ -242,7 +243,10 @@ class Scheduler:
         interval = self.settings.rescan.interval
         if not interval:
             return None
-        async with self.db() as session, session.begin():
+        spread = self.settings.rescan.spread
+
+        async def start(session: AsyncSession) -> RunView | None:
+            # In the writer thread (storage.writer): reads only the values captured here.
             due = await schedules.due_at(session, RESCAN)
             first = moment + timedelta(seconds=interval)
             # None: the first tick ever. Past ``first``: the interval was shortened since.
@@ -256,35 +260,48 @@ class Scheduler:
             if active is not None:
                 log.info("scheduled re-verification skipped: run %s is still running", active.id)
                 return None
-            run = await schedules.start_run(
+            return await schedules.start_run(
                 session,
                 trigger="schedule",
                 requested_by="schedule",
                 pattern=None,
-                spread_seconds=self.settings.rescan.spread,
+                spread_seconds=spread,
                 moment=moment,
             )
+
+        run = await transact(self.db, start)
+        if run is None:
+            return None
         log.info("scheduled re-verification run %s started: %s images", run.id, run.total)
         return run
 
     async def advance(self, moment: datetime) -> int:
         """Queue the running run's next batch; how many images were queued."""
         cfg = self.settings.rescan
-        run: RunView | None = None
+        found: list[RunView] = []
+
+        async def queue(session: AsyncSession) -> tuple[int, bool] | None:
+            # In the writer thread (storage.writer): reads only the values captured here.
+            run = await schedules.active_run(session)
+            if run is None:
+                return None
+            found.append(run)
+            size = batch_size(run, moment, cfg.max_per_tick)
+            if size == 0 or await schedules.queued_jobs(session) >= cfg.max_queued_jobs:
+                return None
+            outcome = await schedules.queue_batch(session, run, size, moment)
+            if outcome is None:
+                raise _Moved
+            return outcome
+
         try:
-            async with self.db() as session, session.begin():
-                run = await schedules.active_run(session)
-                if run is None:
-                    return 0
-                size = batch_size(run, moment, cfg.max_per_tick)
-                if size == 0 or await schedules.queued_jobs(session) >= cfg.max_queued_jobs:
-                    return 0
-                outcome = await schedules.queue_batch(session, run, size, moment)
-                if outcome is None:
-                    raise _Moved
+            outcome = await transact(self.db, queue)
         except _Moved:
-            log.info("run %s changed during this tick; its batch was rolled back", run and run.id)
+            log.info("run %s changed during this tick; its batch was rolled back", found[0].id)
             return 0
+        if outcome is None:
+            return 0
+        run = found[0]
         queued, finished = outcome
         self._on_queued(queued)
         if finished:

@@ -19,15 +19,17 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from functools import partial
+from typing import Any, Protocol, cast
 
-from sqlalchemy import or_, text, update
+from sqlalchemy import CursorResult, or_, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.db import DATABASE_ERRORS
 from storage.models import SchedulerLease
 from storage.timeutil import now as utcnow
+from storage.writer import transact
 
 log = logging.getLogger("gatekeeper.scheduler")
 
@@ -119,26 +121,29 @@ class LeaseLock:
             return False
 
     async def _claim_at(self, moment: datetime) -> bool:
-        async with self._db() as session, session.begin():
-            won = await session.execute(
-                update(SchedulerLease)
-                .execution_options(synchronize_session=False)
-                .where(
-                    SchedulerLease.name == self._name,
-                    or_(
-                        SchedulerLease.owner == self._owner,
-                        SchedulerLease.expires_at < moment,
-                    ),
-                )
-                .values(owner=self._owner, expires_at=moment + self._lease)
+        return await transact(self._db, partial(self._claim_in, moment=moment))
+
+    async def _claim_in(self, session: AsyncSession, moment: datetime) -> bool:
+        """In the writer thread (``storage.writer``): reads only this lease's constants."""
+        won = await session.execute(
+            update(SchedulerLease)
+            .execution_options(synchronize_session=False)
+            .where(
+                SchedulerLease.name == self._name,
+                or_(
+                    SchedulerLease.owner == self._owner,
+                    SchedulerLease.expires_at < moment,
+                ),
             )
-            if won.rowcount == 1:
-                return True
-            if await session.get(SchedulerLease, self._name) is not None:
-                return False
-            session.add(
-                SchedulerLease(name=self._name, owner=self._owner, expires_at=moment + self._lease)
-            )
+            .values(owner=self._owner, expires_at=moment + self._lease)
+        )
+        if cast("CursorResult[Any]", won).rowcount == 1:
+            return True
+        if await session.get(SchedulerLease, self._name) is not None:
+            return False
+        session.add(
+            SchedulerLease(name=self._name, owner=self._owner, expires_at=moment + self._lease)
+        )
         return True
 
     async def _renew(self) -> None:
@@ -151,13 +156,13 @@ class LeaseLock:
 
     async def _give_back(self) -> None:
         try:
-            async with self._db() as session, session.begin():
-                await session.execute(
-                    update(SchedulerLease)
-                    .execution_options(synchronize_session=False)
-                    .where(SchedulerLease.name == self._name, SchedulerLease.owner == self._owner)
-                    .values(expires_at=utcnow() - timedelta(seconds=1))
-                )
+            given_back = (
+                update(SchedulerLease)
+                .execution_options(synchronize_session=False)
+                .where(SchedulerLease.name == self._name, SchedulerLease.owner == self._owner)
+                .values(expires_at=utcnow() - timedelta(seconds=1))
+            )
+            await transact(self._db, lambda session: session.execute(given_back))
         except DATABASE_ERRORS as exc:
             log.warning("cannot give back the scheduler lease (it expires by itself): %s", exc)
 

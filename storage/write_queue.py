@@ -15,6 +15,10 @@ serving. Only then does ``BEGIN IMMEDIATE`` run, and it finds the lock free. Rea
 queue (WAL: they do not block the writer nor wait for it). Other programs writing the file
 (the CLI, ``sqlite3``) still meet the busy timeout as before.
 
+The turn is held for as long as the transaction runs, so the busiest ones run whole in a
+writer thread on a loop of their own (``storage.writer``), where a statement does not wait for
+a serving loop busy with pulls; their turns queue on that loop's lock, then on the same file.
+
 A write transaction that needs a second one before it ends would wait for itself; SQLite's
 ``BEGIN IMMEDIATE`` already made that a 30-second failure, so no code path does it.
 """

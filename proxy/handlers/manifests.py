@@ -28,6 +28,7 @@ from pathlib import Path
 
 from aiohttp import web
 from multidict import CIMultiDict
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from oci.cosign_tags import read_cosign_tag
 from oci.errors import Code, OCIError
@@ -43,6 +44,7 @@ from services.inline import HeldManifest
 from storage import content, verdicts
 from storage.db import DATABASE_ERRORS
 from storage.manifests import forget_manifest, get_manifest, record_manifest
+from storage.writer import transact
 from upstream.bodies import read_at_most
 from upstream.client import v2_path
 
@@ -298,13 +300,19 @@ async def _index_pushed(
 ) -> None:
     """A pushed manifest is indexed and starts pending, and comes from here
     (``config.remotes``): both in one write transaction (one turn on SQLite's write lock,
-    where pushes queue under load). A signature, SBOM or attestation then re-evaluates the
-    image it is about (OCI ``subject``, or cosign's ``sha256-<hex>.sig`` tag scheme)."""
-    async with svc.db() as session, session.begin():
-        await record_manifest(session, manifest, None if is_digest(reference) else reference)
+    where pushes queue under load), run whole in the writer thread (``storage.writer``: it
+    reads only its arguments and the service's settings). A signature, SBOM or attestation
+    then re-evaluates the image it is about (OCI ``subject``, or cosign's
+    ``sha256-<hex>.sig`` tag scheme)."""
+    tag = None if is_digest(reference) else reference
+
+    async def index(session: AsyncSession) -> None:
+        await record_manifest(session, manifest, tag)
         await svc.verification.queue(
             session, name, manifest.digest, "pushed", identity=pusher, pushed=True
         )
+
+    await transact(svc.db, index)
     await svc.verification.announce()
     if manifest.subject_digest:
         await _reevaluate(svc, name, manifest.subject_digest, "a referrer was pushed", pusher)

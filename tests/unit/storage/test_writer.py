@@ -1,0 +1,194 @@
+"""SQLite write transactions run whole in the writer thread (``storage.writer``): the serving
+loop hands one over and waits for one answer, so a loop busy with other requests does not
+stretch the time the transaction holds the write turn. Elsewhere (in memory, PostgreSQL)
+they run in the caller's loop as before."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from storage.db import create_engine, sessionmaker
+from storage.errors import DatabaseUnavailable
+from storage.write_queue import WriteQueue
+from storage.writer import close, read, transact
+
+ROWS = 20
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    yield engine
+    await close(engine)
+
+
+async def _insert(session: AsyncSession) -> int:
+    for x in range(ROWS):
+        await session.execute(text("INSERT INTO t VALUES (:x)"), {"x": x})
+    return threading.get_ident()
+
+
+def _committed(engine: AsyncEngine) -> int:
+    """Rows another connection sees: what was committed."""
+    with sqlite3.connect(str(engine.url.database)) as conn:
+        return int(conn.execute("SELECT count(*) FROM t").fetchone()[0])
+
+
+async def test_a_transaction_completes_while_the_serving_loop_does_not_run(
+    engine: AsyncEngine,
+) -> None:
+    """The turn, ``BEGIN IMMEDIATE``, twenty statements and the commit all happen while this
+    loop is blocked: none of them waits for it. (Run in this loop, each statement's answer
+    would wait for it, and nothing would be committed until it ran again.)"""
+    db = sessionmaker(engine)
+    task = asyncio.create_task(transact(db, _insert))
+    await asyncio.sleep(0)  # the task hands the transaction over
+    deadline = time.monotonic() + 30  # a bound on failure only, not a measurement
+    while _committed(engine) < ROWS and time.monotonic() < deadline:
+        time.sleep(0.01)  # blocks this loop: no callback of it runs meanwhile
+    assert _committed(engine) == ROWS
+    assert await task != threading.get_ident()
+
+
+async def test_the_caller_is_woken_once(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However many statements, the serving loop hears from other threads about once (the
+    answer), not once per statement as aiosqlite's replies would make it."""
+    db = sessionmaker(engine)
+    await transact(db, _insert)  # the writer's thread and engine exist already
+    loop = asyncio.get_running_loop()
+    woken: list[Any] = []
+    original = loop.call_soon_threadsafe
+
+    def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        woken.append(callback)
+        return original(callback, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "call_soon_threadsafe", counting)
+        await transact(db, _insert)
+    assert 1 <= len(woken) <= 2
+    assert _committed(engine) == 2 * ROWS
+
+
+async def test_the_writers_statements_need_no_other_thread(engine: AsyncEngine) -> None:
+    """The writer's connections run their statements in the writer's thread: no aiosqlite
+    thread is started for them (each would be two more hand-overs per statement)."""
+
+    async def threads(session: AsyncSession) -> set[threading.Thread]:
+        await _insert(session)
+        return set(threading.enumerate())
+
+    before = set(threading.enumerate())
+    during = await transact(sessionmaker(engine), threads)
+    assert {thread.name for thread in during - before} == {"sqlite-writer"}
+
+
+async def test_a_failing_transaction_is_rolled_back_and_raises(engine: AsyncEngine) -> None:
+    async def fail(session: AsyncSession) -> None:
+        await _insert(session)
+        raise ValueError("refused")
+
+    with pytest.raises(ValueError, match="refused"):
+        await transact(sessionmaker(engine), fail)
+    assert _committed(engine) == 0
+
+
+async def test_no_turn_within_the_limit_is_database_unavailable(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fail closed as before: another process holding the host's write turn past the limit
+    makes the writer's transaction a :class:`DatabaseUnavailable`, and nothing is written."""
+    monkeypatch.setattr(WriteQueue, "wait_seconds", 0.2)
+    path = Path(str(engine.url.database))
+    fd = os.open(path.with_name(path.name + ".write-lock"), os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another process's turn, never given back
+        with pytest.raises(DatabaseUnavailable, match="another process"):
+            await transact(sessionmaker(engine), _insert)
+    finally:
+        os.close(fd)
+    assert _committed(engine) == 0
+    await transact(sessionmaker(engine), _insert)  # and the writer still works after
+    assert _committed(engine) == ROWS
+
+
+async def test_in_memory_transactions_stay_in_the_callers_loop() -> None:
+    """A second engine would open another, empty, in-memory database."""
+    engine = create_engine("sqlite+aiosqlite:///:memory:")
+    try:
+        db = sessionmaker(engine)
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (x INTEGER)"))
+
+        async def where(session: AsyncSession) -> tuple[int, Any]:
+            await _insert(session)
+            return threading.get_ident(), asyncio.get_running_loop()
+
+        assert await transact(db, where) == (threading.get_ident(), asyncio.get_running_loop())
+        assert not hasattr(engine.sync_engine, "_gatekeeper_writer")
+    finally:
+        await close(engine)
+
+
+async def test_close_ends_the_writer_thread(engine: AsyncEngine) -> None:
+    await transact(sessionmaker(engine), _insert)
+    writer = engine.sync_engine._gatekeeper_writer  # type: ignore[attr-defined]
+    thread = writer.thread
+    assert thread is not None and thread.is_alive()
+    await close(engine)
+    await asyncio.to_thread(thread.join, 10)
+    assert not thread.is_alive()
+
+
+async def test_a_read_runs_there_too_and_takes_no_turn(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read on a push's critical path runs on the writer's loop as well, and never waits
+    for the write turn (WAL: readers do not wait for the writer)."""
+    monkeypatch.setattr(WriteQueue, "wait_seconds", 0.2)
+    await transact(sessionmaker(engine), _insert)
+    path = Path(str(engine.url.database))
+    fd = os.open(path.with_name(path.name + ".write-lock"), os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+        async def count(session: AsyncSession) -> tuple[Any, int]:
+            return await session.scalar(text("SELECT count(*) FROM t")), threading.get_ident()
+
+        found, thread = await read(sessionmaker(engine), count)
+    finally:
+        os.close(fd)
+    assert found == ROWS
+    assert thread != threading.get_ident()
+
+
+async def test_a_forked_child_starts_a_writer_of_its_own(engine: AsyncEngine) -> None:
+    """A process forked after its parent wrote (``serve --workers``) inherits the writer
+    object but not its thread: handing it a transaction would wait forever."""
+    db = sessionmaker(engine)
+    await transact(db, _insert)
+    writer = engine.sync_engine._gatekeeper_writer  # type: ignore[attr-defined]
+    parents, parents_loop = writer.thread, writer._loop
+    writer._pid = -1  # what the child sees: another process made it
+    try:
+        await transact(db, _insert)
+        assert writer.thread is not parents and writer.thread.is_alive()
+        assert _committed(engine) == 2 * ROWS
+    finally:
+        parents_loop.call_soon_threadsafe(parents_loop.stop)
