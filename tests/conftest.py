@@ -75,6 +75,8 @@ _DATABASE_FIXTURES = frozenset(
     {"fresh_db", "postgres_db", "databases", "gatekeeper_client", "gatekeeper", "registry"}
 )
 _E2E = Path(__file__).resolve().parent / "e2e"
+_BACKEND_FIXTURES = frozenset({"fresh_db", "gatekeeper_client", "gatekeeper"})
+"""Fixtures whose database follows ``--db``: a test using one is not ``own_database``."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -84,15 +86,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     ``@pytest.mark.sqlite_only(reason=...)``: about SQLite itself (its file, WAL, locking),
     so skipped, with that reason, when the session runs on PostgreSQL.
-    ``@pytest.mark.own_database(reason=...)``: an e2e test that runs a command choosing its
-    own database (the benchmarks: SQLite outside pytest), so the PostgreSQL pass would only
-    repeat it; it may use no database fixture."""
+    ``@pytest.mark.own_database(reason=...)``: an e2e test whose database does not follow
+    ``--db`` (a benchmark command: SQLite outside pytest; replicas sharing ``postgres_db``),
+    so the PostgreSQL pass would only repeat it; it may use no fixture that follows ``--db``."""
     _unique_node_ids(items)
     _require_unique_node_ids(items)
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if item.get_closest_marker("own_database") is not None:
-            if fixtures & _DATABASE_FIXTURES:
+            if fixtures & _BACKEND_FIXTURES:
                 raise pytest.UsageError(f"{item.nodeid} is own_database but uses {fixtures}")
             continue
         if fixtures & _DATABASE_FIXTURES or _E2E in Path(str(item.path)).parents:

@@ -30,6 +30,7 @@ from tests.support.rawhttp import send_raw
 from tests.support.registry import Registry
 
 pytestmark = [
+    pytest.mark.own_database(reason="its replicas share postgres_db whatever --db says"),
     pytest.mark.e2e,
     pytest.mark.skipif(not shutil.which("nginx"), reason="nginx is not installed"),
 ]

@@ -79,6 +79,7 @@ def _jobs(gk: Gatekeeper) -> list[dict[str, object]]:
     return gk.database.fetch("SELECT * FROM jobs ORDER BY id")
 
 
+@pytest.mark.own_database(reason="its gatekeepers share postgres_db whatever --db says")
 def test_two_replicas_on_one_postgres_run_each_job_once(
     registry: Registry, postgres_db: Database, tmp_path: Path
 ) -> None:

@@ -232,6 +232,7 @@ def test_cancel_stops_a_run_and_a_second_run_is_refused_meanwhile(
     )
 
 
+@pytest.mark.own_database(reason="its gatekeepers share postgres_db whatever --db says")
 def test_two_replicas_on_postgresql_queue_each_image_once(
     registry: Registry, postgres_db: Database, tmp_path: Path
 ) -> None:

@@ -176,6 +176,7 @@ def test_the_stored_key_is_sealed_and_the_database_holds_no_private_key(gk: Gate
 
 
 @pytest.mark.skipif(not postgres.available(), reason="PostgreSQL is not installed")
+@pytest.mark.own_database(reason="its gatekeepers share postgres_db whatever --db says")
 def test_a_pg_dump_holds_no_private_key(
     registry: Registry, tmp_path: Path, postgres_db: Database
 ) -> None:

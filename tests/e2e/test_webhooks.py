@@ -136,6 +136,7 @@ def test_a_passing_image_sends_image_passed(gk: Gatekeeper, receiver: Receiver) 
     assert (row["state"], row["attempts"]) == ("delivered", 2)
 
 
+@pytest.mark.own_database(reason="its dispatchers share postgres_db whatever --db says")
 async def test_replicas_on_postgres_send_each_delivery_once_with_retries(
     postgres_db: Database,
 ) -> None:
