@@ -671,6 +671,9 @@ class VerificationService:
                 except DATABASE_ERRORS as exc:
                     log.error("sweep of dead-lettered verifications failed: %s", exc)
             try:
+                async with self.db() as session:
+                    if not await verdicts.any_release_expired(session):
+                        continue
                 async with self.db() as session, session.begin():
                     expired = await verdicts.expire_releases(session)
             except DATABASE_ERRORS as exc:

@@ -551,6 +551,18 @@ async def hold_inherited(
     return changed
 
 
+async def any_release_expired(session: AsyncSession) -> bool:
+    """Whether :func:`expire_releases` has anything to do: a read, so the sweep that runs
+    every second takes SQLite's one write turn only when a release has run out (pulls do not
+    wait for the sweep: ``effective_state`` already denies an expired release)."""
+    found = await session.scalar(
+        select(Verdict.digest)
+        .where(Verdict.state == State.RELEASED, Verdict.release_expires <= utcnow())
+        .limit(1)
+    )
+    return found is not None
+
+
 async def expire_releases(session: AsyncSession) -> list[tuple[str, str]]:
     """Turn releases past their expiry back into quarantine; returns the images changed."""
     moment = utcnow()

@@ -59,3 +59,26 @@ async def test_times_with_an_offset_are_stored_and_compared_as_utc(db: Any) -> N
             bound = (end + offset).astimezone(timezone(timedelta(hours=-10)))
             found = await session.scalars(select(Verdict).where(Verdict.release_expires > bound))
             assert len(found.all()) == count, offset
+
+
+async def test_the_sweep_reads_before_it_writes_and_finds_only_expired_releases(db: Any) -> None:
+    """The sweep runs every second in every process: it asks with a read whether a release has
+    run out, and takes a write turn only then."""
+    async with db() as session, session.begin():
+        for digest in (DIGEST, OTHER):
+            await verdicts.ensure_pending(session, "team/app", digest, "test", "pushed")
+        await verdicts.release(
+            session, "team/app", DIGEST, "admin", "hotfix", now() + timedelta(minutes=10)
+        )
+    async with db() as session:
+        assert not await verdicts.any_release_expired(session)  # released, not yet expired
+    async with db() as session, session.begin():
+        await verdicts.release(
+            session, "team/app", OTHER, "admin", "hotfix", now() - timedelta(seconds=1)
+        )
+    async with db() as session:
+        assert await verdicts.any_release_expired(session)
+    async with db() as session, session.begin():
+        assert await verdicts.expire_releases(session) == [("team/app", OTHER)]
+    async with db() as session:
+        assert not await verdicts.any_release_expired(session)
