@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, case, exists, func, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -106,23 +107,35 @@ async def enqueue(
     )
     if existing is not None:
         return None
+    job = await _add(session, kind, repository, digest, reason, identity, state="queued")
+    return job.id
+
+
+async def _add(
+    session: AsyncSession,
+    kind: str,
+    repository: str,
+    digest: str,
+    reason: str,
+    identity: str,
+    **fields: Any,
+) -> Job:
+    """A new job row, flushed (so it has its id); ``fields`` set its state and lease."""
     moment = utcnow()
+    values: dict[str, Any] = {"priority": 0, "attempts": 0, "run_after": moment, **fields}
     job = Job(
         kind=kind,
         repository=repository,
         digest=digest,
         reason=reason,
         identity=identity[:255],
-        priority=0,
-        state="queued",
-        attempts=0,
-        run_after=moment,
         created_at=moment,
         updated_at=moment,
+        **values,
     )
     session.add(job)
     await session.flush()
-    return job.id
+    return job
 
 
 async def enqueue_claimed(
@@ -139,24 +152,19 @@ async def enqueue_claimed(
     """A job born claimed by ``owner`` (the serving process verifying a first pull itself):
     no worker takes it while ``owner`` renews its lease, and if ``owner`` dies the lease runs
     out and any worker claims it as it would a crashed worker's job (its first attempt spent)."""
-    moment = utcnow()
-    job = Job(
-        kind=kind,
-        repository=repository,
-        digest=digest,
-        reason=reason,
-        identity=identity[:255],
+    job = await _add(
+        session,
+        kind,
+        repository,
+        digest,
+        reason,
+        identity,
         priority=1,
         state="running",
         attempts=1,
         lease_owner=owner,
-        lease_until=moment + lease,
-        run_after=moment,
-        created_at=moment,
-        updated_at=moment,
+        lease_until=utcnow() + lease,
     )
-    session.add(job)
-    await session.flush()
     return ClaimedJob(job.id, kind, repository, digest, reason, 1, job.identity)
 
 
