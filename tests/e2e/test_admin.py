@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -19,7 +18,7 @@ import pytest
 
 from proxy.admin.routes import ROUTES
 from tests.support.fixtures import running_gatekeeper
-from tests.support.gatekeeper import Gatekeeper
+from tests.support.gatekeeper import Gatekeeper, run_cli
 from tests.support.ocihttp import OCI_MANIFEST, digest_of, image_config, push_image
 from tests.support.registry import Registry
 
@@ -93,13 +92,7 @@ def cli(gk: Gatekeeper, *args: str, token: str = TOKEN) -> subprocess.CompletedP
         "GATEKEEPER_ADMIN_URL": gk.url,
         "GATEKEEPER_ADMIN_TOKEN": token,
     }
-    return subprocess.run(
-        [sys.executable, "-m", "proxy", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_cli(gk, *args, env=env, replace_env=True)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -358,12 +351,13 @@ def test_requests_without_the_token_are_refused(gk: Gatekeeper, http: httpx.Clie
 
 
 def test_cli_reports_an_unreachable_gatekeeper(gk: Gatekeeper) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "proxy", "quarantine", "list", "--url", "http://127.0.0.1:9"],
-        env={**gk.env, "GATEKEEPER_ADMIN_TOKEN": TOKEN},
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = run_cli(
+        gk,
+        "quarantine",
+        "list",
+        "--url",
+        "http://127.0.0.1:9",
+        env={"GATEKEEPER_ADMIN_TOKEN": TOKEN},
     )
     assert result.returncode == 3 and "cannot reach the gatekeeper" in result.stderr
     assert "Traceback" not in result.stderr

@@ -29,7 +29,7 @@ import httpx
 import pytest
 
 from tests.support.database import as_datetime
-from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, wait_state
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, run_cli, wait_state
 from tests.support.layers import config_for, layer
 from tests.support.ocihttp import OCI_MANIFEST, image_config, push_image
 from tests.support.osvdata import (
@@ -105,13 +105,7 @@ def pypi_zip(path: Path) -> Path:
 
 def cli(gk: Gatekeeper, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     """``gatekeeper ARGS`` in its own process, on the gatekeeper's settings."""
-    return subprocess.run(
-        [sys.executable, "-m", "proxy", *args],
-        env=gk.env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_cli(gk, *args, timeout=timeout)
 
 
 def measured(gk: Gatekeeper, *args: str) -> tuple[subprocess.CompletedProcess[str], int]:

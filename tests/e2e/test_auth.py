@@ -6,8 +6,6 @@ import base64
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.support.clients import ClientError, Podman
-from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, run_cli
 from tests.support.ocihttp import OCI_MANIFEST, digest_of, push_image, runnable_image
 from tests.support.registry import Registry
 
@@ -40,14 +38,7 @@ POLICIES = json.dumps(
 
 
 def cli(gk: Gatekeeper, *args: str, stdin: str | None = None) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "proxy", *args],
-        capture_output=True,
-        text=True,
-        env=gk.env,
-        timeout=60,
-        input=stdin,
-    )
+    out = run_cli(gk, *args, input=stdin)
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -496,13 +487,7 @@ def test_htpasswd_users_keep_their_bcrypt_passwords(gk: Gatekeeper, tmp_path: Pa
     assert wrong.status_code == 401
     plain = tmp_path / "plain"
     plain.write_text("someone:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n")
-    refused = subprocess.run(
-        [sys.executable, "-m", "proxy", "users", "import-htpasswd", str(plain)],
-        capture_output=True,
-        text=True,
-        env=gk.env,
-        timeout=60,
-    )
+    refused = run_cli(gk, "users", "import-htpasswd", str(plain))
     assert refused.returncode == 2 and "only bcrypt entries" in refused.stderr
 
 

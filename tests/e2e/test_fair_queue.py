@@ -14,8 +14,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 import tarfile
 import threading
 import time
@@ -25,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, run_cli
 from tests.support.layers import layer
 from tests.support.ocihttp import (
     OCI_CONFIG,
@@ -53,13 +51,7 @@ BACKLOG = 100
 
 
 def cli(gk: Gatekeeper, *args: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "proxy", *args],
-        capture_output=True,
-        text=True,
-        env=gk.env,
-        timeout=60,
-    )
+    out = run_cli(gk, *args)
     assert out.returncode == 0, out.stderr
     return out.stdout
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 from tests.support.fixtures import running_gatekeeper
-from tests.support.gatekeeper import Gatekeeper, wait_state
+from tests.support.gatekeeper import Gatekeeper, run_cli, wait_state
 from tests.support.ocihttp import OCI_MANIFEST, digest_of, image_config, push_image
 from tests.support.registry import Registry
 
@@ -209,13 +208,7 @@ def test_enroll_verifies_images_pushed_around_the_gatekeeper(
     with httpx.Client(base_url=registry.url, timeout=60) as direct:
         good, _ = push_image(direct, "gate/legacy", "v1", [os.urandom(500)], image_config({}))
         bad, _ = push_image(direct, "gate/legacy", "v2", [os.urandom(500)], image_config(CRITICAL))
-    out = subprocess.run(
-        [sys.executable, "-m", "proxy", "enroll", "--repository", "gate/legacy", "--verify-now"],
-        capture_output=True,
-        text=True,
-        env=gk.env,
-        timeout=120,
-    )
+    out = run_cli(gk, "enroll", "--repository", "gate/legacy", "--verify-now", timeout=120)
     assert out.returncode == 0, out.stderr
     # The running gatekeeper's workers share the queue with --verify-now, so which process
     # verified which image varies; what matters is that both verdicts land.

@@ -17,8 +17,6 @@ import importlib
 import json
 import re
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +27,7 @@ import pytest
 
 from tests.support.clients import Skopeo
 from tests.support.fixtures import RawResponse
-from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, run_cli
 from tests.support.images import OciLayout, build_image
 from tests.support.ocihttp import digest_of, push_blob, push_image
 from tests.support.registry import Registry
@@ -176,13 +174,7 @@ def create_user(
     gk: Gatekeeper, name: str, *grants: str, secrets: dict[str, str] | None = None
 ) -> dict[str, str]:
     args = [arg for grant in grants for arg in ("--grant", grant)]
-    done = subprocess.run(
-        [sys.executable, "-m", "proxy", "users", "create", name, *args],
-        capture_output=True,
-        text=True,
-        env=gk.env,
-        timeout=60,
-    )
+    done = run_cli(gk, "users", "create", name, *args)
     assert done.returncode == 0, done.stderr
     secret = done.stdout.strip().splitlines()[-1].rsplit(" ", 1)[1]
     if secrets is not None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +21,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, run_cli
 from tests.support.ocihttp import (
     OCI_MANIFEST,
     descriptor,
@@ -152,13 +150,7 @@ def test_a_policy_requiring_signatures_still_goes_through_the_workers(
     assert "Retry-After" in resp.headers
     job = job_of(gk, digest)
     assert job["state"] == "queued" and job["lease_owner"] is None, "left to the workers"
-    out = subprocess.run(
-        [sys.executable, "-m", "proxy", "enroll", "--repository", "signed/app", "--verify-now"],
-        capture_output=True,
-        text=True,
-        env=gk.env,
-        timeout=120,
-    )
+    out = run_cli(gk, "enroll", "--repository", "signed/app", "--verify-now", timeout=120)
     assert out.returncode == 0, out.stderr
     assert events_of(gk, digest) == ["pending", "quarantined"]  # unsigned
     with httpx.Client(base_url=gk.url, timeout=60) as http:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-import sys
 import tarfile
 import time
 from collections.abc import Iterator
@@ -31,7 +30,7 @@ from tests.support.ecosystems import (
     have_rpm,
     java_archives,
 )
-from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, sbom, wait_state
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, run_cli, sbom, wait_state
 from tests.support.layers import config_for, layer, oci_layout
 from tests.support.ocihttp import OCI_MANIFEST, push_image
 from tests.support.registry import Registry
@@ -189,13 +188,7 @@ def test_go_advisories_quarantine_the_image(
     digest = pushed[0]
     expected = {json.loads(p.read_text())["id"] for p in GO_RECORDS.glob("*.json")}
     assert expected
-    done = subprocess.run(
-        [sys.executable, "-m", "proxy", "advisories", "import", str(GO_RECORDS)],
-        env=gk.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_cli(gk, "advisories", "import", str(GO_RECORDS), timeout=120)
     assert done.returncode == 0, done.stderr
     assert f"{len(expected)} added" in done.stdout, done.stdout
     deadline = time.monotonic() + 60

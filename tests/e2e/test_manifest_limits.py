@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, wait_state
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, run_cli, wait_state
 from tests.support.ocihttp import (
     OCI_CONFIG,
     OCI_INDEX,
@@ -159,13 +157,7 @@ def test_an_oversized_manifest_around_the_gatekeeper_is_quarantined_when_enrolle
     """A pull never serves it (the upstream's answer is over the limit: 502); the verification
     an enrollment (or a rescan) queues quarantines it instead of retrying it forever."""
     digest = push_around(registry, "limits/big", 1, pad=MAX_BYTES)
-    out = subprocess.run(
-        [sys.executable, "-m", "proxy", "enroll", "--repository", "limits/big", "--verify-now"],
-        capture_output=True,
-        text=True,
-        env=gk.env,
-        timeout=120,
-    )
+    out = run_cli(gk, "enroll", "--repository", "limits/big", "--verify-now", timeout=120)
     assert out.returncode == 0, out.stderr
     wait_state(gk, digest)
     why = f"manifest invalid: larger than {MAX_BYTES} bytes (setting max_manifest_bytes)"

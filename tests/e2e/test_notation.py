@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,7 +19,7 @@ import pytest
 
 from tests.support import notation
 from tests.support.fixtures import running_gatekeeper
-from tests.support.gatekeeper import Gatekeeper
+from tests.support.gatekeeper import Gatekeeper, run_cli
 from tests.support.registry import Registry
 from tests.support.signing import (
     ACCEPT,
@@ -229,13 +228,7 @@ def test_each_failing_vector_quarantines_with_its_finding(
 
 
 def _cli(gk: Gatekeeper, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "proxy", *args],
-        capture_output=True,
-        text=True,
-        env=gk.env,
-        timeout=120,
-    )
+    return run_cli(gk, *args, timeout=120)
 
 
 def test_verify_prints_the_notation_steps(gk: Gatekeeper, http: httpx.Client, pkis: Pkis) -> None:

@@ -13,8 +13,6 @@ pending: its verdict is a failure that says why, until a re-verification passes 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +25,7 @@ import pytest
 from tests.support import bypass
 from tests.support.bypass import Accounts, Image, clean_layer, denied, leaking_layer, push_image
 from tests.support.clients import Skopeo
-from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, run_cli
 from tests.support.objectstore import Moto, StoreGate, make_s3_registry, start_moto
 from tests.support.ocihttp import digest_of
 from tests.support.registry import Registry
@@ -233,8 +231,9 @@ def _shared_settings(gk: Gatekeeper) -> dict[str, str]:
 
 
 def admin_cli(gk: Gatekeeper, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "proxy", *args],
+    done = run_cli(
+        gk,
+        *args,
         env={
             "PATH": gk.env["PATH"],
             "PYTHONPATH": gk.env["PYTHONPATH"],
@@ -242,9 +241,7 @@ def admin_cli(gk: Gatekeeper, *args: str) -> str:
             "GATEKEEPER_ADMIN_URL": gk.url,
             "GATEKEEPER_ADMIN_TOKEN": bypass.ADMIN_TOKEN,
         },
-        capture_output=True,
-        text=True,
-        timeout=60,
+        replace_env=True,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout

@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-import sys
 import tarfile
 import time
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, run_cli
 from tests.support.layers import config_for, layer
 from tests.support.ocihttp import OCI_MANIFEST, push_image
 from tests.support.registry import Registry
@@ -174,13 +173,7 @@ def wait_verdict(gk: Gatekeeper, repository: str, digest: str, timeout: float = 
 
 
 def run_gatekeeper(gk: Gatekeeper, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "proxy", *args],
-        env=gk.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli(gk, *args, timeout=120)
 
 
 @pytest.mark.testdata

@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from tests.support.database import Database
-from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, run_cli
 from tests.support.ocihttp import image_config, push_image
 from tests.support.registry import Registry
 from tests.support.testdata import OSV_PYPI
@@ -80,13 +80,7 @@ def gatekeeper_cli(
     gk: Gatekeeper, *args: str, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """``gatekeeper ...`` in its own process, on the gatekeeper's settings (not a terminal)."""
-    return subprocess.run(
-        [sys.executable, "-m", "proxy", *args],
-        env=gk.env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_cli(gk, *args, timeout=timeout)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -217,6 +211,14 @@ def test_cancel_stops_a_run_and_a_second_run_is_refused_meanwhile(
         text=True,
     )
     try:
+        # The waiter follows the run (its first progress line) before the cancel comes: a
+        # waiter that started after it would only report a finished run.
+        assert waiter.stdout is not None
+        first: list[str] = []
+        reader = threading.Thread(target=lambda: first.append(waiter.stdout.readline()))
+        reader.start()
+        reader.join(60)
+        assert first and f"run {run_id}" in first[0], f"the waiter printed {first}"
         refused = gatekeeper_cli(gk, "rescan")
         assert refused.returncode == 2 and "still running" in refused.stderr
         cancelled = ok(gatekeeper_cli(gk, "rescan", "--cancel", "--actor", "ops"))
@@ -224,7 +226,7 @@ def test_cancel_stops_a_run_and_a_second_run_is_refused_meanwhile(
         stdout, _ = waiter.communicate(timeout=60)
     finally:
         waiter.kill()
-    assert waiter.returncode == 1 and "cancelled" in stdout.splitlines()[-1]
+    assert waiter.returncode == 1 and "cancelled" in (first[0] + stdout).splitlines()[-1]
     row = run_row(gk.database, run_id)
     assert (row["state"], row["note"]) == ("cancelled", "cancelled by cli:ops")
     assert ok(gatekeeper_cli(gk, "rescan", "--cancel")).strip() == (

@@ -11,7 +11,6 @@ import base64
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, run_cli
 from tests.support.ocihttp import OCI_MANIFEST, digest_of, image_config, push_image
 from tests.support.registry import Registry
 from tests.support.tap import Tap
@@ -78,13 +77,7 @@ def gk(tapped: tuple[Gatekeeper, Tap]) -> Gatekeeper:
 def run(
     gk: Gatekeeper, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "proxy", *args],
-        env={**gk.env, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_cli(gk, *args, env=env)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import httpx
 import pytest
 
 from tests.support import cosign
-from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, run_cli
 from tests.support.ocihttp import digest_of, push_image
 from tests.support.registry import Registry
 from tests.support.signing import (
@@ -211,10 +210,4 @@ def test_keys_and_verify_name_the_signature_repository(
 
 
 def _cli(gk: Gatekeeper, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "proxy", *args],
-        capture_output=True,
-        text=True,
-        env=gk.env,
-        timeout=120,
-    )
+    return run_cli(gk, *args, timeout=120)

@@ -12,7 +12,6 @@ import base64
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from tests.support import cosign
 from tests.support.clients import Podman
 from tests.support.database import Database
 from tests.support.fixtures import running_gatekeeper
-from tests.support.gatekeeper import Gatekeeper
+from tests.support.gatekeeper import Gatekeeper, run_cli
 from tests.support.ocihttp import (
     OCI_INDEX,
     OCI_MANIFEST,
@@ -438,13 +437,7 @@ def test_payload_altered_in_registry_storage(
 
 
 def _cli(gk: Gatekeeper, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "proxy", *args],
-        capture_output=True,
-        text=True,
-        env=gk.env,
-        timeout=120,
-    )
+    return run_cli(gk, *args, timeout=120)
 
 
 def test_a_signature_for_another_name_of_this_registry_counts(
@@ -522,27 +515,14 @@ def test_bad_trust_settings_stop_start_up_naming_the_field(
         "rules": [{"name": "r", "repositories": ["*"], "signers": ["x"]}],
     }
     env = {
-        **gk.env,
         "GATEKEEPER_VERIFIERS": json.dumps({"signatures": {"options": options}}),
         "GATEKEEPER_DATABASE_URL": fresh_db.url,
         "GATEKEEPER_LISTEN": f"127.0.0.1:{free_port()}",
     }
-    out = subprocess.run(
-        [sys.executable, "-m", "proxy", "serve"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    out = run_cli(gk, "serve", env=env)
     assert out.returncode != 0
     assert "verifiers.signatures.options.signers.0.key: not a PEM public key" in out.stderr
-    keys = subprocess.run(
-        [sys.executable, "-m", "proxy", "keys"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    keys = run_cli(gk, "keys", env=env)
     assert keys.returncode == 2
     assert "verifiers.signatures.options.signers.0.key: not a PEM public key" in keys.stderr
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -228,13 +227,7 @@ def test_replicas_share_the_key_and_a_rotation_overlaps(
 def _start_fails(gk: Gatekeeper) -> str:
     """Run ``gatekeeper serve`` as ``gk`` would, expecting it to refuse to start (a gatekeeper
     that serves instead runs into the timeout); its own words."""
-    done = subprocess.run(
-        [sys.executable, "-m", "proxy", "serve"],
-        env=gk.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli(gk, "serve")
     assert done.returncode == 2, done.stderr[-2000:]
     assert "configuration error" in done.stderr and "Traceback" not in done.stderr
     return done.stderr

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -35,7 +34,7 @@ import pytest
 
 from tests.support.clients import Skopeo
 from tests.support.cosign import new_key, public_pem
-from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, run_cli
 from tests.support.layers import config_for, layer
 from tests.support.ocihttp import OCI_MANIFEST, push_image
 from tests.support.registry import Registry
@@ -171,13 +170,7 @@ def quarantined(gk: Gatekeeper, tmp_path_factory: pytest.TempPathFactory) -> str
         assert decided(gk, repository, digest) == "passed"
     records = tmp_path_factory.mktemp("advisories")
     (records / f"{ADVISORY}.json").write_bytes((OSV_PYPI / f"{ADVISORY}.json").read_bytes())
-    done = subprocess.run(
-        [sys.executable, "-m", "proxy", "advisories", "import", str(records)],
-        env=gk.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_cli(gk, "advisories", "import", str(records), timeout=120)
     assert done.returncode == 0, done.stderr
     for repository in REPOS:
         row = verdict(gk, repository, digest)
@@ -290,12 +283,8 @@ def test_a_trusted_key_releases_the_image_it_names_and_only_there(
 
 
 def cli(gk: Gatekeeper, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "proxy", "quarantine", "vex", *args],
-        env={**gk.env, "GATEKEEPER_ADMIN_URL": gk.url},
-        capture_output=True,
-        text=True,
-        timeout=120,
+    return run_cli(
+        gk, "quarantine", "vex", *args, env={"GATEKEEPER_ADMIN_URL": gk.url}, timeout=120
     )
 
 

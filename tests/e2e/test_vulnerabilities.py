@@ -7,8 +7,6 @@ wiretap)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tarfile
 import time
 from collections.abc import Iterator
@@ -17,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, wait_state
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, run_cli, wait_state
 from tests.support.layers import config_for, layer
 from tests.support.ocihttp import OCI_MANIFEST, push_image
 from tests.support.registry import Registry
@@ -87,13 +85,7 @@ def test_import_quarantines_without_reading_layers(tapped: tuple[Gatekeeper, Tap
         assert len(first) == 1  # read once, shared by inventory and vulnerabilities
         tap.clear()
 
-        done = subprocess.run(
-            [sys.executable, "-m", "proxy", "advisories", "import", str(RECORDS)],
-            env=gk.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = run_cli(gk, "advisories", "import", str(RECORDS), timeout=120)
         assert done.returncode == 0, done.stderr
         assert "10 added" in done.stdout and "1 images re-evaluated" in done.stdout, done.stdout
         assert "0 images queued" in done.stdout, done.stdout  # the stored inventory sufficed
@@ -112,13 +104,7 @@ def test_import_quarantines_without_reading_layers(tapped: tuple[Gatekeeper, Tap
         f"/v2/vuln/app/manifests/{digest.replace(':', '%3A')}"
     ], upstream
 
-    again = subprocess.run(
-        [sys.executable, "-m", "proxy", "advisories", "import", str(RECORDS)],
-        env=gk.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    again = run_cli(gk, "advisories", "import", str(RECORDS), timeout=120)
     # Issue 16: re-importing unchanged records makes no new data version.
     expected = "nothing new: advisory data version 1 stays in force (10 unchanged, 0 rejected)"
     assert again.returncode == 0 and expected in again.stdout, again.stdout

@@ -10,8 +10,6 @@ import io
 import json
 import secrets
 import string
-import subprocess
-import sys
 import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
+from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, run_cli
 from tests.support.layers import layer
 from tests.support.ocihttp import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, created, digest_of, push_blob
 
@@ -63,9 +61,7 @@ def basic(name: str, secret: str) -> dict[str, str]:
 
 
 def _cli(gk: Gatekeeper, *args: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "proxy", *args], capture_output=True, text=True, env=gk.env
-    )
+    out = run_cli(gk, *args)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip().splitlines()[-1].rsplit(" ", 1)[1]
 

@@ -103,6 +103,27 @@ def test_a_forked_call_answers_as_a_fresh_interpreter_does(
     assert shown in fresh.stdout + fresh.stderr  # the child's environment, not the zygote's
 
 
+def test_a_forked_call_reads_the_input_it_is_given_and_nothing_else(
+    zygote: zygotes.Zygote, tmp_path: Path
+) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "PYTHONPATH": str(ROOT),
+        "GATEKEEPER_UPSTREAM_URL": "http://registry.example:5000",
+        "GATEKEEPER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'gk.db'}",
+    }
+    argv = ["users", "create", "alice", "--password-stdin"]
+    empty = zygotes.run(zygote, argv, env, tmp_path / "cli", timeout=60)
+    assert empty.returncode == 2 and "at least 12 characters" in empty.stderr, empty.stderr
+    given = zygotes.run(
+        zygote, argv, env, tmp_path / "cli", timeout=60, input="correct-horse-battery-42\n"
+    )
+    assert given.returncode == 0, given.stderr
+    assert "alice" in given.stdout
+    assert not list((tmp_path / "cli").iterdir()), "the stream files are removed"
+
+
 def test_a_forked_server_is_signalled_waited_for_and_reaped(
     zygote: zygotes.Zygote, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
