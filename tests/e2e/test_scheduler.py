@@ -213,9 +213,10 @@ def test_cancel_stops_a_run_and_a_second_run_is_refused_meanwhile(
     try:
         # The waiter follows the run (its first progress line) before the cancel comes: a
         # waiter that started after it would only report a finished run.
-        assert waiter.stdout is not None
+        lines = waiter.stdout
+        assert lines is not None
         first: list[str] = []
-        reader = threading.Thread(target=lambda: first.append(waiter.stdout.readline()))
+        reader = threading.Thread(target=lambda: first.append(lines.readline()))
         reader.start()
         reader.join(60)
         assert first and f"run {run_id}" in first[0], f"the waiter printed {first}"
