@@ -15,6 +15,7 @@ from typing import TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from config.text import check_plain
 from oci import boundedjson
 from oci.errors import OCIError
 from proxy.admin.access import require
@@ -130,7 +131,12 @@ def query_str(request: web.Request, key: str, max_length: int = 255) -> str | No
         return None
     if len(value) > max_length:
         raise AdminError(AdminCode.BAD_REQUEST, f"{key}: at most {max_length} characters")
-    return value
+    # No filter value (a name, an action, a digest, a state) holds a control character, and
+    # PostgreSQL cannot even compare text with a NUL: the query would fail as a 503.
+    try:
+        return check_plain(value)
+    except ValueError as exc:
+        raise AdminError(AdminCode.BAD_REQUEST, f"{key}: {exc}") from None
 
 
 def query_int(

@@ -206,6 +206,18 @@ async def test_bad_audit_queries_are_400(admin: Client, query: str) -> None:
     await error_of(await admin.get(f"{PREFIX}/audit?{query}", headers=AUTH), 400)
 
 
+@pytest.mark.parametrize("key", ["identity", "repository", "action", "digest"])
+@pytest.mark.parametrize("character", ["%00", "%0A", "%1B", "%E2%80%AE"])
+async def test_control_characters_in_filters_are_400(
+    admin: Client, key: str, character: str
+) -> None:
+    """No name, action or digest holds one; PostgreSQL cannot even compare text with a NUL
+    (it answered 503 before)."""
+    resp = await admin.get(f"{PREFIX}/audit?{key}=a{character}b", headers=AUTH)
+    error = await error_of(resp, 400)
+    assert error["message"].startswith(f"{key}: must not contain control"), error
+
+
 async def test_invalid_dry_run_policy_names_the_field(admin: Client) -> None:
     body = {"policies": [{"name": "p", "repositories": ["*"], "mode": "sometimes"}]}
     resp = await admin.post(f"{PREFIX}/policy/test", json=body, headers=AUTH)
