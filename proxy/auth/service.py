@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.auth import AuthSettings
+from config.text import first_refused
 from proxy.auth.keystore import KeySource, key_source
 from proxy.auth.passwords import VerifiedSecrets, dummy_hash, verify_secret
 from proxy.auth.ratelimit import LoginThrottle
@@ -104,6 +105,10 @@ class AuthService:
 
     async def login(self, name: str, secret: str, address: str) -> Caller:
         """Check a name and secret (user password or robot token), throttled."""
+        if first_refused(name) is not None:
+            # No identity's name holds one (``users create`` refuses them), and PostgreSQL
+            # cannot even compare text with a NUL: refused here, before any query.
+            raise AuthError("malformed credentials: the name holds a control character")
         wait = await self.throttle.refused_for(name, address)
         if wait > 0:
             raise AuthError("too many failed logins; try again later", throttled=wait)

@@ -276,6 +276,37 @@ def test_oauth2_password_grant(gk: Gatekeeper, accounts: dict[str, str]) -> None
     assert claims["access"][0]["actions"] == ["pull", "push"]
 
 
+@pytest.mark.parametrize("name", ["pa\x00ul", "paul\n", "pa\x1bul"])
+def test_a_name_with_a_control_character_is_refused_before_the_database(
+    gk: Gatekeeper, name: str
+) -> None:
+    """On PostgreSQL a NUL in the name reached a query, which failed: 503 "the database is
+    unavailable" to anyone sending that header."""
+    answers = [
+        httpx.get(f"{gk.url}/v2/", headers=basic(name, "any-secret-at-all")),
+        httpx.get(
+            f"{gk.url}/auth/token", params={"service": SERVICE}, headers=basic(name, "x" * 12)
+        ),
+        httpx.post(
+            f"{gk.url}/auth/token",
+            data={
+                "grant_type": "password",
+                "username": name,
+                "password": "x" * 12,
+                "service": SERVICE,
+                "client_id": "test",
+            },
+        ),
+    ]
+    for resp in answers:
+        assert resp.status_code == 401, resp.text
+        assert "control character" in resp.text
+    ids = [resp.headers["X-Request-Id"] for resp in answers]
+    rows = gk.wait_audit(3, "request_id IN (:a, :b, :c)", dict(zip("abc", ids, strict=True)))
+    assert sorted(row["status"] for row in rows) == [401, 401, 401]
+    assert gk.process is not None and gk.process.poll() is None
+
+
 def _forge(
     claims: dict[str, Any], key: Any, alg: str, headers: dict[str, Any] | None = None
 ) -> str:
