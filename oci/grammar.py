@@ -17,6 +17,10 @@ MAX_NAME_LENGTH = 255
 """The spec lets registries refuse longer names; Distribution does, so the gatekeeper does."""
 TAG_RE = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 """distribution-spec ``<reference>`` as a tag: up to 128 characters, not starting with . or -."""
+_RESTRICTED_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+MEDIA_TYPE_RE = re.compile(rf"{_RESTRICTED_NAME}/{_RESTRICTED_NAME}")
+"""RFC 6838 ``type/subtype`` (section 4.2's restricted names, no parameters), which the image
+spec requires of every ``mediaType`` and ``artifactType``."""
 _KNOWN_DIGESTS = {"sha256": re.compile(r"[a-f0-9]{64}"), "sha512": re.compile(r"[a-f0-9]{128}")}
 
 
@@ -27,6 +31,10 @@ def is_repository_name(name: str) -> bool:
 
 def is_tag(reference: str) -> bool:
     return TAG_RE.fullmatch(reference) is not None
+
+
+def is_media_type(value: str) -> bool:
+    return MEDIA_TYPE_RE.fullmatch(value) is not None
 
 
 def is_valid_digest(digest: str) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 from oci import boundedjson
 from oci.boundedjson import JSONTooDeep
 from oci.errors import Code, OCIError
-from oci.grammar import is_valid_digest
+from oci.grammar import is_media_type, is_valid_digest
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -80,6 +80,8 @@ def _descriptor(value: Any, kind: str, where: str) -> DescriptorRecord:
         raise _invalid(f"{where}.digest is missing or malformed")
     if not isinstance(media_type, str) or not media_type:
         raise _invalid(f"{where}.mediaType is missing")
+    if not is_media_type(media_type):
+        raise _invalid(f"{where}.mediaType {media_type!r} is not a media type (RFC 6838)")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise _invalid(f"{where}.size must be a non-negative integer")
     platform = value.get("platform")
@@ -159,6 +161,8 @@ def parse_manifest(
     artifact_type = doc.get("artifactType")
     if artifact_type is not None and not isinstance(artifact_type, str):
         raise _invalid("artifactType must be a string")
+    if artifact_type is not None and not is_media_type(artifact_type):
+        raise _invalid(f"artifactType {artifact_type!r} is not a media type (RFC 6838)")
     if media_type in IMAGE_MANIFESTS:
         config = _descriptor(doc.get("config"), "config", "config")
         config_digest = config.digest

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from oci.grammar import is_media_type
 from oci.manifests import OCI_INDEX
 from proxy import gate
 from proxy.context import info
@@ -23,8 +24,12 @@ async def get(request: web.Request) -> web.StreamResponse:
     subject = digest_param(request)
     artifact_type = request.query.get("artifactType") or None
     await gate.check_referrers(request, name, subject)
-    async with services(request).db() as session:
-        found = await referrers(session, name, subject, artifact_type)
+    found = []
+    # A filter that is not a media type matches nothing: parse_manifest stores none such (and
+    # PostgreSQL cannot even compare text holding a NUL, so it is not asked).
+    if artifact_type is None or is_media_type(artifact_type):
+        async with services(request).db() as session:
+            found = await referrers(session, name, subject, artifact_type)
     manifests: list[dict[str, Any]] = []
     for ref in found:
         item: dict[str, Any] = {"mediaType": ref.media_type, "digest": ref.digest, "size": ref.size}

@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.fixtures import raw_request
 from tests.support.gatekeeper import Gatekeeper, make_gatekeeper, run_cli, wait_state
-from tests.support.ocihttp import image_config, push_image
+from tests.support.ocihttp import OCI_MANIFEST, image_config, push_image
 from tests.support.registry import Registry
 
 pytestmark = pytest.mark.e2e
@@ -146,3 +146,33 @@ def test_the_cli_refuses_them_before_asking(gk: Gatekeeper) -> None:
     assert gk.audit_rows("action = 'admin.release' AND digest = :d", {"d": digest}) == []
     detail = json.loads(run_cli(gk, "quarantine", "show", ref, "--json", env=admin(gk)).stdout)
     assert detail["state"] == "quarantined"
+
+
+def test_a_nul_in_a_media_type_or_filter_is_refused_before_the_database(gk: Gatekeeper) -> None:
+    """PostgreSQL cannot store or compare text holding a NUL: such a manifest was stored by the
+    registry and then answered 503 ("could not record it; push it again", forever), and such a
+    referrers filter 503. Now the manifest is invalid before it goes upstream, the filter
+    matches nothing, and the same on SQLite."""
+    with httpx.Client(base_url=gk.url, timeout=30) as http:
+        subject, manifest = push_image(http, "nul/app", "v1", [b"a layer"], image_config({}))
+        doc = json.loads(manifest)
+        for field, value in (("artifactType", "application/a\x00b"), ("config", None)):
+            bad = dict(doc)
+            if value is None:
+                bad["config"] = dict(doc["config"], mediaType="application/x\x00y")
+            else:
+                bad[field] = value
+            body = json.dumps(bad).encode()
+            resp = http.put(
+                "/v2/nul/app/manifests/bad", content=body, headers={"Content-Type": OCI_MANIFEST}
+            )
+            assert resp.status_code == 400, resp.text
+            error = resp.json()["errors"][0]
+            assert error["code"] == "MANIFEST_INVALID" and "RFC 6838" in error["message"]
+        tags = http.get("/v2/nul/app/tags/list")
+        assert tags.status_code == 200 and tags.json()["tags"] == ["v1"], tags.text
+        assert wait_state(gk, subject) == "passed"
+        listed = http.get(f"/v2/nul/app/referrers/{subject}", params={"artifactType": "a\x00b"})
+        assert listed.status_code == 200, listed.text
+        assert listed.json()["manifests"] == []
+        assert listed.headers["OCI-Filters-Applied"] == "artifactType"

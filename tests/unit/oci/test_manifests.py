@@ -94,6 +94,52 @@ def test_malformed(doc: dict[str, Any], content_type: str) -> None:
     assert exc.value.code.code == "MANIFEST_INVALID"
 
 
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"schemaVersion": 2, "config": desc(D1, "application/x\u0000y"), "layers": []},
+        {"schemaVersion": 2, "config": desc(D1), "layers": [desc(D2, "text/plain; charset=x")]},
+        {"schemaVersion": 2, "config": desc(D1), "layers": [], "artifactType": "a\u0000/b"},
+        {"schemaVersion": 2, "config": desc(D1), "layers": [], "artifactType": ""},
+        {"schemaVersion": 2, "config": desc(D1), "layers": [], "artifactType": "no-subtype"},
+        {"schemaVersion": 2, "config": desc(D1), "layers": [], "subject": desc(D2, "a/b\nc")},
+    ],
+    ids=[
+        "config-nul",
+        "layer-parameters",
+        "artifact-nul",
+        "artifact-empty",
+        "artifact-bare",
+        "subject-newline",
+    ],
+)
+def test_media_types_must_follow_rfc_6838(doc: dict[str, Any]) -> None:
+    """The image spec requires it; a NUL in one reached PostgreSQL, which cannot store it, and
+    the push ended in 503 after the registry had stored the manifest."""
+    with pytest.raises(OCIError) as exc:
+        parse_manifest("r", json.dumps(doc).encode(), OCI_MANIFEST)
+    assert exc.value.code.code == "MANIFEST_INVALID"
+    assert "(RFC 6838)" in exc.value.message
+
+
+@pytest.mark.parametrize(
+    "media_type",
+    [
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        "text/spdx",
+        "application/x-mpegURL",
+    ],
+)
+def test_real_media_types_are_accepted(media_type: str) -> None:
+    doc = {"schemaVersion": 2, "config": desc(D1), "layers": [desc(D2, media_type)]}
+    doc["artifactType"] = media_type
+    record = parse_manifest("r", json.dumps(doc).encode(), OCI_MANIFEST)
+    assert record.artifact_type == media_type and record.refs[1].media_type == media_type
+
+
 def test_a_manifest_nested_deeper_than_the_limit_is_refused() -> None:
     """An unknown field is ignored, but not parsed into a structure of any depth (it used to be
     accepted up to Python's recursion limit and its values could reach the database)."""
