@@ -40,10 +40,10 @@ from services.policybook import PolicySource
 from services.reevaluate import after_policy_change
 from services.wakeups import JOBS, VERDICTS, Wakeups
 from storage import content, jobs, manifests, verdicts
-from storage.db import DATABASE_ERRORS
+from storage.db import DATABASE_ERRORS, reading
 from storage.timeutil import now as utcnow
 from storage.verdicts import DecisionRecord, FindingRecord, VerdictView
-from storage.writer import transact
+from storage.writer import read, transact
 from upstream.bodies import read_at_most
 from upstream.client import Upstream, v2_path
 from upstream.reads import ACCEPT, UpstreamBlobs, UpstreamManifests, UpstreamRepositories
@@ -405,8 +405,8 @@ class VerificationService:
         record = self._parsed(repository, digest, held)
         if record is None or held is None:
             return FirstPull(job, None)
-        row = await manifests.index_if_absent(session, record)
-        fetched = Fetched(record, json.loads(held.body), row.about_digest or record.subject_digest)
+        about = await manifests.index_if_absent(session, record)
+        fetched = Fetched(record, json.loads(held.body), about or record.subject_digest)
         covering = policy.index_signatures_cover_children
         known = await facts.read(session, record, covering=covering)
         return FirstPull(job, Start(origin, fetched, known))
@@ -423,7 +423,7 @@ class VerificationService:
             hit = self._verdicts.get(key)
             if hit is not None and hit[1] > loop_time:
                 return hit[0]
-        async with self.db() as session:
+        async with reading(self.db) as session:
             found = await verdicts.get(session, repository, digest)
         ttl = self.settings.verification.verdict_cache_seconds
         if ttl > 0 and found is not None and found.pullable():
@@ -1007,12 +1007,16 @@ class VerificationService:
 
     async def on_change(self, change: VerdictChange) -> None:
         """Bus listener: a verdict changed state, so the manifests that depend on it (indexes
-        that list it, artifacts about it) are decided again."""
+        that list it, artifacts about it) are decided again. The look-up runs before a held
+        first pull is answered (it waits for the announcement): on SQLite it is one hand-over
+        to the writer thread (``storage.writer.read``), not a hop per statement."""
         if change.old_state == change.new_state or change.old_state is None:
             return
         try:
-            async with self.db() as session:
-                found = await content.dependents(session, change.repository, change.digest)
+            found = await read(
+                self.db,
+                partial(content.dependents, repository=change.repository, digest=change.digest),
+            )
         except DATABASE_ERRORS as exc:
             log.error("cannot find what depends on %s: %s", change.digest, exc)
             return

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oci.manifests import ManifestRecord
@@ -40,13 +41,38 @@ async def record_manifest(session: AsyncSession, record: ManifestRecord, tag: st
         )
 
 
-async def index_if_absent(session: AsyncSession, record: ManifestRecord) -> Manifest:
-    """The manifest's row, indexed from ``record`` if it has none; one already indexed is
-    left as it is (what a push recorded, e.g. the image a cosign tag is about, stays)."""
-    existing = await get_manifest(session, record.repository, record.digest)
-    if existing is not None:
-        return existing
-    return await _add(session, record, datetime.now(UTC))
+async def index_if_absent(session: AsyncSession, record: ManifestRecord) -> str | None:
+    """Index ``record`` unless the manifest is indexed already (what a push recorded stays,
+    e.g. the image a cosign tag is about); the image it is about, as indexed. The insert says
+    which: one statement and the references' for a new manifest, no read first."""
+    about = record.about_digest or record.subject_digest
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert_into = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    created = await session.scalar(
+        insert_into(Manifest)
+        .values(
+            repository=record.repository,
+            digest=record.digest,
+            created_at=datetime.now(UTC),
+            media_type=record.media_type,
+            size=record.size,
+            artifact_type=record.artifact_type,
+            config_digest=record.config_digest,
+            subject_digest=record.subject_digest,
+            about_digest=about,
+            annotations=record.annotations,
+        )
+        .on_conflict_do_nothing()
+        .returning(Manifest.id)
+    )
+    if created is None:
+        return await session.scalar(
+            select(Manifest.about_digest).where(
+                Manifest.repository == record.repository, Manifest.digest == record.digest
+            )
+        )
+    await _add_refs(session, created, record)
+    return about
 
 
 async def _add(session: AsyncSession, record: ManifestRecord, now: datetime) -> Manifest:
@@ -66,12 +92,17 @@ async def _fill(session: AsyncSession, row: Manifest, record: ManifestRecord) ->
     row.about_digest = record.about_digest or record.subject_digest or row.about_digest
     row.annotations = record.annotations
     await session.flush()
+    await _add_refs(session, row.id, record)
+
+
+async def _add_refs(session: AsyncSession, manifest_id: int, record: ManifestRecord) -> None:
+    """The manifest's references, in one statement (as ORM objects, one insert each: their
+    ids are not needed)."""
     if not record.refs:
         return
-    # One statement for all of them (as ORM objects, one insert each: their ids are not needed).
     refs = [
         {
-            "manifest_id": row.id,
+            "manifest_id": manifest_id,
             "position": position,
             "kind": ref.kind,
             "digest": ref.digest,

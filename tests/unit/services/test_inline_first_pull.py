@@ -281,13 +281,13 @@ async def test_an_inline_first_pull_takes_two_write_transactions_and_no_read_bet
     await asyncio.gather(*service._inline)  # what the verification does after the answer
     assert [kind for kind, _, _ in sessions] == ["write", "write", "read", "read"]
     (_, claim, claimed_in), (_, store, stored_in) = sessions[:2]
-    indexing = ["SELECT", "INSERT", "INSERT"]  # absent?, the manifest, its references
+    indexing = ["INSERT", "INSERT"]  # the manifest (unless indexed already), its references
     facts = ["SELECT"] * 4  # holds, findings about its blobs, referrers, covering indexes
     assert claim == ["INSERT", "INSERT", "INSERT", *indexing, *facts]  # verdict, event, job
     # the verdict (locked), its findings' ids; the verdict, its findings, its event; the
     # manifest's kind; the job
     assert store == ["SELECT", "SELECT", "UPDATE", "DELETE", "INSERT", "UPDATE", "UPDATE"]
-    dependents = ["SELECT", "SELECT"]  # artifacts about it, indexes listing it
+    dependents = ["SELECT"]  # artifacts about it and indexes listing it
     assert [statements for _, statements, _ in sessions[2:]] == [dependents, dependents]
     on_sqlite = fresh_db.url.startswith("sqlite")
     here = threading.get_ident()
