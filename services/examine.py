@@ -28,9 +28,11 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from config.policy import Policy
 from oci.manifests import ManifestRecord
+from services.facts import Facts
+from services.facts import blobs as blobs_of
 from services.stored_outcomes import HELD, HISTORY
 from storage import content, jobs, manifests
-from storage.content import BlobFinding
+from storage.content import BlobFinding, Hold
 from upstream.client import Upstream, v2_path
 from upstream.reads import ACCEPT, UpstreamBlobs
 from verifiers import lifecycle
@@ -103,10 +105,6 @@ def _finding(rule: str, title: str, location: str = "") -> Finding:
     return Finding(CONTENT, rule_id, Severity.CRITICAL, title, location)
 
 
-def _blobs(record: ManifestRecord) -> list[str]:
-    return list(dict.fromkeys(r.digest for r in record.refs if r.kind in ("config", "layer")))
-
-
 class Examiner:
     """Establishes :class:`Examined` for one manifest at a time (see the module docstring)."""
 
@@ -124,20 +122,18 @@ class Examiner:
         self._submit = submit
         self._stored = stored
 
-    async def examine(self, fetched: Fetched, policy: Policy) -> Examined:
+    async def examine(self, fetched: Fetched, policy: Policy, facts: Facts) -> Examined:
+        """``facts``: what the database knows of its blobs (``services.facts``), read by the
+        caller with the rest of what the verification weighs."""
         record = fetched.record
         if record.config_digest is None:
             found = Examined(INDEX)
         else:
             found = await self._image_like(fetched, policy)
-        found = await self._holds(fetched, found)
+        found = _holds(fetched, found, facts.holds)
         found = await self._dependencies(fetched, found)
         if found.kind != Kind.INDEX:
-            async with self._db() as session:
-                inherited = await content.blob_findings(
-                    session, _blobs(record), besides=(record.repository, record.digest)
-                )
-            found = _with(found, inherited=tuple(inherited))
+            found = _with(found, inherited=facts.inherited)
         return found
 
     async def _image_like(self, fetched: Fetched, policy: Policy) -> Examined:
@@ -167,9 +163,9 @@ class Examiner:
                 if kind:
                     archives[digest] = kind
             async with self._db() as session:
-                seen = await content.with_findings(session, _blobs(record))
+                seen = await content.with_findings(session, blobs_of(record))
                 imaged = await content.in_images(
-                    session, record.repository, _blobs(record), besides=record.digest
+                    session, record.repository, blobs_of(record), besides=record.digest
                 )
         classification = classify(
             is_index=False,
@@ -201,22 +197,6 @@ class Examiner:
             if data is not None:
                 return data
         return await blobs.read(digest, MAX_CONFIG_BYTES)
-
-    async def _holds(self, fetched: Fetched, found: Examined) -> Examined:
-        """An admin's hold on another image follows its content into this manifest."""
-        record = fetched.record
-        async with self._db() as session:
-            holds = await content.holds_on(session, _blobs(record))
-        others = [
-            h for h in holds if (h.repository, h.digest) != (record.repository, record.digest)
-        ]
-        if not others:
-            return found
-        first = others[0]
-        title = lifecycle.inherited_hold_reason(first.holder, first.actor, first.reason)
-        return _with(
-            found, findings=(*found.findings, _finding(HELD, title, first.blob)), held=True
-        )
 
     async def _dependencies(self, fetched: Fetched, found: Examined) -> Examined:
         """An index waits for, and is blocked by, its platform images; an artifact by the
@@ -281,6 +261,17 @@ class Examiner:
             headers={"Accept": ACCEPT},
         ) as resp:
             return resp.status == 200
+
+
+def _holds(fetched: Fetched, found: Examined, holds: Sequence[Hold]) -> Examined:
+    """An admin's hold on another image follows its content into this manifest."""
+    record = fetched.record
+    others = [h for h in holds if (h.repository, h.digest) != (record.repository, record.digest)]
+    if not others:
+        return found
+    first = others[0]
+    title = lifecycle.inherited_hold_reason(first.holder, first.actor, first.reason)
+    return _with(found, findings=(*found.findings, _finding(HELD, title, first.blob)), held=True)
 
 
 def _with(found: Examined, **changes: Any) -> Examined:

@@ -20,6 +20,7 @@ from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,18 +30,20 @@ from config.remotes import Remote, origin_of, remote_for
 from config.settings import Settings
 from oci.errors import Code, OCIError
 from oci.manifests import ManifestRecord, parse_manifest, sha256_digest
-from services import incomplete, vex_intake
+from services import facts, incomplete, vex_intake
 from services.eta import Estimate, Throughput, estimate
 from services.events import EventBus, VerdictChange
 from services.examine import Examined, Examiner, Fetched, StoredBlob, inherited_outcome
+from services.facts import Facts
 from services.inline import HeldManifest, verifies_inline
 from services.policybook import PolicySource
 from services.reevaluate import after_policy_change
 from services.wakeups import JOBS, VERDICTS, Wakeups
 from storage import content, jobs, manifests, verdicts
-from storage.db import DATABASE_ERRORS
+from storage.db import DATABASE_ERRORS, reading
 from storage.timeutil import now as utcnow
 from storage.verdicts import DecisionRecord, FindingRecord, VerdictView
+from storage.writer import read, transact
 from upstream.bodies import read_at_most
 from upstream.client import Upstream, v2_path
 from upstream.reads import ACCEPT, UpstreamBlobs, UpstreamManifests, UpstreamRepositories
@@ -94,6 +97,40 @@ class Checked:
             findings=tuple(findings),
             held=examined.held,
         )
+
+
+@dataclass(frozen=True)
+class Start:
+    """What the transaction claiming a first pull established for its verification, read
+    no more after it: the origin it gave the pending verdict, the held manifest checked and
+    indexed, and the stored facts (``services.facts``)."""
+
+    origin: str
+    fetched: Fetched
+    facts: Facts
+
+
+@dataclass(frozen=True)
+class FirstPull:
+    """A first pull this process verifies (:meth:`VerificationService.verify_inline`)."""
+
+    job: jobs.ClaimedJob
+    """Its job, born claimed by this process."""
+    start: Start | None
+    """None when the held manifest did not check out: the verification meets it again, as a
+    worker would, and fails the attempt."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What the transaction that decided an image stored."""
+
+    verdict: VerdictView
+    old: State | None
+    new: State
+    decision: Decision
+    known: set[str]
+    """The findings the verdict had before (``verifier:rule_id``)."""
 
 
 def _outcome_json(outcome: Outcome, kind: Kind) -> dict[str, Any]:
@@ -298,15 +335,27 @@ class VerificationService:
         platform images; a failed attempt was queued again for the workers): the verification
         carries on after that, and after the pull that started it went away.
 
-        One write transaction marks it pending, queues its job already claimed by this
-        process (leased: should this process die, a worker takes the job over when the lease
-        runs out, and the image stays pending, unservable, until then) and indexes the held
-        manifest. Of several processes racing, exactly one creates the pending verdict
+        One write transaction (on SQLite run whole in the writer thread, ``storage.writer``)
+        marks it pending, queues its job already claimed by this process (leased: should this
+        process die, a worker takes the job over when the lease runs out, and the image stays
+        pending, unservable, until then), indexes the held manifest and reads what the
+        verification weighs besides the content (``services.facts``): after it, the
+        verification reads nothing until the transaction that stores its verdict. Of several
+        processes racing, exactly one creates the pending verdict
         (``verdicts.ensure_pending``), so exactly one verifies."""
-        async with self.db() as session, session.begin():
-            job = await self._claim_first_pull(session, repository, digest, reason, held)
-        if job is None:
+        policy = self.policies.match(repository, self.origin(repository, None))
+        claim = partial(
+            self._claim_first_pull,
+            repository=repository,
+            digest=digest,
+            reason=reason,
+            held=held,
+            policy=policy,
+        )
+        claimed = await transact(self.db, claim)
+        if claimed is None:
             return None
+        job = claimed.job
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         decided: asyncio.Future[VerdictView] = loop.create_future()
@@ -315,7 +364,8 @@ class VerificationService:
             if stored.state != State.PENDING and not decided.done():
                 decided.set_result(stored)
 
-        task = asyncio.create_task(self._run_job(job, held, tell), name=f"verify-{job.id}")
+        running = self._run_job(job, held, tell, claimed.start)
+        task = asyncio.create_task(running, name=f"verify-{job.id}")
         self._inline.add(task)
         task.add_done_callback(self._inline.discard)
         await asyncio.wait((task, decided), timeout=timeout, return_when=FIRST_COMPLETED)
@@ -331,7 +381,11 @@ class VerificationService:
         digest: str,
         reason: str,
         held: HeldManifest | None,
-    ) -> jobs.ClaimedJob | None:
+        *,
+        policy: Policy,
+    ) -> FirstPull | None:
+        """:meth:`verify_inline`'s transaction; None if the image had a verdict. It reads
+        only its arguments and plain settings (it may run in the writer thread)."""
         origin = origin_of(self.settings.remotes, repository, pushed=False)
         created = await verdicts.ensure_pending(
             session, repository, digest, GK, reason, origin=origin
@@ -349,9 +403,13 @@ class VerificationService:
             lease=self._lease,
         )
         record = self._parsed(repository, digest, held)
-        if record is not None and await manifests.get_manifest(session, repository, digest) is None:
-            await manifests.record_manifest(session, record, None)
-        return job
+        if record is None or held is None:
+            return FirstPull(job, None)
+        about = await manifests.index_if_absent(session, record)
+        fetched = Fetched(record, json.loads(held.body), about or record.subject_digest)
+        covering = policy.index_signatures_cover_children
+        known = await facts.read(session, record, covering=covering)
+        return FirstPull(job, Start(origin, fetched, known))
 
     async def verdict(
         self, repository: str, digest: str, *, cached: bool = False
@@ -365,7 +423,7 @@ class VerificationService:
             hit = self._verdicts.get(key)
             if hit is not None and hit[1] > loop_time:
                 return hit[0]
-        async with self.db() as session:
+        async with reading(self.db) as session:
             found = await verdicts.get(session, repository, digest)
         ttl = self.settings.verification.verdict_cache_seconds
         if ttl > 0 and found is not None and found.pullable():
@@ -518,15 +576,23 @@ class VerificationService:
         job: jobs.ClaimedJob,
         held: HeldManifest | None = None,
         announced: Callable[[VerdictView], None] | None = None,
+        start: Start | None = None,
     ) -> None:
         """``held``: the manifest a first pull's handler read, ``announced`` told the verdict
         as soon as it is announced (:meth:`verify_inline`; a pull waiting on a worker wakes at
-        the same moment). A verification that decides finishes the job in the transaction
-        storing the verdict."""
+        the same moment), ``start``: what the transaction that claimed it read. A
+        verification that decides finishes the job in the transaction storing the verdict."""
         renew = asyncio.create_task(self._renew(job.id))
         decided = False
         try:
-            await self.verify(job.repository, job.digest, held=held, job=job, announced=announced)
+            await self.verify(
+                job.repository,
+                job.digest,
+                held=held,
+                job=job,
+                announced=announced,
+                start=start,
+            )
             decided = True
         except ImageGone:
             log.info("%s@%s is gone upstream; job %s dropped", job.repository, job.digest, job.id)
@@ -702,6 +768,7 @@ class VerificationService:
         held: HeldManifest | None = None,
         job: jobs.ClaimedJob | None = None,
         announced: Callable[[VerdictView], None] | None = None,
+        start: Start | None = None,
     ) -> VerdictView:
         """Verify one manifest now and store the verdict (used by workers and the CLI).
 
@@ -709,19 +776,64 @@ class VerificationService:
         run, never the labels the pusher wrote, and of those only the ones the repository's
         policy requires (``verifiers.pipeline.applies``). Images and indexes go through the
         pipeline; artifacts of an allowed type do not; everything is decided by the policy
-        together with what the examination found (holds, dependencies, inherited findings)."""
+        together with what the examination found (holds, dependencies, inherited findings).
+
+        ``start``: what a first pull's claiming transaction read (:meth:`verify_inline`), not
+        read again. The decision is made in the transaction that stores it (on SQLite run
+        whole in the writer thread), from the verdict as it stands there."""
         started = time.monotonic()
-        policy = await self.policy_of(repository, digest)
-        fetched = await self.fetch(repository, digest, held)
-        examined = await self.examiner.examine(fetched, policy)
+        if start is None:
+            policy = await self.policy_of(repository, digest)
+            fetched = await self.fetch(repository, digest, held)
+            covering = policy.index_signatures_cover_children
+            async with self.db() as session:
+                known = await facts.read(session, fetched.record, covering=covering)
+        else:
+            policy = self.policies.match(repository, start.origin)
+            fetched, known = start.fetched, start.facts
+        examined = await self.examiner.examine(fetched, policy, known)
         brought = await self._vex(fetched, examined)
-        checked = await self._check(fetched, policy, examined, brought)
-        async with self.db() as session:
-            current = await verdicts.get(session, repository, digest)
-            known = {
-                f"{f.verifier}:{f.rule_id}"
-                for f in await verdicts.findings(session, repository, digest)
-            }
+        checked = await self._check(fetched, policy, examined, brought, known)
+        store = partial(
+            self._store,
+            policy=policy,
+            checked=checked,
+            examined=examined,
+            job=job,
+            repository=repository,
+            digest=digest,
+        )
+        result = await transact(self.db, store)
+        stored, decision = result.verdict, result.decision
+        await self._announce(
+            stored, result.old, result.new, decision, result.known, checked.outcomes, policy.name
+        )
+        if announced is not None:
+            announced(stored)
+        await self._spread(repository, digest, checked.own, examined)
+        if brought is not None and brought.stored is not None and self._on_vex is not None:
+            vex = brought.stored
+            await self._on_vex(f"VEX {vex.id} by {vex.author} on {repository}@{vex.subject}")
+        blobs = [r.size for r in fetched.record.refs if r.kind in ("config", "layer")]
+        self.throughput.observe(sum(blobs) if blobs else None, time.monotonic() - started)
+        return await self._current_policy(stored)
+
+    async def _store(
+        self,
+        session: AsyncSession,
+        *,
+        policy: Policy,
+        checked: Checked,
+        examined: Examined,
+        job: jobs.ClaimedJob | None,
+        repository: str,
+        digest: str,
+    ) -> Stored:
+        """:meth:`verify`'s write transaction: decide from the verdict as it stands (locked),
+        store the decision, and finish the job that ran it. It reads only its arguments (it
+        may run in the writer thread: ``decide`` is pure)."""
+        current = await verdicts.lock_current(session, repository, digest)
+        known = await verdicts.finding_ids(session, repository, digest)
         # ``previous``: an ``on_new_findings = "notify"`` policy keeps an already pullable image
         # pullable on a periodic re-verification too, not only on a re-evaluation.
         decision = decide(
@@ -733,24 +845,14 @@ class VerificationService:
             waiting=examined.waiting,
             digest=digest,
         )
-        async with self.db() as session, session.begin():
-            record = checked.record(decision, examined)
-            old, new = await verdicts.record_decision(session, repository, digest, record)
-            await manifests.set_content_kind(session, repository, digest, examined.kind)
-            stored = await verdicts.get(session, repository, digest)
-            if job is not None:  # the job that ran this is done with the verdict it stored
-                await self._finish(session, job)
+        record = checked.record(decision, examined)
+        old, new = await verdicts.record_decision(session, repository, digest, record)
+        await manifests.set_content_kind(session, repository, digest, examined.kind)
+        stored = await verdicts.get(session, repository, digest)
+        if job is not None:  # the job that ran this is done with the verdict it stored
+            await self._finish(session, job)
         assert stored is not None
-        await self._announce(stored, old, new, decision, known, checked.outcomes, policy.name)
-        if announced is not None:
-            announced(stored)
-        await self._spread(repository, digest, checked.own, examined)
-        if brought is not None and brought.stored is not None and self._on_vex is not None:
-            vex = brought.stored
-            await self._on_vex(f"VEX {vex.id} by {vex.author} on {repository}@{vex.subject}")
-        blobs = [r.size for r in fetched.record.refs if r.kind in ("config", "layer")]
-        self.throughput.observe(sum(blobs) if blobs else None, time.monotonic() - started)
-        return await self._current_policy(stored)
+        return Stored(stored, old, new, decision, known)
 
     async def _check(
         self,
@@ -758,6 +860,7 @@ class VerificationService:
         policy: Policy,
         examined: Examined,
         brought: vex_intake.Intake | None,
+        known: Facts,
     ) -> Checked:
         """Run what applies to the examined content: images and indexes go through the
         pipeline (an index only through the verifiers that check indexes, which is what the
@@ -766,7 +869,7 @@ class VerificationService:
         outcomes = [examined.outcome()]
         expected: frozenset[str] | None = frozenset()
         if examined.kind in (Kind.IMAGE, Kind.INDEX):
-            image = await self._image(fetched, policy, examined.config, examined.config_problem)
+            image = self._image(fetched, examined.config, examined.config_problem, known)
             required = frozenset(policy.require)
             outcomes += await run_pipeline(
                 image, self.verifiers, self._timeouts, 120.0, required=required
@@ -904,12 +1007,16 @@ class VerificationService:
 
     async def on_change(self, change: VerdictChange) -> None:
         """Bus listener: a verdict changed state, so the manifests that depend on it (indexes
-        that list it, artifacts about it) are decided again."""
+        that list it, artifacts about it) are decided again. The look-up runs before a held
+        first pull is answered (it waits for the announcement): on SQLite it is one hand-over
+        to the writer thread (``storage.writer.read``), not a hop per statement."""
         if change.old_state == change.new_state or change.old_state is None:
             return
         try:
-            async with self.db() as session:
-                found = await content.dependents(session, change.repository, change.digest)
+            found = await read(
+                self.db,
+                partial(content.dependents, repository=change.repository, digest=change.digest),
+            )
         except DATABASE_ERRORS as exc:
             log.error("cannot find what depends on %s: %s", change.digest, exc)
             return
@@ -997,25 +1104,25 @@ class VerificationService:
             blobs = UpstreamBlobs(self.upstream, repository)
             data = await blobs.read(fetched.record.config_digest, MAX_CONFIG_BYTES)
             config, problem = parse_config(data)
-        return await self._image(fetched, policy, config, problem)
+        covering = policy.index_signatures_cover_children
+        async with self.db() as session:
+            known = await facts.read(session, fetched.record, covering=covering)
+        return self._image(fetched, config, problem, known)
 
-    async def _image(
+    def _image(
         self,
         fetched: Fetched,
-        policy: Policy,
         config: dict[str, Any] | None,
         problem: str | None,
+        known: Facts,
     ) -> Image:
+        """The image as verifiers see it, its stored referrers and covering indexes from
+        ``known`` (read for this verification, ``services.facts``)."""
         record = fetched.record
         repository, digest = record.repository, record.digest
         is_index = record.config_digest is None
-        async with self.db() as session:
-            referrers = await manifests.referrers(session, repository, digest, None)
-            covering = (
-                await content.parents(session, repository, digest)
-                if policy.index_signatures_cover_children and not is_index
-                else []
-            )
+        referrers = known.referrers
+        covering = known.covering
         limit = self.settings.max_manifest_bytes
         config_ref = next((r for r in record.refs if r.kind == "config"), None)
         return Image(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, not_, or_, select
+from sqlalchemy import and_, delete, not_, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -400,12 +400,21 @@ async def _index_links(session: AsyncSession, repository: str, where: Any, pick:
 async def dependents(session: AsyncSession, repository: str, digest: str) -> list[str]:
     """Manifests of ``repository`` whose verdict depends on that of ``digest``: the indexes
     that list it, and the artifacts about it."""
-    about = await session.scalars(
-        select(Manifest.digest).where(
-            Manifest.repository == repository, Manifest.about_digest == digest
+    about = select(Manifest.digest).where(
+        Manifest.repository == repository, Manifest.about_digest == digest
+    )
+    listing = (
+        select(Manifest.digest)
+        .select_from(ManifestRef)
+        .join(Manifest, Manifest.id == ManifestRef.manifest_id)
+        .where(
+            Manifest.repository == repository,
+            ManifestRef.kind == "manifest",
+            ManifestRef.digest == digest,
         )
     )
-    return sorted(set(await parents(session, repository, digest)) | set(about.all()))
+    # One statement (a verdict's change looks them up before a held first pull is answered).
+    return sorted(set((await session.scalars(union(about, listing))).all()))
 
 
 async def states(

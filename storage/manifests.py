@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oci.manifests import ManifestRecord
@@ -28,17 +29,61 @@ class Referrer:
 async def record_manifest(session: AsyncSession, record: ManifestRecord, tag: str | None) -> None:
     """Insert or replace the manifest's row (pushing the same digest again is idempotent)."""
     now = datetime.now(UTC)
-    existing = await session.scalar(
-        select(Manifest).where(
-            Manifest.repository == record.repository, Manifest.digest == record.digest
-        )
-    )
+    existing = await get_manifest(session, record.repository, record.digest)
     if existing is None:
-        row = Manifest(repository=record.repository, digest=record.digest, created_at=now)
-        session.add(row)
+        await _add(session, record, now)
     else:
-        row = existing
-        await session.execute(delete(ManifestRef).where(ManifestRef.manifest_id == row.id))
+        await session.execute(delete(ManifestRef).where(ManifestRef.manifest_id == existing.id))
+        await _fill(session, existing, record)
+    if tag is not None:
+        await session.merge(
+            Tag(repository=record.repository, tag=tag, digest=record.digest, updated_at=now)
+        )
+
+
+async def index_if_absent(session: AsyncSession, record: ManifestRecord) -> str | None:
+    """Index ``record`` unless the manifest is indexed already (what a push recorded stays,
+    e.g. the image a cosign tag is about); the image it is about, as indexed. The insert says
+    which: one statement and the references' for a new manifest, no read first."""
+    about = record.about_digest or record.subject_digest
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert_into = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    created = await session.scalar(
+        insert_into(Manifest)
+        .values(
+            repository=record.repository,
+            digest=record.digest,
+            created_at=datetime.now(UTC),
+            media_type=record.media_type,
+            size=record.size,
+            artifact_type=record.artifact_type,
+            config_digest=record.config_digest,
+            subject_digest=record.subject_digest,
+            about_digest=about,
+            annotations=record.annotations,
+        )
+        .on_conflict_do_nothing()
+        .returning(Manifest.id)
+    )
+    if created is None:
+        return await session.scalar(
+            select(Manifest.about_digest).where(
+                Manifest.repository == record.repository, Manifest.digest == record.digest
+            )
+        )
+    await _add_refs(session, created, record)
+    return about
+
+
+async def _add(session: AsyncSession, record: ManifestRecord, now: datetime) -> Manifest:
+    row = Manifest(repository=record.repository, digest=record.digest, created_at=now)
+    session.add(row)
+    await _fill(session, row, record)
+    return row
+
+
+async def _fill(session: AsyncSession, row: Manifest, record: ManifestRecord) -> None:
+    """Write ``record`` onto ``row`` and add its references (the row's old ones are gone)."""
     row.media_type = record.media_type
     row.size = record.size
     row.artifact_type = record.artifact_type
@@ -47,29 +92,38 @@ async def record_manifest(session: AsyncSession, record: ManifestRecord, tag: st
     row.about_digest = record.about_digest or record.subject_digest or row.about_digest
     row.annotations = record.annotations
     await session.flush()
-    for position, ref in enumerate(record.refs):
-        session.add(
-            ManifestRef(
-                manifest_id=row.id,
-                position=position,
-                kind=ref.kind,
-                digest=ref.digest,
-                media_type=ref.media_type,
-                size=ref.size,
-                platform=ref.platform,
-            )
-        )
-    if tag is not None:
-        await session.merge(
-            Tag(repository=record.repository, tag=tag, digest=record.digest, updated_at=now)
-        )
+    await _add_refs(session, row.id, record)
+
+
+async def _add_refs(session: AsyncSession, manifest_id: int, record: ManifestRecord) -> None:
+    """The manifest's references, in one statement (as ORM objects, one insert each: their
+    ids are not needed)."""
+    if not record.refs:
+        return
+    refs = [
+        {
+            "manifest_id": manifest_id,
+            "position": position,
+            "kind": ref.kind,
+            "digest": ref.digest,
+            "media_type": ref.media_type,
+            "size": ref.size,
+            "platform": ref.platform,
+        }
+        for position, ref in enumerate(record.refs)
+    ]
+    await session.execute(insert(ManifestRef), refs)
 
 
 async def set_content_kind(session: AsyncSession, repository: str, digest: str, kind: str) -> None:
-    """Record what verification found the manifest to be (``verifiers.classify.Kind``)."""
-    row = await get_manifest(session, repository, digest)
-    if row is not None:
-        row.content_kind = kind
+    """Record what verification found the manifest to be (``verifiers.classify.Kind``): one
+    statement, no read (a manifest not indexed is left so)."""
+    await session.execute(
+        update(Manifest)
+        .execution_options(synchronize_session=False)
+        .where(Manifest.repository == repository, Manifest.digest == digest)
+        .values(content_kind=kind)
+    )
 
 
 async def forget_manifest(session: AsyncSession, repository: str, digest: str) -> None:

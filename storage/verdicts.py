@@ -217,6 +217,31 @@ def _event(
     )
 
 
+_LOCKED = "gatekeeper_locked_verdicts"
+"""``session.info`` key: the verdicts this transaction read with :func:`lock_current`."""
+
+
+async def lock_current(session: AsyncSession, repository: str, digest: str) -> VerdictView | None:
+    """The verdict as it stands, its row locked until the write transaction ends (``FOR
+    UPDATE``; SQLite's write transaction holds everything already): what a decision recorded
+    later in the same transaction (:func:`record_decision`, which then reads it no more) is
+    made from, so no change made meanwhile is decided over."""
+    row = await session.get(Verdict, (repository, digest), with_for_update=True)
+    _locked(session)[(repository, digest)] = row
+    return _view(row) if row else None
+
+
+def _locked(session: AsyncSession) -> dict[tuple[str, str], Verdict | None]:
+    """The verdicts :func:`lock_current` read in the session's current transaction. The rows
+    are kept here: the session's identity map holds them only weakly, and a row collected
+    would be read again."""
+    transaction = session.sync_session.get_transaction()
+    held = session.info.get(_LOCKED)
+    if held is None or held[0] is not transaction:
+        held = session.info[_LOCKED] = (transaction, {})
+    return cast(dict[tuple[str, str], Verdict | None], held[1])
+
+
 async def ensure_pending(
     session: AsyncSession,
     repository: str,
@@ -230,11 +255,8 @@ async def ensure_pending(
     """Create a ``pending`` verdict if the image has none; True if created (by this call:
     of two transactions racing, exactly one creates it, the other finds it). An image pushed
     through the gatekeeper is marked ``pushed`` even when it had a verdict already; its
-    ``origin`` is set only here, at creation, and by :func:`set_origins`."""
-    if await session.get(Verdict, (repository, digest)) is not None:
-        if pushed:
-            await _mark_pushed(session, repository, digest, origin)
-        return False
+    ``origin`` is set only here, at creation, and by :func:`set_origins`. One statement
+    when the verdict exists, two when it is created (the insert says which, no read first)."""
     moment = utcnow()
     values: dict[str, Any] = {
         "repository": repository,
@@ -254,7 +276,7 @@ async def ensure_pending(
     created = await session.scalar(
         insert_into(Verdict).values(**values).on_conflict_do_nothing().returning(Verdict.digest)
     )
-    if created is None:  # another transaction created it since the look-up
+    if created is None:  # it had one (or another transaction made it meanwhile)
         if pushed:
             await _mark_pushed(session, repository, digest, origin)
         return False
@@ -301,7 +323,9 @@ async def record_decision(
     """Store a completed verification; returns (old state, new state), combined with the
     admin overrides by ``lifecycle.settle``."""
     moment = utcnow()
-    row = await session.get(Verdict, (repository, digest), with_for_update=True)
+    key = (repository, digest)
+    locked = _locked(session)
+    row = locked[key] if key in locked else await session.get(Verdict, key, with_for_update=True)
     old = State(row.state) if row else None
     if row is None:
         row = Verdict(
@@ -314,6 +338,7 @@ async def record_decision(
             state=State.PENDING,
         )
         session.add(row)
+    locked[key] = row  # locked now, and read no more in this transaction (:func:`get`)
     new = _apply(row, decision, moment)
     await session.execute(
         delete(FindingRow).where(FindingRow.repository == repository, FindingRow.digest == digest)
@@ -617,6 +642,17 @@ async def findings(session: AsyncSession, repository: str, digest: str) -> list[
         )
     ).all()
     return [_record(r) for r in rows]
+
+
+async def finding_ids(session: AsyncSession, repository: str, digest: str) -> set[str]:
+    """``verifier:rule_id`` of each finding the verdict has (what a new decision's blocking
+    findings are compared with): two columns, not the findings."""
+    rows = await session.execute(
+        select(FindingRow.verifier, FindingRow.rule_id).where(
+            FindingRow.repository == repository, FindingRow.digest == digest
+        )
+    )
+    return {f"{verifier}:{rule_id}" for verifier, rule_id in rows.all()}
 
 
 def _record(r: FindingRow) -> FindingRecord:

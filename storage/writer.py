@@ -64,11 +64,14 @@ async def read(db: async_sessionmaker[Any], work: Work[T]) -> T:
     """Run ``work(session)`` as a read (no write turn, nothing committed) on the writer's
     loop, as :func:`transact` does: for a read on a request's critical path whose few
     statements, on a serving loop busy with pulls, would each wait for that loop (and first
-    for one of its pool's connections, all taken by the pulls' reads)."""
+    for one of its pool's connections, all taken by the pulls' reads). Elsewhere in the
+    caller's loop, on PostgreSQL without a transaction (``storage.db.reading``)."""
     engine = getattr(db, "kw", {}).get("bind")
     writer = _writer(engine) if isinstance(engine, AsyncEngine) else None
     if writer is None:
-        async with db() as session:
+        from storage.db import reading  # storage.db imports nothing from here
+
+        async with reading(db) as session:
             return await work(session)
     return await writer.run(work, write=False)
 

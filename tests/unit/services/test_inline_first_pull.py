@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import timedelta
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.engine import Connection, Engine
 
 from config.policy import Policy
 from config.settings import load_settings
@@ -162,8 +165,12 @@ async def test_a_process_that_dies_mid_verification_leaves_it_pending_for_a_work
     dead, worker = processes(), processes()
     digest, held = image(processes, BROKEN)
     async with dead.db() as session, session.begin():
-        job = await dead._claim_first_pull(session, REPO, digest, "first pull", held)
-    assert job is not None
+        policy = dead.policies.match(REPO)
+        claimed = await dead._claim_first_pull(
+            session, REPO, digest, "first pull", held, policy=policy
+        )
+    assert claimed is not None
+    job = claimed.job
     # ... and the process is gone before it verified anything.
     async with worker.db() as session:
         pending = await verdicts.get(session, REPO, digest)
@@ -220,3 +227,68 @@ async def test_a_held_manifest_that_is_not_the_digest_is_not_believed(
     async with serving.db() as session:
         runs = (await session.scalars(select(Job).where(Job.digest == digest))).all()
     assert [j.state for j in runs] == ["queued"]
+
+
+Session = tuple[str, list[str], int]
+"""One database session: ``write`` (committed) or ``read``, the first word of each statement it
+ran (``BEGIN`` left out), and the thread it ended in."""
+
+
+@pytest.fixture
+def sessions() -> Iterator[list[Session]]:
+    """Every session of every engine while the test runs, the writer thread's too."""
+    ended: list[Session] = []
+    running: dict[int, list[str]] = {}
+
+    def statement(conn: Connection, cursor: Any, text: str, *args: Any) -> None:
+        if not text.startswith("BEGIN"):
+            running.setdefault(id(conn), []).append(text.split(None, 1)[0])
+
+    def commit(conn: Connection) -> None:
+        ended.append(("write", running.pop(id(conn), []), threading.get_ident()))
+
+    def rollback(conn: Connection) -> None:
+        ended.append(("read", running.pop(id(conn), []), threading.get_ident()))
+
+    listeners: list[tuple[str, Callable[..., None]]] = [
+        ("before_cursor_execute", statement),
+        ("commit", commit),
+        ("rollback", rollback),
+    ]
+    for name, listener in listeners:
+        event.listen(Engine, name, listener)
+    yield ended
+    for name, listener in listeners:
+        event.remove(Engine, name, listener)
+
+
+async def test_an_inline_first_pull_takes_two_write_transactions_and_no_read_between(
+    processes: Service, sessions: list[Session], fresh_db: Database
+) -> None:
+    """The database work of one first pull verified inline, counted: a change that adds a
+    transaction, a read or a statement to the pull's path fails here. The claiming transaction
+    marks it pending, queues its claimed job, indexes the manifest and reads what the
+    verification weighs besides the content (holds, other images' findings about its blobs,
+    referrers, indexes listing it); the storing one reads the verdict as it stands (locked)
+    and its findings, and stores the decision and the job's end. Nothing is read in between;
+    after them only the look-ups of what depends on the changed verdict. On SQLite both
+    transactions run in the writer thread (``storage.writer``), not on the serving loop."""
+    service = processes()
+    service._lease = timedelta(seconds=60)  # no renewal during the count
+    digest, held = image(processes, image_config(layers=1))
+    found = await service.verify_inline(REPO, digest, "first pull", held, 10)
+    assert found is not None and found.state == State.PASSED
+    await asyncio.gather(*service._inline)  # what the verification does after the answer
+    assert [kind for kind, _, _ in sessions] == ["write", "write", "read", "read"]
+    (_, claim, claimed_in), (_, store, stored_in) = sessions[:2]
+    indexing = ["INSERT", "INSERT"]  # the manifest (unless indexed already), its references
+    facts = ["SELECT"] * 4  # holds, findings about its blobs, referrers, covering indexes
+    assert claim == ["INSERT", "INSERT", "INSERT", *indexing, *facts]  # verdict, event, job
+    # the verdict (locked), its findings' ids; the verdict, its findings, its event; the
+    # manifest's kind; the job
+    assert store == ["SELECT", "SELECT", "UPDATE", "DELETE", "INSERT", "UPDATE", "UPDATE"]
+    dependents = ["SELECT"]  # artifacts about it and indexes listing it
+    assert [statements for _, statements, _ in sessions[2:]] == [dependents, dependents]
+    on_sqlite = fresh_db.url.startswith("sqlite")
+    here = threading.get_ident()
+    assert (claimed_in != here and stored_in != here) == on_sqlite
