@@ -232,9 +232,9 @@ class FileSource:
         return data
 
     def readinto(self, target: bytearray | memoryview) -> int:
-        data = self.read(len(target))
-        target[: len(data)] = data
-        return len(data)
+        count = self._file.readinto(target)
+        self.consumed += count
+        return count
 
     def readable(self) -> bool:
         return True

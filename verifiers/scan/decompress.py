@@ -119,7 +119,7 @@ class Meter:
 
     def read(self, size: int = -1, /) -> bytes:
         """Up to ``size`` bytes, served from a buffer refilled in ``REFILL`` pieces (the tar
-        parser reads 512-byte blocks; a decompressor call per block would be slow)."""
+        parser asks for ``tarstream.FILL`` at a time and gets the refill itself, uncopied)."""
         if self._pos >= len(self._buffer):
             self._buffer, self._pos = self._refill(max(size, REFILL)), 0
         end = len(self._buffer) if size < 0 else min(len(self._buffer), self._pos + size)
@@ -132,13 +132,14 @@ class Meter:
 
         Most of a layer is file data nobody asked for: advancing the buffer position instead
         of slicing copies out of it (and joining them) cut the reader's CPU by 3-10% on real
-        layers (``bench/scan_bench.py``). Limits are checked on every refill as in
-        :meth:`read`."""
+        layers (``bench/scan_bench.py``). A refill here asks for no more than is left to skip,
+        so nothing is left over for the tar parser's next read to copy out. Limits are checked
+        on every refill as in :meth:`read`."""
         skipped = 0
         while skipped < size:
             available = len(self._buffer) - self._pos
             if available <= 0:
-                self._buffer, self._pos = self._refill(min(max(size - skipped, REFILL), SKIP)), 0
+                self._buffer, self._pos = self._refill(min(size - skipped, SKIP)), 0
                 if not self._buffer:
                     break
                 continue

@@ -192,21 +192,19 @@ class _Checker:
     def accept(self, entry: Entry) -> str | None:
         """The entry's path if it is a plain member worth looking at, else None."""
         report = self.report
+        name = entry.name
         limit = self.limits.max_path_length
         # at most 4 UTF-8 bytes a character: most names need no encoding to be measured
-        if (
-            len(entry.name) * 4 > limit
-            and len(entry.name.encode("utf-8", "surrogateescape")) > limit
-        ):
-            report.problem("layer.path-too-long", f"{len(entry.name)} characters", entry.name[:200])
+        if len(name) * 4 > limit and len(name.encode("utf-8", "surrogateescape")) > limit:
+            report.problem("layer.path-too-long", f"{len(name)} characters", name[:200])
             report.unseen(UNREAD_LONG_PATH)
             return None
-        path, rule = normalise(entry.name)
+        path, rule = normalise(name)
         if rule:
-            report.problem(rule, f"entry {entry.name!r}", entry.name[:200])
+            report.problem(rule, f"entry {name!r}", name[:200])
             report.unseen(UNREAD_OUTSIDE)
             return None
-        parent, _, base = path.rpartition("/")
+        parent, _, base = path.rpartition("/") if WHITEOUT in path else ("", "", "")
         if base.startswith(WHITEOUT):
             if base == OPAQUE:
                 report.opaque.append(parent)
@@ -250,7 +248,14 @@ def _offer(
         return
     wanting: list[Part] | None = None
     for part in parts:
-        if part.error is None and _guard(part, part.visitor.wants, path, entry):
+        if part.error is not None:
+            continue
+        try:  # what _guard does, without its two calls per file and part
+            wanted = part.visitor.wants(path, entry)
+        except Exception as exc:
+            part.error = exc
+            continue
+        if wanted:
             wanting = [*wanting, part] if wanting else [part]
     if wanting is None:
         return
