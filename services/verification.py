@@ -38,7 +38,7 @@ from services.policybook import PolicySource
 from services.reevaluate import after_policy_change
 from services.wakeups import JOBS, VERDICTS, Wakeups
 from storage import content, jobs, manifests, verdicts
-from storage.db import DATABASE_ERRORS
+from storage.db import DATABASE_ERRORS, reader
 from storage.timeutil import now as utcnow
 from storage.verdicts import DecisionRecord, FindingRecord, VerdictView
 from upstream.bodies import read_at_most
@@ -365,7 +365,7 @@ class VerificationService:
             hit = self._verdicts.get(key)
             if hit is not None and hit[1] > loop_time:
                 return hit[0]
-        async with self.db() as session:
+        async with reader(self.db) as session:  # on a pull's path: one round trip
             found = await verdicts.get(session, repository, digest)
         ttl = self.settings.verification.verdict_cache_seconds
         if ttl > 0 and found is not None and found.pullable():

@@ -8,13 +8,14 @@ migrations, applied at ``gatekeeper serve`` start and by ``gatekeeper db upgrade
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, ExceptionContext, make_url
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -39,8 +40,9 @@ migration to it (``tests/unit/storage/test_migration_head.py``)."""
 DATABASE_ERRORS: tuple[type[Exception], ...] = (StorageError, SQLAlchemyError)
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An async engine with the per-backend settings the gatekeeper relies on."""
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """An async engine with the per-backend settings the gatekeeper relies on (``pool_size``:
+    PostgreSQL's connections kept, and as many more opened under a burst)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
@@ -49,10 +51,44 @@ def create_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+        event.listen(engine.sync_engine.pool, "checkin", _checked_in)
+        event.listen(engine.sync_engine.pool, "checkout", _ping_if_idle)
     event.listen(engine.sync_engine, "do_connect", _connect)
     event.listen(engine.sync_engine, "handle_error", _translate)
     return engine
+
+
+PING_IDLE_SECONDS = 1.0
+"""A PostgreSQL connection that sat in the pool this long is pinged before it is handed out.
+
+SQLAlchemy's ``pool_pre_ping`` pings every checkout, and on asyncpg that ping is three round
+trips (``BEGIN``, ``;``, ``ROLLBACK``): under the load test a pull's whole work was one or three
+statements, so the pings were most of its round trips (bench/README.md, issue 15). A
+connection used a moment ago is as good as the ping would find it (a database that went away
+since fails its next statement, 503, and the pool drops every connection made before); one
+that sat idle (a restarted database, a firewall dropping quiet connections) is checked with
+one round trip, and replaced if it fails."""
+
+
+def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """Ping a connection idle for :data:`PING_IDLE_SECONDS` or more (one round trip, outside a
+    transaction); a failed ping makes the pool replace it (``DisconnectionError``)."""
+    idle_since = record.info.get("idle_since")
+    if idle_since is None or time.monotonic() - idle_since < PING_IDLE_SECONDS:
+        return  # new (just connected), or used a moment ago
+    autocommit = dbapi_connection.autocommit
+    try:
+        dbapi_connection.autocommit = True  # the bare ``;``: no BEGIN and ROLLBACK around it
+        dbapi_connection.ping()
+    except Exception as exc:
+        raise DisconnectionError(f"idle connection failed its ping: {exc}") from exc
+    finally:
+        dbapi_connection.autocommit = autocommit
 
 
 def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
@@ -169,6 +205,26 @@ def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:
             write_queue=write_queue(engine),
         )
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def reader(db: async_sessionmaker[Any]) -> AsyncSession:
+    """A session for reads only, for the hot paths (a pull's verdict and blob judgement, an
+    upload's session checks). On PostgreSQL its statements run outside a transaction
+    (``AUTOCOMMIT``): each is one round trip, without the ``BEGIN`` before the first and the
+    ``ROLLBACK`` at the end (two of a pull's three or five). Under READ COMMITTED, what the
+    gatekeeper runs, every statement of a transaction reads its own snapshot anyway, so a
+    series of reads sees nothing different. Never write through it: each statement would
+    commit on its own. On SQLite it is an ordinary session (a deferred read transaction)."""
+    engine = getattr(db, "kw", {}).get("bind")
+    if not isinstance(engine, AsyncEngine) or engine.dialect.name != "postgresql":
+        plain: AsyncSession = db()
+        return plain
+    autocommit = getattr(engine.sync_engine, "_gatekeeper_autocommit", None)
+    if autocommit is None:
+        autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        engine.sync_engine._gatekeeper_autocommit = autocommit  # type: ignore[attr-defined]
+    session: AsyncSession = db(bind=autocommit)
+    return session
 
 
 def _alembic_config(connection: Connection) -> Any:

@@ -43,6 +43,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from storage.db import reader
+
 T = TypeVar("T")
 Work = Callable[[AsyncSession], Awaitable[T]]
 """A write transaction's body: given a session inside ``session.begin()``."""
@@ -68,7 +70,7 @@ async def read(db: async_sessionmaker[Any], work: Work[T]) -> T:
     engine = getattr(db, "kw", {}).get("bind")
     writer = _writer(engine) if isinstance(engine, AsyncEngine) else None
     if writer is None:
-        async with db() as session:
+        async with reader(db) as session:  # PostgreSQL: no BEGIN and ROLLBACK around it
             return await work(session)
     return await writer.run(work, write=False)
 

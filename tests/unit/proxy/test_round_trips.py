@@ -1,0 +1,147 @@
+"""What each request class of the load test costs in PostgreSQL round trips (issue 15).
+
+Under load every round trip waits for a serving loop that has a hundred other requests to
+run, so their number per request sets the gatekeeper's rate: the pool's pre-ping alone was
+three per checkout (``BEGIN``, ``;``, ``ROLLBACK``) and a read session two more (its ``BEGIN``
+and ``ROLLBACK``), most of what a pull cost. These tests hold each class to its count, so a
+statement added on a hot path fails here and is a choice, not an accident. The gatekeeper
+runs in this process (so its engine can be counted) in front of the real registry; the
+access log's batches and the heartbeat run on their own schedule and are paused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp.test_utils import TestServer
+
+from config.settings import load_settings
+from proxy.app import create_app
+from storage import db as storage_db
+from tests.support.database import Database
+from tests.support.gatekeeper import TEST_KEY_ENCRYPTION_KEY, WARN_EVERYTHING
+from tests.support.ocihttp import OCI_MANIFEST, image_config, image_manifest
+from tests.support.registry import Registry
+from tests.support.roundtrips import RoundTrips, middleware
+
+pytestmark = pytest.mark.database
+ACCEPT = {"Accept": OCI_MANIFEST}
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class Gate:
+    """The in-process gatekeeper, an HTTP client to it, and its engine's round trips."""
+
+    def __init__(self, client: httpx.AsyncClient, trips: RoundTrips) -> None:
+        self.client = client
+        self.trips = trips
+
+    async def counted(self, method: str, url: str, expect: int, **kwargs: Any) -> int:
+        """Send one request; the round trips it made (after the last pending batch)."""
+        await asyncio.sleep(0.3)  # let the previous request's access-log batch go
+        self.trips.reset()
+        response = await self.client.request(method, url, **kwargs)
+        assert response.status_code == expect, response.text
+        self.last = response
+        return self.trips.total - self.trips.calls["prepare"]
+
+    async def upload(self, repository: str, data: bytes) -> tuple[int, int]:
+        """A monolithic upload: round trips of its POST and of its closing PUT."""
+        post = await self.counted("POST", f"/v2/{repository}/blobs/uploads/", 202)
+        location = self.last.headers["Location"]
+        sep = "&" if "?" in location else "?"
+        put = await self.counted(
+            "PUT",
+            f"{location}{sep}digest={_digest(data)}",
+            201,
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        return post, put
+
+
+@pytest.fixture
+async def gate(
+    registry: Registry, postgres_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Gate]:
+    monkeypatch.setattr(storage_db, "PING_IDLE_SECONDS", 3600.0)  # see the ping's own test
+    settings = load_settings(
+        env={
+            "GATEKEEPER_UPSTREAM_URL": registry.url,
+            "GATEKEEPER_DATABASE_URL": postgres_db.url,
+            # The access log's batches only when the test lets them (a 0.3 s pause).
+            "GATEKEEPER_AUDIT__FLUSH_INTERVAL_SECONDS": "0.1",
+            "GATEKEEPER_AUDIT__SPOOL_DIR": str(tmp_path / "audit-spool"),
+            "GATEKEEPER_POLICIES": WARN_EVERYTHING,
+            "GATEKEEPER_AUTH__ENABLED": "false",
+            "GATEKEEPER_AUTH__KEY_ENCRYPTION_KEY": TEST_KEY_ENCRYPTION_KEY,
+            "GATEKEEPER_REPLICA__HEARTBEAT_SECONDS": "60",
+            "GATEKEEPER_VERIFICATION__VERDICT_CACHE_SECONDS": "0",
+        }
+    )
+    app = create_app(settings)
+    app.middlewares.insert(0, middleware)
+    server = TestServer(app)
+    with RoundTrips().counting() as trips:
+        await server.start_server()
+        async with httpx.AsyncClient(base_url=str(server.make_url("")), timeout=60) as client:
+            yield Gate(client, trips)
+        await server.close()
+
+
+async def _counts(gate: Gate) -> dict[str, list[int]]:
+    """Each request class twice: the first warms (a statement's first use on a connection
+    also prepares it), the second is what every later one costs."""
+    counts: dict[str, list[int]] = {}
+    repository = "trips/app"
+    for step in range(2):
+        layer = f"layer {step}".encode() * 100
+        config = image_config({"step": str(step)})
+        post, put = await gate.upload(repository, config)
+        counts.setdefault("upload POST", []).append(post)
+        counts.setdefault("upload closing PUT", []).append(put)
+        await gate.upload(repository, layer)
+        manifest = image_manifest(config, [layer])
+        push = await gate.counted(
+            "PUT",
+            f"/v2/{repository}/manifests/t{step}",
+            201,
+            content=manifest,
+            headers={"Content-Type": OCI_MANIFEST},
+        )
+        counts.setdefault("manifest push", []).append(push)
+    for _ in range(100):  # its verification, in this process's worker
+        pulled = await gate.client.get(f"/v2/{repository}/manifests/t1", headers=ACCEPT)
+        if pulled.status_code == 200:
+            break
+        await asyncio.sleep(0.1)
+    for _ in range(2):
+        pull = await gate.counted("GET", f"/v2/{repository}/manifests/t1", 200, headers=ACCEPT)
+        counts.setdefault("manifest pull", []).append(pull)
+        blob = await gate.counted("GET", f"/v2/{repository}/blobs/{_digest(layer)}", 200)
+        counts.setdefault("blob pull", []).append(blob)
+    return counts
+
+
+EXPECTED = {
+    "upload POST": 10,
+    "upload closing PUT": 6,
+    "manifest push": 13,
+    "manifest pull": 1,
+    "blob pull": 3,
+}
+"""Round trips per request once warm (statements prepared), verdicts not cached."""
+
+
+async def test_round_trips_per_request_class(gate: Gate) -> None:
+    counts = await _counts(gate)
+    assert {name: runs[-1] for name, runs in counts.items()} == EXPECTED, counts
