@@ -506,9 +506,12 @@ async def _judgement(request: web.Request, repository: str, digest: str) -> Blob
     def policy_for(origin: str) -> Policy:
         return svc.policies.match(repository, origin)
 
-    try:
+    async def judge() -> BlobJudgement:
         async with reader(svc.db) as session:
-            judgement = await judge_blob(session, policy, repository, digest, policy_for=policy_for)
+            return await judge_blob(session, policy, repository, digest, policy_for=policy_for)
+
+    try:
+        judgement = await svc.verification.judge_blob_once(repository, digest, judge)
     except DATABASE_ERRORS as exc:
         raise _unavailable(repository, digest, exc) from exc
     if judgement.allowed and judgement.cacheable:

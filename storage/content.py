@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, delete, not_, or_, select
+from sqlalchemy import BindParameter, Select, and_, bindparam, delete, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -123,13 +123,13 @@ def _unweighed_query(
     waived: tuple[str, ...],
     unfixed_report: tuple[str, ...],
     limit: int,
-) -> Select[tuple[FindingRow]]:
+) -> Select[FindingRow]:
     """:func:`unweighed`'s statement for one policy's rules, made once: a blob pull that is
     not cached runs it, and building it (an alias, a dozen clauses) and its cache key cost
     more of the serving loop than running it. Per pull only ``blob``, ``repository`` and
     ``manifests`` change, as bound parameters."""
     theirs = aliased(FindingRow)
-    blob = bindparam("blob")
+    blob: BindParameter[str] = bindparam("blob")
     weighed = (
         select(theirs.id)
         .where(

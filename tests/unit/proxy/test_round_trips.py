@@ -12,18 +12,22 @@ access log's batches and the heartbeat run on their own schedule and are paused.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 from aiohttp.test_utils import TestServer
 
 from config.settings import load_settings
+from proxy import gate as gate_module
 from proxy.app import create_app
 from storage import db as storage_db
+from storage import verdicts
 from tests.support.database import Database
 from tests.support.gatekeeper import TEST_KEY_ENCRYPTION_KEY, WARN_EVERYTHING
 from tests.support.ocihttp import OCI_MANIFEST, image_config, image_manifest
@@ -31,6 +35,7 @@ from tests.support.registry import Registry
 from tests.support.roundtrips import RoundTrips, middleware
 
 pytestmark = pytest.mark.database
+T = TypeVar("T")
 ACCEPT = {"Accept": OCI_MANIFEST}
 
 
@@ -69,33 +74,42 @@ class Gate:
         return post, put
 
 
+GateFactory = Callable[[str], AbstractAsyncContextManager[Gate]]
+
+
 @pytest.fixture
-async def gate(
+def make_gate(
     registry: Registry, postgres_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Gate]:
+) -> GateFactory:
+    """A gatekeeper caching pullable verdicts and allowed blobs for ``cache_seconds``."""
     monkeypatch.setattr(storage_db, "PING_IDLE_SECONDS", 3600.0)  # see the ping's own test
-    settings = load_settings(
-        env={
-            "GATEKEEPER_UPSTREAM_URL": registry.url,
-            "GATEKEEPER_DATABASE_URL": postgres_db.url,
-            # The access log's batches only when the test lets them (a 0.3 s pause).
-            "GATEKEEPER_AUDIT__FLUSH_INTERVAL_SECONDS": "0.1",
-            "GATEKEEPER_AUDIT__SPOOL_DIR": str(tmp_path / "audit-spool"),
-            "GATEKEEPER_POLICIES": WARN_EVERYTHING,
-            "GATEKEEPER_AUTH__ENABLED": "false",
-            "GATEKEEPER_AUTH__KEY_ENCRYPTION_KEY": TEST_KEY_ENCRYPTION_KEY,
-            "GATEKEEPER_REPLICA__HEARTBEAT_SECONDS": "60",
-            "GATEKEEPER_VERIFICATION__VERDICT_CACHE_SECONDS": "0",
-        }
-    )
-    app = create_app(settings)
-    app.middlewares.insert(0, middleware)
-    server = TestServer(app)
-    with RoundTrips().counting() as trips:
-        await server.start_server()
-        async with httpx.AsyncClient(base_url=str(server.make_url("")), timeout=60) as client:
-            yield Gate(client, trips)
-        await server.close()
+
+    @contextlib.asynccontextmanager
+    async def make(cache_seconds: str) -> AsyncIterator[Gate]:
+        settings = load_settings(
+            env={
+                "GATEKEEPER_UPSTREAM_URL": registry.url,
+                "GATEKEEPER_DATABASE_URL": postgres_db.url,
+                "GATEKEEPER_AUDIT__FLUSH_INTERVAL_SECONDS": "0.1",
+                "GATEKEEPER_AUDIT__SPOOL_DIR": str(tmp_path / "audit-spool"),
+                "GATEKEEPER_POLICIES": WARN_EVERYTHING,
+                "GATEKEEPER_AUTH__ENABLED": "false",
+                "GATEKEEPER_AUTH__KEY_ENCRYPTION_KEY": TEST_KEY_ENCRYPTION_KEY,
+                "GATEKEEPER_REPLICA__HEARTBEAT_SECONDS": "60",
+                "GATEKEEPER_VERIFICATION__VERDICT_CACHE_SECONDS": cache_seconds,
+            }
+        )
+        app = create_app(settings)
+        app.middlewares.insert(0, middleware)
+        server = TestServer(app)
+        with RoundTrips().counting() as trips:
+            await server.start_server()
+            base = str(server.make_url(""))
+            async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+                yield Gate(client, trips)
+            await server.close()
+
+    return make
 
 
 async def _counts(gate: Gate) -> dict[str, list[int]]:
@@ -142,6 +156,35 @@ EXPECTED = {
 """Round trips per request once warm (statements prepared), verdicts not cached."""
 
 
-async def test_round_trips_per_request_class(gate: Gate) -> None:
-    counts = await _counts(gate)
+async def test_round_trips_per_request_class(make_gate: GateFactory) -> None:
+    async with make_gate("0") as gate:
+        counts = await _counts(gate)
     assert {name: runs[-1] for name, runs in counts.items()} == EXPECTED, counts
+
+
+async def test_concurrent_pulls_that_miss_the_cache_read_once(
+    make_gate: GateFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every verdict change drops every cached decision (a push's verdict, several a second
+    under the load test); the hundred pulls in flight then all missed together, and each read
+    the verdict or judged the blob itself (``services.singleflight``). Here each read first
+    waits a moment, so all twenty pulls arrive while the first one's runs."""
+    async with make_gate("1") as gate:
+        await _counts(gate)  # an image to pull, every statement prepared
+        repository, layer = "trips/app", _digest(b"layer 1" * 100)
+        for module, name in ((verdicts, "get"), (gate_module, "judge_blob")):
+            monkeypatch.setattr(module, name, _slow(getattr(module, name)))
+        await asyncio.sleep(1.5)  # what the warm-up cached has expired
+        for path, reads in (("manifests/t1", 1), (f"blobs/{layer}", 3)):
+            gate.trips.reset()
+            pulls = [gate.client.get(f"/v2/{repository}/{path}", headers=ACCEPT) for _ in range(20)]
+            assert {r.status_code for r in await asyncio.gather(*pulls)} == {200}
+            assert gate.trips.total - gate.trips.calls["prepare"] == reads, gate.trips.calls
+
+
+def _slow(read: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    async def slow(*args: Any, **kwargs: Any) -> T:
+        await asyncio.sleep(0.3)
+        return await read(*args, **kwargs)
+
+    return slow
