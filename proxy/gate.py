@@ -59,7 +59,7 @@ from services import eta
 from services.inline import HeldManifest
 from storage import content, fresh_uploads, jobs, verdicts
 from storage.content import BlobFinding
-from storage.db import DATABASE_ERRORS
+from storage.db import DATABASE_ERRORS, reader
 from storage.verdicts import VerdictView
 from verifiers import lifecycle
 from verifiers.lifecycle import State
@@ -506,9 +506,12 @@ async def _judgement(request: web.Request, repository: str, digest: str) -> Blob
     def policy_for(origin: str) -> Policy:
         return svc.policies.match(repository, origin)
 
+    async def judge() -> BlobJudgement:
+        async with reader(svc.db) as session:
+            return await judge_blob(session, policy, repository, digest, policy_for=policy_for)
+
     try:
-        async with svc.db() as session:
-            judgement = await judge_blob(session, policy, repository, digest, policy_for=policy_for)
+        judgement = await svc.verification.judge_blob_once(repository, digest, judge)
     except DATABASE_ERRORS as exc:
         raise _unavailable(repository, digest, exc) from exc
     if judgement.allowed and judgement.cacheable:
@@ -520,7 +523,7 @@ async def _read_back(request: web.Request, repository: str, digest: str) -> Blob
     svc = services(request)
     policy = svc.policies.match(repository)  # what a pusher uploads here is local content
     try:
-        async with svc.db() as session:
+        async with reader(svc.db) as session:
             return await judge_read_back(session, policy, repository, digest)
     except DATABASE_ERRORS as exc:
         raise _unavailable(repository, digest, exc) from exc
@@ -558,7 +561,7 @@ async def check_reuse(request: web.Request, repository: str, digest: str) -> Non
     repository: the push itself is refused."""
     svc = services(request)
     try:
-        async with svc.db() as session:
+        async with reader(svc.db) as session:
             blocked = await verdicts.blocked_elsewhere(session, digest)
     except DATABASE_ERRORS as exc:
         raise _unavailable(repository, digest, exc) from exc

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -38,9 +38,10 @@ from services.facts import Facts
 from services.inline import HeldManifest, verifies_inline
 from services.policybook import PolicySource
 from services.reevaluate import after_policy_change
+from services.singleflight import SingleFlight
 from services.wakeups import JOBS, VERDICTS, Wakeups
 from storage import content, jobs, manifests, verdicts
-from storage.db import DATABASE_ERRORS, reading
+from storage.db import DATABASE_ERRORS, reader
 from storage.timeutil import now as utcnow
 from storage.verdicts import DecisionRecord, FindingRecord, VerdictView
 from storage.writer import read, transact
@@ -57,6 +58,8 @@ from verifiers.classify import CONTENT, MAX_CONFIG_BYTES, Kind, parse_config
 from verifiers.lifecycle import State
 from verifiers.pipeline import Outcome, expected_verifiers, run_pipeline
 from verifiers.policy import Decision, decide
+
+T = TypeVar("T")
 
 log = logging.getLogger("gatekeeper.verification")
 
@@ -188,6 +191,9 @@ class VerificationService:
         otherwise each see the one queued job and each take SQLite's write lock to claim it."""
         self._verdicts: dict[tuple[str, str], tuple[VerdictView, float]] = {}
         self._blobs: dict[tuple[str, str], float] = {}
+        self._verdict_reads: SingleFlight[tuple[str, str], VerdictView | None] = SingleFlight()
+        self._blob_reads: SingleFlight[tuple[str, str], Any] = SingleFlight()
+        """Reads under way for cache misses, shared (``services.singleflight``)."""
         bus.subscribe(self.forget_verdict)
         bus.subscribe(self.on_change)
         self.wakeups = wakeups or Wakeups()
@@ -419,13 +425,15 @@ class VerificationService:
         caller at the moment of use, and anything not pullable is always read afresh."""
         key = (repository, digest)
         loop_time = asyncio.get_running_loop().time()
+        ttl = self.settings.verification.verdict_cache_seconds
         if cached:
             hit = self._verdicts.get(key)
             if hit is not None and hit[1] > loop_time:
                 return hit[0]
-        async with reading(self.db) as session:
-            found = await verdicts.get(session, repository, digest)
-        ttl = self.settings.verification.verdict_cache_seconds
+        if cached and ttl > 0:  # the pulls that missed together read once
+            found = await self._verdict_reads.run(key, partial(self._read, repository, digest))
+        else:
+            found = await self._read(repository, digest)
         if ttl > 0 and found is not None and found.pullable():
             if len(self._verdicts) >= 10_000:
                 self._verdicts.clear()
@@ -434,16 +442,24 @@ class VerificationService:
             self._verdicts.pop(key, None)
         return found
 
+    async def _read(self, repository: str, digest: str) -> VerdictView | None:
+        async with reader(self.db) as session:  # on a pull's path: one round trip
+            return await verdicts.get(session, repository, digest)
+
     async def forget_verdict(self, change: VerdictChange) -> None:
         """Bus listener: a verdict changed here, so no pull may see the old one. Any change
         may change which blobs are pullable (holds, findings, dependents), so every cached
         blob decision goes too."""
         self._verdicts.pop((change.repository, change.digest), None)
         self._blobs.clear()
+        self._verdict_reads.forget()
+        self._blob_reads.forget()
 
     def _forget_all(self) -> None:
         self._verdicts.clear()
         self._blobs.clear()
+        self._verdict_reads.forget()
+        self._blob_reads.forget()
 
     async def _tell_processes(self, change: VerdictChange) -> None:
         """Bus listener: every process hears that a verdict changed (its waiting pulls read
@@ -464,6 +480,17 @@ class VerificationService:
         """A blob the gate allowed less than ``verdict_cache_seconds`` ago (``proxy.gate``)."""
         until = self._blobs.get((repository, digest))
         return until is not None and until > asyncio.get_running_loop().time()
+
+    async def judge_blob_once(
+        self, repository: str, digest: str, judge: Callable[[], Awaitable[T]]
+    ) -> T:
+        """``judge()``, shared by the pulls of the same blob that arrive while it runs (the
+        gate's blob judgement, ``proxy.gate``); each call its own when nothing is cached
+        (``verdict_cache_seconds`` 0)."""
+        if self.settings.verification.verdict_cache_seconds <= 0:
+            return await judge()
+        shared: T = await self._blob_reads.run((repository, digest), judge)
+        return shared
 
     def remember_blob(self, repository: str, digest: str) -> None:
         ttl = self.settings.verification.verdict_cache_seconds

@@ -9,12 +9,13 @@ facts block what is decided elsewhere (``verifiers.lifecycle``, ``proxy.gate``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, not_, or_, select, union
+from sqlalchemy import BindParameter, Select, and_, bindparam, delete, not_, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -108,12 +109,32 @@ async def unweighed(
     that none of ``manifests`` of ``repository`` was decided with (as its own finding or an
     inherited one). The database does the filtering, so a base layer shared by thousands of
     images costs an index range, not thousands of rows in Python."""
+    query = _unweighed_query(
+        tuple(severities), tuple(sorted(waived)), tuple(sorted(unfixed_report)), limit
+    )
+    values = {"blob": blob, "repository": repository, "manifests": list(manifests)}
+    rows = (await session.scalars(query, values)).all()
+    return [BlobFinding(r.repository, r.digest, _record_of(r)) for r in rows]
+
+
+@functools.lru_cache(maxsize=256)
+def _unweighed_query(
+    severities: tuple[str, ...],
+    waived: tuple[str, ...],
+    unfixed_report: tuple[str, ...],
+    limit: int,
+) -> Select[FindingRow]:
+    """:func:`unweighed`'s statement for one policy's rules, made once: a blob pull that is
+    not cached runs it, and building it (an alias, a dozen clauses) and its cache key cost
+    more of the serving loop than running it. Per pull only ``blob``, ``repository`` and
+    ``manifests`` change, as bound parameters."""
     theirs = aliased(FindingRow)
+    blob: BindParameter[str] = bindparam("blob")
     weighed = (
         select(theirs.id)
         .where(
-            theirs.repository == repository,
-            theirs.digest.in_(list(manifests)),
+            theirs.repository == bindparam("repository"),
+            theirs.digest.in_(bindparam("manifests", expanding=True)),
             theirs.blob == blob,
             theirs.verifier == FindingRow.verifier,
             theirs.rule_id == FindingRow.rule_id,
@@ -128,16 +149,15 @@ async def unweighed(
         ~weighed,
     )
     if waived:
-        names = sorted(waived)
+        names = list(waived)
         query = query.where(
             FindingRow.rule_id.not_in(names),
             (FindingRow.verifier + ":" + FindingRow.rule_id).not_in(names),
         )
     if unfixed_report:
-        unfixed = and_(FindingRow.verifier.in_(sorted(unfixed_report)), FindingRow.fix == "")
+        unfixed = and_(FindingRow.verifier.in_(list(unfixed_report)), FindingRow.fix == "")
         query = query.where(~unfixed)
-    rows = (await session.scalars(query.order_by(FindingRow.id).limit(limit))).all()
-    return [BlobFinding(r.repository, r.digest, _record_of(r)) for r in rows]
+    return query.order_by(FindingRow.id).limit(limit)
 
 
 def _record_of(row: FindingRow) -> FindingRecord:
@@ -331,23 +351,27 @@ async def referencing(
     return sorted(found)[:limit]
 
 
+_SERVING = (
+    select(Manifest.digest, Verdict.state, Verdict.release_expires, Verdict.origin)
+    .join(ManifestRef, ManifestRef.manifest_id == Manifest.id)
+    .outerjoin(
+        Verdict,
+        and_(Verdict.repository == Manifest.repository, Verdict.digest == Manifest.digest),
+    )
+    .where(
+        Manifest.repository == bindparam("repository"),
+        ManifestRef.digest == bindparam("blob"),
+        ManifestRef.kind.in_(BLOB_KINDS),
+    )
+    .distinct()
+)
+""":func:`serving`'s statement, made once (see :func:`_unweighed_query`)."""
+
+
 async def serving(session: AsyncSession, repository: str, blob: str) -> list[Server]:
     """The manifests of ``repository`` that reference ``blob`` as config or layer, each with
     its verdict (the candidates a blob pull could be part of)."""
-    rows = await session.execute(
-        select(Manifest.digest, Verdict.state, Verdict.release_expires, Verdict.origin)
-        .join(ManifestRef, ManifestRef.manifest_id == Manifest.id)
-        .outerjoin(
-            Verdict,
-            and_(Verdict.repository == Manifest.repository, Verdict.digest == Manifest.digest),
-        )
-        .where(
-            Manifest.repository == repository,
-            ManifestRef.digest == blob,
-            ManifestRef.kind.in_(BLOB_KINDS),
-        )
-        .distinct()
-    )
+    rows = await session.execute(_SERVING, {"repository": repository, "blob": blob})
     return [
         Server(digest, state, utc(expires), origin or "local")
         for digest, state, expires, origin in rows.all()

@@ -7,11 +7,8 @@ migrations, applied at ``gatekeeper serve`` start and by ``gatekeeper db upgrade
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
-from collections.abc import AsyncIterator
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +40,9 @@ migration to it (``tests/unit/storage/test_migration_head.py``)."""
 DATABASE_ERRORS: tuple[type[Exception], ...] = (StorageError, SQLAlchemyError)
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An async engine with the per-backend settings the gatekeeper relies on."""
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """An async engine with the per-backend settings the gatekeeper relies on (``pool_size``:
+    PostgreSQL's connections kept, and as many more opened under a burst)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
@@ -53,41 +51,44 @@ def create_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_async_engine(url, pool_size=10, max_overflow=10)
-        event.listen(engine.sync_engine.pool, "connect", _used)
-        event.listen(engine.sync_engine.pool, "checkin", _used)
-        event.listen(engine.sync_engine.pool, "checkout", partial(_ping_if_idle, engine))
+        engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+        event.listen(engine.sync_engine.pool, "checkin", _checked_in)
+        event.listen(engine.sync_engine.pool, "checkout", _ping_if_idle)
     event.listen(engine.sync_engine, "do_connect", _connect)
     event.listen(engine.sync_engine, "handle_error", _translate)
     return engine
 
 
-PING_AFTER_IDLE_SECONDS = 1.0
-"""A PostgreSQL connection idle longer than this is pinged before it is used again, so a server
-restarted meanwhile costs a reconnection, not a failed statement. SQLAlchemy's
-``pool_pre_ping`` pinged every checkout, and asyncpg's ping is three round trips (it wraps
-``;`` in a transaction): with a checkout per session, a third of the round trips of a first
-pull (12 of 32), each one a wake-up of both ends on a busy machine. A connection used less than
-a second ago is taken as alive; if the server did restart within that second, the statement
-fails (the request is refused: 503, fail closed) and SQLAlchemy's disconnect handling drops
-every older connection of the pool at once."""
-_LAST_USED = "gatekeeper_last_used"
+PING_IDLE_SECONDS = 1.0
+"""A PostgreSQL connection that sat in the pool this long is pinged before it is handed out.
+
+SQLAlchemy's ``pool_pre_ping`` pings every checkout, and on asyncpg that ping is three round
+trips (``BEGIN``, ``;``, ``ROLLBACK``): under the load test a pull's whole work was one or three
+statements, so the pings were most of its round trips (bench/README.md, issue 15). A
+connection used a moment ago is as good as the ping would find it (a database that went away
+since fails its next statement, 503, and the pool drops every connection made before); one
+that sat idle (a restarted database, a firewall dropping quiet connections) is checked with
+one round trip, and replaced if it fails."""
 
 
-def _used(_dbapi_connection: Any, record: Any, *_: Any) -> None:
-    record.info[_LAST_USED] = time.monotonic()
+def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
 
 
-def _ping_if_idle(engine: AsyncEngine, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-    """Pool ``checkout``: ping a connection idle for :data:`PING_AFTER_IDLE_SECONDS`; one that
-    does not answer is replaced (``DisconnectionError`` makes the pool connect anew)."""
-    if time.monotonic() - record.info.get(_LAST_USED, 0.0) < PING_AFTER_IDLE_SECONDS:
-        return
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """Ping a connection idle for :data:`PING_IDLE_SECONDS` or more (one round trip, outside a
+    transaction); a failed ping makes the pool replace it (``DisconnectionError``)."""
+    idle_since = record.info.get("idle_since")
+    if idle_since is None or time.monotonic() - idle_since < PING_IDLE_SECONDS:
+        return  # new (just connected), or used a moment ago
+    autocommit = dbapi_connection.autocommit
     try:
-        engine.dialect.do_ping(dbapi_connection)
+        dbapi_connection.autocommit = True  # the bare ``;``: no BEGIN and ROLLBACK around it
+        dbapi_connection.ping()
     except Exception as exc:
-        raise DisconnectionError(f"{type(exc).__name__}: {exc}") from exc
-    record.info[_LAST_USED] = time.monotonic()
+        raise DisconnectionError(f"idle connection failed its ping: {exc}") from exc
+    finally:
+        dbapi_connection.autocommit = autocommit
 
 
 def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
@@ -206,17 +207,24 @@ def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-@contextlib.asynccontextmanager
-async def reading(db: async_sessionmaker[Any]) -> AsyncIterator[AsyncSession]:
-    """A session that only reads. On PostgreSQL its statements run without a transaction
-    around them (autocommit): at READ COMMITTED each statement takes a snapshot of its own
-    anyway, and the ``BEGIN`` and ``ROLLBACK`` were two round trips of three for the one
-    statement of a pull's verdict read. SQLite's reads keep their deferred transaction."""
-    async with db() as session:
-        bind = session.bind
-        if bind is not None and bind.dialect.name == "postgresql":
-            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        yield session
+def reader(db: async_sessionmaker[Any]) -> AsyncSession:
+    """A session for reads only, for the hot paths (a pull's verdict and blob judgement, an
+    upload's session checks). On PostgreSQL its statements run outside a transaction
+    (``AUTOCOMMIT``): each is one round trip, without the ``BEGIN`` before the first and the
+    ``ROLLBACK`` at the end (two of a pull's three or five). Under READ COMMITTED, what the
+    gatekeeper runs, every statement of a transaction reads its own snapshot anyway, so a
+    series of reads sees nothing different. Never write through it: each statement would
+    commit on its own. On SQLite it is an ordinary session (a deferred read transaction)."""
+    engine = getattr(db, "kw", {}).get("bind")
+    if not isinstance(engine, AsyncEngine) or engine.dialect.name != "postgresql":
+        plain: AsyncSession = db()
+        return plain
+    autocommit = getattr(engine.sync_engine, "_gatekeeper_autocommit", None)
+    if autocommit is None:
+        autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        engine.sync_engine._gatekeeper_autocommit = autocommit  # type: ignore[attr-defined]
+    session: AsyncSession = db(bind=autocommit)
+    return session
 
 
 def _alembic_config(connection: Connection) -> Any:

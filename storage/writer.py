@@ -1,29 +1,33 @@
-"""SQLite write transactions run whole in a writer thread: one hop from the serving loop.
+"""Write transactions run whole in a writer thread: one hop from the serving loop.
 
-Every statement through aiosqlite is a round trip: the event loop hands it to the
-connection's thread, and the answer waits in the loop's queue of ready callbacks until the
-loop gets to it. On a serving loop with a hundred pulls in flight, each such wait cost tens
-to hundreds of milliseconds, and a write transaction spends all of them inside SQLite's one
-write turn (``storage.write_queue``): a reservation of an upload slot (a handful of
+Every statement is a round trip: the event loop sends it (to aiosqlite's thread, or to
+PostgreSQL), and the answer waits in the loop's queue of ready callbacks until the loop gets
+to it. On a serving loop with a hundred pulls in flight, each such wait cost tens to hundreds
+of milliseconds, and a write transaction spends all of them holding what it locked: on SQLite
+the one write turn (``storage.write_queue``): a reservation of an upload slot (a handful of
 statements) held the turn for up to 1.9 s, an access-log batch up to 2.2 s, and every
-pusher's writes queued behind them for seconds (bench/README.md, "Where the pushes wait").
+pusher's writes queued behind them for seconds (bench/README.md, "Where the pushes wait"); on
+PostgreSQL the row locks of the transaction (one identity's reservations take turns on its
+``upload_owners`` row), and an upload's half a dozen transactions took seconds each way.
 
-Here the whole transaction (its turn, ``BEGIN IMMEDIATE``, its statements, the commit) runs
-on a loop of its own, in a thread of its own, with an engine of its own on the same file;
-the serving loop waits for one answer. That loop does nothing else, so its connections need
-no thread of their own either: each statement runs at once in the writer's thread
-(``_InlineConnection``) instead of being handed to aiosqlite's thread and back, two waits for
-the interpreter's lock each while the serving loop keeps it busy. The transaction's coroutine
-must touch
-nothing of the serving loop (its locks, events, tasks, or sessions of the serving engine):
-it gets its own session, and what it returns (plain values) comes back through a
+Here the whole transaction (on SQLite its turn and ``BEGIN IMMEDIATE``; its statements, the
+commit) runs on a loop of its own, in a thread of its own, with an engine of its own on the
+same database; the serving loop waits for one answer. That loop does nothing else, so an
+answer is read as soon as the interpreter lets the thread run (it switches every few
+milliseconds), not when a hundred pulls are done. On SQLite its connections need no thread of
+their own either: each statement runs at once in the writer's thread (``_InlineConnection``)
+instead of being handed to aiosqlite's thread and back, two waits for the interpreter's lock
+each while the serving loop keeps it busy. The transaction's coroutine must touch nothing of
+the serving loop (its locks, events, tasks, or sessions of the serving engine): it gets its
+own session, and what it returns (plain values) comes back through a
 ``concurrent.futures.Future``.
 
-Turns are kept as they were: the writer's transactions queue on its loop's lock, then on the
-host-wide ``flock`` shared with every other writer of the file (other processes, and write
-transactions still opened on the serving loop). PostgreSQL (many writers at once, nothing to
-queue for) and an in-memory SQLite database (which a second engine could not see) run the
-transaction in the caller's loop, as ``async with db() as session, session.begin()`` would.
+SQLite's turns are kept as they were: the writer's transactions queue on its loop's lock,
+then on the host-wide ``flock`` shared with every other writer of the file (other processes,
+and write transactions still opened on the serving loop). On PostgreSQL they run side by side
+on the writer's loop, as they did on the serving one. An in-memory SQLite database (which a
+second engine could not see) runs the transaction in the caller's loop, as ``async with db()
+as session, session.begin()`` would.
 """
 
 from __future__ import annotations
@@ -42,6 +46,13 @@ import aiosqlite
 from sqlalchemy import event
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from storage.db import reader
+
+WRITER_POOL_SIZE = 5
+"""PostgreSQL connections the writer keeps (and as many more under a burst): its transactions
+are short, since nothing else on its loop delays their round trips, so a few serve a process's
+writes; the serving loop's pool stays for the reads (``storage.db.create_engine``)."""
 
 T = TypeVar("T")
 Work = Callable[[AsyncSession], Awaitable[T]]
@@ -69,9 +80,7 @@ async def read(db: async_sessionmaker[Any], work: Work[T]) -> T:
     engine = getattr(db, "kw", {}).get("bind")
     writer = _writer(engine) if isinstance(engine, AsyncEngine) else None
     if writer is None:
-        from storage.db import reading  # storage.db imports nothing from here
-
-        async with reading(db) as session:
+        async with reader(db) as session:  # PostgreSQL: no BEGIN and ROLLBACK around it
             return await work(session)
     return await writer.run(work, write=False)
 
@@ -87,9 +96,9 @@ async def close(engine: AsyncEngine) -> None:
 
 def _writer(engine: AsyncEngine) -> Writer | None:
     """The engine's writer (made on first use), or None where transactions stay in the
-    caller's loop (PostgreSQL, SQLite in memory)."""
+    caller's loop (SQLite in memory, which a second engine could not see)."""
     database = engine.url.database
-    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+    if engine.dialect.name == "sqlite" and (not database or database == ":memory:"):
         return None
     writer: Writer | None = getattr(engine.sync_engine, "_gatekeeper_writer", None)
     if writer is None:
@@ -142,9 +151,8 @@ class Writer:
                 loop = asyncio.new_event_loop()
                 # A daemon: an engine nobody closed must not keep its process alive, and a
                 # transaction cut off by the exit is rolled back by SQLite.
-                thread = threading.Thread(
-                    target=self._serve, args=(loop,), name="sqlite-writer", daemon=True
-                )
+                name = f"{self._url.get_backend_name()}-writer"
+                thread = threading.Thread(target=self._serve, args=(loop,), name=name, daemon=True)
                 thread.start()
                 self._loop, self.thread = loop, thread
             return self._loop
@@ -162,11 +170,12 @@ class Writer:
         assert task is not None
         self._running.add(task)
         try:
-            async with self._session_maker()() as session:
-                if not write:
+            sessions = self._session_maker()
+            if not write:
+                async with reader(sessions) as session:
                     return await work(session)
-                async with session.begin():
-                    return await work(session)
+            async with sessions() as session, session.begin():
+                return await work(session)
         finally:
             self._running.discard(task)
 
@@ -174,10 +183,14 @@ class Writer:
         if self._sessions is None:
             from storage import db  # storage.db imports nothing from here
 
-            self._engine = db.create_engine(self._url.render_as_string(hide_password=False))
-            # Connections without a thread of their own (see _InlineConnection).
-            event.remove(self._engine.sync_engine, "do_connect", db._connect)
-            event.listen(self._engine.sync_engine, "do_connect", _connect_inline)
+            url = self._url.render_as_string(hide_password=False)
+            if self._url.get_backend_name() == "sqlite":
+                self._engine = db.create_engine(url)
+                # Connections without a thread of their own (see _InlineConnection).
+                event.remove(self._engine.sync_engine, "do_connect", db._connect)
+                event.listen(self._engine.sync_engine, "do_connect", _connect_inline)
+            else:
+                self._engine = db.create_engine(url, pool_size=WRITER_POOL_SIZE)
             self._sessions = db.sessionmaker(self._engine)
         return self._sessions
 

@@ -1,7 +1,7 @@
 """SQLite write transactions run whole in the writer thread (``storage.writer``): the serving
 loop hands one over and waits for one answer, so a loop busy with other requests does not
-stretch the time the transaction holds the write turn. Elsewhere (in memory, PostgreSQL)
-they run in the caller's loop as before."""
+stretch the time the transaction holds the write turn (or, on PostgreSQL, its row locks). In
+memory they run in the caller's loop as before."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from storage.db import create_engine, sessionmaker
 from storage.errors import DatabaseUnavailable
 from storage.write_queue import WriteQueue
 from storage.writer import close, read, transact
+from tests.support.database import Database
 
 ROWS = 20
 
@@ -192,3 +193,53 @@ async def test_a_forked_child_starts_a_writer_of_its_own(engine: AsyncEngine) ->
         assert _committed(engine) == 2 * ROWS
     finally:
         parents_loop.call_soon_threadsafe(parents_loop.stop)
+
+
+@pytest.fixture
+async def pg_engine(postgres_db: Database) -> AsyncIterator[tuple[AsyncEngine, Database]]:
+    engine = create_engine(postgres_db.url)
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    yield engine, postgres_db
+    await close(engine)
+
+
+async def test_postgresql_transactions_complete_while_the_serving_loop_does_not_run(
+    pg_engine: tuple[AsyncEngine, Database],
+) -> None:
+    """As on SQLite: ``BEGIN``, twenty statements and the commit are all sent and answered
+    while this loop is blocked, so a busy serving loop does not stretch how long the
+    transaction holds its row locks (an identity's upload reservations take turns on one)."""
+    engine, database = pg_engine
+    db = sessionmaker(engine)
+    task = asyncio.create_task(transact(db, _insert))
+    await asyncio.sleep(0)  # the task hands the transaction over
+    deadline = time.monotonic() + 30  # a bound on failure only, not a measurement
+    while _pg_committed(database) < ROWS and time.monotonic() < deadline:
+        time.sleep(0.01)  # blocks this loop: no callback of it runs meanwhile
+    assert _pg_committed(database) == ROWS
+    assert await task != threading.get_ident()
+    writer = engine.sync_engine._gatekeeper_writer  # type: ignore[attr-defined]
+    assert writer.thread is not None and writer.thread.name == "postgresql-writer"
+
+
+async def test_postgresql_reads_run_outside_a_transaction(
+    pg_engine: tuple[AsyncEngine, Database],
+) -> None:
+    """A read through the writer (an upload's session checks) is its statements alone:
+    no ``BEGIN`` before nor ``ROLLBACK`` after (``storage.db.reader``)."""
+    engine, _ = pg_engine
+
+    async def in_transaction(session: AsyncSession) -> bool:
+        await session.execute(text("SELECT 1"))
+        connection = await session.connection()
+        raw = await connection.get_raw_connection()
+        return bool(raw.driver_connection.is_in_transaction())  # type: ignore[union-attr]
+
+    db = sessionmaker(engine)
+    assert await read(db, in_transaction) is False
+    assert await transact(db, in_transaction) is True
+
+
+def _pg_committed(database: Database) -> int:
+    return int(database.fetch("SELECT count(*) AS n FROM t")[0]["n"])
