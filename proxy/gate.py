@@ -510,12 +510,13 @@ async def _judgement(request: web.Request, repository: str, digest: str) -> Blob
         async with reader(svc.db) as session:
             return await judge_blob(session, policy, repository, digest, policy_for=policy_for)
 
+    generation = svc.verification.cache_generation
     try:
         judgement = await svc.verification.judge_blob_once(repository, digest, judge)
     except DATABASE_ERRORS as exc:
         raise _unavailable(repository, digest, exc) from exc
     if judgement.allowed and judgement.cacheable:
-        svc.verification.remember_blob(repository, digest)
+        svc.verification.remember_blob(repository, digest, generation)
     return judgement
 
 

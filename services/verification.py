@@ -193,6 +193,9 @@ class VerificationService:
         self._blobs: dict[tuple[str, str], float] = {}
         self._verdict_reads: SingleFlight[tuple[str, str], VerdictView | None] = SingleFlight()
         self._blob_reads: SingleFlight[tuple[str, str], Any] = SingleFlight()
+        self.cache_generation = 0
+        """Counts the times the cached decisions were dropped: a decision read before a drop
+        and answered after it is not cached (it may be the verdict the drop was about)."""
         """Reads under way for cache misses, shared (``services.singleflight``)."""
         bus.subscribe(self.forget_verdict)
         bus.subscribe(self.on_change)
@@ -430,11 +433,13 @@ class VerificationService:
             hit = self._verdicts.get(key)
             if hit is not None and hit[1] > loop_time:
                 return hit[0]
+        generation = self.cache_generation
         if cached and ttl > 0:  # the pulls that missed together read once
             found = await self._verdict_reads.run(key, partial(self._read, repository, digest))
         else:
             found = await self._read(repository, digest)
-        if ttl > 0 and found is not None and found.pullable():
+        fresh = generation == self.cache_generation
+        if ttl > 0 and found is not None and found.pullable() and fresh:
             if len(self._verdicts) >= 10_000:
                 self._verdicts.clear()
             self._verdicts[key] = (found, loop_time + ttl)
@@ -454,12 +459,14 @@ class VerificationService:
         self._blobs.clear()
         self._verdict_reads.forget()
         self._blob_reads.forget()
+        self.cache_generation += 1
 
     def _forget_all(self) -> None:
         self._verdicts.clear()
         self._blobs.clear()
         self._verdict_reads.forget()
         self._blob_reads.forget()
+        self.cache_generation += 1
 
     async def _tell_processes(self, change: VerdictChange) -> None:
         """Bus listener: every process hears that a verdict changed (its waiting pulls read
@@ -492,9 +499,11 @@ class VerificationService:
         shared: T = await self._blob_reads.run((repository, digest), judge)
         return shared
 
-    def remember_blob(self, repository: str, digest: str) -> None:
+    def remember_blob(self, repository: str, digest: str, generation: int) -> None:
+        """Cache a blob the gate allowed, unless the cached decisions were dropped since it
+        began judging (``generation``: :attr:`cache_generation` then)."""
         ttl = self.settings.verification.verdict_cache_seconds
-        if ttl <= 0:
+        if ttl <= 0 or generation != self.cache_generation:
             return
         if len(self._blobs) >= 10_000:
             self._blobs.clear()
