@@ -193,9 +193,7 @@ class VerificationService:
         self._blobs: dict[tuple[str, str], float] = {}
         self._verdict_reads: SingleFlight[tuple[str, str], VerdictView | None] = SingleFlight()
         self._blob_reads: SingleFlight[tuple[str, str], Any] = SingleFlight()
-        self.cache_generation = 0
-        """Counts the times the cached decisions were dropped: a decision read before a drop
-        and answered after it is not cached (it may be the verdict the drop was about)."""
+        self.cache_generation = 0  # drops of the cached decisions so far (see verdict())
         """Reads under way for cache misses, shared (``services.singleflight``)."""
         bus.subscribe(self.forget_verdict)
         bus.subscribe(self.on_change)
@@ -425,7 +423,9 @@ class VerificationService:
     ) -> VerdictView | None:
         """The stored verdict. ``cached`` (the pull gate) may reuse a pullable verdict read
         less than ``verdict_cache_seconds`` ago; expiry of a release is still checked by the
-        caller at the moment of use, and anything not pullable is always read afresh."""
+        caller at the moment of use, and anything not pullable is always read afresh. A read
+        begun before the cached decisions were dropped (:attr:`cache_generation`) and answered
+        after it is not cached: it may be the verdict the drop was about."""
         key = (repository, digest)
         loop_time = asyncio.get_running_loop().time()
         ttl = self.settings.verification.verdict_cache_seconds
