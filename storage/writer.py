@@ -76,7 +76,7 @@ async def read(db: async_sessionmaker[Any], work: Work[T]) -> T:
     loop, as :func:`transact` does: for a read on a request's critical path whose few
     statements, on a serving loop busy with pulls, would each wait for that loop (and first
     for one of its pool's connections, all taken by the pulls' reads). Elsewhere in the
-    caller's loop, on PostgreSQL without a transaction (``storage.db.reading``)."""
+    caller's loop, on PostgreSQL without a transaction (``storage.db.reader``)."""
     engine = getattr(db, "kw", {}).get("bind")
     writer = _writer(engine) if isinstance(engine, AsyncEngine) else None
     if writer is None:
