@@ -342,7 +342,7 @@ class VerificationService:
         platform images; a failed attempt was queued again for the workers): the verification
         carries on after that, and after the pull that started it went away.
 
-        One write transaction (on SQLite run whole in the writer thread, ``storage.writer``)
+        One write transaction (run whole in the writer thread, ``storage.writer``)
         marks it pending, queues its job already claimed by this process (leased: should this
         process die, a worker takes the job over when the lease runs out, and the image stays
         pending, unservable, until then), indexes the held manifest and reads what the
