@@ -456,13 +456,15 @@ class VerificationService:
         may change which blobs are pullable (holds, findings, dependents), so every cached
         blob decision goes too."""
         self._verdicts.pop((change.repository, change.digest), None)
-        self._blobs.clear()
-        self._verdict_reads.forget()
-        self._blob_reads.forget()
-        self.cache_generation += 1
+        self._drop_decisions()
 
     def _forget_all(self) -> None:
         self._verdicts.clear()
+        self._drop_decisions()
+
+    def _drop_decisions(self) -> None:
+        """Every cached blob decision and every read under way goes, and a read begun before
+        this is not cached when it answers (:attr:`cache_generation`)."""
         self._blobs.clear()
         self._verdict_reads.forget()
         self._blob_reads.forget()
