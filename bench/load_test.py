@@ -54,6 +54,7 @@ from bench.traffic import (
     run_share,
     tar_layer,
 )
+from config.settings import AuditSettings
 from tests.support import postgres
 from tests.support.database import QueryError
 from tests.support.gatekeeper import Gatekeeper, make_gatekeeper
@@ -70,6 +71,9 @@ FIRST_PULL_DEADLINE_SECONDS = 120.0
 
 RowSource = Callable[[int], list[dict[str, Any]]]
 """Access-log request rows (not verdict events) with an id above the argument, oldest first."""
+
+_DEFAULT_FLUSH_SECONDS = AuditSettings.model_fields["flush_interval_seconds"].default
+"""The gatekeeper's own default access-log flush interval (``audit.flush_interval_seconds``)."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,10 @@ def run(options: Options, progress: Progress) -> Outcome:
             **GATEKEEPER_ENV,
             "GATEKEEPER_CONNECTIONS__MAX_PER_ADDRESS": "100000",
             "GATEKEEPER_WORKERS": str(options.workers),
+            # The access log flushed as a deployment flushes it, not every 0.05 s as the
+            # test harness does so its tests see rows at once: each flush is a write
+            # transaction, twenty a second per process, in the turn the uploads wait for.
+            "GATEKEEPER_AUDIT__FLUSH_INTERVAL_SECONDS": str(_DEFAULT_FLUSH_SECONDS),
         }
         if options.database == "postgres":
             cluster = postgres.start_postgres(workdir / "pg")

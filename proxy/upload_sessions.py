@@ -24,6 +24,7 @@ import logging
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 
@@ -74,6 +75,46 @@ def _pruning(owner: object) -> PruneClock:
     return clock
 
 
+REFUSED_MEMORY_SECONDS = 10.0
+"""How long this process remembers refusing an identity a slot (see :class:`Refusals`)."""
+
+
+class Refusals:
+    """Identities this process refused a slot lately. Only their ``POST``s read the count
+    before the write transaction, so a client hammering at its limit is refused without taking
+    the write turn; everyone else goes straight to the reservation (which counts anyway), one
+    hand-over to the writer thread fewer per upload."""
+
+    def __init__(
+        self,
+        remember: float = REFUSED_MEMORY_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        size: int = 4096,
+    ) -> None:
+        self._remember, self._clock, self._size = remember, clock, size
+        self._at: dict[str, float] = {}
+
+    def recent(self, who: str) -> bool:
+        at = self._at.get(who)
+        return at is not None and self._clock() - at < self._remember
+
+    def refused(self, who: str) -> None:
+        if len(self._at) >= self._size:  # bounded: many identities at once start over
+            self._at.clear()
+        self._at[who] = self._clock()
+
+
+_refusals: weakref.WeakKeyDictionary[object, Refusals] = weakref.WeakKeyDictionary()
+
+
+def _refused(owner: object) -> Refusals:
+    """One memory per app, as :func:`_pruning`."""
+    refusals = _refusals.get(owner)
+    if refusals is None:
+        refusals = _refusals[owner] = Refusals()
+    return refusals
+
+
 def holder(request: web.Request) -> Holder:
     """This replica, as the holder of the sessions it serves: a session of a replica that has
     stopped or crashed stops counting against its owner's cap (``storage.replicas``)."""
@@ -86,16 +127,27 @@ def owner(request: web.Request) -> str:
     return f"anonymous@{request.remote}" if identity == "anonymous" else identity
 
 
+def idle_of(request: web.Request) -> tuple[str, timedelta]:
+    """The caller's sessions that count as gone idle: ``storage.uploads.finish`` forgets them
+    with the one it ends."""
+    return owner(request), timedelta(
+        seconds=services(request).settings.uploads.session_idle_seconds
+    )
+
+
 async def reserve(request: web.Request, name: str) -> int:
     """A slot for one more session, or 429: the upstream is never asked beyond the cap."""
     svc = services(request)
     limits = svc.settings.uploads
     who = owner(request)
     idle = timedelta(seconds=limits.session_idle_seconds)
-    # A read first: a client hammering at its limit is refused without taking the write lock
-    # (a stale count can only refuse early, never admit beyond the limit).
     replica = svc.presence.holder
-    held = await read(svc.db, lambda session: uploads.live_count(session, who, idle, replica))
+    refusals = _refused(svc.presence)
+    held = 0
+    if refusals.recent(who):
+        # A read first: a client hammering at its limit is refused without taking the write
+        # turn (a stale count can only refuse early, never admit beyond the limit).
+        held = await read(svc.db, lambda session: uploads.live_count(session, who, idle, replica))
     reservation = None
     if held < limits.max_sessions_per_identity:
         pruning = _pruning(svc.presence)
@@ -117,6 +169,7 @@ async def reserve(request: web.Request, name: str) -> int:
         if prune:
             pruning.done(more=more)
     if reservation is None:
+        refusals.refused(who)
         raise OCIError(
             Code.TOO_MANY_REQUESTS,
             f"{who} already has {limits.max_sessions_per_identity} open upload sessions; "
@@ -160,21 +213,49 @@ async def bookkeep(
         log.warning("upload session bookkeeping (%s) failed: %s", step.__name__, exc)
 
 
-async def require_owner(request: web.Request, name: str, upstream_session: str) -> bool:
+TOUCH_GRACE_SECONDS = 1.0
+"""A session whose recorded last use is younger than this (and than a thirtieth of the idle
+timeout) when a request on it ends is not touched again: back-to-back chunks and the closing
+``PUT`` of one upload would each cost a write transaction to move ``last_seen`` by a few
+milliseconds. The idle timeout then counts from at most this much before the last request."""
+
+
+@dataclass(frozen=True)
+class LastUse:
+    """How recently this replica recorded a use of a session, as a request on it began."""
+
+    age: float | None
+    """Seconds since then; None: another replica served it last (or none is recorded)."""
+    checked: float
+    """``time.monotonic()`` when the table was read."""
+
+    def fresh(self, idle: float) -> bool:
+        """Used within a third of the idle time: the keep-alive's first touch comes before it
+        could go idle, so a chunk need not touch it first. Each touch is a write transaction,
+        and on SQLite every write transaction takes its turn behind all the others."""
+        return self.age is not None and self.age < idle / 3
+
+    def recent(self, idle: float) -> bool:
+        """Still within :data:`TOUCH_GRACE_SECONDS` now: no touch needed after the request."""
+        if self.age is None:
+            return False
+        return self.age + (time.monotonic() - self.checked) < min(TOUCH_GRACE_SECONDS, idle / 30)
+
+
+async def require_owner(request: web.Request, name: str, upstream_session: str) -> LastUse:
     """Refuse, as if it did not exist, a session the caller did not open in ``name``. A database
-    that cannot answer refuses too (503): the gate fails closed. True if the session was used
-    through this replica a moment ago (``kept_alive`` need not touch it first)."""
+    that cannot answer refuses too (503): the gate fails closed. Returns how recently this
+    replica used it (``kept_alive`` and the touch after the request need not write when it
+    was a moment ago)."""
     svc = services(request)
     row = await read(svc.db, lambda session: uploads.opened(session, name, upstream_session))
+    checked = time.monotonic()
     who = owner(request)
     holder = row.owner if row is not None else None
     if row is not None and holder == who:
-        # Touched by this replica within a third of the idle time (the previous request on
-        # it just ended): the keep-alive's first touch comes before it could go idle, so the
-        # chunk need not touch it first. Each touch is a write transaction, and on SQLite
-        # every write transaction takes its turn behind all the others.
-        third = timedelta(seconds=svc.settings.uploads.session_idle_seconds / 3)
-        return row.replica == svc.presence.holder.replica and row.last_seen >= now() - third
+        if row.replica != svc.presence.holder.replica:
+            return LastUse(None, checked)
+        return LastUse(max((now() - row.last_seen).total_seconds(), 0.0), checked)
     record = info(request)
     record.decision = "deny"
     record.reason = f"upload session {upstream_session} is not one {who} opened in {name}" + (
@@ -189,12 +270,12 @@ async def require_owner(request: web.Request, name: str, upstream_session: str) 
 
 @contextlib.asynccontextmanager
 async def kept_alive(
-    request: web.Request, name: str, upstream_session: str, *, fresh: bool = False
+    request: web.Request, name: str, upstream_session: str, last_use: LastUse
 ) -> AsyncIterator[None]:
     """While a chunk streams, touch its session now and then, so a chunk that takes longer than
     the idle timeout does not lose the session it is being written to."""
     idle = services(request).settings.uploads.session_idle_seconds
-    if not fresh:  # see require_owner
+    if not last_use.fresh(idle):
         await bookkeep(request, uploads.touch, name, upstream_session, holder(request))
 
     async def keep() -> None:

@@ -606,8 +606,13 @@ class VerificationService:
             async with self.db() as session:
                 if not await jobs.any_claimable(session):
                     return None
-            async with self.db() as session, session.begin():
-                return await jobs.claim(session, self.owner, self._lease, max_attempts)
+            # In the writer thread (``storage.writer``): on SQLite the claim holds the one
+            # write turn every process's uploads wait for, so it must not also wait for this
+            # loop between its statements; it reads and returns plain values only.
+            claim = partial(
+                jobs.claim, owner=self.owner, lease=self._lease, max_attempts=max_attempts
+            )
+            return await transact(self.db, claim)
 
     async def _run_job(
         self,

@@ -5,10 +5,10 @@ identity's limit in the same transaction that inserts it. The transaction first 
 identity's ``upload_owners`` row (one upsert): on PostgreSQL that row lock serialises one identity's
 reservations across replicas (other identities are not blocked); on SQLite the write lock taken
 by ``BEGIN IMMEDIATE`` serialises them anyway. So two concurrent POSTs can never both see
-"one slot left". Sessions idle longer than the timeout stop counting and are deleted by the
-next reservation of the same identity, so a client that vanishes frees its slots by itself;
-:func:`prune`, beside a reservation now and then, forgets a batch of other identities' idle
-sessions and owner rows, so the tables hold only identities seen within the idle timeout.
+"one slot left". Sessions idle longer than the timeout stop counting, so a client that
+vanishes frees its slots by itself; :func:`prune`, beside a reservation now and then, forgets
+a batch of idle sessions and owner rows, so the tables hold only identities seen within the
+idle timeout.
 
 Each session also names the replica that served its latest request (``storage.replicas``).
 A session of a replica that is gone (stopped, or silent past its heartbeat: crashed) stops
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, exists, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import upsert
@@ -54,42 +54,37 @@ async def reserve(
     holder: Holder,
 ) -> int | None:
     """A new reservation's id, held by ``holder``, or None if ``owner`` already holds
-    ``limit`` live sessions. Other identities' idle rows are :func:`prune`'s.
+    ``limit`` live sessions. Idle rows do not count; :func:`prune` forgets them.
 
     Must run inside a write transaction (``session.begin()``).
     """
     moment = now()
     await _lock_owner(session, owner, moment)
-    # Only what went idle is forgotten. A session whose replica seems gone (its heartbeat
-    # late: an overloaded host, a SQLite writer starved for a while) only stops counting: a
-    # request on it through a live replica takes it over (``touch``), so deleting it on that
-    # guess would lose an upload in progress.
-    await session.execute(
-        delete(UploadSession)
-        .execution_options(**NO_SYNC)
-        .where(UploadSession.owner == owner, UploadSession.last_seen < moment - idle)
-    )
-    held = await session.scalar(
+    # Counted and inserted in one statement, after the owner's row is locked (on PostgreSQL a
+    # statement's snapshot is taken when it starts: counting in the locking statement could
+    # miss a reservation committed while it waited for the lock). Idle rows do not count;
+    # :func:`prune` forgets them.
+    held = (
         select(func.count())
         .select_from(UploadSession)
         .where(UploadSession.owner == owner, _live(holder, idle, moment))
+        .scalar_subquery()
     )
-    if int(held or 0) >= limit:
-        return None
-    row = UploadSession(
-        owner=owner,
-        repository=repository,
-        session=None,
-        last_seen=moment,
-        replica=holder.replica,
+    values = select(
+        literal(owner, UploadSession.owner.type),
+        literal(repository, UploadSession.repository.type),
+        literal(moment, UploadSession.last_seen.type),
+        literal(holder.replica, UploadSession.replica.type),
+    ).where(held < limit)
+    columns = ["owner", "repository", "last_seen", "replica"]
+    inserted = await session.scalar(
+        insert(UploadSession).from_select(columns, values).returning(UploadSession.id)
     )
-    session.add(row)
-    await session.flush()
-    return row.id
+    return None if inserted is None else int(inserted)
 
 
 PRUNE_BATCH = 100
-"""Rows of other identities one reservation may forget: more than one reservation can create,
+"""Idle rows one reservation may forget: more than one reservation can create,
 so the tables stay bounded, and few enough that a reservation stays cheap."""
 
 
@@ -176,13 +171,21 @@ async def touch(
     )
 
 
-async def finish(session: AsyncSession, repository: str, upstream_session: str) -> None:
-    """The session is over (completed, cancelled, or unknown upstream): its slot is free."""
-    await session.execute(
-        delete(UploadSession)
-        .execution_options(**NO_SYNC)
-        .where(UploadSession.repository == repository, UploadSession.session == upstream_session)
-    )
+async def finish(
+    session: AsyncSession,
+    repository: str,
+    upstream_session: str,
+    idle: tuple[str, timedelta] | None = None,
+) -> None:
+    """The session is over (completed, cancelled, or unknown upstream): its slot is free.
+    ``idle``: (owner, idle timeout): the owner's sessions gone idle are forgotten in the same
+    statement (an upload broken off, whose client started over), so the table does not keep
+    them until a :func:`prune` happens to run."""
+    this = (UploadSession.repository == repository) & (UploadSession.session == upstream_session)
+    if idle is not None:
+        owner, timeout = idle
+        this = this | ((UploadSession.owner == owner) & (UploadSession.last_seen < now() - timeout))
+    await session.execute(delete(UploadSession).execution_options(**NO_SYNC).where(this))
 
 
 async def live_count(session: AsyncSession, owner: str, idle: timedelta, holder: Holder) -> int:

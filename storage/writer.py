@@ -24,10 +24,11 @@ own session, and what it returns (plain values) comes back through a
 
 SQLite's turns are kept as they were: the writer's transactions queue on its loop's lock,
 then on the host-wide ``flock`` shared with every other writer of the file (other processes,
-and write transactions still opened on the serving loop). On PostgreSQL they run side by side
-on the writer's loop, as they did on the serving one. An in-memory SQLite database (which a
-second engine could not see) runs the transaction in the caller's loop, as ``async with db()
-as session, session.begin()`` would.
+and write transactions still opened on the serving loop); those waiting together when the turn
+comes run in one SQLite transaction, a savepoint each (``storage.group_commit``). On
+PostgreSQL they run side by side on the writer's loop, as they did on the serving one. An
+in-memory SQLite database (which a second engine could not see) runs the transaction in the
+caller's loop, as ``async with db() as session, session.begin()`` would.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.db import reader
+from storage.group_commit import GroupCommit
 
 WRITER_POOL_SIZE = 5
 """PostgreSQL connections the writer keeps (and as many more under a burst): its transactions
@@ -119,6 +121,7 @@ class Writer:
         self._sessions: async_sessionmaker[Any] | None = None
         self._engine: AsyncEngine | None = None
         self._running: set[asyncio.Task[Any]] = set()
+        self._group: GroupCommit | None = None
         self._pid = os.getpid()
         self.thread: threading.Thread | None = None
         """The writer's thread while it runs (tests check where transactions run)."""
@@ -146,6 +149,7 @@ class Writer:
         with self._guard:
             if self._pid != os.getpid():  # a forked child has the object, not the thread
                 self._loop, self._sessions, self._engine, self._running = None, None, None, set()
+                self._group = None
                 self._pid = os.getpid()
             if self._loop is None:
                 loop = asyncio.new_event_loop()
@@ -174,6 +178,8 @@ class Writer:
             if not write:
                 async with reader(sessions) as session:
                     return await work(session)
+            if self._group is not None:  # SQLite: committed with the others waiting
+                return await self._group.run(work)
             async with sessions() as session, session.begin():
                 return await work(session)
         finally:
@@ -189,6 +195,7 @@ class Writer:
                 # Connections without a thread of their own (see _InlineConnection).
                 event.remove(self._engine.sync_engine, "do_connect", db._connect)
                 event.listen(self._engine.sync_engine, "do_connect", _connect_inline)
+                self._group = GroupCommit(self._engine, db.write_queue(self._engine))
             else:
                 self._engine = db.create_engine(url, pool_size=WRITER_POOL_SIZE)
             self._sessions = db.sessionmaker(self._engine)
@@ -199,9 +206,11 @@ class Writer:
         running = [task for task in self._running if task is not current]
         if running:
             await asyncio.gather(*running, return_exceptions=True)
+        if self._group is not None:
+            await self._group.drain()  # a transaction whose caller gave up may still run
         if self._engine is not None:
             await self._engine.dispose()
-        self._engine = self._sessions = None
+        self._engine = self._sessions = self._group = None
         loop.call_soon(loop.stop)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from datetime import timedelta
 
 import aiohttp
 from aiohttp import web
@@ -167,7 +168,7 @@ async def _session_call(request: web.Request, action: str, body: bool) -> web.St
         _digest_query(request)
         if "digest" not in request.query:
             raise OCIError(Code.DIGEST_INVALID, "closing an upload needs ?digest=")
-    fresh = await sessions.require_owner(request, name, session)
+    last_use = await sessions.require_owner(request, name, session)
     if body:
         await _check_chunk_start(request, name, session)
     closing = request.query.get("digest") if action == "blob.push" else None
@@ -178,14 +179,14 @@ async def _session_call(request: web.Request, action: str, body: bool) -> web.St
         # Before the client hears the upload is complete: it may read the blob back at once.
         # The session is over too: one write transaction for both.
         if closing is not None and resp.status == 201:
-            await sessions.bookkeep(request, _pushed, name, closing, session)
+            await sessions.bookkeep(
+                request, _pushed, name, closing, session, sessions.idle_of(request)
+            )
             finished.append(True)
 
     # A long chunk is activity from its start to its end, not only once it is done.
     alive = (
-        sessions.kept_alive(request, name, session, fresh=fresh)
-        if body
-        else contextlib.nullcontext()
+        sessions.kept_alive(request, name, session, last_use) if body else contextlib.nullcontext()
     )
     async with alive:
         response = await forward(
@@ -198,16 +199,26 @@ async def _session_call(request: web.Request, action: str, body: bool) -> web.St
         )
     over = response.status == 404 or (action, response.status) in _SESSION_OVER
     if over and not finished:
-        await sessions.bookkeep(request, uploads.finish, name, session)
-    elif not over and response.status < 300:
+        await sessions.bookkeep(request, uploads.finish, name, session, sessions.idle_of(request))
+    elif not over and response.status < 300 and not last_use.recent(_idle(request)):
         await sessions.bookkeep(request, uploads.touch, name, session, sessions.holder(request))
     return response
 
 
-async def _pushed(db: AsyncSession, name: str, digest: str, upstream_session: str) -> None:
+def _idle(request: web.Request) -> float:
+    return services(request).settings.uploads.session_idle_seconds
+
+
+async def _pushed(
+    db: AsyncSession,
+    name: str,
+    digest: str,
+    upstream_session: str,
+    idle: tuple[str, timedelta],
+) -> None:
     """A closing PUT succeeded: the blob is fresh for reading back, the session is over."""
     await fresh_uploads.remember(db, name, digest)
-    await uploads.finish(db, name, upstream_session)
+    await uploads.finish(db, name, upstream_session, idle)
 
 
 # The answers after which the upstream holds no session any more.

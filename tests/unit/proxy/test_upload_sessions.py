@@ -4,6 +4,7 @@ release and finish, and forgiving of sessions that went idle or whose replica is
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from proxy.upload_sessions import PruneClock
+from proxy.upload_sessions import TOUCH_GRACE_SECONDS, LastUse, PruneClock, Refusals
 from storage import replicas, uploads
 from storage.models import UploadOwner, UploadSession
 from storage.replicas import Holder
@@ -277,3 +278,56 @@ async def test_a_late_heartbeat_never_loses_a_session(
     assert await reserve(db, limit=2, holder=here) is not None
     async with db() as session:
         assert await uploads.holder(session, "repo/a", "u1") == "alice"
+
+
+def test_a_session_used_a_moment_ago_is_not_touched_again_after_a_request() -> None:
+    """Back-to-back requests on one upload cost no write each to move ``last_seen`` by a few
+    milliseconds; one used longer ago than the grace (or through another replica) is."""
+    started = time.monotonic()
+    assert LastUse(0.05, started).recent(900)
+    assert LastUse(0.05, started).fresh(900)
+    assert not LastUse(TOUCH_GRACE_SECONDS, started).recent(900)  # too old already
+    assert not LastUse(0.05, started - TOUCH_GRACE_SECONDS).recent(900)  # a long request
+    assert not LastUse(None, started).recent(900) and not LastUse(None, started).fresh(900)
+    assert not LastUse(0.2, started).recent(3)  # a short idle time shortens the grace too
+    assert LastUse(250.0, started).fresh(900) and not LastUse(301.0, started).fresh(900)
+
+
+def test_only_an_identity_refused_lately_has_its_count_read_before_the_reservation() -> None:
+    """Everyone else's ``POST`` goes straight to the reservation; one hammering at its limit
+    is refused by a read, without the write turn, for a while after its last refusal."""
+    moment = [100.0]
+    refusals = Refusals(remember=10.0, clock=lambda: moment[0], size=3)
+    assert not refusals.recent("ci")
+    refusals.refused("ci")
+    assert refusals.recent("ci") and not refusals.recent("other")
+    moment[0] += 10.5
+    assert not refusals.recent("ci")
+    for who in ("a", "b", "c", "d"):  # bounded: a fourth identity starts the memory over
+        refusals.refused(who)
+    assert refusals.recent("d") and not refusals.recent("a")
+
+
+async def test_finishing_a_session_forgets_the_owners_sessions_gone_idle(
+    db: async_sessionmaker[Any], clock: Clock
+) -> None:
+    """An upload broken off (its client started over) goes idle; the owner's next session to
+    end takes it out of the table with it, and nobody else's (those are :func:`prune`'s)."""
+
+    async def opened(owner: str, upstream: str) -> None:
+        async with db() as session, session.begin():
+            reservation = await uploads.reserve(
+                session, owner, "repo/a", limit=3, idle=HOUR, holder=HERE
+            )
+            assert reservation is not None
+            await uploads.bind(session, reservation, upstream, HERE)
+
+    await opened("ci", "broken")
+    await opened("someone-else", "theirs")
+    clock.advance(HOUR + timedelta(seconds=1))
+    await opened("ci", "fresh")
+    async with db() as session, session.begin():
+        await uploads.finish(session, "repo/a", "fresh", ("ci", HOUR))
+    async with db() as session:
+        left = set((await session.scalars(select(UploadSession.session))).all())
+    assert left == {"theirs"}

@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import pytest
 from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from config.settings import load_settings
 from services.events import EventBus
@@ -17,6 +18,7 @@ from services.policybook import load_book
 from services.verification import VerificationService
 from storage import jobs
 from storage.db import create_engine, sessionmaker, upgrade
+from storage.writer import close
 from tests.support.database import Database
 from upstream.client import Upstream
 
@@ -29,14 +31,18 @@ async def service(fresh_db: Database) -> AsyncIterator[tuple[VerificationService
     db = sessionmaker(engine)
     claims: list[str] = []
 
-    @event.listens_for(engine.sync_engine, "before_cursor_execute")
     def _seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         if "max(jobs.priority)" in statement:  # storage.jobs.claim's look for the next job
             claims.append(statement)
 
+    # Every engine's statements: the claim runs in the writer thread, on its own engine.
+    event.listen(Engine, "before_cursor_execute", _seen)
     book = await load_book(db, settings.policies)
-    yield VerificationService(settings, db, cast(Upstream, None), [], EventBus(), book), claims
-    await engine.dispose()
+    try:
+        yield VerificationService(settings, db, cast(Upstream, None), [], EventBus(), book), claims
+    finally:
+        event.remove(Engine, "before_cursor_execute", _seen)
+        await close(engine)
 
 
 async def test_workers_woken_together_claim_one_job_once(
