@@ -129,7 +129,10 @@ class Writer:
     async def run(self, work: Work[T], *, write: bool = True) -> T:
         """``work`` in a write transaction (or ``write=False``: a read) on the writer's loop;
         the caller's loop only waits for the outcome (cancelling the wait cancels the
-        transaction: rolled back)."""
+        transaction: rolled back). A transaction may not hand over another: on SQLite the
+        second would wait for the batch the first is part of, for ever."""
+        if self.thread is not None and threading.current_thread() is self.thread:
+            raise RuntimeError("a transaction of the writer cannot wait for another one")
         loop = self._start()
         ran = asyncio.run_coroutine_threadsafe(self._run(work, write), loop)
         return await asyncio.wrap_future(ran)

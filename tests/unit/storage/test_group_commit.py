@@ -196,3 +196,18 @@ async def test_a_caller_that_gives_up_has_its_transaction_dropped_or_rolled_back
         with pytest.raises(asyncio.CancelledError):
             await task
     assert _committed(engine) == [30]
+
+
+async def test_a_transaction_handing_over_another_fails_at_once_instead_of_waiting(
+    engine: AsyncEngine,
+) -> None:
+    """The inner one would wait for the batch the outer one is part of: a hang, not an error."""
+    db = sessionmaker(engine)
+
+    async def nested(session: AsyncSession) -> None:
+        await _insert(1, session)
+        await transact(db, partial(_insert, 2))
+
+    with pytest.raises(RuntimeError, match="cannot wait for another"):
+        await asyncio.wait_for(transact(db, nested), 30)
+    assert _committed(engine) == []
