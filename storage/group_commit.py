@@ -4,7 +4,7 @@ SQLite has one writer per file, so every write transaction of every gatekeeper p
 host takes its turn (``storage.write_queue``). Under the load test's mixed traffic (200 pullers
 and 20 pushers, ``serve --workers 2``) the turn was busy about 85% of the time: each upload
 request's transaction held it for 8-10 ms (its ``BEGIN IMMEDIATE``, three or four statements,
-the commit, the hand-over between processes; most of it time the writer thread spent waiting
+the commit, the hand-over between processes; most of that time the writer thread spent waiting
 for its process's interpreter lock, not work) and waited 100-400 ms for it, so an upload took
 five times as long as the registry's own and uploads ran at 0.4x the registry's rate.
 
