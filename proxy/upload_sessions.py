@@ -251,16 +251,27 @@ async def require_owner(request: web.Request, name: str, upstream_session: str) 
     row = await read(svc.db, lambda session: uploads.opened(session, name, upstream_session))
     checked = time.monotonic()
     who = owner(request)
+    idle = timedelta(seconds=svc.settings.uploads.session_idle_seconds)
+    if row is not None and row.last_seen < now() - idle:
+        # Gone idle: forgotten, whether or not its row was deleted yet (the owner's next
+        # session to end, or a prune, deletes it). Its owner starts the upload again.
+        row, gone_idle = None, True
+    else:
+        gone_idle = False
     holder = row.owner if row is not None else None
     if row is not None and holder == who:
         if row.replica != svc.presence.holder.replica:
             return LastUse(None, checked)
         return LastUse(max((now() - row.last_seen).total_seconds(), 0.0), checked)
+    if holder:
+        why = f"it is {holder}'s"
+    elif gone_idle:
+        why = "idle too long: forgotten"
+    else:
+        why = "unknown, finished or expired"
     record = info(request)
     record.decision = "deny"
-    record.reason = f"upload session {upstream_session} is not one {who} opened in {name}" + (
-        f" (it is {holder}'s)" if holder else " (unknown, finished or expired)"
-    )
+    record.reason = f"upload session {upstream_session} is not one {who} opened in {name} ({why})"
     raise OCIError(
         Code.BLOB_UPLOAD_UNKNOWN,
         f"upload session {upstream_session} is not known in {name}",

@@ -190,6 +190,30 @@ def test_idle_upload_sessions_expire(tmp_path: Path) -> None:
         reg.stop()
 
 
+def test_a_session_gone_idle_is_forgotten_even_before_its_row_is_deleted(
+    tmp_path: Path,
+) -> None:
+    """Nothing else happens meanwhile (no reservation, no session ending, so no prune): the
+    idle session's row is still in the table, and the session is unknown all the same."""
+    reg = make_registry(tmp_path / "reg")
+    gk = make_gatekeeper(
+        tmp_path / "gk", reg.url, extra_env={"GATEKEEPER_UPLOADS__SESSION_IDLE_SECONDS": "2"}
+    )
+    try:
+        with httpx.Client(base_url=gk.url, timeout=30) as http:
+            location = http.post("/v2/idle/gone/blobs/uploads/").headers["Location"]
+            time.sleep(2.6)
+            assert gk.database.fetch("SELECT id FROM upload_sessions")  # not deleted yet
+            late = http.patch(location, content=b"late")
+            assert late.status_code == 404, late.text
+            assert late.json()["errors"][0]["code"] == "BLOB_UPLOAD_UNKNOWN"
+        row = gk.wait_audit(1, "action = 'upload.chunk' AND status = 404")[0]
+        assert "idle too long" in row["reason"]
+    finally:
+        gk.stop()
+        reg.stop()
+
+
 def test_a_chunk_streaming_past_the_idle_timeout_keeps_its_session(tmp_path: Path) -> None:
     """Sessions belong to their owner only while the gatekeeper remembers them, and an idle
     one is forgotten; a chunk still streaming is not idle, even when it takes longer than the
