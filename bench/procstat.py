@@ -19,6 +19,14 @@ def peak_rss_mib(pid: int) -> float | None:
     return _tree_mib(pid, "VmHWM")
 
 
+def peak_rss_per_process_mib(pid: int) -> float | None:
+    """The largest ``VmHWM`` of ``pid`` and its descendants, in MiB: the per-process figure
+    for a server of several processes (``gatekeeper serve --workers N``), whose sum grows with
+    N while what matters for a streamed body is that no one process holds it."""
+    peaks = [kib for kib in (_status_kib(m, "VmHWM") for m in _tree(pid)) if kib is not None]
+    return max(peaks) / 1024 if peaks else None
+
+
 def current_rss_mib(pid: int) -> float | None:
     """Sum of ``VmRSS`` (resident now) over ``pid`` and its descendants, in MiB."""
     return _tree_mib(pid, "VmRSS")

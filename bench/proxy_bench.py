@@ -27,7 +27,12 @@ from bench.first_pull import first_manifest_get
 from bench.goals import PROXY_GOALS
 from bench.image import MANIFEST_MEDIA_TYPE
 from bench.load import LoadSpec, run_load
-from bench.procstat import cpu_seconds, current_rss_mib, peak_rss_mib
+from bench.procstat import (
+    cpu_seconds,
+    current_rss_mib,
+    peak_rss_mib,
+    peak_rss_per_process_mib,
+)
 from bench.report import render, write_json
 from bench.results import (
     DIGEST_P99,
@@ -38,6 +43,7 @@ from bench.results import (
     MANIFEST_P99,
     MANIFEST_RPS,
     PEAK_RSS,
+    PEAK_RSS_PROCESS,
     PULL,
     PULL_CPU,
     PUSH,
@@ -127,6 +133,7 @@ def _run(settings: BenchSettings, progress: Progress) -> list[TargetRecord]:
             if phase.name in settings.phases:
                 _run_phase(phase, targets, records, settings.repeats, progress)
         _record_rss(targets, records, PEAK_RSS, peak_rss_mib)
+        _record_rss(targets, records, PEAK_RSS_PROCESS, peak_rss_per_process_mib)
         return [records[name] for name in settings.targets]
 
 

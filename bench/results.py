@@ -39,6 +39,9 @@ DIGEST_RPS = Metric("digest_rps", "manifest GET by digest", "req/s", higher_is_b
 DIGEST_P99 = Metric("digest_p99_ms", "manifest GET by digest p99", "ms", higher_is_better=False)
 START_RSS = Metric("start_rss_mib", "server RSS after start-up (VmRSS)", "MiB", False)
 PEAK_RSS = Metric("peak_rss_mib", "server peak RSS (VmHWM, whole run)", "MiB", False)
+PEAK_RSS_PROCESS = Metric(
+    "peak_rss_process_mib", "server peak RSS of its largest process (VmHWM)", "MiB", False
+)
 METRICS = (
     FIRST_GET,
     PULL,
@@ -53,6 +56,7 @@ METRICS = (
     DIGEST_P99,
     START_RSS,
     PEAK_RSS,
+    PEAK_RSS_PROCESS,
 )
 
 
