@@ -24,7 +24,7 @@ import logging
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 
@@ -64,17 +64,6 @@ class PruneClock:
         self._next = self._clock() + (0.0 if more else self._every)
 
 
-_clocks: weakref.WeakKeyDictionary[object, PruneClock] = weakref.WeakKeyDictionary()
-
-
-def _pruning(owner: object) -> PruneClock:
-    """One clock per app (keyed by its presence, which lives as long as the app)."""
-    clock = _clocks.get(owner)
-    if clock is None:
-        clock = _clocks[owner] = PruneClock()
-    return clock
-
-
 REFUSED_MEMORY_SECONDS = 10.0
 """How long this process remembers refusing an identity a slot (see :class:`Refusals`)."""
 
@@ -104,15 +93,23 @@ class Refusals:
         self._at[who] = self._clock()
 
 
-_refusals: weakref.WeakKeyDictionary[object, Refusals] = weakref.WeakKeyDictionary()
+@dataclass
+class _Remembered:
+    """What one app's reservations keep between requests."""
+
+    pruning: PruneClock = field(default_factory=PruneClock)
+    refusals: Refusals = field(default_factory=Refusals)
 
 
-def _refused(owner: object) -> Refusals:
-    """One memory per app, as :func:`_pruning`."""
-    refusals = _refusals.get(owner)
-    if refusals is None:
-        refusals = _refusals[owner] = Refusals()
-    return refusals
+_remembered: weakref.WeakKeyDictionary[object, _Remembered] = weakref.WeakKeyDictionary()
+
+
+def _kept(owner: object) -> _Remembered:
+    """One per app (keyed by its presence, which lives as long as the app)."""
+    kept = _remembered.get(owner)
+    if kept is None:
+        kept = _remembered[owner] = _Remembered()
+    return kept
 
 
 def holder(request: web.Request) -> Holder:
@@ -142,7 +139,8 @@ async def reserve(request: web.Request, name: str) -> int:
     who = owner(request)
     idle = timedelta(seconds=limits.session_idle_seconds)
     replica = svc.presence.holder
-    refusals = _refused(svc.presence)
+    kept = _kept(svc.presence)
+    refusals = kept.refusals
     held = 0
     if refusals.recent(who):
         # A read first: a client hammering at its limit is refused without taking the write
@@ -150,7 +148,7 @@ async def reserve(request: web.Request, name: str) -> int:
         held = await read(svc.db, lambda session: uploads.live_count(session, who, idle, replica))
     reservation = None
     if held < limits.max_sessions_per_identity:
-        pruning = _pruning(svc.presence)
+        pruning = kept.pruning
         prune = pruning.due()
 
         async def work(session: AsyncSession) -> tuple[int | None, bool]:

@@ -25,7 +25,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, exists, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import upsert
@@ -41,6 +52,15 @@ def _live(holder: Holder, idle: timedelta, moment: datetime) -> ColumnElement[bo
     by none recorded: a session made before replicas were tracked)."""
     return (UploadSession.last_seen >= moment - idle) & or_(
         UploadSession.replica.is_(None), holder.alive(UploadSession.replica, moment)
+    )
+
+
+def _held(owner: str, holder: Holder, idle: timedelta, moment: datetime) -> Select[Any]:
+    """SQL: how many sessions ``owner`` holds that count against its cap (:func:`_live`)."""
+    return (
+        select(func.count())
+        .select_from(UploadSession)
+        .where(UploadSession.owner == owner, _live(holder, idle, moment))
     )
 
 
@@ -64,12 +84,7 @@ async def reserve(
     # statement's snapshot is taken when it starts: counting in the locking statement could
     # miss a reservation committed while it waited for the lock). Idle rows do not count;
     # :func:`prune` forgets them.
-    held = (
-        select(func.count())
-        .select_from(UploadSession)
-        .where(UploadSession.owner == owner, _live(holder, idle, moment))
-        .scalar_subquery()
-    )
+    held = _held(owner, holder, idle, moment).scalar_subquery()
     values = select(
         literal(owner, UploadSession.owner.type),
         literal(repository, UploadSession.repository.type),
@@ -190,12 +205,7 @@ async def finish(
 
 async def live_count(session: AsyncSession, owner: str, idle: timedelta, holder: Holder) -> int:
     """Sessions ``owner`` holds that have not gone idle, of replicas still there."""
-    held = await session.scalar(
-        select(func.count())
-        .select_from(UploadSession)
-        .where(UploadSession.owner == owner, _live(holder, idle, now()))
-    )
-    return int(held or 0)
+    return int(await session.scalar(_held(owner, holder, idle, now())) or 0)
 
 
 @dataclass(frozen=True)
