@@ -8,7 +8,7 @@ import asyncio
 import fcntl
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,17 +19,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from storage.db import create_engine, sessionmaker
-from storage.writer import close, transact
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
-    async with engine.begin() as conn:
-        await conn.execute(text("CREATE TABLE t (x INTEGER)"))
-    yield engine
-    await close(engine)
+from storage.db import sessionmaker
+from storage.writer import transact
 
 
 @pytest.fixture

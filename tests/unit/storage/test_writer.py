@@ -11,7 +11,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +29,23 @@ from tests.support.database import Database
 ROWS = 20
 
 
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
-    async with engine.begin() as conn:
-        await conn.execute(text("CREATE TABLE t (x INTEGER)"))
-    yield engine
-    await close(engine)
-
-
 async def _insert(session: AsyncSession) -> int:
     for x in range(ROWS):
         await session.execute(text("INSERT INTO t VALUES (:x)"), {"x": x})
     return threading.get_ident()
+
+
+async def _insert_with_this_loop_blocked(
+    engine: AsyncEngine, committed: Callable[[], int]
+) -> tuple[int, int]:
+    """Hand :func:`_insert` to the writer, then block this loop until ``committed()`` says its
+    rows are there (30 s at most): the rows committed meanwhile, and the thread that ran it."""
+    task = asyncio.create_task(transact(sessionmaker(engine), _insert))
+    await asyncio.sleep(0)  # the task hands the transaction over
+    deadline = time.monotonic() + 30  # a bound on failure only, not a measurement
+    while committed() < ROWS and time.monotonic() < deadline:
+        time.sleep(0.01)  # blocks this loop: no callback of it runs meanwhile
+    return committed(), await task
 
 
 def _committed(engine: AsyncEngine) -> int:
@@ -55,14 +60,9 @@ async def test_a_transaction_completes_while_the_serving_loop_does_not_run(
     """The turn, ``BEGIN IMMEDIATE``, twenty statements and the commit all happen while this
     loop is blocked: none of them waits for it. (Run in this loop, each statement's answer
     would wait for it, and nothing would be committed until it ran again.)"""
-    db = sessionmaker(engine)
-    task = asyncio.create_task(transact(db, _insert))
-    await asyncio.sleep(0)  # the task hands the transaction over
-    deadline = time.monotonic() + 30  # a bound on failure only, not a measurement
-    while _committed(engine) < ROWS and time.monotonic() < deadline:
-        time.sleep(0.01)  # blocks this loop: no callback of it runs meanwhile
-    assert _committed(engine) == ROWS
-    assert await task != threading.get_ident()
+    committed, thread = await _insert_with_this_loop_blocked(engine, partial(_committed, engine))
+    assert committed == ROWS
+    assert thread != threading.get_ident()
 
 
 async def test_the_caller_is_woken_once(
@@ -211,14 +211,11 @@ async def test_postgresql_transactions_complete_while_the_serving_loop_does_not_
     while this loop is blocked, so a busy serving loop does not stretch how long the
     transaction holds its row locks (an identity's upload reservations take turns on one)."""
     engine, database = pg_engine
-    db = sessionmaker(engine)
-    task = asyncio.create_task(transact(db, _insert))
-    await asyncio.sleep(0)  # the task hands the transaction over
-    deadline = time.monotonic() + 30  # a bound on failure only, not a measurement
-    while _pg_committed(database) < ROWS and time.monotonic() < deadline:
-        time.sleep(0.01)  # blocks this loop: no callback of it runs meanwhile
-    assert _pg_committed(database) == ROWS
-    assert await task != threading.get_ident()
+    committed, thread = await _insert_with_this_loop_blocked(
+        engine, partial(_pg_committed, database)
+    )
+    assert committed == ROWS
+    assert thread != threading.get_ident()
     writer = engine.sync_engine._gatekeeper_writer  # type: ignore[attr-defined]
     assert writer.thread is not None and writer.thread.name == "postgresql-writer"
 
