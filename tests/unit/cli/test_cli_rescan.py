@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 from collections.abc import AsyncIterator
@@ -106,7 +107,12 @@ async def test_wait_follows_the_run_to_its_end(setup: tuple[Settings, Any]) -> N
     try:
         final = await wait_for(db, run_id, PlainProgress(plain), poll=0.02)
     finally:
+        # Cancelled mid-transaction, it must finish unwinding (its connection given back)
+        # before the fixture disposes of the engine: a connection closed by both at once
+        # left a close no thread would ever answer, and the test loop's teardown hung.
         worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
     assert final.finished and final.run.state == "done" and final.verified == 3
     lines = plain.getvalue().splitlines()
     assert len(lines) == len(set(lines))  # one line per change, no repeats
