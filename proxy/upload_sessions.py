@@ -10,10 +10,20 @@ the row the opening ``POST`` wrote (``storage.uploads``); any other caller gets 
 refusal's access-log row names the reason.
 
 The same rows carry the per-identity cap (``uploads.max_sessions_per_identity``) on every
-replica: a POST reserves a slot before the upstream is asked, a completed, cancelled or unknown
-session frees it, and a session idle for ``uploads.session_idle_seconds`` stops counting and is
+replica: the session the upstream opened for a POST is recorded, counted against the cap in
+the same statement, before the client hears of it; a completed, cancelled or unknown session
+frees its slot, and a session idle for ``uploads.session_idle_seconds`` stops counting and is
 forgotten: its owner must start it again (404 ``BLOB_UPLOAD_UNKNOWN``, as the spec allows for
 an expired upload). A chunk still streaming keeps its session alive.
+
+One write transaction per POST, after the upstream answered: a slot reserved before asking
+and bound to the upstream's session after was two, and on SQLite every write transaction
+waits for the host's one write turn (most of an upload's latency under load). One process
+still never asks the upstream beyond the cap: an identity's POSTs are admitted one at a time,
+each for a read of the sessions it holds (no write turn), and go upstream only while those and
+its POSTs in flight here stay under the cap (:func:`opening`). Across processes and replicas
+the recording decides: a POST that loses the race for the last slot has the session it opened
+cancelled upstream before it is answered 429.
 """
 
 from __future__ import annotations
@@ -26,13 +36,14 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import partial
+from typing import Any
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from oci.errors import Code, OCIError
 from proxy.context import info
+from proxy.errors import database_unavailable
 from proxy.state import services
 from storage import uploads
 from storage.db import DATABASE_ERRORS
@@ -46,11 +57,11 @@ log = logging.getLogger("gatekeeper.uploads")
 PRUNE_SECONDS = 5.0
 """How often a process forgets other identities' idle rows while the last batch was not
 full; a full batch (a backlog, or many identities at once) prunes again on the next
-reservation, so the tables stay bounded however fast rows are made."""
+session recorded, so the tables stay bounded however fast rows are made."""
 
 
 class PruneClock:
-    """When this process next prunes (``storage.uploads.prune``) beside a reservation."""
+    """When this process next prunes (``storage.uploads.prune``) beside recording a session."""
 
     def __init__(self, every: float = PRUNE_SECONDS, clock: Callable[[], float] = time.monotonic):
         self._every = every
@@ -64,41 +75,27 @@ class PruneClock:
         self._next = self._clock() + (0.0 if more else self._every)
 
 
-REFUSED_MEMORY_SECONDS = 10.0
-"""How long this process remembers refusing an identity a slot (see :class:`Refusals`)."""
+@dataclass
+class _Opening:
+    """One identity's POSTs in this process, while any is being admitted or is in flight."""
 
-
-class Refusals:
-    """Identities this process refused a slot lately. Only their ``POST``s read the count
-    before the write transaction, so a client hammering at its limit is refused without taking
-    the write turn; everyone else goes straight to the reservation (which counts anyway), one
-    hand-over to the writer thread fewer per upload."""
-
-    def __init__(
-        self,
-        remember: float = REFUSED_MEMORY_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
-        size: int = 4096,
-    ) -> None:
-        self._remember, self._clock, self._size = remember, clock, size
-        self._at: dict[str, float] = {}
-
-    def recent(self, who: str) -> bool:
-        at = self._at.get(who)
-        return at is not None and self._clock() - at < self._remember
-
-    def refused(self, who: str) -> None:
-        if len(self._at) >= self._size:  # bounded: many identities at once start over
-            self._at.clear()
-        self._at[who] = self._clock()
+    admitting: asyncio.Lock = field(default_factory=asyncio.Lock)
+    in_flight: int = 0
+    """Admitted and not yet over: each may take a slot the table does not show yet."""
+    ended: int = 0
+    """How many have ended (an admission reading the table meanwhile may have missed their
+    rows, or may not: it counts them)."""
+    users: int = 0
+    """POSTs waiting for admission, being admitted or in flight: the entry is dropped (the
+    memory stays bounded) only when none is left, never under one that still counts on it."""
 
 
 @dataclass
 class _Remembered:
-    """What one app's reservations keep between requests."""
+    """What one app's POSTs keep between requests."""
 
     pruning: PruneClock = field(default_factory=PruneClock)
-    refusals: Refusals = field(default_factory=Refusals)
+    opening: dict[str, _Opening] = field(default_factory=dict)
 
 
 _remembered: weakref.WeakKeyDictionary[object, _Remembered] = weakref.WeakKeyDictionary()
@@ -132,71 +129,105 @@ def idle_of(request: web.Request) -> tuple[str, timedelta]:
     )
 
 
-async def reserve(request: web.Request, name: str) -> int:
-    """A slot for one more session, or 429: the upstream is never asked beyond the cap."""
-    svc = services(request)
-    limits = svc.settings.uploads
-    who = owner(request)
-    idle = timedelta(seconds=limits.session_idle_seconds)
-    replica = svc.presence.holder
-    kept = _kept(svc.presence)
-    refusals = kept.refusals
-    held = 0
-    if refusals.recent(who):
-        # A read first: a client hammering at its limit is refused without taking the write
-        # turn (a stale count can only refuse early, never admit beyond the limit).
-        held = await read(svc.db, lambda session: uploads.live_count(session, who, idle, replica))
-    reservation = None
-    if held < limits.max_sessions_per_identity:
-        pruning = kept.pruning
-        prune = pruning.due()
+@dataclass(frozen=True)
+class _Cap:
+    """The caller's cap, as a POST weighs it."""
 
-        async def work(session: AsyncSession) -> tuple[int | None, bool]:
-            # In the writer thread (storage.writer): only the values captured here.
-            reservation = await uploads.reserve(
-                session,
-                who,
-                name,
-                limit=limits.max_sessions_per_identity,
-                idle=idle,
-                holder=replica,
-            )
-            return reservation, prune and await uploads.prune(session, idle)
+    who: str
+    limit: int
+    idle: timedelta
+    replica: Holder
+    db: async_sessionmaker[Any]
+    kept: _Remembered
 
-        reservation, more = await transact(svc.db, work)
-        if prune:
-            pruning.done(more=more)
-    if reservation is None:
-        refusals.refused(who)
-        raise OCIError(
-            Code.TOO_MANY_REQUESTS,
-            f"{who} already has {limits.max_sessions_per_identity} open upload sessions; "
-            "finish or cancel one (DELETE its upload URL) before starting another",
-            {"limit": limits.max_sessions_per_identity},
-            headers={"Retry-After": "10"},
+    @classmethod
+    def of(cls, request: web.Request) -> _Cap:
+        svc = services(request)
+        limits = svc.settings.uploads
+        return cls(
+            owner(request),
+            limits.max_sessions_per_identity,
+            timedelta(seconds=limits.session_idle_seconds),
+            svc.presence.holder,
+            svc.db,
+            _kept(svc.presence),
         )
-    return reservation
 
 
-async def bind(request: web.Request, reservation: int, upstream_session: str) -> None:
-    """Record which upstream session the slot holds. Unlike the other bookkeeping this must not
-    fail quietly: an unrecorded session belongs to nobody, so its owner could not use it."""
+def _too_many(who: str, limit: int) -> OCIError:
+    return OCIError(
+        Code.TOO_MANY_REQUESTS,
+        f"{who} already has {limit} open upload sessions; "
+        "finish or cancel one (DELETE its upload URL) before starting another",
+        {"limit": limit},
+        headers={"Retry-After": "10"},
+    )
+
+
+@contextlib.asynccontextmanager
+async def opening(request: web.Request) -> AsyncIterator[None]:
+    """Around a POST's upstream request: 429 at once, the upstream not asked, unless the
+    sessions the caller holds (the table, read) and its POSTs in flight in this process stay
+    under its cap. One identity's admissions here take turns (for a read each, not for the
+    upstream's answer), so within a process the upstream never opens a session beyond the
+    cap; across processes :func:`record` decides, and the loser's session is cancelled."""
+    cap = _Cap.of(request)
+    who, limit, kept = cap.who, cap.limit, cap.kept
+    entry = kept.opening.setdefault(who, _Opening())
+    entry.users += 1
     try:
-        await transact(
-            services(request).db,
-            partial(
-                uploads.bind,
-                reservation=reservation,
-                upstream_session=upstream_session,
-                holder=holder(request),
-            ),
+        async with entry.admitting:
+            ended = entry.ended
+            held = await read(
+                cap.db, lambda session: uploads.live_count(session, who, cap.idle, cap.replica)
+            )
+            # POSTs that ended while the table was read: their rows may be missing from it.
+            racing = entry.ended - ended
+            if held + racing + entry.in_flight >= limit:
+                raise _too_many(who, limit)
+            entry.in_flight += 1
+        try:
+            yield
+        finally:
+            entry.in_flight -= 1
+            entry.ended += 1
+    finally:
+        entry.users -= 1
+        if entry.users == 0:
+            del kept.opening[who]
+
+
+async def record(request: web.Request, name: str, upstream_session: str) -> None:
+    """Record the session the upstream opened as the caller's, in one write transaction that
+    counts it against the cap (and now and then forgets other identities' idle rows); 429
+    when the cap is reached (nothing recorded). Unlike the other bookkeeping this must not
+    fail quietly: an unrecorded session belongs to nobody, so its owner could not use it."""
+    cap = _Cap.of(request)
+    who, limit, idle, kept = cap.who, cap.limit, cap.idle, cap.kept
+    prune = kept.pruning.due()
+
+    async def work(session: AsyncSession) -> tuple[int | None, bool]:
+        # In the writer thread (storage.writer): only the values captured here.
+        recorded = await uploads.reserve(
+            session,
+            who,
+            name,
+            upstream_session,
+            limit=limit,
+            idle=idle,
+            holder=cap.replica,
         )
+        return recorded, prune and await uploads.prune(session, idle)
+
+    try:
+        recorded, more = await transact(cap.db, work)
     except DATABASE_ERRORS as exc:
         log.warning("could not record upload session %s: %s", upstream_session, exc)
-        raise OCIError(
-            Code.UNAVAILABLE,
-            "the gatekeeper could not record the upload session; start the upload again",
-        ) from exc
+        raise database_unavailable(exc) from exc
+    if prune:
+        kept.pruning.done(more=more)
+    if recorded is None:
+        raise _too_many(who, limit)
 
 
 async def bookkeep(

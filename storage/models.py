@@ -526,7 +526,7 @@ class UploadOwner(Base):
 
 
 class UploadSession(Base):
-    """An open blob upload session (or the reservation for one being started upstream)."""
+    """An open blob upload session, recorded once the upstream opened it."""
 
     __tablename__ = "upload_sessions"
     __table_args__ = (
@@ -538,7 +538,8 @@ class UploadSession(Base):
     owner: Mapped[str] = mapped_column(String(255))
     repository: Mapped[str] = mapped_column(String(255))
     session: Mapped[str | None] = mapped_column(String(128))
-    """The upstream's upload id; None while the upstream has not answered the POST yet."""
+    """The upstream's upload id (None only in rows of versions that reserved a slot before
+    asking the upstream; such a row counts until it goes idle)."""
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
     replica: Mapped[str | None] = mapped_column(String(64))
     """The replica that served the session's latest request; once it is gone (``Replica``)

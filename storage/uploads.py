@@ -1,7 +1,8 @@
 """Open blob upload sessions per identity, so the proxy can cap them on every replica at once.
 
-A reservation is made before the upstream is asked for a session, and counted against the
-identity's limit in the same transaction that inserts it. The transaction first writes the
+A session's row is written once the upstream has opened it (``proxy.upload_sessions`` keeps
+the upstream from being asked beyond the cap meanwhile), and counted against the identity's
+limit in the same statement that inserts it. The transaction first writes the
 identity's ``upload_owners`` row (one upsert): on PostgreSQL that row lock serialises one identity's
 reservations across replicas (other identities are not blocked); on SQLite the write lock taken
 by ``BEGIN IMMEDIATE`` serialises them anyway. So two concurrent POSTs can never both see
@@ -68,13 +69,15 @@ async def reserve(
     session: AsyncSession,
     owner: str,
     repository: str,
+    upstream_session: str,
     *,
     limit: int,
     idle: timedelta,
     holder: Holder,
 ) -> int | None:
-    """A new reservation's id, held by ``holder``, or None if ``owner`` already holds
-    ``limit`` live sessions. Idle rows do not count; :func:`prune` forgets them.
+    """Record upstream session ``upstream_session`` of ``repository`` as ``owner``'s, held by
+    ``holder``: its row's id, or None (nothing written) if ``owner`` already holds ``limit``
+    live sessions. Idle rows do not count; :func:`prune` forgets them.
 
     Must run inside a write transaction (``session.begin()``).
     """
@@ -88,10 +91,11 @@ async def reserve(
     values = select(
         literal(owner, UploadSession.owner.type),
         literal(repository, UploadSession.repository.type),
+        literal(upstream_session, UploadSession.session.type),
         literal(moment, UploadSession.last_seen.type),
         literal(holder.replica, UploadSession.replica.type),
     ).where(held < limit)
-    columns = ["owner", "repository", "last_seen", "replica"]
+    columns = ["owner", "repository", "session", "last_seen", "replica"]
     inserted = await session.scalar(
         insert(UploadSession).from_select(columns, values).returning(UploadSession.id)
     )
@@ -153,25 +157,6 @@ async def _lock_owner(session: AsyncSession, owner: str, moment: datetime) -> No
     statement, not an insert and an update: each is a round trip through the event loop while
     the write turn is held, and under load a round trip costs tens of milliseconds."""
     await upsert(session, UploadOwner, ["owner"], owner=owner, touched=moment)
-
-
-async def bind(
-    session: AsyncSession, reservation: int, upstream_session: str, holder: Holder
-) -> None:
-    """The upstream accepted the POST: remember which of its sessions the slot holds."""
-    await session.execute(
-        update(UploadSession)
-        .execution_options(**NO_SYNC)
-        .where(UploadSession.id == reservation)
-        .values(session=upstream_session, last_seen=now(), replica=holder.replica)
-    )
-
-
-async def release(session: AsyncSession, reservation: int) -> None:
-    """Give a reservation back (the upstream refused the POST, or it ended at once)."""
-    await session.execute(
-        delete(UploadSession).execution_options(**NO_SYNC).where(UploadSession.id == reservation)
-    )
 
 
 async def touch(

@@ -13,10 +13,12 @@ Both live in the database, so they hold across replicas (``proxy/upload_sessions
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from datetime import timedelta
 
 import aiohttp
+import yarl
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,6 +39,8 @@ SESSION_RE = re.compile(r"[A-Za-z0-9_.=-]{1,128}")
 CONTENT_RANGE_RE = re.compile(r"(?:bytes[ =])?([0-9]{1,18})-([0-9]{1,18})(?:/(?:[0-9]{1,18}|\*))?")
 # Query keys an upload URL may carry; anything else is dropped before it reaches the upstream.
 UPLOAD_QUERY = frozenset({"_state", "digest"})
+
+log = logging.getLogger("gatekeeper.uploads")
 
 
 def _session(request: web.Request) -> str:
@@ -81,35 +85,56 @@ async def start(request: web.Request) -> web.StreamResponse:
             record.action = "blob.push"
     if mount is None and digest is None:
         record.action = "upload.start"
-    reservation = await sessions.reserve(request, name)
-    opened: list[str] = []
 
-    async def bind(resp: aiohttp.ClientResponse) -> None:
+    async def recorded(resp: aiohttp.ClientResponse) -> None:
         # Before the client sees the answer: its next request must find the session its own,
         # and a blob it uploaded (or mounted) at once, fresh for reading back.
         upstream_session = resp.headers.get("Docker-Upload-UUID")
         if resp.status == 202 and upstream_session:
-            await sessions.bind(request, reservation, upstream_session)
-            opened.append(upstream_session)
+            try:
+                await sessions.record(request, name, upstream_session)
+            except OCIError as refused:
+                # Over the cap (another process took the last slot) or not recordable: the
+                # session would belong to nobody, so it must not stay open upstream.
+                record.upstream_status = resp.status
+                cancelled = await _cancel_upstream(request, name, upstream_session, resp)
+                outcome = "cancelled" if cancelled else "could not be cancelled"
+                record.reason = f"{refused.message}; upstream session {upstream_session} {outcome}"
+                raise
         elif resp.status == 201 and (mount or digest):
             await sessions.bookkeep(request, fresh_uploads.remember, name, mount or digest)
 
-    try:
-        response = await forward(
+    async with sessions.opening(request):
+        return await forward(
             request,
             v2_path(name, "blobs", "uploads") + "/",
             scope=scope,
             params=params,
             stream_body=True,
-            before_relay=bind,
+            before_relay=recorded,
         )
-    except BaseException:
-        if not opened:
-            await sessions.bookkeep(request, uploads.release, reservation)
-        raise
-    if not opened:  # a monolithic upload or a mount ends with the POST; a refusal never started
-        await sessions.bookkeep(request, uploads.release, reservation)
-    return response
+
+
+async def _cancel_upstream(
+    request: web.Request, name: str, upstream_session: str, opened: aiohttp.ClientResponse
+) -> bool:
+    """Cancel a session the upstream just opened for a POST that is refused after all. Best
+    effort: one left behind belongs to nobody here (no client can use it) and the registry's
+    own upload purging removes it."""
+    state = yarl.URL(opened.headers.get("Location", "")).query.get("_state")
+    try:
+        async with await services(request).upstream.request(
+            "DELETE",
+            v2_path(name, "blobs", "uploads", upstream_session),
+            scopes=scopes(name, "pull", "push"),
+            params={"_state": state} if state else None,
+        ) as resp:
+            cancelled = resp.status in (204, 404)
+    except OCIError:
+        cancelled = False
+    if not cancelled:
+        log.warning("could not cancel upstream upload session %s of %s", upstream_session, name)
+    return cancelled
 
 
 async def _mountable(

@@ -108,6 +108,10 @@ def test_ten_thousand_upload_sessions_open_at_most_the_cap(
     assert error["code"] == "TOOMANYREQUESTS" and error["detail"] == {"limit": CAP}
     assert "open upload sessions" in error["message"]
     assert upstream_sessions(reg, repo) == CAP
+    # One process admits an identity's POSTs one at a time against what it holds: none of the
+    # refused ones was sent upstream (not even to open a session and cancel it).
+    asked = gk.wait_audit(10_000 - CAP, "action = 'upload.start' AND status = 429", timeout=60)
+    assert [r["upstream_status"] for r in asked] == [None] * (10_000 - CAP)
     with httpx.Client(base_url=gk.url, timeout=30) as http:
         assert http.post(f"/v2/{repo}/blobs/uploads/").status_code == 429
         # Cancelling one frees exactly one slot.

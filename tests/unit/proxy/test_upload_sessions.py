@@ -1,9 +1,10 @@
 """The per-identity upload-session cap in the database: exact under concurrency, freed by
-release and finish, and forgiving of sessions that went idle or whose replica is gone."""
+finish, and forgiving of sessions that went idle or whose replica is gone."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from proxy.upload_sessions import TOUCH_GRACE_SECONDS, LastUse, PruneClock, Refusals
+from proxy.upload_sessions import TOUCH_GRACE_SECONDS, LastUse, PruneClock
 from storage import replicas, uploads
 from storage.models import UploadOwner, UploadSession
 from storage.replicas import Holder
@@ -24,6 +25,7 @@ HERE = Holder("replica-1", timedelta(days=1))
 gone after a day's silence here, so the clock can move by minutes without heartbeats; the test
 of a silent replica has its own."""
 STARTED = datetime(2026, 1, 1, tzinfo=UTC)
+_UPSTREAM = (f"upstream-{n}" for n in itertools.count())
 
 
 @pytest.fixture(autouse=True)
@@ -38,11 +40,19 @@ async def reserve(
     limit: int = 3,
     idle: timedelta = HOUR,
     holder: Holder = HERE,
+    upstream: str | None = None,
 ) -> int | None:
-    """A reservation, and the prune the proxy runs beside it when due."""
+    """A session recorded (``upstream``: the upstream's id for it, else a new one), and the
+    prune the proxy runs beside it when due."""
     async with db() as session, session.begin():
         reservation = await uploads.reserve(
-            session, owner, "repo/a", limit=limit, idle=idle, holder=holder
+            session,
+            owner,
+            "repo/a",
+            upstream or next(_UPSTREAM),
+            limit=limit,
+            idle=idle,
+            holder=holder,
         )
         await uploads.prune(session, idle)
         return reservation
@@ -62,18 +72,19 @@ async def test_concurrent_reservations_never_exceed_the_limit(
     assert len([r for r in results if r is not None]) == 7
 
 
-async def test_release_and_finish_free_a_slot(db: async_sessionmaker[Any]) -> None:
-    first, second = await reserve(db, limit=2), await reserve(db, limit=2)
+async def test_a_refused_session_is_not_recorded_and_finish_frees_a_slot(
+    db: async_sessionmaker[Any],
+) -> None:
+    first = await reserve(db, limit=2, upstream="first")
+    second = await reserve(db, limit=2, upstream="second")
     assert first is not None and second is not None
-    assert await reserve(db, limit=2) is None
+    assert await reserve(db, limit=2, upstream="refused") is None
+    async with db() as session:
+        assert await uploads.holder(session, "repo/a", "refused") is None
     async with db() as session, session.begin():
-        await uploads.release(session, first)
-    third = await reserve(db, limit=2)
-    assert third is not None
-    async with db() as session, session.begin():
-        await uploads.bind(session, third, "upstream-uuid", HERE)
-        await uploads.finish(session, "repo/a", "upstream-uuid")
+        await uploads.finish(session, "repo/a", "first")
     assert await reserve(db, limit=2) is not None
+    assert await reserve(db, limit=2) is None
 
 
 @pytest.fixture
@@ -116,10 +127,7 @@ async def test_a_silent_replicas_sessions_stop_counting_and_a_touch_takes_them_o
     here = Holder(HERE.replica, gone_after)
     crashed = Holder("replica-2", gone_after)
     await _beat(db, crashed)
-    reservation = await reserve(db, limit=1, holder=crashed)
-    assert reservation is not None
-    async with db() as session, session.begin():
-        await uploads.bind(session, reservation, "u1", crashed)
+    assert await reserve(db, limit=1, holder=crashed, upstream="u1") is not None
     clock.advance(gone_after - timedelta(seconds=1))
     await _beat(db, here)
     assert await reserve(db, limit=1, holder=here) is None  # it may still be there
@@ -157,10 +165,7 @@ async def test_idle_sessions_stop_counting(db: async_sessionmaker[Any], clock: C
 
 async def test_touch_keeps_a_session_alive(db: async_sessionmaker[Any], clock: Clock) -> None:
     idle = timedelta(minutes=5)
-    reservation = await reserve(db, limit=1, idle=idle)
-    assert reservation is not None
-    async with db() as session, session.begin():
-        await uploads.bind(session, reservation, "u1", HERE)
+    assert await reserve(db, limit=1, idle=idle, upstream="u1") is not None
     for _ in range(3):
         clock.advance(timedelta(minutes=3))  # 9 minutes in all: idle but for the touches
         async with db() as session, session.begin():
@@ -213,11 +218,9 @@ async def test_pruning_is_bounded_per_reservation(
 async def test_holder_names_who_opened_a_session_in_its_repository(
     db: async_sessionmaker[Any],
 ) -> None:
-    reservation = await reserve(db, owner="alice")
-    assert reservation is not None
-    async with db() as session, session.begin():
-        assert await uploads.holder(session, "repo/a", "uuid-1") is None  # not bound yet
-        await uploads.bind(session, reservation, "uuid-1", HERE)
+    async with db() as session:
+        assert await uploads.holder(session, "repo/a", "uuid-1") is None  # not recorded yet
+    assert await reserve(db, owner="alice", upstream="uuid-1") is not None
     async with db() as session:
         assert await uploads.holder(session, "repo/a", "uuid-1") == "alice"
         opened = await uploads.opened(session, "repo/a", "uuid-1")
@@ -251,7 +254,9 @@ async def test_prune_says_when_its_batch_was_full(
     idle = timedelta(minutes=5)
     for i in range(uploads.PRUNE_BATCH + 1):
         async with db() as session, session.begin():
-            await uploads.reserve(session, f"10.1.0.{i}", "repo/a", limit=3, idle=idle, holder=HERE)
+            await uploads.reserve(
+                session, f"10.1.0.{i}", "repo/a", f"u{i}", limit=3, idle=idle, holder=HERE
+            )
     clock.advance(idle * 2)
     async with db() as session, session.begin():
         assert await uploads.prune(session, idle) is True
@@ -269,10 +274,7 @@ async def test_a_late_heartbeat_never_loses_a_session(
     here = Holder(HERE.replica, gone_after)
     late = Holder("replica-2", gone_after)
     await _beat(db, late)
-    reservation = await reserve(db, limit=2, holder=late)
-    assert reservation is not None
-    async with db() as session, session.begin():
-        await uploads.bind(session, reservation, "u1", late)
+    assert await reserve(db, limit=2, holder=late, upstream="u1") is not None
     clock.advance(gone_after + timedelta(seconds=1))
     await _beat(db, here)
     assert await reserve(db, limit=2, holder=here) is not None
@@ -293,21 +295,6 @@ def test_a_session_used_a_moment_ago_is_not_touched_again_after_a_request() -> N
     assert LastUse(250.0, started).fresh(900) and not LastUse(301.0, started).fresh(900)
 
 
-def test_only_an_identity_refused_lately_has_its_count_read_before_the_reservation() -> None:
-    """Everyone else's ``POST`` goes straight to the reservation; one hammering at its limit
-    is refused by a read, without the write turn, for a while after its last refusal."""
-    moment = [100.0]
-    refusals = Refusals(remember=10.0, clock=lambda: moment[0], size=3)
-    assert not refusals.recent("ci")
-    refusals.refused("ci")
-    assert refusals.recent("ci") and not refusals.recent("other")
-    moment[0] += 10.5
-    assert not refusals.recent("ci")
-    for who in ("a", "b", "c", "d"):  # bounded: a fourth identity starts the memory over
-        refusals.refused(who)
-    assert refusals.recent("d") and not refusals.recent("a")
-
-
 async def test_finishing_a_session_forgets_the_owners_sessions_gone_idle(
     db: async_sessionmaker[Any], clock: Clock
 ) -> None:
@@ -315,12 +302,11 @@ async def test_finishing_a_session_forgets_the_owners_sessions_gone_idle(
     end takes it out of the table with it, and nobody else's (those are :func:`prune`'s)."""
 
     async def opened(owner: str, upstream: str) -> None:
-        async with db() as session, session.begin():
-            reservation = await uploads.reserve(
-                session, owner, "repo/a", limit=3, idle=HOUR, holder=HERE
+        async with db() as session, session.begin():  # no prune: finish() is what is tested
+            recorded = await uploads.reserve(
+                session, owner, "repo/a", upstream, limit=3, idle=HOUR, holder=HERE
             )
-            assert reservation is not None
-            await uploads.bind(session, reservation, upstream, HERE)
+        assert recorded is not None
 
     await opened("ci", "broken")
     await opened("someone-else", "theirs")
