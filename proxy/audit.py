@@ -38,6 +38,7 @@ from proxy.audit_spool import Spool
 from proxy.context import RequestInfo, info
 from proxy.errors import OCI_ERROR, Handler, error_response
 from services.events import VerdictChange
+from storage import audit_chain
 from storage.audit import AccessRecord, insert_records
 from storage.audit_chain import Head
 from storage.writer import transact
@@ -158,10 +159,15 @@ class AuditWriter:
         ]
         records = [record for record, _ in batch]
         ledger = self._ledger
+        # Hashed here, before the write turn, when the chain's head is sure.
+        chained = ledger.chained(records) if ledger is not None else None
 
         async def write(session: AsyncSession) -> Head | None:
             # In the writer thread (storage.writer): the ledger's head is only read there,
             # and moved on here once the rows are committed.
+            if chained is not None:
+                await audit_chain.insert_rows(session, chained.rows)
+                return chained.head
             if ledger is not None:
                 return await ledger.insert(session, records)
             await insert_records(session, records)

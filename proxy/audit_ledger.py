@@ -81,6 +81,15 @@ class Ledger:
             session, at, records, skip_present=replay or self._stale
         )
 
+    def chained(self, records: Sequence[AccessRecord]) -> audit_chain.Chained | None:
+        """``records`` as the chain's next rows, computed now, outside the write transaction,
+        when the head in memory is sure (else None: :meth:`insert` reads it in the
+        transaction). Only this writer extends the chain, so the head cannot move meanwhile;
+        a failed write makes it unsure, and the retry goes through :meth:`insert`."""
+        if self._stale or self._head is None:
+            return None
+        return audit_chain.chain(self._head, records)
+
     def advance(self, head: Head) -> None:
         self._head, self._stale = head, False
 
