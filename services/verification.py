@@ -603,14 +603,20 @@ class VerificationService:
     async def _claim(self, max_attempts: int) -> jobs.ClaimedJob | None:
         """A job, or None; the write transaction only when a read saw one to take."""
         async with self._claiming:
+            # What to take is read first, outside the write transaction (on SQLite the fair
+            # order's query held the one write turn every process's uploads wait for).
             async with self.db() as session:
-                if not await jobs.any_claimable(session):
-                    return None
-            # In the writer thread (``storage.writer``): on SQLite the claim holds the one
-            # write turn every process's uploads wait for, so it must not also wait for this
-            # loop between its statements; it reads and returns plain values only.
+                candidates = await jobs.first_candidates(session)
+            if not candidates:
+                return None
+            # In the writer thread (``storage.writer``): the claim must not also wait for
+            # this loop between its statements; it reads and returns plain values only.
             claim = partial(
-                jobs.claim, owner=self.owner, lease=self._lease, max_attempts=max_attempts
+                jobs.claim_among,
+                candidates=candidates,
+                owner=self.owner,
+                lease=self._lease,
+                max_attempts=max_attempts,
             )
             return await transact(self.db, claim)
 

@@ -15,7 +15,7 @@ not by its whole backlog.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -194,19 +194,6 @@ async def expedite(session: AsyncSession, repository: str, digest: str) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def any_claimable(session: AsyncSession) -> bool:
-    """Whether :func:`claim` could find a job now: a read, so an idle worker asks without
-    taking the write lock (on SQLite every write transaction, even one that finds nothing,
-    waits its turn behind the access log's and the uploads' writes, and they behind it)."""
-    moment = utcnow()
-    queued = select(Job.id).where(Job.state == "queued", Job.run_after <= moment).limit(1)
-    expired = select(Job.id).where(Job.state == "running", Job.lease_until < moment).limit(1)
-    for probe in (queued, expired):
-        if await session.scalar(probe) is not None:
-            return True
-    return False
-
-
 async def claim(
     session: AsyncSession, owner: str, lease: timedelta, max_attempts: int
 ) -> ClaimedJob | None:
@@ -224,19 +211,55 @@ async def claim(
     """
     moment = utcnow()
     for identity, repository in await _turn_order(session, moment):
-        job = await _take(session, identity, repository, owner, lease, max_attempts, moment)
+        found = await _claimable_in(session, identity, repository, moment, lock=True)
+        job = await _take(session, found, owner, lease, max_attempts, moment)
         if job is not None:
-            for served in (WHOLE, repository):
-                await upsert(
-                    session,
-                    JobTurn,
-                    ["identity", "repository"],
-                    identity=identity,
-                    repository=served,
-                    served_at=moment,
-                )
+            await _served(session, job, moment)
             return job
     return None
+
+
+async def first_candidates(session: AsyncSession) -> list[ClaimedJob]:
+    """A read: the claimable jobs of the group :func:`claim` would try first (as they stand
+    now, their ``attempts`` not yet counted up), or none. A worker reads these before its
+    write transaction, which then only takes one (:func:`claim_among`): on SQLite the fair
+    order's query, the claim's costliest statement, then holds no one's write turn."""
+    moment = utcnow()
+    order = await _turn_order(session, moment)
+    if not order:
+        return []
+    identity, repository = order[0]
+    return await _claimable_in(session, identity, repository, moment, lock=False)
+
+
+async def claim_among(
+    session: AsyncSession,
+    candidates: list[ClaimedJob],
+    owner: str,
+    lease: timedelta,
+    max_attempts: int,
+) -> ClaimedJob | None:
+    """Take the first of ``candidates`` (read by :func:`first_candidates`) still claimable, as
+    :func:`claim` would; when another worker took them all meanwhile, :func:`claim` itself."""
+    moment = utcnow()
+    job = await _take(session, candidates, owner, lease, max_attempts, moment)
+    if job is None:
+        return await claim(session, owner, lease, max_attempts)
+    await _served(session, job, moment)
+    return job
+
+
+async def _served(session: AsyncSession, job: ClaimedJob, moment: datetime) -> None:
+    """The job's identity, and its repository, had their turn now."""
+    for served in (WHOLE, job.repository):
+        await upsert(
+            session,
+            JobTurn,
+            ["identity", "repository"],
+            identity=job.identity,
+            repository=served,
+            served_at=moment,
+        )
 
 
 async def _turn_order(session: AsyncSession, moment: datetime) -> list[tuple[str, str]]:
@@ -298,30 +321,41 @@ async def _turn_order(session: AsyncSession, moment: datetime) -> list[tuple[str
     return list(dict.fromkeys(found))  # a group may have both queued jobs and expired leases
 
 
+async def _claimable_in(
+    session: AsyncSession, identity: str, repository: str, moment: datetime, *, lock: bool
+) -> list[ClaimedJob]:
+    """The first claimable jobs of one group (waited for first, then oldest). ``lock``: on
+    PostgreSQL, skipping those another replica's transaction holds."""
+    query = (
+        select(Job.id, Job.kind, Job.repository, Job.digest, Job.reason, Job.attempts)
+        .where(_claimable(moment), Job.identity == identity, Job.repository == repository)
+        .order_by(Job.priority.desc(), Job.id)
+        .limit(8)
+    )
+    if lock and session.bind is not None and session.bind.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return [
+        ClaimedJob(job_id, kind, repo, digest, reason, attempts, identity)
+        for job_id, kind, repo, digest, reason, attempts in await session.execute(query)
+    ]
+
+
 async def _take(
     session: AsyncSession,
-    identity: str,
-    repository: str,
+    found: list[ClaimedJob],
     owner: str,
     lease: timedelta,
     max_attempts: int,
     moment: datetime,
 ) -> ClaimedJob | None:
-    """Claim the first job of one group (waited for first, then oldest), or None when other
-    workers hold them all."""
-    query = (
-        select(Job)
-        .where(_claimable(moment), Job.identity == identity, Job.repository == repository)
-        .order_by(Job.priority.desc(), Job.id)
-        .limit(8)
-    )
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    for job in (await session.scalars(query)).all():
+    """Claim the first of ``found`` that is still claimable, or None when other workers hold
+    them all. Each is re-checked by the statement that claims it (``found`` may have been read
+    before this transaction), and its attempts are what that statement counted."""
+    for job in found:
         if job.attempts >= max_attempts:
-            await _mark_dead(session, job.id, moment, "lease expired too often")
+            await _mark_dead(session, job.id, moment, "lease expired too often", _claimable(moment))
             continue
-        won = await session.execute(
+        won = await session.scalar(
             update(Job)
             .execution_options(**NO_SYNC)
             .where(Job.id == job.id, _claimable(moment))
@@ -332,17 +366,10 @@ async def _take(
                 attempts=Job.attempts + 1,
                 updated_at=moment,
             )
+            .returning(Job.attempts)
         )
-        if won.rowcount == 1:  # type: ignore[attr-defined]
-            return ClaimedJob(
-                job.id,
-                job.kind,
-                job.repository,
-                job.digest,
-                job.reason,
-                job.attempts + 1,
-                job.identity,
-            )
+        if won is not None:
+            return replace(job, attempts=int(won))
     return None
 
 
@@ -387,11 +414,14 @@ async def retry_or_bury(
     return "queued"
 
 
-async def _mark_dead(session: AsyncSession, job_id: int, moment: datetime, error: str) -> None:
+async def _mark_dead(
+    session: AsyncSession, job_id: int, moment: datetime, error: str, *also: Any
+) -> None:
+    """``also``: conditions the job must still meet (a claim's: still claimable)."""
     await session.execute(
         update(Job)
         .execution_options(**NO_SYNC)
-        .where(Job.id == job_id)
+        .where(Job.id == job_id, *also)
         .values(state="dead", lease_until=None, last_error=error[:2000], updated_at=moment)
     )
 

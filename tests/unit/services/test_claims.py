@@ -1,6 +1,6 @@
 """Workers of one process that one wake-up woke together take turns to claim (``services.
-verification``): one queued job costs one claiming write transaction, not one per worker (each
-would take SQLite's write lock, delaying the job's own writes and the pull waiting for it)."""
+verification``): one queued job costs one claiming write, not one per worker (each would take
+SQLite's write lock, delaying the job's own writes and the pull waiting for it)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,10 @@ async def service(fresh_db: Database) -> AsyncIterator[tuple[VerificationService
     claims: list[str] = []
 
     def _seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if "max(jobs.priority)" in statement:  # storage.jobs.claim's look for the next job
+        # A claim's write: the UPDATE taking a job (storage.jobs._take). What to take is read
+        # before it, outside any write transaction; a worker that reads after another's claim
+        # finds nothing and writes nothing.
+        if statement.startswith("UPDATE jobs SET state") and "lease_owner" in statement:
             claims.append(statement)
 
     # Every engine's statements: the claim runs in the writer thread, on its own engine.

@@ -90,3 +90,56 @@ async def test_a_clean_stop_hands_running_jobs_back_at_once(db: Any) -> None:
     async with db() as session, session.begin():
         assert await jobs.finish(session, staying.id, "staying")
         assert not await jobs.finish(session, stopping.id, "stopping")
+
+
+async def _candidates(db: Any) -> list[jobs.ClaimedJob]:
+    async with db() as session:
+        return await jobs.first_candidates(session)
+
+
+async def _claim_among(db: Any, candidates: list[jobs.ClaimedJob], owner: str) -> Any:
+    async with db() as session, session.begin():
+        return await jobs.claim_among(session, candidates, owner, timedelta(seconds=60), 3)
+
+
+async def test_candidates_read_before_the_claim_are_checked_again_by_it(db: Any) -> None:
+    """A worker reads what to take outside its write transaction; what another worker took
+    meanwhile is skipped, and when all of them were taken the claim looks again itself."""
+    async with db() as session, session.begin():
+        for digest in ("sha256:1", "sha256:2"):
+            await jobs.enqueue(session, "verify", "r", digest, "pushed", identity="paul")
+    read = await _candidates(db)
+    assert [c.digest for c in read] == ["sha256:1", "sha256:2"]
+    first = await claim(db, "w1")  # another worker, in between
+    assert first.digest == "sha256:1"
+    second = await _claim_among(db, read, "w2")
+    assert second is not None and (second.digest, second.attempts) == ("sha256:2", 1)
+    async with db() as session, session.begin():
+        await jobs.enqueue(session, "verify", "other", "sha256:3", "pushed", identity="ann")
+    assert await _claim_among(db, read, "w3") is not None  # both read were taken: looked again
+    assert await _claim_among(db, read, "w4") is None
+
+
+async def test_a_candidates_attempts_are_what_its_claim_counted(db: Any) -> None:
+    """Read while its first lease ran, claimed after that lease expired and another worker
+    took it and lost it too: the claim says the attempt it really is."""
+    async with db() as session, session.begin():
+        await jobs.enqueue(session, "verify", "r", "sha256:4", "pushed", identity="paul")
+    read = await _candidates(db)
+    assert [c.attempts for c in read] == [0]
+    expire = update(Job).execution_options(synchronize_session=False)
+    await claim(db, "w1")
+    async with db() as session, session.begin():
+        await session.execute(expire.values(lease_until=now() - timedelta(seconds=1)))
+    taken = await _claim_among(db, read, "w2")
+    assert taken is not None and taken.attempts == 2
+    async with db() as session, session.begin():
+        await session.execute(expire.values(lease_until=now() - timedelta(seconds=1)))
+    stale = [taken]  # attempts 2 as read; the third claim is the last one allowed
+    third = await _claim_among(db, stale, "w3")
+    assert third is not None and third.attempts == 3
+    async with db() as session, session.begin():
+        await session.execute(expire.values(lease_until=now() - timedelta(seconds=1)))
+    assert await _claim_among(db, await _candidates(db), "w4") is None  # used up: dead
+    async with db() as session:
+        assert await jobs.counts(session) == {"dead": 1}
