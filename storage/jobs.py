@@ -358,7 +358,8 @@ async def _take(
         won = await session.scalar(
             update(Job)
             .execution_options(**NO_SYNC)
-            .where(Job.id == job.id, _claimable(moment))
+            # Still claimable, and not out of attempts meanwhile (``found`` may be stale).
+            .where(Job.id == job.id, _claimable(moment), Job.attempts < max_attempts)
             .values(
                 state="running",
                 lease_owner=owner,

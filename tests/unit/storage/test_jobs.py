@@ -122,7 +122,8 @@ async def test_candidates_read_before_the_claim_are_checked_again_by_it(db: Any)
 
 async def test_a_candidates_attempts_are_what_its_claim_counted(db: Any) -> None:
     """Read while its first lease ran, claimed after that lease expired and another worker
-    took it and lost it too: the claim says the attempt it really is."""
+    took it and lost it too: the claim says the attempt it really is, and a candidate read
+    before its last attempt is not claimed once more (the job is dead instead)."""
     async with db() as session, session.begin():
         await jobs.enqueue(session, "verify", "r", "sha256:4", "pushed", identity="paul")
     read = await _candidates(db)
@@ -140,6 +141,7 @@ async def test_a_candidates_attempts_are_what_its_claim_counted(db: Any) -> None
     assert third is not None and third.attempts == 3
     async with db() as session, session.begin():
         await session.execute(expire.values(lease_until=now() - timedelta(seconds=1)))
-    assert await _claim_among(db, await _candidates(db), "w4") is None  # used up: dead
+    # Read as it was before the third claim: its attempts are used up all the same.
+    assert await _claim_among(db, stale, "w4") is None
     async with db() as session:
         assert await jobs.counts(session) == {"dead": 1}
