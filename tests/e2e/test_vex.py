@@ -105,6 +105,19 @@ def wait_for(what: str, probe: Any, timeout: float = 90) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def settled(gk: Gatekeeper, repository: str, digest: str) -> dict[str, Any] | None:
+    """The verdict once no verification of the image is queued or running: the one a VEX
+    gave can be overwritten for a moment by a verification that began under the policy
+    before it (``VerificationService._current_policy`` then decides it again), so a pull
+    right after the first ``passed`` may meet that moment."""
+    busy = gk.database.fetch(
+        "SELECT id FROM jobs WHERE repository = :r AND digest = :d "
+        "AND state IN ('queued', 'running')",
+        {"r": repository, "d": digest},
+    )
+    return None if busy else verdict(gk, repository, digest)
+
+
 def verdict(gk: Gatekeeper, repository: str, digest: str) -> dict[str, Any] | None:
     return one(
         gk,
@@ -245,7 +258,7 @@ def test_a_trusted_key_releases_the_image_it_names_and_only_there(
 
     wait_for(
         "the release",
-        lambda: (v := verdict(gk, "vex/app", digest)) and v["state"] == "passed" and v,
+        lambda: (v := settled(gk, "vex/app", digest)) and v["state"] == "passed" and v,
     )
     # The finding is still there: the VEX waived it. (Which path decided first is a race: the
     # VEX's own policy change, or the re-verification the referrer push queued for the image.)
