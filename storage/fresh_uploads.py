@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Index, String, delete, select
+from sqlalchemy import Index, String, bindparam, delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.db import upsert
 from storage.models import Base
+from storage.prepared import Prepared, table, upserting
 from storage.timeutil import UTCDateTime, now
 
 KEEP = timedelta(hours=24)
@@ -36,28 +36,34 @@ class FreshUpload(Base):
     uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+_UPLOADS = table(FreshUpload)
+_REMEMBER = Prepared(
+    lambda insert_on: upserting(
+        insert_on,
+        _UPLOADS,
+        ["repository", "digest"],
+        repository=bindparam("in_repository"),
+        digest=bindparam("uploaded"),
+        uploaded_at=bindparam("moment"),
+    )
+)
+_FORGET_STALE = delete(_UPLOADS).where(
+    tuple_(_UPLOADS.c.repository, _UPLOADS.c.digest).in_(
+        select(_UPLOADS.c.repository, _UPLOADS.c.digest)
+        .where(_UPLOADS.c.uploaded_at < bindparam("stale_before"))
+        .limit(PRUNE_BATCH)
+    )
+)
+"""Built once (``storage.prepared``): every completed upload runs both, in the write turn."""
+
+
 async def remember(session: AsyncSession, repository: str, digest: str) -> None:
     """``digest`` was just uploaded into ``repository``; forget a batch of stale uploads."""
     moment = now()
-    await upsert(
-        session,
-        FreshUpload,
-        ["repository", "digest"],
-        repository=repository,
-        digest=digest,
-        uploaded_at=moment,
+    await session.execute(
+        _REMEMBER(session), {"in_repository": repository, "uploaded": digest, "moment": moment}
     )
-    stale = (
-        select(FreshUpload.repository, FreshUpload.digest)
-        .where(FreshUpload.uploaded_at < moment - KEEP)
-        .limit(PRUNE_BATCH)
-    )
-    for stale_repository, stale_digest in (await session.execute(stale)).all():
-        await session.execute(
-            delete(FreshUpload).where(
-                FreshUpload.repository == stale_repository, FreshUpload.digest == stale_digest
-            )
-        )
+    await session.execute(_FORGET_STALE, {"stale_before": moment - KEEP})
 
 
 async def fresh(session: AsyncSession, repository: str, digest: str) -> bool:

@@ -19,12 +19,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, or_, select, union_all, update
+from sqlalchemy import and_, bindparam, case, exists, func, insert, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from storage.db import upsert
 from storage.models import Job, JobTurn, Verdict
+from storage.prepared import table
 from storage.timeutil import now as utcnow
 from storage.timeutil import utc
 from verifiers.lifecycle import State
@@ -84,6 +85,18 @@ def _claimable(moment: datetime):  # type: ignore[no-untyped-def]
     )
 
 
+_JOBS = table(Job)
+_QUEUED = select(_JOBS.c.id).where(
+    _JOBS.c.kind == bindparam("job_kind"),
+    _JOBS.c.repository == bindparam("in_repository"),
+    _JOBS.c.digest == bindparam("image"),
+    _JOBS.c.state == "queued",
+)
+_ENQUEUE = insert(_JOBS).returning(_JOBS.c.id)
+"""Built once (``storage.prepared``): every push queues its verification in its write
+transaction."""
+
+
 async def enqueue(
     session: AsyncSession,
     kind: str,
@@ -98,17 +111,29 @@ async def enqueue(
     caused it: the pusher, or one of the named causes above; the queued job keeps the
     identity that queued it first."""
     existing = await session.scalar(
-        select(Job.id).where(
-            Job.kind == kind,
-            Job.repository == repository,
-            Job.digest == digest,
-            Job.state == "queued",
-        )
+        _QUEUED, {"job_kind": kind, "in_repository": repository, "image": digest}
     )
     if existing is not None:
         return None
-    job = await _add(session, kind, repository, digest, reason, identity, state="queued")
-    return job.id
+    moment = utcnow()
+    return int(
+        await session.scalar(
+            _ENQUEUE,
+            {
+                "kind": kind,
+                "repository": repository,
+                "digest": digest,
+                "reason": reason,
+                "identity": identity[:255],
+                "priority": 0,
+                "state": "queued",
+                "attempts": 0,
+                "run_after": moment,
+                "created_at": moment,
+                "updated_at": moment,
+            },
+        )
+    )
 
 
 async def _add(

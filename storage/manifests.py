@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oci.manifests import ManifestRecord
 from storage.models import Manifest, ManifestRef, Tag
+from storage.prepared import Prepared, table, upserting
 
 
 @dataclass(frozen=True)
@@ -26,18 +26,104 @@ class Referrer:
     annotations: dict[str, Any] | None
 
 
+_MANIFESTS = table(Manifest)
+_REFS = table(ManifestRef)
+
+_ADD = Prepared(
+    lambda insert_on: (
+        insert_on(_MANIFESTS)
+        .values(
+            repository=bindparam("in_repository"),
+            digest=bindparam("manifest_digest"),
+            created_at=bindparam("moment"),
+            media_type=bindparam("new_media_type"),
+            size=bindparam("new_size"),
+            artifact_type=bindparam("new_artifact_type"),
+            config_digest=bindparam("new_config_digest"),
+            subject_digest=bindparam("new_subject_digest"),
+            about_digest=bindparam("new_about_digest"),
+            annotations=bindparam("new_annotations"),
+        )
+        .on_conflict_do_nothing()
+        .returning(_MANIFESTS.c.id)
+    )
+)
+"""Index a manifest unless it is indexed already; its new id, or nothing. Built once, as the
+other statements of a push's write transaction (``storage.prepared``)."""
+
+_THIS = (_MANIFESTS.c.repository == bindparam("in_repository")) & (
+    _MANIFESTS.c.digest == bindparam("manifest_digest")
+)
+_INDEXED = select(_MANIFESTS.c.id, _MANIFESTS.c.about_digest).where(_THIS)
+_REPLACE = (
+    update(_MANIFESTS)
+    .where(_MANIFESTS.c.id == bindparam("manifest_id"))
+    .values(
+        media_type=bindparam("new_media_type"),
+        size=bindparam("new_size"),
+        artifact_type=bindparam("new_artifact_type"),
+        config_digest=bindparam("new_config_digest"),
+        subject_digest=bindparam("new_subject_digest"),
+        about_digest=bindparam("new_about_digest"),
+        annotations=bindparam("new_annotations"),
+    )
+)
+_DROP_REFS = delete(_REFS).where(_REFS.c.manifest_id == bindparam("manifest_id"))
+_ADD_REFS = insert(_REFS)
+_TAG = Prepared(
+    lambda insert_on: upserting(
+        insert_on,
+        table(Tag),
+        ["repository", "tag"],
+        repository=bindparam("in_repository"),
+        tag=bindparam("new_tag"),
+        digest=bindparam("manifest_digest"),
+        updated_at=bindparam("moment"),
+    )
+)
+
+
+def _values(record: ManifestRecord, about: str | None) -> dict[str, Any]:
+    """The bind parameters of :data:`_ADD` and :data:`_REPLACE` for ``record``."""
+    return {
+        "in_repository": record.repository,
+        "manifest_digest": record.digest,
+        "new_media_type": record.media_type,
+        "new_size": record.size,
+        "new_artifact_type": record.artifact_type,
+        "new_config_digest": record.config_digest,
+        "new_subject_digest": record.subject_digest,
+        "new_about_digest": about,
+        "new_annotations": record.annotations,
+    }
+
+
 async def record_manifest(session: AsyncSession, record: ManifestRecord, tag: str | None) -> None:
-    """Insert or replace the manifest's row (pushing the same digest again is idempotent)."""
-    now = datetime.now(UTC)
-    existing = await get_manifest(session, record.repository, record.digest)
-    if existing is None:
-        await _add(session, record, now)
-    else:
-        await session.execute(delete(ManifestRef).where(ManifestRef.manifest_id == existing.id))
-        await _fill(session, existing, record)
+    """Insert or replace the manifest's row (pushing the same digest again is idempotent):
+    one statement for a new manifest (the insert says whether it was new, no read first), a
+    read, an update and the references' replacement for one indexed already (its
+    ``created_at`` and what verification recorded on it stay); then the tag, one upsert."""
+    moment = datetime.now(UTC)
+    about = record.about_digest or record.subject_digest
+    values = _values(record, about)
+    created = await session.scalar(_ADD(session), {**values, "moment": moment})
+    if created is None:
+        indexed = (await session.execute(_INDEXED, values)).one()
+        # What a push of the same digest does not say about the image stays as it was.
+        values["new_about_digest"] = about or indexed.about_digest
+        await session.execute(_REPLACE, {**values, "manifest_id": indexed.id})
+        await session.execute(_DROP_REFS, {"manifest_id": indexed.id})
+        created = indexed.id
+    await _add_refs(session, int(created), record)
     if tag is not None:
-        await session.merge(
-            Tag(repository=record.repository, tag=tag, digest=record.digest, updated_at=now)
+        await session.execute(
+            _TAG(session),
+            {
+                "in_repository": record.repository,
+                "new_tag": tag,
+                "manifest_digest": record.digest,
+                "moment": moment,
+            },
         )
 
 
@@ -46,58 +132,17 @@ async def index_if_absent(session: AsyncSession, record: ManifestRecord) -> str 
     e.g. the image a cosign tag is about); the image it is about, as indexed. The insert says
     which: one statement and the references' for a new manifest, no read first."""
     about = record.about_digest or record.subject_digest
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert_into = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    created = await session.scalar(
-        insert_into(Manifest)
-        .values(
-            repository=record.repository,
-            digest=record.digest,
-            created_at=datetime.now(UTC),
-            media_type=record.media_type,
-            size=record.size,
-            artifact_type=record.artifact_type,
-            config_digest=record.config_digest,
-            subject_digest=record.subject_digest,
-            about_digest=about,
-            annotations=record.annotations,
-        )
-        .on_conflict_do_nothing()
-        .returning(Manifest.id)
-    )
+    values = _values(record, about)
+    created = await session.scalar(_ADD(session), {**values, "moment": datetime.now(UTC)})
     if created is None:
-        return await session.scalar(
-            select(Manifest.about_digest).where(
-                Manifest.repository == record.repository, Manifest.digest == record.digest
-            )
-        )
-    await _add_refs(session, created, record)
+        indexed = (await session.execute(_INDEXED, values)).one()
+        return str(indexed.about_digest) if indexed.about_digest is not None else None
+    await _add_refs(session, int(created), record)
     return about
 
 
-async def _add(session: AsyncSession, record: ManifestRecord, now: datetime) -> Manifest:
-    row = Manifest(repository=record.repository, digest=record.digest, created_at=now)
-    session.add(row)
-    await _fill(session, row, record)
-    return row
-
-
-async def _fill(session: AsyncSession, row: Manifest, record: ManifestRecord) -> None:
-    """Write ``record`` onto ``row`` and add its references (the row's old ones are gone)."""
-    row.media_type = record.media_type
-    row.size = record.size
-    row.artifact_type = record.artifact_type
-    row.config_digest = record.config_digest
-    row.subject_digest = record.subject_digest
-    row.about_digest = record.about_digest or record.subject_digest or row.about_digest
-    row.annotations = record.annotations
-    await session.flush()
-    await _add_refs(session, row.id, record)
-
-
 async def _add_refs(session: AsyncSession, manifest_id: int, record: ManifestRecord) -> None:
-    """The manifest's references, in one statement (as ORM objects, one insert each: their
-    ids are not needed)."""
+    """The manifest's references, in one statement (Core rows: their ids are not needed)."""
     if not record.refs:
         return
     refs = [
@@ -112,7 +157,7 @@ async def _add_refs(session: AsyncSession, manifest_id: int, record: ManifestRec
         }
         for position, ref in enumerate(record.refs)
     ]
-    await session.execute(insert(ManifestRef), refs)
+    await session.execute(_ADD_REFS, refs)
 
 
 async def set_content_kind(session: AsyncSession, repository: str, digest: str, kind: str) -> None:

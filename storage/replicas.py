@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, exists
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
 
 from storage.db import upsert
 from storage.models import Replica
@@ -31,13 +31,11 @@ class Holder:
     replica: str
     gone_after: timedelta
 
-    def alive(
-        self, replica: InstrumentedAttribute[str | None], moment: datetime
-    ) -> ColumnElement[bool]:
-        """SQL: ``replica`` names a replica heard from within ``gone_after`` of ``moment``."""
-        return exists().where(
-            and_(Replica.id == replica, Replica.seen_at >= moment - self.gone_after)
-        )
+
+def heard_since(replica: ColumnElement[Any], since: Any) -> ColumnElement[bool]:
+    """SQL: ``replica`` names a replica heard from at ``since`` or later (a value, or a bind
+    parameter of a statement built once: ``storage.prepared``)."""
+    return exists().where(and_(Replica.id == replica, Replica.seen_at >= since))
 
 
 async def beat(session: AsyncSession, replica: str, started: datetime) -> None:

@@ -27,42 +27,78 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Select,
+    bindparam,
     delete,
     exists,
     func,
     insert,
-    literal,
     or_,
     select,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.db import upsert
 from storage.models import UploadOwner, UploadSession
-from storage.replicas import Holder
+from storage.prepared import Prepared, table, upserting
+from storage.replicas import Holder, heard_since
 from storage.timeutil import now
 
 NO_SYNC = {"synchronize_session": False}
 
 
-def _live(holder: Holder, idle: timedelta, moment: datetime) -> ColumnElement[bool]:
-    """SQL: a session that counts: used within ``idle``, held by a replica still there (or
-    by none recorded: a session made before replicas were tracked)."""
-    return (UploadSession.last_seen >= moment - idle) & or_(
-        UploadSession.replica.is_(None), holder.alive(UploadSession.replica, moment)
+_SESSIONS = table(UploadSession)
+
+_HELD: Select[Any] = (
+    select(func.count())
+    .select_from(_SESSIONS)
+    .where(
+        _SESSIONS.c.owner == bindparam("owner"),
+        _SESSIONS.c.last_seen >= bindparam("used_since"),
+        or_(
+            # Held by a replica still there, or by none recorded: a session made before
+            # replicas were tracked.
+            _SESSIONS.c.replica.is_(None),
+            heard_since(_SESSIONS.c.replica, bindparam("heard_since")),
+        ),
     )
+)
+"""SQL: how many sessions ``owner`` holds that count against its cap: used within the idle
+timeout, held by a replica still there. Built once (``storage.prepared``)."""
 
 
-def _held(owner: str, holder: Holder, idle: timedelta, moment: datetime) -> Select[Any]:
-    """SQL: how many sessions ``owner`` holds that count against its cap (:func:`_live`)."""
-    return (
-        select(func.count())
-        .select_from(UploadSession)
-        .where(UploadSession.owner == owner, _live(holder, idle, moment))
+def _held_params(owner: str, holder: Holder, idle: timedelta, moment: datetime) -> dict[str, Any]:
+    return {
+        "owner": owner,
+        "used_since": moment - idle,
+        "heard_since": moment - holder.gone_after,
+    }
+
+
+_RESERVE = (
+    insert(_SESSIONS)
+    .from_select(
+        ["owner", "repository", "session", "last_seen", "replica"],
+        select(
+            bindparam("owner", type_=_SESSIONS.c.owner.type),
+            bindparam("new_repository", type_=_SESSIONS.c.repository.type),
+            bindparam("new_session", type_=_SESSIONS.c.session.type),
+            bindparam("moment", type_=_SESSIONS.c.last_seen.type),
+            bindparam("new_replica", type_=_SESSIONS.c.replica.type),
+        ).where(_HELD.scalar_subquery() < bindparam("limit")),
     )
+    .returning(_SESSIONS.c.id)
+)
+
+_LOCK_OWNER = Prepared(
+    lambda insert_on: upserting(
+        insert_on,
+        table(UploadOwner),
+        ["owner"],
+        owner=bindparam("who"),
+        touched=bindparam("moment"),
+    )
+)
 
 
 async def reserve(
@@ -87,17 +123,16 @@ async def reserve(
     # statement's snapshot is taken when it starts: counting in the locking statement could
     # miss a reservation committed while it waited for the lock). Idle rows do not count;
     # :func:`prune` forgets them.
-    held = _held(owner, holder, idle, moment).scalar_subquery()
-    values = select(
-        literal(owner, UploadSession.owner.type),
-        literal(repository, UploadSession.repository.type),
-        literal(upstream_session, UploadSession.session.type),
-        literal(moment, UploadSession.last_seen.type),
-        literal(holder.replica, UploadSession.replica.type),
-    ).where(held < limit)
-    columns = ["owner", "repository", "session", "last_seen", "replica"]
     inserted = await session.scalar(
-        insert(UploadSession).from_select(columns, values).returning(UploadSession.id)
+        _RESERVE,
+        {
+            **_held_params(owner, holder, idle, moment),
+            "new_repository": repository,
+            "new_session": upstream_session,
+            "moment": moment,
+            "new_replica": holder.replica,
+            "limit": limit,
+        },
     )
     return None if inserted is None else int(inserted)
 
@@ -156,7 +191,17 @@ async def _lock_owner(session: AsyncSession, owner: str, moment: datetime) -> No
     would (a concurrent first insert waits for the other's to commit, then updates it). One
     statement, not an insert and an update: each is a round trip through the event loop while
     the write turn is held, and under load a round trip costs tens of milliseconds."""
-    await upsert(session, UploadOwner, ["owner"], owner=owner, touched=moment)
+    await session.execute(_LOCK_OWNER(session), {"who": owner, "moment": moment})
+
+
+_TOUCH = (
+    update(_SESSIONS)
+    .where(
+        _SESSIONS.c.repository == bindparam("in_repository"),
+        _SESSIONS.c.session == bindparam("upstream_session"),
+    )
+    .values(last_seen=bindparam("moment"), replica=bindparam("holder"))
+)
 
 
 async def touch(
@@ -164,11 +209,27 @@ async def touch(
 ) -> None:
     """A request used the session: it is not idle, and ``holder`` serves it now."""
     await session.execute(
-        update(UploadSession)
-        .execution_options(**NO_SYNC)
-        .where(UploadSession.repository == repository, UploadSession.session == upstream_session)
-        .values(last_seen=now(), replica=holder.replica)
+        _TOUCH,
+        {
+            "in_repository": repository,
+            "upstream_session": upstream_session,
+            "moment": now(),
+            "holder": holder.replica,
+        },
     )
+
+
+_THIS_SESSION = (_SESSIONS.c.repository == bindparam("in_repository")) & (
+    _SESSIONS.c.session == bindparam("upstream_session")
+)
+_FINISH = delete(_SESSIONS).where(_THIS_SESSION)
+_FINISH_AND_IDLE = delete(_SESSIONS).where(
+    _THIS_SESSION
+    | (
+        (_SESSIONS.c.owner == bindparam("owner"))
+        & (_SESSIONS.c.last_seen < bindparam("used_before"))
+    )
+)
 
 
 async def finish(
@@ -181,16 +242,19 @@ async def finish(
     ``idle``: (owner, idle timeout): the owner's sessions gone idle are forgotten in the same
     statement (an upload broken off, whose client started over), so the table does not keep
     them until a :func:`prune` happens to run."""
-    this = (UploadSession.repository == repository) & (UploadSession.session == upstream_session)
-    if idle is not None:
-        owner, timeout = idle
-        this = this | ((UploadSession.owner == owner) & (UploadSession.last_seen < now() - timeout))
-    await session.execute(delete(UploadSession).execution_options(**NO_SYNC).where(this))
+    this = {"in_repository": repository, "upstream_session": upstream_session}
+    if idle is None:
+        await session.execute(_FINISH, this)
+        return
+    owner, timeout = idle
+    await session.execute(
+        _FINISH_AND_IDLE, {**this, "owner": owner, "used_before": now() - timeout}
+    )
 
 
 async def live_count(session: AsyncSession, owner: str, idle: timedelta, holder: Holder) -> int:
     """Sessions ``owner`` holds that have not gone idle, of replicas still there."""
-    return int(await session.scalar(_held(owner, holder, idle, now())) or 0)
+    return int(await session.scalar(_HELD, _held_params(owner, holder, idle, now())) or 0)
 
 
 @dataclass(frozen=True)
@@ -205,15 +269,18 @@ class Opened:
     """The replica that served it last (None: made before replicas were tracked)."""
 
 
+_OPENED = (
+    select(_SESSIONS.c.owner, _SESSIONS.c.last_seen, _SESSIONS.c.replica)
+    .where(_THIS_SESSION)
+    .limit(1)
+)
+
+
 async def opened(session: AsyncSession, repository: str, upstream_session: str) -> Opened | None:
     """Upstream session ``upstream_session`` of ``repository``, or None (see :func:`holder`)."""
     row = (
         await session.execute(
-            select(UploadSession.owner, UploadSession.last_seen, UploadSession.replica)
-            .where(
-                UploadSession.repository == repository, UploadSession.session == upstream_session
-            )
-            .limit(1)
+            _OPENED, {"in_repository": repository, "upstream_session": upstream_session}
         )
     ).first()
     return None if row is None else Opened(str(row[0]), row[1], row[2])
@@ -222,9 +289,9 @@ async def opened(session: AsyncSession, repository: str, upstream_session: str) 
 async def holder(session: AsyncSession, repository: str, upstream_session: str) -> str | None:
     """Who opened upstream session ``upstream_session`` in ``repository`` (None: nobody, as far
     as the table knows: never opened there, finished, or forgotten after going idle)."""
-    owner = await session.scalar(
-        select(UploadSession.owner)
-        .where(UploadSession.repository == repository, UploadSession.session == upstream_session)
-        .limit(1)
-    )
-    return None if owner is None else str(owner)
+    row = (
+        await session.execute(
+            _OPENED, {"in_repository": repository, "upstream_session": upstream_session}
+        )
+    ).first()
+    return None if row is None else str(row[0])

@@ -9,13 +9,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, delete, exists, insert, or_, select, true, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    insert,
+    or_,
+    select,
+    true,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import globs
 from storage.keys import images_clause
-from storage.models import Base, FindingRow, Manifest, ManifestRef, Verdict, VerdictEvent
+from storage.models import FindingRow, Manifest, ManifestRef, Verdict, VerdictEvent
+from storage.prepared import Prepared, table
 from storage.timeutil import now as utcnow
 from storage.timeutil import utc
 from verifiers import lifecycle
@@ -242,6 +254,31 @@ def _locked(session: AsyncSession) -> dict[tuple[str, str], Verdict | None]:
     return cast(dict[tuple[str, str], Verdict | None], held[1])
 
 
+_PENDING = Prepared(
+    lambda insert_on: (
+        insert_on(table(Verdict))
+        .values(
+            repository=bindparam("in_repository"),
+            digest=bindparam("image"),
+            state=bindparam("new_state"),
+            reasons=bindparam("new_reasons"),
+            policy=None,
+            policy_version=None,
+            data_versions=bindparam("no_data_versions"),
+            outcomes=bindparam("no_outcomes"),
+            updated_at=bindparam("moment"),
+            origin=bindparam("new_origin"),
+            pushed=bindparam("new_pushed"),
+        )
+        .on_conflict_do_nothing()
+        .returning(table(Verdict).c.digest)
+    )
+)
+"""A pending verdict unless the image has one: built once (``storage.prepared``), as every
+push runs it in its write transaction."""
+_ADD_EVENT = insert(table(VerdictEvent))
+
+
 async def ensure_pending(
     session: AsyncSession,
     repository: str,
@@ -258,30 +295,39 @@ async def ensure_pending(
     ``origin`` is set only here, at creation, and by :func:`set_origins`. One statement
     when the verdict exists, two when it is created (the insert says which, no read first)."""
     moment = utcnow()
-    values: dict[str, Any] = {
-        "repository": repository,
-        "digest": digest,
-        "state": State.PENDING.value,
-        "reasons": [reason],
-        "policy": None,
-        "policy_version": None,
-        "data_versions": {},
-        "outcomes": [],
-        "updated_at": moment,
-        "origin": origin,
-        "pushed": pushed,
-    }
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert_into = postgresql.insert if dialect == "postgresql" else sqlite.insert
     created = await session.scalar(
-        insert_into(Verdict).values(**values).on_conflict_do_nothing().returning(Verdict.digest)
+        _PENDING(session),
+        {
+            "in_repository": repository,
+            "image": digest,
+            "new_state": State.PENDING.value,
+            "new_reasons": [reason],
+            "no_data_versions": {},
+            "no_outcomes": [],
+            "moment": moment,
+            "new_origin": origin,
+            "new_pushed": pushed,
+        },
     )
     if created is None:  # it had one (or another transaction made it meanwhile)
         if pushed:
             await _mark_pushed(session, repository, digest, origin)
         return False
-    _event(session, repository, digest, "pending", None, State.PENDING, actor, reason)
-    await session.flush()
+    if session.new or session.dirty or session.deleted:
+        await session.flush()  # events added before this one keep their order
+    await session.execute(
+        _ADD_EVENT,
+        {
+            "time": moment,
+            "repository": repository,
+            "digest": digest,
+            "event": "pending",
+            "old_state": None,
+            "new_state": State.PENDING.value,
+            "actor": actor,
+            "reason": reason,
+        },
+    )
     return True
 
 
@@ -382,10 +428,6 @@ async def _delete_findings(
     for start in range(0, len(ordered), _CHUNK):
         chunk = ordered[start : start + _CHUNK]
         await session.execute(delete(FindingRow).where(*where, FindingRow.rule_id.in_(chunk)))
-
-
-def _table(model: type[Base]) -> Table:
-    return cast(Table, model.__table__)
 
 
 def _placeholder(paramstyle: str, position: int) -> str | None:
@@ -493,9 +535,9 @@ async def apply_reevaluations(
     for (verifier, rules), images in replaced.items():
         await _delete_findings(session, images, verifier, rules)
     if new_findings:
-        await _insert_text_rows(session, _table(FindingRow), new_findings)
+        await _insert_text_rows(session, table(FindingRow), new_findings)
     if events:
-        await session.execute(insert(_table(VerdictEvent)), events)
+        await session.execute(_ADD_EVENT, events)
     return applied
 
 
@@ -773,7 +815,7 @@ async def findings_of(
     if not keys:
         return found
     # Plain rows, not ORM objects: re-evaluation reads tens of thousands of them per batch.
-    columns = _table(FindingRow).c
+    columns = table(FindingRow).c
     rows = await session.execute(
         select(
             columns.repository,
@@ -808,7 +850,7 @@ async def rule_ids_of(
     found: dict[tuple[str, str], set[str]] = {key: set() for key in keys}
     if not keys or among == frozenset():
         return found
-    columns = _table(FindingRow).c
+    columns = table(FindingRow).c
     query = (
         select(columns.repository, columns.digest, columns.rule_id)
         .where(columns.verifier == verifier)
