@@ -104,3 +104,42 @@ async def test_concurrent_posts_of_one_identity_never_ask_the_upstream_beyond_th
     assert fake.opened == 3
     assert [method for method, _, _ in fake.seen if method == "DELETE"] == []
     assert all(not kept.opening for kept in upload_sessions._remembered.values())
+
+
+def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every admission read of the table (``storage.uploads.live_count``), by owner."""
+    reads: list[str] = []
+    real = uploads.live_count
+
+    async def counted(session: Any, owner: str, *args: Any) -> int:
+        reads.append(owner)
+        return await real(session, owner, *args)
+
+    monkeypatch.setattr(uploads, "live_count", counted)
+    return reads
+
+
+async def test_posts_far_below_the_cap_are_admitted_on_a_recent_read(
+    fake_upstream: tuple[FakeUpstream, TestServer],
+    gatekeeper_client: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A steady stream of one identity's POSTs (a CI fleet behind one account) reads the
+    table once a second, not once a POST, while what it may hold stays under half its cap;
+    nearer the cap each POST reads again, and at the cap the upstream is not asked."""
+    fake, server = fake_upstream
+    reads = _count_reads(monkeypatch)
+    client = await gatekeeper_client(
+        str(server.make_url("")), uploads__max_sessions_per_identity="8"
+    )
+    statuses = [(await client.post("/v2/steady/app/blobs/uploads/")).status for _ in range(10)]
+    assert statuses == [202] * 8 + [429] * 2
+    # Reads: the first POST's; none while the read's bound and the POSTs admitted since stay
+    # within half the cap (the 2nd to 4th); then one each (the 5th to 10th).
+    assert len(reads) == 1 + 6, reads
+    assert fake.opened == 8
+
+    # A read older than KNOWN_SECONDS admits nothing: the next POST reads again.
+    monkeypatch.setattr(upload_sessions, "KNOWN_SECONDS", 0.0)
+    other = [(await client.post("/v2/steady/other/blobs/uploads/")).status for _ in range(2)]
+    assert other == [429, 429] and len(reads) == 9 and fake.opened == 8
