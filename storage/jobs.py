@@ -116,51 +116,28 @@ async def enqueue(
     if existing is not None:
         return None
     moment = utcnow()
-    return int(
-        await session.scalar(
-            _ENQUEUE,
-            {
-                "kind": kind,
-                "repository": repository,
-                "digest": digest,
-                "reason": reason,
-                "identity": identity[:255],
-                "priority": 0,
-                "state": "queued",
-                "attempts": 0,
-                "run_after": moment,
-                "created_at": moment,
-                "updated_at": moment,
-            },
-        )
-    )
-
-
-async def _add(
-    session: AsyncSession,
-    kind: str,
-    repository: str,
-    digest: str,
-    reason: str,
-    identity: str,
-    **fields: Any,
-) -> Job:
-    """A new job row, flushed (so it has its id); ``fields`` set its state and lease."""
-    moment = utcnow()
-    values: dict[str, Any] = {"priority": 0, "attempts": 0, "run_after": moment, **fields}
-    job = Job(
+    return await _insert(
+        session,
         kind=kind,
         repository=repository,
         digest=digest,
         reason=reason,
         identity=identity[:255],
+        priority=0,
+        state="queued",
+        attempts=0,
+        run_after=moment,
+        lease_owner=None,
+        lease_until=None,
         created_at=moment,
         updated_at=moment,
-        **values,
     )
-    session.add(job)
-    await session.flush()
-    return job
+
+
+async def _insert(session: AsyncSession, **row: Any) -> int:
+    """A new job row (every column but ``last_error`` given, so the statement is always the
+    same one, :data:`_ENQUEUE`); its id."""
+    return int(await session.scalar(_ENQUEUE, row))
 
 
 async def enqueue_claimed(
@@ -177,20 +154,24 @@ async def enqueue_claimed(
     """A job born claimed by ``owner`` (the serving process verifying a first pull itself):
     no worker takes it while ``owner`` renews its lease, and if ``owner`` dies the lease runs
     out and any worker claims it as it would a crashed worker's job (its first attempt spent)."""
-    job = await _add(
+    moment = utcnow()
+    job_id = await _insert(
         session,
-        kind,
-        repository,
-        digest,
-        reason,
-        identity,
+        kind=kind,
+        repository=repository,
+        digest=digest,
+        reason=reason,
+        identity=identity[:255],
         priority=1,
         state="running",
         attempts=1,
+        run_after=moment,
         lease_owner=owner,
-        lease_until=utcnow() + lease,
+        lease_until=moment + lease,
+        created_at=moment,
+        updated_at=moment,
     )
-    return ClaimedJob(job.id, kind, repository, digest, reason, 1, job.identity)
+    return ClaimedJob(job_id, kind, repository, digest, reason, 1, identity[:255])
 
 
 async def active(session: AsyncSession, repository: str, digest: str) -> bool:
