@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import BindParameter, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oci.manifests import ManifestRecord
@@ -29,6 +29,13 @@ class Referrer:
 _MANIFESTS = table(Manifest)
 _REFS = table(ManifestRef)
 
+_DESCRIBED = ("media_type", "size", "artifact_type", "config_digest", "subject_digest")
+"""The columns a manifest's content sets, written as they are by every push of it."""
+_WRITTEN: dict[str, BindParameter[Any]] = {
+    name: bindparam(f"new_{name}") for name in (*_DESCRIBED, "about_digest", "annotations")
+}
+"""Those and the image it is about, and its annotations: bind parameters ``new_<column>``."""
+
 _ADD = Prepared(
     lambda insert_on: (
         insert_on(_MANIFESTS)
@@ -36,13 +43,7 @@ _ADD = Prepared(
             repository=bindparam("in_repository"),
             digest=bindparam("manifest_digest"),
             created_at=bindparam("moment"),
-            media_type=bindparam("new_media_type"),
-            size=bindparam("new_size"),
-            artifact_type=bindparam("new_artifact_type"),
-            config_digest=bindparam("new_config_digest"),
-            subject_digest=bindparam("new_subject_digest"),
-            about_digest=bindparam("new_about_digest"),
-            annotations=bindparam("new_annotations"),
+            **_WRITTEN,
         )
         .on_conflict_do_nothing()
         .returning(_MANIFESTS.c.id)
@@ -55,19 +56,7 @@ _THIS = (_MANIFESTS.c.repository == bindparam("in_repository")) & (
     _MANIFESTS.c.digest == bindparam("manifest_digest")
 )
 _INDEXED = select(_MANIFESTS.c.id, _MANIFESTS.c.about_digest).where(_THIS)
-_REPLACE = (
-    update(_MANIFESTS)
-    .where(_MANIFESTS.c.id == bindparam("manifest_id"))
-    .values(
-        media_type=bindparam("new_media_type"),
-        size=bindparam("new_size"),
-        artifact_type=bindparam("new_artifact_type"),
-        config_digest=bindparam("new_config_digest"),
-        subject_digest=bindparam("new_subject_digest"),
-        about_digest=bindparam("new_about_digest"),
-        annotations=bindparam("new_annotations"),
-    )
-)
+_REPLACE = update(_MANIFESTS).where(_MANIFESTS.c.id == bindparam("manifest_id")).values(**_WRITTEN)
 _DROP_REFS = delete(_REFS).where(_REFS.c.manifest_id == bindparam("manifest_id"))
 _ADD_REFS = insert(_REFS)
 _TAG = Prepared(
@@ -88,11 +77,7 @@ def _values(record: ManifestRecord, about: str | None) -> dict[str, Any]:
     return {
         "in_repository": record.repository,
         "manifest_digest": record.digest,
-        "new_media_type": record.media_type,
-        "new_size": record.size,
-        "new_artifact_type": record.artifact_type,
-        "new_config_digest": record.config_digest,
-        "new_subject_digest": record.subject_digest,
+        **{f"new_{name}": getattr(record, name) for name in _DESCRIBED},
         "new_about_digest": about,
         "new_annotations": record.annotations,
     }
