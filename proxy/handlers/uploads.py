@@ -223,6 +223,8 @@ async def _session_call(request: web.Request, action: str, body: bool) -> web.St
             before_relay=completed,
         )
     over = response.status == 404 or (action, response.status) in _SESSION_OVER
+    if over:
+        sessions.ended(request, name, session)
     if over and not finished:
         await sessions.bookkeep(request, uploads.finish, name, session, sessions.idle_of(request))
     elif not over and response.status < 300 and not last_use.recent(_idle(request)):

@@ -25,6 +25,7 @@ class FakeUpstream:
         app = web.Application()
         app.router.add_get("/v2/", self.version)
         app.router.add_post("/v2/{name:.+?}/blobs/uploads/", self.upload_start)
+        app.router.add_get("/v2/{name:.+?}/blobs/uploads/{session}", self.upload_status)
         app.router.add_delete("/v2/{name:.+?}/blobs/uploads/{session}", self.upload_cancel)
         app.router.add_route("*", "/v2/{name:.+?}/blobs/{digest}", self.blob)
         return app
@@ -42,6 +43,13 @@ class FakeUpstream:
         location = f"/v2/{request.match_info['name']}/blobs/uploads/{session}?_state=opaque"
         headers = {"Location": location, "Docker-Upload-UUID": session, "Range": "0-0"}
         return web.Response(status=202, headers=headers)
+
+    async def upload_status(self, request: web.Request) -> web.StreamResponse:
+        """Any session is an empty one."""
+        self.seen.append((request.method, request.path_qs, dict(request.headers)))
+        session = request.match_info["session"]
+        headers = {"Location": request.path_qs, "Docker-Upload-UUID": session, "Range": "0-0"}
+        return web.Response(status=204, headers=headers)
 
     async def upload_cancel(self, request: web.Request) -> web.StreamResponse:
         self.seen.append((request.method, request.path_qs, dict(request.headers)))

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 from sqlalchemy.exc import OperationalError
+from yarl import URL
 
 from proxy import upload_sessions
 from storage import uploads
@@ -143,3 +144,38 @@ async def test_posts_far_below_the_cap_are_admitted_on_a_recent_read(
     monkeypatch.setattr(upload_sessions, "KNOWN_SECONDS", 0.0)
     other = [(await client.post("/v2/steady/other/blobs/uploads/")).status for _ in range(2)]
     assert other == [429, 429] and len(reads) == 9 and fake.opened == 8
+
+
+async def test_a_session_recorded_a_moment_ago_is_not_read_again(
+    fake_upstream: tuple[FakeUpstream, TestServer],
+    gatekeeper_client: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The closing PUT right after the POST that recorded the session needs no read of its
+    row; once the session is over (or the moment has passed) a request on it reads again."""
+    _fake, server = fake_upstream
+    reads: list[str] = []
+    real = uploads.opened
+
+    async def counted(session: Any, repository: str, upstream_session: str) -> Any:
+        reads.append(upstream_session)
+        return await real(session, repository, upstream_session)
+
+    monkeypatch.setattr(uploads, "opened", counted)
+    client = await gatekeeper_client(str(server.make_url("")))
+    started = await client.post("/v2/moment/app/blobs/uploads/")
+    assert started.status == 202, await started.text()
+    location = URL(started.headers["Location"]).path_qs
+    status = await client.get(location)
+    assert status.status == 204 and reads == [], (status.status, reads)
+
+    monkeypatch.setattr(upload_sessions, "USED_SECONDS", 0.0)
+    status = await client.get(location)
+    assert status.status == 204 and len(reads) == 1
+    cancelled = await client.delete(location)
+    assert cancelled.status == 204 and len(reads) == 2
+
+    monkeypatch.setattr(upload_sessions, "USED_SECONDS", 60.0)
+    gone = await client.get(location)  # over: nothing remembered, the row read, and gone
+    assert gone.status == 404 and len(reads) == 3
+    assert (await gone.json())["errors"][0]["code"] == "BLOB_UPLOAD_UNKNOWN"
