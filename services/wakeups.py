@@ -164,6 +164,8 @@ class PostgresWakeups(Wakeups):
         self._lock = asyncio.Lock()
         self._again: asyncio.Task[None] | None = None
         self._closing = False
+        self._due: set[str] = set()
+        self._sender: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         if not await self._connect():
@@ -215,6 +217,27 @@ class PostgresWakeups(Wakeups):
         self.deliver(channel)
 
     async def _send(self, channel: str) -> None:
+        """Sent by a task of its own: the caller (a push answering its client, a verdict
+        being announced) does not wait for the ``NOTIFY``'s round trip, which on a serving
+        loop busy with pulls took 50-60 ms (bench/README.md). Wake-ups of a channel asked for
+        while one is being sent are sent once after it: each carries nothing but its channel,
+        and a listener reads the database when it hears one."""
+        if self._conn is None:
+            return
+        self._due.add(channel)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send_due())
+
+    async def _send_due(self) -> None:
+        while self._due and not self._closing:
+            channels, self._due = sorted(self._due), set()
+            for channel in channels:
+                try:
+                    await self._notify(channel)
+                except Exception as exc:
+                    log.debug("wake-up on %s not sent: %s", channel, exc)
+
+    async def _notify(self, channel: str) -> None:
         conn = self._conn
         if conn is None:
             return
@@ -228,7 +251,15 @@ class PostgresWakeups(Wakeups):
                 raise
 
     async def close(self) -> None:
+        if self._sender is not None and not self._sender.done():
+            # Wake-ups asked for before the stop still go out (briefly: the timers cover them).
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._sender), 2.0)
         self._closing = True
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
         if self._again is not None:
             self._again.cancel()
             with contextlib.suppress(asyncio.CancelledError):

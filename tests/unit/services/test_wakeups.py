@@ -138,3 +138,43 @@ def test_a_postgresql_listener_that_cannot_connect_keeps_trying(
 
     asyncio.run(scenario())
     assert len(tried) >= 3
+
+
+class _SlowConnection:
+    """An asyncpg connection whose ``NOTIFY`` waits until let go, recording what it sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.go = asyncio.Event()
+
+    async def execute(self, _query: str, channel: str) -> None:
+        await self.go.wait()
+        self.sent.append(channel)
+
+    def is_closed(self) -> bool:
+        return False
+
+    async def close(self) -> None:
+        pass
+
+
+def test_a_postgresql_wake_up_does_not_wait_for_its_notify() -> None:
+    """The caller (a push about to answer its client) returns at once, this process's waiters
+    woken; the ``NOTIFY`` follows in a task of its own, and wake-ups asked for while one is
+    on its way go out once each after it."""
+
+    async def run() -> None:
+        wakeups = PostgresWakeups("postgresql://unused")
+        conn = wakeups._conn = _SlowConnection()
+        heard: list[str] = []
+        wakeups.listen(JOBS, lambda: heard.append(JOBS))
+        await asyncio.wait_for(wakeups.notify(JOBS), 1.0)  # not held by the NOTIFY
+        assert heard == [JOBS] and conn.sent == []
+        await asyncio.sleep(0)  # the sender is on its way with JOBS
+        for channel in (JOBS, VERDICTS, JOBS):
+            await asyncio.wait_for(wakeups.notify(channel), 1.0)
+        conn.go.set()
+        await wakeups.close()
+        assert conn.sent == [JOBS, JOBS, VERDICTS]
+
+    asyncio.run(run())
