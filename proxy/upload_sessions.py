@@ -37,7 +37,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -53,6 +53,7 @@ from storage.timeutil import now
 from storage.writer import read, transact
 
 log = logging.getLogger("gatekeeper.uploads")
+T = TypeVar("T")
 
 
 PRUNE_SECONDS = 5.0
@@ -131,6 +132,9 @@ class _Remembered:
     """What one app's POSTs keep between requests."""
 
     pruning: PruneClock = field(default_factory=PruneClock)
+    forgetting: PruneClock = field(default_factory=PruneClock)
+    """When a closing ``PUT`` next forgets a batch of stale fresh uploads (one statement in
+    the write transaction of every upload before: ``storage.fresh_uploads.remember``)."""
     opening: dict[str, _Opening] = field(default_factory=dict)
     known: dict[str, _Known] = field(default_factory=dict)
     used: dict[tuple[str, str], _Used] = field(default_factory=dict)
@@ -309,15 +313,21 @@ def ended(request: web.Request, name: str, upstream_session: str) -> None:
 
 
 async def bookkeep(
-    request: web.Request, step: Callable[..., Awaitable[None]], *args: object
-) -> None:
-    """Update the session table after the upstream answered. The client already has that
-    answer, so a database failure here is logged, not raised: at worst a slot stays taken
-    until it goes idle and expires."""
+    request: web.Request, step: Callable[..., Awaitable[T]], *args: object
+) -> T | None:
+    """Update the session table after the upstream answered; what ``step`` returned, or None
+    when it failed. The client already has that answer, so a database failure here is
+    logged, not raised: at worst a slot stays taken until it goes idle and expires."""
     try:
-        await transact(services(request).db, lambda session: step(session, *args))
+        return await transact(services(request).db, lambda session: step(session, *args))
     except DATABASE_ERRORS as exc:
         log.warning("upload session bookkeeping (%s) failed: %s", step.__name__, exc)
+        return None
+
+
+def forgetting(request: web.Request) -> PruneClock:
+    """When this process's closing ``PUT`` next forgets stale fresh uploads."""
+    return _kept(services(request).presence).forgetting
 
 
 TOUCH_GRACE_SECONDS = 1.0

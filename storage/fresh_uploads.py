@@ -54,16 +54,24 @@ _FORGET_STALE = delete(_UPLOADS).where(
         .limit(PRUNE_BATCH)
     )
 )
-"""Built once (``storage.prepared``): every completed upload runs both, in the write turn."""
+"""Built once (``storage.prepared``): completed uploads run them in the write turn."""
 
 
-async def remember(session: AsyncSession, repository: str, digest: str) -> None:
-    """``digest`` was just uploaded into ``repository``; forget a batch of stale uploads."""
+async def remember(
+    session: AsyncSession, repository: str, digest: str, *, forget_stale: bool = True
+) -> bool:
+    """``digest`` was just uploaded into ``repository``; with ``forget_stale``, forget a batch
+    of stale uploads too. True if that batch was full (more may be waiting): a caller that
+    forgets only now and then (the closing ``PUT``, ``proxy.upload_sessions``) forgets again
+    on its next upload, so the table stays bounded however fast rows are made."""
     moment = now()
     await session.execute(
         _REMEMBER(session), {"in_repository": repository, "uploaded": digest, "moment": moment}
     )
-    await session.execute(_FORGET_STALE, {"stale_before": moment - KEEP})
+    if not forget_stale:
+        return False
+    forgotten = await session.execute(_FORGET_STALE, {"stale_before": moment - KEEP})
+    return max(int(getattr(forgotten, "rowcount", 0) or 0), 0) >= PRUNE_BATCH
 
 
 async def fresh(session: AsyncSession, repository: str, digest: str) -> bool:

@@ -204,9 +204,13 @@ async def _session_call(request: web.Request, action: str, body: bool) -> web.St
         # Before the client hears the upload is complete: it may read the blob back at once.
         # The session is over too: one write transaction for both.
         if closing is not None and resp.status == 201:
-            await sessions.bookkeep(
-                request, _pushed, name, closing, session, sessions.idle_of(request)
+            clock = sessions.forgetting(request)
+            forget = clock.due()
+            more = await sessions.bookkeep(
+                request, _pushed, name, closing, session, sessions.idle_of(request), forget
             )
+            if forget and more is not None:
+                clock.done(more=more)
             finished.append(True)
 
     # A long chunk is activity from its start to its end, not only once it is done.
@@ -242,10 +246,13 @@ async def _pushed(
     digest: str,
     upstream_session: str,
     idle: tuple[str, timedelta],
-) -> None:
-    """A closing PUT succeeded: the blob is fresh for reading back, the session is over."""
-    await fresh_uploads.remember(db, name, digest)
+    forget_stale: bool,
+) -> bool:
+    """A closing PUT succeeded: the blob is fresh for reading back, the session is over (and
+    now and then, a batch of stale fresh uploads forgotten: whether it was full)."""
+    more = await fresh_uploads.remember(db, name, digest, forget_stale=forget_stale)
     await uploads.finish(db, name, upstream_session, idle)
+    return more
 
 
 # The answers after which the upstream holds no session any more.

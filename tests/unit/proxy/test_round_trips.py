@@ -158,9 +158,10 @@ EXPECTED = {
     # reservation and a bind.
     "upload POST": 5,
     # 6 before: the session's row is not read again a moment after its POST recorded it
-    # (proxy.upload_sessions.USED_SECONDS); BEGIN, two statements of the blob made fresh, the
-    # session's end, COMMIT.
-    "upload closing PUT": 5,
+    # (proxy.upload_sessions.USED_SECONDS), and stale fresh uploads are forgotten only now
+    # and then (never here: PruneClock.due); BEGIN, the blob made fresh, the session's end,
+    # COMMIT.
+    "upload closing PUT": 4,
     # 12 before: the index's insert says whether the manifest is new (no read first), and
     # the tag is one upsert, not the ORM's merge (a read, then an insert).
     "manifest push": 10,

@@ -58,3 +58,31 @@ async def test_stale_uploads_are_forgotten_by_later_ones(
     async with db() as session:
         rows = await session.scalar(select(func.count()).select_from(fresh_uploads.FreshUpload))
     assert rows == 1
+
+
+async def test_an_upload_that_does_not_forget_leaves_stale_ones_and_a_full_batch_says_so(
+    db: async_sessionmaker[Any], clock: Clock
+) -> None:
+    """The closing PUT forgets stale uploads only now and then (``forget_stale``); when it
+    does, a full batch tells it to forget again on its next upload."""
+    for n in range(fresh_uploads.PRUNE_BATCH + 5):
+        await remember(db, "spray/x", f"sha256:{n:064x}")
+    clock.advance(fresh_uploads.KEEP + timedelta(seconds=1))
+
+    async def count() -> int:
+        async with db() as session:
+            found = await session.scalar(
+                select(func.count()).select_from(fresh_uploads.FreshUpload)
+            )
+        return int(found or 0)
+
+    async def once(digest: str, forget: bool) -> bool:
+        async with db() as session, session.begin():
+            return await fresh_uploads.remember(session, "a/x", digest, forget_stale=forget)
+
+    assert await once(BLOB, False) is False
+    assert await count() == fresh_uploads.PRUNE_BATCH + 6 and await fresh(db, "a/x")
+    assert await once(BLOB, True) is True  # a full batch: more may be waiting
+    assert await count() == 6
+    assert await once(BLOB, True) is False  # the last five
+    assert await count() == 1
