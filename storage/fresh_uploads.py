@@ -52,6 +52,9 @@ _FORGET_STALE = delete(_UPLOADS).where(
         select(_UPLOADS.c.repository, _UPLOADS.c.digest)
         .where(_UPLOADS.c.uploaded_at < bindparam("stale_before"))
         .limit(PRUNE_BATCH)
+        # Rows another transaction is forgetting are left to it: two closing PUTs forgetting
+        # at once on PostgreSQL never wait for each other (nor deadlock); SQLite ignores it.
+        .with_for_update(skip_locked=True)
     )
 )
 """Built once (``storage.prepared``): completed uploads run them in the write turn."""
