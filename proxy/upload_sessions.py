@@ -54,6 +54,8 @@ from storage.writer import read, transact
 
 log = logging.getLogger("gatekeeper.uploads")
 T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 PRUNE_SECONDS = 5.0
@@ -95,8 +97,10 @@ class _Opening:
 KNOWN_SECONDS = 1.0
 """How long what an admission read stays good enough to admit without reading again, while
 it leaves the identity far below its cap (:func:`opening`)."""
-KNOWN_IDENTITIES = 10_000
-"""Identities whose last read is remembered at most (all forgotten beyond: each reads again)."""
+REMEMBERED_AT_MOST = 10_000
+"""Identities whose last admission read, and sessions whose last use, each memory keeps at
+most: beyond, it forgets everything (each is read again), so it stays bounded however many
+identities come or sessions are abandoned."""
 
 
 @dataclass
@@ -139,10 +143,18 @@ class _Remembered:
     known: dict[str, _Known] = field(default_factory=dict)
     used: dict[tuple[str, str], _Used] = field(default_factory=dict)
 
+    def know(self, who: str, known: _Known) -> None:
+        _bounded(self.known)[who] = known
+
     def use(self, key: tuple[str, str], used: _Used) -> None:
-        if len(self.used) >= KNOWN_IDENTITIES:
-            self.used.clear()  # abandoned sessions: each is read again
-        self.used[key] = used
+        _bounded(self.used)[key] = used
+
+
+def _bounded(memory: dict[K, V]) -> dict[K, V]:
+    """``memory``, emptied first if it holds :data:`REMEMBERED_AT_MOST` entries."""
+    if len(memory) >= REMEMBERED_AT_MOST:
+        memory.clear()
+    return memory
 
 
 _remembered: weakref.WeakKeyDictionary[object, _Remembered] = weakref.WeakKeyDictionary()
@@ -265,9 +277,7 @@ async def _read_bound(cap: _Cap, entry: _Opening) -> _Known:
     )
     racing = entry.ended - ended
     known = _Known(held + racing + entry.in_flight, time.monotonic())
-    if len(cap.kept.known) >= KNOWN_IDENTITIES:
-        cap.kept.known.clear()
-    cap.kept.known[cap.who] = known
+    cap.kept.know(cap.who, known)
     return known
 
 

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from storage import audit_hashing as hashing
 from storage.audit import AccessRecord, storable
 from storage.models import AccessLog, Base, BigId
+from storage.prepared import table
 from storage.timeutil import UTCDateTime, utc
 
 
@@ -154,9 +155,9 @@ async def insert_rows(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> 
     if dialect.name != "sqlite":
         await session.execute(insert(AccessLog), list(rows))
         return
-    table = AccessLog.__table__
+    columns_of = table(AccessLog).c
     columns = list(rows[0])
-    processors = [table.c[name].type.bind_processor(dialect) for name in columns]
+    processors = [columns_of[name].type.bind_processor(dialect) for name in columns]
     names = ", ".join(columns)
     placeholders = "(" + ",".join("?" * len(columns)) + ")"
     for start in range(0, len(rows), SQLITE_ROWS_PER_STATEMENT):

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, ExceptionContext, make_url
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
@@ -26,6 +25,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session, SessionTransactionOrigin
 
 from storage.errors import DatabaseUnavailable, StorageError
+from storage.prepared import insert_on, upserting
 from storage.write_queue import WriteQueue
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -307,16 +307,11 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 async def insert_if_absent(session: AsyncSession, model: Any, **values: Any) -> None:
     """``INSERT ... ON CONFLICT DO NOTHING``: both backends have it, SQLAlchemy spells it per
     dialect. The way to create a row that concurrent transactions then lock and update."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = insert_on(session)
     await session.execute(insert(model).values(**values).on_conflict_do_nothing())
 
 
 async def upsert(session: AsyncSession, model: Any, keys: list[str], **values: Any) -> None:
     """``INSERT ... ON CONFLICT (keys) DO UPDATE`` of every other column given: one statement
     on both backends, so concurrent writers of the same row never fail on its key."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(model).values(**values)
-    changed = {k: getattr(statement.excluded, k) for k in values if k not in keys}
-    await session.execute(statement.on_conflict_do_update(index_elements=keys, set_=changed))
+    await session.execute(upserting(insert_on(session), model, keys, **values))

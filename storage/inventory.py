@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, and_, delete, func, insert, or_, select
+from sqlalchemy import and_, delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.keys import images_clause
 from storage.models import AdvisoryPackage, ImageInventoryRow, ImagePackage
+from storage.prepared import table
 from storage.timeutil import now
 from verifiers.scan.model import ImageInventory, OsRelease, Package
 
@@ -60,14 +61,14 @@ class DbInventoryStore:
                 }
                 for repository, digest, inv in images
             ]
-            await session.execute(insert(cast(Table, ImageInventoryRow.__table__)), heads)
+            await session.execute(insert(table(ImageInventoryRow)), heads)
             rows = [
                 _columns(repository, digest, p)
                 for repository, digest, inv in images
                 for p in inv.packages
             ]
             if rows:
-                await session.execute(insert(cast(Table, ImagePackage.__table__)), rows)
+                await session.execute(insert(table(ImagePackage)), rows)
 
     async def load(self, repository: str, digest: str) -> ImageInventory | None:
         """The stored inventory, or None if the image was never inventoried."""
@@ -107,7 +108,7 @@ async def matchable(
     if not keys:
         return {}
     known = {} if interned is None else interned
-    head = cast(Table, ImageInventoryRow.__table__).c
+    head = table(ImageInventoryRow).c
     heads = await session.execute(
         select(
             head.repository,
@@ -128,7 +129,7 @@ async def matchable(
         return {}
     named = select(AdvisoryPackage.name)
     pep503 = func.replace(func.replace(func.lower(ImagePackage.name), "_", "-"), ".", "-")
-    columns = cast(Table, ImagePackage.__table__).c
+    columns = table(ImagePackage).c
     rows = await session.execute(
         select(*(columns[name] for name in _PACKAGE_COLUMNS)).where(
             images_clause(ImagePackage.repository, ImagePackage.digest, found),

@@ -25,7 +25,7 @@ from sqlalchemy.orm import aliased
 
 from storage.db import upsert
 from storage.models import Job, JobTurn, Verdict
-from storage.prepared import table
+from storage.prepared import dialect_of, table
 from storage.timeutil import now as utcnow
 from storage.timeutil import utc
 from verifiers.lifecycle import State
@@ -338,7 +338,7 @@ async def _claimable_in(
         .order_by(Job.priority.desc(), Job.id)
         .limit(8)
     )
-    if lock and session.bind is not None and session.bind.dialect.name == "postgresql":
+    if lock and dialect_of(session) == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return [
         ClaimedJob(job_id, kind, repo, digest, reason, attempts, identity)

@@ -36,9 +36,14 @@ def dialect_of(session: AsyncSession) -> str:
     return session.bind.dialect.name if session.bind is not None else "sqlite"
 
 
-def upserting(insert_on: InsertOn, target: Table, keys: list[str], **values: Any) -> Any:
-    """``INSERT ... ON CONFLICT (keys) DO UPDATE`` of every other column in ``values`` (bind
-    parameters, for a statement built once), as ``storage.db.upsert`` runs it."""
+def insert_on(session: AsyncSession) -> InsertOn:
+    """The ``insert`` of the session's dialect, which spells ``ON CONFLICT``."""
+    return postgresql.insert if dialect_of(session) == "postgresql" else sqlite.insert
+
+
+def upserting(insert_on: InsertOn, target: Any, keys: list[str], **values: Any) -> Any:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE`` of every other column in ``values`` into
+    ``target`` (a table or model): values, or bind parameters for a statement built once."""
     statement = insert_on(target).values(**values)
     changed = {name: statement.excluded[name] for name in values if name not in keys}
     return statement.on_conflict_do_update(index_elements=keys, set_=changed)
@@ -56,6 +61,5 @@ class Prepared(Generic[S]):
         name = dialect_of(session)
         built = self._built.get(name)
         if built is None:
-            insert_on = postgresql.insert if name == "postgresql" else sqlite.insert
-            built = self._built[name] = self._build(insert_on)
+            built = self._built[name] = self._build(insert_on(session))
         return built

@@ -289,9 +289,5 @@ async def opened(session: AsyncSession, repository: str, upstream_session: str) 
 async def holder(session: AsyncSession, repository: str, upstream_session: str) -> str | None:
     """Who opened upstream session ``upstream_session`` in ``repository`` (None: nobody, as far
     as the table knows: never opened there, finished, or forgotten after going idle)."""
-    row = (
-        await session.execute(
-            _OPENED, {"in_repository": repository, "upstream_session": upstream_session}
-        )
-    ).first()
-    return None if row is None else str(row[0])
+    row = await opened(session, repository, upstream_session)
+    return None if row is None else row.owner

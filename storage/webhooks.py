@@ -25,6 +25,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import WebhookAttempt, WebhookDelivery
+from storage.prepared import dialect_of
 from storage.timeutil import now as utcnow
 from storage.timeutil import utc
 
@@ -109,7 +110,7 @@ async def claim_due(
     moment = utcnow()
     query = select(WebhookDelivery).where(_due(webhooks, moment))
     query = query.order_by(WebhookDelivery.id).limit(limit)
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
+    if dialect_of(session) == "postgresql":
         query = query.with_for_update(skip_locked=True)
     claimed = []
     for row in (await session.scalars(query)).all():
