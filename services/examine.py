@@ -228,10 +228,15 @@ class Examiner:
         findings: list[Finding],
         waiting: list[str],
     ) -> None:
+        # Whether it is being verified again is read before its verdict: its job is finished
+        # in the transaction that stores its verdict, so a job no longer active here means
+        # the verdict read next is what it came to (read the other way round, on PostgreSQL,
+        # where each statement sees what was committed before it, a verdict from before and
+        # no job could both be read, with the job finished in between).
         async with self._db() as session:
+            again = await jobs.active(session, record.repository, digest)
             known = await content.states(session, record.repository, [digest])
             indexed = await manifests.get_manifest(session, record.repository, digest)
-            again = await jobs.active(session, record.repository, digest)
         state = known.get(digest)
         if state is None:
             if indexed is None and not await self._present(record.repository, digest):

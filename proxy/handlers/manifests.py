@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from aiohttp import web
@@ -302,46 +303,54 @@ async def _index_pushed(
     (``config.remotes``): both in one write transaction (one turn on SQLite's write lock,
     where pushes queue under load), run whole in the writer thread (``storage.writer``: it
     reads only its arguments and the service's settings). A signature, SBOM or attestation
-    then re-evaluates the image it is about (OCI ``subject``, or cosign's
-    ``sha256-<hex>.sig`` tag scheme)."""
+    re-evaluates the image it is about (OCI ``subject``, or cosign's ``sha256-<hex>.sig`` tag
+    scheme) in that same transaction: a worker that takes up the referrer's own job finds the
+    image's re-verification already queued and waits for it (``services.examine``). Queued
+    after the referrer's job, a worker could decide the referrer first, against the image's
+    verdict from before the signature, and quarantine it for a subject not pullable: it would
+    stay unpullable after the image passed, until decided again."""
     tag = None if is_digest(reference) else reference
+    about: list[tuple[str, str]] = []
+    if manifest.subject_digest:
+        about.append((manifest.subject_digest, "a referrer was pushed"))
+    cosign = read_cosign_tag(reference)
+    if cosign:
+        about.append((cosign.subject, f"cosign {cosign.kind} pushed"))
 
     async def index(session: AsyncSession) -> None:
         await record_manifest(session, manifest, tag)
         await svc.verification.queue(
             session, name, manifest.digest, "pushed", identity=pusher, pushed=True
         )
+        for subject, reason in about:
+            await _reevaluate(svc, session, name, subject, reason, pusher)
 
     await transact(svc.db, index)
     await svc.verification.announce()
-    if manifest.subject_digest:
-        await _reevaluate(svc, name, manifest.subject_digest, "a referrer was pushed", pusher)
-    cosign = read_cosign_tag(reference)
-    if cosign:
-        await _reevaluate(svc, name, cosign.subject, f"cosign {cosign.kind} pushed", pusher)
 
 
-async def _reevaluate(svc: Services, name: str, subject: str, reason: str, pusher: str) -> None:
+async def _reevaluate(
+    svc: Services, session: AsyncSession, name: str, subject: str, reason: str, pusher: str
+) -> None:
     """Re-verify ``subject`` where a signature or attestation about it counts: in this
     repository, and in each other repository whose signature rule keeps its signatures here
     (cosign's ``COSIGN_REPOSITORY``). A referrer pushed anywhere else triggers nothing there:
     pushing in ``other/x`` must not queue work on ``team/secret``. When the subject is an index,
     its platform images are re-verified too (a signature on the index covers them)."""
-    async with svc.db() as session:
-        here = await get_manifest(session, name, subject) is not None
-        elsewhere = {v.repository for v in await verdicts.by_digest(session, subject)}
-        children = await content.children(session, name, subject) if here else []
+    here = await get_manifest(session, name, subject) is not None
+    elsewhere = {v.repository for v in await verdicts.by_digest(session, subject)}
+    children = await content.children(session, name, subject) if here else []
+    queue = partial(svc.verification.queue, session, identity=pusher)
     # Only where the image is: a signature repository holds no image, and a pending verdict
     # there would be a phantom that no job can ever settle. An image pushed after its
     # signature is verified on its own push.
     if here or name in elsewhere:
-        await svc.verification.submit(name, subject, reason, identity=pusher)
+        await queue(name, subject, reason)
     for child in children:
-        why = f"{reason} to index {subject}, which lists it"
-        await svc.verification.submit(name, child, why, identity=pusher)
+        await queue(name, child, f"{reason} to index {subject}, which lists it")
     for other in sorted(elsewhere - {name}):
         if name in svc.verification.signature_repositories(other):
-            await svc.verification.submit(other, subject, f"{reason} to {name}", identity=pusher)
+            await queue(other, subject, f"{reason} to {name}")
 
 
 async def delete(request: web.Request) -> web.StreamResponse:

@@ -1,6 +1,8 @@
 """What a pushed manifest queues for verification: itself, and the image it is about in its own
 repository and in each other one whose signatures are kept where it was pushed (cosign's
-``COSIGN_REPOSITORY``), never in a repository that merely has a verdict for that digest."""
+``COSIGN_REPOSITORY``), never in a repository that merely has a verdict for that digest; all of
+it in the transaction that indexes the manifest (a worker deciding the referrer must find the
+image's re-verification queued already)."""
 
 from __future__ import annotations
 
@@ -38,14 +40,13 @@ class RecordingVerification:
 
     announced: int = 0
 
+    sessions: list[AsyncSession] = field(default_factory=list)
+    """The session each was queued in."""
+
     async def submit(
         self, repository: str, digest: str, reason: str, *, identity: str, pushed: bool = False
     ) -> bool:
-        self.submitted.append((repository, digest))
-        self.identities.append(identity)
-        if pushed:
-            self.pushed.append((repository, digest))
-        return True
+        raise AssertionError("queued in a transaction of its own, not in the push's")
 
     async def queue(
         self,
@@ -57,10 +58,15 @@ class RecordingVerification:
         identity: str,
         pushed: bool = False,
     ) -> bool:
-        """The pushed manifest's own job, queued in the transaction that indexes it."""
         assert session.in_transaction()
-        assert await get_manifest(session, repository, digest) is not None
-        return await self.submit(repository, digest, reason, identity=identity, pushed=pushed)
+        assert self.announced == 0, "queued after the workers were woken"
+        if pushed:  # the pushed manifest's own job: queued in the transaction that indexes it
+            assert await get_manifest(session, repository, digest) is not None
+            self.pushed.append((repository, digest))
+        self.submitted.append((repository, digest))
+        self.identities.append(identity)
+        self.sessions.append(session)
+        return True
 
     async def announce(self) -> None:
         self.announced += 1
@@ -106,9 +112,14 @@ PUSHER = "paul"
 
 
 async def push(svc: FakeServices, repository: str, reference: str, record: ManifestRecord) -> None:
+    """Everything a push queues is queued in the one transaction that indexes the manifest, and
+    the workers are woken once, after it."""
+    verification = svc.verification
+    verification.sessions.clear()
     await _index_pushed(cast(Services, svc), repository, reference, record, PUSHER)
-    assert svc.verification.announced == 1
-    svc.verification.announced = 0
+    assert verification.announced == 1
+    assert len({id(s) for s in verification.sessions}) == 1, "queued in several transactions"
+    verification.announced = 0
 
 
 async def test_a_cosign_tag_re_evaluates_the_image_where_its_signatures_are_kept(
