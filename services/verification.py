@@ -36,7 +36,7 @@ from services.events import EventBus, VerdictChange
 from services.examine import Examined, Examiner, Fetched, StoredBlob, inherited_outcome
 from services.facts import Facts
 from services.inline import HeldManifest, verifies_inline
-from services.policybook import PolicySource
+from services.policybook import PolicySource, load_book
 from services.reevaluate import after_policy_change
 from services.singleflight import SingleFlight
 from services.wakeups import JOBS, VERDICTS, Wakeups
@@ -134,6 +134,22 @@ class Stored:
     decision: Decision
     known: set[str]
     """The findings the verdict had before (``verifier:rule_id``)."""
+
+
+@dataclass(frozen=True)
+class Moved:
+    """The verdict was decided under another version of its policy than the verification
+    used: nothing was stored (:meth:`VerificationService._store`)."""
+
+    verdict: VerdictView
+
+
+def _decided_under_another(current: VerdictView | None, policy: Policy) -> bool:
+    """A decided verdict whose policy version is not ``policy``'s (either may be the newer:
+    the caller asks the database which policy is in force)."""
+    if current is None or current.state == State.PENDING or current.policy_version is None:
+        return False
+    return current.policy_version != policy.version
 
 
 def _outcome_json(outcome: Outcome, kind: Kind) -> dict[str, Any]:
@@ -843,16 +859,14 @@ class VerificationService:
         examined = await self.examiner.examine(fetched, policy, known)
         brought = await self._vex(fetched, examined)
         checked = await self._check(fetched, policy, examined, brought, known)
-        store = partial(
-            self._store,
-            policy=policy,
-            checked=checked,
-            examined=examined,
-            job=job,
-            repository=repository,
-            digest=digest,
+        store = partial(self._store, job=job, repository=repository, digest=digest)
+        result = await transact(
+            self.db, partial(store, policy=policy, checked=checked, examined=examined)
         )
-        result = await transact(self.db, store)
+        if isinstance(result, Moved):
+            policy, examined, checked, result = await self._in_force(
+                result, store, policy, fetched, known, (examined, brought, checked)
+            )
         stored, decision = result.verdict, result.decision
         await self._announce(
             stored, result.old, result.new, decision, result.known, checked.outcomes, policy.name
@@ -867,6 +881,37 @@ class VerificationService:
         self.throughput.observe(sum(blobs) if blobs else None, time.monotonic() - started)
         return await self._current_policy(stored)
 
+    async def _in_force(
+        self,
+        moved: Moved,
+        store: Callable[..., Awaitable[Stored | Moved]],
+        policy: Policy,
+        fetched: Fetched,
+        known: Facts,
+        found: tuple[Examined, vex_intake.Intake | None, Checked],
+    ) -> tuple[Policy, Examined, Checked, Stored]:
+        """The verdict was decided, while this verification ran, under another version of its
+        policy (a waiver, a VEX): decide under the one in force, from this run's results
+        (``found``), rather than store a decision the next moment undoes (a release undone
+        for a moment is a pull refused). The database says which is in force; when it is the
+        one this run used, the other decision was the stale one and this one is stored."""
+        examined, brought, checked = found
+        book = await load_book(self.db, self.settings.policies)
+        repository = moved.verdict.repository
+        live = book.match(repository, self.origin(repository, moved.verdict))
+        if live.version != policy.version:
+            covering = live.index_signatures_cover_children
+            if covering != policy.index_signatures_cover_children:
+                async with self.db() as session:
+                    known = await facts.read(session, fetched.record, covering=covering)
+            policy = live
+            examined = await self.examiner.examine(fetched, policy, known)
+            checked = await self._check(fetched, policy, examined, brought, known)
+        again = partial(store, policy=policy, checked=checked, examined=examined, guard=False)
+        result = await transact(self.db, again)
+        assert isinstance(result, Stored)
+        return policy, examined, checked, result
+
     async def _store(
         self,
         session: AsyncSession,
@@ -877,11 +922,19 @@ class VerificationService:
         job: jobs.ClaimedJob | None,
         repository: str,
         digest: str,
-    ) -> Stored:
+        guard: bool = True,
+    ) -> Stored | Moved:
         """:meth:`verify`'s write transaction: decide from the verdict as it stands (locked),
         store the decision, and finish the job that ran it. It reads only its arguments (it
-        may run in the writer thread: ``decide`` is pure)."""
+        may run in the writer thread: ``decide`` is pure).
+
+        ``guard``: store nothing, and say so, when the verdict was decided under another
+        version of its policy than ``policy`` (a waiver or VEX applied while this ran, or this
+        process's policies are behind another's); the caller finds out which is in force."""
         current = await verdicts.lock_current(session, repository, digest)
+        if guard and _decided_under_another(current, policy):
+            assert current is not None
+            return Moved(current)
         known = await verdicts.finding_ids(session, repository, digest)
         # ``previous``: an ``on_new_findings = "notify"`` policy keeps an already pullable image
         # pullable on a periodic re-verification too, not only on a re-evaluation.

@@ -105,17 +105,34 @@ def wait_for(what: str, probe: Any, timeout: float = 90) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def settled(gk: Gatekeeper, repository: str, digest: str) -> dict[str, Any] | None:
-    """The verdict once no verification of the image is queued or running: the one a VEX
-    gave can be overwritten for a moment by a verification that began under the policy
-    before it (``VerificationService._current_policy`` then decides it again), so a pull
-    right after the first ``passed`` may meet that moment."""
-    busy = gk.database.fetch(
-        "SELECT id FROM jobs WHERE repository = :r AND digest = :d "
-        "AND state IN ('queued', 'running')",
+def busy(gk: Gatekeeper, repository: str, digest: str) -> bool:
+    """A verification of the image is queued or running."""
+    return bool(
+        gk.database.fetch(
+            "SELECT id FROM jobs WHERE repository = :r AND digest = :d "
+            "AND state IN ('queued', 'running')",
+            {"r": repository, "d": digest},
+        )
+    )
+
+
+def states_after_first_pass(gk: Gatekeeper, repository: str, digest: str, since: int) -> list[str]:
+    """The states the image's verdict took after it first passed (events after ``since``)."""
+    rows = gk.database.fetch(
+        "SELECT new_state FROM verdict_events WHERE repository = :r AND digest = :d "
+        "AND id > :since ORDER BY id",
+        {"r": repository, "d": digest, "since": since},
+    )
+    states = [row["new_state"] for row in rows]
+    return states[states.index("passed") :] if "passed" in states else []
+
+
+def last_event(gk: Gatekeeper, repository: str, digest: str) -> int:
+    rows = gk.database.fetch(
+        "SELECT max(id) AS last FROM verdict_events WHERE repository = :r AND digest = :d",
         {"r": repository, "d": digest},
     )
-    return None if busy else verdict(gk, repository, digest)
+    return int(rows[0]["last"] or 0)
 
 
 def verdict(gk: Gatekeeper, repository: str, digest: str) -> dict[str, Any] | None:
@@ -251,6 +268,7 @@ def test_a_trusted_key_releases_the_image_it_names_and_only_there(
     )
     signed = bundle(TRUSTED, statement_bytes)
     before = len(passed_events(receiver, f"vex/app@{digest}"))
+    since = last_event(gk, "vex/app", digest)
     with httpx.Client(base_url=gk.url, timeout=60) as http:
         trusted = push_referrer(http, "vex/app", digest, signed)
         # The same signed statement, attached to the same image in another repository.
@@ -258,10 +276,15 @@ def test_a_trusted_key_releases_the_image_it_names_and_only_there(
 
     wait_for(
         "the release",
-        lambda: (v := settled(gk, "vex/app", digest)) and v["state"] == "passed" and v,
+        lambda: (v := verdict(gk, "vex/app", digest)) and v["state"] == "passed" and v,
     )
-    # The finding is still there: the VEX waived it. (Which path decided first is a race: the
-    # VEX's own policy change, or the re-verification the referrer push queued for the image.)
+    # Pullable from the moment it passed: the re-verification the referrer push queued, begun
+    # under the policy before the VEX, does not store its stale decision over the VEX's
+    # (whichever of the two decided first).
+    assert pull(gk, "vex/app", digest).status_code == 200
+    wait_for("the re-verification", lambda: not busy(gk, "vex/app", digest))
+    assert set(states_after_first_pass(gk, "vex/app", digest, since)) == {"passed"}
+    # The finding is still there: the VEX waived it.
     rules = {f["rule_id"] for f in findings_of(gk, "vex/app", digest)}
     assert ADVISORY in rules, rules
     assert pull(gk, "vex/app", digest).status_code == 200
