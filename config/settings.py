@@ -179,6 +179,11 @@ class VerificationSettings(BaseModel):
     another replica's change is seen within this time."""
     first_pull_hold_seconds: float = Field(default=30.0, ge=0, le=600)
     """Images the gatekeeper never saw pushed are verified on first pull, held this long."""
+    keep_finished_jobs_days: float = Field(default=30.0, ge=1, le=36500)
+    """How long a finished job (done, dead-lettered, cancelled) is kept before it is deleted,
+    so the queue's table stays bounded. Verdicts and their history are never deleted; the dead
+    letters the console lists and a rescan run's job counts (``gatekeeper rescan --status``)
+    reach back this far."""
     inline_first_pulls: bool = True
     """A first pull under a policy that requires only verifiers reading no layer and no
     referrer (``config-sanity``) is verified by the serving process itself, with the job a

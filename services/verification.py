@@ -69,6 +69,12 @@ SPREAD_LIMIT = 1000
 """Most manifests one verification queues again because a blob they share gained findings."""
 
 
+FORGET_SECONDS = 3600.0
+"""How often finished jobs past their keeping are deleted (and once at start-up)."""
+FORGET_BATCHES = 20
+"""Batches of ``storage.jobs.PRUNE_BATCH`` one such sweep deletes at most."""
+
+
 class ImageGone(Exception):
     """The upstream no longer has the manifest; there is nothing to verify."""
 
@@ -792,7 +798,7 @@ class VerificationService:
 
     async def _sweeper(self) -> None:
         loop = asyncio.get_running_loop()
-        next_abandoned = loop.time()
+        next_abandoned = next_forget = loop.time()
         while True:
             await asyncio.sleep(1.0)
             if loop.time() >= next_abandoned:
@@ -801,6 +807,12 @@ class VerificationService:
                     await self.settle_all_abandoned()
                 except DATABASE_ERRORS as exc:
                     log.error("sweep of dead-lettered verifications failed: %s", exc)
+            if loop.time() >= next_forget:
+                next_forget = loop.time() + FORGET_SECONDS
+                try:
+                    await self.forget_finished_jobs()
+                except DATABASE_ERRORS as exc:
+                    log.error("forgetting finished jobs failed (will retry): %s", exc)
             try:
                 async with self.db() as session:
                     if not await verdicts.any_release_expired(session):
@@ -822,6 +834,22 @@ class VerificationService:
                         "the release expired",
                     )
                 )
+
+    async def forget_finished_jobs(self) -> int:
+        """Delete the jobs finished more than ``verification.keep_finished_jobs_days`` ago, a
+        batch per write transaction (a short turn each), at most :data:`FORGET_BATCHES`
+        batches a sweep: a backlog is caught up over a few sweeps. Returns how many."""
+        keep = timedelta(days=self.settings.verification.keep_finished_jobs_days)
+        before = utcnow() - keep
+        forgotten = 0
+        for _ in range(FORGET_BATCHES):
+            batch = await transact(self.db, partial(jobs.forget_finished, before=before))
+            forgotten += batch
+            if batch < jobs.PRUNE_BATCH:
+                break
+        if forgotten:
+            log.info("forgot %d jobs finished before %s", forgotten, before.isoformat())
+        return forgotten
 
     # -- one verification -------------------------------------------------------------------
 

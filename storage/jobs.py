@@ -19,7 +19,19 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, exists, func, insert, or_, select, union_all, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -544,3 +556,38 @@ async def progress(session: AsyncSession, repository: str, digest: str) -> Progr
         )
     since = updated_at if state == "running" else created_at
     return Progress(str(state), utc(since) or utcnow(), ahead)
+
+
+# -- forgetting finished jobs ------------------------------------------------------------------
+
+FINISHED = ("done", "dead", "cancelled")
+"""The states a job never leaves."""
+PRUNE_BATCH = 1000
+"""Finished jobs one transaction forgets: a short write turn, many calls to catch up."""
+TURNS_KEPT = timedelta(days=1)
+"""How long an identity's (or repository's) last turn is remembered. Forgotten, it counts as
+never served, which the fair order treats as served longest ago: the same place."""
+
+_JOBS = table(Job)
+_FORGET_FINISHED = delete(_JOBS).where(
+    _JOBS.c.id.in_(
+        select(_JOBS.c.id)
+        .where(_JOBS.c.state.in_(FINISHED), _JOBS.c.updated_at < bindparam("finished_before"))
+        .order_by(_JOBS.c.id)
+        .limit(PRUNE_BATCH)
+        # Rows another replica is forgetting are left to it (PostgreSQL; SQLite ignores it).
+        .with_for_update(skip_locked=True)
+    )
+)
+_TURNS = table(JobTurn)
+_FORGET_TURNS = delete(_TURNS).where(_TURNS.c.served_at < bindparam("served_before"))
+
+
+async def forget_finished(session: AsyncSession, before: datetime) -> int:
+    """Delete up to :data:`PRUNE_BATCH` jobs finished (done, dead-lettered, cancelled) before
+    ``before``, oldest first, and the turns served more than :data:`TURNS_KEPT` ago: the queue's
+    tables stay bounded however many images are pushed. Jobs still queued or running are never
+    touched, however old. Returns the jobs deleted (a full batch: call again)."""
+    deleted = await session.execute(_FORGET_FINISHED, {"finished_before": before})
+    await session.execute(_FORGET_TURNS, {"served_before": utcnow() - TURNS_KEPT})
+    return max(int(getattr(deleted, "rowcount", 0) or 0), 0)
