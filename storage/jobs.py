@@ -568,7 +568,6 @@ TURNS_KEPT = timedelta(days=1)
 """How long an identity's (or repository's) last turn is remembered. Forgotten, it counts as
 never served, which the fair order treats as served longest ago: the same place."""
 
-_JOBS = table(Job)
 _FORGET_FINISHED = delete(_JOBS).where(
     _JOBS.c.id.in_(
         select(_JOBS.c.id)
