@@ -40,6 +40,11 @@ class VerdictChange:
     reason: str
     time: datetime = field(default_factory=lambda: datetime.now(UTC))
     policy: str | None = None
+    widens: bool = False
+    """It only lets more out: an image a verification found clean of findings on any blob
+    became pullable. Nothing any process decided about another image or a blob can be wrong
+    after it, so their cached decisions stay (``VerificationService.forget_verdict``); every
+    other change drops them all."""
 
 
 Listener = Callable[[VerdictChange], Awaitable[None]]

@@ -39,7 +39,7 @@ from services.inline import HeldManifest, verifies_inline
 from services.policybook import PolicySource, load_book
 from services.reevaluate import after_policy_change
 from services.singleflight import SingleFlight
-from services.wakeups import JOBS, VERDICTS, Wakeups
+from services.wakeups import JOBS, VERDICTS, WIDENED, Wakeups
 from storage import content, jobs, manifests, verdicts
 from storage.db import DATABASE_ERRORS, reader
 from storage.timeutil import now as utcnow
@@ -55,7 +55,7 @@ from verifiers.base import (
     Verifier,
 )
 from verifiers.classify import CONTENT, MAX_CONFIG_BYTES, Kind, parse_config
-from verifiers.lifecycle import State
+from verifiers.lifecycle import PULLABLE, State
 from verifiers.pipeline import Outcome, expected_verifiers, run_pipeline
 from verifiers.policy import Decision, decide
 
@@ -474,11 +474,13 @@ class VerificationService:
             return await verdicts.get(session, repository, digest)
 
     async def forget_verdict(self, change: VerdictChange) -> None:
-        """Bus listener: a verdict changed here, so no pull may see the old one. Any change
-        may change which blobs are pullable (holds, findings, dependents), so every cached
-        blob decision goes too."""
+        """Bus listener: a verdict changed here, so no pull may see the old one. A change may
+        change which blobs are pullable (holds, findings, dependents), so every cached blob
+        decision goes too, unless the change only lets more out (``VerdictChange.widens``):
+        under push load every pushed image passing dropped every pull's cached decisions."""
         self._verdicts.pop((change.repository, change.digest), None)
-        self._drop_decisions()
+        if not change.widens:
+            self._drop_decisions()
 
     def _forget_all(self) -> None:
         self._verdicts.clear()
@@ -494,8 +496,8 @@ class VerificationService:
 
     async def _tell_processes(self, change: VerdictChange) -> None:
         """Bus listener: every process hears that a verdict changed (its waiting pulls read
-        it at once, its cached decisions go)."""
-        await self.wakeups.notify(VERDICTS)
+        it at once, its cached decisions go unless the change only lets more out)."""
+        await self.wakeups.notify(WIDENED if change.widens else VERDICTS)
 
     def signature_repositories(self, repository: str) -> set[str]:
         """Where the signatures of ``repository``'s images are kept (its own name unless a
@@ -542,7 +544,7 @@ class VerificationService:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         delay = 0.05
-        with self.wakeups.waiting(VERDICTS) as changed:
+        with self.wakeups.waiting(VERDICTS, WIDENED) as changed:
             while True:
                 changed.clear()
                 found = await self.verdict(repository, digest)
@@ -895,10 +897,8 @@ class VerificationService:
             policy, examined, checked, result = await self._in_force(
                 result, store, policy, fetched, known, (examined, brought, checked)
             )
-        stored, decision = result.verdict, result.decision
-        await self._announce(
-            stored, result.old, result.new, decision, result.known, checked.outcomes, policy.name
-        )
+        stored = result.verdict
+        await self._announce_stored(result, checked, policy)
         if announced is not None:
             announced(stored)
         await self._spread(repository, digest, checked.own, examined)
@@ -908,6 +908,21 @@ class VerificationService:
         blobs = [r.size for r in fetched.record.refs if r.kind in ("config", "layer")]
         self.throughput.observe(sum(blobs) if blobs else None, time.monotonic() - started)
         return await self._current_policy(stored)
+
+    async def _announce_stored(self, result: Stored, checked: Checked, policy: Policy) -> None:
+        """:meth:`_announce` what a verification stored; ``clean`` when none of its outcomes,
+        inherited ones included, holds a finding on a blob."""
+        clean = not any(f.blob for o in checked.outcomes for f in o.findings)
+        await self._announce(
+            result.verdict,
+            result.old,
+            result.new,
+            result.decision,
+            result.known,
+            checked.outcomes,
+            policy.name,
+            clean=clean,
+        )
 
     async def _in_force(
         self,
@@ -1064,8 +1079,12 @@ class VerificationService:
         known: set[str],
         outcomes: list[Outcome],
         policy: str,
+        *,
+        clean: bool = False,
     ) -> None:
-        """Publish what changed (the access log, webhooks and dependents listen)."""
+        """Publish what changed (the access log, webhooks and dependents listen). ``clean``:
+        no outcome of the verification, inherited ones included, holds a finding on a blob
+        (``VerdictChange.widens``)."""
         repository, digest = stored.repository, stored.digest
         for outcome in outcomes:
             if outcome.status == "error" and decision.state == State.PASSED:
@@ -1093,8 +1112,11 @@ class VerificationService:
             why = reasons or "all checks passed"
             if new == State.RELEASED:
                 why = f"still released by {stored.released_by}; re-scan found: {why}"
+            widens = clean and new in PULLABLE and old not in PULLABLE
             await self.bus.publish(
-                VerdictChange(new, repository, digest, old, new, GK, why, policy=policy)
+                VerdictChange(
+                    new, repository, digest, old, new, GK, why, policy=policy, widens=widens
+                )
             )
 
     async def _spread(

@@ -4,9 +4,9 @@ Two things wait: an idle verification worker (for a job to be queued) and a pull
 its image is verified (for the verdict). Both used to read the database on a timer; with
 serving and verifying in different processes (``gatekeeper serve --workers N``) or machines,
 the timer was the latency. Now whoever queues a job or changes a verdict sends a wake-up on a
-channel (:data:`JOBS`, :data:`VERDICTS`), and every waiter on it, in any process, reads the
-database at once. The timers stay, as a safety net for a lost wake-up (and for a retry queued
-for later), not as the way work is noticed.
+channel (:data:`JOBS`, :data:`VERDICTS`, :data:`WIDENED`), and every waiter on it, in any
+process, reads the database at once. The timers stay, as a safety net for a lost wake-up (and
+for a retry queued for later), not as the way work is noticed.
 
 - **PostgreSQL**: ``LISTEN``/``NOTIFY`` on a connection of its own (asyncpg), so every
   process and machine on the database hears every wake-up; made again when it is lost.
@@ -40,7 +40,10 @@ JOBS = "gatekeeper_jobs"
 """A verification job was queued."""
 VERDICTS = "gatekeeper_verdicts"
 """An image's verdict changed."""
-CHANNELS = (JOBS, VERDICTS)
+WIDENED = "gatekeeper_verdicts_widened"
+"""An image's verdict changed, and the change only lets more out (``VerdictChange.widens``):
+pulls waiting for a verdict read it, cached decisions stay."""
+CHANNELS = (JOBS, VERDICTS, WIDENED)
 
 
 class Wakeups:
@@ -54,14 +57,16 @@ class Wakeups:
         self._listeners[channel].append(callback)
 
     @contextlib.contextmanager
-    def waiting(self, channel: str) -> Iterator[asyncio.Event]:
-        """An event set by each wake-up of ``channel`` while the ``with`` lasts."""
+    def waiting(self, *channels: str) -> Iterator[asyncio.Event]:
+        """An event set by each wake-up of any of ``channels`` while the ``with`` lasts."""
         event = asyncio.Event()
-        self._listeners[channel].append(event.set)
+        for channel in channels:
+            self._listeners[channel].append(event.set)
         try:
             yield event
         finally:
-            self._listeners[channel].remove(event.set)
+            for channel in channels:
+                self._listeners[channel].remove(event.set)
 
     def deliver(self, channel: str) -> None:
         for callback in list(self._listeners.get(channel, ())):
