@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.models import Base
-from storage.prepared import Prepared, table, upserting
+from storage.prepared import Prepared, deleted, table, upserting
 from storage.timeutil import UTCDateTime, now
 
 KEEP = timedelta(hours=24)
@@ -74,7 +74,7 @@ async def remember(
     if not forget_stale:
         return False
     forgotten = await session.execute(_FORGET_STALE, {"stale_before": moment - KEEP})
-    return max(int(getattr(forgotten, "rowcount", 0) or 0), 0) >= PRUNE_BATCH
+    return deleted(forgotten) >= PRUNE_BATCH
 
 
 async def fresh(session: AsyncSession, repository: str, digest: str) -> bool:

@@ -37,7 +37,7 @@ from sqlalchemy.orm import aliased
 
 from storage.db import upsert
 from storage.models import Job, JobTurn, Verdict
-from storage.prepared import dialect_of, table
+from storage.prepared import deleted, dialect_of, table
 from storage.timeutil import now as utcnow
 from storage.timeutil import utc
 from verifiers.lifecycle import State
@@ -587,6 +587,6 @@ async def forget_finished(session: AsyncSession, before: datetime) -> int:
     ``before``, oldest first, and the turns served more than :data:`TURNS_KEPT` ago: the queue's
     tables stay bounded however many images are pushed. Jobs still queued or running are never
     touched, however old. Returns the jobs deleted (a full batch: call again)."""
-    deleted = await session.execute(_FORGET_FINISHED, {"finished_before": before})
+    forgotten = await session.execute(_FORGET_FINISHED, {"finished_before": before})
     await session.execute(_FORGET_TURNS, {"served_before": utcnow() - TURNS_KEPT})
-    return max(int(getattr(deleted, "rowcount", 0) or 0), 0)
+    return deleted(forgotten)

@@ -31,6 +31,12 @@ def table(model: type[Any]) -> Table:
     return cast(Table, model.__table__)
 
 
+def deleted(result: Any) -> int:
+    """Rows a ``DELETE`` removed (``rowcount``; -1, unknown to the driver, counts as none):
+    what the batched forgetting of stale rows returns to say whether its batch was full."""
+    return max(int(getattr(result, "rowcount", 0) or 0), 0)
+
+
 def dialect_of(session: AsyncSession) -> str:
     """The session's dialect name (SQLite for a session bound to nothing yet)."""
     return session.bind.dialect.name if session.bind is not None else "sqlite"

@@ -40,7 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import UploadOwner, UploadSession
-from storage.prepared import Prepared, table, upserting
+from storage.prepared import Prepared, deleted, table, upserting
 from storage.replicas import Holder, heard_since
 from storage.timeutil import now
 
@@ -177,12 +177,7 @@ async def prune(session: AsyncSession, idle: timedelta) -> bool:
     owners = await session.execute(
         delete(UploadOwner).execution_options(**NO_SYNC).where(UploadOwner.owner.in_(stale))
     )
-    return max(_count(sessions), _count(owners)) >= PRUNE_BATCH
-
-
-def _count(result: Any) -> int:
-    """Rows a DELETE removed (``rowcount``; -1, unknown, counts as none)."""
-    return max(int(getattr(result, "rowcount", 0) or 0), 0)
+    return max(deleted(sessions), deleted(owners)) >= PRUNE_BATCH
 
 
 async def _lock_owner(session: AsyncSession, owner: str, moment: datetime) -> None:

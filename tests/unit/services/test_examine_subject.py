@@ -6,7 +6,7 @@ committed); on SQLite the session's reads share one snapshot, so their order can
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import pytest
@@ -15,9 +15,7 @@ from sqlalchemy import update
 from oci.manifests import ManifestRecord
 from services.examine import Examiner
 from storage import content, jobs, manifests, verdicts
-from storage.db import create_engine, sessionmaker, upgrade
 from storage.models import Job, Verdict
-from tests.support.database import Database
 from upstream.client import Upstream
 
 REPOSITORY = "app/x"
@@ -25,19 +23,15 @@ IMAGE = "sha256:" + "a" * 64
 SIGNATURE = "sha256:" + "c" * 64
 
 
-@pytest.fixture
-async def db(fresh_db: Database) -> AsyncIterator[Any]:
-    engine = create_engine(fresh_db.url)
-    await upgrade(engine)
-    made = sessionmaker(engine)
-    async with made() as session, session.begin():
+@pytest.fixture(autouse=True)
+async def seeded(db: Any) -> None:
+    """The image quarantined, its re-verification queued (a referrer was pushed)."""
+    async with db() as session, session.begin():
         await verdicts.ensure_pending(session, REPOSITORY, IMAGE, "test", "pushed")
         await session.execute(
             update(Verdict).where(Verdict.digest == IMAGE).values(state="quarantined")
         )
         await jobs.enqueue(session, "verify", REPOSITORY, IMAGE, "a referrer", identity="p")
-    yield made
-    await engine.dispose()
 
 
 async def _image_passes(db: Any) -> None:

@@ -6,7 +6,6 @@ image's re-verification queued already)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -17,9 +16,7 @@ from oci.manifests import ManifestRecord
 from proxy.handlers.manifests import _index_pushed
 from proxy.state import Services
 from storage import verdicts
-from storage.db import create_engine, sessionmaker, upgrade
 from storage.manifests import get_manifest
-from tests.support.database import Database
 
 IMAGE = "sha256:" + "a" * 64
 OTHER = "sha256:" + "b" * 64
@@ -82,10 +79,7 @@ class FakeServices:
 
 
 @pytest.fixture
-async def svc(fresh_db: Database) -> AsyncIterator[FakeServices]:
-    engine = create_engine(fresh_db.url)
-    await upgrade(engine)
-    db = sessionmaker(engine)
+async def svc(db: Any) -> FakeServices:
     async with db() as session, session.begin():
         for repository, digest in (
             ("app/x", IMAGE),
@@ -94,8 +88,7 @@ async def svc(fresh_db: Database) -> AsyncIterator[FakeServices]:
             ("app/y", OTHER),
         ):
             await verdicts.ensure_pending(session, repository, digest, "test", "pushed")
-    yield FakeServices(db)
-    await engine.dispose()
+    return FakeServices(db)
 
 
 def signature(repository: str, subject: str | None = None) -> ManifestRecord:
