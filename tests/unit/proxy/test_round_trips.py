@@ -26,6 +26,7 @@ from aiohttp.test_utils import TestServer
 
 from config.settings import load_settings
 from proxy import gate as gate_module
+from proxy import upload_sessions
 from proxy.app import create_app
 from proxy.upload_sessions import PruneClock
 from storage import db as storage_db
@@ -89,6 +90,12 @@ def make_gate(
     # request (tests/unit/proxy/test_upload_sessions.py): never here, so no count depends on
     # how long the machine took between two POSTs.
     monkeypatch.setattr(PruneClock, "due", lambda _self: False)
+    # Likewise the two memories of a moment ago: a POST always reads what its identity holds
+    # (the admission read less than KNOWN_SECONDS old, with this test's pauses, was sometimes
+    # still fresh: 4, sometimes not: 5), and a closing PUT always finds its session recorded
+    # a moment ago (as its own POST did; a loaded machine could take longer than a second).
+    monkeypatch.setattr(upload_sessions, "KNOWN_SECONDS", 0.0)
+    monkeypatch.setattr(upload_sessions, "USED_SECONDS", 3600.0)
 
     @contextlib.asynccontextmanager
     async def make(cache_seconds: str) -> AsyncIterator[Gate]:
@@ -153,7 +160,8 @@ async def _counts(gate: Gate) -> dict[str, list[int]]:
 
 
 EXPECTED = {
-    # 7 before (10 before that): a read of the count before asking the upstream, then one
+    # 7 before (10 before that): a read of the count before asking the upstream (skipped
+    # when a read a moment ago left the identity far below its cap; never here), then one
     # write transaction (BEGIN, the owner's upsert, count-and-insert, COMMIT), not a
     # reservation and a bind.
     "upload POST": 5,
