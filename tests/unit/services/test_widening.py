@@ -42,6 +42,10 @@ def _rig(database_url: str, mode: str) -> Any:
     env = {
         "GATEKEEPER_POLICIES": json.dumps(policy),
         "GATEKEEPER_VERIFIERS": json.dumps({"config-sanity": {}, "secrets": {}}),
+        # A cached decision lives at most this long; the longest there is, so that only a
+        # drop, never a slow verification (PostgreSQL on a loaded CI machine took over the
+        # 1 s default once), takes one away.
+        "GATEKEEPER_VERIFICATION__VERDICT_CACHE_SECONDS": "60",
     }
     return verification_rig(database_url, IMAGES, env)
 
