@@ -18,12 +18,13 @@ an expired upload). A chunk still streaming keeps its session alive.
 
 One write transaction per POST, after the upstream answered: a slot reserved before asking
 and bound to the upstream's session after was two, and on SQLite every write transaction
-waits for the host's one write turn (most of an upload's latency under load). One process
-still never asks the upstream beyond the cap: an identity's POSTs are admitted one at a time,
-each for a read of the sessions it holds (no write turn), and go upstream only while those and
-its POSTs in flight here stay under the cap (:func:`opening`); while a recent read leaves it
-far below the cap, without reading again. Across processes and replicas
-the recording decides: a POST that loses the race for the last slot has the session it opened
+waits for the host's one write turn (most of an upload's latency under load). On PostgreSQL
+it is one statement outside a transaction (``storage.uploads.reserve``): one round trip.
+One process still never asks the upstream beyond the cap: an identity's POSTs are admitted
+one at a time, each for a read of the sessions it holds (no write turn), and go upstream only
+while those and its POSTs in flight here stay under the cap (:func:`opening`); while a recent
+read leaves it far below the cap, without reading again. Across processes and replicas the
+recording decides: a POST that loses the race for the last slot has the session it opened
 cancelled upstream before it is answered 429.
 """
 
@@ -50,7 +51,7 @@ from storage import uploads
 from storage.db import DATABASE_ERRORS
 from storage.replicas import Holder
 from storage.timeutil import now
-from storage.writer import read, transact
+from storage.writer import commit_one, read, transact
 
 log = logging.getLogger("gatekeeper.uploads")
 T = TypeVar("T")
@@ -304,7 +305,8 @@ async def record(request: web.Request, name: str, upstream_session: str) -> None
         return recorded, prune and await uploads.prune(session, idle)
 
     try:
-        recorded, more = await transact(cap.db, work)
+        # The reservation alone is one statement on PostgreSQL: no transaction around it.
+        recorded, more = await (transact if prune else commit_one)(cap.db, work)
     except DATABASE_ERRORS as exc:
         log.warning("could not record upload session %s: %s", upstream_session, exc)
         raise database_unavailable(exc) from exc
@@ -323,13 +325,18 @@ def ended(request: web.Request, name: str, upstream_session: str) -> None:
 
 
 async def bookkeep(
-    request: web.Request, step: Callable[..., Awaitable[T]], *args: object
+    request: web.Request,
+    step: Callable[..., Awaitable[T]],
+    *args: object,
+    one_statement: bool = False,
 ) -> T | None:
     """Update the session table after the upstream answered; what ``step`` returned, or None
     when it failed. The client already has that answer, so a database failure here is
-    logged, not raised: at worst a slot stays taken until it goes idle and expires."""
+    logged, not raised: at worst a slot stays taken until it goes idle and expires.
+    ``one_statement``: ``step`` runs exactly one (``storage.writer.commit_one``)."""
+    run = commit_one if one_statement else transact
     try:
-        return await transact(services(request).db, lambda session: step(session, *args))
+        return await run(services(request).db, lambda session: step(session, *args))
     except DATABASE_ERRORS as exc:
         log.warning("upload session bookkeeping (%s) failed: %s", step.__name__, exc)
         return None
@@ -432,12 +439,16 @@ async def kept_alive(
     the idle timeout does not lose the session it is being written to."""
     idle = services(request).settings.uploads.session_idle_seconds
     if not last_use.fresh(idle):
-        await bookkeep(request, uploads.touch, name, upstream_session, holder(request))
+        await bookkeep(
+            request, uploads.touch, name, upstream_session, holder(request), one_statement=True
+        )
 
     async def keep() -> None:
         while True:
             await asyncio.sleep(idle / 3)
-            await bookkeep(request, uploads.touch, name, upstream_session, holder(request))
+            await bookkeep(
+                request, uploads.touch, name, upstream_session, holder(request), one_statement=True
+            )
 
     task = asyncio.create_task(keep())
     try:

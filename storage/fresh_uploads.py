@@ -11,13 +11,14 @@ time, by later uploads.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Index, String, bindparam, delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.models import Base
-from storage.prepared import Prepared, deleted, table, upserting
+from storage.prepared import InsertOn, Prepared, deleted, table, upserting
 from storage.timeutil import UTCDateTime, now
 
 KEEP = timedelta(hours=24)
@@ -37,8 +38,12 @@ class FreshUpload(Base):
 
 
 _UPLOADS = table(FreshUpload)
-_REMEMBER = Prepared(
-    lambda insert_on: upserting(
+
+
+def remembering(insert_on: InsertOn) -> Any:
+    """SQL: ``uploaded`` fresh in ``in_repository`` from ``moment`` on (an upsert in the
+    dialect of ``insert_on``; ``storage.uploads`` adds the session's end to it)."""
+    return upserting(
         insert_on,
         _UPLOADS,
         ["repository", "digest"],
@@ -46,7 +51,9 @@ _REMEMBER = Prepared(
         digest=bindparam("uploaded"),
         uploaded_at=bindparam("moment"),
     )
-)
+
+
+_REMEMBER = Prepared(remembering)
 _FORGET_STALE = delete(_UPLOADS).where(
     tuple_(_UPLOADS.c.repository, _UPLOADS.c.digest).in_(
         select(_UPLOADS.c.repository, _UPLOADS.c.digest)

@@ -37,12 +37,14 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import fresh_uploads
 from storage.models import UploadOwner, UploadSession
-from storage.prepared import Prepared, deleted, table, upserting
+from storage.prepared import Prepared, deleted, dialect_of, table, upserting
 from storage.replicas import Holder, heard_since
-from storage.timeutil import now
+from storage.timeutil import UTCDateTime, now
 
 NO_SYNC = {"synchronize_session": False}
 
@@ -64,7 +66,8 @@ _HELD: Select[Any] = (
     )
 )
 """SQL: how many sessions ``owner`` holds that count against its cap: used within the idle
-timeout, held by a replica still there. Built once (``storage.prepared``)."""
+timeout, held by a replica still there. Built once (``storage.prepared``). PostgreSQL's
+reservation counts the same in SQL of its own (migration 0022): keep the two alike."""
 
 
 def _held_params(owner: str, holder: Holder, idle: timedelta, moment: datetime) -> dict[str, Any]:
@@ -89,6 +92,21 @@ _RESERVE = (
     )
     .returning(_SESSIONS.c.id)
 )
+
+_RESERVE_IN_ONE = select(
+    func.gatekeeper_reserve_upload(
+        bindparam("owner", type_=_SESSIONS.c.owner.type),
+        bindparam("new_repository", type_=_SESSIONS.c.repository.type),
+        bindparam("new_session", type_=_SESSIONS.c.session.type),
+        bindparam("moment", type_=UTCDateTime()),
+        bindparam("new_replica", type_=_SESSIONS.c.replica.type),
+        bindparam("used_since", type_=UTCDateTime()),
+        bindparam("heard_since", type_=UTCDateTime()),
+        bindparam("limit"),
+    )
+)
+"""PostgreSQL: the owner's lock and the count-and-insert in one statement, a function of
+migration 0022's (one round trip; the two statements need a transaction around them)."""
 
 _LOCK_OWNER = Prepared(
     lambda insert_on: upserting(
@@ -115,25 +133,28 @@ async def reserve(
     ``holder``: its row's id, or None (nothing written) if ``owner`` already holds ``limit``
     live sessions. Idle rows do not count; :func:`prune` forgets them.
 
-    Must run inside a write transaction (``session.begin()``).
+    On PostgreSQL one statement, atomic by itself: it may run outside a transaction
+    (``storage.writer.commit_one``), one round trip. Elsewhere it must run inside a write
+    transaction (``session.begin()``).
     """
     moment = now()
+    params = {
+        **_held_params(owner, holder, idle, moment),
+        "new_repository": repository,
+        "new_session": upstream_session,
+        "moment": moment,
+        "new_replica": holder.replica,
+        "limit": limit,
+    }
+    if dialect_of(session) == "postgresql":
+        inserted = await session.scalar(_RESERVE_IN_ONE, params)
+        return None if inserted is None else int(inserted)
     await _lock_owner(session, owner, moment)
-    # Counted and inserted in one statement, after the owner's row is locked (on PostgreSQL a
-    # statement's snapshot is taken when it starts: counting in the locking statement could
-    # miss a reservation committed while it waited for the lock). Idle rows do not count;
-    # :func:`prune` forgets them.
-    inserted = await session.scalar(
-        _RESERVE,
-        {
-            **_held_params(owner, holder, idle, moment),
-            "new_repository": repository,
-            "new_session": upstream_session,
-            "moment": moment,
-            "new_replica": holder.replica,
-            "limit": limit,
-        },
-    )
+    # Counted and inserted in one statement, after the owner's row is locked (on PostgreSQL,
+    # in the function, likewise: a statement's snapshot is taken when it starts, so counting
+    # in the locking statement could miss a reservation committed while it waited for the
+    # lock). Idle rows do not count; :func:`prune` forgets them.
+    inserted = await session.scalar(_RESERVE, params)
     return None if inserted is None else int(inserted)
 
 
@@ -181,11 +202,11 @@ async def prune(session: AsyncSession, idle: timedelta) -> bool:
 
 
 async def _lock_owner(session: AsyncSession, owner: str, moment: datetime) -> None:
-    """Create or update the owner's row in one statement: the per-identity lock. On
-    PostgreSQL ``INSERT ... ON CONFLICT DO UPDATE`` locks the existing row as an ``UPDATE``
-    would (a concurrent first insert waits for the other's to commit, then updates it). One
-    statement, not an insert and an update: each is a round trip through the event loop while
-    the write turn is held, and under load a round trip costs tens of milliseconds."""
+    """Create or update the owner's row in one statement: the per-identity lock (on SQLite
+    the write turn is the lock anyway; PostgreSQL's function does the same upsert, and
+    ``INSERT ... ON CONFLICT DO UPDATE`` locks the existing row as an ``UPDATE`` would). One
+    statement, not an insert and an update: each is a round trip while the write turn is
+    held."""
     await session.execute(_LOCK_OWNER(session), {"who": owner, "moment": moment})
 
 
@@ -244,6 +265,45 @@ async def finish(
     owner, timeout = idle
     await session.execute(
         _FINISH_AND_IDLE, {**this, "owner": owner, "used_before": now() - timeout}
+    )
+
+
+_COMPLETE_IN_ONE = fresh_uploads.remembering(postgresql.insert).add_cte(
+    _FINISH_AND_IDLE.cte("finished")
+)
+"""PostgreSQL: the blob remembered as fresh and the session (with its owner's idle ones)
+deleted, in one statement (a ``DELETE`` in a ``WITH``): one round trip, atomic by itself."""
+
+
+async def complete(
+    session: AsyncSession,
+    repository: str,
+    digest: str,
+    upstream_session: str,
+    idle: tuple[str, timedelta],
+) -> None:
+    """A closing ``PUT`` succeeded: ``digest`` is fresh in ``repository`` for reading back
+    (``storage.fresh_uploads``) and the session is over, its owner's sessions gone idle with
+    it (:func:`finish`). On PostgreSQL one statement, which may run outside a transaction
+    (``storage.writer.commit_one``); elsewhere two, inside a write transaction. The client
+    hears that its upload is complete after this: of the four round trips of a transaction
+    on PostgreSQL, three were waits for a loop under load."""
+    if dialect_of(session) != "postgresql":
+        await fresh_uploads.remember(session, repository, digest, forget_stale=False)
+        await finish(session, repository, upstream_session, idle)
+        return
+    owner, timeout = idle
+    moment = now()
+    await session.execute(
+        _COMPLETE_IN_ONE,
+        {
+            "in_repository": repository,
+            "upstream_session": upstream_session,
+            "owner": owner,
+            "used_before": moment - timeout,
+            "uploaded": digest,
+            "moment": moment,
+        },
     )
 
 

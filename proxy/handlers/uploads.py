@@ -207,7 +207,14 @@ async def _session_call(request: web.Request, action: str, body: bool) -> web.St
             clock = sessions.forgetting(request)
             forget = clock.due()
             more = await sessions.bookkeep(
-                request, _pushed, name, closing, session, sessions.idle_of(request), forget
+                request,
+                _pushed,
+                name,
+                closing,
+                session,
+                sessions.idle_of(request),
+                forget,
+                one_statement=not forget,
             )
             if forget and more is not None:
                 clock.done(more=more)
@@ -230,9 +237,11 @@ async def _session_call(request: web.Request, action: str, body: bool) -> web.St
     if over:
         sessions.ended(request, name, session)
     if over and not finished:
-        await sessions.bookkeep(request, uploads.finish, name, session, sessions.idle_of(request))
+        idle = sessions.idle_of(request)
+        await sessions.bookkeep(request, uploads.finish, name, session, idle, one_statement=True)
     elif not over and response.status < 300 and not last_use.recent(_idle(request)):
-        await sessions.bookkeep(request, uploads.touch, name, session, sessions.holder(request))
+        holder = sessions.holder(request)
+        await sessions.bookkeep(request, uploads.touch, name, session, holder, one_statement=True)
     return response
 
 
@@ -249,8 +258,12 @@ async def _pushed(
     forget_stale: bool,
 ) -> bool:
     """A closing PUT succeeded: the blob is fresh for reading back, the session is over (and
-    now and then, a batch of stale fresh uploads forgotten: whether it was full)."""
-    more = await fresh_uploads.remember(db, name, digest, forget_stale=forget_stale)
+    now and then, a batch of stale fresh uploads forgotten: whether it was full). Without the
+    forgetting, one statement on PostgreSQL (``storage.uploads.complete``)."""
+    if not forget_stale:
+        await uploads.complete(db, name, digest, upstream_session, idle)
+        return False
+    more = await fresh_uploads.remember(db, name, digest, forget_stale=True)
     await uploads.finish(db, name, upstream_session, idle)
     return more
 

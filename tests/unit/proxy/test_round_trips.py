@@ -160,16 +160,16 @@ async def _counts(gate: Gate) -> dict[str, list[int]]:
 
 
 EXPECTED = {
-    # 7 before (10 before that): a read of the count before asking the upstream (skipped
-    # when a read a moment ago left the identity far below its cap; never here), then one
-    # write transaction (BEGIN, the owner's upsert, count-and-insert, COMMIT), not a
-    # reservation and a bind.
-    "upload POST": 5,
-    # 6 before: the session's row is not read again a moment after its POST recorded it
-    # (proxy.upload_sessions.USED_SECONDS), and stale fresh uploads are forgotten only now
-    # and then (never here: PruneClock.due); BEGIN, the blob made fresh, the session's end,
-    # COMMIT.
-    "upload closing PUT": 4,
+    # 5 before (7, 10 before that): a read of the count before asking the upstream (skipped
+    # when a read a moment ago left the identity far below its cap; never here), then the
+    # reservation: one statement, outside a transaction (the owner's lock and the
+    # count-and-insert in a function of migration 0022's), not BEGIN, two statements, COMMIT.
+    "upload POST": 2,
+    # 4 before (6 before that): the session's row is not read again a moment after its POST
+    # recorded it (proxy.upload_sessions.USED_SECONDS), stale fresh uploads are forgotten only
+    # now and then (never here: PruneClock.due), and the blob made fresh and the session's
+    # end are one statement outside a transaction (storage.uploads.complete).
+    "upload closing PUT": 1,
     # 12 before: the index's insert says whether the manifest is new (no read first), and
     # the tag is one upsert, not the ORM's merge (a read, then an insert).
     "manifest push": 10,

@@ -14,9 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from proxy.upload_sessions import TOUCH_GRACE_SECONDS, LastUse, PruneClock
-from storage import replicas, uploads
+from storage import fresh_uploads, replicas, uploads
 from storage.models import UploadOwner, UploadSession
 from storage.replicas import Holder
+from storage.writer import commit_one
 from tests.fakes.clock import Clock
 
 HOUR = timedelta(hours=1)
@@ -92,6 +93,7 @@ async def clock(monkeypatch: pytest.MonkeyPatch, db: async_sessionmaker[Any]) ->
     clock = Clock()
     monkeypatch.setattr(uploads, "now", clock)
     monkeypatch.setattr(replicas, "now", clock)
+    monkeypatch.setattr(fresh_uploads, "now", clock)
     async with db() as session, session.begin():
         await replicas.beat(session, HERE.replica, STARTED)  # heard from at the clock's time
     return clock
@@ -317,3 +319,53 @@ async def test_finishing_a_session_forgets_the_owners_sessions_gone_idle(
     async with db() as session:
         left = set((await session.scalars(select(UploadSession.session))).all())
     assert left == {"theirs"}
+
+
+async def test_completing_an_upload_makes_its_blob_fresh_and_ends_its_session(
+    db: async_sessionmaker[Any], clock: Clock
+) -> None:
+    """What a closing ``PUT`` writes before its client hears the upload is complete: the blob
+    fresh for reading back, the session over with the owner's gone idle. Run as the proxy runs
+    it, outside a transaction on PostgreSQL (one statement), so a write that did not commit
+    shows here."""
+
+    async def opened(owner: str, upstream: str) -> None:
+        async def one(session: Any) -> int | None:  # no prune: complete() is what is tested
+            return await uploads.reserve(
+                session, owner, "repo/a", upstream, limit=3, idle=HOUR, holder=HERE
+            )
+
+        assert await commit_one(db, one) is not None
+
+    await opened("ci", "broken")
+    await opened("someone-else", "theirs")
+    clock.advance(HOUR + timedelta(seconds=1))
+    await opened("ci", "closing")
+    digest = "sha256:" + "c" * 64
+
+    async def complete(session: Any) -> None:
+        await uploads.complete(session, "repo/a", digest, "closing", ("ci", HOUR))
+
+    await commit_one(db, complete)
+    async with db() as session:
+        left = set((await session.scalars(select(UploadSession.session))).all())
+        assert await fresh_uploads.fresh(session, "repo/a", digest)
+        assert not await fresh_uploads.fresh(session, "repo/b", digest)
+    assert left == {"theirs"}
+
+
+async def test_a_reservation_outside_a_transaction_still_counts_to_the_cap(
+    db: async_sessionmaker[Any],
+) -> None:
+    """The POST's reservation as the proxy runs it (``commit_one``: on PostgreSQL one
+    statement outside a transaction): committed, and exact under concurrency."""
+
+    async def one(session: Any) -> int | None:
+        return await uploads.reserve(
+            session, "alice", "repo/a", next(_UPSTREAM), limit=5, idle=HOUR, holder=HERE
+        )
+
+    results = await asyncio.gather(*(commit_one(db, one) for _ in range(30)))
+    assert len([r for r in results if r is not None]) == 5
+    async with db() as session:
+        assert await uploads.live_count(session, "alice", HOUR, HERE) == 5
