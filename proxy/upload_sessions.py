@@ -445,15 +445,23 @@ async def kept_alive(
 
     async def keep() -> None:
         while True:
-            await asyncio.sleep(idle / 3)
             await bookkeep(
                 request, uploads.touch, name, upstream_session, holder(request), one_statement=True
             )
+            await asyncio.sleep(idle / 3)
 
-    task = asyncio.create_task(keep())
+    # A timer, not a task sleeping from the start: a chunk shorter than a third of the idle
+    # time (nearly all) cancels it without waiting, where awaiting a cancelled task cost every
+    # PATCH and closing PUT a turn of the serving loop (p50 ~30 ms under the load test).
+    keeping: list[asyncio.Task[None]] = []
+    timer = asyncio.get_running_loop().call_later(
+        idle / 3, lambda: keeping.append(asyncio.create_task(keep()))
+    )
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        timer.cancel()
+        for task in keeping:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
