@@ -109,6 +109,37 @@ _ENQUEUE = insert(_JOBS).returning(_JOBS.c.id)
 transaction."""
 
 
+def _bound(name: str, column: str) -> Any:
+    return bindparam(name, type_=_JOBS.c[column].type)
+
+
+_ENQUEUE_UNLESS_QUEUED = (
+    insert(_JOBS)
+    .from_select(
+        [
+            *("kind", "repository", "digest", "reason", "identity", "priority", "state"),
+            *("attempts", "run_after", "created_at", "updated_at"),
+        ],
+        select(
+            _bound("job_kind", "kind"),
+            _bound("in_repository", "repository"),
+            _bound("image", "digest"),
+            _bound("new_reason", "reason"),
+            _bound("new_identity", "identity"),
+            _bound("new_priority", "priority"),
+            _bound("new_state", "state"),
+            _bound("new_attempts", "attempts"),
+            _bound("moment", "run_after"),
+            _bound("moment", "created_at"),
+            _bound("moment", "updated_at"),
+        ).where(~exists(_QUEUED)),
+    )
+    .returning(_JOBS.c.id)
+)
+"""A queued job unless the same one is queued already: the check and the insert in one
+statement (they were two round trips of every push's write transaction)."""
+
+
 async def enqueue(
     session: AsyncSession,
     kind: str,
@@ -122,28 +153,22 @@ async def enqueue(
     new request still queues: the verdict is recomputed from the newest inputs). ``identity``
     caused it: the pusher, or one of the named causes above; the queued job keeps the
     identity that queued it first."""
-    existing = await session.scalar(
-        _QUEUED, {"job_kind": kind, "in_repository": repository, "image": digest}
-    )
-    if existing is not None:
-        return None
     moment = utcnow()
-    return await _insert(
-        session,
-        kind=kind,
-        repository=repository,
-        digest=digest,
-        reason=reason,
-        identity=identity[:255],
-        priority=0,
-        state="queued",
-        attempts=0,
-        run_after=moment,
-        lease_owner=None,
-        lease_until=None,
-        created_at=moment,
-        updated_at=moment,
+    queued = await session.scalar(
+        _ENQUEUE_UNLESS_QUEUED,
+        {
+            "job_kind": kind,
+            "in_repository": repository,
+            "image": digest,
+            "new_reason": reason,
+            "new_identity": identity[:255],
+            "new_priority": 0,
+            "new_state": "queued",
+            "new_attempts": 0,
+            "moment": moment,
+        },
     )
+    return None if queued is None else int(queued)
 
 
 async def _insert(session: AsyncSession, **row: Any) -> int:

@@ -170,9 +170,10 @@ EXPECTED = {
     # now and then (never here: PruneClock.due), and the blob made fresh and the session's
     # end are one statement outside a transaction (storage.uploads.complete).
     "upload closing PUT": 1,
-    # 12 before: the index's insert says whether the manifest is new (no read first), and
-    # the tag is one upsert, not the ORM's merge (a read, then an insert).
-    "manifest push": 10,
+    # 10 before (12 before that): the index's insert says whether the manifest is new (no
+    # read first), the tag is one upsert, not the ORM's merge (a read, then an insert), and
+    # the job is queued unless queued already in one statement (a read, then an insert).
+    "manifest push": 9,
     "manifest pull": 1,
     "blob pull": 3,
 }

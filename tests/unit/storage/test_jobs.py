@@ -33,6 +33,27 @@ async def test_one_claim_per_job_and_duplicates_are_not_queued(db: Any) -> None:
         assert await jobs.counts(session) == {"done": 1}
 
 
+async def test_only_a_queued_twin_keeps_a_job_from_being_queued(db: Any) -> None:
+    """The check and the insert are one statement: a queued job of the same kind, repository
+    and digest is the only thing that stops one; a running one may be stale, so it does not."""
+    async with db() as session, session.begin():
+        assert await jobs.enqueue(session, "verify", "r", "sha256:t", "pushed", identity="p")
+        for kind, repository, digest in (("verify", "r", "sha256:u"), ("verify", "s", "sha256:t")):
+            assert await jobs.enqueue(session, kind, repository, digest, "x", identity="p")
+    running = await claim(db, "w1")
+    assert running is not None
+    async with db() as session, session.begin():
+        again = await jobs.enqueue(
+            session, "verify", running.repository, running.digest, "again", identity="ci"
+        )
+        assert again is not None and again != running.id
+        queued = await jobs.enqueue(
+            session, "verify", running.repository, running.digest, "twice", identity="ci"
+        )
+        assert queued is None
+        assert await jobs.counts(session) == {"queued": 3, "running": 1}
+
+
 async def test_an_expired_lease_is_claimed_again(db: Any) -> None:
     async with db() as session, session.begin():
         await jobs.enqueue(session, "verify", "r", "sha256:b", "pushed", identity="paul")
