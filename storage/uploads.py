@@ -285,9 +285,9 @@ async def complete(
     """A closing ``PUT`` succeeded: ``digest`` is fresh in ``repository`` for reading back
     (``storage.fresh_uploads``) and the session is over, its owner's sessions gone idle with
     it (:func:`finish`). On PostgreSQL one statement, which may run outside a transaction
-    (``storage.writer.commit_one``); elsewhere two, inside a write transaction. The client
-    hears that its upload is complete after this: of the four round trips of a transaction
-    on PostgreSQL, three were waits for a loop under load."""
+    (``storage.writer.commit_one``): one round trip where the two statements in a
+    transaction were four, and the client hears that its upload is complete only after it.
+    Elsewhere two statements, inside a write transaction."""
     if dialect_of(session) != "postgresql":
         await fresh_uploads.remember(session, repository, digest, forget_stale=False)
         await finish(session, repository, upstream_session, idle)

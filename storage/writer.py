@@ -90,9 +90,9 @@ async def read(db: async_sessionmaker[Any], work: Work[T]) -> T:
 async def commit_one(db: async_sessionmaker[Any], work: Work[T]) -> T:
     """Run ``work(session)``, a write of exactly one statement, committed when it returns. On
     PostgreSQL outside a transaction (``AUTOCOMMIT``, as :func:`read` runs): a statement is
-    atomic by itself, so ``BEGIN`` and ``COMMIT`` would add two round trips to its one, each a
-    wait for a loop under load. ``work`` must not run a second statement: each would commit on
-    its own. Elsewhere it is :func:`transact`."""
+    atomic by itself, so ``BEGIN`` and ``COMMIT`` would only add two round trips to its one.
+    ``work`` must not run a second statement: each would commit on its own. Elsewhere it is
+    :func:`transact`."""
     engine = getattr(db, "kw", {}).get("bind")
     if not isinstance(engine, AsyncEngine) or engine.dialect.name != "postgresql":
         return await transact(db, work)

@@ -9,8 +9,8 @@ own. In a PL/pgSQL function under READ COMMITTED each statement takes a fresh sn
 the count sees every reservation committed while the first statement waited for the lock;
 one SQL statement (a CTE) would count on the snapshot taken before the wait, and two POSTs
 could both take the last slot. What counts is ``storage.uploads._HELD``'s condition, spelled
-here in SQL: keep the two alike (tests/unit/proxy/test_upload_sessions.py runs both on
-PostgreSQL through this function).
+here in SQL: keep the two alike (tests/unit/proxy/test_upload_sessions.py runs every case of
+the cap on PostgreSQL through this function).
 
 Revision ID: 0022
 Revises: 0021
