@@ -40,9 +40,10 @@ migration to it (``tests/unit/storage/test_migration_head.py``)."""
 DATABASE_ERRORS: tuple[type[Exception], ...] = (StorageError, SQLAlchemyError)
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = None) -> AsyncEngine:
     """An async engine with the per-backend settings the gatekeeper relies on (``pool_size``:
-    PostgreSQL's connections kept, and as many more opened under a burst)."""
+    PostgreSQL's connections kept; ``max_overflow``: how many more are opened under a burst,
+    and closed after it, ``pool_size`` unless given)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
@@ -51,7 +52,8 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+        overflow = pool_size if max_overflow is None else max_overflow
+        engine = create_async_engine(url, pool_size=pool_size, max_overflow=overflow)
         event.listen(engine.sync_engine.pool, "checkin", _checked_in)
         event.listen(engine.sync_engine.pool, "checkout", _ping_if_idle)
     event.listen(engine.sync_engine, "do_connect", _connect)

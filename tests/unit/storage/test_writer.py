@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from storage.db import create_engine, sessionmaker
 from storage.errors import DatabaseUnavailable
 from storage.write_queue import WriteQueue
-from storage.writer import close, read, transact
+from storage.writer import WRITER_POOL_SIZE, close, read, transact
 from tests.support.database import Database
 
 ROWS = 20
@@ -240,3 +240,26 @@ async def test_postgresql_reads_run_outside_a_transaction(
 
 def _pg_committed(database: Database) -> int:
     return int(database.fetch("SELECT count(*) AS n FROM t")[0]["n"])
+
+
+async def test_a_burst_of_postgresql_transactions_keeps_the_writers_connections(
+    pg_engine: tuple[AsyncEngine, Database],
+) -> None:
+    """Thirty transactions at once wait for the writer's connections rather than opening more
+    and closing them again when they are returned (each a PostgreSQL backend started and
+    authenticated, every statement prepared again on it): a second burst opens none."""
+    engine, _ = pg_engine
+    db = sessionmaker(engine)
+
+    async def slow(session: AsyncSession) -> None:
+        await session.execute(text("SELECT pg_sleep(0.05)"))
+
+    await transact(db, slow)  # the writer and its engine exist now
+    writer = engine.sync_engine._gatekeeper_writer  # type: ignore[attr-defined]
+    opened: list[bool] = []
+    event.listen(writer._engine.sync_engine, "connect", lambda *_: opened.append(True))
+    await asyncio.gather(*(transact(db, slow) for _ in range(30)))
+    first = len(opened)
+    assert 0 < first < WRITER_POOL_SIZE
+    await asyncio.gather(*(transact(db, slow) for _ in range(30)))
+    assert len(opened) == first
