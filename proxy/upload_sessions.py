@@ -342,6 +342,14 @@ async def bookkeep(
         return None
 
 
+async def touched(request: web.Request, name: str, upstream_session: str) -> None:
+    """A request used the session: it is not idle, and this replica serves it now (one
+    statement, ``storage.uploads.touch``; a failure is logged, as :func:`bookkeep` says)."""
+    await bookkeep(
+        request, uploads.touch, name, upstream_session, holder(request), one_statement=True
+    )
+
+
 def forgetting(request: web.Request) -> PruneClock:
     """When this process's closing ``PUT`` next forgets stale fresh uploads."""
     return _kept(services(request).presence).forgetting
@@ -439,15 +447,11 @@ async def kept_alive(
     the idle timeout does not lose the session it is being written to."""
     idle = services(request).settings.uploads.session_idle_seconds
     if not last_use.fresh(idle):
-        await bookkeep(
-            request, uploads.touch, name, upstream_session, holder(request), one_statement=True
-        )
+        await touched(request, name, upstream_session)
 
     async def keep() -> None:
         while True:
-            await bookkeep(
-                request, uploads.touch, name, upstream_session, holder(request), one_statement=True
-            )
+            await touched(request, name, upstream_session)
             await asyncio.sleep(idle / 3)
 
     # A timer, not a task sleeping from the start: a chunk shorter than a third of the idle

@@ -202,22 +202,21 @@ async def _session_call(request: web.Request, action: str, body: bool) -> web.St
 
     async def completed(resp: aiohttp.ClientResponse) -> None:
         # Before the client hears the upload is complete: it may read the blob back at once.
-        # The session is over too: one write transaction for both.
+        # The session is over too: one write for both (one statement on PostgreSQL, unless
+        # stale fresh uploads are forgotten in the same transaction now and then).
         if closing is not None and resp.status == 201:
             clock = sessions.forgetting(request)
-            forget = clock.due()
-            more = await sessions.bookkeep(
-                request,
-                _pushed,
-                name,
-                closing,
-                session,
-                sessions.idle_of(request),
-                forget,
-                one_statement=not forget,
-            )
-            if forget and more is not None:
-                clock.done(more=more)
+            idle = sessions.idle_of(request)
+            if clock.due():
+                more = await sessions.bookkeep(
+                    request, _pushed_forgetting, name, closing, session, idle
+                )
+                if more is not None:
+                    clock.done(more=more)
+            else:
+                await sessions.bookkeep(
+                    request, uploads.complete, name, closing, session, idle, one_statement=True
+                )
             finished.append(True)
 
     # A long chunk is activity from its start to its end, not only once it is done.
@@ -240,8 +239,7 @@ async def _session_call(request: web.Request, action: str, body: bool) -> web.St
         idle = sessions.idle_of(request)
         await sessions.bookkeep(request, uploads.finish, name, session, idle, one_statement=True)
     elif not over and response.status < 300 and not last_use.recent(_idle(request)):
-        holder = sessions.holder(request)
-        await sessions.bookkeep(request, uploads.touch, name, session, holder, one_statement=True)
+        await sessions.touched(request, name, session)
     return response
 
 
@@ -249,20 +247,15 @@ def _idle(request: web.Request) -> float:
     return services(request).settings.uploads.session_idle_seconds
 
 
-async def _pushed(
+async def _pushed_forgetting(
     db: AsyncSession,
     name: str,
     digest: str,
     upstream_session: str,
     idle: tuple[str, timedelta],
-    forget_stale: bool,
 ) -> bool:
-    """A closing PUT succeeded: the blob is fresh for reading back, the session is over (and
-    now and then, a batch of stale fresh uploads forgotten: whether it was full). Without the
-    forgetting, one statement on PostgreSQL (``storage.uploads.complete``)."""
-    if not forget_stale:
-        await uploads.complete(db, name, digest, upstream_session, idle)
-        return False
+    """A closing PUT succeeded (``storage.uploads.complete``) when this process forgets a
+    batch of stale fresh uploads too, in the same transaction: whether the batch was full."""
     more = await fresh_uploads.remember(db, name, digest, forget_stale=True)
     await uploads.finish(db, name, upstream_session, idle)
     return more
