@@ -30,6 +30,7 @@ import httpx
 
 from config.remotes import Remote
 from upstream.client import parse_challenge
+from upstream.tls import verifying_context
 
 log = logging.getLogger("gatekeeper.remotes")
 
@@ -248,4 +249,4 @@ def _transport(exc: httpx.HTTPError) -> str:
 def make_remote_client() -> httpx.AsyncClient:
     """The client for questions to remotes: no redirects followed (a registry API answers
     where it is asked), no cookies kept; each question sets its remote's timeout."""
-    return httpx.AsyncClient(follow_redirects=False, timeout=10.0)
+    return httpx.AsyncClient(follow_redirects=False, timeout=10.0, verify=verifying_context())

@@ -37,6 +37,7 @@ from storage import schedules
 from storage.advisories import ImportResult
 from storage.db import DATABASE_ERRORS
 from storage.timeutil import now as utcnow
+from upstream.tls import verifying_context
 from verifiers.vulns.load import LoadError, Rejected
 
 log = logging.getLogger("gatekeeper.advisories")
@@ -280,4 +281,8 @@ def _describe(exc: BaseException) -> str:
 def make_mirror_client(settings: AdvisoriesSettings) -> httpx.AsyncClient:
     """One client for every sync: the timeout bounds connecting and each silence while
     downloading, not the whole (possibly large) download."""
-    return httpx.AsyncClient(timeout=httpx.Timeout(settings.timeout_seconds), follow_redirects=True)
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.timeout_seconds),
+        follow_redirects=True,
+        verify=verifying_context(),
+    )

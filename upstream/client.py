@@ -29,6 +29,7 @@ from yarl import URL
 
 from config.settings import Settings
 from oci.errors import Code, OCIError
+from upstream.tls import verifying_context
 
 log = logging.getLogger("gatekeeper.upstream")
 
@@ -276,4 +277,8 @@ def make_client_session(settings: Settings) -> aiohttp.ClientSession:
 
 
 def make_token_client(settings: Settings) -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=settings.upstream_timeout_seconds, follow_redirects=False)
+    return httpx.AsyncClient(
+        timeout=settings.upstream_timeout_seconds,
+        follow_redirects=False,
+        verify=verifying_context(),
+    )

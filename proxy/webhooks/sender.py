@@ -18,6 +18,7 @@ from config.settings import WebhookSettings
 from proxy.webhooks.cloudevents import USER_AGENT, request_headers
 from storage.timeutil import now as utcnow
 from storage.webhooks import AttemptResult, ClaimedDelivery
+from upstream.tls import verifying_context
 
 log = logging.getLogger("gatekeeper.webhooks")
 
@@ -48,7 +49,9 @@ class Hook:
 def make_webhook_client() -> httpx.AsyncClient:
     """The process's one client for webhooks. Redirects are not followed: a 3xx is a failed
     attempt, so a receiver cannot bounce signed events elsewhere."""
-    return httpx.AsyncClient(follow_redirects=False, headers={"User-Agent": USER_AGENT})
+    return httpx.AsyncClient(
+        follow_redirects=False, headers={"User-Agent": USER_AGENT}, verify=verifying_context()
+    )
 
 
 async def send_once(
