@@ -170,11 +170,16 @@ def postgres_db(databases: database.Databases) -> database.Database:
     return databases.fresh_postgres()
 
 
+_MIGRATING_FIXTURES = frozenset({"db", "gatekeeper_client"})
+"""Fixtures that migrate their database to the head revision before the test sees it."""
+
+
 @pytest.fixture
-def fresh_db(tmp_path: Path) -> database.Database:
-    """A fresh, empty database on the session's backend (the gatekeeper's migrations or the
-    test's ``upgrade`` create the schema)."""
-    return database.fresh(tmp_path)
+def fresh_db(request: pytest.FixtureRequest, tmp_path: Path) -> database.Database:
+    """A fresh database on the session's backend: empty (the gatekeeper's migrations or the
+    test's ``upgrade`` create the schema), or, for a test using a fixture that would migrate it
+    anyway (``db``, ``gatekeeper_client``), a copy of one migrated to the head revision."""
+    return database.fresh(tmp_path, migrated=bool(_MIGRATING_FIXTURES & set(request.fixturenames)))
 
 
 @pytest.fixture(scope="module")
