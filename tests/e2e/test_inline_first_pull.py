@@ -36,7 +36,13 @@ pytestmark = pytest.mark.e2e
 
 POLICIES = [
     {"name": "sane", "repositories": ["inline/*"], "require": ["config-sanity"]},
-    {"name": "signed", "repositories": ["signed/*"], "require": ["config-sanity", "signatures"]},
+    {
+        "name": "signed",
+        "repositories": ["signed/*"],
+        "require": ["config-sanity", "signatures"],
+        # No worker runs its verification: a pull is held this long for nothing.
+        "hold_seconds": 2,
+    },
 ]
 BROKEN = json.dumps({"architecture": "amd64", "rootfs": {"type": "layers", "diff_ids": []}})
 """No ``os``, and no layer where the manifest lists one: config-sanity quarantines it."""

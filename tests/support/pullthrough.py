@@ -90,7 +90,7 @@ class RemoteFront:
             self.rate_limited = False
 
 
-RETRY_AFTER = 3
+RETRY_AFTER = 1
 """What the rate-limiting remote asks for, in seconds (``Retry-After``)."""
 
 
