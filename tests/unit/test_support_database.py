@@ -108,3 +108,29 @@ def test_a_cluster_stops_when_the_process_that_started_it_is_killed(tmp_path: Pa
         pytest.fail(f"postmaster {postmaster} still running after its starter was killed")
     finally:
         starter.kill()
+
+
+def test_migrated_databases_are_at_head_and_separate(
+    databases: database.Databases, tmp_path: Path
+) -> None:
+    """The copies of the migrated template: at the head revision, and each its own (a row
+    written to one is in no other, nor in the next copy)."""
+    first = databases.fresh(tmp_path / "a", migrated=True)
+    second = databases.fresh(tmp_path / "b", migrated=True)
+    assert first.url != second.url
+    query = "SELECT version_num FROM alembic_version"
+    assert first.fetch(query) == second.fetch(query) == [{"version_num": head_revision()}]
+    first.execute(
+        "INSERT INTO tags (repository, tag, digest, updated_at) "
+        "VALUES ('a', 'b', 'c', '2026-12-08 00:00:00')"
+    )
+    assert len(first.fetch("SELECT * FROM tags")) == 1
+    assert second.fetch("SELECT * FROM tags") == []
+    third = databases.fresh(tmp_path / "c", migrated=True)
+    assert third.fetch("SELECT * FROM tags") == []
+
+
+def test_a_db_fixture_gets_a_migrated_database(fresh_db: Database, db: object) -> None:
+    assert fresh_db.fetch("SELECT version_num FROM alembic_version") == [
+        {"version_num": head_revision()}
+    ]
