@@ -1,5 +1,5 @@
 """``python -m cli`` is the same as the ``gatekeeper`` console script."""
 
-from cli.main import main
+from cli.entry import run
 
-raise SystemExit(main())
+run()

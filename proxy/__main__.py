@@ -1,6 +1,6 @@
 """``python -m proxy`` is the same as the ``gatekeeper`` console script (kept because scripts,
 tests and deployments start the gatekeeper that way); the command line lives in ``cli/``."""
 
-from cli.main import main
+from cli.entry import run
 
-raise SystemExit(main())
+run()
