@@ -148,9 +148,7 @@ def main(args: AuditOptions) -> int:
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="audit-bench-")))
         if args.database == "postgres":
-            cluster = postgres.start_postgres(workdir / "pg")
-            stack.callback(cluster.stop)
-            url = cluster.url
+            url = postgres.cluster_url(stack, workdir / "pg")
         else:
             url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
         data = asyncio.run(run(url, args, workdir))

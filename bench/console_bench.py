@@ -407,9 +407,7 @@ def main(args: ConsoleOptions) -> int:
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="console-bench-")))
         if args.database == "postgres":
-            cluster = postgres.start_postgres(workdir / "pg")
-            stack.callback(cluster.stop)
-            url = cluster.url
+            url = postgres.cluster_url(stack, workdir / "pg")
         else:
             url = f"sqlite+aiosqlite:///{args.sqlite_file or workdir / 'bench.db'}"
         data = asyncio.run(run(args, workdir, url))

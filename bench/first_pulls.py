@@ -70,9 +70,7 @@ def measure(
             gated_images = _images(http, "g", count + 1)
         env = {**GATEKEEPER_ENV, "GATEKEEPER_VERIFICATION__FIRST_PULL_HOLD_SECONDS": "30"}
         if database == "postgres":
-            cluster = postgres.start_postgres(workdir / "pg")
-            stack.callback(cluster.stop)
-            env["GATEKEEPER_DATABASE_URL"] = cluster.url
+            env["GATEKEEPER_DATABASE_URL"] = postgres.cluster_url(stack, workdir / "pg")
         gatekeeper = make_gatekeeper(
             workdir / "gatekeeper",
             registry.url,

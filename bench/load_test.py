@@ -145,9 +145,7 @@ def run(options: Options, progress: Progress) -> Outcome:
             "GATEKEEPER_AUDIT__FLUSH_INTERVAL_SECONDS": str(_DEFAULT_FLUSH_SECONDS),
         }
         if options.database == "postgres":
-            cluster = postgres.start_postgres(workdir / "pg")
-            stack.callback(cluster.stop)
-            env["GATEKEEPER_DATABASE_URL"] = cluster.url
+            env["GATEKEEPER_DATABASE_URL"] = postgres.cluster_url(stack, workdir / "pg")
         gatekeeper = make_gatekeeper(
             workdir / "gatekeeper",
             registry.url,

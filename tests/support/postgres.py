@@ -171,3 +171,11 @@ def start_postgres(workdir: Path) -> Postgres:
     _watch(pg)
     pg._run("createdb", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "gatekeeper", "gatekeeper")
     return pg
+
+
+def cluster_url(stack: contextlib.ExitStack, workdir: Path) -> str:
+    """The URL of a private cluster started in ``workdir`` and stopped when ``stack`` closes:
+    what a benchmark's ``--database postgres`` runs on."""
+    cluster = start_postgres(workdir)
+    stack.callback(cluster.stop)
+    return cluster.url
