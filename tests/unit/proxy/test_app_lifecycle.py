@@ -4,6 +4,7 @@ start that fails half-way closes everything it had opened, and a stop closes eve
 from __future__ import annotations
 
 import asyncio
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from proxy.app import create_app
 from storage.db import create_engine
 from tests.support.database import Database
 from tests.support.gatekeeper import TEST_KEY_ENCRYPTION_KEY, WARN_EVERYTHING
+from upstream.tls import verifying_context
 
 
 class Injected(Exception):
@@ -130,3 +132,22 @@ async def test_a_start_that_fails_half_way_closes_what_it_opened(
     again = web.AppRunner(create_app(_settings(fresh_db, tmp_path)))
     await again.setup()
     await again.cleanup()
+
+
+async def test_a_start_builds_one_tls_context(
+    fresh_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[ssl.SSLContext] = []
+    original = ssl.create_default_context
+
+    def counted(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        built.append(original(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+    verifying_context.cache_clear()
+    runner = web.AppRunner(create_app(_settings(fresh_db, tmp_path)))
+    await runner.setup()
+    await runner.cleanup()
+    # Its four httpx clients share one (upstream/tls.py); each built its own before.
+    assert len(built) == 1, f"{len(built)} TLS contexts built at start"
