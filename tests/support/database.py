@@ -4,7 +4,9 @@ The same suite runs on both backends (``pytest --db=postgresql`` or ``GATEKEEPER
 see tests/conftest.py). Every gatekeeper a test starts, and every storage-level test, asks this
 module for a *fresh* database, so tests stay as independent as they are with one SQLite file
 each: on PostgreSQL that is a new ``CREATE DATABASE`` in one private cluster per session
-(``initdb`` + ``pg_ctl`` on a free port, see :mod:`tests.support.postgres`).
+(``initdb`` + ``pg_ctl`` on a free port, see :mod:`tests.support.postgres`). A test that
+wants the schema in place (``migrated``) gets a copy of a database migrated once per pytest
+process; a gatekeeper process gets an empty one and migrates it, as in production.
 
 The backend is session state held here rather than a fixture threaded through every call:
 helpers such as :func:`tests.support.gatekeeper.make_gatekeeper` are called from fixtures,
@@ -157,8 +159,9 @@ class Databases:
         # is still being set up: CREATE DATABASE copies a template (~0.5 s under load).
         self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-db-ahead")
         self._spares: dict[bool, Future[str]] = {}
-        self._templates: dict[Backend, str] = {}
+        """One database made ahead of each kind: empty (False) and migrated (True)."""
         self._template_lock = threading.Lock()
+        self._templates: dict[Backend, str] = {}
         """The migrated template of each backend: a SQLite file, a PostgreSQL database."""
 
     @property
