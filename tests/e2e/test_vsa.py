@@ -218,16 +218,20 @@ def test_a_hostile_bundle_referrer_does_not_carry_an_image_out(gk: Gatekeeper) -
         deadline = time.monotonic() + 90
         while settled is None or time.monotonic() < settled + 3:
             assert http.get(layer).status_code in (403, 404)
-            if settled is None and _settled(gk, hostile):
+            if settled is None and _settled(gk, repo, hostile):
                 settled = time.monotonic()
             assert time.monotonic() < deadline, "the referrer's verification never finished"
             time.sleep(0.25)
 
 
-def _settled(gk: Gatekeeper, digest: str) -> bool:
-    """``digest`` has a decided verdict and no job is queued or running."""
+def _settled(gk: Gatekeeper, repository: str, digest: str) -> bool:
+    """``digest`` has a decided verdict and no job of ``repository`` is queued or running
+    (other tests' images share this gatekeeper)."""
     decided = gk.database.fetch(
         "SELECT state FROM verdicts WHERE digest = :d AND state <> 'pending'", {"d": digest}
     )
-    busy = gk.database.fetch("SELECT id FROM jobs WHERE state IN ('queued', 'running')")
+    busy = gk.database.fetch(
+        "SELECT id FROM jobs WHERE repository = :r AND state IN ('queued', 'running')",
+        {"r": repository},
+    )
     return bool(decided) and not busy
