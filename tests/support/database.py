@@ -212,12 +212,12 @@ class Databases:
                     directory = self._workdir / "template"
                     directory.mkdir(parents=True, exist_ok=True)
                     made = sqlite_database(directory)
-                    run_sync(lambda: _migrate(made.url))
+                    migrate(made.url)
                     self._templates[backend] = str(made.path)
                 else:
                     name = f"template_{os.getpid()}"
                     cluster.admin(f'CREATE DATABASE "{name}"')
-                    run_sync(lambda: _migrate(cluster.url_for(name)))
+                    migrate(cluster.url_for(name))
                     self._templates[backend] = name
             return self._templates[backend]
 
@@ -240,14 +240,19 @@ class Databases:
             self._cluster = None
 
 
-async def _migrate(url: str) -> None:
+def migrate(url: str) -> None:
+    """Bring the database at ``url`` to the head revision, as a gatekeeper's start does (from
+    synchronous code or inside an async test alike: :func:`run_sync`)."""
     from storage.db import create_engine, upgrade
 
-    engine = create_engine(url)
-    try:
-        await upgrade(engine)
-    finally:
-        await engine.dispose()
+    async def run() -> None:
+        engine = create_engine(url)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    run_sync(run)
 
 
 def _copy_sqlite(template: Path, path: Path) -> None:
@@ -288,7 +293,7 @@ def fresh(sqlite_dir: Path, *, migrated: bool = False) -> Database:
     if _session is None:
         made = sqlite_database(sqlite_dir)
         if migrated:
-            run_sync(lambda: _migrate(made.url))
+            migrate(made.url)
         return made
     return _session.fresh(sqlite_dir, migrated=migrated)
 

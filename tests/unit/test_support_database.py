@@ -11,24 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from storage.db import create_engine, head_revision, upgrade
+from storage.db import head_revision
 from tests.support import database, postgres
-from tests.support.database import Database, QueryError, as_datetime, run_sync
-
-
-def _migrate(db: Database) -> None:
-    async def run() -> None:
-        engine = create_engine(db.url)
-        try:
-            await upgrade(engine)
-        finally:
-            await engine.dispose()
-
-    run_sync(run)
+from tests.support.database import Database, QueryError, as_datetime
 
 
 def test_fetch_takes_named_parameters_and_returns_dicts(fresh_db: Database) -> None:
-    _migrate(fresh_db)
+    database.migrate(fresh_db.url)
     rows = fresh_db.fetch(
         "SELECT version_num FROM alembic_version WHERE version_num = :v", {"v": head_revision()}
     )
@@ -57,7 +46,7 @@ def test_fresh_postgres_databases_are_separate_and_dropped_after(
     mark = databases.created()
     other = databases.fresh_postgres()
     assert other.url != postgres_db.url
-    _migrate(other)
+    database.migrate(other.url)
     assert postgres_db.fetch("SELECT to_regclass('access_log') AS t") == [{"t": None}]
     name = other.url.rsplit("/", 1)[1]
     databases.drop_since(mark)
